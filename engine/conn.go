@@ -1,0 +1,206 @@
+package engine
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/myim/myim/frame"
+)
+
+// Conn is one client connection. Methods marked "loop only" may be called
+// only from the connection's own event loop, that is from inside a Handler
+// callback for this connection or for another connection on the same loop
+// (see SameLoop); the others are safe for concurrent use.
+type Conn struct {
+	gc   gnet.Conn
+	srv  *Server
+	loop *loop
+	id   uint64
+
+	// Loop-only state.
+	openedAt  time.Duration // since srv.start
+	lastFrame time.Duration // since srv.start; 0 until the first frame
+	deadline  time.Duration // handler's deadline, since srv.start; 0 = none
+	wheelTick int64         // tick of the wheel slot that holds c; -1 = none
+	out       *bytebufferpool.ByteBuffer
+	dirty     bool
+	closing   bool
+	ctx       any
+	remote    string
+
+	// Shared state.
+	reason    atomic.Uint32 // CloseReason, set once
+	closed    atomic.Bool
+	opened    bool        // OnOpen was called (loop only)
+	hasMail   atomic.Bool // mail is non-empty
+	mu        sync.Mutex  // guards mail and mailBytes
+	mail      []*bytebufferpool.ByteBuffer
+	mailBytes int
+}
+
+// ID returns the connection's id, unique for the server's lifetime (file
+// descriptors are reused by the kernel; ids are not). Safe for concurrent use.
+func (c *Conn) ID() uint64 { return c.id }
+
+// RemoteAddr returns the peer's address as text. Safe for concurrent use.
+func (c *Conn) RemoteAddr() string { return c.remote }
+
+// Context returns the handler's per-connection value. Loop only.
+func (c *Conn) Context() any { return c.ctx }
+
+// SetContext sets the handler's per-connection value. Loop only.
+func (c *Conn) SetContext(v any) { c.ctx = v }
+
+// SameLoop reports whether o runs on c's event loop, so that a handler
+// running for c may call o.Write directly instead of o.Post.
+func (c *Conn) SameLoop(o *Conn) bool { return c.loop == o.loop }
+
+// SetDeadline closes the connection with ReasonDeadline if it is still open
+// d from now; d <= 0 clears it. Handlers use it for handshake deadlines.
+// Loop only.
+func (c *Conn) SetDeadline(d time.Duration) {
+	if d <= 0 {
+		c.deadline = 0
+		return
+	}
+	c.deadline = c.srv.now() + d
+	c.loop.wheel.schedule(c, c.nextDeadline())
+}
+
+// Write queues b for the connection; it is sent, with everything else queued
+// during this event-loop iteration, in one write when the iteration ends.
+// b is copied and may be reused at once. Loop only.
+func (c *Conn) Write(b []byte) {
+	if c.closing {
+		return
+	}
+	if c.out == nil {
+		c.out = outPool.Get()
+	}
+	c.out.B = append(c.out.B, b...)
+	c.markDirty()
+}
+
+// Out returns the buffer that the next flush writes, so that a frame can be
+// encoded (or sealed) straight into it: append to its B field. Loop only;
+// the buffer must not be kept past the callback.
+func (c *Conn) Out() *bytebufferpool.ByteBuffer {
+	if c.out == nil {
+		c.out = outPool.Get()
+	}
+	c.markDirty()
+	return c.out
+}
+
+func (c *Conn) markDirty() {
+	if !c.dirty {
+		c.dirty = true
+		c.loop.dirty = append(c.loop.dirty, c)
+	}
+}
+
+// Post hands b to the connection's event loop, where the handler's OnMail
+// sees it (or, for handlers without OnMail, it is written as is). Ownership
+// of b passes to the engine on success; on error the caller keeps it. Post
+// fails with ErrSlowReader when the bytes already posted and not yet written
+// exceed the outbound cap, so that a producer can shed or store instead.
+// Safe for concurrent use.
+func (c *Conn) Post(b *bytebufferpool.ByteBuffer) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	c.mu.Lock()
+	if c.mailBytes+len(b.B) > c.srv.cfg.MaxOutbound {
+		c.mu.Unlock()
+		return ErrSlowReader
+	}
+	wake := len(c.mail) == 0
+	c.mail = append(c.mail, b)
+	c.mailBytes += len(b.B)
+	c.hasMail.Store(true)
+	c.mu.Unlock()
+	if wake {
+		if err := c.gc.Wake(nil); err != nil {
+			return ErrClosed
+		}
+	}
+	return nil
+}
+
+// Close closes the connection with reason r after what is queued is
+// flushed. Safe for concurrent use; the first reason given wins.
+func (c *Conn) Close(r CloseReason) {
+	c.reason.CompareAndSwap(0, uint32(r))
+	if c.closed.Swap(true) {
+		return
+	}
+	_ = c.gc.Close()
+}
+
+// closeOnLoop marks the connection for closing at the end of this callback.
+func (c *Conn) closeOnLoop(r CloseReason) {
+	c.reason.CompareAndSwap(0, uint32(r))
+	c.closing = true
+}
+
+// Reason returns the close reason, ReasonNone while open. Safe for
+// concurrent use.
+func (c *Conn) Reason() CloseReason { return CloseReason(c.reason.Load()) }
+
+// nextDeadline is the earliest time the connection must be closed at.
+func (c *Conn) nextDeadline() time.Duration {
+	var d time.Duration
+	if c.lastFrame == 0 {
+		d = c.openedAt + c.srv.cfg.FirstFrameTimeout
+	} else {
+		d = c.lastFrame + c.srv.cfg.IdleTimeout
+	}
+	if c.deadline != 0 && c.deadline < d {
+		d = c.deadline
+	}
+	return d
+}
+
+// expiryReason says which deadline passed.
+func (c *Conn) expiryReason(now time.Duration) CloseReason {
+	switch {
+	case c.deadline != 0 && c.deadline <= now:
+		return ReasonDeadline
+	case c.lastFrame == 0:
+		return ReasonFirstFrame
+	default:
+		return ReasonIdle
+	}
+}
+
+// takeMail removes and returns the posted buffers.
+func (c *Conn) takeMail(dst []*bytebufferpool.ByteBuffer) []*bytebufferpool.ByteBuffer {
+	c.mu.Lock()
+	dst = append(dst, c.mail...)
+	clear(c.mail)
+	c.mail = c.mail[:0]
+	c.mailBytes = 0
+	c.hasMail.Store(false)
+	c.mu.Unlock()
+	return dst
+}
+
+// outPool holds per-connection write batches. They are taken when a
+// connection first writes in an iteration and returned after the flush, so
+// an idle connection holds no buffer.
+var outPool bytebufferpool.Pool
+
+// pongFor appends the answer to a PING: the note's 03 02 00, or, for a PING
+// that carries a body (a load generator's timestamp), PONG with that body.
+func pongFor(dst []byte, ping frame.Frame) []byte {
+	body := ping.Body()
+	if len(body) == 0 {
+		return append(dst, frame.Pong...)
+	}
+	dst, _ = frame.Append(dst, frame.CmdPong, frame.QoS0, body)
+	return dst
+}

@@ -1,0 +1,106 @@
+package engine
+
+import (
+	"log/slog"
+	"runtime"
+	"time"
+
+	"github.com/myim/myim/frame"
+)
+
+// Config holds one server's limits. Zero values mean "use the default"; the
+// defaults are filled in one place, fillDefaults.
+type Config struct {
+	// Addr is the listen address, e.g. "tcp://:5222" or ":5222".
+	Addr string
+	// Loops is the number of event loops; 0 means one per CPU. On two
+	// shared cores one loop can beat two, since cross-loop forwards cost a
+	// queue hop: measure.
+	Loops int
+	// MaxFrame caps a frame's size (its Length value). Default 1 MiB.
+	MaxFrame int
+	// FirstFrameTimeout closes a connection that sends no complete frame
+	// this long after connecting. Default 10 s.
+	FirstFrameTimeout time.Duration
+	// IdleTimeout closes a connection that sends no complete frame for this
+	// long; a half frame that stalls counts as no frame. Clients PING well
+	// inside it. Default 120 s.
+	IdleTimeout time.Duration
+	// MaxOutbound caps the bytes queued for one connection (gnet's outbound
+	// buffer plus posted, unwritten buffers). A peer that stops reading is
+	// disconnected when it is exceeded. Default 4 MiB.
+	MaxOutbound int
+	// MaxConns caps concurrent connections; 0 means the default 1,000,000.
+	MaxConns int
+	// TickInterval is the timing wheel's resolution. Default 1 s.
+	TickInterval time.Duration
+	// ReusePort gives each loop its own SO_REUSEPORT listener.
+	ReusePort bool
+	// Logger receives the engine's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+func (c *Config) fillDefaults() {
+	if c.Addr == "" {
+		c.Addr = ":5222"
+	}
+	if c.Loops <= 0 {
+		c.Loops = runtime.NumCPU()
+	}
+	if c.MaxFrame <= 0 {
+		c.MaxFrame = frame.DefaultMaxFrame
+	}
+	if c.MaxFrame > frame.MaxEncodable {
+		c.MaxFrame = frame.MaxEncodable
+	}
+	if c.FirstFrameTimeout <= 0 {
+		c.FirstFrameTimeout = 10 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 120 * time.Second
+	}
+	if c.MaxOutbound <= 0 {
+		c.MaxOutbound = 4 << 20
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = 1_000_000
+	}
+	if c.TickInterval <= 0 {
+		c.TickInterval = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Option sets one field of a server's Config.
+type Option func(*Config)
+
+// WithConfig replaces the whole Config; later options still apply.
+func WithConfig(c Config) Option { return func(dst *Config) { *dst = c } }
+
+// WithAddr sets the listen address.
+func WithAddr(addr string) Option { return func(c *Config) { c.Addr = addr } }
+
+// WithLoops sets the number of event loops.
+func WithLoops(n int) Option { return func(c *Config) { c.Loops = n } }
+
+// WithMaxFrame sets the maximum frame size.
+func WithMaxFrame(n int) Option { return func(c *Config) { c.MaxFrame = n } }
+
+// WithIdleTimeout sets the idle timeout.
+func WithIdleTimeout(d time.Duration) Option { return func(c *Config) { c.IdleTimeout = d } }
+
+// WithFirstFrameTimeout sets the deadline for the first frame.
+func WithFirstFrameTimeout(d time.Duration) Option {
+	return func(c *Config) { c.FirstFrameTimeout = d }
+}
+
+// WithMaxOutbound sets the per-connection outbound cap in bytes.
+func WithMaxOutbound(n int) Option { return func(c *Config) { c.MaxOutbound = n } }
+
+// WithMaxConns sets the connection cap.
+func WithMaxConns(n int) Option { return func(c *Config) { c.MaxConns = n } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(c *Config) { c.Logger = l } }

@@ -1,0 +1,410 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/myim/myim/frame"
+)
+
+// Handler is what an embedder (or a MyIM role) plugs into a Server. Every
+// method runs on the connection's event loop and must not block: storage,
+// Redis and password hashing go to other goroutines, whose results come back
+// through Conn.Post.
+//
+// The engine itself answers PING with PONG, enforces the frame size, the
+// envelope (Cmd known, QoS 0 or 1) and every timeout; a handler sees only
+// other frames and validates bodies itself (after opening them, when
+// sealed).
+type Handler interface {
+	// OnOpen is called for a new connection. An error closes it.
+	OnOpen(c *Conn) error
+	// OnFrame is called for each complete frame. f aliases gnet's buffer
+	// and is valid only until OnFrame returns: copy what must outlive it.
+	// An error closes the connection (with the reason of a ReasonError).
+	OnFrame(c *Conn, f frame.Frame) error
+	// OnClose is called once when the connection is gone.
+	OnClose(c *Conn, r CloseReason)
+}
+
+// MailHandler is implemented by handlers that process posted buffers
+// themselves (for example to seal them); b is valid until OnMail returns.
+// Without it, posted buffers are written as they are.
+type MailHandler interface {
+	OnMail(c *Conn, b []byte) error
+}
+
+// Stats are a server's counters. Safe for concurrent use.
+type Stats struct {
+	Conns    atomic.Int64
+	Accepted atomic.Uint64
+	FramesIn atomic.Uint64
+	BytesIn  atomic.Uint64
+	Closed   [reasonCount]atomic.Uint64
+}
+
+// Server is one listener with its event loops.
+type Server struct {
+	cfg   Config
+	h     Handler
+	mh    MailHandler
+	start time.Time
+	stats Stats
+
+	eng     gnet.Engine
+	nextID  atomic.Uint64
+	loopsMu sync.Mutex
+	loops   map[gnet.EventLoop]*loop
+	addr    net.Addr
+	ready   chan error
+	done    chan error
+	stop    atomic.Bool
+}
+
+// loop is the per-event-loop state; only its own loop touches it, except
+// that el is read by the ticker goroutine to post sweeps.
+type loop struct {
+	el    gnet.EventLoop
+	wheel wheel
+	dirty []*Conn
+	mail  []*bytebufferpool.ByteBuffer // scratch for draining mailboxes
+	sweep gnet.RunnableFunc
+}
+
+// New returns a server for h with the given options. It does not listen
+// until Start.
+func New(h Handler, opts ...Option) *Server {
+	var cfg Config
+	for _, o := range opts {
+		o(&cfg)
+	}
+	cfg.fillDefaults()
+	s := &Server{cfg: cfg, h: h, loops: make(map[gnet.EventLoop]*loop),
+		ready: make(chan error, 1), done: make(chan error, 1)}
+	s.mh, _ = h.(MailHandler)
+	return s
+}
+
+// Config returns the server's effective configuration.
+func (s *Server) Config() Config { return s.cfg }
+
+// Stats returns the server's live counters.
+func (s *Server) Stats() *Stats { return &s.stats }
+
+// Start listens and runs the event loops in the background. It returns once
+// the listener is bound, or with the error that prevented it.
+func (s *Server) Start() error {
+	s.start = time.Now()
+	addr := s.cfg.Addr
+	if !strings.Contains(addr, "://") {
+		addr = "tcp://" + addr
+	}
+	go func() {
+		err := gnet.Run(&gnetHandler{s}, addr,
+			gnet.WithNumEventLoop(s.cfg.Loops),
+			gnet.WithReusePort(s.cfg.ReusePort),
+			gnet.WithTicker(true),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithLogger(gnetLogger{s.cfg.Logger}),
+		)
+		select {
+		case s.ready <- err: // failed before boot
+		default:
+		}
+		s.done <- err
+	}()
+	if err := <-s.ready; err != nil {
+		return fmt.Errorf("engine: listen %s: %w", s.cfg.Addr, err)
+	}
+	return nil
+}
+
+// Addr returns the bound listen address (useful with port 0).
+func (s *Server) Addr() net.Addr { return s.addr }
+
+// Stop stops accepting, closes every connection after flushing what is
+// queued for it, and waits for the loops to end or ctx to expire.
+func (s *Server) Stop(ctx context.Context) error {
+	if s.stop.Swap(true) {
+		return nil
+	}
+	err := s.eng.Stop(ctx)
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return err
+}
+
+func (s *Server) now() time.Duration { return time.Since(s.start) }
+
+func (s *Server) loopFor(el gnet.EventLoop) *loop {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	l := s.loops[el]
+	if l == nil {
+		l = &loop{el: el}
+		l.wheel.unit = s.cfg.TickInterval
+		l.wheel.pos = l.wheel.tickOf(s.now()) - 1
+		l.sweep = func(context.Context) error { s.sweep(l); return nil }
+		s.loops[el] = l
+	}
+	return l
+}
+
+// sweep runs on the loop: expire deadlines, then flush what expiry wrote.
+func (s *Server) sweep(l *loop) {
+	l.wheel.advance(s.now(), s.expire)
+	s.flush(l)
+}
+
+func (s *Server) expire(c *Conn, r CloseReason) {
+	code := frame.ErrCodeIdle
+	if r == ReasonDeadline {
+		code = frame.ErrCodeUnauthorized
+	}
+	s.writeError(c, code, r.String())
+	c.closeOnLoop(r)
+}
+
+func (s *Server) writeError(c *Conn, code uint16, text string) {
+	out := c.Out()
+	out.B, _ = frame.AppendError(out.B, code, 0, text)
+}
+
+// flush writes each dirty connection's batch in one call and closes those
+// marked for closing or over the outbound cap.
+func (s *Server) flush(l *loop) {
+	for i, c := range l.dirty {
+		l.dirty[i] = nil
+		c.dirty = false
+		if c.out != nil {
+			if len(c.out.B) > 0 && !c.closed.Load() {
+				if _, err := c.gc.Write(c.out.B); err != nil {
+					c.closeOnLoop(ReasonPeer)
+				}
+			}
+			outPool.Put(c.out)
+			c.out = nil
+		}
+		if !c.closing && c.gc.OutboundBuffered() > s.cfg.MaxOutbound {
+			c.closeOnLoop(ReasonSlowReader)
+		}
+		if c.closing && !c.closed.Swap(true) {
+			_ = c.gc.Close()
+		}
+	}
+	l.dirty = l.dirty[:0]
+}
+
+func (s *Server) frameError(c *Conn, err error) {
+	code, r := frame.ErrCodeMalformed, ReasonMalformed
+	if errors.Is(err, frame.ErrTooLarge) {
+		code, r = frame.ErrCodeTooLarge, ReasonTooLarge
+	}
+	s.writeError(c, code, err.Error())
+	c.closeOnLoop(r)
+}
+
+func (s *Server) handlerError(c *Conn, err error) {
+	var re *ReasonError
+	r := ReasonHandler
+	if errors.As(err, &re) {
+		r = re.Reason
+	}
+	c.closeOnLoop(r)
+	if l := s.cfg.Logger; l.Enabled(context.Background(), slog.LevelDebug) {
+		l.Debug("closing connection", "conn", c.id, "remote", c.remote, "reason", r.String(), "err", err)
+	}
+}
+
+// gnetHandler adapts Server to gnet's callbacks; it is unexported so that
+// the engine's public surface stays the Handler interface.
+type gnetHandler struct{ s *Server }
+
+func (g *gnetHandler) OnBoot(eng gnet.Engine) gnet.Action {
+	s := g.s
+	s.eng = eng
+	if fd, err := eng.Dup(); err == nil {
+		if sa, err := syscall.Getsockname(fd); err == nil {
+			s.addr = sockaddrToTCP(sa)
+		}
+		_ = syscall.Close(fd)
+	}
+	s.ready <- nil
+	return gnet.None
+}
+
+func (g *gnetHandler) OnShutdown(gnet.Engine) {}
+
+func (g *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	s := g.s
+	n := s.stats.Conns.Add(1)
+	s.stats.Accepted.Add(1)
+	l := s.loopFor(gc.EventLoop())
+	c := &Conn{gc: gc, srv: s, loop: l, id: s.nextID.Add(1), openedAt: s.now(), wheelTick: -1}
+	if ra := gc.RemoteAddr(); ra != nil {
+		c.remote = ra.String()
+	}
+	gc.SetContext(c)
+	if n > int64(s.cfg.MaxConns) || s.stop.Load() {
+		r := ReasonMaxConns
+		if s.stop.Load() {
+			r = ReasonShutdown
+		}
+		c.reason.Store(uint32(r))
+		c.closed.Store(true)
+		out, _ := frame.AppendError(nil, frame.ErrCodeRetry, 0, "server full")
+		return out, gnet.Close
+	}
+	l.wheel.schedule(c, c.nextDeadline())
+	c.opened = true
+	if err := s.h.OnOpen(c); err != nil {
+		s.handlerError(c, err)
+	}
+	s.flush(l)
+	return nil, gnet.None
+}
+
+func (g *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
+	s := g.s
+	c, _ := gc.Context().(*Conn)
+	s.stats.Conns.Add(-1)
+	if c == nil {
+		return gnet.None
+	}
+	r := ReasonPeer
+	if s.stop.Load() {
+		r = ReasonShutdown
+	}
+	c.reason.CompareAndSwap(0, uint32(r))
+	c.closed.Store(true)
+	c.closing = true
+	c.wheelTick = -1
+	reason := c.Reason()
+	s.stats.Closed[reason].Add(1)
+	if c.out != nil {
+		outPool.Put(c.out)
+		c.out = nil
+	}
+	for _, b := range c.takeMail(nil) {
+		bytebufferpool.Put(b)
+	}
+	if c.opened {
+		s.h.OnClose(c, reason)
+	}
+	return gnet.None
+}
+
+func (g *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
+	s := g.s
+	c := gc.Context().(*Conn)
+	l := c.loop
+	if c.closing {
+		return gnet.Close
+	}
+	// Posted buffers first: they were produced before this read's frames
+	// were handled.
+	if c.hasMail.Load() {
+		l.mail = c.takeMail(l.mail[:0])
+		for i, b := range l.mail {
+			if !c.closing {
+				if s.mh != nil {
+					if err := s.mh.OnMail(c, b.B); err != nil {
+						s.handlerError(c, err)
+					}
+				} else {
+					c.Write(b.B)
+				}
+			}
+			bytebufferpool.Put(b)
+			l.mail[i] = nil
+		}
+	}
+	var frames, bytes int
+	for !c.closing {
+		n := gc.InboundBuffered()
+		if n == 0 {
+			break
+		}
+		hdr, _ := gc.Peek(min(n, frame.MaxLengthBytes))
+		size, err := frame.Split(hdr, s.cfg.MaxFrame)
+		if err != nil {
+			s.frameError(c, err)
+			break
+		}
+		if size == 0 || n < size {
+			break // wait for the rest; the idle deadline bounds the wait
+		}
+		buf, err := gc.Peek(size)
+		if err != nil {
+			break
+		}
+		f := frame.Frame(buf)
+		if err := frame.CheckEnvelope(f); err != nil {
+			s.frameError(c, err)
+			break
+		}
+		frames++
+		bytes += size
+		if f.Cmd() == frame.CmdPing {
+			out := c.Out()
+			out.B = pongFor(out.B, f)
+		} else if err := s.h.OnFrame(c, f); err != nil {
+			s.handlerError(c, err)
+		}
+		_, _ = gc.Discard(size)
+	}
+	if frames > 0 {
+		c.lastFrame = s.now()
+		s.stats.FramesIn.Add(uint64(frames))
+		s.stats.BytesIn.Add(uint64(bytes))
+	}
+	if c.closing && !c.dirty {
+		c.closed.Store(true)
+		return gnet.Close
+	}
+	s.flush(l)
+	return gnet.None
+}
+
+func (g *gnetHandler) OnTick() (time.Duration, gnet.Action) {
+	s := g.s
+	s.loopsMu.Lock()
+	for _, l := range s.loops {
+		_ = l.el.Execute(context.Background(), l.sweep)
+	}
+	s.loopsMu.Unlock()
+	return s.cfg.TickInterval, gnet.None
+}
+
+func sockaddrToTCP(sa syscall.Sockaddr) net.Addr {
+	switch a := sa.(type) {
+	case *syscall.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
+	case *syscall.SockaddrInet6:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+	}
+	return nil
+}
+
+// gnetLogger sends gnet's own logs to the server's slog.Logger.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug(fmt.Sprintf(f, a...), "src", "gnet") }
+func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug(fmt.Sprintf(f, a...), "src", "gnet") }
+func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn(fmt.Sprintf(f, a...), "src", "gnet") }
+func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...), "src", "gnet") }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...), "src", "gnet") }
