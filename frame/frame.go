@@ -183,10 +183,11 @@ func (f Frame) Body() []byte { return f[f.lenBytes()+2:] }
 // how many bytes its Length field takes. It reports ErrContentTooLarge past
 // MaxEncodable.
 func SizeFor(bodyLen int) (total, lenBytes int, err error) {
-	c := bodyLen + 2
-	if bodyLen < 0 {
+	// Bounding bodyLen first also keeps c+n below from overflowing int.
+	if bodyLen < 0 || bodyLen > MaxEncodable {
 		return 0, 0, ErrContentTooLarge
 	}
+	c := bodyLen + 2
 	for n, limit := 1, 1<<7; n <= MaxLengthBytes; n, limit = n+1, limit<<7 {
 		if c+n < limit {
 			return c + n, n, nil

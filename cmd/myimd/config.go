@@ -1,0 +1,298 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bytedance/sonic"
+)
+
+// Config is myimd's single source of truth: every option is a field here,
+// declared once in options() with its flag name, environment variable,
+// default and help text; flags, environment and the config file all fill it.
+// Precedence: defaults < config file < environment < flags.
+type Config struct {
+	Role         string
+	EndpointAddr string
+	LoginAddr    string
+	HTTPAddr     string
+	CenterAddr   string
+	DataDir      string
+	MySQLDSN     string
+	RedisAddr    string
+	LogFormat    string
+	LogLevel     string
+	ConfigFile   string
+
+	Loops             int
+	MaxFrame          int
+	MaxOutbound       int
+	MaxConns          int
+	IdleTimeout       time.Duration
+	FirstFrameTimeout time.Duration
+	HandshakeTimeout  time.Duration
+	ServerID          uint
+}
+
+type option struct {
+	name, usage string
+	value       flag.Value
+}
+
+func (c *Config) options() []option {
+	return []option{
+		{"role", "what this process runs: all, login, endpoint or center", (*roleValue)(&c.Role)},
+		{"endpoint-addr", "client (endpoint) listener address", (*addrValue)(&c.EndpointAddr)},
+		{"login-addr", "login center listener address", (*addrValue)(&c.LoginAddr)},
+		{"http-addr", "HTTP API listener address", (*addrValue)(&c.HTTPAddr)},
+		{"center-addr", "center link listener address", (*addrValue)(&c.CenterAddr)},
+		{"data-dir", "directory for the embedded store and keys", (*stringValue)(&c.DataDir)},
+		{"mysql-dsn", "MySQL/MariaDB DSN (empty: embedded store)", (*stringValue)(&c.MySQLDSN)},
+		{"redis-addr", "Redis address (empty: in-process routing)", (*stringValue)(&c.RedisAddr)},
+		{"log-format", "log format: text or json", &enumValue{&c.LogFormat, []string{"text", "json"}}},
+		{"log-level", "log level: debug, info, warn or error", &enumValue{&c.LogLevel, []string{"debug", "info", "warn", "error"}}},
+		{"config", "optional JSON config file; keys are the flag names", (*stringValue)(&c.ConfigFile)},
+		{"loops", "event loops per listener (0: one per CPU)", (*intValue)(&c.Loops)},
+		{"max-frame", "maximum frame size in bytes", (*intValue)(&c.MaxFrame)},
+		{"max-outbound", "maximum queued outbound bytes per connection", (*intValue)(&c.MaxOutbound)},
+		{"max-conns", "maximum concurrent client connections", (*intValue)(&c.MaxConns)},
+		{"idle-timeout", "close a connection with no frame for this long", (*durationValue)(&c.IdleTimeout)},
+		{"first-frame-timeout", "close a connection with no frame this long after connect", (*durationValue)(&c.FirstFrameTimeout)},
+		{"handshake-timeout", "close a connection not authenticated this long after connect", (*durationValue)(&c.HandshakeTimeout)},
+		{"server-id", "this node's id in the cluster (1..65535)", (*uintValue)(&c.ServerID)},
+	}
+}
+
+// defaults returns the all-in-one configuration of a fresh machine.
+func defaults() Config {
+	return Config{
+		Role:              "all",
+		EndpointAddr:      ":5222",
+		LoginAddr:         ":5223",
+		HTTPAddr:          ":5280",
+		CenterAddr:        ":5269",
+		DataDir:           "./myim-data",
+		LogFormat:         "text",
+		LogLevel:          "info",
+		Loops:             0,
+		MaxFrame:          1 << 20,
+		MaxOutbound:       4 << 20,
+		MaxConns:          1_000_000,
+		IdleTimeout:       120 * time.Second,
+		FirstFrameTimeout: 10 * time.Second,
+		HandshakeTimeout:  10 * time.Second,
+		ServerID:          1,
+	}
+}
+
+// envName maps a flag name to its environment variable: endpoint-addr ->
+// MYIM_ENDPOINT_ADDR.
+func envName(flagName string) string {
+	return "MYIM_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// errUsage marks errors that should print usage and exit 2.
+var errUsage = errors.New("usage")
+
+// loadConfig fills a Config from defaults, the config file, the environment
+// and args, in that order.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	c := defaults()
+	fs := flag.NewFlagSet("myimd", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	opts := c.options()
+	for _, o := range opts {
+		fs.Var(o.value, o.name, o.usage)
+	}
+	fs.Usage = func() {} // errors are one line; --help prints usage below
+	// The config file's path can come from a flag or the environment, so
+	// find it first.
+	path := getenv(envName("config"))
+	for i, a := range args {
+		if a == "--config" || a == "-config" {
+			if i+1 < len(args) {
+				path = args[i+1]
+			}
+		} else if v, ok := strings.CutPrefix(a, "--config="); ok {
+			path = v
+		} else if v, ok := strings.CutPrefix(a, "-config="); ok {
+			path = v
+		}
+	}
+	if path != "" {
+		if err := applyFile(path, opts); err != nil {
+			return c, err
+		}
+	}
+	for _, o := range opts {
+		if v := getenv(envName(o.name)); v != "" {
+			if err := o.value.Set(v); err != nil {
+				return c, fmt.Errorf("%s=%q: %v", envName(o.name), v, err)
+			}
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stderr, opts)
+			return c, flag.ErrHelp
+		}
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.ServerID == 0 || c.ServerID > 65535 {
+		return c, fmt.Errorf("--server-id must be 1..65535, got %d", c.ServerID)
+	}
+	return c, nil
+}
+
+func applyFile(path string, opts []option) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %v", err)
+	}
+	var m map[string]any
+	if err := sonic.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("config file %s: %v", path, err)
+	}
+	byName := make(map[string]option, len(opts))
+	for _, o := range opts {
+		byName[o.name] = o
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		o, ok := byName[k]
+		if !ok {
+			return fmt.Errorf("config file %s: unknown key %q", path, k)
+		}
+		if err := o.value.Set(fmt.Sprint(m[k])); err != nil {
+			return fmt.Errorf("config file %s: %s: %v", path, k, err)
+		}
+	}
+	return nil
+}
+
+func printUsage(w io.Writer, opts []option) {
+	fmt.Fprintf(w, "Usage: myimd [flags]\n\nWith no flags myimd runs all-in-one (login + endpoint + center) on an embedded store.\nEvery flag can also be set with its environment variable or a key of the --config file.\n\n")
+	for _, o := range opts {
+		def := o.value.String()
+		if def == "" {
+			def = `""`
+		}
+		fmt.Fprintf(w, "  --%-20s %s\n  %-22s env %s, default %s\n", o.name, o.usage, "", envName(o.name), def)
+	}
+}
+
+type stringValue string
+
+func (v *stringValue) String() string     { return string(*v) }
+func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
+
+type addrValue string
+
+func (v *addrValue) String() string { return string(*v) }
+func (v *addrValue) Set(s string) error {
+	if s == "" {
+		*v = ""
+		return nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("bad address %q: %v", s, err)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("bad port in %q", s)
+	}
+	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+		return fmt.Errorf("bad host in %q: use an IP address", s)
+	}
+	*v = addrValue(s)
+	return nil
+}
+
+type roleValue string
+
+func (v *roleValue) String() string { return string(*v) }
+func (v *roleValue) Set(s string) error {
+	switch s {
+	case "all", "login", "endpoint", "center":
+		*v = roleValue(s)
+		return nil
+	}
+	return fmt.Errorf("role must be all, login, endpoint or center, not %q", s)
+}
+
+type enumValue struct {
+	p       *string
+	allowed []string
+}
+
+func (v *enumValue) String() string {
+	if v == nil || v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+func (v *enumValue) Set(s string) error {
+	for _, a := range v.allowed {
+		if s == a {
+			*v.p = s
+			return nil
+		}
+	}
+	return fmt.Errorf("must be one of %s, not %q", strings.Join(v.allowed, ", "), s)
+}
+
+type intValue int
+
+func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
+func (v *intValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return fmt.Errorf("want a non-negative integer, not %q", s)
+	}
+	*v = intValue(n)
+	return nil
+}
+
+type uintValue uint
+
+func (v *uintValue) String() string { return strconv.FormatUint(uint64(*v), 10) }
+func (v *uintValue) Set(s string) error {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return fmt.Errorf("want a non-negative integer, not %q", s)
+	}
+	*v = uintValue(n)
+	return nil
+}
+
+type durationValue time.Duration
+
+func (v *durationValue) String() string { return time.Duration(*v).String() }
+func (v *durationValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		if n, err2 := strconv.Atoi(s); err2 == nil { // plain seconds
+			d, err = time.Duration(n)*time.Second, nil
+		}
+	}
+	if err != nil || d < 0 {
+		return fmt.Errorf("want a duration like 30s, not %q", s)
+	}
+	*v = durationValue(d)
+	return nil
+}

@@ -1,0 +1,129 @@
+// Command myimd runs a MyIM node. With no flags it runs all-in-one (login +
+// endpoint + center) on an embedded store in ./myim-data; see --help.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/myim/myim/engine"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr)) }
+
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "myimd: %v (see myimd --help)\n", err)
+		return 2
+	}
+	if err := checkDataDir(cfg.DataDir); err != nil {
+		fmt.Fprintf(stderr, "myimd: data dir %s: %v\n", cfg.DataDir, err)
+		return 2
+	}
+	log := newLogger(cfg, stderr)
+	n, cleanup, err := buildNode(cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "myimd: %v\n", err)
+		return 1
+	}
+	defer cleanup()
+	if err := n.Start(); err != nil {
+		fmt.Fprintf(stderr, "myimd: %v\n", err)
+		return 1
+	}
+	abs, _ := filepath.Abs(cfg.DataDir)
+	addrs := n.Addrs()
+	fmt.Fprintf(stdout, "myimd %s node %d started (role %s)\n", version, cfg.ServerID, cfg.Role)
+	for _, name := range []string{"endpoint", "login", "center", "http"} {
+		if a := addrs[name]; a != nil {
+			fmt.Fprintf(stdout, "  %-9s listening on %s\n", name, a)
+		}
+	}
+	fmt.Fprintf(stdout, "  data      %s (%s)\n", abs, storeKind(cfg))
+	log.Info("started", "role", cfg.Role, "server_id", cfg.ServerID)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	s := <-sig
+	log.Info("stopping", "signal", s.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := n.Stop(ctx); err != nil {
+		log.Error("stop", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+const version = "0.1.0"
+
+func storeKind(cfg Config) string {
+	if cfg.MySQLDSN != "" {
+		return "MySQL store"
+	}
+	return "embedded store"
+}
+
+// checkDataDir creates the directory and proves it writable.
+func checkDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return errors.New("not writable")
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// buildNode wires the roles the config asks for.
+func buildNode(cfg Config, log *slog.Logger) (*engine.Node, func(), error) {
+	n, err := engine.NewNode(engine.NodeConfig{
+		Role:         cfg.Role,
+		ServerID:     uint32(cfg.ServerID),
+		EndpointAddr: cfg.EndpointAddr,
+		LoginAddr:    cfg.LoginAddr,
+		HTTPAddr:     cfg.HTTPAddr,
+		CenterAddr:   cfg.CenterAddr,
+		Limits: engine.Config{
+			Loops:             cfg.Loops,
+			MaxFrame:          cfg.MaxFrame,
+			MaxOutbound:       cfg.MaxOutbound,
+			MaxConns:          cfg.MaxConns,
+			IdleTimeout:       cfg.IdleTimeout,
+			FirstFrameTimeout: cfg.FirstFrameTimeout,
+		},
+		HandshakeTimeout: cfg.HandshakeTimeout,
+		Logger:           log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return n, func() {}, nil
+}

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/myim/myim/frame"
+)
+
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "myimd-test")
+	if err != nil {
+		panic(err)
+	}
+	binPath = filepath.Join(dir, "myimd")
+	// A plain build: the race detector runs over the same code in the
+	// in-process tests, and would distort the memory figures here.
+	if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build myimd: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a running myimd.
+type proc struct {
+	cmd   *exec.Cmd
+	addrs map[string]string
+	out   *bytes.Buffer
+	done  chan error
+}
+
+var listenRe = regexp.MustCompile(`^\s+(\w+)\s+listening on (\S+)`)
+
+// startMyimd runs the binary with a fresh data dir and port-0 listeners
+// unless args say otherwise, and waits until it prints its addresses.
+func startMyimd(t testing.TB, args ...string) *proc {
+	t.Helper()
+	base := []string{"--data-dir", t.TempDir(), "--endpoint-addr", "127.0.0.1:0",
+		"--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0"}
+	cmd := exec.Command(binPath, append(base, args...)...)
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, addrs: map[string]string{}, out: &stderr, done: make(chan error, 1)}
+	sc := bufio.NewScanner(stdout)
+	deadline := time.AfterFunc(20*time.Second, func() { _ = cmd.Process.Kill() })
+	for sc.Scan() {
+		line := sc.Text()
+		if m := listenRe.FindStringSubmatch(line); m != nil {
+			p.addrs[m[1]] = m[2]
+		}
+		if strings.HasPrefix(strings.TrimSpace(line), "data") {
+			break
+		}
+	}
+	deadline.Stop()
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	go func() { p.done <- cmd.Wait() }()
+	if p.addrs["endpoint"] == "" {
+		t.Fatalf("myimd did not start: %s", stderr.String())
+	}
+	t.Cleanup(func() { p.stop(t) })
+	return p
+}
+
+func (p *proc) stop(t testing.TB) int {
+	if p.cmd.ProcessState != nil {
+		return p.cmd.ProcessState.ExitCode()
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		t.Errorf("myimd did not stop on SIGTERM")
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+func (p *proc) rssKB(t testing.TB) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+func TestRawPingAndStop(t *testing.T) {
+	p := startMyimd(t)
+	c, err := net.Dial("tcp", p.addrs["endpoint"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte{0x03, 0x01, 0x01})
+	got := make([]byte, 3)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, []byte{0x03, 0x02, 0x00}) {
+		t.Fatalf("got % x, %v", got, err)
+	}
+	// A non-PING frame before the handshake is refused and closed.
+	_, _ = c.Write([]byte{0x03, 0x05, 0x00})
+	rest, _ := io.ReadAll(c)
+	f, _, err := frame.Decode(rest, 0)
+	if err != nil || f.Cmd() != frame.CmdError || frame.Error(f.Body()).Code() != frame.ErrCodeUnauthorized {
+		t.Fatalf("want unauthorized error, got % x", rest)
+	}
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("exit status %d after SIGTERM, want 0; stderr:\n%s", code, p.out)
+	}
+}
+
+func TestBadConfigExits2(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "f")
+	_ = os.WriteFile(file, nil, 0o400)
+	for _, args := range [][]string{
+		{"--no-such-flag"},
+		{"--endpoint-addr", "nonsense"},
+		{"--role", "king"},
+		{"--data-dir", filepath.Join(file, "sub")},
+		{"--idle-timeout", "soon"},
+	} {
+		cmd := exec.Command(binPath, args...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+			t.Errorf("%v: want exit 2, got %v", args, err)
+		}
+		if lines := strings.Count(strings.TrimSpace(stderr.String()), "\n"); lines != 0 {
+			t.Errorf("%v: want a one-line error, got:\n%s", args, stderr.String())
+		}
+	}
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "myimd.json")
+	_ = os.WriteFile(file, []byte(`{"log-format":"json","max-frame":4096,"idle-timeout":"30s"}`), 0o600)
+	env := map[string]string{"MYIM_MAX_FRAME": "8192"}
+	cfg, err := loadConfig([]string{"--config", file, "--idle-timeout", "45s"},
+		func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.LogFormat != "json" || cfg.MaxFrame != 8192 || cfg.IdleTimeout != 45*time.Second {
+		t.Fatalf("precedence wrong: %+v", cfg)
+	}
+	if _, err := loadConfig([]string{"--config", file}, func(string) string { return "" }, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	_ = os.WriteFile(bad, []byte(`{"nope":1}`), 0o600)
+	if _, err := loadConfig([]string{"--config", bad}, func(string) string { return "" }, io.Discard); err == nil {
+		t.Fatal("unknown config key accepted")
+	}
+}
+
+// TestHoldsIdleConnections opens many idle connections to one myimd and
+// reports the server's resident memory per connection. MYIM_TEST_IDLE_CONNS
+// sets the count (default 10,000; the machine allows 20,000 files a process).
+func TestHoldsIdleConnections(t *testing.T) {
+	n := 10000
+	if v := os.Getenv("MYIM_TEST_IDLE_CONNS"); v != "" {
+		n, _ = strconv.Atoi(v)
+	}
+	if testing.Short() {
+		n = 1000
+	}
+	p := startMyimd(t, "--first-frame-timeout", "10m", "--handshake-timeout", "10m", "--loops", "2")
+	before := p.rssKB(t)
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("tcp", p.addrs["endpoint"])
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	// Every connection is live: each answers a PING.
+	for i, c := range conns {
+		if _, err := c.Write(frame.Ping); err != nil {
+			t.Fatalf("conn %d: %v", i, err)
+		}
+	}
+	buf := make([]byte, 3)
+	for i, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if _, err := io.ReadFull(c, buf); err != nil || !bytes.Equal(buf, frame.Pong) {
+			t.Fatalf("conn %d: % x %v", i, buf, err)
+		}
+	}
+	after := p.rssKB(t)
+	t.Logf("%d idle connections: server RSS %d KiB -> %d KiB, %.2f KiB per connection (user space; the kernel's socket buffers are extra)",
+		n, before, after, float64(after-before)/float64(n))
+}

@@ -1,0 +1,190 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Roles a node can run.
+const (
+	RoleAll      = "all"      // login + endpoint + center in one process
+	RoleLogin    = "login"    // the login center only
+	RoleEndpoint = "endpoint" // client connections only
+	RoleCenter   = "center"   // routing, message ids and the offline store
+)
+
+// NodeConfig describes one MyIM process. Empty addresses disable their
+// listener; the role decides which listeners exist at all.
+type NodeConfig struct {
+	Role             string
+	ServerID         uint32
+	EndpointAddr     string // client listener
+	LoginAddr        string // login listener
+	HTTPAddr         string // HTTP API, health and metrics
+	CenterAddr       string // center link listener
+	Limits           Config // limits for the client listeners; Addr is ignored
+	HandshakeTimeout time.Duration
+	Logger           *slog.Logger
+	// Ready reports whether the node's dependencies (store, Redis, center
+	// links) are usable; /readyz calls it. Nil means always ready.
+	Ready func(ctx context.Context) error
+}
+
+func (c *NodeConfig) fillDefaults() {
+	if c.Role == "" {
+		c.Role = RoleAll
+	}
+	if c.ServerID == 0 {
+		c.ServerID = 1
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Node runs the listeners of one process's roles.
+type Node struct {
+	cfg     NodeConfig
+	servers map[string]*Server
+	order   []string
+	http    *http.Server
+	httpLn  net.Listener
+	mux     *http.ServeMux
+	mu      sync.Mutex
+	stopped bool
+}
+
+// NewNode prepares a node; handlers for each listener come from the role.
+func NewNode(cfg NodeConfig) (*Node, error) {
+	cfg.fillDefaults()
+	n := &Node{cfg: cfg, servers: make(map[string]*Server), mux: http.NewServeMux()}
+	all := cfg.Role == RoleAll
+	add := func(name, addr string, h Handler) {
+		if addr == "" {
+			return
+		}
+		lim := cfg.Limits
+		lim.Addr = addr
+		lim.Logger = cfg.Logger.With("listener", name)
+		n.servers[name] = New(h, WithConfig(lim))
+		n.order = append(n.order, name)
+	}
+	switch cfg.Role {
+	case RoleAll, RoleLogin, RoleEndpoint, RoleCenter:
+	default:
+		return nil, fmt.Errorf("engine: unknown role %q", cfg.Role)
+	}
+	if all || cfg.Role == RoleLogin {
+		add("login", cfg.LoginAddr, &preAuth{timeout: cfg.HandshakeTimeout})
+	}
+	if all || cfg.Role == RoleEndpoint {
+		add("endpoint", cfg.EndpointAddr, &preAuth{timeout: cfg.HandshakeTimeout})
+	}
+	if all || cfg.Role == RoleCenter {
+		add("center", cfg.CenterAddr, &preAuth{timeout: cfg.HandshakeTimeout})
+	}
+	n.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}`))
+	})
+	n.mux.HandleFunc("GET /readyz", n.readyz)
+	return n, nil
+}
+
+// HandleHTTP adds a route to the node's HTTP API, before Start.
+func (n *Node) HandleHTTP(pattern string, h http.Handler) { n.mux.Handle(pattern, h) }
+
+func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	if n.cfg.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := n.cfg.Ready(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(w, `{"status":"unready","error":%q}`, err.Error())
+			return
+		}
+	}
+	_, _ = w.Write([]byte(`{"status":"ready"}`))
+}
+
+// Start binds every listener; on any failure it stops what it started.
+func (n *Node) Start() error {
+	for _, name := range n.order {
+		if err := n.servers[name].Start(); err != nil {
+			n.stopAll(context.Background())
+			return fmt.Errorf("%s listener: %w", name, err)
+		}
+	}
+	if n.cfg.HTTPAddr != "" {
+		ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
+		if err != nil {
+			n.stopAll(context.Background())
+			return fmt.Errorf("http listener: %w", err)
+		}
+		n.httpLn = ln
+		n.http = &http.Server{Handler: n.mux, ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(n.cfg.Logger.Handler(), slog.LevelWarn)}
+		go func() {
+			if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.cfg.Logger.Error("http server", "err", err)
+			}
+		}()
+	}
+	return nil
+}
+
+// Addrs returns each listener's bound address by name: login, endpoint,
+// center, http.
+func (n *Node) Addrs() map[string]net.Addr {
+	m := make(map[string]net.Addr, len(n.servers)+1)
+	for name, s := range n.servers {
+		m[name] = s.Addr()
+	}
+	if n.httpLn != nil {
+		m["http"] = n.httpLn.Addr()
+	}
+	return m
+}
+
+// Server returns the named listener's server, or nil.
+func (n *Node) Server(name string) *Server { return n.servers[name] }
+
+// Stop stops accepting, flushes and closes every connection, and returns
+// when all listeners are down or ctx expires.
+func (n *Node) Stop(ctx context.Context) error {
+	n.mu.Lock()
+	if n.stopped {
+		n.mu.Unlock()
+		return nil
+	}
+	n.stopped = true
+	n.mu.Unlock()
+	return n.stopAll(ctx)
+}
+
+func (n *Node) stopAll(ctx context.Context) error {
+	var errs []error
+	if n.http != nil {
+		errs = append(errs, n.http.Shutdown(ctx))
+	}
+	for _, name := range n.order {
+		s := n.servers[name]
+		if s.Addr() == nil {
+			continue
+		}
+		if err := s.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,607 @@
+package route
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// Key layout.
+//
+// Routes: one sorted set per user, <prefix>route:{<user>}, member = the
+// 16-byte big-endian Addr (Endpoint, Center, Session), score = expiry in
+// Unix milliseconds. The key itself gets a PEXPIRE equal to its latest
+// member's remaining life, so a user whose endpoints all died leaves nothing
+// behind. A sorted set rather than a hash with expiry values because:
+//   - our Redis (7.0) has no per-field expiry (HEXPIRE is 7.4+), so expiry
+//     must live in the data either way, and a score is that data;
+//   - expired members are removed with one ZREMRANGEBYSCORE -inf <now>,
+//     which cannot hit a member that was refreshed in the meantime (its
+//     score is then in the future), so lazy cleanup needs no script;
+//   - ZRANGE … WITHSCORES comes back as an array the reader walks in place,
+//     where HGETALL's RESP3 map must first be copied into a Go map.
+//
+// The hash tag {<user>} keeps every key in its own slot, so in a cluster
+// each command goes to one node and GetMulti is one command per key (never a
+// cross-slot multi-key command). For the same reason Prefix must not
+// contain braces.
+//
+// Servers: <prefix>{servers}:<role> is a hash id → JSON record (including
+// its expiry), and <prefix>{servers}:index maps id → role so that
+// UnregisterServer, which only has the id, finds the role key. The shared
+// {servers} tag puts the whole registry in one slot, so the scripts that
+// update a role hash and the index together stay atomic in a cluster.
+//
+// Expiry stamps are wall-clock Unix milliseconds from the writing process,
+// compared against the reading process's clock: nodes must keep their
+// clocks in sync (NTP) to well within the TTLs used, which are seconds.
+
+// Options configures NewRedis. The zero value connects to a local Redis.
+type Options struct {
+	// Addr is the Redis address (host:port), or one seed node of a
+	// cluster. Default "127.0.0.1:6379".
+	Addr string
+	// Username and Password authenticate, if set.
+	Username string
+	Password string
+	// DB selects the database (standalone Redis only). Default 0.
+	DB int
+	// Prefix starts every key, so deployments (and test runs) sharing a
+	// Redis stay apart. It must not contain '{' or '}'. Default "myim:".
+	Prefix string
+	// DisableCache turns off client-side caching; set it for Redis
+	// providers without RESP3 CLIENT TRACKING. Reads then always go to
+	// Redis.
+	DisableCache bool
+	// CacheTTL bounds how long a cached route read is kept. Correctness
+	// does not depend on it: Redis invalidates a cached key when it
+	// changes, and expired members are filtered on every read. It only
+	// limits how long entries of users nobody writes to occupy the cache.
+	// Default 5s.
+	CacheTTL time.Duration
+	// DialTimeout bounds connecting. Default 1s.
+	DialTimeout time.Duration
+	// IOTimeout bounds the wait for any reply on an established connection
+	// (rueidis ConnWriteTimeout); a Redis that stops answering is declared
+	// dead after it and every pending command fails with ErrUnavailable.
+	// Default 2s.
+	IOTimeout time.Duration
+	// KeepAlive is the TCP keep-alive period. Default 1s.
+	KeepAlive time.Duration
+}
+
+// setDefaults fills the zero fields of o. It is the only place defaults are
+// decided.
+func (o *Options) setDefaults() {
+	if o.Addr == "" {
+		o.Addr = "127.0.0.1:6379"
+	}
+	if o.Prefix == "" {
+		o.Prefix = "myim:"
+	}
+	if o.CacheTTL <= 0 {
+		o.CacheTTL = 5 * time.Second
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = time.Second
+	}
+	if o.IOTimeout <= 0 {
+		// Two seconds is far above a healthy round trip (sub-millisecond
+		// on a LAN, even under load) yet short enough that message
+		// delivery falls back to the offline path before a client's
+		// own 5-10 s send timeout fires.
+		o.IOTimeout = 2 * time.Second
+	}
+	if o.KeepAlive <= 0 {
+		o.KeepAlive = time.Second
+	}
+}
+
+// Redis is a Table kept in Redis through rueidis, shared by every node of a
+// cluster. Get and GetMulti read through rueidis's client-side cache (RESP3
+// server-assisted invalidation), so a hot user's route is a local map hit
+// until it changes.
+//
+// Failure policy: retries are disabled (rueidis DisableRetry). A route read
+// is on the message path; when Redis is unreachable the caller should learn
+// it at once and store the message for later, not wait while rueidis retries
+// a read until the context runs out (with context.Background, forever). The
+// worst case for a call is then DialTimeout to reconnect, or IOTimeout for a
+// Redis that accepted the command and went silent, whatever the caller's
+// context says; a shorter context deadline is honoured too.
+//
+// Redis is safe for concurrent use; concurrent calls share connections and
+// are pipelined automatically.
+type Redis struct {
+	client   rueidis.Client
+	prefix   string
+	cacheTTL time.Duration
+	closed   atomic.Bool
+}
+
+var _ Table = (*Redis)(nil)
+
+// NewRedis connects to Redis as opt describes. A Redis that cannot be
+// reached gives an error wrapping ErrUnavailable.
+func NewRedis(opt Options) (*Redis, error) {
+	opt.setDefaults()
+	if strings.ContainsAny(opt.Prefix, "{}") {
+		return nil, fmt.Errorf("route: prefix %q must not contain braces", opt.Prefix)
+	}
+	client, err := rueidis.NewClient(rueidis.ClientOption{
+		InitAddress:      []string{opt.Addr},
+		Username:         opt.Username,
+		Password:         opt.Password,
+		SelectDB:         opt.DB,
+		DisableCache:     opt.DisableCache,
+		DisableRetry:     true,
+		ConnWriteTimeout: opt.IOTimeout,
+		Dialer:           net.Dialer{Timeout: opt.DialTimeout, KeepAlive: opt.KeepAlive},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: connect %s: %w", ErrUnavailable, opt.Addr, err)
+	}
+	return &Redis{client: client, prefix: opt.Prefix, cacheTTL: opt.CacheTTL}, nil
+}
+
+// unavailable wraps a rueidis or Redis failure.
+func unavailable(err error) error {
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// routeKey returns <prefix>route:{<user>}.
+func (r *Redis) routeKey(user uint64) string {
+	var buf [64]byte
+	b := append(buf[:0], r.prefix...)
+	b = append(b, "route:{"...)
+	b = strconv.AppendUint(b, user, 10)
+	b = append(b, '}')
+	return string(b)
+}
+
+// addrLen is the size of an encoded Addr.
+const addrLen = 16
+
+// encodeAddr returns the sorted-set member for a.
+func encodeAddr(a Addr) string {
+	var b [addrLen]byte
+	binary.BigEndian.PutUint32(b[0:], a.Endpoint)
+	binary.BigEndian.PutUint32(b[4:], a.Center)
+	binary.BigEndian.PutUint64(b[8:], a.Session)
+	return string(b[:])
+}
+
+// decodeAddr parses a member written by encodeAddr.
+func decodeAddr(s string) (Addr, bool) {
+	if len(s) != addrLen {
+		return Addr{}, false
+	}
+	return Addr{
+		Endpoint: uint32(s[0])<<24 | uint32(s[1])<<16 | uint32(s[2])<<8 | uint32(s[3]),
+		Center:   uint32(s[4])<<24 | uint32(s[5])<<16 | uint32(s[6])<<8 | uint32(s[7]),
+		Session: uint64(s[8])<<56 | uint64(s[9])<<48 | uint64(s[10])<<40 | uint64(s[11])<<32 |
+			uint64(s[12])<<24 | uint64(s[13])<<16 | uint64(s[14])<<8 | uint64(s[15]),
+	}, true
+}
+
+// nowMs is the expiry clock: wall-clock Unix milliseconds.
+func nowMs() int64 { return time.Now().UnixMilli() }
+
+// ttlMs converts a positive ttl to whole milliseconds, rounding up so that a
+// sub-millisecond TTL still lives for one.
+func ttlMs(ttl time.Duration) int64 {
+	return int64((ttl + time.Millisecond - 1) / time.Millisecond)
+}
+
+// setScript adds or refreshes one route member, drops the key's expired
+// members, and sets the key's TTL to the remaining life of its latest
+// member. With ARGV[4] == "xx" it only refreshes a member that exists and
+// has not expired, and returns 0 otherwise.
+//
+// KEYS[1] route key; ARGV[1] member; ARGV[2] expiry ms; ARGV[3] now ms;
+// ARGV[4] "" or "xx".
+var setScript = rueidis.NewLuaScript(`
+local now = tonumber(ARGV[3])
+if ARGV[4] == 'xx' then
+	local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+	if not s or tonumber(s) <= now then return 0 end
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if top[2] then
+	local ttl = math.ceil(tonumber(top[2]) - now)
+	if ttl < 1 then ttl = 1 end
+	redis.call('PEXPIRE', KEYS[1], string.format('%d', ttl))
+end
+return 1
+`)
+
+// Set implements Table. Safe for concurrent use.
+func (r *Redis) Set(ctx context.Context, user uint64, a Addr, ttl time.Duration) error {
+	return r.set(ctx, user, a, ttl, "")
+}
+
+// Refresh implements Table. Safe for concurrent use.
+func (r *Redis) Refresh(ctx context.Context, user uint64, a Addr, ttl time.Duration) error {
+	return r.set(ctx, user, a, ttl, "xx")
+}
+
+// set runs setScript for Set (mode "") and Refresh (mode "xx").
+func (r *Redis) set(ctx context.Context, user uint64, a Addr, ttl time.Duration, mode string) error {
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	if ttl <= 0 {
+		return ErrInvalidTTL
+	}
+	now := nowMs()
+	n, err := setScript.Exec(ctx, r.client,
+		[]string{r.routeKey(user)},
+		[]string{encodeAddr(a), strconv.FormatInt(now+ttlMs(ttl), 10), strconv.FormatInt(now, 10), mode},
+	).AsInt64()
+	if err != nil {
+		return unavailable(err)
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// Del implements Table. Safe for concurrent use.
+func (r *Redis) Del(ctx context.Context, user uint64, a Addr) error {
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	cmd := r.client.B().Zrem().Key(r.routeKey(user)).Member(encodeAddr(a)).Build()
+	if err := r.client.Do(ctx, cmd).Error(); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// rangeCmd is the cacheable read of one route key.
+func (r *Redis) rangeCmd(key string) rueidis.Cacheable {
+	return r.client.B().Zrange().Key(key).Min("0").Max("-1").Withscores().Cache()
+}
+
+// Get implements Table. Safe for concurrent use.
+func (r *Redis) Get(ctx context.Context, user uint64) ([]Addr, error) {
+	if r.closed.Load() {
+		return nil, ErrClosed
+	}
+	key := r.routeKey(user)
+	now := nowMs()
+	as, stale, err := decodeRoutes(r.client.DoCache(ctx, r.rangeCmd(key), r.cacheTTL), now, nil)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if stale {
+		r.prune(ctx, now, key)
+	}
+	return as, nil
+}
+
+// GetMulti implements Table. It sends one cacheable ZRANGE per distinct user
+// in a single pipeline; users whose route is cached are answered locally.
+// Safe for concurrent use.
+func (r *Redis) GetMulti(ctx context.Context, users []uint64) (map[uint64][]Addr, error) {
+	if r.closed.Load() {
+		return nil, ErrClosed
+	}
+	out := make(map[uint64][]Addr, len(users))
+	if len(users) == 0 {
+		return out, nil
+	}
+	distinct := make([]uint64, 0, len(users))
+	seen := make(map[uint64]struct{}, len(users))
+	for _, u := range users {
+		if _, dup := seen[u]; !dup {
+			seen[u] = struct{}{}
+			distinct = append(distinct, u)
+		}
+	}
+	keys := make([]string, len(distinct))
+	cmds := make([]rueidis.CacheableTTL, len(distinct))
+	for i, u := range distinct {
+		keys[i] = r.routeKey(u)
+		cmds[i] = rueidis.CT(r.rangeCmd(keys[i]), r.cacheTTL)
+	}
+	now := nowMs()
+	var stale []string
+	for i, resp := range r.client.DoMultiCache(ctx, cmds...) {
+		as, st, err := decodeRoutes(resp, now, nil)
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		if len(as) > 0 {
+			out[distinct[i]] = as
+		}
+		if st {
+			stale = append(stale, keys[i])
+		}
+	}
+	if len(stale) > 0 {
+		r.prune(ctx, now, stale...)
+	}
+	return out, nil
+}
+
+// decodeRoutes appends the live addresses in a ZRANGE … WITHSCORES reply to
+// dst, and reports whether it saw expired members. It reads the reply in
+// place: with RESP3 the reply is an array of [member, score] pairs, with
+// RESP2 a flat member, score, … array; both are accepted.
+func decodeRoutes(resp rueidis.RedisResult, now int64, dst []Addr) ([]Addr, bool, error) {
+	items, err := resp.ToArray()
+	if err != nil {
+		return nil, false, err
+	}
+	stale := false
+	add := func(member, score *rueidis.RedisMessage) error {
+		s, err := member.ToString()
+		if err != nil {
+			return err
+		}
+		exp, err := score.AsFloat64()
+		if err != nil {
+			return err
+		}
+		if int64(exp) <= now {
+			stale = true
+			return nil
+		}
+		if a, ok := decodeAddr(s); ok {
+			dst = append(dst, a)
+		}
+		return nil
+	}
+	for i := 0; i < len(items); i++ {
+		if pair, err := items[i].ToArray(); err == nil {
+			if len(pair) != 2 {
+				return nil, false, errMalformed
+			}
+			err = add(&pair[0], &pair[1])
+		} else if i+1 < len(items) {
+			err = add(&items[i], &items[i+1])
+			i++
+		} else {
+			err = errMalformed
+		}
+		if err != nil {
+			return nil, false, err
+		}
+	}
+	return dst, stale, nil
+}
+
+// errMalformed reports a reply whose shape is not what the command returns.
+var errMalformed = errors.New("route: malformed redis reply")
+
+// prune removes members that expired by now from keys. It is best effort:
+// readers already skip expired members, so a failure only delays cleanup
+// and is not reported.
+func (r *Redis) prune(ctx context.Context, now int64, keys ...string) {
+	upTo := strconv.FormatInt(now, 10)
+	cmds := make(rueidis.Commands, len(keys))
+	for i, k := range keys {
+		cmds[i] = r.client.B().Zremrangebyscore().Key(k).Min("-inf").Max(upTo).Build()
+	}
+	_ = r.client.DoMulti(ctx, cmds...)
+}
+
+// serverRecord is a Server as stored in the registry.
+type serverRecord struct {
+	ID        uint32 `json:"id"`
+	Role      string `json:"role"`
+	Addr      string `json:"addr"`
+	Priority  int    `json:"prio"`
+	Load      int    `json:"load"`
+	StaticKey []byte `json:"key,omitempty"`
+	Updated   int64  `json:"upd"`
+	Expires   int64  `json:"exp"` // Unix ms
+}
+
+// roleKey returns <prefix>{servers}:<role>.
+func (r *Redis) roleKey(role string) string { return r.prefix + "{servers}:" + role }
+
+// indexKey returns <prefix>{servers}:index, the id → role hash.
+func (r *Redis) indexKey() string { return r.prefix + "{servers}:index" }
+
+// casAttempts bounds the read-then-compare-and-set loops of the registry. A
+// conflict means another process wrote the same server id between our read
+// and our script, which only a misconfiguration (two servers sharing an id)
+// does repeatedly.
+const casAttempts = 4
+
+// registerScript stores a server record under its role and in the index,
+// removing it from its previous role, but only if the index still says the
+// previous role is ARGV[4] (returns 0 otherwise, and the caller retries). It
+// also drops expired records of the role it writes to, so that role hashes
+// do not grow with servers that died without unregistering.
+//
+// KEYS[1] role key; KEYS[2] index key; KEYS[3] previous role key (any key
+// of the registry when there is none). ARGV[1] id; ARGV[2] role; ARGV[3]
+// record; ARGV[4] previous role or ""; ARGV[5] now ms.
+var registerScript = rueidis.NewLuaScript(`
+local cur = redis.call('HGET', KEYS[2], ARGV[1]) or ''
+if cur ~= ARGV[4] then return 0 end
+if cur ~= '' and cur ~= ARGV[2] then redis.call('HDEL', KEYS[3], ARGV[1]) end
+local now = tonumber(ARGV[5])
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+	local ok, rec = pcall(cjson.decode, all[i+1])
+	if ok and type(rec) == 'table' and tonumber(rec.exp) and tonumber(rec.exp) <= now then
+		redis.call('HDEL', KEYS[1], all[i])
+		if redis.call('HGET', KEYS[2], all[i]) == ARGV[2] then
+			redis.call('HDEL', KEYS[2], all[i])
+		end
+	end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+`)
+
+// unregisterScript removes server ARGV[1] from role key KEYS[1] and the
+// index KEYS[2] if the index still says its role is ARGV[2]; it returns 0
+// when the index says otherwise (the caller retries) and 1 when done or
+// already gone.
+var unregisterScript = rueidis.NewLuaScript(`
+local cur = redis.call('HGET', KEYS[2], ARGV[1])
+if not cur then return 1 end
+if cur ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
+`)
+
+// pruneServerScript removes server ARGV[1] from role key KEYS[1] if its
+// record is still exactly ARGV[2] (the expired one a reader saw), and from
+// the index KEYS[2] if the index still maps it to role ARGV[3].
+var pruneServerScript = rueidis.NewLuaScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+	redis.call('HDEL', KEYS[1], ARGV[1])
+	if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[3] then
+		redis.call('HDEL', KEYS[2], ARGV[1])
+	end
+end
+return 1
+`)
+
+// indexRole returns the role the index holds for id, or "" if none.
+func (r *Redis) indexRole(ctx context.Context, id string) (string, error) {
+	role, err := r.client.Do(ctx, r.client.B().Hget().Key(r.indexKey()).Field(id).Build()).ToString()
+	if rueidis.IsRedisNil(err) {
+		return "", nil
+	}
+	return role, err
+}
+
+// RegisterServer implements Table. Safe for concurrent use.
+func (r *Redis) RegisterServer(ctx context.Context, s Server, ttl time.Duration) error {
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	if ttl <= 0 {
+		return ErrInvalidTTL
+	}
+	if !validServer(&s) {
+		return ErrInvalidServer
+	}
+	now := nowMs()
+	rec, err := json.Marshal(serverRecord{
+		ID: s.ID, Role: s.Role, Addr: s.Addr, Priority: s.Priority, Load: s.Load,
+		StaticKey: s.StaticKey, Updated: now, Expires: now + ttlMs(ttl),
+	})
+	if err != nil {
+		return fmt.Errorf("route: encode server: %w", err)
+	}
+	id := strconv.FormatUint(uint64(s.ID), 10)
+	for range casAttempts {
+		prev, err := r.indexRole(ctx, id)
+		if err != nil {
+			return unavailable(err)
+		}
+		prevKey := r.roleKey(s.Role)
+		if prev != "" {
+			prevKey = r.roleKey(prev)
+		}
+		n, err := registerScript.Exec(ctx, r.client,
+			[]string{r.roleKey(s.Role), r.indexKey(), prevKey},
+			[]string{id, s.Role, string(rec), prev, strconv.FormatInt(now, 10)},
+		).AsInt64()
+		if err != nil {
+			return unavailable(err)
+		}
+		if n == 1 {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: server %d is being registered concurrently", ErrUnavailable, s.ID)
+}
+
+// Servers implements Table. Expired records seen on the way are removed
+// (best effort). Safe for concurrent use.
+func (r *Redis) Servers(ctx context.Context, role string) ([]Server, error) {
+	if r.closed.Load() {
+		return nil, ErrClosed
+	}
+	key := r.roleKey(role)
+	recs, err := r.client.Do(ctx, r.client.B().Hgetall().Key(key).Build()).AsStrMap()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	now := nowMs()
+	out := make([]Server, 0, len(recs))
+	var dead []rueidis.LuaExec
+	for id, raw := range recs {
+		var rec serverRecord
+		if err := json.Unmarshal([]byte(raw), &rec); err != nil {
+			continue // not ours to interpret; left for an operator
+		}
+		if rec.Expires <= now {
+			dead = append(dead, rueidis.LuaExec{
+				Keys: []string{key, r.indexKey()},
+				Args: []string{id, raw, role},
+			})
+			continue
+		}
+		out = append(out, Server{
+			ID: rec.ID, Role: rec.Role, Addr: rec.Addr, Priority: rec.Priority, Load: rec.Load,
+			StaticKey: rec.StaticKey, Updated: rec.Updated,
+		})
+	}
+	if len(dead) > 0 {
+		_ = pruneServerScript.ExecMulti(ctx, r.client, dead...)
+	}
+	sortServers(out)
+	return out, nil
+}
+
+// UnregisterServer implements Table. Safe for concurrent use.
+func (r *Redis) UnregisterServer(ctx context.Context, id uint32) error {
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	sid := strconv.FormatUint(uint64(id), 10)
+	for range casAttempts {
+		role, err := r.indexRole(ctx, sid)
+		if err != nil {
+			return unavailable(err)
+		}
+		if role == "" {
+			return nil
+		}
+		n, err := unregisterScript.Exec(ctx, r.client,
+			[]string{r.roleKey(role), r.indexKey()},
+			[]string{sid, role},
+		).AsInt64()
+		if err != nil {
+			return unavailable(err)
+		}
+		if n == 1 {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: server %d is being re-registered concurrently", ErrUnavailable, id)
+}
+
+// Close implements Table: it closes the connections; pending calls fail.
+// Safe for concurrent use.
+func (r *Redis) Close() error {
+	if r.closed.Swap(true) {
+		return nil
+	}
+	r.client.Close()
+	return nil
+}

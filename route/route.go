@@ -1,0 +1,152 @@
+// Package route owns MyIM's user→address lookups and the registry of online
+// servers.
+//
+// A user's address is the endpoint holding the connection plus the center
+// that routes the user's messages; a user with several devices online has
+// several addresses, told apart by the session id the endpoint assigned.
+// Two views exist:
+//
+//   - Local is this process's own sessions: a sharded in-memory map the
+//     engine consults on every delivery, built to answer without allocating.
+//   - Table is the cluster-wide view: Memory when MyIM runs as one process
+//     with no Redis, Redis otherwise. Entries carry a TTL that the owning
+//     endpoint refreshes, so a crashed endpoint's routes disappear on their
+//     own. The same Table also keeps the server registry (Server) the login
+//     center uses to hand out endpoints and centers.
+//
+// This package must not do frame I/O, session handling or message storage:
+// it maps ids to addresses and nothing else.
+package route
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"slices"
+	"time"
+)
+
+// Sentinel errors. Callers classify with errors.Is; backend failures are
+// wrapped, so the underlying cause is still reachable with errors.As.
+var (
+	// ErrUnavailable: the backend could not be reached or failed the
+	// command (network error, timeout, Redis error reply). It wraps the
+	// cause, including context.DeadlineExceeded when the caller's deadline
+	// ran out.
+	ErrUnavailable = errors.New("route: backend unavailable")
+	// ErrNotFound: Refresh found no live entry for the address; the caller
+	// should Set it again.
+	ErrNotFound = errors.New("route: entry not found")
+	// ErrClosed: the table was used after Close.
+	ErrClosed = errors.New("route: table closed")
+	// ErrInvalidTTL: a TTL was zero or negative. Every cluster entry must
+	// expire, so that a crashed node cannot leave routes behind forever.
+	ErrInvalidTTL = errors.New("route: ttl must be positive")
+	// ErrInvalidServer: a Server without an ID or a Role was registered.
+	ErrInvalidServer = errors.New("route: server needs an id and a role")
+)
+
+// Addr is where one session of a user is online: the endpoint that holds the
+// connection, the center that routes for it, and the session id the endpoint
+// gave the connection. Addr is a plain value, comparable and safe to copy.
+type Addr struct {
+	Endpoint uint32
+	Center   uint32
+	Session  uint64
+}
+
+// Server is one entry of the online-server registry.
+type Server struct {
+	// ID is the server's cluster-unique id; it must not be zero.
+	ID uint32
+	// Role is the kind of server ("endpoint", "center", "login", …); it must
+	// not be empty. Registering the same ID under a new Role moves it.
+	Role string
+	// Addr is the address clients or peers dial, e.g. "10.0.0.7:7000".
+	Addr string
+	// Priority orders servers of a role; lower is preferred.
+	Priority int
+	// Load breaks ties between equal priorities; lower is preferred.
+	Load int
+	// StaticKey is the server's long-term public key handed to clients.
+	StaticKey []byte
+	// Updated is the registration time in Unix milliseconds. It is set by
+	// RegisterServer; the value passed in is ignored.
+	Updated int64
+}
+
+// Table is the cluster-wide route table and server registry.
+//
+// Implementations are safe for concurrent use. Every entry expires after the
+// TTL it was last written with; expired entries are never returned, even
+// before a backend gets round to deleting them. Errors are ErrUnavailable
+// (wrapping the cause), ErrClosed after Close, or the validation errors
+// documented on each method.
+type Table interface {
+	// Set records that user is online at a, for ttl. Setting an address
+	// that is already present only moves its expiry.
+	Set(ctx context.Context, user uint64, a Addr, ttl time.Duration) error
+	// Del removes one address of user. Deleting a missing address is not
+	// an error.
+	Del(ctx context.Context, user uint64, a Addr) error
+	// Get returns the live addresses of user in no particular order; an
+	// offline user gives an empty result and a nil error. The slice is the
+	// caller's.
+	Get(ctx context.Context, user uint64) ([]Addr, error)
+	// GetMulti is Get for many users in one round trip, for group fan-out.
+	// Users with no live address are absent from the map; duplicates in
+	// users are allowed.
+	GetMulti(ctx context.Context, users []uint64) (map[uint64][]Addr, error)
+	// Refresh moves the expiry of an existing live address to now+ttl. It
+	// returns ErrNotFound when the address is missing or already expired,
+	// so the caller knows to Set it again.
+	Refresh(ctx context.Context, user uint64, a Addr, ttl time.Duration) error
+
+	// RegisterServer adds or replaces s (keyed by s.ID) for ttl and stamps
+	// s.Updated. Re-registering refreshes the entry; a changed Role moves
+	// it to the new role.
+	RegisterServer(ctx context.Context, s Server, ttl time.Duration) error
+	// Servers returns the live servers of role, ordered by Priority then
+	// Load (lower first), then ID.
+	Servers(ctx context.Context, role string) ([]Server, error)
+	// UnregisterServer removes server id. Removing a missing id is not an
+	// error.
+	UnregisterServer(ctx context.Context, id uint32) error
+
+	// Close releases the table's resources. Later calls return ErrClosed.
+	Close() error
+}
+
+// sortServers puts servers in the order Table.Servers promises.
+func sortServers(s []Server) {
+	slices.SortFunc(s, func(a, b Server) int {
+		if c := cmp.Compare(a.Priority, b.Priority); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.Load, b.Load); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+}
+
+// validServer reports whether s may be registered.
+func validServer(s *Server) bool { return s.ID != 0 && s.Role != "" }
+
+// shardCount is the number of shards in Local and Memory. 64 keeps lock
+// contention negligible up to a few dozen cores (the chance that two of N
+// concurrent lookups collide is about N²/128) while the array of locks still
+// fits in a handful of cache lines' worth of headers. It must be a power of
+// two because shardOf keeps the top shardBits bits of a product.
+const (
+	shardBits  = 6
+	shardCount = 1 << shardBits
+)
+
+// shardOf maps a user id to a shard. User ids are often sequential, so the
+// id is mixed with a Fibonacci multiplier first and the top bits are used;
+// taking the low bits directly would be fine for sequential ids but cluster
+// badly for ids that share a low-bit pattern (e.g. per-region prefixes).
+func shardOf(user uint64) uint64 {
+	return (user * 0x9E3779B97F4A7C15) >> (64 - shardBits)
+}

@@ -1,0 +1,655 @@
+package route
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// This file is the one conformance suite every Table backend runs, plus the
+// helpers that build backends for it. Backend-specific behaviour (Redis key
+// layout, outages, Memory's Sweep) is tested in the backend's own test file.
+
+// newTable builds a fresh, empty, isolated Table for one test and arranges
+// for its cleanup.
+type newTable func(t testing.TB) Table
+
+func TestMemoryConformance(t *testing.T) {
+	t.Parallel()
+	runSuite(t, func(t testing.TB) Table {
+		m := NewMemory()
+		t.Cleanup(func() { _ = m.Close() })
+		return m
+	})
+}
+
+func TestRedisConformance(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		opt  Options
+	}{
+		{"cache=on", Options{}},
+		{"cache=off", Options{DisableCache: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			runSuite(t, func(t testing.TB) Table { return startRedis(t, tc.opt) })
+		})
+	}
+}
+
+// redisAddr is the Redis the tests use.
+func redisAddr() string {
+	if a := os.Getenv("MYIM_TEST_REDIS_ADDR"); a != "" {
+		return a
+	}
+	return "127.0.0.1:6379"
+}
+
+// startRedis connects a Redis table under a random key prefix and deletes
+// every key under that prefix at cleanup. When Redis is unreachable the test
+// is skipped, except in CI (CI=true), where it fails. opt.Addr and
+// opt.Prefix are filled in unless set.
+func startRedis(t testing.TB, opt Options) *Redis {
+	t.Helper()
+	if opt.Addr == "" {
+		opt.Addr = redisAddr()
+	}
+	if opt.Prefix == "" {
+		opt.Prefix = randomPrefix(t)
+	}
+	r, err := NewRedis(opt)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("redis at %s: %v", opt.Addr, err)
+		}
+		t.Skipf("redis at %s unreachable (set MYIM_TEST_REDIS_ADDR): %v", opt.Addr, err)
+	}
+	t.Cleanup(func() {
+		deletePrefix(t, opt.Addr, opt.Prefix)
+		_ = r.Close()
+	})
+	return r
+}
+
+// randomPrefix returns a key prefix no other test run uses.
+func randomPrefix(t testing.TB) string {
+	t.Helper()
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	return "myimtest:" + hex.EncodeToString(b[:]) + ":"
+}
+
+// deletePrefix removes every key starting with prefix, over a connection of
+// its own so that it works whatever state the table under test is in.
+func deletePrefix(t testing.TB, addr, prefix string) {
+	t.Helper()
+	r, err := NewRedis(Options{Addr: addr, DisableCache: true})
+	if err != nil {
+		t.Errorf("cleanup of %s*: %v", prefix, err)
+		return
+	}
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c := r.client
+	var cursor uint64
+	for {
+		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
+		if err != nil {
+			t.Errorf("cleanup scan %s*: %v", prefix, err)
+			return
+		}
+		for _, k := range e.Elements {
+			if err := c.Do(ctx, c.B().Del().Key(k).Build()).Error(); err != nil {
+				t.Errorf("cleanup del %s: %v", k, err)
+			}
+		}
+		if cursor = e.Cursor; cursor == 0 {
+			return
+		}
+	}
+}
+
+// eventually calls fn until it returns nil or timeout passes, then fails
+// the test with fn's last error.
+func eventually(t testing.TB, timeout time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not after %v: %v", timeout, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// testCtx returns a context that ends with the test or after 10 seconds.
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// sortedAddrs returns a sorted copy, for order-insensitive comparison.
+func sortedAddrs(as []Addr) []Addr {
+	as = slices.Clone(as)
+	slices.SortFunc(as, func(a, b Addr) int {
+		if c := cmp.Compare(a.Endpoint, b.Endpoint); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.Center, b.Center); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Session, b.Session)
+	})
+	return as
+}
+
+// sameAddrs reports an error unless got and want hold the same addresses.
+func sameAddrs(got, want []Addr) error {
+	if !slices.Equal(sortedAddrs(got), sortedAddrs(want)) {
+		return fmt.Errorf("got %v, want %v", got, want)
+	}
+	return nil
+}
+
+// mustGet is Get that fails the test on error.
+func mustGet(t testing.TB, tb Table, user uint64) []Addr {
+	t.Helper()
+	as, err := tb.Get(testCtx(t), user)
+	if err != nil {
+		t.Fatalf("Get(%d): %v", user, err)
+	}
+	return as
+}
+
+// ttlLong outlives any test; ttlShort expires within one.
+const (
+	ttlLong  = time.Minute
+	ttlShort = 150 * time.Millisecond
+)
+
+// runSuite runs the conformance cases against tables made by mk.
+func runSuite(t *testing.T, mk newTable) {
+	for _, tc := range []struct {
+		name string
+		fn   func(t *testing.T, tb Table)
+	}{
+		{"SetGetDel", testSetGetDel},
+		{"MultipleSessions", testMultipleSessions},
+		{"TTLExpiry", testTTLExpiry},
+		{"Refresh", testRefresh},
+		{"InvalidTTL", testInvalidTTL},
+		{"GetMulti", testGetMulti},
+		{"ServerOrdering", testServerOrdering},
+		{"ServerReRegistration", testServerReRegistration},
+		{"ServerExpiry", testServerExpiry},
+		{"InvalidServer", testInvalidServer},
+		{"ReadsSeeWrites", testReadsSeeWrites},
+		{"Concurrent", testConcurrent},
+		{"Closed", testClosed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, mk(t))
+		})
+	}
+}
+
+func testSetGetDel(t *testing.T, tb Table) {
+	ctx := testCtx(t)
+	a := Addr{Endpoint: 1, Center: 2, Session: 3}
+	if got := mustGet(t, tb, 42); len(got) != 0 {
+		t.Fatalf("Get of unknown user = %v, want empty", got)
+	}
+	if err := tb.Set(ctx, 42, a, ttlLong); err != nil {
+		t.Fatal(err)
+	}
+	if err := sameAddrs(mustGet(t, tb, 42), []Addr{a}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, tb, 43); len(got) != 0 {
+		t.Fatalf("Get of another user = %v, want empty", got)
+	}
+	if err := tb.Del(ctx, 42, a); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, tb, 42); len(got) != 0 {
+		t.Fatalf("Get after Del = %v, want empty", got)
+	}
+	if err := tb.Del(ctx, 42, a); err != nil {
+		t.Fatalf("Del of missing address: %v", err)
+	}
+	// Extreme ids round-trip.
+	max := Addr{Endpoint: ^uint32(0), Center: ^uint32(0), Session: ^uint64(0)}
+	if err := tb.Set(ctx, ^uint64(0), max, ttlLong); err != nil {
+		t.Fatal(err)
+	}
+	if err := sameAddrs(mustGet(t, tb, ^uint64(0)), []Addr{max}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testMultipleSessions(t *testing.T, tb Table) {
+	ctx := testCtx(t)
+	phone := Addr{Endpoint: 1, Center: 7, Session: 100}
+	laptop := Addr{Endpoint: 2, Center: 7, Session: 200}
+	web := Addr{Endpoint: 1, Center: 8, Session: 101}
+	for _, a := range []Addr{phone, laptop, web, phone} { // phone twice: no duplicate
+		if err := tb.Set(ctx, 9, a, ttlLong); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sameAddrs(mustGet(t, tb, 9), []Addr{phone, laptop, web}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.Del(ctx, 9, laptop); err != nil {
+		t.Fatal(err)
+	}
+	if err := sameAddrs(mustGet(t, tb, 9), []Addr{phone, web}); err != nil {
+		t.Fatal(err)
+	}
+	// Same session id on another endpoint is another address.
+	if err := tb.Del(ctx, 9, Addr{Endpoint: 3, Center: 7, Session: 100}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sameAddrs(mustGet(t, tb, 9), []Addr{phone, web}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testTTLExpiry(t *testing.T, tb Table) {
+	ctx := testCtx(t)
+	dying := Addr{Endpoint: 1, Center: 1, Session: 1}
+	living := Addr{Endpoint: 2, Center: 1, Session: 2}
+	if err := tb.Set(ctx, 5, dying, ttlShort); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.Set(ctx, 5, living, ttlLong); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.Set(ctx, 6, dying, ttlShort); err != nil {
+		t.Fatal(err)
+	}
+	if err := sameAddrs(mustGet(t, tb, 5), []Addr{dying, living}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, func() error {
+		return sameAddrs(mustGet(t, tb, 5), []Addr{living})
+	})
+	eventually(t, 3*time.Second, func() error {
+		return sameAddrs(mustGet(t, tb, 6), nil)
+	})
+	m, err := tb.GetMulti(ctx, []uint64{5, 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m[6]; ok || len(m) != 1 {
+		t.Fatalf("GetMulti after expiry = %v, want only user 5", m)
+	}
+	// An expired address can be set again.
+	if err := tb.Set(ctx, 6, dying, ttlLong); err != nil {
+		t.Fatal(err)
+	}
+	if err := sameAddrs(mustGet(t, tb, 6), []Addr{dying}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testRefresh(t *testing.T, tb Table) {
+	ctx := testCtx(t)
+	a := Addr{Endpoint: 4, Center: 5, Session: 6}
+	if err := tb.Refresh(ctx, 11, a, ttlLong); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Refresh of missing = %v, want ErrNotFound", err)
+	}
+	if err := tb.Set(ctx, 11, a, ttlShort); err != nil {
+		t.Fatal(err)
+	}
+	// Keep refreshing for several TTLs: the entry must survive.
+	end := time.Now().Add(3 * ttlShort)
+	for time.Now().Before(end) {
+		if err := tb.Refresh(ctx, 11, a, ttlShort); err != nil {
+			t.Fatalf("Refresh of live entry: %v", err)
+		}
+		if err := sameAddrs(mustGet(t, tb, 11), []Addr{a}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(ttlShort / 5)
+	}
+	if err := tb.Refresh(ctx, 11, Addr{Endpoint: 4, Center: 5, Session: 7}, ttlLong); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Refresh of another session = %v, want ErrNotFound", err)
+	}
+	// Once expired, Refresh reports ErrNotFound rather than reviving it.
+	eventually(t, 3*time.Second, func() error {
+		if err := tb.Refresh(ctx, 11, a, ttlLong); !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("Refresh = %v, want ErrNotFound", err)
+		}
+		return nil
+	})
+	if got := mustGet(t, tb, 11); len(got) != 0 {
+		t.Fatalf("Get after expiry = %v, want empty", got)
+	}
+}
+
+func testInvalidTTL(t *testing.T, tb Table) {
+	ctx := testCtx(t)
+	a := Addr{Endpoint: 1}
+	for _, ttl := range []time.Duration{0, -time.Second} {
+		if err := tb.Set(ctx, 1, a, ttl); !errors.Is(err, ErrInvalidTTL) {
+			t.Errorf("Set ttl=%v: %v, want ErrInvalidTTL", ttl, err)
+		}
+		if err := tb.Refresh(ctx, 1, a, ttl); !errors.Is(err, ErrInvalidTTL) {
+			t.Errorf("Refresh ttl=%v: %v, want ErrInvalidTTL", ttl, err)
+		}
+		if err := tb.RegisterServer(ctx, Server{ID: 1, Role: "x"}, ttl); !errors.Is(err, ErrInvalidTTL) {
+			t.Errorf("RegisterServer ttl=%v: %v, want ErrInvalidTTL", ttl, err)
+		}
+	}
+}
+
+func testGetMulti(t *testing.T, tb Table) {
+	ctx := testCtx(t)
+	const n = 300
+	want := make(map[uint64][]Addr)
+	var users []uint64
+	for u := uint64(1000); u < 1000+n; u++ {
+		users = append(users, u)
+		switch u % 3 {
+		case 0: // offline
+		case 1:
+			want[u] = []Addr{{Endpoint: uint32(u), Center: 1, Session: u}}
+		case 2:
+			want[u] = []Addr{{Endpoint: 1, Center: 2, Session: u}, {Endpoint: 2, Center: 2, Session: u + 1}}
+		}
+		for _, a := range want[u] {
+			if err := tb.Set(ctx, u, a, ttlLong); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	users = append(users, 1001, 1002, 999999) // duplicates and a stranger
+	got, err := tb.GetMulti(ctx, users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("GetMulti returned %d users, want %d", len(got), len(want))
+	}
+	for u, as := range want {
+		if err := sameAddrs(got[u], as); err != nil {
+			t.Fatalf("user %d: %v", u, err)
+		}
+	}
+	// A second round (served from cache where there is one) agrees.
+	again, err := tb.GetMulti(ctx, users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again) != len(want) {
+		t.Fatalf("second GetMulti returned %d users, want %d", len(again), len(want))
+	}
+	for _, in := range [][]uint64{nil, {}, {424242}} {
+		m, err := tb.GetMulti(ctx, in)
+		if err != nil || len(m) != 0 {
+			t.Fatalf("GetMulti(%v) = %v, %v; want empty", in, m, err)
+		}
+	}
+}
+
+// serverIDs lists the ids of ss in order.
+func serverIDs(ss []Server) []uint32 {
+	ids := make([]uint32, len(ss))
+	for i, s := range ss {
+		ids[i] = s.ID
+	}
+	return ids
+}
+
+// wantServers reports an error unless tb lists exactly ids, in order, for
+// role.
+func wantServers(t testing.TB, tb Table, role string, ids ...uint32) error {
+	t.Helper()
+	ss, err := tb.Servers(testCtx(t), role)
+	if err != nil {
+		t.Fatalf("Servers(%q): %v", role, err)
+	}
+	if got := serverIDs(ss); !slices.Equal(got, ids) {
+		return fmt.Errorf("Servers(%q) = %v, want %v", role, got, ids)
+	}
+	return nil
+}
+
+func testServerOrdering(t *testing.T, tb Table) {
+	ctx := testCtx(t)
+	before := time.Now().UnixMilli()
+	for _, s := range []Server{
+		{ID: 1, Role: "endpoint", Addr: "10.0.0.1:7000", Priority: 2, Load: 0},
+		{ID: 2, Role: "endpoint", Addr: "10.0.0.2:7000", Priority: 1, Load: 50},
+		{ID: 3, Role: "endpoint", Addr: "10.0.0.3:7000", Priority: 1, Load: 10, StaticKey: []byte{0, 1, 2, 255}},
+		{ID: 4, Role: "endpoint", Addr: "10.0.0.4:7000", Priority: 1, Load: 10},
+		{ID: 5, Role: "center", Addr: "10.0.1.1:7100", Priority: 0, Load: 0},
+	} {
+		if err := tb.RegisterServer(ctx, s, ttlLong); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := wantServers(t, tb, "endpoint", 3, 4, 2, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := wantServers(t, tb, "center", 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := wantServers(t, tb, "login"); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := tb.Servers(ctx, "endpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ss[0]
+	if got.Role != "endpoint" || got.Addr != "10.0.0.3:7000" || got.Priority != 1 || got.Load != 10 ||
+		string(got.StaticKey) != "\x00\x01\x02\xff" || got.Updated < before {
+		t.Fatalf("server 3 read back as %+v", got)
+	}
+}
+
+func testServerReRegistration(t *testing.T, tb Table) {
+	ctx := testCtx(t)
+	reg := func(s Server) {
+		t.Helper()
+		if err := tb.RegisterServer(ctx, s, ttlLong); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg(Server{ID: 1, Role: "center", Load: 10})
+	reg(Server{ID: 2, Role: "center", Load: 20})
+	if err := wantServers(t, tb, "center", 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	reg(Server{ID: 1, Role: "center", Load: 30}) // load report
+	if err := wantServers(t, tb, "center", 2, 1); err != nil {
+		t.Fatal(err)
+	}
+	ss, _ := tb.Servers(ctx, "center")
+	if ss[1].Load != 30 {
+		t.Fatalf("load after re-registration = %d, want 30", ss[1].Load)
+	}
+	reg(Server{ID: 2, Role: "endpoint", Addr: "moved"}) // role change
+	if err := wantServers(t, tb, "center", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := wantServers(t, tb, "endpoint", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.UnregisterServer(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := wantServers(t, tb, "endpoint"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.UnregisterServer(ctx, 2); err != nil {
+		t.Fatalf("Unregister of missing server: %v", err)
+	}
+	if err := tb.UnregisterServer(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := wantServers(t, tb, "center"); err != nil {
+		t.Fatal(err)
+	}
+	reg(Server{ID: 1, Role: "center"}) // back after unregistering
+	if err := wantServers(t, tb, "center", 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testServerExpiry(t *testing.T, tb Table) {
+	ctx := testCtx(t)
+	if err := tb.RegisterServer(ctx, Server{ID: 1, Role: "endpoint"}, ttlShort); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.RegisterServer(ctx, Server{ID: 2, Role: "endpoint", Priority: 9}, ttlLong); err != nil {
+		t.Fatal(err)
+	}
+	if err := wantServers(t, tb, "endpoint", 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, func() error { return wantServers(t, tb, "endpoint", 2) })
+	// A dead server that comes back is listed again.
+	if err := tb.RegisterServer(ctx, Server{ID: 1, Role: "endpoint"}, ttlLong); err != nil {
+		t.Fatal(err)
+	}
+	if err := wantServers(t, tb, "endpoint", 1, 2); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testInvalidServer(t *testing.T, tb Table) {
+	ctx := testCtx(t)
+	for _, s := range []Server{{Role: "endpoint"}, {ID: 1}} {
+		if err := tb.RegisterServer(ctx, s, ttlLong); !errors.Is(err, ErrInvalidServer) {
+			t.Errorf("RegisterServer(%+v) = %v, want ErrInvalidServer", s, err)
+		}
+	}
+}
+
+// testReadsSeeWrites checks that a read after a write sees it, including
+// when the earlier read was cached: backends with a client-side cache must
+// have it invalidated by the write.
+func testReadsSeeWrites(t *testing.T, tb Table) {
+	ctx := testCtx(t)
+	const user = 77
+	var want []Addr
+	for i := range 10 {
+		for range 3 { // warm any cache with the current state
+			if err := sameAddrs(mustGet(t, tb, user), want); err != nil {
+				t.Fatalf("round %d: %v", i, err)
+			}
+			if _, err := tb.GetMulti(ctx, []uint64{user, user + 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a := Addr{Endpoint: uint32(i), Center: 1, Session: uint64(i)}
+		if i%3 == 2 { // every third round deletes instead
+			a, want = want[0], want[1:]
+			if err := tb.Del(ctx, user, a); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			want = append(want, a)
+			if err := tb.Set(ctx, user, a, ttlLong); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Invalidation is asynchronous in Redis's protocol, so allow it a
+		// moment, but it must arrive.
+		eventually(t, 2*time.Second, func() error { return sameAddrs(mustGet(t, tb, user), want) })
+		eventually(t, 2*time.Second, func() error {
+			m, err := tb.GetMulti(ctx, []uint64{user, user + 1})
+			if err != nil {
+				return err
+			}
+			return sameAddrs(m[user], want)
+		})
+	}
+}
+
+func testConcurrent(t *testing.T, tb Table) {
+	ctx := testCtx(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				user := uint64(i % 5)
+				a := Addr{Endpoint: uint32(w), Session: uint64(i)}
+				if err := tb.Set(ctx, user, a, ttlLong); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := tb.Get(ctx, user); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := tb.GetMulti(ctx, []uint64{0, 1, 2, 3, 4}); err != nil {
+					errs <- err
+					return
+				}
+				if err := tb.Del(ctx, user, a); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	m, err := tb.GetMulti(ctx, []uint64{0, 1, 2, 3, 4})
+	if err != nil || len(m) != 0 {
+		t.Fatalf("after concurrent set+del: %v, %v; want empty", m, err)
+	}
+}
+
+func testClosed(t *testing.T, tb Table) {
+	ctx := testCtx(t)
+	if err := tb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	a := Addr{Endpoint: 1}
+	checks := map[string]error{
+		"Set":              tb.Set(ctx, 1, a, ttlLong),
+		"Del":              tb.Del(ctx, 1, a),
+		"Refresh":          tb.Refresh(ctx, 1, a, ttlLong),
+		"RegisterServer":   tb.RegisterServer(ctx, Server{ID: 1, Role: "x"}, ttlLong),
+		"UnregisterServer": tb.UnregisterServer(ctx, 1),
+	}
+	_, checks["Get"] = tb.Get(ctx, 1)
+	_, checks["GetMulti"] = tb.GetMulti(ctx, []uint64{1})
+	_, checks["Servers"] = tb.Servers(ctx, "x")
+	for name, err := range checks {
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("%s after Close = %v, want ErrClosed", name, err)
+		}
+	}
+}

@@ -1,0 +1,277 @@
+package session
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"encoding/binary"
+	"errors"
+	"time"
+
+	"github.com/myim/myim/frame"
+)
+
+// Transport errors.
+var (
+	// ErrDecrypt: a frame failed to open: tampered, replayed, reordered,
+	// dropped before it, truncated, or not a whole frame. The receive side
+	// stays failed afterwards; the connection must close.
+	ErrDecrypt = errors.New("session: frame authentication failed")
+	// ErrNonceExhausted: the direction reached Config.NonceLimit frames; a
+	// new handshake is needed.
+	ErrNonceExhausted = errors.New("session: nonce space exhausted, handshake again")
+	// ErrRekeyOverdue: Config.MaxFramesPerKey frames went under one key
+	// without a rekey.
+	ErrRekeyOverdue = errors.New("session: key used past its limit without rekey")
+	// ErrRekeyFrame: RecvRekey got a frame that is not an empty REKEY.
+	ErrRekeyFrame = errors.New("session: not an empty REKEY frame")
+	// ErrWiped: the Keys were wiped.
+	ErrWiped = errors.New("session: keys wiped")
+)
+
+// TagSize is what sealing adds to a body: the AES-GCM tag.
+const TagSize = 16
+
+// Keys is a connection's transport state after the handshake: one
+// AES-256-GCM key and one 64-bit frame counter per direction. The counter is
+// the nonce (4 zero bytes then the counter big-endian, as Noise's AESGCM)
+// and is never sent: TCP delivers in order, so a replayed, reordered,
+// dropped or forged frame fails to open.
+//
+// Seal and Open work on whole frames: the additional data is the frame's
+// Length + Cmd + QoS, so a header cannot be altered either.
+//
+// Key custody. The handshake's Split yields two noise.CipherStates; Keys
+// copies their keys (UnsafeKey) into arrays it owns and builds its own
+// cipher.AEAD from them, one per direction, cached until the next rekey.
+// Owning the bytes is what lets Wipe zero them (the CipherStates are dropped
+// at once, along with the handshake state), and the cached AEAD with a
+// nonce buffer inside Keys is what makes Seal and Open allocation-free
+// (noise's Cipher allocates a nonce slice per call). What cannot be zeroed
+// from here: the AES key schedule inside crypto/aes, and the copies left in
+// the dropped noise objects, which become garbage.
+//
+// Rekey follows Noise §4.2: k = the first 32 bytes of ENCRYPT(k, 2^64-1,
+// empty, 32 zero bytes), the counter carrying on; a test checks it against
+// noise.CipherState.Rekey.
+//
+// Concurrency: the send half (Seal, SendRekey, NeedRekey) and the receive
+// half (Open, RecvRekey) touch disjoint state, so one goroutine may send
+// while another receives; each half must be serialised by its caller (in
+// the server, both run on the connection's event loop). Wipe must not run
+// concurrently with anything.
+type Keys struct {
+	send, recv dir
+
+	rekeyFrames   uint64
+	rekeyInterval time.Duration
+	maxPerKey     uint64
+	nonceLimit    uint64
+}
+
+// dir is one direction's state.
+type dir struct {
+	key       [32]byte
+	aead      cipher.AEAD
+	nonce     [12]byte // scratch: the nonce for counter n
+	n         uint64   // frames so far in this direction, the next nonce
+	sinceKey  uint64   // frames under the current key
+	rekeyedAt time.Time
+	failed    bool // receive side: an Open failed; stays failed
+}
+
+// newKeys builds Keys from the two keys of a handshake's Split. It takes
+// copies; the caller zeroes its own.
+func newKeys(c *Config, sendKey, recvKey *[32]byte) (*Keys, error) {
+	now := c.Now()
+	k := &Keys{
+		rekeyFrames:   c.RekeyFrames,
+		rekeyInterval: c.RekeyInterval,
+		maxPerKey:     c.MaxFramesPerKey,
+		nonceLimit:    c.NonceLimit,
+	}
+	if err := k.send.setKey(sendKey, now); err != nil {
+		return nil, err
+	}
+	if err := k.recv.setKey(recvKey, now); err != nil {
+		k.Wipe()
+		return nil, err
+	}
+	return k, nil
+}
+
+func (d *dir) setKey(key *[32]byte, now time.Time) error {
+	d.key = *key
+	block, err := aes.NewCipher(d.key[:])
+	if err != nil {
+		return err
+	}
+	d.aead, err = cipher.NewGCM(block)
+	if err != nil {
+		return err
+	}
+	d.sinceKey = 0
+	d.rekeyedAt = now
+	return nil
+}
+
+// rekey replaces d's key with Noise's REKEY(k).
+func (d *dir) rekey(now time.Time) error {
+	var nonce [12]byte
+	binary.BigEndian.PutUint64(nonce[4:], ^uint64(0))
+	var zeros [32]byte
+	var out [32 + TagSize]byte
+	ct := d.aead.Seal(out[:0], nonce[:], zeros[:], nil)
+	var next [32]byte
+	copy(next[:], ct)
+	clear(out[:])
+	err := d.setKey(&next, now)
+	clear(next[:])
+	return err
+}
+
+// check reports whether d may take one more frame.
+func (k *Keys) check(d *dir) error {
+	switch {
+	case d.aead == nil:
+		return ErrWiped
+	case d.n >= k.nonceLimit:
+		return ErrNonceExhausted
+	case d.sinceKey >= k.maxPerKey:
+		return ErrRekeyOverdue
+	}
+	return nil
+}
+
+// Seal appends to dst a whole sealed frame: Length + Cmd + QoS for a body of
+// len(plaintext)+TagSize bytes, then the ciphertext and tag, with the header
+// as additional data. plaintext must not overlap dst's spare capacity. It
+// allocates only when dst must grow. On error dst is returned unchanged and
+// no counter moves.
+func (k *Keys) Seal(dst []byte, c frame.Cmd, q frame.QoS, plaintext []byte) ([]byte, error) {
+	d := &k.send
+	if err := k.check(d); err != nil {
+		return dst, err
+	}
+	if !c.Known() {
+		return dst, frame.ErrUnknownCmd
+	}
+	if q > frame.QoS1 {
+		return dst, frame.ErrBadQoS
+	}
+	start := len(dst)
+	out, err := frame.AppendHeader(dst, c, q, len(plaintext)+TagSize)
+	if err != nil {
+		return dst, err
+	}
+	binary.BigEndian.PutUint64(d.nonce[4:], d.n)
+	out = d.aead.Seal(out, d.nonce[:], plaintext, out[start:])
+	d.n++
+	d.sinceKey++
+	return out, nil
+}
+
+// Open appends f's plaintext body to dst. f must be one whole frame and
+// dst must not overlap it: f aliases the network buffer and is never
+// written. A frame that does not authenticate under the next counter gives
+// ErrDecrypt, and every later Open fails too. Open does not act on REKEY
+// frames: the caller routes them to RecvRekey.
+func (k *Keys) Open(dst []byte, f frame.Frame) ([]byte, error) {
+	d := &k.recv
+	if err := k.check(d); err != nil {
+		return dst, err
+	}
+	if d.failed {
+		return dst, ErrDecrypt
+	}
+	body, hdr, ok := split(f)
+	if !ok {
+		d.failed = true
+		return dst, ErrDecrypt
+	}
+	binary.BigEndian.PutUint64(d.nonce[4:], d.n)
+	out, err := d.aead.Open(dst, d.nonce[:], body, hdr)
+	if err != nil {
+		d.failed = true
+		return dst, ErrDecrypt
+	}
+	d.n++
+	d.sinceKey++
+	return out, nil
+}
+
+// split checks that f is exactly one well-formed frame with room for a tag
+// and returns its body and header.
+func split(f frame.Frame) (body, hdr []byte, ok bool) {
+	size, err := frame.Split(f, frame.MaxEncodable)
+	if err != nil || size == 0 || size != len(f) {
+		return nil, nil, false
+	}
+	body = f.Body()
+	if len(body) < TagSize {
+		return nil, nil, false
+	}
+	return body, f.Header(), true
+}
+
+// SendRekey appends a sealed, empty REKEY frame to dst and then moves the
+// send direction to the next key: every frame sealed afterwards needs the
+// peer to have passed this one to RecvRekey. now restarts the rekey timer.
+func (k *Keys) SendRekey(dst []byte, now time.Time) ([]byte, error) {
+	out, err := k.Seal(dst, frame.CmdRekey, frame.QoS0, nil)
+	if err != nil {
+		return dst, err
+	}
+	if err := k.send.rekey(now); err != nil {
+		return dst, err
+	}
+	return out, nil
+}
+
+// RecvRekey opens a REKEY frame (empty body) and then moves the receive
+// direction to the next key. A frame of another command is refused with
+// ErrRekeyFrame before it is opened; one that fails to open gives ErrDecrypt.
+func (k *Keys) RecvRekey(f frame.Frame, now time.Time) error {
+	if _, _, ok := split(f); !ok {
+		return k.failRecv()
+	}
+	if f.Cmd() != frame.CmdRekey {
+		return ErrRekeyFrame
+	}
+	var scratch [0]byte
+	pt, err := k.Open(scratch[:], f)
+	if err != nil {
+		return err
+	}
+	if len(pt) != 0 {
+		k.recv.failed = true
+		return ErrRekeyFrame
+	}
+	return k.recv.rekey(now)
+}
+
+func (k *Keys) failRecv() error {
+	if k.recv.aead == nil {
+		return ErrWiped
+	}
+	k.recv.failed = true
+	return ErrDecrypt
+}
+
+// NeedRekey reports whether the send direction is due a rekey: Config's
+// RekeyFrames frames sealed or RekeyInterval elapsed since the last one (or
+// since the handshake). Part of the send half.
+func (k *Keys) NeedRekey(now time.Time) bool {
+	d := &k.send
+	return d.sinceKey >= k.rekeyFrames || now.Sub(d.rekeyedAt) >= k.rekeyInterval
+}
+
+// Wipe zeroes both keys and drops the ciphers; every later call fails with
+// ErrWiped. Call it when the connection closes. See Keys for what lies
+// beyond its reach.
+func (k *Keys) Wipe() {
+	for _, d := range []*dir{&k.send, &k.recv} {
+		clear(d.key[:])
+		d.aead = nil
+		d.failed = true
+	}
+}
