@@ -6,11 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/redis/rueidis"
 )
@@ -111,6 +114,13 @@ func (o *Options) setDefaults() {
 // server-assisted invalidation), so a hot user's route is a local map hit
 // until it changes.
 //
+// Redis delivers the invalidation for a write after the write's reply, on
+// another connection (rueidis issue #534), so a read right after a write
+// could be served the old cached value. To give this process
+// read-your-writes, a user written through this Redis is read past the cache
+// for recentWindow afterwards; other processes see the change as soon as
+// their invalidation arrives, normally well under a millisecond.
+//
 // Failure policy: retries are disabled (rueidis DisableRetry). A route read
 // is on the message path; when Redis is unreachable the caller should learn
 // it at once and store the message for later, not wait while rueidis retries
@@ -125,7 +135,9 @@ type Redis struct {
 	client   rueidis.Client
 	prefix   string
 	cacheTTL time.Duration
+	cached   bool
 	closed   atomic.Bool
+	recent   recentWrites // users this process wrote lately; nil maps when !cached
 }
 
 var _ Table = (*Redis)(nil)
@@ -150,7 +162,9 @@ func NewRedis(opt Options) (*Redis, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: connect %s: %w", ErrUnavailable, opt.Addr, err)
 	}
-	return &Redis{client: client, prefix: opt.Prefix, cacheTTL: opt.CacheTTL}, nil
+	r := &Redis{client: client, prefix: opt.Prefix, cacheTTL: opt.CacheTTL, cached: !opt.DisableCache}
+	r.recent.epoch = time.Now()
+	return r, nil
 }
 
 // unavailable wraps a rueidis or Redis failure.
@@ -249,6 +263,7 @@ func (r *Redis) set(ctx context.Context, user uint64, a Addr, ttl time.Duration,
 		[]string{r.routeKey(user)},
 		[]string{encodeAddr(a), strconv.FormatInt(now+ttlMs(ttl), 10), strconv.FormatInt(now, 10), mode},
 	).AsInt64()
+	r.markWritten(user)
 	if err != nil {
 		return unavailable(err)
 	}
@@ -264,7 +279,9 @@ func (r *Redis) Del(ctx context.Context, user uint64, a Addr) error {
 		return ErrClosed
 	}
 	cmd := r.client.B().Zrem().Key(r.routeKey(user)).Member(encodeAddr(a)).Build()
-	if err := r.client.Do(ctx, cmd).Error(); err != nil {
+	err := r.client.Do(ctx, cmd).Error()
+	r.markWritten(user)
+	if err != nil {
 		return unavailable(err)
 	}
 	return nil
@@ -281,8 +298,14 @@ func (r *Redis) Get(ctx context.Context, user uint64) ([]Addr, error) {
 		return nil, ErrClosed
 	}
 	key := r.routeKey(user)
+	var resp rueidis.RedisResult
+	if r.cached && r.recent.has(user) {
+		resp = r.client.Do(ctx, r.client.B().Zrange().Key(key).Min("0").Max("-1").Withscores().Build())
+	} else {
+		resp = r.client.DoCache(ctx, r.rangeCmd(key), r.cacheTTL)
+	}
 	now := nowMs()
-	as, stale, err := decodeRoutes(r.client.DoCache(ctx, r.rangeCmd(key), r.cacheTTL), now, nil)
+	as, stale, err := decodeRoutes(resp, now, nil)
 	if err != nil {
 		return nil, unavailable(err)
 	}
@@ -311,15 +334,40 @@ func (r *Redis) GetMulti(ctx context.Context, users []uint64) (map[uint64][]Addr
 			distinct = append(distinct, u)
 		}
 	}
+	// Users this process wrote lately are read past the cache (see Redis),
+	// in a second pipeline sent alongside the cached one.
 	keys := make([]string, len(distinct))
-	cmds := make([]rueidis.CacheableTTL, len(distinct))
+	cmds := make([]rueidis.CacheableTTL, 0, len(distinct))
+	var direct rueidis.Commands
+	var directIdx []int
 	for i, u := range distinct {
 		keys[i] = r.routeKey(u)
-		cmds[i] = rueidis.CT(r.rangeCmd(keys[i]), r.cacheTTL)
+		if r.cached && r.recent.has(u) {
+			direct = append(direct, r.client.B().Zrange().Key(keys[i]).Min("0").Max("-1").Withscores().Build())
+			directIdx = append(directIdx, i)
+			continue
+		}
+		cmds = append(cmds, rueidis.CT(r.rangeCmd(keys[i]), r.cacheTTL))
+	}
+	resps := make([]rueidis.RedisResult, len(distinct))
+	if len(direct) > 0 {
+		for j, resp := range r.client.DoMulti(ctx, direct...) {
+			resps[directIdx[j]] = resp
+		}
+	}
+	if len(cmds) > 0 {
+		cachedResps := r.client.DoMultiCache(ctx, cmds...)
+		for i, j := 0, 0; i < len(resps); i++ {
+			if j < len(directIdx) && directIdx[j] == i {
+				j++
+				continue
+			}
+			resps[i] = cachedResps[i-j]
+		}
 	}
 	now := nowMs()
 	var stale []string
-	for i, resp := range r.client.DoMultiCache(ctx, cmds...) {
+	for i, resp := range resps {
 		as, st, err := decodeRoutes(resp, now, nil)
 		if err != nil {
 			return nil, unavailable(err)
@@ -604,4 +652,82 @@ func (r *Redis) Close() error {
 	}
 	r.client.Close()
 	return nil
+}
+
+// recentWindow is how long after writing a user this process reads the
+// user's routes past the client-side cache. The invalidation it waits for
+// is queued by Redis right behind the write and normally lands within a
+// round trip; a second covers a connection that is deep in a pipeline or
+// briefly stalled, and costs little: a user is written at login, logout and
+// each refresh (tens of seconds apart), so at most a few percent of the
+// user's reads go uncached.
+const recentWindow = time.Second
+
+// recentWrites remembers which users this process wrote in the last
+// recentWindow. It is sharded like Local; no method holds two shard locks.
+type recentWrites struct {
+	epoch  time.Time    // monotonic origin of the deadlines
+	until  atomic.Int64 // latest deadline of any entry: nothing is recent after it
+	shards [shardCount]recentShard
+}
+
+// recentShard maps user → deadline (nanoseconds since epoch).
+type recentShard struct {
+	mu      sync.Mutex
+	users   map[uint64]int64 // guarded by mu
+	sweepAt int              // guarded by mu; len(users) that triggers a sweep
+	_       [128 - unsafe.Sizeof(sync.Mutex{}) - unsafe.Sizeof(map[uint64]int64(nil)) - unsafe.Sizeof(0)]byte
+}
+
+// markWritten records that user was just written. It is called whether or
+// not the write succeeded: a failed write may still have been applied.
+// Safe for concurrent use.
+func (r *Redis) markWritten(user uint64) {
+	if r.cached {
+		r.recent.add(user)
+	}
+}
+
+// add records a write of user now.
+func (w *recentWrites) add(user uint64) {
+	deadline := int64(time.Since(w.epoch) + recentWindow)
+	for {
+		cur := w.until.Load()
+		if cur >= deadline || w.until.CompareAndSwap(cur, deadline) {
+			break
+		}
+	}
+	sh := &w.shards[shardOf(user)]
+	sh.mu.Lock()
+	if sh.users == nil {
+		sh.users = make(map[uint64]int64)
+	}
+	sh.users[user] = deadline
+	// Users written once and never read again would otherwise stay; sweep
+	// when the map has doubled since the last sweep, which keeps the cost
+	// amortised constant per add.
+	if len(sh.users) >= sh.sweepAt {
+		now := deadline - int64(recentWindow)
+		maps.DeleteFunc(sh.users, func(_ uint64, d int64) bool { return d <= now })
+		sh.sweepAt = max(64, 2*len(sh.users))
+	}
+	sh.mu.Unlock()
+}
+
+// has reports whether user was written within recentWindow. When nothing
+// was written lately it costs one atomic load.
+func (w *recentWrites) has(user uint64) bool {
+	now := int64(time.Since(w.epoch))
+	if w.until.Load() <= now {
+		return false
+	}
+	sh := &w.shards[shardOf(user)]
+	sh.mu.Lock()
+	d, ok := sh.users[user]
+	if ok && d <= now {
+		delete(sh.users, user)
+		ok = false
+	}
+	sh.mu.Unlock()
+	return ok
 }

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The project's whole test run: vet, formatting, every test under the race
+# detector (storage against MariaDB, routing against Redis), and a bounded
+# fuzz run of every parser. MYIM_FUZZTIME sets each fuzz target's time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export MYIM_TEST_MYSQL_DSN="${MYIM_TEST_MYSQL_DSN:-root@tcp(127.0.0.1:3306)/}"
+export MYIM_TEST_REDIS_ADDR="${MYIM_TEST_REDIS_ADDR:-127.0.0.1:6379}"
+fuzztime="${MYIM_FUZZTIME:-20s}"
+
+echo "== go vet"
+go vet ./...
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change: $unformatted" >&2
+  exit 1
+fi
+echo "== go test -race"
+go test -race -count=1 -timeout 25m ./...
+echo "== fuzz ($fuzztime each)"
+# Every Fuzz target in the module, found by name, run for a bounded time.
+grep -rl --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]*\(f \*testing\.F\)' . | sort | while read -r file; do
+  pkg="./$(dirname "${file#./}")"
+  for target in $(grep -oE '^func (Fuzz[A-Za-z0-9_]*)' "$file" | awk '{print $2}'); do
+    echo "-- $pkg $target"
+    go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg"
+  done
+done
+echo "== all checks passed"
