@@ -231,6 +231,9 @@ func (k *Keys) SendRekey(dst []byte, now time.Time) ([]byte, error) {
 // direction to the next key. A frame of another command is refused with
 // ErrRekeyFrame before it is opened; one that fails to open gives ErrDecrypt.
 func (k *Keys) RecvRekey(f frame.Frame, now time.Time) error {
+	if k.recv.aead == nil {
+		return ErrWiped
+	}
 	if _, _, ok := split(f); !ok {
 		return k.failRecv()
 	}
@@ -250,9 +253,6 @@ func (k *Keys) RecvRekey(f frame.Frame, now time.Time) error {
 }
 
 func (k *Keys) failRecv() error {
-	if k.recv.aead == nil {
-		return ErrWiped
-	}
 	k.recv.failed = true
 	return ErrDecrypt
 }

@@ -226,7 +226,9 @@ func TestNeedRekey(t *testing.T) {
 		t.Fatal("no rekey due after 4 frames")
 	}
 	later := start.Add(30 * time.Second)
-	must(s.RecvRekey(frame.Frame(must(c.SendRekey(nil, later))(t)), later), nil)
+	if err := s.RecvRekey(frame.Frame(must(c.SendRekey(nil, later))(t)), later); err != nil {
+		t.Fatal(err)
+	}
 	if c.NeedRekey(later.Add(59 * time.Second)) {
 		t.Fatal("rekey due right after a rekey")
 	}

@@ -1,0 +1,298 @@
+package route
+
+import (
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Redis-specific tests: key layout, client-side cache behaviour across
+// processes, and outages. The behaviour every Table shares is in
+// suite_test.go.
+
+func TestAddrEncoding(t *testing.T) {
+	for _, a := range []Addr{
+		{},
+		{Endpoint: 1, Center: 2, Session: 3},
+		{Endpoint: ^uint32(0), Center: 0x01020304, Session: ^uint64(0)},
+	} {
+		s := encodeAddr(a)
+		if len(s) != addrLen {
+			t.Fatalf("encodeAddr(%v) has %d bytes", a, len(s))
+		}
+		got, ok := decodeAddr(s)
+		if !ok || got != a {
+			t.Fatalf("decodeAddr(encodeAddr(%v)) = %v, %v", a, got, ok)
+		}
+	}
+	if _, ok := decodeAddr("short"); ok {
+		t.Fatal("decodeAddr accepted a short member")
+	}
+}
+
+func TestRedisPrefixWithBraces(t *testing.T) {
+	if _, err := NewRedis(Options{Addr: "127.0.0.1:1", Prefix: "a{b}:"}); err == nil || errors.Is(err, ErrUnavailable) {
+		t.Fatalf("NewRedis with braces in prefix = %v, want a validation error", err)
+	}
+}
+
+func TestRedisUnreachable(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	r, err := NewRedis(Options{Addr: "127.0.0.1:1", DialTimeout: 500 * time.Millisecond})
+	if err == nil {
+		r.Close()
+		t.Fatal("NewRedis to a closed port succeeded")
+	}
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("NewRedis to a closed port = %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("NewRedis took %v to fail", d)
+	}
+}
+
+// proxy forwards TCP connections to a backend until stopped, so a test can
+// take "Redis" away from a live client.
+type proxy struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+	wg    sync.WaitGroup
+}
+
+// startProxy listens on a free local port and forwards to backend.
+func startProxy(t testing.TB, backend string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln}
+	p.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b, err := net.Dial("tcp", backend)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, b)
+			p.mu.Unlock()
+			p.wg.Go(func() { _, _ = io.Copy(b, c); b.Close() })
+			p.wg.Go(func() { _, _ = io.Copy(c, b); c.Close() })
+		}
+	})
+	t.Cleanup(p.stop)
+	return p
+}
+
+// addr is the proxy's listening address.
+func (p *proxy) addr() string { return p.ln.Addr().String() }
+
+// stop closes the listener and every forwarded connection. Idempotent.
+func (p *proxy) stop() {
+	p.ln.Close()
+	p.mu.Lock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+func TestRedisOutage(t *testing.T) {
+	t.Parallel()
+	prefix := randomPrefix(t)
+	startRedis(t, Options{Prefix: prefix}) // skips without Redis; cleans the prefix
+	p := startProxy(t, redisAddr())
+	r := startRedis(t, Options{Addr: p.addr(), Prefix: prefix, DialTimeout: 300 * time.Millisecond, IOTimeout: 500 * time.Millisecond})
+	ctx := testCtx(t)
+	a := Addr{Endpoint: 1, Center: 1, Session: 1}
+	if err := r.Set(ctx, 1, a, ttlLong); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Get(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	p.stop()
+
+	// Every call must fail fast with ErrUnavailable; the first one or two
+	// may still be in flight on the dying connection, so poll.
+	calls := map[string]func() error{
+		"Get":      func() error { _, err := r.Get(ctx, 1); return err },
+		"GetMulti": func() error { _, err := r.GetMulti(ctx, []uint64{1, 2}); return err },
+		"Set":      func() error { return r.Set(ctx, 1, a, ttlLong) },
+		"Del":      func() error { return r.Del(ctx, 1, a) },
+		"Refresh":  func() error { return r.Refresh(ctx, 1, a, ttlLong) },
+		"Servers":  func() error { _, err := r.Servers(ctx, "endpoint"); return err },
+		"Register": func() error { return r.RegisterServer(ctx, Server{ID: 1, Role: "endpoint"}, ttlLong) },
+	}
+	for name, call := range calls {
+		eventually(t, 3*time.Second, func() error {
+			start := time.Now()
+			err := call()
+			if d := time.Since(start); d > time.Second {
+				t.Fatalf("%s took %v during the outage", name, d)
+			}
+			if !errors.Is(err, ErrUnavailable) {
+				return errors.New(name + " did not report ErrUnavailable")
+			}
+			return nil
+		})
+	}
+}
+
+func TestRedisInvalidationAcrossClients(t *testing.T) {
+	t.Parallel()
+	prefix := randomPrefix(t)
+	writer := startRedis(t, Options{Prefix: prefix})
+	reader := startRedis(t, Options{Prefix: prefix})
+	ctx := testCtx(t)
+	const user = 5
+	a := Addr{Endpoint: 1, Center: 2, Session: 3}
+	b := Addr{Endpoint: 4, Center: 2, Session: 5}
+	if err := writer.Set(ctx, user, a, ttlLong); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, func() error { return sameAddrs(mustGet(t, reader, user), []Addr{a}) })
+	// The reader has not written user, so its reads are served from its
+	// cache from now on.
+	key := reader.routeKey(user)
+	if !reader.client.DoCache(ctx, reader.rangeCmd(key), time.Minute).IsCacheHit() {
+		t.Fatal("second read of an unchanged route was not a cache hit")
+	}
+	step := func(name string, write func() error, want []Addr) {
+		t.Helper()
+		if err := write(); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 2*time.Second, func() error {
+			if err := sameAddrs(mustGet(t, reader, user), want); err != nil {
+				return errors.New(name + ": Get: " + err.Error())
+			}
+			m, err := reader.GetMulti(ctx, []uint64{user})
+			if err != nil {
+				return err
+			}
+			return sameAddrs(m[user], want)
+		})
+	}
+	step("Set", func() error { return writer.Set(ctx, user, b, ttlLong) }, []Addr{a, b})
+	step("Del", func() error { return writer.Del(ctx, user, a) }, []Addr{b})
+	step("Del last", func() error { return writer.Del(ctx, user, b) }, nil)
+}
+
+func TestRedisKeyLayout(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t, Options{})
+	ctx := testCtx(t)
+	c := r.client
+	key := r.routeKey(8)
+	if !strings.HasSuffix(key, "route:{8}") {
+		t.Fatalf("route key %q", key)
+	}
+	pttl := func() int64 {
+		t.Helper()
+		n, err := c.Do(ctx, c.B().Pttl().Key(key).Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	card := func() int64 {
+		t.Helper()
+		n, err := c.Do(ctx, c.B().Zcard().Key(key).Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	a := Addr{Endpoint: 1, Session: 1}
+	b := Addr{Endpoint: 2, Session: 2}
+	if err := r.Set(ctx, 8, a, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n := pttl(); n <= 0 || n > 10_000 {
+		t.Fatalf("key PTTL after Set(10s) = %d", n)
+	}
+	if err := r.Set(ctx, 8, b, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n := pttl(); n <= 10_000 || n > 20_000 {
+		t.Fatalf("key PTTL follows the latest member: %d, want (10s, 20s]", n)
+	}
+	if err := r.Refresh(ctx, 8, a, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n := pttl(); n <= 20_000 || n > 30_000 {
+		t.Fatalf("key PTTL after Refresh(30s) = %d, want (20s, 30s]", n)
+	}
+	if err := r.Refresh(ctx, 8, a, 20*time.Second); err != nil { // shorten again
+		t.Fatal(err)
+	}
+	if n := pttl(); n <= 10_000 || n > 20_000 {
+		t.Fatalf("key PTTL after shortening Refresh = %d, want (10s, 20s]", n)
+	}
+	// An expired member is cleaned up by the next read that sees it.
+	if err := r.Set(ctx, 8, a, ttlShort); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, func() error { return sameAddrs(mustGet(t, r, 8), []Addr{b}) })
+	if n := card(); n != 1 {
+		t.Fatalf("ZCARD after a read past an expired member = %d, want 1", n)
+	}
+	if err := r.Del(ctx, 8, b); err != nil {
+		t.Fatal(err)
+	}
+	if n := pttl(); n != -2 {
+		t.Fatalf("PTTL after deleting the last member = %d, want -2 (no key)", n)
+	}
+}
+
+func TestRedisServerPruning(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t, Options{})
+	ctx := testCtx(t)
+	c := r.client
+	if err := r.RegisterServer(ctx, Server{ID: 1, Role: "center"}, ttlShort); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RegisterServer(ctx, Server{ID: 2, Role: "center"}, ttlLong); err != nil {
+		t.Fatal(err)
+	}
+	hlen := func(key string) int64 {
+		t.Helper()
+		n, err := c.Do(ctx, c.B().Hlen().Key(key).Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	eventually(t, 3*time.Second, func() error { return wantServers(t, r, "center", 2) })
+	if n, m := hlen(r.roleKey("center")), hlen(r.indexKey()); n != 1 || m != 1 {
+		t.Fatalf("after Servers saw a dead server: role hash %d, index %d entries; want 1, 1", n, m)
+	}
+	// Registration also prunes the dead of its role.
+	if err := r.RegisterServer(ctx, Server{ID: 3, Role: "center"}, ttlShort); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, func() error {
+		if err := r.RegisterServer(ctx, Server{ID: 4, Role: "center"}, ttlLong); err != nil {
+			return err
+		}
+		if n, m := hlen(r.roleKey("center")), hlen(r.indexKey()); n != 2 || m != 2 {
+			return errors.New("dead server 3 still stored")
+		}
+		return nil
+	})
+}

@@ -1,0 +1,835 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// This file holds the one conformance suite every backend runs, and the
+// helpers that open a fresh store of each kind.
+
+func TestEmbedded(t *testing.T) {
+	runSuite(t, func(t *testing.T) Store { return newEmbeddedStore(t, false) }, reopenStore)
+}
+
+func TestMySQL(t *testing.T) {
+	runSuite(t, func(t *testing.T) Store { return newMySQLStore(t) }, reopenStore)
+}
+
+// opened remembers the Config each test store was opened with, so that
+// reopenStore can open the same data again.
+var opened sync.Map // Store -> Config
+
+// newEmbeddedStore opens an embedded store in a fresh temporary directory.
+func newEmbeddedStore(tb testing.TB, noSync bool) Store {
+	tb.Helper()
+	return openTestStore(tb, Config{DataDir: tb.TempDir(), NoSync: noSync})
+}
+
+const defaultTestDSN = "root@tcp(127.0.0.1:3306)/"
+
+// mysqlAdmin returns the test server's DSN config, or skips (fails when
+// CI=true) if the server cannot be reached.
+func mysqlAdmin(tb testing.TB) *mysql.Config {
+	tb.Helper()
+	dsn := os.Getenv("MYIM_TEST_MYSQL_DSN")
+	if dsn == "" {
+		dsn = defaultTestDSN
+	}
+	mc, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		tb.Fatalf("MYIM_TEST_MYSQL_DSN: %v", err)
+	}
+	mc.DBName = ""
+	mc.Timeout = 2 * time.Second
+	if err := execAdmin(mc, "SELECT 1"); err != nil {
+		if os.Getenv("CI") == "true" {
+			tb.Fatalf("MySQL unreachable at %s: %v", mc.Addr, err)
+		}
+		tb.Skipf("MySQL unreachable at %s (set MYIM_TEST_MYSQL_DSN): %v", mc.Addr, err)
+	}
+	return mc
+}
+
+func execAdmin(mc *mysql.Config, stmt string) error {
+	connector, err := mysql.NewConnector(mc)
+	if err != nil {
+		return err
+	}
+	db := sqlOpenDB(connector)
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = db.ExecContext(ctx, stmt)
+	return err
+}
+
+// newMySQLStore creates a database myim_test_<random>, opens a store on it
+// and drops the database when the test ends.
+func newMySQLStore(tb testing.TB) Store {
+	tb.Helper()
+	mc := mysqlAdmin(tb)
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	name := "myim_test_" + hex.EncodeToString(rnd[:])
+	if err := execAdmin(mc, "CREATE DATABASE "+name+" CHARACTER SET utf8mb4"); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := execAdmin(mc, "DROP DATABASE IF EXISTS "+name); err != nil {
+			tb.Errorf("drop %s: %v", name, err)
+		}
+	})
+	sc := mc.Clone()
+	sc.DBName = name
+	return openTestStore(tb, Config{MySQLDSN: sc.FormatDSN()})
+}
+
+func openTestStore(tb testing.TB, cfg Config) Store {
+	tb.Helper()
+	s, err := Open(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	opened.Store(s, cfg)
+	tb.Cleanup(func() { closeStore(tb, s) })
+	return s
+}
+
+func closeStore(tb testing.TB, s Store) {
+	if v, ok := opened.LoadAndDelete(s); ok {
+		_ = v
+		if err := s.Close(); err != nil {
+			tb.Errorf("close: %v", err)
+		}
+	}
+}
+
+// reopenStore closes s and opens the same data again.
+func reopenStore(t *testing.T, s Store) Store {
+	t.Helper()
+	v, ok := opened.Load(s)
+	if !ok {
+		t.Fatal("reopen: unknown store")
+	}
+	closeStore(t, s)
+	return openTestStore(t, v.(Config))
+}
+
+// runSuite runs every conformance check against fresh stores from newStore.
+// reopen closes a store and opens the same data again.
+func runSuite(t *testing.T, newStore func(t *testing.T) Store, reopen func(t *testing.T, s Store) Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s Store)
+	}{
+		{"Users", testUsers},
+		{"Devices", testDevices},
+		{"Friends", testFriends},
+		{"OfflineOrder", testOfflineOrder},
+		{"OfflinePaging", testOfflinePaging},
+		{"OfflineIdempotent", testOfflineIdempotent},
+		{"OfflineAllOrNothing", testOfflineAllOrNothing},
+		{"OfflineDelete", testOfflineDelete},
+		{"OfflineLargeBatch", testOfflineLargeBatch},
+		{"GroupBasics", testGroupBasics},
+		{"GroupJoinCutoff", testGroupJoinCutoff},
+		{"GroupAck", testGroupAck},
+		{"GroupLeave", testGroupLeave},
+		{"GroupExpiry", testGroupExpiry},
+		{"GroupConcurrentAppend", testGroupConcurrentAppend},
+		{"Context", testContext},
+		{"Closed", testClosed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, newStore(t))
+		})
+	}
+	t.Run("Reopen", func(t *testing.T) {
+		t.Parallel()
+		testReopen(t, newStore(t), reopen)
+	})
+}
+
+// ---- helpers
+
+func must[T any](t *testing.T, v T, err error) T {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func ok(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func wantErr(t *testing.T, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("error %v, want %v", err, target)
+	}
+}
+
+func equal[T any](t *testing.T, what string, got, want T) {
+	t.Helper()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("%s:\n got %v\nwant %v", what, got, want)
+	}
+}
+
+func mids(ms []Message) []uint64 {
+	out := make([]uint64, len(ms))
+	for i, m := range ms {
+		out[i] = m.MID
+	}
+	return out
+}
+
+func seqs(ms []GroupMessage) []uint64 {
+	out := make([]uint64, len(ms))
+	for i, m := range ms {
+		out[i] = m.Seq
+	}
+	return out
+}
+
+func newUser(t *testing.T, s Store, name string) uint64 {
+	t.Helper()
+	return must(t, s.CreateUser(t.Context(), User{Name: name, PassHash: "h"}))
+}
+
+// ---- users, devices, friends
+
+func testUsers(t *testing.T, s Store) {
+	ctx := t.Context()
+	id1 := must(t, s.CreateUser(ctx, User{Name: "alice", PassHash: "ph1", Signature: "hi", Profile: []byte(`{"a":1}`), CreatedAt: 1234}))
+	equal(t, "first ID", id1, uint64(1))
+	_, err := s.CreateUser(ctx, User{Name: "alice", PassHash: "x"})
+	wantErr(t, err, ErrExists)
+	id2 := must(t, s.CreateUser(ctx, User{Name: "Alice", PassHash: "ph2"})) // names are case-sensitive
+	if id2 <= id1 {
+		t.Fatalf("second ID %d not above first %d", id2, id1)
+	}
+	id3 := must(t, s.CreateUser(ctx, User{Name: "名字😀", PassHash: "ph3"}))
+
+	u := must(t, s.UserByName(ctx, "alice"))
+	want := User{ID: id1, Name: "alice", PassHash: "ph1", Signature: "hi", Profile: []byte(`{"a":1}`), CreatedAt: 1234}
+	equal(t, "by name", u, want)
+	equal(t, "by id", must(t, s.UserByID(ctx, id1)), want)
+	equal(t, "unicode", must(t, s.UserByID(ctx, id3)).Name, "名字😀")
+	if u := must(t, s.UserByID(ctx, id2)); u.CreatedAt == 0 || u.Profile != nil {
+		t.Fatalf("defaults: %+v", u)
+	}
+	_, err = s.UserByName(ctx, "nobody")
+	wantErr(t, err, ErrNotFound)
+	_, err = s.UserByID(ctx, 999)
+	wantErr(t, err, ErrNotFound)
+
+	ok(t, s.UpdateProfile(ctx, id1, "busy", []byte(`{"b":2}`)))
+	ok(t, s.UpdateProfile(ctx, id1, "busy", []byte(`{"b":2}`))) // unchanged values are not "not found"
+	u = must(t, s.UserByID(ctx, id1))
+	equal(t, "signature", u.Signature, "busy")
+	equal(t, "profile", string(u.Profile), `{"b":2}`)
+	wantErr(t, s.UpdateProfile(ctx, 999, "x", nil), ErrNotFound)
+
+	for _, bad := range []User{{Name: ""}, {Name: string(bytes.Repeat([]byte("n"), MaxNameLen+1))}, {Name: "bad\xff"}} {
+		_, err := s.CreateUser(ctx, bad)
+		wantErr(t, err, ErrInvalid)
+	}
+	wantErr(t, s.UpdateProfile(ctx, id1, "x", make([]byte, MaxProfileLen+1)), ErrInvalid)
+}
+
+func testDevices(t *testing.T, s Store) {
+	ctx := t.Context()
+	k1, k2 := [32]byte{2}, [32]byte{1}
+	isNew := must(t, s.TouchDevice(ctx, Device{User: 1, KeyHash: k1, Fingerprint: "fp", LastSeen: 100, Addr: "1.2.3.4:5"}))
+	equal(t, "first touch is new", isNew, true)
+	isNew = must(t, s.TouchDevice(ctx, Device{User: 1, KeyHash: k1, Fingerprint: "fp2", LastSeen: 200, Addr: "6.7.8.9:1"}))
+	equal(t, "second touch is new", isNew, false)
+	isNew = must(t, s.TouchDevice(ctx, Device{User: 1, KeyHash: k1, Fingerprint: "fp2", LastSeen: 200, Addr: "6.7.8.9:1"}))
+	equal(t, "unchanged touch is new", isNew, false)
+	equal(t, "other key is new", must(t, s.TouchDevice(ctx, Device{User: 1, KeyHash: k2, LastSeen: 300})), true)
+	equal(t, "same key other user is new", must(t, s.TouchDevice(ctx, Device{User: 2, KeyHash: k1})), true)
+
+	got := must(t, s.Devices(ctx, 1))
+	equal(t, "devices", got, []Device{
+		{User: 1, KeyHash: k2, FirstSeen: 300, LastSeen: 300},
+		{User: 1, KeyHash: k1, Fingerprint: "fp2", FirstSeen: 100, LastSeen: 200, Addr: "6.7.8.9:1"},
+	})
+	if d := must(t, s.Devices(ctx, 2)); len(d) != 1 || d[0].LastSeen == 0 || d[0].FirstSeen != d[0].LastSeen {
+		t.Fatalf("LastSeen 0 means now: %+v", d)
+	}
+	equal(t, "no devices", len(must(t, s.Devices(ctx, 3))), 0)
+}
+
+func testFriends(t *testing.T, s Store) {
+	ctx := t.Context()
+	a, b, c, d := newUser(t, s, "a"), newUser(t, s, "b"), newUser(t, s, "c"), newUser(t, s, "d")
+
+	ok(t, s.RequestFriend(ctx, a, b))
+	ok(t, s.RequestFriend(ctx, a, b)) // repeat: no-op
+	ok(t, s.RequestFriend(ctx, c, b))
+	equal(t, "pending b", must(t, s.PendingFriendRequests(ctx, b)), []uint64{a, c})
+	equal(t, "pending a", len(must(t, s.PendingFriendRequests(ctx, a))), 0)
+	equal(t, "no friends yet", len(must(t, s.Friends(ctx, b))), 0)
+	wantErr(t, s.RequestFriend(ctx, a, 999), ErrNotFound)
+	wantErr(t, s.RequestFriend(ctx, a, a), ErrInvalid)
+
+	wantErr(t, s.AcceptFriend(ctx, a, b), ErrNotFound) // wrong direction
+	ok(t, s.AcceptFriend(ctx, b, a))
+	wantErr(t, s.AcceptFriend(ctx, b, a), ErrNotFound) // already accepted
+	ok(t, s.AcceptFriend(ctx, b, c))
+	equal(t, "friends b", must(t, s.Friends(ctx, b)), []uint64{a, c})
+	equal(t, "friends a", must(t, s.Friends(ctx, a)), []uint64{b})
+	equal(t, "pending b after accept", len(must(t, s.PendingFriendRequests(ctx, b))), 0)
+	wantErr(t, s.RequestFriend(ctx, a, b), ErrExists)
+	wantErr(t, s.RequestFriend(ctx, b, a), ErrExists)
+
+	// Crossed requests: accepting one drops the other.
+	ok(t, s.RequestFriend(ctx, a, d))
+	ok(t, s.RequestFriend(ctx, d, a))
+	ok(t, s.AcceptFriend(ctx, a, d))
+	equal(t, "pending a", len(must(t, s.PendingFriendRequests(ctx, a))), 0)
+	equal(t, "pending d", len(must(t, s.PendingFriendRequests(ctx, d))), 0)
+	equal(t, "friends a", must(t, s.Friends(ctx, a)), []uint64{b, d})
+
+	ok(t, s.RemoveFriend(ctx, b, a))
+	equal(t, "friends a after remove", must(t, s.Friends(ctx, a)), []uint64{d})
+	equal(t, "friends b after remove", must(t, s.Friends(ctx, b)), []uint64{c})
+	ok(t, s.RemoveFriend(ctx, b, a)) // no-op
+
+	// RemoveFriend also declines a pending request.
+	ok(t, s.RequestFriend(ctx, c, d))
+	ok(t, s.RemoveFriend(ctx, d, c))
+	equal(t, "declined", len(must(t, s.PendingFriendRequests(ctx, d))), 0)
+}
+
+// ---- point-to-point offline messages
+
+func testOfflineOrder(t *testing.T, s Store) {
+	ctx := t.Context()
+	const big = 1<<63 + 5 // high bit set: unsigned columns and keys
+	in := []Message{
+		{MID: 30, From: 2, To: 1, Time: 1000, Content: []byte("c")},
+		{MID: big, From: 2, To: 1, Time: 1000, CID: big, Srv: math.MaxUint32, QoS: 1, Content: []byte("d")},
+		{MID: 10, From: 3, To: 1, Time: 1000, Content: []byte("a")},
+		{MID: 5, From: 2, To: 1, Time: 2000},
+		{MID: 99, From: 2, To: 1, Time: 500, Content: []byte{0, 1, 2, 0xff}},
+		{MID: 20, From: 3, To: 1, Time: 1000, Content: []byte("b")},
+		{MID: 1, From: 2, To: 7, Time: 1}, // another recipient
+	}
+	ok(t, s.StoreOffline(ctx, in))
+	got := must(t, s.FetchOffline(ctx, 1, 0, 0, 0))
+	equal(t, "order by (time, mid)", mids(got), []uint64{99, 10, 20, 30, big, 5})
+	equal(t, "full record", got[4], in[1])
+	equal(t, "binary content", got[0].Content, []byte{0, 1, 2, 0xff})
+	if got[5].Content != nil {
+		t.Fatalf("empty content: %q", got[5].Content)
+	}
+	equal(t, "count", must(t, s.CountOffline(ctx, 1)), 6)
+	equal(t, "other recipient", mids(must(t, s.FetchOffline(ctx, 7, 0, 0, 10))), []uint64{1})
+	equal(t, "nobody", len(must(t, s.FetchOffline(ctx, 8, 0, 0, 10))), 0)
+
+	// Strictly after the cursor, ties on time broken by MID.
+	equal(t, "after (1000,20)", mids(must(t, s.FetchOffline(ctx, 1, 1000, 20, 10))), []uint64{30, big, 5})
+	equal(t, "after (1000,max)", mids(must(t, s.FetchOffline(ctx, 1, 1000, math.MaxUint64, 10))), []uint64{5})
+	equal(t, "after (2000,5)", len(must(t, s.FetchOffline(ctx, 1, 2000, 5, 10))), 0)
+	equal(t, "after (max,max)", len(must(t, s.FetchOffline(ctx, 1, math.MaxInt64, math.MaxUint64, 10))), 0)
+
+	// Negative times sort before positive ones.
+	ok(t, s.StoreOffline(ctx, []Message{{MID: 7, To: 9, Time: 5}, {MID: 8, To: 9, Time: -5}}))
+	equal(t, "negative time", mids(must(t, s.FetchOffline(ctx, 9, math.MinInt64, 0, 10))), []uint64{8, 7})
+}
+
+func testOfflinePaging(t *testing.T, s Store) {
+	ctx := t.Context()
+	var in []Message
+	for i := range 25 {
+		// Five messages per millisecond, MIDs not in time order.
+		in = append(in, Message{MID: uint64(1000 - i), From: 2, To: 1, Time: int64(100 + i/5)})
+	}
+	ok(t, s.StoreOffline(ctx, in))
+	var all []Message
+	var at int64
+	var mid uint64
+	for page := 0; ; page++ {
+		got := must(t, s.FetchOffline(ctx, 1, at, mid, 10))
+		if len(got) == 0 {
+			break
+		}
+		if page > 3 || len(got) > 10 {
+			t.Fatalf("page %d: %d messages", page, len(got))
+		}
+		all = append(all, got...)
+		at, mid = got[len(got)-1].Time, got[len(got)-1].MID
+	}
+	if len(all) != 25 {
+		t.Fatalf("paged %d messages, want 25", len(all))
+	}
+	for i := 1; i < len(all); i++ {
+		p, c := all[i-1], all[i]
+		if c.Time < p.Time || c.Time == p.Time && c.MID <= p.MID {
+			t.Fatalf("out of order at %d: (%d,%d) after (%d,%d)", i, c.Time, c.MID, p.Time, p.MID)
+		}
+	}
+
+	// limit <= 0 is the default; large limits are capped.
+	many := make([]Message, MaxFetchLimit+10)
+	for i := range many {
+		many[i] = Message{MID: uint64(i + 1), To: 2, Time: 1}
+	}
+	ok(t, s.StoreOffline(ctx, many))
+	equal(t, "default limit", len(must(t, s.FetchOffline(ctx, 2, 0, 0, 0))), DefaultFetchLimit)
+	equal(t, "max limit", len(must(t, s.FetchOffline(ctx, 2, 0, 0, MaxFetchLimit*2))), MaxFetchLimit)
+}
+
+func testOfflineIdempotent(t *testing.T, s Store) {
+	ctx := t.Context()
+	batch := []Message{
+		{MID: 1, From: 2, To: 1, Time: 10, CID: 77, Content: []byte("x")},
+		{MID: 2, From: 2, To: 1, Time: 11, CID: 78},
+		{MID: 3, From: 2, To: 1, Time: 12},      // CID 0: no CID dedup
+		{MID: 4, From: 2, To: 1, Time: 12},      // CID 0 again, other MID: stored
+		{MID: 5, From: 2, To: 1, Time: 13, CID: 77}, // same (To, From, CID) inside the batch
+		{MID: 1, From: 9, To: 1, Time: 99, CID: 1},  // same (To, MID) inside the batch
+		{MID: 6, From: 3, To: 1, Time: 14, CID: 77}, // same CID, other sender: stored
+		{MID: 7, From: 2, To: 5, Time: 15, CID: 77}, // same CID, other recipient: stored
+	}
+	ok(t, s.StoreOffline(ctx, batch))
+	ok(t, s.StoreOffline(ctx, batch)) // a retried batch changes nothing
+	ok(t, s.StoreOffline(ctx, []Message{{MID: 8, From: 2, To: 1, Time: 1, CID: 78}}))
+	got := must(t, s.FetchOffline(ctx, 1, 0, 0, 100))
+	equal(t, "stored", mids(got), []uint64{1, 2, 3, 4, 6})
+	equal(t, "first copy wins", string(got[0].Content), "x")
+	equal(t, "count", must(t, s.CountOffline(ctx, 1)), 5)
+	equal(t, "other recipient", must(t, s.CountOffline(ctx, 5)), 1)
+}
+
+func testOfflineAllOrNothing(t *testing.T, s Store) {
+	ctx := t.Context()
+	batch := []Message{{MID: 1, To: 1, Time: 1}, {MID: 2, To: 1, Time: 2}, {MID: 0, To: 1, Time: 3}}
+	wantErr(t, s.StoreOffline(ctx, batch), ErrInvalid)
+	equal(t, "nothing stored", must(t, s.CountOffline(ctx, 1)), 0)
+	wantErr(t, s.StoreOffline(ctx, []Message{{MID: 1, To: 0}}), ErrInvalid)
+	ok(t, s.StoreOffline(ctx, nil))
+
+	// A batch that fails half way leaves nothing behind: cancel the context
+	// so that the commit fails after some statements ran.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	err := s.StoreOffline(cctx, batch[:2])
+	wantErr(t, err, context.Canceled)
+	equal(t, "nothing stored after cancel", must(t, s.CountOffline(ctx, 1)), 0)
+}
+
+func testOfflineDelete(t *testing.T, s Store) {
+	ctx := t.Context()
+	var in []Message
+	for i := uint64(1); i <= 10; i++ {
+		in = append(in, Message{MID: i, From: 2, To: 1, Time: int64(i), CID: 100 + i})
+	}
+	in = append(in, Message{MID: 3, From: 2, To: 4, Time: 3}) // same MID, other recipient
+	ok(t, s.StoreOffline(ctx, in))
+	ok(t, s.DeleteOffline(ctx, 1, []uint64{2, 4, 6, 999, 4}))
+	equal(t, "after delete", mids(must(t, s.FetchOffline(ctx, 1, 0, 0, 100))), []uint64{1, 3, 5, 7, 8, 9, 10})
+	equal(t, "count", must(t, s.CountOffline(ctx, 1)), 7)
+	ok(t, s.DeleteOffline(ctx, 1, nil))
+	ok(t, s.DeleteOffline(ctx, 5, []uint64{3}))                 // not this recipient's
+	equal(t, "other recipient kept", must(t, s.CountOffline(ctx, 4)), 1)
+
+	// Deduplication covers stored messages only: once delivered and
+	// deleted, the same CID may be stored again.
+	ok(t, s.StoreOffline(ctx, []Message{{MID: 22, From: 2, To: 1, Time: 22, CID: 102}}))
+	equal(t, "CID reusable", must(t, s.CountOffline(ctx, 1)), 8)
+	ok(t, s.StoreOffline(ctx, []Message{{MID: 23, From: 2, To: 1, Time: 23, CID: 101}}))
+	equal(t, "stored CID still deduplicated", must(t, s.CountOffline(ctx, 1)), 8)
+
+	// Fetch, delete, fetch again until empty: the delivery loop.
+	for {
+		got := must(t, s.FetchOffline(ctx, 1, 0, 0, 3))
+		if len(got) == 0 {
+			break
+		}
+		ok(t, s.DeleteOffline(ctx, 1, mids(got)))
+	}
+	equal(t, "drained", must(t, s.CountOffline(ctx, 1)), 0)
+}
+
+func testOfflineLargeBatch(t *testing.T, s Store) {
+	ctx := t.Context()
+	// More rows than one INSERT holds, and more content bytes than one
+	// INSERT carries.
+	const n = insertRowsPerStmt*2 + 7
+	in := make([]Message, n)
+	for i := range in {
+		in[i] = Message{MID: uint64(i + 1), From: 2, To: 1, Time: int64(i), CID: uint64(i + 1)}
+	}
+	blob := bytes.Repeat([]byte{0xab}, insertBytesPerStmt/2+1)
+	in[0].Content, in[1].Content, in[2].Content = blob, blob, blob
+	ok(t, s.StoreOffline(ctx, in))
+	equal(t, "count", must(t, s.CountOffline(ctx, 1)), n)
+	got := must(t, s.FetchOffline(ctx, 1, 0, 0, 3))
+	if !bytes.Equal(got[2].Content, blob) {
+		t.Fatal("large content changed")
+	}
+	all := make([]uint64, n)
+	for i := range all {
+		all[i] = uint64(i + 1)
+	}
+	ok(t, s.DeleteOffline(ctx, 1, all))
+	equal(t, "count after delete", must(t, s.CountOffline(ctx, 1)), 0)
+}
+
+// ---- groups
+
+func appendN(t *testing.T, s Store, g, from uint64, n int, expiresAt int64) []uint64 {
+	t.Helper()
+	var out []uint64
+	for range n {
+		out = append(out, must(t, s.AppendGroupMsg(t.Context(), GroupMessage{Group: g, From: from, Time: nowMilli(),
+			ExpiresAt: expiresAt, Content: []byte("m")})))
+	}
+	return out
+}
+
+func testGroupBasics(t *testing.T, s Store) {
+	ctx := t.Context()
+	g := must(t, s.CreateGroup(ctx, 10, "team"))
+	equal(t, "first group ID", g, uint64(1))
+	g2 := must(t, s.CreateGroup(ctx, 11, "other"))
+	equal(t, "info", must(t, s.GroupInfo(ctx, g)), Group{ID: g, Name: "team", Owner: 10, HighestSeq: 0, Members: 1})
+	members := must(t, s.GroupMembers(ctx, g))
+	if len(members) != 1 || members[0].User != 10 || members[0].JoinSeq != 0 || members[0].JoinedAt == 0 {
+		t.Fatalf("owner membership: %+v", members)
+	}
+
+	equal(t, "join", must(t, s.JoinGroup(ctx, g, 12)), uint64(0))
+	equal(t, "join again", must(t, s.JoinGroup(ctx, g, 12)), uint64(0))
+	ok(t, s.LeaveGroup(ctx, g, 99)) // not a member: no-op
+	equal(t, "join other", must(t, s.JoinGroup(ctx, g2, 12)), uint64(0))
+	equal(t, "members", len(must(t, s.GroupMembers(ctx, g))), 2)
+	equal(t, "member count", must(t, s.GroupInfo(ctx, g)).Members, 2)
+	equal(t, "user groups", must(t, s.UserGroups(ctx, 12)), []uint64{g, g2})
+	equal(t, "owner groups", must(t, s.UserGroups(ctx, 10)), []uint64{g})
+	equal(t, "no groups", len(must(t, s.UserGroups(ctx, 13))), 0)
+
+	seq := must(t, s.AppendGroupMsg(ctx, GroupMessage{Group: g, From: 10, Time: 5, CID: 6, MID: 7, Content: []byte("hi")}))
+	equal(t, "first seq", seq, uint64(1))
+	got := must(t, s.FetchGroup(ctx, g, 12, 0, 10))
+	equal(t, "fetched", got, []GroupMessage{{Group: g, Seq: 1, From: 10, Time: 5, CID: 6, MID: 7, MemberCount: 2, Content: []byte("hi")}})
+	equal(t, "highest", must(t, s.GroupInfo(ctx, g)).HighestSeq, uint64(1))
+	equal(t, "count", must(t, s.CountGroupMsgs(ctx, g)), 1)
+	equal(t, "count other", must(t, s.CountGroupMsgs(ctx, g2)), 0)
+
+	const unknown = 999
+	_, err := s.GroupInfo(ctx, unknown)
+	wantErr(t, err, ErrNotFound)
+	_, err = s.GroupMembers(ctx, unknown)
+	wantErr(t, err, ErrNotFound)
+	_, err = s.JoinGroup(ctx, unknown, 1)
+	wantErr(t, err, ErrNotFound)
+	wantErr(t, s.LeaveGroup(ctx, unknown, 1), ErrNotFound)
+	_, err = s.AppendGroupMsg(ctx, GroupMessage{Group: unknown})
+	wantErr(t, err, ErrNotFound)
+	_, err = s.FetchGroup(ctx, unknown, 10, 0, 10)
+	wantErr(t, err, ErrNotFound)
+	wantErr(t, s.AckGroup(ctx, unknown, 10, 1), ErrNotFound)
+	_, err = s.FetchGroup(ctx, g, 13, 0, 10) // not a member
+	wantErr(t, err, ErrNotFound)
+	wantErr(t, s.AckGroup(ctx, g, 13, 1), ErrNotFound)
+	_, err = s.CreateGroup(ctx, 10, "")
+	wantErr(t, err, ErrInvalid)
+}
+
+func testGroupJoinCutoff(t *testing.T, s Store) {
+	ctx := t.Context()
+	const a, b = 1, 2
+	g := must(t, s.CreateGroup(ctx, a, "g"))
+	appendN(t, s, g, a, 3, 0)
+	equal(t, "join seq", must(t, s.JoinGroup(ctx, g, b)), uint64(3))
+	appendN(t, s, g, a, 2, 0)
+
+	gotB := must(t, s.FetchGroup(ctx, g, b, 0, 100))
+	equal(t, "late joiner sees only later messages", seqs(gotB), []uint64{4, 5})
+	equal(t, "member count after join", gotB[0].MemberCount, uint32(2))
+	gotA := must(t, s.FetchGroup(ctx, g, a, 0, 100))
+	equal(t, "owner sees all", seqs(gotA), []uint64{1, 2, 3, 4, 5})
+	equal(t, "member count before join", gotA[0].MemberCount, uint32(1))
+	equal(t, "afterSeq below the join cutoff", seqs(must(t, s.FetchGroup(ctx, g, b, 2, 100))), []uint64{4, 5})
+	equal(t, "afterSeq above it", seqs(must(t, s.FetchGroup(ctx, g, b, 4, 100))), []uint64{5})
+	equal(t, "limit", seqs(must(t, s.FetchGroup(ctx, g, a, 0, 2))), []uint64{1, 2})
+
+	// Acking history does not count the late joiner as a recipient of it.
+	ok(t, s.AckGroup(ctx, g, b, 5))
+	equal(t, "history untouched", must(t, s.CountGroupMsgs(ctx, g)), 5)
+	ok(t, s.AckGroup(ctx, g, a, 5))
+	equal(t, "all delivered", must(t, s.CountGroupMsgs(ctx, g)), 0)
+}
+
+func testGroupAck(t *testing.T, s Store) {
+	ctx := t.Context()
+	const a, b, c = 1, 2, 3
+	g := must(t, s.CreateGroup(ctx, a, "g"))
+	must(t, s.JoinGroup(ctx, g, b))
+	must(t, s.JoinGroup(ctx, g, c))
+	appendN(t, s, g, a, 2, 0)
+
+	sent := func() []uint32 {
+		t.Helper()
+		var out []uint32
+		for _, m := range must(t, s.FetchGroup(ctx, g, a, 0, 100)) {
+			out = append(out, m.SentCount)
+		}
+		return out
+	}
+	ok(t, s.AckGroup(ctx, g, a, 2))
+	// a acked: its own fetch is empty now; look through c.
+	got := must(t, s.FetchGroup(ctx, g, c, 0, 100))
+	equal(t, "sent after a", []uint32{got[0].SentCount, got[1].SentCount}, []uint32{1, 1})
+	ok(t, s.AckGroup(ctx, g, b, 1))
+	ok(t, s.AckGroup(ctx, g, b, 1)) // same seq again: no change
+	ok(t, s.AckGroup(ctx, g, b, 0)) // lower seq: no change
+	got = must(t, s.FetchGroup(ctx, g, c, 0, 100))
+	equal(t, "sent after b", []uint32{got[0].SentCount, got[1].SentCount}, []uint32{2, 1})
+	equal(t, "b's fetch starts after its ack", seqs(must(t, s.FetchGroup(ctx, g, b, 0, 100))), []uint64{2})
+	equal(t, "a's fetch empty", len(sent()), 0)
+
+	ok(t, s.AckGroup(ctx, g, c, 2))
+	equal(t, "message 1 reached every member", must(t, s.CountGroupMsgs(ctx, g)), 1)
+	ok(t, s.AckGroup(ctx, g, b, 2))
+	equal(t, "message 2 reached every member", must(t, s.CountGroupMsgs(ctx, g)), 0)
+
+	// An ack beyond the highest seq is capped: later messages still arrive.
+	ok(t, s.AckGroup(ctx, g, a, 100))
+	appendN(t, s, g, b, 1, 0)
+	equal(t, "after over-ack", seqs(must(t, s.FetchGroup(ctx, g, a, 0, 100))), []uint64{3})
+	for _, m := range must(t, s.GroupMembers(ctx, g)) {
+		equal(t, fmt.Sprintf("acked seq of %d", m.User), m.AckedSeq, uint64(2))
+	}
+}
+
+func testGroupLeave(t *testing.T, s Store) {
+	ctx := t.Context()
+	const a, b = 1, 2
+	g := must(t, s.CreateGroup(ctx, a, "g"))
+	must(t, s.JoinGroup(ctx, g, b))
+	appendN(t, s, g, a, 2, 0)
+	ok(t, s.AckGroup(ctx, g, b, 1))
+
+	ok(t, s.LeaveGroup(ctx, g, b))
+	ok(t, s.LeaveGroup(ctx, g, b)) // again: no-op
+	equal(t, "members", must(t, s.GroupInfo(ctx, g)).Members, 1)
+	equal(t, "b's groups", len(must(t, s.UserGroups(ctx, b))), 0)
+	_, err := s.FetchGroup(ctx, g, b, 0, 10)
+	wantErr(t, err, ErrNotFound)
+	got := must(t, s.FetchGroup(ctx, g, a, 0, 10))
+	equal(t, "leaver counted as delivered", []uint32{got[0].SentCount, got[1].SentCount}, []uint32{1, 1})
+
+	ok(t, s.AckGroup(ctx, g, a, 2))
+	equal(t, "all delivered", must(t, s.CountGroupMsgs(ctx, g)), 0)
+
+	appendN(t, s, g, a, 1, 0)
+	equal(t, "member count after leave", must(t, s.FetchGroup(ctx, g, a, 0, 10))[0].MemberCount, uint32(1))
+	equal(t, "rejoin takes the current seq", must(t, s.JoinGroup(ctx, g, b)), uint64(3))
+	equal(t, "rejoined fetch", len(must(t, s.FetchGroup(ctx, g, b, 0, 10))), 0)
+
+	// The last member leaving deletes what waited for it.
+	ok(t, s.LeaveGroup(ctx, g, a))
+	ok(t, s.LeaveGroup(ctx, g, b))
+	equal(t, "empty group", must(t, s.GroupInfo(ctx, g)).Members, 0)
+	equal(t, "nothing left", must(t, s.CountGroupMsgs(ctx, g)), 0)
+}
+
+func testGroupExpiry(t *testing.T, s Store) {
+	ctx := t.Context()
+	g := must(t, s.CreateGroup(ctx, 1, "g"))
+	now := nowMilli()
+	appendN(t, s, g, 1, 2, now-1000)  // seqs 1, 2: expired
+	appendN(t, s, g, 1, 1, 0)         // seq 3: never expires
+	appendN(t, s, g, 1, 1, now+3.6e6) // seq 4: expires in an hour
+	appendN(t, s, g, 1, 1, now-500)   // seq 5: expired
+	g2 := must(t, s.CreateGroup(ctx, 1, "g2"))
+	appendN(t, s, g2, 1, 1, now-1000)
+
+	equal(t, "expired hidden", seqs(must(t, s.FetchGroup(ctx, g, 1, 0, 10))), []uint64{3, 4})
+	equal(t, "stored before purge", must(t, s.CountGroupMsgs(ctx, g)), 5)
+	equal(t, "purged nothing in the past", must(t, s.PurgeExpiredGroupMsgs(ctx, now-2000)), 0)
+	equal(t, "purged", must(t, s.PurgeExpiredGroupMsgs(ctx, now)), 4)
+	equal(t, "stored after purge", must(t, s.CountGroupMsgs(ctx, g)), 2)
+	equal(t, "purge again", must(t, s.PurgeExpiredGroupMsgs(ctx, now)), 0)
+	equal(t, "fetch after purge", seqs(must(t, s.FetchGroup(ctx, g, 1, 0, 10))), []uint64{3, 4})
+
+	// A message deleted by acks is no longer purged (embedded keeps an
+	// expiry index that must follow).
+	s4 := appendN(t, s, g, 1, 1, now+1000)[0]
+	ok(t, s.AckGroup(ctx, g, 1, s4))
+	equal(t, "acked away", must(t, s.CountGroupMsgs(ctx, g)), 0)
+	equal(t, "purge after ack", must(t, s.PurgeExpiredGroupMsgs(ctx, now+5e6)), 0)
+
+	_, err := s.AppendGroupMsg(ctx, GroupMessage{Group: g, ExpiresAt: -1})
+	wantErr(t, err, ErrInvalid)
+}
+
+func testGroupConcurrentAppend(t *testing.T, s Store) {
+	ctx := t.Context()
+	g := must(t, s.CreateGroup(ctx, 1, "g"))
+	const workers, each = 8, 25
+	var (
+		mu  sync.Mutex
+		got []uint64
+		wg  sync.WaitGroup
+	)
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				seq, err := s.AppendGroupMsg(ctx, GroupMessage{Group: g, From: uint64(w), MID: uint64(i)})
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				got = append(got, seq)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	for i, seq := range got {
+		if seq != uint64(i+1) {
+			t.Fatalf("seqs not unique and consecutive: %v", got)
+		}
+	}
+	equal(t, "highest", must(t, s.GroupInfo(ctx, g)).HighestSeq, uint64(workers*each))
+	equal(t, "stored", must(t, s.CountGroupMsgs(ctx, g)), workers*each)
+}
+
+// ---- lifecycle
+
+func testContext(t *testing.T, s Store) {
+	cctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	calls := map[string]error{
+		"Ping":  s.Ping(cctx),
+		"Store": s.StoreOffline(cctx, []Message{{MID: 1, To: 1}}),
+		"Ack":   s.AckGroup(cctx, 1, 1, 1),
+	}
+	_, calls["CreateUser"] = s.CreateUser(cctx, User{Name: "x"})
+	_, calls["Fetch"] = s.FetchOffline(cctx, 1, 0, 0, 10)
+	_, calls["Append"] = s.AppendGroupMsg(cctx, GroupMessage{Group: 1})
+	_, calls["Count"] = s.CountOffline(cctx, 1)
+	for name, err := range calls {
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%s with a cancelled context: %v", name, err)
+		}
+		if errors.Is(err, ErrUnavailable) {
+			t.Errorf("%s: cancellation is not unavailability: %v", name, err)
+		}
+	}
+
+	dctx, cancel := context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
+	defer cancel()
+	_, err := s.FetchOffline(dctx, 1, 0, 0, 10)
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrUnavailable) {
+		t.Errorf("passed deadline: %v, want DeadlineExceeded and ErrUnavailable", err)
+	}
+	// Nothing from the cancelled calls happened.
+	equal(t, "count", must(t, s.CountOffline(t.Context(), 1)), 0)
+}
+
+func testClosed(t *testing.T, s Store) {
+	ok(t, s.Ping(t.Context()))
+	closeStore(t, s)
+	ok(t, s.Close()) // twice is fine
+	wantErr(t, s.Ping(t.Context()), ErrClosed)
+	wantErr(t, s.Ping(t.Context()), ErrUnavailable)
+	_, err := s.FetchOffline(t.Context(), 1, 0, 0, 1)
+	wantErr(t, err, ErrClosed)
+	wantErr(t, s.StoreOffline(t.Context(), []Message{{MID: 1, To: 1}}), ErrClosed)
+}
+
+func testReopen(t *testing.T, s Store, reopen func(*testing.T, Store) Store) {
+	ctx := t.Context()
+	uid := newUser(t, s, "alice")
+	must(t, s.TouchDevice(ctx, Device{User: uid, KeyHash: [32]byte{9}}))
+	ok(t, s.StoreOffline(ctx, []Message{{MID: 1, From: 2, To: uid, Time: 5, CID: 3, Content: []byte("kept")}}))
+	g := must(t, s.CreateGroup(ctx, uid, "g"))
+	appendN(t, s, g, uid, 2, 0)
+
+	s = reopen(t, s)
+	equal(t, "user", must(t, s.UserByName(ctx, "alice")).ID, uid)
+	equal(t, "device known", must(t, s.TouchDevice(ctx, Device{User: uid, KeyHash: [32]byte{9}})), false)
+	got := must(t, s.FetchOffline(ctx, uid, 0, 0, 10))
+	if len(got) != 1 || string(got[0].Content) != "kept" {
+		t.Fatalf("offline after reopen: %+v", got)
+	}
+	ok(t, s.StoreOffline(ctx, []Message{{MID: 9, From: 2, To: uid, Time: 6, CID: 3}}))
+	equal(t, "dedup survives reopen", must(t, s.CountOffline(ctx, uid)), 1)
+	equal(t, "group", must(t, s.GroupInfo(ctx, g)).HighestSeq, uint64(2))
+	equal(t, "next seq", appendN(t, s, g, uid, 1, 0), []uint64{3})
+	if id := newUser(t, s, "bob"); id <= uid {
+		t.Fatalf("ID %d reused after reopen", id)
+	}
+}
+
+// ---- backend-specific errors
+
+func TestMySQLUnavailable(t *testing.T) {
+	for _, tc := range []struct{ name, addr string }{
+		{"refused", "127.0.0.1:1"},
+		{"unroutable", "10.255.255.1:3306"}, // TEST-NET-ish: the dial times out
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			start := time.Now()
+			_, err := Open(Config{MySQLDSN: "root@tcp(" + tc.addr + ")/myim", DialTimeout: 300 * time.Millisecond})
+			if !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("error %v, want ErrUnavailable", err)
+			}
+			if d := time.Since(start); d > 3*time.Second {
+				t.Fatalf("took %v", d)
+			}
+		})
+	}
+	t.Run("badDSN", func(t *testing.T) {
+		_, err := Open(Config{MySQLDSN: "root:secret@tcp(127.0.0.1:3306"})
+		if err == nil || errors.Is(err, ErrUnavailable) || bytes.Contains([]byte(err.Error()), []byte("secret")) {
+			t.Fatalf("bad DSN: %v", err)
+		}
+	})
+}
+
+func TestEmbeddedLocked(t *testing.T) {
+	dir := t.TempDir()
+	openTestStore(t, Config{DataDir: dir})
+	start := time.Now()
+	_, err := Open(Config{DataDir: dir, DialTimeout: 100 * time.Millisecond})
+	wantErr(t, err, ErrUnavailable)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("took %v", d)
+	}
+}
