@@ -33,6 +33,7 @@ type Conn struct {
 	remote    string
 
 	// Shared state.
+	user      atomic.Uint64 // the authenticated user, 0 before
 	reason    atomic.Uint32 // CloseReason, set once
 	closed    atomic.Bool
 	opened    bool        // OnOpen was called (loop only)
@@ -45,6 +46,10 @@ type Conn struct {
 // ID returns the connection's id, unique for the server's lifetime (file
 // descriptors are reused by the kernel; ids are not). Safe for concurrent use.
 func (c *Conn) ID() uint64 { return c.id }
+
+// User returns the authenticated user of the connection, 0 before its
+// handshake. Safe for concurrent use.
+func (c *Conn) User() uint64 { return c.user.Load() }
 
 // RemoteAddr returns the peer's address as text. Safe for concurrent use.
 func (c *Conn) RemoteAddr() string { return c.remote }

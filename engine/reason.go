@@ -22,13 +22,14 @@ const (
 	ReasonAuth                          // authentication failed
 	ReasonKicked                        // an operator or a newer session closed it
 	ReasonShutdown                      // the server is stopping
+	ReasonDone                          // the exchange completed (a login)
 	reasonCount
 )
 
 var reasonNames = [reasonCount]string{
 	"none", "peer", "malformed", "too_large", "first_frame_timeout", "idle",
 	"deadline", "slow_reader", "max_conns", "handler", "crypto", "auth",
-	"kicked", "shutdown",
+	"kicked", "shutdown", "done",
 }
 
 // String returns the reason's metric label.

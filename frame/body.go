@@ -263,6 +263,7 @@ const (
 	AckStored    byte = 1 // durably stored offline
 	AckReceived  byte = 2 // recipient's receipt of a push (client to server)
 	AckDuplicate byte = 3 // a resend of a message already accepted
+	AckGroupRead byte = 4 // recipient's receipt of group messages up to MID (client to server)
 )
 
 // Ack is the body of ACK:

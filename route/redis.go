@@ -292,6 +292,11 @@ func (r *Redis) rangeCmd(key string) rueidis.Cacheable {
 	return r.client.B().Zrange().Key(key).Min("0").Max("-1").Withscores().Cache()
 }
 
+// rangeDirect is the same read sent past the client-side cache.
+func (r *Redis) rangeDirect(key string) rueidis.Completed {
+	return r.client.B().Zrange().Key(key).Min("0").Max("-1").Withscores().Build()
+}
+
 // Get implements Table. Safe for concurrent use.
 func (r *Redis) Get(ctx context.Context, user uint64) ([]Addr, error) {
 	if r.closed.Load() {
@@ -300,7 +305,7 @@ func (r *Redis) Get(ctx context.Context, user uint64) ([]Addr, error) {
 	key := r.routeKey(user)
 	var resp rueidis.RedisResult
 	if r.cached && r.recent.has(user) {
-		resp = r.client.Do(ctx, r.client.B().Zrange().Key(key).Min("0").Max("-1").Withscores().Build())
+		resp = r.client.Do(ctx, r.rangeDirect(key))
 	} else {
 		resp = r.client.DoCache(ctx, r.rangeCmd(key), r.cacheTTL)
 	}
@@ -335,7 +340,7 @@ func (r *Redis) GetMulti(ctx context.Context, users []uint64) (map[uint64][]Addr
 		}
 	}
 	// Users this process wrote lately are read past the cache (see Redis),
-	// in a second pipeline sent alongside the cached one.
+	// in a pipeline of their own.
 	keys := make([]string, len(distinct))
 	cmds := make([]rueidis.CacheableTTL, 0, len(distinct))
 	var direct rueidis.Commands
@@ -343,7 +348,7 @@ func (r *Redis) GetMulti(ctx context.Context, users []uint64) (map[uint64][]Addr
 	for i, u := range distinct {
 		keys[i] = r.routeKey(u)
 		if r.cached && r.recent.has(u) {
-			direct = append(direct, r.client.B().Zrange().Key(keys[i]).Min("0").Max("-1").Withscores().Build())
+			direct = append(direct, r.rangeDirect(keys[i]))
 			directIdx = append(directIdx, i)
 			continue
 		}
@@ -414,7 +419,8 @@ func decodeRoutes(resp rueidis.RedisResult, now int64, dst []Addr) ([]Addr, bool
 		return nil
 	}
 	for i := 0; i < len(items); i++ {
-		if pair, err := items[i].ToArray(); err == nil {
+		if items[i].IsArray() {
+			pair, _ := items[i].ToArray()
 			if len(pair) != 2 {
 				return nil, false, errMalformed
 			}

@@ -296,3 +296,34 @@ func TestRedisServerPruning(t *testing.T) {
 		return nil
 	})
 }
+
+func TestRecentWrites(t *testing.T) {
+	var w recentWrites
+	w.epoch = time.Now()
+	if w.has(1) {
+		t.Fatal("has before any add")
+	}
+	w.add(1)
+	if !w.has(1) || w.has(2) {
+		t.Fatal("has after add(1) is wrong")
+	}
+	w.epoch = w.epoch.Add(-2 * recentWindow) // jump past the window
+	if w.has(1) {
+		t.Fatal("has still true after the window")
+	}
+	// Stale entries of users never read again are swept by later adds.
+	for u := range uint64(10_000) {
+		w.add(u)
+	}
+	w.epoch = w.epoch.Add(-2 * recentWindow)
+	for u := range uint64(10_000) {
+		w.add(u + 1<<40)
+	}
+	total := 0
+	for i := range w.shards {
+		total += len(w.shards[i].users)
+	}
+	if total > 10_000+10_000/2 {
+		t.Fatalf("%d entries kept for 10000 live writes", total)
+	}
+}

@@ -80,8 +80,9 @@ type Server struct {
 // Implementations are safe for concurrent use. Every entry expires after the
 // TTL it was last written with; expired entries are never returned, even
 // before a backend gets round to deleting them. Errors are ErrUnavailable
-// (wrapping the cause), ErrClosed after Close, or the validation errors
-// documented on each method.
+// (wrapping the cause), ErrClosed after Close, the context's error when ctx
+// is done (Redis wraps it in ErrUnavailable), or the validation errors
+// ErrInvalidTTL, ErrInvalidServer and ErrNotFound documented per method.
 type Table interface {
 	// Set records that user is online at a, for ttl. Setting an address
 	// that is already present only moves its expiry.

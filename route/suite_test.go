@@ -75,7 +75,7 @@ func startRedis(t testing.TB, opt Options) *Redis {
 		t.Skipf("redis at %s unreachable (set MYIM_TEST_REDIS_ADDR): %v", opt.Addr, err)
 	}
 	t.Cleanup(func() {
-		deletePrefix(t, opt.Addr, opt.Prefix)
+		deletePrefix(t, redisAddr(), opt.Prefix) // opt.Addr may be a stopped proxy
 		_ = r.Close()
 	})
 	return r

@@ -8,8 +8,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"sync/atomic"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
@@ -34,19 +35,15 @@ import (
 //	gmsgs       group|seq               -> group message
 //	gexp        expiresAt|group|seq     -> ""          (ExpiresAt != 0)
 //
-// bbolt has one writer at a time. The hot writes (offline store and delete,
-// group append and ack, device touch) go through DB.Batch, which coalesces
-// concurrent callers into one commit and so one pair of fsyncs; the rare
-// ones use DB.Update. Slices read inside a transaction point into the
-// mmap and are copied before the transaction ends.
+// bbolt has one writer at a time and a commit costs two fsyncs. The hot
+// writes (offline store and delete, group append and ack, device touch) go
+// through batch, a group commit: whoever finds no commit running commits
+// alone at once, and everyone who arrives while a commit runs shares the
+// next one. Unlike DB.Batch, which waits MaxBatchDelay for company, a lone
+// writer pays no delay. The rare writes use DB.Update. Slices read inside a
+// transaction point into the mmap and are copied before it ends.
 
 const embeddedFile = "myim.db"
-
-// embeddedBatchDelay bounds how long a batched write waits for company
-// before committing. bbolt's default, 10 ms, is longer than the two fsyncs
-// of a commit on an SSD and would add that wait to every lone write; 1 ms
-// still lets a burst of concurrent senders share a commit.
-const embeddedBatchDelay = time.Millisecond
 
 var (
 	bktUsers      = []byte("users")
@@ -79,6 +76,16 @@ const embeddedSchemaVersion = 1
 type embedded struct {
 	db     *bolt.DB
 	closed atomic.Bool
+
+	commitMu   sync.Mutex
+	pending    []*commitReq // guarded by commitMu
+	committing bool         // guarded by commitMu: a group commit is running
+}
+
+// commitReq is one batch call waiting for a group commit.
+type commitReq struct {
+	fn   func(*bolt.Tx) error
+	done chan error // buffered: the committer never blocks on it
 }
 
 func openEmbedded(cfg Config) (*embedded, error) {
@@ -100,7 +107,6 @@ func openEmbedded(cfg Config) (*embedded, error) {
 		}
 		return nil, fmt.Errorf("storage: open %s: %w", embeddedFile, err)
 	}
-	db.MaxBatchDelay = embeddedBatchDelay
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -144,19 +150,77 @@ func (s *embedded) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 	}))
 }
 
-// batch is update through DB.Batch: fn may run more than once (bbolt reruns
-// the survivors of a failed batch one by one), so it must set its outputs
-// afresh on every run.
+// batch is update through a group commit shared with concurrent callers.
+// fn may run more than once (when another fn of its group fails, the group
+// is rolled back and rerun without it), so it must set its outputs afresh on
+// every run.
 func (s *embedded) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if err := s.begin(ctx); err != nil {
 		return err
 	}
-	return s.wrap(s.db.Batch(func(tx *bolt.Tx) error {
-		if err := fn(tx); err != nil {
-			return err
+	req := &commitReq{
+		fn: func(tx *bolt.Tx) error {
+			if err := fn(tx); err != nil {
+				return err
+			}
+			return ctx.Err()
+		},
+		done: make(chan error, 1),
+	}
+	s.commitMu.Lock()
+	s.pending = append(s.pending, req)
+	lead := !s.committing
+	s.committing = true
+	s.commitMu.Unlock()
+	if lead {
+		s.commitPending()
+	}
+	return s.wrap(<-req.done)
+}
+
+// commitPending commits everything pending as one group. If more arrived
+// meanwhile, a new goroutine commits them, so that the caller, whose request
+// was in this group, returns now instead of serving others indefinitely.
+func (s *embedded) commitPending() {
+	s.commitMu.Lock()
+	group := s.pending
+	s.pending = nil
+	s.commitMu.Unlock()
+
+	s.commitGroup(group)
+
+	s.commitMu.Lock()
+	more := len(s.pending) > 0
+	s.committing = more
+	s.commitMu.Unlock()
+	if more {
+		go s.commitPending()
+	}
+}
+
+// commitGroup runs every request's fn in one transaction. A failing fn gets
+// its error and the rest are retried without it.
+func (s *embedded) commitGroup(group []*commitReq) {
+	for len(group) > 0 {
+		failed, ferr := -1, error(nil)
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for i, r := range group {
+				if err := r.fn(tx); err != nil {
+					failed, ferr = i, err
+					return err
+				}
+			}
+			return nil
+		})
+		if failed < 0 {
+			for _, r := range group {
+				r.done <- err // nil, or a failed commit for everyone
+			}
+			return
 		}
-		return ctx.Err()
-	}))
+		group[failed].done <- ferr
+		group = slices.Delete(group, failed, failed+1)
+	}
 }
 
 func (s *embedded) begin(ctx context.Context) error {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -107,6 +108,7 @@ func openMySQL(ctx context.Context, cfg Config) (*mysqlStore, error) {
 	mc.ClientFoundRows = false
 	mc.MultiStatements = false
 	mc.RejectReadOnly = true
+	mc.Logger = driverLogger{cfg.Logger}
 	if mc.Timeout == 0 {
 		mc.Timeout = cfg.DialTimeout
 	}
@@ -126,7 +128,12 @@ func openMySQL(ctx context.Context, cfg Config) (*mysqlStore, error) {
 	db.SetConnMaxLifetime(mysqlConnMaxLifetime)
 	db.SetConnMaxIdleTime(mysqlConnMaxIdleTime)
 	s := &mysqlStore{db: db}
-	if err := db.PingContext(ctx); err != nil {
+	// The driver's Timeout covers the TCP dial only; a peer that accepts
+	// and then never speaks would hold Open for the whole OpenTimeout.
+	pctx, cancel := context.WithTimeout(ctx, 2*cfg.DialTimeout)
+	err = db.PingContext(pctx)
+	cancel()
+	if err != nil {
 		db.Close()
 		return nil, s.fail("connect", err)
 	}
@@ -135,6 +142,14 @@ func openMySQL(ctx context.Context, cfg Config) (*mysqlStore, error) {
 		return nil, s.fail("migrate", err)
 	}
 	return s, nil
+}
+
+// driverLogger sends the driver's own messages (mostly about connections
+// it dropped) to the configured slog.Logger instead of stderr.
+type driverLogger struct{ l *slog.Logger }
+
+func (d driverLogger) Print(v ...any) {
+	d.l.Warn("storage: mysql driver", "msg", strings.TrimSpace(fmt.Sprint(v...)))
 }
 
 // mysqlMigrations[i] brings the schema from version i to i+1. DDL commits

@@ -260,7 +260,8 @@ type Config struct {
 	DataDir string
 	// MaxConns is the MySQL pool size, open and idle alike. Default 16.
 	MaxConns int
-	// DialTimeout bounds connecting to MySQL (default 5 s) and waiting for
+	// DialTimeout bounds connecting to MySQL (default 5 s; Open gives its
+	// first connection, dial and handshake, twice that) and waiting for
 	// the embedded file's lock (default 1 s: the file belongs to one
 	// process, a second one should fail fast, not hang).
 	DialTimeout time.Duration

@@ -1,0 +1,823 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bytedance/sonic"
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/myim/myim/frame"
+	"github.com/myim/myim/route"
+	"github.com/myim/myim/storage"
+)
+
+// CenterConfig wires the in-process center.
+type CenterConfig struct {
+	ID    uint32
+	Store storage.Store
+	// Servers returns the server list (SERVER_LIST lookups).
+	Servers func(ctx context.Context) []ServerInfo
+	// Window caps unacked pushes per session; beyond it QoS 1 goes to the
+	// offline store and QoS 0 is shed. Default 64.
+	Window int
+	// AckTimeout is how long a pushed QoS 1 message waits for the
+	// recipient's receipt before it is stored offline. Default 10 s.
+	AckTimeout time.Duration
+	// GroupTTL is how long a group message is kept for offline members.
+	// Default 7 days.
+	GroupTTL time.Duration
+	// Workers run storage calls; QueueLen bounds the work waiting for them.
+	// Defaults 32 and 65,536.
+	Workers, QueueLen int
+	Logger            *slog.Logger
+}
+
+func (c *CenterConfig) fillDefaults() {
+	if c.ID == 0 {
+		c.ID = 1
+	}
+	if c.Window <= 0 {
+		c.Window = 64
+	}
+	if c.AckTimeout <= 0 {
+		c.AckTimeout = 10 * time.Second
+	}
+	if c.GroupTTL <= 0 {
+		c.GroupTTL = 7 * 24 * time.Hour
+	}
+	if c.Workers <= 0 {
+		c.Workers = 32
+	}
+	if c.QueueLen <= 0 {
+		c.QueueLen = 1 << 16
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// LocalCenter is the center role in process: it assigns message ids, routes
+// to the sessions its endpoints registered, tracks receipts, and keeps what
+// cannot be delivered in the store. Safe for concurrent use.
+//
+// Lock order: a pending shard's lock, then a sessState's lock. route.Local
+// calls its callbacks under a shard read lock; they take no other lock of
+// the center's but a sessState's.
+type LocalCenter struct {
+	cfg    CenterConfig
+	routes route.Local
+	epsMu  sync.RWMutex
+	eps    map[uint32]Endpoint
+
+	lastMID atomic.Uint64
+	dedupe  [dedupeShards]dedupeShard
+	pending [pendingShards]pendingShard
+
+	jobs     chan func()
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+
+	// Stats for tests and metrics.
+	Delivered, StoredOffline, Refused, Shed atomic.Uint64
+}
+
+// sessState is the center's view of one session.
+type sessState struct {
+	ref    SessionRef
+	mu     sync.Mutex
+	status byte
+	flight map[uint64]struct{} // pushed, unacked p2p MIDs
+	// cursor of an offline fetch in progress: (time, mid) of the last sent
+	curTime int64
+	curMID  uint64
+}
+
+type pendKey struct{ to, mid uint64 }
+
+type pending struct {
+	buf      *bytebufferpool.ByteBuffer // the message as pushed
+	from     uint64
+	cid      uint64
+	qos      frame.QoS
+	deadline time.Time
+	sessions []*sessState
+}
+
+const (
+	pendingShards = 64
+	dedupeShards  = 64
+	// dedupePerShard bounds the idempotence table: 64 x 8,192 recent
+	// (sender, cid) pairs. A resend is normally seconds after the original.
+	dedupePerShard = 8192
+)
+
+type pendingShard struct {
+	mu sync.Mutex
+	m  map[pendKey]*pending
+}
+
+type dedupeKey struct{ from, cid uint64 }
+
+type dedupeShard struct {
+	mu   sync.Mutex
+	m    map[dedupeKey]uint64
+	ring []dedupeKey
+	next int
+}
+
+// NewLocalCenter starts a center and its storage workers.
+func NewLocalCenter(cfg CenterConfig) *LocalCenter {
+	cfg.fillDefaults()
+	c := &LocalCenter{cfg: cfg, eps: make(map[uint32]Endpoint),
+		jobs: make(chan func(), cfg.QueueLen), stop: make(chan struct{})}
+	for i := range c.pending {
+		c.pending[i].m = make(map[pendKey]*pending)
+	}
+	for i := range c.dedupe {
+		c.dedupe[i].m = make(map[dedupeKey]uint64)
+		c.dedupe[i].ring = make([]dedupeKey, dedupePerShard)
+	}
+	for i := 0; i < cfg.Workers; i++ {
+		c.wg.Add(1)
+		go c.worker()
+	}
+	c.wg.Add(1)
+	go c.sweeper()
+	return c
+}
+
+// Close stops the center after the queued storage work is done.
+func (c *LocalCenter) Close() {
+	c.stopOnce.Do(func() { close(c.stop) })
+	c.wg.Wait()
+}
+
+func (c *LocalCenter) worker() {
+	defer c.wg.Done()
+	for {
+		select {
+		case f := <-c.jobs:
+			f()
+		case <-c.stop:
+			for {
+				select {
+				case f := <-c.jobs:
+					f()
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// submit queues storage work; false when the queue is full.
+func (c *LocalCenter) submit(f func()) bool {
+	select {
+	case c.jobs <- f:
+		return true
+	default:
+		return false
+	}
+}
+
+// nextMID returns an id above every earlier one, time-based so that ids
+// also increase across restarts: Unix milliseconds << 20, plus a counter.
+func (c *LocalCenter) nextMID() uint64 {
+	floor := uint64(time.Now().UnixMilli()) << 20
+	for {
+		last := c.lastMID.Load()
+		next := max(last+1, floor)
+		if c.lastMID.CompareAndSwap(last, next) {
+			return next
+		}
+	}
+}
+
+// Attach registers an endpoint.
+func (c *LocalCenter) Attach(ep Endpoint) {
+	c.epsMu.Lock()
+	c.eps[ep.ID()] = ep
+	c.epsMu.Unlock()
+}
+
+func (c *LocalCenter) endpoint(id uint32) Endpoint {
+	c.epsMu.RLock()
+	ep := c.eps[id]
+	c.epsMu.RUnlock()
+	return ep
+}
+
+// Online records a session and tells the user's friends when it is the
+// user's first.
+func (c *LocalCenter) Online(user uint64, s SessionRef) {
+	st := &sessState{ref: s, status: frame.StatusOnline, flight: make(map[uint64]struct{})}
+	c.routes.Put(user, route.Addr{Endpoint: s.Endpoint, Center: c.cfg.ID, Session: s.Session}, st)
+	if c.routes.Lookup(user, func(route.Addr, any) {}) == 1 {
+		c.notifyFriends(user, frame.StatusOnline)
+	}
+}
+
+// Offline forgets a session; what was pushed to it and not acked goes to
+// the offline store.
+func (c *LocalCenter) Offline(user uint64, s SessionRef, bye bool) {
+	v, ok := c.routes.Remove(user, s.Session)
+	if !ok {
+		return
+	}
+	st := v.(*sessState)
+	st.mu.Lock()
+	mids := make([]uint64, 0, len(st.flight))
+	for mid := range st.flight {
+		mids = append(mids, mid)
+	}
+	clear(st.flight)
+	st.mu.Unlock()
+	for _, mid := range mids {
+		c.dropFromPending(user, mid, st)
+	}
+	if c.routes.Lookup(user, func(route.Addr, any) {}) == 0 {
+		c.notifyFriends(user, frame.StatusOffline)
+	}
+}
+
+// dropFromPending removes st from a pending message's sessions; when none
+// is left the message is stored offline.
+func (c *LocalCenter) dropFromPending(to, mid uint64, st *sessState) {
+	k := pendKey{to, mid}
+	sh := &c.pending[mid%pendingShards]
+	sh.mu.Lock()
+	p := sh.m[k]
+	if p == nil {
+		sh.mu.Unlock()
+		return
+	}
+	for i, s := range p.sessions {
+		if s == st {
+			p.sessions = append(p.sessions[:i], p.sessions[i+1:]...)
+			break
+		}
+	}
+	if len(p.sessions) > 0 {
+		sh.mu.Unlock()
+		return
+	}
+	delete(sh.m, k)
+	sh.mu.Unlock()
+	c.storeAndAck(p.buf, p.from, p.cid, p.qos, to)
+}
+
+// Handle dispatches one frame from a session.
+func (c *LocalCenter) Handle(user uint64, s SessionRef, buf *bytebufferpool.ByteBuffer) {
+	f := frame.Frame(buf.B)
+	switch f.Cmd() {
+	case frame.CmdMsg, frame.CmdFile:
+		c.p2p(user, s, buf)
+		return
+	case frame.CmdAck:
+		c.ack(user, s, frame.Ack(f.Body()))
+	case frame.CmdGroupMsg:
+		c.groupMsg(user, s, buf)
+		return
+	case frame.CmdPresence:
+		c.presence(user, s, frame.Presence(f.Body()))
+	case frame.CmdFetch:
+		fe := frame.Fetch(f.Body())
+		req, kind, cursor, count := fe.Req(), fe.Kind(), fe.Cursor(), fe.Count()
+		if !c.submit(func() { c.fetch(user, s, req, kind, cursor, count) }) {
+			c.errorTo(s, frame.ErrCodeRetry, uint64(req), "busy")
+		}
+	case frame.CmdSignature, frame.CmdFriendInfo, frame.CmdFriendsOnline, frame.CmdServerList:
+		l := frame.Lookup(f.Body())
+		cmd, req, target := f.Cmd(), l.Req(), l.Target()
+		if !c.submit(func() { c.lookup(user, s, cmd, req, target) }) {
+			c.errorTo(s, frame.ErrCodeRetry, uint64(req), "busy")
+		}
+	case frame.CmdGroup:
+		g := frame.Group(f.Body())
+		req, op, group := g.Req(), g.Op(), g.Group()
+		js := append([]byte(nil), g.JSON()...)
+		if !c.submit(func() { c.groupOp(user, s, req, op, group, js) }) {
+			c.errorTo(s, frame.ErrCodeRetry, uint64(req), "busy")
+		}
+	default:
+		c.errorTo(s, frame.ErrCodeBadRequest, 0, "unexpected "+f.Cmd().String())
+	}
+	bytebufferpool.Put(buf)
+}
+
+// p2p routes a point-to-point message (or a file transfer frame, which
+// routes the same way).
+func (c *LocalCenter) p2p(user uint64, s SessionRef, buf *bytebufferpool.ByteBuffer) {
+	f := frame.Frame(buf.B)
+	m := frame.Msg(f.Body())
+	qos, to, cid := f.QoS(), m.To(), m.CID()
+	if cid != 0 {
+		if mid, dup := c.seen(user, cid); dup {
+			if qos == frame.QoS1 {
+				c.ackTo(user, cid, mid, to, frame.AckDuplicate)
+			}
+			bytebufferpool.Put(buf)
+			return
+		}
+	}
+	mid := c.nextMID()
+	m.SetMID(mid)
+	if cid != 0 {
+		c.remember(user, cid, mid)
+	}
+	p := &pending{from: user, cid: cid, qos: qos, deadline: time.Now().Add(c.cfg.AckTimeout)}
+	sh := &c.pending[mid%pendingShards]
+	// Hold the shard lock while pushing, so that a receipt arriving before
+	// the loop below ends finds the entry.
+	sh.mu.Lock()
+	online := c.routes.Lookup(to, func(a route.Addr, v any) {
+		st := v.(*sessState)
+		st.mu.Lock()
+		full := len(st.flight) >= c.cfg.Window
+		st.mu.Unlock()
+		if full {
+			return
+		}
+		ep := c.endpoint(a.Endpoint)
+		if ep == nil {
+			return
+		}
+		out := bytebufferpool.Get()
+		out.B = append(out.B, buf.B...)
+		frame.Msg(frame.Frame(out.B).Body()).SetDSrv(a.Endpoint)
+		if ep.Deliver(st.ref, out) != nil {
+			bytebufferpool.Put(out)
+			return
+		}
+		if qos == frame.QoS1 {
+			st.mu.Lock()
+			st.flight[mid] = struct{}{}
+			st.mu.Unlock()
+		}
+		p.sessions = append(p.sessions, st)
+	})
+	if len(p.sessions) > 0 {
+		c.Delivered.Add(1)
+		if qos == frame.QoS1 {
+			p.buf = buf
+			sh.m[pendKey{to, mid}] = p
+			sh.mu.Unlock()
+			return
+		}
+		sh.mu.Unlock()
+		bytebufferpool.Put(buf)
+		return
+	}
+	sh.mu.Unlock()
+	if qos == frame.QoS0 && online > 0 {
+		c.Shed.Add(1) // online but every window full: QoS 0 is shed first
+		bytebufferpool.Put(buf)
+		return
+	}
+	c.storeAndAck(buf, user, cid, qos, to)
+}
+
+// storeAndAck keeps an undelivered message offline and, for QoS 1, acks it
+// to its sender once stored, or refuses it as retryable when the store
+// fails. Never an ack for what was not kept.
+func (c *LocalCenter) storeAndAck(buf *bytebufferpool.ByteBuffer, from, cid uint64, qos frame.QoS, to uint64) {
+	ok := c.submit(func() {
+		defer bytebufferpool.Put(buf)
+		f := frame.Frame(buf.B)
+		m := frame.Msg(f.Body())
+		msg := storage.Message{MID: m.MID(), From: m.From(), To: m.To(), Time: m.Time(), CID: m.CID(),
+			Srv: m.Srv(), QoS: uint8(qos), Content: append([]byte(nil), m.Content()...)}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := c.cfg.Store.StoreOffline(ctx, []storage.Message{msg})
+		cancel()
+		if err != nil {
+			c.Refused.Add(1)
+			c.forget(from, cid)
+			c.cfg.Logger.Warn("offline store failed", "to", to, "err", err)
+			if qos == frame.QoS1 {
+				c.errorToUser(from, frame.ErrCodeRetry, cid, "store unavailable; retry")
+			}
+			return
+		}
+		c.StoredOffline.Add(1)
+		if qos == frame.QoS1 {
+			c.ackTo(from, cid, msg.MID, to, frame.AckStored)
+		}
+	})
+	if !ok {
+		bytebufferpool.Put(buf)
+		c.Refused.Add(1)
+		c.forget(from, cid)
+		if qos == frame.QoS1 {
+			c.errorToUser(from, frame.ErrCodeRetry, cid, "server busy; retry")
+		}
+	}
+}
+
+// ack handles a client's receipt.
+func (c *LocalCenter) ack(user uint64, s SessionRef, a frame.Ack) {
+	mid := a.MID()
+	switch a.Status() {
+	case frame.AckReceived:
+		k := pendKey{user, mid}
+		sh := &c.pending[mid%pendingShards]
+		sh.mu.Lock()
+		p := sh.m[k]
+		delete(sh.m, k)
+		sh.mu.Unlock()
+		if p == nil { // a message fetched from the offline store
+			if !c.submit(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if err := c.cfg.Store.DeleteOffline(ctx, user, []uint64{mid}); err != nil {
+					c.cfg.Logger.Warn("offline delete failed", "user", user, "err", err)
+				}
+			}) {
+				c.cfg.Logger.Warn("offline delete dropped: queue full", "user", user)
+			}
+			return
+		}
+		for _, st := range p.sessions {
+			st.mu.Lock()
+			delete(st.flight, mid)
+			st.mu.Unlock()
+		}
+		if p.qos == frame.QoS1 {
+			c.ackTo(p.from, p.cid, mid, user, frame.AckDelivered)
+		}
+		bytebufferpool.Put(p.buf)
+	case frame.AckGroupRead:
+		group := a.Peer()
+		c.submit(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := c.cfg.Store.AckGroup(ctx, group, user, mid); err != nil {
+				c.cfg.Logger.Warn("group ack failed", "group", group, "user", user, "err", err)
+			}
+		})
+	}
+}
+
+// sweeper stores pushed messages whose receipt is overdue.
+func (c *LocalCenter) sweeper() {
+	defer c.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var expired []pendKey
+	var ps []*pending
+	for {
+		select {
+		case <-c.stop:
+			return
+		case now := <-t.C:
+			for i := range c.pending {
+				sh := &c.pending[i]
+				expired, ps = expired[:0], ps[:0]
+				sh.mu.Lock()
+				for k, p := range sh.m {
+					if now.After(p.deadline) {
+						expired = append(expired, k)
+						ps = append(ps, p)
+						delete(sh.m, k)
+					}
+				}
+				sh.mu.Unlock()
+				for j, p := range ps {
+					for _, st := range p.sessions {
+						st.mu.Lock()
+						delete(st.flight, expired[j].mid)
+						st.mu.Unlock()
+					}
+					c.storeAndAck(p.buf, p.from, p.cid, p.qos, expired[j].to)
+				}
+			}
+		}
+	}
+}
+
+func (c *LocalCenter) seen(from, cid uint64) (uint64, bool) {
+	sh := &c.dedupe[(from^cid)%dedupeShards]
+	sh.mu.Lock()
+	mid, ok := sh.m[dedupeKey{from, cid}]
+	sh.mu.Unlock()
+	return mid, ok
+}
+
+func (c *LocalCenter) remember(from, cid, mid uint64) {
+	k := dedupeKey{from, cid}
+	sh := &c.dedupe[(from^cid)%dedupeShards]
+	sh.mu.Lock()
+	if old := sh.ring[sh.next]; old != (dedupeKey{}) {
+		delete(sh.m, old)
+	}
+	sh.ring[sh.next] = k
+	sh.next = (sh.next + 1) % len(sh.ring)
+	sh.m[k] = mid
+	sh.mu.Unlock()
+}
+
+// forget drops a (sender, cid) so that a refused message may be resent.
+func (c *LocalCenter) forget(from, cid uint64) {
+	if cid == 0 {
+		return
+	}
+	sh := &c.dedupe[(from^cid)%dedupeShards]
+	sh.mu.Lock()
+	delete(sh.m, dedupeKey{from, cid})
+	sh.mu.Unlock()
+}
+
+// sendTo delivers a copy of b to every session of user; it returns how many
+// took it.
+func (c *LocalCenter) sendTo(user uint64, b []byte) int {
+	n := 0
+	c.routes.Lookup(user, func(a route.Addr, v any) {
+		if c.sendRef(v.(*sessState).ref, b) {
+			n++
+		}
+	})
+	return n
+}
+
+func (c *LocalCenter) sendRef(s SessionRef, b []byte) bool {
+	ep := c.endpoint(s.Endpoint)
+	if ep == nil {
+		return false
+	}
+	out := bytebufferpool.Get()
+	out.B = append(out.B, b...)
+	if ep.Deliver(s, out) != nil {
+		bytebufferpool.Put(out)
+		return false
+	}
+	return true
+}
+
+func (c *LocalCenter) ackTo(user, cid, mid, peer uint64, status byte) {
+	b, _ := frame.AppendAck(nil, cid, mid, peer, status)
+	c.sendTo(user, b)
+}
+
+func (c *LocalCenter) errorTo(s SessionRef, code uint16, ref uint64, text string) {
+	b, _ := frame.AppendError(nil, code, ref, text)
+	c.sendRef(s, b)
+}
+
+func (c *LocalCenter) errorToUser(user uint64, code uint16, ref uint64, text string) {
+	b, _ := frame.AppendError(nil, code, ref, text)
+	c.sendTo(user, b)
+}
+
+// Notify sends a NOTICE to every session of user.
+func (c *LocalCenter) Notify(user uint64, code uint16, json []byte) {
+	b, _ := frame.AppendNotice(nil, code, json)
+	c.sendTo(user, b)
+}
+
+// status returns what friends see of user: the most present status of its
+// sessions; invisible shows as offline.
+func (c *LocalCenter) status(user uint64) byte {
+	best := frame.StatusOffline
+	c.routes.Lookup(user, func(_ route.Addr, v any) {
+		st := v.(*sessState)
+		st.mu.Lock()
+		s := st.status
+		st.mu.Unlock()
+		if s == frame.StatusInvisible {
+			return
+		}
+		if best == frame.StatusOffline || s == frame.StatusOnline {
+			best = s
+		}
+	})
+	return best
+}
+
+func (c *LocalCenter) presence(user uint64, s SessionRef, p frame.Presence) {
+	st := p.Status()
+	if st > frame.StatusInvisible {
+		c.errorTo(s, frame.ErrCodeBadRequest, 0, "unknown status")
+		return
+	}
+	before := c.status(user)
+	c.routes.Lookup(user, func(a route.Addr, v any) {
+		if a.Session == s.Session {
+			ss := v.(*sessState)
+			ss.mu.Lock()
+			ss.status = st
+			ss.mu.Unlock()
+		}
+	})
+	if after := c.status(user); after != before {
+		c.notifyFriends(user, after)
+	}
+}
+
+// notifyFriends tells user's online friends its status, off the caller's
+// goroutine.
+func (c *LocalCenter) notifyFriends(user uint64, status byte) {
+	if status == frame.StatusOnline {
+		status = c.status(user) // invisible sessions announce nothing
+		if status == frame.StatusOffline {
+			return
+		}
+	}
+	c.submit(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		friends, err := c.cfg.Store.Friends(ctx, user)
+		if err != nil {
+			return
+		}
+		b, _ := frame.AppendPresence(nil, frame.CmdFriendNotify, user, time.Now().UnixMilli(), status, nil)
+		for _, f := range friends {
+			c.sendTo(f, b)
+		}
+	})
+}
+
+// fetch sends a page of offline messages, then a FETCH answer. Cursor 0
+// starts from the oldest message; any other cursor continues after the
+// last message this session was sent.
+func (c *LocalCenter) fetch(user uint64, s SessionRef, req uint32, kind byte, cursor uint64, count uint16) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	limit := int(count)
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	var st *sessState
+	c.routes.Lookup(user, func(a route.Addr, v any) {
+		if a.Session == s.Session {
+			st = v.(*sessState)
+		}
+	})
+	if st == nil {
+		return
+	}
+	sent, more := 0, false
+	var last uint64
+	switch kind {
+	case frame.FetchP2P:
+		st.mu.Lock()
+		if cursor == 0 {
+			st.curTime, st.curMID = 0, 0
+		}
+		at, am := st.curTime, st.curMID
+		st.mu.Unlock()
+		msgs, err := c.cfg.Store.FetchOffline(ctx, user, at, am, limit+1)
+		if err != nil {
+			c.errorTo(s, frame.ErrCodeRetry, uint64(req), "store unavailable")
+			return
+		}
+		if len(msgs) > limit {
+			msgs, more = msgs[:limit], true
+		}
+		for _, m := range msgs {
+			b, _ := frame.AppendMsg(nil, frame.CmdMsg, frame.QoS(m.QoS), frame.MsgHeader{From: m.From, To: m.To,
+				Time: m.Time, CID: m.CID, Srv: m.Srv, MID: m.MID, DSrv: s.Endpoint}, m.Content)
+			if c.sendRef(s, b) {
+				sent++
+			}
+			last = m.MID
+			st.mu.Lock()
+			st.curTime, st.curMID = m.Time, m.MID
+			st.mu.Unlock()
+		}
+	case frame.FetchGroup:
+		groups, err := c.cfg.Store.UserGroups(ctx, user)
+		if err != nil {
+			c.errorTo(s, frame.ErrCodeRetry, uint64(req), "store unavailable")
+			return
+		}
+		for _, g := range groups {
+			msgs, err := c.cfg.Store.FetchGroup(ctx, g, user, 0, limit-sent+1)
+			if err != nil {
+				c.errorTo(s, frame.ErrCodeRetry, uint64(req), "store unavailable")
+				return
+			}
+			for _, m := range msgs {
+				if sent == limit {
+					more = true
+					break
+				}
+				b, _ := frame.AppendMsg(nil, frame.CmdGroupMsg, frame.QoS1, frame.MsgHeader{From: m.From, To: g,
+					Time: m.Time, CID: m.CID, MID: m.Seq, DSrv: s.Endpoint}, m.Content)
+				if c.sendRef(s, b) {
+					sent++
+				}
+				last = m.Seq
+			}
+			if more {
+				break
+			}
+		}
+	default:
+		c.errorTo(s, frame.ErrCodeBadRequest, uint64(req), "unknown fetch kind")
+		return
+	}
+	var flags byte
+	if more {
+		flags = frame.FetchMore
+	}
+	b, _ := frame.AppendFetch(nil, req, kind, flags, last, uint16(sent))
+	c.sendRef(s, b)
+}
+
+// UserJSON is what SIGNATURE and FRIEND_INFO lookups answer.
+type UserJSON struct {
+	User      uint64 `json:"user"`
+	Name      string `json:"name"`
+	Signature string `json:"signature"`
+	Status    byte   `json:"status"`
+	Profile   any    `json:"profile,omitempty"`
+}
+
+// FriendStatus is one entry of a FRIENDS_ONLINE answer.
+type FriendStatus struct {
+	User   uint64 `json:"user"`
+	Status byte   `json:"status"`
+}
+
+func (c *LocalCenter) lookup(user uint64, s SessionRef, cmd frame.Cmd, req uint32, target uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if target == 0 {
+		target = user
+	}
+	var doc any
+	switch cmd {
+	case frame.CmdSignature, frame.CmdFriendInfo:
+		if cmd == frame.CmdFriendInfo && target != user && !c.isFriend(ctx, user, target) {
+			c.errorTo(s, frame.ErrCodeForbidden, uint64(req), "not a friend")
+			return
+		}
+		u, err := c.cfg.Store.UserByID(ctx, target)
+		if err != nil {
+			c.storeError(s, req, err)
+			return
+		}
+		j := UserJSON{User: u.ID, Name: u.Name, Signature: u.Signature, Status: c.status(u.ID)}
+		if cmd == frame.CmdFriendInfo && len(u.Profile) > 0 {
+			var p any
+			if sonic.Unmarshal(u.Profile, &p) == nil {
+				j.Profile = p
+			}
+		}
+		doc = j
+	case frame.CmdFriendsOnline:
+		friends, err := c.cfg.Store.Friends(ctx, user)
+		if err != nil {
+			c.storeError(s, req, err)
+			return
+		}
+		list := make([]FriendStatus, 0, len(friends))
+		for _, f := range friends {
+			if st := c.status(f); st != frame.StatusOffline {
+				list = append(list, FriendStatus{User: f, Status: st})
+			}
+		}
+		doc = list
+	case frame.CmdServerList:
+		var list []ServerInfo
+		if c.cfg.Servers != nil {
+			list = c.cfg.Servers(ctx)
+		}
+		doc = list
+	}
+	j, err := sonic.Marshal(doc)
+	if err != nil {
+		c.errorTo(s, frame.ErrCodeInternal, uint64(req), "encode")
+		return
+	}
+	b, _ := frame.AppendLookup(nil, cmd, req, target, j)
+	c.sendRef(s, b)
+}
+
+func (c *LocalCenter) isFriend(ctx context.Context, a, b uint64) bool {
+	friends, err := c.cfg.Store.Friends(ctx, a)
+	if err != nil {
+		return false
+	}
+	for _, f := range friends {
+		if f == b {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *LocalCenter) storeError(s SessionRef, req uint32, err error) {
+	if errors.Is(err, storage.ErrNotFound) {
+		c.errorTo(s, frame.ErrCodeNotFound, uint64(req), "not found")
+		return
+	}
+	c.errorTo(s, frame.ErrCodeRetry, uint64(req), "store unavailable")
+}

@@ -1,0 +1,138 @@
+package engine
+
+import (
+	"context"
+	"time"
+
+	"github.com/bytedance/sonic"
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/myim/myim/frame"
+	"github.com/myim/myim/route"
+	"github.com/myim/myim/storage"
+)
+
+// groupMsg stores a group message under the group's next sequence number,
+// acks the sender once it is kept, then pushes it to the online members.
+// Offline members fetch it; each member's receipt adds to its sent count.
+func (c *LocalCenter) groupMsg(user uint64, s SessionRef, buf *bytebufferpool.ByteBuffer) {
+	ok := c.submit(func() {
+		defer bytebufferpool.Put(buf)
+		f := frame.Frame(buf.B)
+		m := frame.Msg(f.Body())
+		group, cid := m.To(), m.CID()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		members, err := c.cfg.Store.GroupMembers(ctx, group)
+		if err != nil {
+			c.storeError(s, uint32(cid), err)
+			return
+		}
+		isMember := false
+		for _, mb := range members {
+			if mb.User == user {
+				isMember = true
+				break
+			}
+		}
+		if !isMember {
+			c.errorTo(s, frame.ErrCodeForbidden, cid, "not a member of the group")
+			return
+		}
+		now := time.Now()
+		seq, err := c.cfg.Store.AppendGroupMsg(ctx, storage.GroupMessage{Group: group, From: user, Time: m.Time(),
+			CID: cid, MID: c.nextMID(), ExpiresAt: now.Add(c.cfg.GroupTTL).UnixMilli(),
+			Content: append([]byte(nil), m.Content()...)})
+		if err != nil {
+			c.Refused.Add(1)
+			if f.QoS() == frame.QoS1 {
+				c.errorTo(s, frame.ErrCodeRetry, cid, "store unavailable; retry")
+			}
+			return
+		}
+		m.SetMID(seq)
+		if f.QoS() == frame.QoS1 {
+			c.ackTo(user, cid, seq, group, frame.AckStored)
+		}
+		c.fanout(members, s, buf.B)
+	})
+	if !ok {
+		bytebufferpool.Put(buf)
+		c.errorTo(s, frame.ErrCodeRetry, 0, "server busy; retry")
+	}
+}
+
+// fanout pushes a group frame to every online session of the members,
+// the sender's other sessions included but not the sending one; it runs on a center worker, never
+// on an event loop.
+func (c *LocalCenter) fanout(members []storage.Member, from SessionRef, b []byte) {
+	for _, mb := range members {
+		c.routes.Lookup(mb.User, func(a route.Addr, v any) {
+			st := v.(*sessState)
+			if st.ref == from {
+				return
+			}
+			if c.sendRef(st.ref, b) {
+				c.Delivered.Add(1)
+			}
+		})
+	}
+}
+
+// GroupReply is the JSON of a GROUP answer.
+type GroupReply struct {
+	Group   uint64   `json:"group"`
+	Name    string   `json:"name,omitempty"`
+	JoinSeq uint64   `json:"join_seq,omitempty"`
+	Members []uint64 `json:"members,omitempty"`
+	Groups  []uint64 `json:"groups,omitempty"`
+}
+
+// groupOp runs a GROUP request: create, join, leave, members, list.
+func (c *LocalCenter) groupOp(user uint64, s SessionRef, req uint32, op byte, group uint64, js []byte) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var r GroupReply
+	var err error
+	switch op {
+	case frame.GroupCreate:
+		var in struct {
+			Name string `json:"name"`
+		}
+		if len(js) > 0 {
+			if e := sonic.Unmarshal(js, &in); e != nil || len(in.Name) > 128 {
+				c.errorTo(s, frame.ErrCodeBadRequest, uint64(req), "bad group name")
+				return
+			}
+		}
+		r.Name = in.Name
+		r.Group, err = c.cfg.Store.CreateGroup(ctx, user, in.Name)
+	case frame.GroupJoin:
+		r.Group = group
+		r.JoinSeq, err = c.cfg.Store.JoinGroup(ctx, group, user)
+	case frame.GroupLeave:
+		r.Group = group
+		err = c.cfg.Store.LeaveGroup(ctx, group, user)
+	case frame.GroupMembers:
+		r.Group = group
+		var ms []storage.Member
+		if ms, err = c.cfg.Store.GroupMembers(ctx, group); err == nil {
+			r.Members = make([]uint64, len(ms))
+			for i, m := range ms {
+				r.Members[i] = m.User
+			}
+		}
+	case frame.GroupList:
+		r.Groups, err = c.cfg.Store.UserGroups(ctx, user)
+	default:
+		c.errorTo(s, frame.ErrCodeBadRequest, uint64(req), "unknown group operation")
+		return
+	}
+	if err != nil {
+		c.storeError(s, req, err)
+		return
+	}
+	j, _ := sonic.Marshal(r)
+	b, _ := frame.AppendGroup(nil, req, op, r.Group, j)
+	c.sendRef(s, b)
+}

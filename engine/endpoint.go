@@ -1,0 +1,256 @@
+package engine
+
+import (
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/myim/myim/frame"
+	"github.com/myim/myim/session"
+)
+
+// EndpointConfig wires the endpoint role.
+type EndpointConfig struct {
+	ID       uint32
+	Identity *Identity
+	Session  *session.Config
+	Center   Center
+	// HandshakeTimeout closes connections not authenticated in time.
+	HandshakeTimeout time.Duration
+	// MaxSession caps a session's life even when its token lives longer:
+	// the client must run a new handshake with a fresh token. Default 24 h.
+	MaxSession time.Duration
+	Logger     *slog.Logger
+}
+
+// EndpointHandler holds client sessions: the IK handshake with a token
+// checked offline, then sealed frames both ways. It forwards every request
+// to its center and delivers what the center sends. Safe for concurrent use.
+type EndpointHandler struct {
+	cfg      EndpointConfig
+	sessions sync.Map // session id -> *Conn
+}
+
+// Errors an endpoint reports.
+var (
+	errUnknownSession = errors.New("engine: unknown session")
+	errForbidden      = errors.New("engine: sender is not the session's user")
+)
+
+type epConn struct {
+	hs   *session.Handshake
+	keys *session.Keys
+	user uint64
+	ref  SessionRef
+}
+
+// NewEndpoint returns the endpoint handler and attaches it to its center.
+func NewEndpoint(cfg EndpointConfig) *EndpointHandler {
+	if cfg.ID == 0 {
+		cfg.ID = 1
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	if cfg.MaxSession <= 0 {
+		cfg.MaxSession = 24 * time.Hour
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	e := &EndpointHandler{cfg: cfg}
+	cfg.Center.Attach(e)
+	return e
+}
+
+// ID returns the endpoint's server id.
+func (e *EndpointHandler) ID() uint32 { return e.cfg.ID }
+
+// Deliver queues a plaintext frame for a session; see Endpoint.
+func (e *EndpointHandler) Deliver(s SessionRef, buf *bytebufferpool.ByteBuffer) error {
+	v, ok := e.sessions.Load(s.Session)
+	if !ok {
+		return errUnknownSession
+	}
+	return v.(*Conn).Post(buf)
+}
+
+// Kick closes every session of user (an operator's action or a revoke).
+func (e *EndpointHandler) Kick(user uint64) int {
+	n := 0
+	e.sessions.Range(func(_, v any) bool {
+		c := v.(*Conn)
+		if c.user.Load() == user {
+			c.Close(ReasonKicked)
+			n++
+		}
+		return true
+	})
+	return n
+}
+
+// OnOpen starts the server side of the IK handshake.
+func (e *EndpointHandler) OnOpen(c *Conn) error {
+	hs, err := session.NewEndpointServer(e.cfg.Session, e.cfg.Identity.Static, e.cfg.Identity.TokenKeys(), e.cfg.Identity.Audience)
+	if err != nil {
+		return err
+	}
+	c.SetContext(&epConn{hs: hs})
+	c.SetDeadline(e.cfg.HandshakeTimeout)
+	return nil
+}
+
+// OnFrame runs the handshake, then opens each sealed frame and passes it to
+// the center.
+func (e *EndpointHandler) OnFrame(c *Conn, f frame.Frame) error {
+	ec := c.Context().(*epConn)
+	if ec.keys == nil {
+		return e.handshake(c, ec, f)
+	}
+	if f.Cmd() == frame.CmdRekey {
+		if err := ec.keys.RecvRekey(f, time.Now()); err != nil {
+			return CloseWith(ReasonCrypto, err)
+		}
+		return nil
+	}
+	body := len(f.Body()) - 16
+	if body < 0 {
+		e.sealError(c, ec, frame.ErrCodeCrypto, 0, "frame failed to open")
+		return CloseWith(ReasonCrypto, session.ErrDecrypt)
+	}
+	buf := bytebufferpool.Get()
+	buf.B, _ = frame.AppendHeader(buf.B, f.Cmd(), f.QoS(), body)
+	var err error
+	if buf.B, err = ec.keys.Open(buf.B, f); err != nil {
+		bytebufferpool.Put(buf)
+		e.sealError(c, ec, frame.ErrCodeCrypto, 0, "frame failed to open")
+		return CloseWith(ReasonCrypto, err)
+	}
+	pf := frame.Frame(buf.B)
+	if err := frame.Check(pf); err != nil {
+		bytebufferpool.Put(buf)
+		e.sealError(c, ec, frame.ErrCodeMalformed, 0, err.Error())
+		return CloseWith(ReasonMalformed, err)
+	}
+	switch pf.Cmd() {
+	case frame.CmdMsg, frame.CmdGroupMsg, frame.CmdFile:
+		m := frame.Msg(pf.Body())
+		if m.From() != ec.user {
+			e.sealError(c, ec, frame.ErrCodeForbidden, m.CID(), errForbidden.Error())
+			bytebufferpool.Put(buf)
+			return nil
+		}
+		m.SetSrv(e.cfg.ID)
+	case frame.CmdBye:
+		bytebufferpool.Put(buf)
+		e.cfg.Center.Offline(ec.user, ec.ref, true)
+		ec.user = 0 // already offline
+		c.closeOnLoop(ReasonDone)
+		return nil
+	case frame.CmdPong:
+		bytebufferpool.Put(buf)
+		return nil
+	case frame.CmdHandshake, frame.CmdAuth, frame.CmdNotice, frame.CmdFriendNotify, frame.CmdError:
+		bytebufferpool.Put(buf)
+		e.sealError(c, ec, frame.ErrCodeBadRequest, 0, "unexpected "+pf.Cmd().String())
+		return nil
+	}
+	e.cfg.Center.Handle(ec.user, ec.ref, buf)
+	return nil
+}
+
+func (e *EndpointHandler) handshake(c *Conn, ec *epConn, f frame.Frame) error {
+	if f.Cmd() != frame.CmdHandshake {
+		out := c.Out()
+		out.B, _ = frame.AppendError(out.B, frame.ErrCodeUnauthorized, 0, "handshake required")
+		return CloseWith(ReasonAuth, errNotAuthenticated)
+	}
+	if _, err := ec.hs.ReadFrame(nil, f); err != nil {
+		out := c.Out()
+		out.B, _ = frame.AppendError(out.B, frame.ErrCodeAuthFailed, 0, authText(err))
+		return CloseWith(ReasonAuth, err)
+	}
+	claims := ec.hs.TokenClaims()
+	now := time.Now()
+	acc := session.Accepted{UserID: claims.UserID, ServerTime: now}
+	payload, _ := acc.AppendBinary(nil)
+	out := c.Out()
+	var err error
+	if out.B, err = ec.hs.WriteFrame(out.B, payload); err != nil {
+		return CloseWith(ReasonCrypto, err)
+	}
+	if ec.keys, err = ec.hs.Keys(); err != nil {
+		return CloseWith(ReasonCrypto, err)
+	}
+	ec.hs = nil
+	ec.user = claims.UserID
+	ec.ref = SessionRef{Endpoint: e.cfg.ID, Session: c.ID()}
+	c.user.Store(ec.user)
+	// The session ends when its token does, and within MaxSession anyway:
+	// the client then runs a fresh handshake with a fresh token.
+	life := min(claims.ExpiresAt.Sub(now), e.cfg.MaxSession)
+	c.SetDeadline(max(life, time.Second))
+	e.sessions.Store(c.ID(), c)
+	e.cfg.Center.Online(ec.user, ec.ref)
+	return nil
+}
+
+// authText names the token failure for the client; what it says is no
+// secret, since the client holds the token.
+func authText(err error) string {
+	switch {
+	case errors.Is(err, session.ErrTokenExpired):
+		return "token expired"
+	case errors.Is(err, session.ErrTokenAudience):
+		return "token for another cluster"
+	case errors.Is(err, session.ErrTokenSignature):
+		return "token signature invalid"
+	case errors.Is(err, session.ErrTokenDeviceKey):
+		return "token bound to another device"
+	}
+	return "handshake failed"
+}
+
+// OnMail seals a frame the center delivered.
+func (e *EndpointHandler) OnMail(c *Conn, b []byte) error {
+	ec := c.Context().(*epConn)
+	if ec.keys == nil {
+		return nil
+	}
+	f := frame.Frame(b)
+	out := c.Out()
+	var err error
+	if out.B, err = ec.keys.Seal(out.B, f.Cmd(), f.QoS(), f.Body()); err != nil {
+		return CloseWith(ReasonCrypto, err)
+	}
+	if now := time.Now(); ec.keys.NeedRekey(now) {
+		if out.B, err = ec.keys.SendRekey(out.B, now); err != nil {
+			return CloseWith(ReasonCrypto, err)
+		}
+	}
+	return nil
+}
+
+func (e *EndpointHandler) sealError(c *Conn, ec *epConn, code uint16, ref uint64, text string) {
+	b, _ := frame.AppendError(nil, code, ref, text)
+	out := c.Out()
+	out.B, _ = ec.keys.Seal(out.B, frame.CmdError, frame.QoS0, frame.Frame(b).Body())
+}
+
+// OnClose reports the session gone and wipes its keys.
+func (e *EndpointHandler) OnClose(c *Conn, _ CloseReason) {
+	ec, ok := c.Context().(*epConn)
+	if !ok {
+		return
+	}
+	if ec.keys != nil {
+		e.sessions.Delete(c.ID())
+		if ec.user != 0 {
+			e.cfg.Center.Offline(ec.user, ec.ref, false)
+		}
+		ec.keys.Wipe()
+	}
+}
