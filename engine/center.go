@@ -821,3 +821,10 @@ func (c *LocalCenter) storeError(s SessionRef, req uint32, err error) {
 	}
 	c.errorTo(s, frame.ErrCodeRetry, uint64(req), "store unavailable")
 }
+
+// announce tells user's sessions the current status of friend, after a new
+// friendship (so presence starts flowing without a reconnect).
+func (c *LocalCenter) announce(user, friend uint64) {
+	b, _ := frame.AppendPresence(nil, frame.CmdFriendNotify, friend, time.Now().UnixMilli(), c.status(friend), nil)
+	c.sendTo(user, b)
+}

@@ -31,6 +31,9 @@ type NodeConfig struct {
 	Limits           Config // limits for the client listeners; Addr is ignored
 	HandshakeTimeout time.Duration
 	Logger           *slog.Logger
+	// Handlers for each listener; a nil one refuses everything but PING
+	// until authenticated peers exist for it.
+	LoginHandler, EndpointHandler, CenterHandler Handler
 	// Ready reports whether the node's dependencies (store, Redis, center
 	// links) are usable; /readyz calls it. Nil means always ready.
 	Ready func(ctx context.Context) error
@@ -83,14 +86,20 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	default:
 		return nil, fmt.Errorf("engine: unknown role %q", cfg.Role)
 	}
+	or := func(h Handler) Handler {
+		if h == nil {
+			return &preAuth{timeout: cfg.HandshakeTimeout}
+		}
+		return h
+	}
 	if all || cfg.Role == RoleLogin {
-		add("login", cfg.LoginAddr, &preAuth{timeout: cfg.HandshakeTimeout})
+		add("login", cfg.LoginAddr, or(cfg.LoginHandler))
 	}
 	if all || cfg.Role == RoleEndpoint {
-		add("endpoint", cfg.EndpointAddr, &preAuth{timeout: cfg.HandshakeTimeout})
+		add("endpoint", cfg.EndpointAddr, or(cfg.EndpointHandler))
 	}
 	if all || cfg.Role == RoleCenter {
-		add("center", cfg.CenterAddr, &preAuth{timeout: cfg.HandshakeTimeout})
+		add("center", cfg.CenterAddr, or(cfg.CenterHandler))
 	}
 	n.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

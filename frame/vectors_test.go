@@ -148,8 +148,9 @@ var vectorTable = map[string]vectorWant{
 
 	"friend-notify": {frame.CmdFriendNotify, frame.QoS0, presenceFields{bob, newYear, frame.StatusOnline, ""}},
 
-	"ack-stored":   {frame.CmdAck, frame.QoS0, ackFields{1, 1000, bob, frame.AckStored}},
-	"ack-received": {frame.CmdAck, frame.QoS0, ackFields{0, 1000, alice, frame.AckReceived}},
+	"ack-stored":     {frame.CmdAck, frame.QoS0, ackFields{1, 1000, bob, frame.AckStored}},
+	"ack-received":   {frame.CmdAck, frame.QoS0, ackFields{0, 1000, alice, frame.AckReceived}},
+	"ack-group-read": {frame.CmdAck, frame.QoS0, ackFields{0, 42, team, frame.AckGroupRead}},
 
 	"error-forbidden": {frame.CmdError, frame.QoS0, errorFields{frame.ErrCodeForbidden, 1, "sender mismatch"}},
 

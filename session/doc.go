@@ -17,6 +17,11 @@
 // and decide what to do with an error (close the connection, with the error
 // as its reason).
 //
+// Concurrency: a Handshake and its Keys belong to one connection (Keys
+// allows one sender and one receiver at a time); everything else here,
+// certificates, tokens, Hasher and the key file functions, is safe for
+// concurrent use.
+//
 // Every primitive and the handshake state machine come from libraries:
 // github.com/flynn/noise for Noise, crypto/ecdh for X25519 keys,
 // crypto/ed25519 for signatures, crypto/aes + crypto/cipher for the

@@ -122,7 +122,10 @@ func NewLoginClient(cfg *Config, device *ecdh.PrivateKey, roots []VerifyKey) (*H
 		return nil, fmt.Errorf("%w: no pinned roots", ErrCertUnknownRoot)
 	}
 	h := &Handshake{kind: loginClient, initiator: true, roots: roots}
-	return h, h.start(cfg, device, noise.HandshakeXX, prologueXX, nil)
+	if err := h.start(cfg, device, noise.HandshakeXX, prologueXX, nil); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 // NewLoginServer starts the login service's side of an XX handshake. cert
@@ -136,7 +139,10 @@ func NewLoginServer(cfg *Config, static *ecdh.PrivateKey, cert *Cert) (*Handshak
 	}
 	raw, _ := cert.MarshalBinary()
 	h := &Handshake{kind: loginServer, cert: raw}
-	return h, h.start(cfg, static, noise.HandshakeXX, prologueXX, nil)
+	if err := h.start(cfg, static, noise.HandshakeXX, prologueXX, nil); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 // NewEndpointClient starts a client's IK handshake with an endpoint whose
@@ -150,7 +156,10 @@ func NewEndpointClient(cfg *Config, device *ecdh.PrivateKey, endpointStatic []by
 		return nil, ErrTokenMalformed
 	}
 	h := &Handshake{kind: endpointClient, initiator: true, token: token, peerStatic: bytes.Clone(endpointStatic)}
-	return h, h.start(cfg, device, noise.HandshakeIK, prologueIK, h.peerStatic)
+	if err := h.start(cfg, device, noise.HandshakeIK, prologueIK, h.peerStatic); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 // NewEndpointServer starts an endpoint's side of an IK handshake. Tokens
@@ -160,7 +169,10 @@ func NewEndpointServer(cfg *Config, static *ecdh.PrivateKey, tokenKeys []VerifyK
 		return nil, fmt.Errorf("%w: no token keys or audience", ErrTokenSignature)
 	}
 	h := &Handshake{kind: endpointServer, tokenKeys: tokenKeys, audience: audience}
-	return h, h.start(cfg, static, noise.HandshakeIK, prologueIK, nil)
+	if err := h.start(cfg, static, noise.HandshakeIK, prologueIK, nil); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 func (h *Handshake) start(cfg *Config, static *ecdh.PrivateKey, p noise.HandshakePattern, prologue, peerStatic []byte) error {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"time"
+	"unsafe"
 
 	"github.com/myim/myim/frame"
 )
@@ -26,6 +27,10 @@ var (
 	ErrRekeyFrame = errors.New("session: not an empty REKEY frame")
 	// ErrWiped: the Keys were wiped.
 	ErrWiped = errors.New("session: keys wiped")
+	// ErrBufferOverlap: the output would be written over the input (Seal's
+	// plaintext, or Open's frame, lies in dst's spare capacity). crypto/cipher
+	// panics on that; Seal and Open refuse it first.
+	ErrBufferOverlap = errors.New("session: output buffer overlaps input")
 )
 
 // TagSize is what sealing adds to a body: the AES-GCM tag.
@@ -144,8 +149,8 @@ func (k *Keys) check(d *dir) error {
 
 // Seal appends to dst a whole sealed frame: Length + Cmd + QoS for a body of
 // len(plaintext)+TagSize bytes, then the ciphertext and tag, with the header
-// as additional data. plaintext must not overlap dst's spare capacity. It
-// allocates only when dst must grow. On error dst is returned unchanged and
+// as additional data. plaintext must not lie in dst's spare capacity
+// (ErrBufferOverlap). It allocates only when dst must grow. On error dst is returned unchanged and
 // no counter moves.
 func (k *Keys) Seal(dst []byte, c frame.Cmd, q frame.QoS, plaintext []byte) ([]byte, error) {
 	d := &k.send
@@ -157,6 +162,9 @@ func (k *Keys) Seal(dst []byte, c frame.Cmd, q frame.QoS, plaintext []byte) ([]b
 	}
 	if q > frame.QoS1 {
 		return dst, frame.ErrBadQoS
+	}
+	if overlap(dst[len(dst):cap(dst)], plaintext) {
+		return dst, ErrBufferOverlap
 	}
 	start := len(dst)
 	out, err := frame.AppendHeader(dst, c, q, len(plaintext)+TagSize)
@@ -170,9 +178,9 @@ func (k *Keys) Seal(dst []byte, c frame.Cmd, q frame.QoS, plaintext []byte) ([]b
 	return out, nil
 }
 
-// Open appends f's plaintext body to dst. f must be one whole frame and
-// dst must not overlap it: f aliases the network buffer and is never
-// written. A frame that does not authenticate under the next counter gives
+// Open appends f's plaintext body to dst. f must be one whole frame, and
+// must not lie in dst's spare capacity (ErrBufferOverlap): f aliases the
+// network buffer and is never written. It allocates only when dst must grow. A frame that does not authenticate under the next counter gives
 // ErrDecrypt, and every later Open fails too. Open does not act on REKEY
 // frames: the caller routes them to RecvRekey.
 func (k *Keys) Open(dst []byte, f frame.Frame) ([]byte, error) {
@@ -182,6 +190,9 @@ func (k *Keys) Open(dst []byte, f frame.Frame) ([]byte, error) {
 	}
 	if d.failed {
 		return dst, ErrDecrypt
+	}
+	if overlap(dst[len(dst):cap(dst)], f) {
+		return dst, ErrBufferOverlap
 	}
 	body, hdr, ok := split(f)
 	if !ok {
@@ -197,6 +208,17 @@ func (k *Keys) Open(dst []byte, f frame.Frame) ([]byte, error) {
 	d.n++
 	d.sinceKey++
 	return out, nil
+}
+
+// overlap reports whether a and b share memory (crypto/internal/alias's
+// AnyOverlap, which is not importable).
+func overlap(a, b []byte) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return false
+	}
+	a0 := uintptr(unsafe.Pointer(unsafe.SliceData(a)))
+	b0 := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	return a0 < b0+uintptr(len(b)) && b0 < a0+uintptr(len(a))
 }
 
 // split checks that f is exactly one well-formed frame with room for a tag

@@ -327,3 +327,18 @@ func TestKeysMatchNoiseCipherState(t *testing.T) {
 		}
 	}
 }
+
+func TestBufferOverlap(t *testing.T) {
+	c, s := keyPair(t, nil)
+	buf := make([]byte, 0, 256)
+	pt := buf[10:20] // in the spare capacity Seal would write
+	if _, err := c.Seal(buf, frame.CmdMsg, frame.QoS0, pt); !errors.Is(err, ErrBufferOverlap) {
+		t.Fatalf("seal: %v", err)
+	}
+	sealed := must(c.Seal(buf[:0], frame.CmdMsg, frame.QoS0, []byte("in place?")))(t)
+	if _, err := s.Open(sealed[:0], frame.Frame(sealed)); !errors.Is(err, ErrBufferOverlap) {
+		t.Fatalf("open into the frame: %v", err)
+	}
+	// Refused before anything moved: the frame still opens.
+	open(t, s, frame.Frame(sealed), "in place?")
+}

@@ -59,7 +59,8 @@ func NewSigningKey() (*SigningKey, error) {
 	return &SigningKey{ID: binary.BigEndian.Uint32(id[:]), Private: priv}, nil
 }
 
-// Verify returns the public half of k.
+// Verify returns the public half of k, with its id: the VerifyKey that
+// checks what k signs.
 func (k *SigningKey) Verify() VerifyKey {
 	return VerifyKey{ID: k.ID, Public: k.Private.Public().(ed25519.PublicKey)}
 }

@@ -885,30 +885,42 @@ func (s *embedded) AckGroup(ctx context.Context, group, user, seq uint64) error 
 	})
 }
 
+// PurgeExpiredGroupMsgs deletes in transactions of at most
+// purgeRowsPerStmt messages, like the MySQL backend, so that a large backlog
+// does not make one huge commit that holds the writer lock.
 func (s *embedded) PurgeExpiredGroupMsgs(ctx context.Context, now int64) (int, error) {
-	var n int
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		n = 0
-		var keys [][]byte
-		// Only keys with ExpiresAt in [1, now] qualify; 0 means never.
-		end := putTime(nil, now)
-		c := tx.Bucket(bktGExp).Cursor()
-		for k, _ := c.Seek(putTime(nil, 1)); k != nil && bytes.Compare(k[:8], end) <= 0; k, _ = c.Next() {
-			keys = append(keys, bytes.Clone(k))
-		}
-		exp, msgs := tx.Bucket(bktGExp), tx.Bucket(bktGMsgs)
-		for _, k := range keys {
-			if err := exp.Delete(k); err != nil {
-				return err
+	total := 0
+	for {
+		var n int
+		err := s.update(ctx, func(tx *bolt.Tx) error {
+			var keys [][]byte
+			// Only ExpiresAt in [1, now] qualifies; 0 means never.
+			end := putTime(nil, now)
+			c := tx.Bucket(bktGExp).Cursor()
+			for k, _ := c.Seek(putTime(nil, 1)); k != nil && bytes.Compare(k[:8], end) <= 0 &&
+				len(keys) < purgeRowsPerStmt; k, _ = c.Next() {
+				keys = append(keys, bytes.Clone(k))
 			}
-			if err := msgs.Delete(k[8:]); err != nil {
-				return err
+			exp, msgs := tx.Bucket(bktGExp), tx.Bucket(bktGMsgs)
+			for _, k := range keys {
+				if err := exp.Delete(k); err != nil {
+					return err
+				}
+				if err := msgs.Delete(k[8:]); err != nil {
+					return err
+				}
 			}
+			n = len(keys)
+			return nil
+		})
+		if err != nil {
+			return total, err
 		}
-		n = len(keys)
-		return nil
-	})
-	return n, err
+		total += n
+		if n < purgeRowsPerStmt {
+			return total, nil
+		}
+	}
 }
 
 // ---- keys and records

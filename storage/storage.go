@@ -290,26 +290,28 @@ func (c *Config) ensureDefaults() {
 	if c.OpenTimeout <= 0 {
 		c.OpenTimeout = 60 * time.Second
 	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = time.Second
+		if c.MySQLDSN != "" {
+			c.DialTimeout = 5 * time.Second
+		}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
-// Open opens the backend cfg selects: MySQL if cfg.MySQLDSN is set, else
-// the embedded store in cfg.DataDir. A MySQL server that cannot be reached
-// yields an error matching ErrUnavailable.
+// Open opens the backend cfg selects: MySQL if cfg.MySQLDSN is set (tables
+// are created or migrated first), else the embedded store in cfg.DataDir. A
+// MySQL server that cannot be reached, or an embedded file locked by another
+// process, yields an error matching ErrUnavailable. The Store is safe for
+// concurrent use; Open itself blocks on I/O like every Store method.
 func Open(cfg Config) (Store, error) {
 	cfg.ensureDefaults()
 	if cfg.MySQLDSN != "" {
-		if cfg.DialTimeout <= 0 {
-			cfg.DialTimeout = 5 * time.Second
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.OpenTimeout)
 		defer cancel()
 		return openMySQL(ctx, cfg)
-	}
-	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = time.Second
 	}
 	return openEmbedded(cfg)
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/myim/myim/engine"
+	"github.com/myim/myim/session"
+	"github.com/myim/myim/storage"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr)) }
@@ -102,9 +105,44 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// buildNode wires the roles the config asks for.
+// buildNode wires the roles the config asks for: the store, the keys, the
+// center, the endpoint and login handlers, and the HTTP API.
 func buildNode(cfg Config, log *slog.Logger) (*engine.Node, func(), error) {
-	n, err := engine.NewNode(engine.NodeConfig{
+	store, err := storage.Open(storage.Config{MySQLDSN: cfg.MySQLDSN, DataDir: cfg.DataDir})
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: %w", err)
+	}
+	id, err := engine.LoadIdentity(cfg.DataDir, uint32(cfg.ServerID), time.Now())
+	if err != nil {
+		store.Close()
+		return nil, nil, fmt.Errorf("keys: %w", err)
+	}
+	scfg := &session.Config{}
+	hasher, err := session.NewHasher(scfg)
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	var n *engine.Node
+	servers := func(context.Context) []engine.ServerInfo {
+		addr := cfg.EndpointAddr
+		if n != nil {
+			if a := n.Addrs()["endpoint"]; a != nil {
+				_, port, _ := net.SplitHostPort(a.String())
+				host, _, _ := net.SplitHostPort(cfg.EndpointAddr)
+				addr = net.JoinHostPort(host, port)
+			}
+		}
+		cert, _ := id.EndpointCert.MarshalBinary()
+		return []engine.ServerInfo{{ID: uint32(cfg.ServerID), Addr: addr, Key: id.Static.PublicKey().Bytes(), Cert: cert}}
+	}
+	center := engine.NewLocalCenter(engine.CenterConfig{ID: uint32(cfg.ServerID), Store: store, Servers: servers,
+		Logger: log.With("role", "center")})
+	endpoint := engine.NewEndpoint(engine.EndpointConfig{ID: uint32(cfg.ServerID), Identity: id, Session: scfg,
+		Center: center, HandshakeTimeout: cfg.HandshakeTimeout, Logger: log.With("role", "endpoint")})
+	login := engine.NewLogin(engine.LoginConfig{Store: store, Identity: id, Hasher: hasher, Session: scfg,
+		Servers: servers, Notify: center.Notify, Logger: log.With("role", "login")})
+	n, err = engine.NewNode(engine.NodeConfig{
 		Role:         cfg.Role,
 		ServerID:     uint32(cfg.ServerID),
 		EndpointAddr: cfg.EndpointAddr,
@@ -121,9 +159,21 @@ func buildNode(cfg Config, log *slog.Logger) (*engine.Node, func(), error) {
 		},
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		Logger:           log,
+		LoginHandler:     login,
+		EndpointHandler:  endpoint,
+		Ready:            store.Ping,
 	})
 	if err != nil {
+		center.Close()
+		store.Close()
 		return nil, nil, err
 	}
-	return n, func() {}, nil
+	(&engine.API{Store: store, Hasher: hasher, Identity: id, Center: center}).Register(n)
+	fmt.Fprintf(os.Stdout, "  root key  %s (clients pin it; also in %s)\n", id.Root.Verify().String(),
+		filepath.Join(cfg.DataDir, "root.pub"))
+	return n, func() {
+		login.Wait()
+		center.Close()
+		store.Close()
+	}, nil
 }

@@ -41,6 +41,7 @@ func TestMain(m *testing.M) {
 
 // proc is a running myimd.
 type proc struct {
+	dir   string
 	cmd   *exec.Cmd
 	addrs map[string]string
 	out   *bytes.Buffer
@@ -53,7 +54,8 @@ var listenRe = regexp.MustCompile(`^\s+(\w+)\s+listening on (\S+)`)
 // unless args say otherwise, and waits until it prints its addresses.
 func startMyimd(t testing.TB, args ...string) *proc {
 	t.Helper()
-	base := []string{"--data-dir", t.TempDir(), "--endpoint-addr", "127.0.0.1:0",
+	dir := t.TempDir()
+	base := []string{"--data-dir", dir, "--endpoint-addr", "127.0.0.1:0",
 		"--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0"}
 	cmd := exec.Command(binPath, append(base, args...)...)
 	stdout, _ := cmd.StdoutPipe()
@@ -62,7 +64,7 @@ func startMyimd(t testing.TB, args ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, addrs: map[string]string{}, out: &stderr, done: make(chan error, 1)}
+	p := &proc{dir: dir, cmd: cmd, addrs: map[string]string{}, out: &stderr, done: make(chan error, 1)}
 	sc := bufio.NewScanner(stdout)
 	deadline := time.AfterFunc(20*time.Second, func() { _ = cmd.Process.Kill() })
 	for sc.Scan() {

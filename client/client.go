@@ -1,0 +1,539 @@
+// Package client is MyIM's Go SDK: it logs in through the login service
+// (Noise XX, password inside the handshake), connects to an endpoint with
+// the token (Noise IK), and sends and receives sealed frames. Tests and the
+// load generator use it; applications embed it.
+//
+// It must not import the server's packages (engine, storage): it speaks only
+// the wire protocol, defined by frame and session.
+package client
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdh"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bytedance/sonic"
+
+	"github.com/myim/myim/frame"
+	"github.com/myim/myim/session"
+)
+
+// Config is what a device needs to talk to a MyIM cluster.
+type Config struct {
+	// Roots are the pinned cluster root keys (the server prints its own and
+	// writes it to root.pub in its data directory).
+	Roots []session.VerifyKey
+	// Device is the device's static key (LoadOrCreateDeviceKey keeps it in a
+	// 0600 file).
+	Device *ecdh.PrivateKey
+	// Fingerprint is a risk signal sent at login (session.Fingerprint).
+	Fingerprint string
+	DeviceName  string
+	// Session tunes the crypto layer; nil means the defaults.
+	Session *session.Config
+	// DialTimeout bounds connecting and each handshake; default 10 s.
+	DialTimeout time.Duration
+}
+
+func (c *Config) timeout() time.Duration {
+	if c.DialTimeout <= 0 {
+		return 10 * time.Second
+	}
+	return c.DialTimeout
+}
+
+// Server is one entry of the server list the login service returns.
+type Server struct {
+	ID       uint32 `json:"id"`
+	Addr     string `json:"addr"`
+	Priority int    `json:"priority"`
+	Load     int    `json:"load"`
+	Key      []byte `json:"key"`
+	Cert     []byte `json:"cert"`
+}
+
+// LoginResult is the login service's answer.
+type LoginResult struct {
+	UserID    uint64   `json:"user"`
+	Token     string   `json:"token"`
+	ExpiresAt int64    `json:"expires_at"`
+	NewDevice bool     `json:"new_device"`
+	Servers   []Server `json:"servers"`
+	// LoginHost is the host the login service was reached at; server
+	// addresses with an empty host mean this host.
+	LoginHost string `json:"-"`
+}
+
+// ServerError is an ERROR frame from the server.
+type ServerError struct {
+	Code uint16
+	Ref  uint64
+	Text string
+}
+
+func (e *ServerError) Error() string {
+	return fmt.Sprintf("myim: server error %d: %s", e.Code, e.Text)
+}
+
+// Errors of the SDK.
+var (
+	ErrClosed   = errors.New("client: connection closed")
+	ErrProtocol = errors.New("client: unexpected frame from server")
+)
+
+// Login runs the login exchange with the login service at addr.
+func Login(ctx context.Context, cfg Config, addr, name string, password []byte) (*LoginResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout())
+	defer cancel()
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = nc.SetDeadline(dl)
+	}
+	hs, err := session.NewLoginClient(cfg.Session, cfg.Device, cfg.Roots)
+	if err != nil {
+		return nil, err
+	}
+	r := bufio.NewReader(nc)
+	msg1, err := hs.WriteFrame(nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := nc.Write(msg1); err != nil {
+		return nil, err
+	}
+	f, err := readFrame(r, frame.DefaultMaxFrame)
+	if err != nil {
+		return nil, err
+	}
+	if f.Cmd() == frame.CmdError { // refused before keys exist: plaintext
+		return nil, errorFrom(f.Body())
+	}
+	if _, err := hs.ReadFrame(nil, f); err != nil {
+		return nil, err
+	}
+	req := session.LoginRequest{Name: name, Password: password, Fingerprint: cfg.Fingerprint, DeviceName: cfg.DeviceName}
+	payload, err := req.AppendBinary(nil)
+	if err != nil {
+		return nil, err
+	}
+	msg3, err := hs.WriteFrame(nil, payload)
+	clear(payload)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := nc.Write(msg3); err != nil {
+		return nil, err
+	}
+	keys, err := hs.Keys()
+	if err != nil {
+		return nil, err
+	}
+	defer keys.Wipe()
+	if f, err = readFrame(r, frame.DefaultMaxFrame); err != nil {
+		return nil, err
+	}
+	body, err := keys.Open(nil, f)
+	if err != nil {
+		if f.Cmd() == frame.CmdError { // the server could not open message 3
+			return nil, errorFrom(f.Body())
+		}
+		return nil, err
+	}
+	switch f.Cmd() {
+	case frame.CmdError:
+		return nil, errorFrom(body)
+	case frame.CmdAuth:
+	default:
+		return nil, ErrProtocol
+	}
+	res := &LoginResult{}
+	if err := sonic.Unmarshal(body, res); err != nil {
+		return nil, fmt.Errorf("client: login reply: %w", err)
+	}
+	res.LoginHost, _, _ = net.SplitHostPort(addr)
+	return res, nil
+}
+
+// EndpointAddr returns the address to dial for s.
+func (r *LoginResult) EndpointAddr(s Server) string {
+	host, port, err := net.SplitHostPort(s.Addr)
+	if err != nil || (host != "" && host != "::" && host != "0.0.0.0") {
+		return s.Addr
+	}
+	return net.JoinHostPort(r.LoginHost, port)
+}
+
+func errorFrom(body []byte) error {
+	if len(body) < frame.ErrorLen {
+		return ErrProtocol
+	}
+	e := frame.Error(body)
+	return &ServerError{Code: e.Code(), Ref: e.Ref(), Text: string(e.Text())}
+}
+
+// readFrame reads one whole frame, checking its length before its body.
+func readFrame(r *bufio.Reader, max int) (frame.Frame, error) {
+	var hdr [frame.MaxLengthBytes]byte
+	n := 0
+	for {
+		b, err := r.ReadByte()
+		if err != nil {
+			return nil, err
+		}
+		hdr[n] = b
+		n++
+		size, err := frame.Split(hdr[:n], max)
+		if err != nil {
+			return nil, err
+		}
+		if size == 0 {
+			continue
+		}
+		buf := make([]byte, size)
+		copy(buf, hdr[:n])
+		if _, err := io.ReadFull(r, buf[n:]); err != nil {
+			return nil, err
+		}
+		if err := frame.CheckEnvelope(buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+}
+
+// Frame is one frame received on a session, opened: Body is plaintext.
+type Frame struct {
+	Cmd  frame.Cmd
+	QoS  frame.QoS
+	Body []byte
+}
+
+// Conn is an authenticated session with an endpoint. Send methods are safe
+// for concurrent use; frames arrive on the channel Frames returns.
+type Conn struct {
+	nc       net.Conn
+	keys     *session.Keys
+	user     uint64
+	wmu      sync.Mutex
+	in       chan Frame
+	done     chan struct{}
+	errMu    sync.Mutex
+	err      error
+	nextCID  atomic.Uint64
+	nextReq  atomic.Uint32
+	closed   atomic.Bool
+	pongs    chan []byte
+	AutoAck  bool // ack every pushed MSG/GROUP_MSG as it is read (set before use)
+	received atomic.Uint64
+}
+
+// Dial connects to an endpoint and runs the IK handshake with token.
+// serverKey is the endpoint's static key from the server list.
+func Dial(ctx context.Context, cfg Config, addr string, serverKey []byte, token string) (*Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout())
+	defer cancel()
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c, err := handshake(ctx, cfg, nc, serverKey, token)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func handshake(ctx context.Context, cfg Config, nc net.Conn, serverKey []byte, token string) (*Conn, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = nc.SetDeadline(dl)
+	}
+	hs, err := session.NewEndpointClient(cfg.Session, cfg.Device, serverKey, token)
+	if err != nil {
+		return nil, err
+	}
+	msg1, err := hs.WriteFrame(nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := nc.Write(msg1); err != nil {
+		return nil, err
+	}
+	r := bufio.NewReaderSize(nc, 64<<10)
+	f, err := readFrame(r, frame.MaxEncodable)
+	if err != nil {
+		return nil, err
+	}
+	if f.Cmd() == frame.CmdError {
+		return nil, errorFrom(f.Body())
+	}
+	payload, err := hs.ReadFrame(nil, f)
+	if err != nil {
+		return nil, err
+	}
+	acc, err := session.ParseAccepted(payload)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := hs.Keys()
+	if err != nil {
+		return nil, err
+	}
+	_ = nc.SetDeadline(time.Time{})
+	c := &Conn{nc: nc, keys: keys, user: acc.UserID, in: make(chan Frame, 4096),
+		done: make(chan struct{}), pongs: make(chan []byte, 16)}
+	c.nextCID.Store(uint64(time.Now().UnixNano()))
+	go c.readLoop(r)
+	return c, nil
+}
+
+// UserID returns the session's user.
+func (c *Conn) UserID() uint64 { return c.user }
+
+// Frames returns the channel of received frames; it is closed when the
+// connection ends (Err then says why).
+func (c *Conn) Frames() <-chan Frame { return c.in }
+
+// Err returns why the connection ended, or nil while it is open.
+func (c *Conn) Err() error {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.err
+}
+
+// Done is closed when the connection ends.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+func (c *Conn) readLoop(r *bufio.Reader) {
+	defer close(c.in)
+	defer close(c.done)
+	for {
+		f, err := readFrame(r, frame.MaxEncodable)
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		switch f.Cmd() {
+		case frame.CmdPong:
+			select {
+			case c.pongs <- append([]byte(nil), f.Body()...):
+			default:
+			}
+			continue
+		case frame.CmdPing:
+			c.write(frame.Pong)
+			continue
+		case frame.CmdRekey:
+			if err := c.keys.RecvRekey(f, time.Now()); err != nil {
+				c.fail(err)
+				return
+			}
+			continue
+		}
+		body, err := c.keys.Open(nil, f)
+		if err != nil {
+			if f.Cmd() == frame.CmdError && len(f.Body()) >= frame.ErrorLen {
+				c.fail(errorFrom(f.Body())) // sent before sealing: a plaintext error
+			} else {
+				c.fail(err)
+			}
+			return
+		}
+		if err := frame.CheckBody(f.Cmd(), body); err != nil {
+			c.fail(err)
+			return
+		}
+		if c.AutoAck {
+			c.autoAck(f.Cmd(), f.QoS(), body)
+		}
+		c.received.Add(1)
+		c.in <- Frame{Cmd: f.Cmd(), QoS: f.QoS(), Body: body}
+	}
+}
+
+func (c *Conn) autoAck(cmd frame.Cmd, q frame.QoS, body []byte) {
+	switch cmd {
+	case frame.CmdMsg:
+		m := frame.Msg(body)
+		_ = c.Ack(m.MID(), m.From())
+	case frame.CmdGroupMsg:
+		m := frame.Msg(body)
+		_ = c.AckGroup(m.To(), m.MID())
+	}
+}
+
+func (c *Conn) fail(err error) {
+	c.errMu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	c.errMu.Unlock()
+	c.closed.Store(true)
+	c.nc.Close()
+}
+
+func (c *Conn) write(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	_, err := c.nc.Write(b)
+	return err
+}
+
+// Send seals and sends one frame.
+func (c *Conn) Send(cmd frame.Cmd, q frame.QoS, body []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	out, err := c.keys.Seal(nil, cmd, q, body)
+	if err != nil {
+		return err
+	}
+	if now := time.Now(); c.keys.NeedRekey(now) {
+		if out, err = c.keys.SendRekey(out, now); err != nil {
+			return err
+		}
+	}
+	_, err = c.nc.Write(out)
+	return err
+}
+
+// NewCID returns a fresh client message id.
+func (c *Conn) NewCID() uint64 { return c.nextCID.Add(1) }
+
+// SendMsg sends a point-to-point message and returns its client id, which
+// the server's ACK (or a retry ERROR) carries back.
+func (c *Conn) SendMsg(to uint64, q frame.QoS, content []byte) (uint64, error) {
+	cid := c.NewCID()
+	return cid, c.SendMsgCID(frame.CmdMsg, to, q, cid, content)
+}
+
+// SendMsgCID sends a MSG or GROUP_MSG with a given client id (a resend
+// after reconnect uses the original one, so that it is shown once).
+func (c *Conn) SendMsgCID(cmd frame.Cmd, to uint64, q frame.QoS, cid uint64, content []byte) error {
+	body := frame.AppendMsgHeader(make([]byte, 0, frame.MsgHeaderLen+len(content)),
+		frame.MsgHeader{From: c.user, To: to, Time: time.Now().UnixMilli(), CID: cid})
+	return c.Send(cmd, q, append(body, content...))
+}
+
+// Ack confirms receipt of a pushed p2p message.
+func (c *Conn) Ack(mid, from uint64) error {
+	b := make([]byte, 0, frame.AckLen)
+	b = appendAckBody(b, 0, mid, from, frame.AckReceived)
+	return c.Send(frame.CmdAck, frame.QoS0, b)
+}
+
+// AckGroup confirms receipt of a group's messages up to seq.
+func (c *Conn) AckGroup(group, seq uint64) error {
+	b := appendAckBody(make([]byte, 0, frame.AckLen), 0, seq, group, frame.AckGroupRead)
+	return c.Send(frame.CmdAck, frame.QoS0, b)
+}
+
+func appendAckBody(b []byte, cid, mid, peer uint64, status byte) []byte {
+	f, _ := frame.AppendAck(nil, cid, mid, peer, status)
+	return append(b, frame.Frame(f).Body()...)
+}
+
+// Ping sends the note's PING and waits for the PONG.
+func (c *Conn) Ping(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	if err := c.write(frame.Ping); err != nil {
+		return 0, err
+	}
+	select {
+	case <-c.pongs:
+		return time.Since(start), nil
+	case <-c.done:
+		return 0, ErrClosed
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// NextReq returns a fresh request id for lookups, fetches and group
+// operations.
+func (c *Conn) NextReq() uint32 { return c.nextReq.Add(1) }
+
+// Lookup sends a SIGNATURE, FRIEND_INFO, FRIENDS_ONLINE or SERVER_LIST
+// request and returns its request id.
+func (c *Conn) Lookup(cmd frame.Cmd, target uint64) (uint32, error) {
+	req := c.NextReq()
+	f, _ := frame.AppendLookup(nil, cmd, req, target, nil)
+	return req, c.Send(cmd, frame.QoS0, frame.Frame(f).Body())
+}
+
+// Fetch asks for a page of offline messages; cursor 0 starts over.
+func (c *Conn) Fetch(kind byte, cursor uint64, count uint16) (uint32, error) {
+	req := c.NextReq()
+	f, _ := frame.AppendFetch(nil, req, kind, 0, cursor, count)
+	return req, c.Send(frame.CmdFetch, frame.QoS0, frame.Frame(f).Body())
+}
+
+// Group sends a group operation and returns its request id.
+func (c *Conn) Group(op byte, group uint64, json []byte) (uint32, error) {
+	req := c.NextReq()
+	f, _ := frame.AppendGroup(nil, req, op, group, json)
+	return req, c.Send(frame.CmdGroup, frame.QoS0, frame.Frame(f).Body())
+}
+
+// SetPresence sets this session's status.
+func (c *Conn) SetPresence(status byte, text string) error {
+	f, _ := frame.AppendPresence(nil, frame.CmdPresence, c.user, time.Now().UnixMilli(), status, []byte(text))
+	return c.Send(frame.CmdPresence, frame.QoS0, frame.Frame(f).Body())
+}
+
+// Bye sends the terminal offline confirmation; the server closes the
+// session.
+func (c *Conn) Bye() error { return c.Send(frame.CmdBye, frame.QoS0, nil) }
+
+// Close closes the connection.
+func (c *Conn) Close() error {
+	c.fail(ErrClosed)
+	return nil
+}
+
+// Recv waits for the next frame matching want (nil matches any), dropping
+// others, until ctx ends.
+func (c *Conn) Recv(ctx context.Context, want func(Frame) bool) (Frame, error) {
+	for {
+		select {
+		case f, ok := <-c.in:
+			if !ok {
+				if err := c.Err(); err != nil {
+					return Frame{}, err
+				}
+				return Frame{}, ErrClosed
+			}
+			if want == nil || want(f) {
+				return f, nil
+			}
+		case <-ctx.Done():
+			return Frame{}, ctx.Err()
+		}
+	}
+}
+
+// ParseServerError returns the ServerError in an ERROR frame.
+func ParseServerError(f Frame) error {
+	if f.Cmd != frame.CmdError {
+		return nil
+	}
+	return errorFrom(f.Body)
+}

@@ -1,0 +1,283 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bytedance/sonic"
+
+	"github.com/myim/myim/session"
+	"github.com/myim/myim/storage"
+)
+
+// API serves MyIM's HTTP API: registration, friendships and groups. JSON in
+// and out through sonic; errors are {"error": "..."} with a 4xx or 5xx code.
+type API struct {
+	Store    storage.Store
+	Hasher   *session.Hasher
+	Identity *Identity
+	// Presence, when set, is told about friendship changes (nil is fine).
+	Center *LocalCenter
+}
+
+// Register adds the API's routes to a node.
+func (a *API) Register(n *Node) {
+	n.HandleHTTP("POST /v1/users", http.HandlerFunc(a.createUser))
+	n.HandleHTTP("POST /v1/friends/requests", a.authed(a.requestFriend))
+	n.HandleHTTP("POST /v1/friends/accept", a.authed(a.acceptFriend))
+	n.HandleHTTP("DELETE /v1/friends/{id}", a.authed(a.removeFriend))
+	n.HandleHTTP("GET /v1/friends", a.authed(a.listFriends))
+	n.HandleHTTP("POST /v1/groups", a.authed(a.createGroup))
+	n.HandleHTTP("POST /v1/groups/{id}/join", a.authed(a.joinGroup))
+	n.HandleHTTP("POST /v1/groups/{id}/leave", a.authed(a.leaveGroup))
+	n.HandleHTTP("GET /v1/groups/{id}/members", a.authed(a.groupMembers))
+}
+
+var nameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// Password bounds: NIST SP 800-63B asks for at least 8 characters and
+// allows long passphrases; the upper bound matches the login request's.
+const (
+	minPassword = 8
+	maxPassword = session.MaxPassword
+)
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	b, _ := sonic.Marshal(v)
+	_, _ = w.Write(b)
+}
+
+func writeErr(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err != nil || sonic.Unmarshal(b, v) != nil {
+		writeErr(w, http.StatusBadRequest, "body must be a JSON object")
+		return false
+	}
+	return true
+}
+
+func (a *API) storeErr(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		writeErr(w, http.StatusNotFound, "not found")
+	case errors.Is(err, storage.ErrExists):
+		writeErr(w, http.StatusConflict, "already exists")
+	default:
+		writeErr(w, http.StatusServiceUnavailable, "store unavailable; retry")
+	}
+}
+
+func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Name     string `json:"name"`
+		Password string `json:"password"`
+	}
+	if !readJSON(w, r, &in) {
+		return
+	}
+	switch {
+	case !nameRe.MatchString(in.Name):
+		writeErr(w, http.StatusBadRequest, "name must be 1 to 64 letters, digits, '_', '.' or '-'")
+		return
+	case len(in.Password) < minPassword:
+		writeErr(w, http.StatusBadRequest, "password must be at least 8 characters")
+		return
+	case len(in.Password) > maxPassword:
+		writeErr(w, http.StatusBadRequest, "password too long")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	if _, err := a.Store.UserByName(ctx, in.Name); err == nil {
+		writeErr(w, http.StatusConflict, "name taken")
+		return
+	}
+	hash, err := a.Hasher.Hash(ctx, []byte(in.Password))
+	if err != nil {
+		writeErr(w, http.StatusServiceUnavailable, "busy; retry")
+		return
+	}
+	id, err := a.Store.CreateUser(ctx, storage.User{Name: in.Name, PassHash: hash, CreatedAt: time.Now().UnixMilli()})
+	if err != nil {
+		if errors.Is(err, storage.ErrExists) {
+			writeErr(w, http.StatusConflict, "name taken")
+			return
+		}
+		a.storeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"id": id, "name": in.Name})
+}
+
+type authedFunc func(w http.ResponseWriter, r *http.Request, user uint64)
+
+// authed checks the bearer token (the one the login service issued).
+func (a *API) authed(f authedFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			writeErr(w, http.StatusUnauthorized, "bearer token required")
+			return
+		}
+		claims, err := session.VerifyToken(a.Identity.TokenKeys(), tok, a.Identity.Audience, time.Now())
+		if err != nil {
+			writeErr(w, http.StatusUnauthorized, "invalid token")
+			return
+		}
+		f(w, r, claims.UserID)
+	})
+}
+
+func pathID(w http.ResponseWriter, r *http.Request) (uint64, bool) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil || id == 0 {
+		writeErr(w, http.StatusBadRequest, "bad id")
+		return 0, false
+	}
+	return id, true
+}
+
+func (a *API) requestFriend(w http.ResponseWriter, r *http.Request, user uint64) {
+	var in struct {
+		To uint64 `json:"to"`
+	}
+	if !readJSON(w, r, &in) {
+		return
+	}
+	if in.To == 0 || in.To == user {
+		writeErr(w, http.StatusBadRequest, "bad friend id")
+		return
+	}
+	if _, err := a.Store.UserByID(r.Context(), in.To); err != nil {
+		a.storeErr(w, err)
+		return
+	}
+	if err := a.Store.RequestFriend(r.Context(), user, in.To); err != nil {
+		a.storeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"from": user, "to": in.To, "state": "requested"})
+}
+
+func (a *API) acceptFriend(w http.ResponseWriter, r *http.Request, user uint64) {
+	var in struct {
+		From uint64 `json:"from"`
+	}
+	if !readJSON(w, r, &in) {
+		return
+	}
+	if err := a.Store.AcceptFriend(r.Context(), user, in.From); err != nil {
+		a.storeErr(w, err)
+		return
+	}
+	if a.Center != nil { // each now sees the other's presence
+		a.Center.announce(user, in.From)
+		a.Center.announce(in.From, user)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": user, "friend": in.From, "state": "friends"})
+}
+
+func (a *API) removeFriend(w http.ResponseWriter, r *http.Request, user uint64) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	if err := a.Store.RemoveFriend(r.Context(), user, id); err != nil {
+		a.storeErr(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *API) listFriends(w http.ResponseWriter, r *http.Request, user uint64) {
+	friends, err := a.Store.Friends(r.Context(), user)
+	if err != nil {
+		a.storeErr(w, err)
+		return
+	}
+	pending, err := a.Store.PendingFriendRequests(r.Context(), user)
+	if err != nil {
+		a.storeErr(w, err)
+		return
+	}
+	if friends == nil {
+		friends = []uint64{}
+	}
+	if pending == nil {
+		pending = []uint64{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"friends": friends, "requests": pending})
+}
+
+func (a *API) createGroup(w http.ResponseWriter, r *http.Request, user uint64) {
+	var in struct {
+		Name string `json:"name"`
+	}
+	if !readJSON(w, r, &in) {
+		return
+	}
+	if len(in.Name) > 128 {
+		writeErr(w, http.StatusBadRequest, "group name too long")
+		return
+	}
+	id, err := a.Store.CreateGroup(r.Context(), user, in.Name)
+	if err != nil {
+		a.storeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"id": id, "name": in.Name})
+}
+
+func (a *API) joinGroup(w http.ResponseWriter, r *http.Request, user uint64) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	seq, err := a.Store.JoinGroup(r.Context(), id, user)
+	if err != nil {
+		a.storeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"group": id, "join_seq": seq})
+}
+
+func (a *API) leaveGroup(w http.ResponseWriter, r *http.Request, user uint64) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	if err := a.Store.LeaveGroup(r.Context(), id, user); err != nil {
+		a.storeErr(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *API) groupMembers(w http.ResponseWriter, r *http.Request, user uint64) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	ms, err := a.Store.GroupMembers(r.Context(), id)
+	if err != nil {
+		a.storeErr(w, err)
+		return
+	}
+	ids := make([]uint64, len(ms))
+	for i, m := range ms {
+		ids[i] = m.User
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"group": id, "members": ids})
+}
