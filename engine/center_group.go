@@ -54,7 +54,7 @@ func (c *LocalCenter) groupMsg(user uint64, s SessionRef, buf *bytebufferpool.By
 		if f.QoS() == frame.QoS1 {
 			c.ackTo(user, cid, seq, group, frame.AckStored)
 		}
-		c.fanout(members, s, buf.B)
+		c.fanout(members, buf.B)
 	})
 	if !ok {
 		bytebufferpool.Put(buf)
@@ -63,15 +63,13 @@ func (c *LocalCenter) groupMsg(user uint64, s SessionRef, buf *bytebufferpool.By
 }
 
 // fanout pushes a group frame to every online session of the members,
-// the sender's other sessions included but not the sending one; it runs on a center worker, never
+// the sender's own sessions included: the member count counts the sender,
+// so the message is cleaned up only once the sender's receipt is in too. It runs on a center worker, never
 // on an event loop.
-func (c *LocalCenter) fanout(members []storage.Member, from SessionRef, b []byte) {
+func (c *LocalCenter) fanout(members []storage.Member, b []byte) {
 	for _, mb := range members {
 		c.routes.Lookup(mb.User, func(a route.Addr, v any) {
 			st := v.(*sessState)
-			if st.ref == from {
-				return
-			}
 			if c.sendRef(st.ref, b) {
 				c.Delivered.Add(1)
 			}
