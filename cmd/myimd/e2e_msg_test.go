@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/bytedance/sonic"
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/myim/myim/client"
+	"github.com/myim/myim/frame"
+)
+
+func TestOfflineStoreAndFetch(t *testing.T) { testOffline(t, startMyimd(t)) }
+
+// TestOfflineStoreAndFetchMySQL runs the same against MariaDB.
+func TestOfflineStoreAndFetchMySQL(t *testing.T) {
+	testOffline(t, startMyimd(t, "--mysql-dsn", mysqlDatabase(t)))
+}
+
+// mysqlDatabase creates a database of this test's own and returns its DSN.
+func mysqlDatabase(t *testing.T) string {
+	t.Helper()
+	base := os.Getenv("MYIM_TEST_MYSQL_DSN")
+	if base == "" {
+		base = "root@tcp(127.0.0.1:3306)/"
+	}
+	db, err := sql.Open("mysql", base)
+	if err == nil {
+		err = db.Ping()
+	}
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("MariaDB unavailable: %v", err)
+		}
+		t.Skipf("MariaDB unavailable: %v", err)
+	}
+	name := fmt.Sprintf("myim_e2e_%d", time.Now().UnixNano())
+	if _, err := db.Exec("CREATE DATABASE " + name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = db.Exec("DROP DATABASE " + name)
+		db.Close()
+	})
+	cfg, err := mysql.ParseDSN(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DBName = name
+	return cfg.FormatDSN()
+}
+
+func testOffline(t *testing.T, p *proc) {
+	p.register(t, "ann", "password-ann")
+	bobID := p.register(t, "ben", "password-ben")
+	ann := p.connect(t, "ann", newDevice(t))
+	const n = 5
+	cids := map[uint64]bool{}
+	for i := 0; i < n; i++ {
+		cid, err := ann.conn.SendMsg(bobID, frame.QoS1, []byte(fmt.Sprintf("m%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cids[cid] = true
+	}
+	for i := 0; i < n; i++ {
+		a := frame.Ack(recvCmd(t, ann.conn, frame.CmdAck).Body)
+		if !cids[a.CID()] || a.Status() != frame.AckStored {
+			t.Fatalf("ack cid=%d status=%d", a.CID(), a.Status())
+		}
+	}
+	// A resend of an accepted message is not stored twice.
+	for cid := range cids {
+		_ = ann.conn.SendMsgCID(frame.CmdMsg, bobID, frame.QoS1, cid, []byte("again"))
+		if a := frame.Ack(recvCmd(t, ann.conn, frame.CmdAck).Body); a.Status() != frame.AckDuplicate {
+			t.Fatalf("resend: status %d", a.Status())
+		}
+		break
+	}
+	ben := p.connect(t, "ben", newDevice(t))
+	req, _ := ben.conn.Fetch(frame.FetchP2P, 0, 100)
+	var got []string
+	for {
+		f := recvCmd2(t, ben.conn, frame.CmdMsg, frame.CmdFetch)
+		if f.Cmd == frame.CmdFetch {
+			fe := frame.Fetch(f.Body)
+			if fe.Req() != req || int(fe.Count()) != n || fe.Flags()&frame.FetchMore != 0 {
+				t.Fatalf("fetch answer req=%d count=%d flags=%d", fe.Req(), fe.Count(), fe.Flags())
+			}
+			break
+		}
+		m := frame.Msg(f.Body)
+		got = append(got, string(m.Content()))
+		_ = ben.conn.Ack(m.MID(), m.From())
+	}
+	for i, s := range got {
+		if s != fmt.Sprintf("m%d", i) {
+			t.Fatalf("order: %v", got)
+		}
+	}
+	// Acked messages are gone.
+	eventuallyT(t, 10*time.Second, func() bool {
+		_, _ = ben.conn.Fetch(frame.FetchP2P, 0, 100)
+		f := recvCmd2(t, ben.conn, frame.CmdMsg, frame.CmdFetch)
+		return f.Cmd == frame.CmdFetch && frame.Fetch(f.Body).Count() == 0
+	})
+}
+
+func recvCmd2(t testing.TB, c *client.Conn, a, b frame.Cmd) client.Frame {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	f, err := c.Recv(ctx, func(f client.Frame) bool { return f.Cmd == a || f.Cmd == b })
+	if err != nil {
+		t.Fatalf("waiting for %s/%s: %v", a, b, err)
+	}
+	return f
+}
+
+func eventuallyT(t testing.TB, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func groupReply(t testing.TB, c *client.Conn, req uint32) (uint64, []byte) {
+	t.Helper()
+	for {
+		f := recvCmd2(t, c, frame.CmdGroup, frame.CmdError)
+		if f.Cmd == frame.CmdError {
+			t.Fatalf("group op: %v", client.ParseServerError(f))
+		}
+		if g := frame.Group(f.Body); g.Req() == req {
+			return g.Group(), g.JSON()
+		}
+	}
+}
+
+func TestGroupsFanOutAndJoinCutoff(t *testing.T) {
+	p := startMyimd(t)
+	for _, n := range []string{"gia", "gus", "gil"} {
+		p.register(t, n, "password-"+n)
+	}
+	gia := p.connect(t, "gia", newDevice(t))
+	gus := p.connect(t, "gus", newDevice(t))
+	req, _ := gia.conn.Group(frame.GroupCreate, 0, []byte(`{"name":"team"}`))
+	group, _ := groupReply(t, gia.conn, req)
+	req, _ = gus.conn.Group(frame.GroupJoin, group, nil)
+	groupReply(t, gus.conn, req)
+
+	_ = gia.conn.SendMsgCID(frame.CmdGroupMsg, group, frame.QoS1, gia.conn.NewCID(), []byte("before gil"))
+	if a := frame.Ack(recvCmd(t, gia.conn, frame.CmdAck).Body); a.Status() != frame.AckStored || a.Peer() != group {
+		t.Fatalf("group ack status %d peer %d", a.Status(), a.Peer())
+	}
+	m := frame.Msg(recvCmd(t, gus.conn, frame.CmdGroupMsg).Body)
+	if string(m.Content()) != "before gil" || m.To() != group || m.MID() != 1 {
+		t.Fatalf("gus got %q to=%d seq=%d", m.Content(), m.To(), m.MID())
+	}
+
+	// gil joins after seq 1 and never sees it; a later message reaches it
+	// through fetch.
+	gil := p.connect(t, "gil", newDevice(t))
+	req, _ = gil.conn.Group(frame.GroupJoin, group, nil)
+	_, js := groupReply(t, gil.conn, req)
+	var jr struct {
+		JoinSeq uint64 `json:"join_seq"`
+	}
+	_ = sonic.Unmarshal(js, &jr)
+	if jr.JoinSeq != 1 {
+		t.Fatalf("join seq %d", jr.JoinSeq)
+	}
+	gil.conn.Close()
+	_ = gia.conn.SendMsgCID(frame.CmdGroupMsg, group, frame.QoS1, gia.conn.NewCID(), []byte("after gil"))
+	recvCmd(t, gia.conn, frame.CmdAck)
+	gil = p.connect(t, "gil", gil.dev)
+	_, _ = gil.conn.Fetch(frame.FetchGroup, 0, 100)
+	var got []string
+	for {
+		f := recvCmd2(t, gil.conn, frame.CmdGroupMsg, frame.CmdFetch)
+		if f.Cmd == frame.CmdFetch {
+			break
+		}
+		got = append(got, string(frame.Msg(f.Body).Content()))
+	}
+	if len(got) != 1 || got[0] != "after gil" {
+		t.Fatalf("gil fetched %q", got)
+	}
+}
+
+func TestPresenceAndFriends(t *testing.T) {
+	p := startMyimd(t)
+	p.register(t, "pia", "password-pia")
+	p.register(t, "pam", "password-pam")
+	pia := p.connect(t, "pia", newDevice(t))
+	pam := p.connect(t, "pam", newDevice(t))
+	if code, body := p.post(t, "/v1/friends/requests", pia.login.Token, fmt.Sprintf(`{"to":%d}`, pam.id)); code != 202 {
+		t.Fatalf("friend request: %d %s", code, body)
+	}
+	if code, body := p.post(t, "/v1/friends/accept", pam.login.Token, fmt.Sprintf(`{"from":%d}`, pia.id)); code != 200 {
+		t.Fatalf("accept: %d %s", code, body)
+	}
+	// Each is told the other's status on acceptance.
+	if n := frame.Presence(recvCmd(t, pia.conn, frame.CmdFriendNotify).Body); n.User() != pam.id || n.Status() != frame.StatusOnline {
+		t.Fatalf("pia notified of %d status %d", n.User(), n.Status())
+	}
+	recvCmd(t, pam.conn, frame.CmdFriendNotify)
+	// Away, then friends-online lookup.
+	_ = pam.conn.SetPresence(frame.StatusAway, "lunch")
+	if n := frame.Presence(recvCmd(t, pia.conn, frame.CmdFriendNotify).Body); n.Status() != frame.StatusAway {
+		t.Fatalf("status %d", n.Status())
+	}
+	req, _ := pia.conn.Lookup(frame.CmdFriendsOnline, 0)
+	l := frame.Lookup(recvCmd(t, pia.conn, frame.CmdFriendsOnline).Body)
+	want := fmt.Sprintf(`[{"user":%d,"status":2}]`, pam.id)
+	if l.Req() != req || string(l.JSON()) != want {
+		t.Fatalf("friends online: %s, want %s", l.JSON(), want)
+	}
+	// The terminal's offline confirmation tells friends at once.
+	_ = pam.conn.Bye()
+	if n := frame.Presence(recvCmd(t, pia.conn, frame.CmdFriendNotify).Body); n.User() != pam.id || n.Status() != frame.StatusOffline {
+		t.Fatalf("after bye: %d status %d", n.User(), n.Status())
+	}
+}
