@@ -37,6 +37,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 2
 	}
 	log := newLogger(cfg, stderr)
+	// Signals are caught before anything listens, so that a stop request
+	// that comes right after start is a clean stop too.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	n, cleanup, err := buildNode(cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "myimd: %v\n", err)
@@ -58,8 +62,6 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	fmt.Fprintf(stdout, "  data      %s (%s)\n", abs, storeKind(cfg))
 	log.Info("started", "role", cfg.Role, "server_id", cfg.ServerID)
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	s := <-sig
 	log.Info("stopping", "signal", s.String())
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
