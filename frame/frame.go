@@ -26,7 +26,8 @@ import (
 // reason.
 var (
 	// ErrTruncated: the buffer ends before the frame its Length announces.
-	// Streaming callers see it as "need more bytes" (Split returns 0, nil);
+	// Streaming callers see it as "need more bytes" (Split returns 0, nil
+	// while the Length field is incomplete, then a size above len(b));
 	// Decode, which is given one complete frame, reports it.
 	ErrTruncated = errors.New("frame: truncated frame")
 	// ErrNonMinimal: the Length varint has a redundant trailing zero group,

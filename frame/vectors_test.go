@@ -155,7 +155,7 @@ var vectorTable = map[string]vectorWant{
 	"error-forbidden": {frame.CmdError, frame.QoS0, errorFields{frame.ErrCodeForbidden, 1, "sender mismatch"}},
 
 	"handshake": {frame.CmdHandshake, frame.QoS0, raw{seqString(32)}},
-	"auth":      {frame.CmdAuth, frame.QoS0, raw{`{"ok":true,"user_id":1}`}},
+	"auth":      {frame.CmdAuth, frame.QoS0, raw{`{"user":1,"token":"abc"}`}},
 	"rekey":     {frame.CmdRekey, frame.QoS0, raw{}},
 
 	"notice-new-device": {frame.CmdNotice, frame.QoS0, noticeFields{frame.NoticeNewDevice, `{"device":"laptop"}`}},
