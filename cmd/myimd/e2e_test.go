@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -351,4 +352,30 @@ func TestNewDeviceNotice(t *testing.T) {
 	if n.Code() != frame.NoticeNewDevice || !bytes.Contains(n.JSON(), []byte("new_device")) {
 		t.Fatalf("notice %d %s", n.Code(), n.JSON())
 	}
+}
+
+// TestMyimctlUserAdd registers a user with the admin command against a real
+// myimd, then logs in as that user.
+func TestMyimctlUserAdd(t *testing.T) {
+	p := startMyimd(t)
+	bin := filepath.Join(t.TempDir(), "myimctl")
+	if out, err := exec.Command("go", "build", "-o", bin, "../myimctl").CombinedOutput(); err != nil {
+		t.Fatalf("build myimctl: %v\n%s", err, out)
+	}
+	run := func(name, password string) (int, string) {
+		cmd := exec.Command(bin, "--http", p.addrs["http"], "user", "add", name)
+		cmd.Stdin = strings.NewReader(password + "\n")
+		out, _ := cmd.CombinedOutput()
+		return cmd.ProcessState.ExitCode(), string(out)
+	}
+	if code, out := run("hal", "password-hal"); code != 0 || !strings.Contains(out, `"name":"hal"`) {
+		t.Fatalf("user add: exit %d: %s", code, out)
+	}
+	if code, out := run("hal", "password-hal"); code != 1 || !strings.Contains(out, "name taken") {
+		t.Fatalf("duplicate: exit %d: %s", code, out)
+	}
+	if code, out := run("ivy", "short"); code != 1 || !strings.Contains(out, "at least 8") {
+		t.Fatalf("weak password: exit %d: %s", code, out)
+	}
+	p.connect(t, "hal", newDevice(t))
 }
