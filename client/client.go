@@ -50,22 +50,11 @@ func (c *Config) timeout() time.Duration {
 }
 
 // Server is one entry of the server list the login service returns.
-type Server struct {
-	ID       uint32 `json:"id"`
-	Addr     string `json:"addr"`
-	Priority int    `json:"priority"`
-	Load     int    `json:"load"`
-	Key      []byte `json:"key"`
-	Cert     []byte `json:"cert"`
-}
+type Server = session.ServerInfo
 
 // LoginResult is the login service's answer.
 type LoginResult struct {
-	UserID    uint64   `json:"user"`
-	Token     string   `json:"token"`
-	ExpiresAt int64    `json:"expires_at"`
-	NewDevice bool     `json:"new_device"`
-	Servers   []Server `json:"servers"`
+	session.LoginReply
 	// LoginHost is the host the login service was reached at; server
 	// addresses with an empty host mean this host.
 	LoginHost string `json:"-"`
@@ -159,7 +148,7 @@ func Login(ctx context.Context, cfg Config, addr, name string, password []byte) 
 		return nil, ErrProtocol
 	}
 	res := &LoginResult{}
-	if err := sonic.Unmarshal(body, res); err != nil {
+	if err := sonic.Unmarshal(body, &res.LoginReply); err != nil {
 		return nil, fmt.Errorf("client: login reply: %w", err)
 	}
 	res.LoginHost, _, _ = net.SplitHostPort(addr)

@@ -16,29 +16,11 @@ import (
 	"github.com/myim/myim/storage"
 )
 
-// LoginReply is the JSON document of the AUTH frame the login service sends
-// after a successful login.
-type LoginReply struct {
-	UserID    uint64       `json:"user"`
-	Token     string       `json:"token"`
-	ExpiresAt int64        `json:"expires_at"` // Unix milliseconds
-	NewDevice bool         `json:"new_device"`
-	Servers   []ServerInfo `json:"servers"`
-}
-
-// ServerInfo is one entry of the server list: an endpoint a client may use,
-// lower Priority first, then lower Load. Key is the endpoint's static X25519
-// public key and Cert its certificate from the cluster root, so that the
-// client can check the key before its IK handshake. An Addr with an empty
-// host means "the host you reached the login service at".
-type ServerInfo struct {
-	ID       uint32 `json:"id"`
-	Addr     string `json:"addr"`
-	Priority int    `json:"priority"`
-	Load     int    `json:"load"`
-	Key      []byte `json:"key"`
-	Cert     []byte `json:"cert"`
-}
+// LoginReply and ServerInfo are the login answer's JSON, shared with the SDK.
+type (
+	LoginReply = session.LoginReply
+	ServerInfo = session.ServerInfo
+)
 
 // LoginConfig wires the login role.
 type LoginConfig struct {
