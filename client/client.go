@@ -40,6 +40,50 @@ type Config struct {
 	Session *session.Config
 	// DialTimeout bounds connecting and each handshake; default 10 s.
 	DialTimeout time.Duration
+	// AutoAck acks every pushed MSG and GROUP_MSG as soon as it is read.
+	AutoAck bool
+	// Dedupe, when set, drops pushed messages whose (sender, client id)
+	// it has seen, so that a message resent after a reconnect is shown
+	// once. Share one across a user's reconnects.
+	Dedupe *Dedupe
+}
+
+// Dedupe remembers recent (sender, client id) pairs, a bounded number.
+// Safe for concurrent use.
+type Dedupe struct {
+	mu   sync.Mutex
+	seen map[[2]uint64]struct{}
+	ring [][2]uint64
+	next int
+}
+
+// NewDedupe remembers the last n pairs (n <= 0 means 65,536).
+func NewDedupe(n int) *Dedupe {
+	if n <= 0 {
+		n = 1 << 16
+	}
+	return &Dedupe{seen: make(map[[2]uint64]struct{}, n), ring: make([][2]uint64, n)}
+}
+
+// Seen records (from, cid) and reports whether it was already there.
+// A zero cid is never a duplicate.
+func (d *Dedupe) Seen(from, cid uint64) bool {
+	if cid == 0 {
+		return false
+	}
+	k := [2]uint64{from, cid}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.seen[k]; ok {
+		return true
+	}
+	if old := d.ring[d.next]; old != ([2]uint64{}) {
+		delete(d.seen, old)
+	}
+	d.ring[d.next] = k
+	d.next = (d.next + 1) % len(d.ring)
+	d.seen[k] = struct{}{}
+	return false
 }
 
 func (c *Config) timeout() time.Duration {
@@ -224,8 +268,10 @@ type Conn struct {
 	nextReq  atomic.Uint32
 	closed   atomic.Bool
 	pongs    chan []byte
-	AutoAck  bool // ack every pushed MSG/GROUP_MSG as it is read (set before use)
+	autoAck  bool
+	dedupe   *Dedupe
 	received atomic.Uint64
+	dups     atomic.Uint64
 }
 
 // Dial connects to an endpoint and runs the IK handshake with token.
@@ -283,7 +329,7 @@ func handshake(ctx context.Context, cfg Config, nc net.Conn, serverKey []byte, t
 	}
 	_ = nc.SetDeadline(time.Time{})
 	c := &Conn{nc: nc, keys: keys, user: acc.UserID, in: make(chan Frame, 4096),
-		done: make(chan struct{}), pongs: make(chan []byte, 16)}
+		done: make(chan struct{}), pongs: make(chan []byte, 16), autoAck: cfg.AutoAck, dedupe: cfg.Dedupe}
 	c.nextCID.Store(uint64(time.Now().UnixNano()))
 	go c.readLoop(r)
 	return c, nil
@@ -345,15 +391,24 @@ func (c *Conn) readLoop(r *bufio.Reader) {
 			c.fail(err)
 			return
 		}
-		if c.AutoAck {
-			c.autoAck(f.Cmd(), f.QoS(), body)
+		if c.autoAck {
+			c.ack(f.Cmd(), body)
+		}
+		if c.dedupe != nil && f.Cmd() == frame.CmdMsg {
+			if m := frame.Msg(body); c.dedupe.Seen(m.From(), m.CID()) {
+				c.dups.Add(1)
+				continue
+			}
 		}
 		c.received.Add(1)
 		c.in <- Frame{Cmd: f.Cmd(), QoS: f.QoS(), Body: body}
 	}
 }
 
-func (c *Conn) autoAck(cmd frame.Cmd, q frame.QoS, body []byte) {
+// Duplicates returns how many pushed messages Dedupe dropped.
+func (c *Conn) Duplicates() uint64 { return c.dups.Load() }
+
+func (c *Conn) ack(cmd frame.Cmd, body []byte) {
 	switch cmd {
 	case frame.CmdMsg:
 		m := frame.Msg(body)

@@ -96,6 +96,12 @@ type sessState struct {
 	// cursor of an offline fetch in progress: (time, mid) of the last sent
 	curTime int64
 	curMID  uint64
+	// spill is set while messages for this session's user wait in the
+	// store: new ones join them there, so that per-sender order holds,
+	// and a drain pushes them from the store as the window frees.
+	spill    bool
+	draining bool
+	spillGen uint64
 }
 
 type pendKey struct{ to, mid uint64 }
@@ -340,7 +346,7 @@ func (c *LocalCenter) p2p(user uint64, s SessionRef, buf *bytebufferpool.ByteBuf
 	online := c.routes.Lookup(to, func(a route.Addr, v any) {
 		st := v.(*sessState)
 		st.mu.Lock()
-		full := len(st.flight) >= c.cfg.Window
+		full := len(st.flight) >= c.cfg.Window || st.spill
 		st.mu.Unlock()
 		if full {
 			return
@@ -410,6 +416,7 @@ func (c *LocalCenter) storeAndAck(buf *bytebufferpool.ByteBuffer, from, cid uint
 		if qos == frame.QoS1 {
 			c.ackTo(from, cid, msg.MID, to, frame.AckStored)
 		}
+		c.spillTo(to)
 	})
 	if !ok {
 		bytebufferpool.Put(buf)
@@ -433,6 +440,15 @@ func (c *LocalCenter) ack(user uint64, s SessionRef, a frame.Ack) {
 		delete(sh.m, k)
 		sh.mu.Unlock()
 		if p == nil { // a message fetched from the offline store
+			c.routes.Lookup(user, func(a route.Addr, v any) {
+				if a.Session == s.Session {
+					st := v.(*sessState)
+					st.mu.Lock()
+					delete(st.flight, mid)
+					st.mu.Unlock()
+					c.resumeDrain(user, st)
+				}
+			})
 			if !c.submit(func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
@@ -448,6 +464,7 @@ func (c *LocalCenter) ack(user uint64, s SessionRef, a frame.Ack) {
 			st.mu.Lock()
 			delete(st.flight, mid)
 			st.mu.Unlock()
+			c.resumeDrain(user, st)
 		}
 		if p.qos == frame.QoS1 {
 			c.ackTo(p.from, p.cid, mid, user, frame.AckDelivered)
@@ -827,4 +844,88 @@ func (c *LocalCenter) storeError(s SessionRef, req uint32, err error) {
 func (c *LocalCenter) announce(user, friend uint64) {
 	b, _ := frame.AppendPresence(nil, frame.CmdFriendNotify, friend, time.Now().UnixMilli(), c.status(friend), nil)
 	c.sendTo(user, b)
+}
+
+// spillTo is called after a message for user was stored: every online
+// session of user drains the store from now on.
+func (c *LocalCenter) spillTo(user uint64) {
+	c.routes.Lookup(user, func(_ route.Addr, v any) {
+		st := v.(*sessState)
+		st.mu.Lock()
+		st.spill = true
+		st.spillGen++
+		start := !st.draining
+		st.draining = start || st.draining
+		st.mu.Unlock()
+		if start && !c.submit(func() { c.drain(user, st) }) {
+			st.mu.Lock()
+			st.draining = false
+			st.mu.Unlock()
+		}
+	})
+}
+
+// resumeDrain restarts a spilling session's drain once its window has room.
+func (c *LocalCenter) resumeDrain(user uint64, st *sessState) {
+	st.mu.Lock()
+	start := st.spill && !st.draining && len(st.flight) < c.cfg.Window
+	if start {
+		st.draining = true
+	}
+	st.mu.Unlock()
+	if start && !c.submit(func() { c.drain(user, st) }) {
+		st.mu.Lock()
+		st.draining = false
+		st.mu.Unlock()
+	}
+}
+
+// drain pushes a spilling session's stored messages, oldest first, as far
+// as its window allows; receipts delete them from the store and resume the
+// drain. When the store holds nothing more, the session goes back to live
+// pushes, unless a message was stored meanwhile (spillGen moved).
+func (c *LocalCenter) drain(user uint64, st *sessState) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		st.mu.Lock()
+		room := c.cfg.Window - len(st.flight)
+		at, am, gen := st.curTime, st.curMID, st.spillGen
+		if room <= 0 {
+			st.draining = false // resumeDrain restarts it on a receipt
+			st.mu.Unlock()
+			return
+		}
+		st.mu.Unlock()
+		msgs, err := c.cfg.Store.FetchOffline(ctx, user, at, am, room)
+		if err != nil {
+			st.mu.Lock()
+			st.draining = false // the next store or receipt retries
+			st.mu.Unlock()
+			return
+		}
+		for _, m := range msgs {
+			b, _ := frame.AppendMsg(nil, frame.CmdMsg, frame.QoS(m.QoS), frame.MsgHeader{From: m.From, To: m.To,
+				Time: m.Time, CID: m.CID, Srv: m.Srv, MID: m.MID, DSrv: st.ref.Endpoint}, m.Content)
+			st.mu.Lock()
+			st.flight[m.MID] = struct{}{}
+			st.curTime, st.curMID = m.Time, m.MID
+			st.mu.Unlock()
+			if !c.sendRef(st.ref, b) {
+				st.mu.Lock()
+				st.draining = false
+				st.mu.Unlock()
+				return
+			}
+		}
+		if len(msgs) < room {
+			st.mu.Lock()
+			if st.spillGen == gen {
+				st.spill, st.draining = false, false
+				st.mu.Unlock()
+				return
+			}
+			st.mu.Unlock() // stored meanwhile: go round again
+		}
+	}
 }

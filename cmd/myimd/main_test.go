@@ -54,7 +54,12 @@ var listenRe = regexp.MustCompile(`^\s+(\w+)\s+listening on (\S+)`)
 // unless args say otherwise, and waits until it prints its addresses.
 func startMyimd(t testing.TB, args ...string) *proc {
 	t.Helper()
-	dir := t.TempDir()
+	return startMyimdDir(t, t.TempDir(), args...)
+}
+
+// startMyimdDir is startMyimd on a given data dir, for restarts.
+func startMyimdDir(t testing.TB, dir string, args ...string) *proc {
+	t.Helper()
 	base := []string{"--data-dir", dir, "--endpoint-addr", "127.0.0.1:0",
 		"--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0"}
 	cmd := exec.Command(binPath, append(base, args...)...)
@@ -84,6 +89,12 @@ func startMyimd(t testing.TB, args ...string) *proc {
 	}
 	t.Cleanup(func() { p.stop(t) })
 	return p
+}
+
+// kill ends the process with SIGKILL, as a crash would.
+func (p *proc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
 }
 
 func (p *proc) stop(t testing.TB) int {
