@@ -1,6 +1,8 @@
 package session
 
 import (
+	"crypto/rand"
+	"io"
 	"math"
 	"runtime"
 	"time"
@@ -14,6 +16,14 @@ type Config struct {
 	// Now is the clock used for certificate and token validity and for the
 	// rekey timer. Nil means time.Now. Tests move time by replacing it.
 	Now func() time.Time
+
+	// Rand is the source of the handshake's ephemeral keys. Nil means
+	// crypto/rand.Reader, which is what every real connection must use: a
+	// predictable ephemeral key gives away the session. Tests set a fixed
+	// reader to make a handshake reproducible (the test vectors of
+	// docs/protocol.md come from one). A Config shared by connections
+	// shares its Rand, which must then be safe for concurrent use.
+	Rand io.Reader
 
 	// MaxHandshakeMessage caps one Noise handshake message (the body of a
 	// CmdHandshake frame) in both directions. 0 means 2048 bytes: the largest
@@ -72,6 +82,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.Rand == nil {
+		d.Rand = rand.Reader
 	}
 	if d.MaxHandshakeMessage <= 0 {
 		d.MaxHandshakeMessage = defaultMaxHandshakeMessage

@@ -192,6 +192,7 @@ func (h *Handshake) start(cfg *Config, static *ecdh.PrivateKey, p noise.Handshak
 		Prologue:      prologue,
 		StaticKeypair: h.static,
 		PeerStatic:    peerStatic,
+		Random:        h.cfg.Rand,
 	})
 	if err != nil {
 		clear(h.static.Private)

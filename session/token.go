@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 
@@ -51,7 +52,10 @@ type TokenRequest struct {
 	Audience  string        // "aud": the endpoint cluster, e.g. "myim-endpoints:prod"
 	DeviceKey []byte        // device's X25519 static public key; "dk" = base64url(SHA-256(DeviceKey))
 	TTL       time.Duration // lifetime, at most MaxTokenTTL
-	SessionID string        // "sid"; empty means a fresh random id
+	SessionID string        // "sid"; empty means the token id ("jti")
+	// Rand is the source of the random token id ("jti"). Nil means
+	// crypto/rand.Reader; tests set a fixed reader for reproducible tokens.
+	Rand io.Reader
 }
 
 // TokenClaims are the checked contents of an access token.
@@ -93,7 +97,7 @@ func IssueToken(key *SigningKey, req TokenRequest, now time.Time) (string, error
 	if err := checkX25519Public(req.DeviceKey); err != nil {
 		return "", err
 	}
-	jti, err := randomID()
+	jti, err := randomID(req.Rand)
 	if err != nil {
 		return "", err
 	}
@@ -217,10 +221,14 @@ func claimsFrom(jc *jwtClaims, audience string, kid uint32) (*TokenClaims, error
 	return c, nil
 }
 
-// randomID returns 128 random bits, base64url-encoded.
-func randomID() (string, error) {
+// randomID returns 128 random bits from r (nil means crypto/rand),
+// base64url-encoded.
+func randomID(r io.Reader) (string, error) {
+	if r == nil {
+		r = rand.Reader
+	}
 	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
+	if _, err := io.ReadFull(r, b[:]); err != nil {
 		return "", err
 	}
 	return base64.RawURLEncoding.EncodeToString(b[:]), nil
