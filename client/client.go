@@ -9,6 +9,7 @@ package client
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdh"
 	"errors"
@@ -197,6 +198,20 @@ func Login(ctx context.Context, cfg Config, addr, name string, password []byte) 
 	}
 	res.LoginHost, _, _ = net.SplitHostPort(addr)
 	return res, nil
+}
+
+// Connect checks the endpoint's certificate from the server list against
+// the pinned roots (and that it certifies the key the list gives), then
+// dials it with the login's token: the way to reach an endpoint.
+func Connect(ctx context.Context, cfg Config, res *LoginResult, s Server) (*Conn, error) {
+	cert, err := session.VerifyCert(cfg.Roots, s.Cert, time.Now(), session.RoleEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(cert.StaticKey[:], s.Key) {
+		return nil, session.ErrCertStaticKey
+	}
+	return Dial(ctx, cfg, res.EndpointAddr(s), s.Key, res.Token)
 }
 
 // EndpointAddr returns the address to dial for s.

@@ -99,10 +99,9 @@ func (p *proc) connect(t testing.TB, name string, dev *ecdh.PrivateKey) *user {
 	if len(res.Servers) == 0 {
 		t.Fatal("empty server list")
 	}
-	s := res.Servers[0]
-	c, err := client.Dial(ctx, p.cfg(t, dev), res.EndpointAddr(s), s.Key, res.Token)
+	c, err := client.Connect(ctx, p.cfg(t, dev), res, res.Servers[0])
 	if err != nil {
-		t.Fatalf("dial %s: %v", name, err)
+		t.Fatalf("connect %s: %v", name, err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return &user{id: res.UserID, dev: dev, login: res, conn: c}
@@ -230,6 +229,13 @@ func TestEndpointRefusesBadTokens(t *testing.T) {
 		if !errors.As(err, &se) || se.Text != tc.text {
 			t.Errorf("%s: %v", tc.name, err)
 		}
+	}
+	// A server list entry whose key the root did not certify is refused
+	// before any byte goes to it.
+	forged := s
+	forged.Key = devB.PublicKey().Bytes()
+	if _, err := client.Connect(ctx, p.cfg(t, devA), dave.login, forged); !errors.Is(err, session.ErrCertStaticKey) {
+		t.Errorf("forged endpoint key: %v", err)
 	}
 	if _, err := dave.conn.Ping(ctx); err != nil {
 		t.Fatalf("existing session disturbed: %v", err)
