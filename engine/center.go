@@ -113,6 +113,7 @@ type pending struct {
 	qos      frame.QoS
 	deadline time.Time
 	sessions []*sessState
+	one      [1]*sessState // backs sessions for the common single device
 }
 
 const (
@@ -338,7 +339,12 @@ func (c *LocalCenter) p2p(user uint64, s SessionRef, buf *bytebufferpool.ByteBuf
 	if cid != 0 {
 		c.remember(user, cid, mid)
 	}
-	p := &pending{from: user, cid: cid, qos: qos, deadline: time.Now().Add(c.cfg.AckTimeout)}
+	var p *pending
+	if qos == frame.QoS1 {
+		p = &pending{from: user, cid: cid, qos: qos, deadline: time.Now().Add(c.cfg.AckTimeout)}
+		p.sessions = p.one[:0]
+	}
+	pushed := 0
 	sh := &c.pending[mid%pendingShards]
 	// Hold the shard lock while pushing, so that a receipt arriving before
 	// the loop below ends finds the entry.
@@ -362,14 +368,15 @@ func (c *LocalCenter) p2p(user uint64, s SessionRef, buf *bytebufferpool.ByteBuf
 			bytebufferpool.Put(out)
 			return
 		}
+		pushed++
 		if qos == frame.QoS1 {
 			st.mu.Lock()
 			st.flight[mid] = struct{}{}
 			st.mu.Unlock()
+			p.sessions = append(p.sessions, st)
 		}
-		p.sessions = append(p.sessions, st)
 	})
-	if len(p.sessions) > 0 {
+	if pushed > 0 {
 		c.Delivered.Add(1)
 		if qos == frame.QoS1 {
 			p.buf = buf
@@ -578,7 +585,8 @@ func (c *LocalCenter) sendRef(s SessionRef, b []byte) bool {
 }
 
 func (c *LocalCenter) ackTo(user, cid, mid, peer uint64, status byte) {
-	b, _ := frame.AppendAck(nil, cid, mid, peer, status)
+	var tmp [32]byte
+	b, _ := frame.AppendAck(tmp[:0], cid, mid, peer, status)
 	c.sendTo(user, b)
 }
 
