@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/bytebufferpool"
@@ -32,6 +33,10 @@ type EndpointConfig struct {
 type EndpointHandler struct {
 	cfg      EndpointConfig
 	sessions sync.Map // session id -> *Conn
+	nsess    atomic.Int64
+	draining atomic.Bool
+	hs       HandshakeStats
+	delivery LatencyHistogram
 }
 
 // Errors an endpoint reports.
@@ -92,8 +97,80 @@ func (e *EndpointHandler) Kick(user uint64) int {
 	return n
 }
 
+// Handshakes returns the endpoint's handshake counters.
+func (e *EndpointHandler) Handshakes() *HandshakeStats { return &e.hs }
+
+// DeliveryLatency is the time from the center accepting a message to the
+// recipient's receipt arriving here, read from the message id, which carries
+// the center's clock in milliseconds (see LocalCenter.nextMID). Receipts of
+// messages older than the center's receipt timeout were stored and fetched,
+// and are left out.
+func (e *EndpointHandler) DeliveryLatency() *LatencyHistogram { return &e.delivery }
+
+// maxReceiptAge bounds the receipts DeliveryLatency counts: the center's
+// default receipt timeout, past which a push was stored offline.
+const maxReceiptAge = 10 * time.Second
+
+// Sessions returns how many authenticated sessions the endpoint holds.
+func (e *EndpointHandler) Sessions() int { return int(e.nsess.Load()) }
+
+// SessionInfo describes one session for the admin API.
+type SessionInfo struct {
+	User     uint64    `json:"user"`
+	Endpoint uint32    `json:"endpoint"`
+	Session  uint64    `json:"session"`
+	Remote   string    `json:"remote"`
+	Since    time.Time `json:"since"`
+}
+
+// RangeSessions calls fn for each authenticated session until it returns
+// false. Safe for concurrent use; sessions opening or closing meanwhile may
+// or may not be seen.
+func (e *EndpointHandler) RangeSessions(fn func(SessionInfo) bool) {
+	e.sessions.Range(func(k, v any) bool {
+		c := v.(*Conn)
+		return fn(SessionInfo{User: c.User(), Endpoint: e.cfg.ID, Session: c.ID(), Remote: c.RemoteAddr(),
+			Since: c.srv.start.Add(c.openedAt)})
+	})
+}
+
+// Draining reports whether Drain was called.
+func (e *EndpointHandler) Draining() bool { return e.draining.Load() }
+
+// Drain makes the endpoint refuse new connections (an ERROR with code
+// ErrCodeRetry, "draining") and sends every session a NOTICE with code
+// frame.NoticeMove, so that clients move to the next server on their list.
+// It returns how many sessions were told. Calling it again tells the
+// sessions still here again. Safe for concurrent use.
+func (e *EndpointHandler) Drain() int {
+	e.draining.Store(true)
+	notice, _ := frame.AppendNotice(nil, frame.NoticeMove, []byte(`{"event":"move","reason":"drain"}`))
+	n := 0
+	e.sessions.Range(func(_, v any) bool {
+		b := bytebufferpool.Get()
+		b.B = append(b.B, notice...)
+		if v.(*Conn).Post(b) != nil {
+			bytebufferpool.Put(b)
+		} else {
+			n++
+		}
+		return true
+	})
+	e.cfg.Logger.Info("draining", "sessions", n)
+	return n
+}
+
+// errDraining refuses connections while the endpoint drains.
+var errDraining = errors.New("engine: endpoint draining")
+
 // OnOpen starts the server side of the IK handshake.
 func (e *EndpointHandler) OnOpen(c *Conn) error {
+	if e.draining.Load() {
+		e.hs.fail(HandshakeDraining)
+		out := c.Out()
+		out.B, _ = frame.AppendError(out.B, frame.ErrCodeRetry, 0, "draining; use another server")
+		return CloseWith(ReasonShutdown, errDraining)
+	}
 	hs, err := session.NewEndpointServer(e.cfg.Session, e.cfg.Identity.Static, e.cfg.Identity.TokenKeys(), e.cfg.Identity.Audience)
 	if err != nil {
 		return err
@@ -153,6 +230,12 @@ func (e *EndpointHandler) OnFrame(c *Conn, f frame.Frame) error {
 	case frame.CmdPong:
 		bytebufferpool.Put(buf)
 		return nil
+	case frame.CmdAck:
+		if a := frame.Ack(pf.Body()); a.Status() == frame.AckReceived {
+			if age := time.Duration(time.Now().UnixMilli()-int64(a.MID()>>20)) * time.Millisecond; age < maxReceiptAge {
+				e.delivery.Observe(age)
+			}
+		}
 	case frame.CmdHandshake, frame.CmdAuth, frame.CmdNotice, frame.CmdFriendNotify, frame.CmdError:
 		bytebufferpool.Put(buf)
 		e.sealError(c, ec, frame.ErrCodeBadRequest, 0, "unexpected "+pf.Cmd().String())
@@ -164,11 +247,13 @@ func (e *EndpointHandler) OnFrame(c *Conn, f frame.Frame) error {
 
 func (e *EndpointHandler) handshake(c *Conn, ec *epConn, f frame.Frame) error {
 	if f.Cmd() != frame.CmdHandshake {
+		e.hs.fail(HandshakeNoHandshake)
 		out := c.Out()
 		out.B, _ = frame.AppendError(out.B, frame.ErrCodeUnauthorized, 0, "handshake required")
 		return CloseWith(ReasonAuth, errNotAuthenticated)
 	}
 	if _, err := ec.hs.ReadFrame(nil, f); err != nil {
+		e.hs.fail(handshakeFailureOf(err))
 		out := c.Out()
 		out.B, _ = frame.AppendError(out.B, frame.ErrCodeAuthFailed, 0, authText(err))
 		return CloseWith(ReasonAuth, err)
@@ -194,8 +279,25 @@ func (e *EndpointHandler) handshake(c *Conn, ec *epConn, f frame.Frame) error {
 	life := min(claims.ExpiresAt.Sub(now), e.cfg.MaxSession)
 	c.SetDeadline(max(life, time.Second))
 	e.sessions.Store(c.ID(), c)
+	e.nsess.Add(1)
+	e.hs.OK.Add(1)
 	e.cfg.Center.Online(ec.user, ec.ref)
 	return nil
+}
+
+// handshakeFailureOf classifies a failed IK handshake for metrics.
+func handshakeFailureOf(err error) HandshakeFailure {
+	switch {
+	case errors.Is(err, session.ErrTokenExpired):
+		return HandshakeTokenExpired
+	case errors.Is(err, session.ErrTokenAudience):
+		return HandshakeTokenAudience
+	case errors.Is(err, session.ErrTokenSignature):
+		return HandshakeTokenSignature
+	case errors.Is(err, session.ErrTokenDeviceKey):
+		return HandshakeTokenDevice
+	}
+	return HandshakeCrypto
 }
 
 // authText names the token failure for the client; what it says is no
@@ -247,7 +349,9 @@ func (e *EndpointHandler) OnClose(c *Conn, _ CloseReason) {
 		return
 	}
 	if ec.keys != nil {
-		e.sessions.Delete(c.ID())
+		if _, ok := e.sessions.LoadAndDelete(c.ID()); ok {
+			e.nsess.Add(-1)
+		}
 		if ec.user != 0 {
 			e.cfg.Center.Offline(ec.user, ec.ref, false)
 		}

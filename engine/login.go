@@ -44,7 +44,12 @@ type LoginConfig struct {
 type Login struct {
 	cfg LoginConfig
 	wg  sync.WaitGroup
+	hs  HandshakeStats
 }
+
+// Handshakes returns the login service's counters: a login counts as OK
+// once its token is issued.
+func (l *Login) Handshakes() *HandshakeStats { return &l.hs }
 
 // NewLogin returns the login handler.
 func NewLogin(cfg LoginConfig) *Login {
@@ -84,11 +89,13 @@ func (l *Login) OnOpen(c *Conn) error {
 func (l *Login) OnFrame(c *Conn, f frame.Frame) error {
 	lc := c.Context().(*loginConn)
 	if f.Cmd() != frame.CmdHandshake || lc.busy || lc.keys != nil {
+		l.hs.fail(HandshakeNoHandshake)
 		l.refuse(c, lc, frame.ErrCodeUnauthorized, "handshake expected")
 		return CloseWith(ReasonAuth, errNotAuthenticated)
 	}
 	payload, err := lc.hs.ReadFrame(nil, f)
 	if err != nil {
+		l.hs.fail(HandshakeCrypto)
 		l.refuse(c, lc, frame.ErrCodeAuthFailed, "handshake failed")
 		return CloseWith(ReasonCrypto, err)
 	}
@@ -108,6 +115,7 @@ func (l *Login) OnFrame(c *Conn, f frame.Frame) error {
 	req, err := session.ParseLoginRequest(payload)
 	clear(payload)
 	if err != nil {
+		l.hs.fail(HandshakeBadRequest)
 		l.refuse(c, lc, frame.ErrCodeBadRequest, "malformed login request")
 		return CloseWith(ReasonAuth, err)
 	}
@@ -190,6 +198,7 @@ func (l *Login) check(req *session.LoginRequest, device []byte, addr string) (*L
 	defer cancel()
 	host := hostOf(addr)
 	if wait := l.cfg.Limiter.Blocked(req.Name, host); wait > 0 {
+		l.hs.fail(HandshakeRateLimited)
 		return nil, frame.ErrCodeRetry, errors.New("too many failed logins; retry later")
 	}
 	u, err := l.cfg.Store.UserByName(ctx, req.Name)
@@ -197,15 +206,19 @@ func (l *Login) check(req *session.LoginRequest, device []byte, addr string) (*L
 	case errors.Is(err, storage.ErrNotFound):
 		_ = l.cfg.Hasher.VerifyUnknown(ctx, req.Password) // same cost, same answer
 		l.cfg.Limiter.Fail(req.Name, host)
+		l.hs.fail(HandshakePassword)
 		return nil, frame.ErrCodeAuthFailed, errLoginFailed
 	case err != nil:
+		l.hs.fail(HandshakeUnavailable)
 		return nil, frame.ErrCodeRetry, errors.New("store unavailable; retry later")
 	}
 	if err := l.cfg.Hasher.Verify(ctx, req.Password, u.PassHash); err != nil {
 		if errors.Is(err, session.ErrPasswordMismatch) {
 			l.cfg.Limiter.Fail(req.Name, host)
+			l.hs.fail(HandshakePassword)
 			return nil, frame.ErrCodeAuthFailed, errLoginFailed
 		}
+		l.hs.fail(HandshakeUnavailable)
 		return nil, frame.ErrCodeRetry, errors.New("login busy; retry later")
 	}
 	l.cfg.Limiter.Succeed(req.Name, host)
@@ -213,6 +226,7 @@ func (l *Login) check(req *session.LoginRequest, device []byte, addr string) (*L
 	isNew, err := l.cfg.Store.TouchDevice(ctx, storage.Device{User: u.ID, KeyHash: session.DeviceKeyHash(device),
 		Fingerprint: req.Fingerprint, FirstSeen: now.UnixMilli(), LastSeen: now.UnixMilli(), Addr: addr})
 	if err != nil {
+		l.hs.fail(HandshakeUnavailable)
 		return nil, frame.ErrCodeRetry, errors.New("store unavailable; retry later")
 	}
 	tok, err := session.IssueToken(l.cfg.Identity.TokenKey, session.TokenRequest{UserID: u.ID,
@@ -229,6 +243,7 @@ func (l *Login) check(req *session.LoginRequest, device []byte, addr string) (*L
 			"device": req.DeviceName, "addr": host, "time": now.UnixMilli()})
 		l.cfg.Notify(u.ID, frame.NoticeNewDevice, j)
 	}
+	l.hs.OK.Add(1)
 	l.cfg.Logger.Info("login", "user", u.ID, "new_device", isNew, "addr", host)
 	return reply, 0, nil
 }

@@ -45,13 +45,22 @@ type MailHandler interface {
 	OnMail(c *Conn, b []byte) error
 }
 
-// Stats are a server's counters. Safe for concurrent use.
+// Stats are a server's counters. Safe for concurrent use. The event loops
+// add to them once per read or flush, not per frame, so that counting costs
+// no lock and no allocation.
 type Stats struct {
 	Conns    atomic.Int64
 	Accepted atomic.Uint64
 	FramesIn atomic.Uint64
 	BytesIn  atomic.Uint64
+	// BytesOut and Writes count what flushes handed to the sockets: bytes
+	// and write calls (one per connection per loop iteration).
+	BytesOut atomic.Uint64
+	Writes   atomic.Uint64
 	Closed   [reasonCount]atomic.Uint64
+	// LoopLag is the delay between the ticker scheduling a loop's sweep and
+	// the loop running it: how far behind the event loops are.
+	LoopLag LatencyHistogram
 }
 
 // Server is one listener with its event loops.
@@ -80,6 +89,10 @@ type loop struct {
 	dirty []*Conn
 	mail  []*bytebufferpool.ByteBuffer // scratch for draining mailboxes
 	sweep gnet.RunnableFunc
+	// sweepAt is when the ticker scheduled the pending sweep (since
+	// srv.start, in ns), 0 when none is pending. Set by the ticker, taken by
+	// the loop.
+	sweepAt atomic.Int64
 }
 
 // New returns a server for h with the given options. It does not listen
@@ -166,6 +179,9 @@ func (s *Server) loopFor(el gnet.EventLoop) *loop {
 
 // sweep runs on the loop: expire deadlines, then flush what expiry wrote.
 func (s *Server) sweep(l *loop) {
+	if at := l.sweepAt.Swap(0); at != 0 {
+		s.stats.LoopLag.Observe(s.now() - time.Duration(at))
+	}
 	l.wheel.advance(s.now(), s.expire)
 	s.flush(l)
 }
@@ -187,6 +203,7 @@ func (s *Server) writeError(c *Conn, code uint16, text string) {
 // flush writes each dirty connection's batch in one call and closes those
 // marked for closing or over the outbound cap.
 func (s *Server) flush(l *loop) {
+	var bytes, writes int
 	for i, c := range l.dirty {
 		l.dirty[i] = nil
 		c.dirty = false
@@ -194,6 +211,9 @@ func (s *Server) flush(l *loop) {
 			if len(c.out.B) > 0 && !c.closed.Load() {
 				if _, err := c.gc.Write(c.out.B); err != nil {
 					c.closeOnLoop(ReasonPeer)
+				} else {
+					bytes += len(c.out.B)
+					writes++
 				}
 			}
 			outPool.Put(c.out)
@@ -207,6 +227,10 @@ func (s *Server) flush(l *loop) {
 		}
 	}
 	l.dirty = l.dirty[:0]
+	if writes > 0 {
+		s.stats.BytesOut.Add(uint64(bytes))
+		s.stats.Writes.Add(uint64(writes))
+	}
 }
 
 func (s *Server) frameError(c *Conn, err error) {
@@ -383,7 +407,11 @@ func (g *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 func (g *gnetHandler) OnTick() (time.Duration, gnet.Action) {
 	s := g.s
 	s.loopsMu.Lock()
+	now := int64(s.now())
 	for _, l := range s.loops {
+		// A sweep still pending keeps its first scheduling time, so a loop
+		// that falls further behind shows a growing lag.
+		l.sweepAt.CompareAndSwap(0, now)
 		_ = l.el.Execute(context.Background(), l.sweep)
 	}
 	s.loopsMu.Unlock()

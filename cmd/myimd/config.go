@@ -40,6 +40,11 @@ type Config struct {
 	FirstFrameTimeout time.Duration
 	HandshakeTimeout  time.Duration
 	ServerID          uint
+
+	// AdminSecret guards the admin API; empty disables it (404).
+	AdminSecret string
+	// PProf serves /debug/pprof/ on the HTTP listener, behind AdminSecret.
+	PProf bool
 }
 
 type option struct {
@@ -68,6 +73,8 @@ func (c *Config) options() []option {
 		{"first-frame-timeout", "close a connection with no frame this long after connect", (*durationValue)(&c.FirstFrameTimeout)},
 		{"handshake-timeout", "close a connection not authenticated this long after connect", (*durationValue)(&c.HandshakeTimeout)},
 		{"server-id", "this node's id in the cluster (1..65535)", (*uintValue)(&c.ServerID)},
+		{"admin-secret", "bearer secret of the admin API (empty: admin API off)", (*secretValue)(&c.AdminSecret)},
+		{"pprof", "serve /debug/pprof/ on the HTTP listener, behind the admin secret", (*boolValue)(&c.PProf)},
 	}
 }
 
@@ -152,6 +159,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if c.ServerID == 0 || c.ServerID > 65535 {
 		return c, fmt.Errorf("--server-id must be 1..65535, got %d", c.ServerID)
 	}
+	if c.PProf && c.AdminSecret == "" {
+		return c, errors.New("--pprof needs --admin-secret: profiles are served only behind it")
+	}
 	return c, nil
 }
 
@@ -200,6 +210,31 @@ type stringValue string
 
 func (v *stringValue) String() string     { return string(*v) }
 func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
+
+// secretValue never shows its value, so that --help does not print a
+// secret taken from the environment.
+type secretValue string
+
+func (v *secretValue) String() string {
+	if v == nil || *v == "" {
+		return ""
+	}
+	return "(set)"
+}
+func (v *secretValue) Set(s string) error { *v = secretValue(s); return nil }
+
+type boolValue bool
+
+func (v *boolValue) String() string   { return strconv.FormatBool(bool(*v)) }
+func (v *boolValue) IsBoolFlag() bool { return true }
+func (v *boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("want true or false, not %q", s)
+	}
+	*v = boolValue(b)
+	return nil
+}
 
 type addrValue string
 

@@ -36,12 +36,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "myimd: data dir %s: %v\n", cfg.DataDir, err)
 		return 2
 	}
-	log := newLogger(cfg, stderr)
+	log, logs := newLogger(cfg, stderr)
 	// Signals are caught before anything listens, so that a stop request
 	// that comes right after start is a clean stop too.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	n, cleanup, err := buildNode(cfg, log)
+	n, cleanup, err := buildNode(cfg, log, logs)
 	if err != nil {
 		fmt.Fprintf(stderr, "myimd: %v\n", err)
 		return 1
@@ -97,23 +97,32 @@ func checkDataDir(dir string) error {
 	return os.Remove(name)
 }
 
-func newLogger(cfg Config, w io.Writer) *slog.Logger {
+// recentErrors is how many warnings and errors the status page lists.
+const recentErrors = 20
+
+// newLogger returns the process's logger, which also keeps the recent
+// warnings and errors for the status page.
+func newLogger(cfg Config, w io.Writer) (*slog.Logger, *engine.LogRing) {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
 	opts := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	ring := engine.NewLogRing(h, recentErrors)
+	return slog.New(ring), ring
 }
 
 // buildNode wires the roles the config asks for: the store, the keys, the
-// center, the endpoint and login handlers, and the HTTP API.
-func buildNode(cfg Config, log *slog.Logger) (*engine.Node, func(), error) {
-	store, err := storage.Open(storage.Config{MySQLDSN: cfg.MySQLDSN, DataDir: cfg.DataDir})
+// center, the endpoint and login handlers, the HTTP API, and what operators
+// see: metrics, status page and admin API.
+func buildNode(cfg Config, log *slog.Logger, logs *engine.LogRing) (*engine.Node, func(), error) {
+	raw, err := storage.Open(storage.Config{MySQLDSN: cfg.MySQLDSN, DataDir: cfg.DataDir})
 	if err != nil {
 		return nil, nil, fmt.Errorf("store: %w", err)
 	}
+	store := engine.NewTimedStore(raw)
 	id, err := engine.LoadIdentity(cfg.DataDir, uint32(cfg.ServerID), time.Now())
 	if err != nil {
 		store.Close()
@@ -163,7 +172,13 @@ func buildNode(cfg Config, log *slog.Logger) (*engine.Node, func(), error) {
 		Logger:           log,
 		LoginHandler:     login,
 		EndpointHandler:  endpoint,
-		Ready:            store.Ping,
+		Ready: func(ctx context.Context) error {
+			// A draining endpoint asks load balancers to send no one new.
+			if endpoint.Draining() {
+				return errors.New("draining")
+			}
+			return store.Ping(ctx)
+		},
 	})
 	if err != nil {
 		center.Close()
@@ -171,9 +186,15 @@ func buildNode(cfg Config, log *slog.Logger) (*engine.Node, func(), error) {
 		return nil, nil, err
 	}
 	(&engine.API{Store: store, Hasher: hasher, Identity: id, Center: center}).Register(n)
+	mon := engine.NewMonitor(engine.MonitorConfig{Node: n, Center: center, Endpoint: endpoint, Login: login,
+		Store: store, Logs: logs, ServerID: uint32(cfg.ServerID), Version: version})
+	mon.Register(n)
+	(&engine.Admin{Secret: cfg.AdminSecret, Store: store, Hasher: hasher, Identity: id, Endpoint: endpoint,
+		Center: center, Monitor: mon, Servers: servers, PProf: cfg.PProf, Logger: log.With("role", "admin")}).Register(n)
 	fmt.Fprintf(os.Stdout, "  root key  %s (clients pin it; also in %s)\n", id.Root.Verify().String(),
 		filepath.Join(cfg.DataDir, "root.pub"))
 	return n, func() {
+		mon.Close()
 		login.Wait()
 		center.Close()
 		store.Close()

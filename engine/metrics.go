@@ -1,0 +1,562 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/myim/myim/storage"
+)
+
+// latencyBounds are the upper bounds of LatencyHistogram's buckets: from
+// 100 µs (a local store read, a loop that keeps up) to 10 s (the center's
+// receipt timeout), roughly 1-2.5-5 per decade, so that a p99 read from the
+// buckets is within a factor of 2.5 of the truth.
+var latencyBounds = [...]time.Duration{
+	100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
+	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond,
+	100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond,
+	time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second,
+}
+
+// latencyBuckets is the number of buckets: one per bound, then +Inf.
+const latencyBuckets = len(latencyBounds) + 1
+
+// LatencyHistogram counts durations in fixed buckets. Observe is a bucket
+// search and two atomic adds: no lock, no allocation, so it may sit on the
+// hot path. Safe for concurrent use; the zero value is ready.
+type LatencyHistogram struct {
+	counts [latencyBuckets]atomic.Uint64
+	sum    atomic.Int64 // nanoseconds
+}
+
+// Observe records one duration; negative ones count as 0.
+func (h *LatencyHistogram) Observe(d time.Duration) {
+	d = max(d, 0)
+	i := 0
+	for i < len(latencyBounds) && d > latencyBounds[i] {
+		i++
+	}
+	h.counts[i].Add(1)
+	h.sum.Add(int64(d))
+}
+
+// LatencySnapshot is a LatencyHistogram's counts at one moment; two
+// snapshots subtract to the observations between them.
+type LatencySnapshot struct {
+	Counts [latencyBuckets]uint64
+	Sum    time.Duration
+}
+
+// Snapshot reads the counts. Concurrent observations may land on either
+// side of it.
+func (h *LatencyHistogram) Snapshot() LatencySnapshot {
+	var s LatencySnapshot
+	for i := range h.counts {
+		s.Counts[i] = h.counts[i].Load()
+	}
+	s.Sum = time.Duration(h.sum.Load())
+	return s
+}
+
+// Count returns how many durations the snapshot holds.
+func (s LatencySnapshot) Count() uint64 {
+	var n uint64
+	for _, c := range s.Counts {
+		n += c
+	}
+	return n
+}
+
+// Sub returns the observations of s that o does not hold (o is earlier).
+func (s LatencySnapshot) Sub(o LatencySnapshot) LatencySnapshot {
+	for i := range s.Counts {
+		s.Counts[i] -= o.Counts[i]
+	}
+	s.Sum -= o.Sum
+	return s
+}
+
+// Quantile returns the upper bound of the bucket holding quantile q (0..1),
+// or -1 with no observations. Past the last bound it returns the last
+// bound: "at least 10 s".
+func (s LatencySnapshot) Quantile(q float64) time.Duration {
+	n := s.Count()
+	if n == 0 {
+		return -1
+	}
+	rank := uint64(q*float64(n) + 0.5)
+	rank = min(max(rank, 1), n)
+	var seen uint64
+	for i, c := range s.Counts {
+		seen += c
+		if seen >= rank {
+			return latencyBounds[min(i, len(latencyBounds)-1)]
+		}
+	}
+	return latencyBounds[len(latencyBounds)-1]
+}
+
+// metric turns the snapshot into a Prometheus histogram in seconds.
+func (s LatencySnapshot) metric(d *prometheus.Desc, labels ...string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(latencyBounds))
+	var cum uint64
+	for i, b := range latencyBounds {
+		cum += s.Counts[i]
+		buckets[b.Seconds()] = cum
+	}
+	return prometheus.MustNewConstHistogram(d, cum+s.Counts[len(latencyBounds)], s.Sum.Seconds(), buckets, labels...)
+}
+
+// HandshakeFailure says why a handshake (endpoint or login) failed. Metrics
+// label them with String.
+type HandshakeFailure uint8
+
+// Handshake failures.
+const (
+	HandshakeNoHandshake    HandshakeFailure = iota // another frame came first
+	HandshakeCrypto                                 // the Noise exchange failed
+	HandshakeTokenExpired                           // the token's time is up
+	HandshakeTokenAudience                          // a token for another cluster
+	HandshakeTokenSignature                         // a token not signed by this cluster
+	HandshakeTokenDevice                            // a token bound to another device
+	HandshakeBadRequest                             // a malformed login request
+	HandshakePassword                               // wrong name or password
+	HandshakeRateLimited                            // too many failed logins
+	HandshakeUnavailable                            // store or hasher busy or down
+	HandshakeDraining                               // the endpoint is draining
+	handshakeFailureCount
+)
+
+var handshakeFailureNames = [handshakeFailureCount]string{
+	"no_handshake", "crypto", "token_expired", "token_audience", "token_signature",
+	"token_device", "bad_request", "password", "rate_limited", "unavailable", "draining",
+}
+
+// String returns the failure's metric label.
+func (f HandshakeFailure) String() string {
+	if f < handshakeFailureCount {
+		return handshakeFailureNames[f]
+	}
+	return "unknown"
+}
+
+// HandshakeStats count a role's handshakes. Safe for concurrent use.
+type HandshakeStats struct {
+	OK     atomic.Uint64
+	Failed [handshakeFailureCount]atomic.Uint64
+}
+
+func (h *HandshakeStats) fail(f HandshakeFailure) { h.Failed[f].Add(1) }
+
+// storeMethods names the storage.Store methods TimedStore times; the index
+// is the method's slot in TimedStore.lat.
+var storeMethods = [...]string{
+	"CreateUser", "UserByName", "UserByID", "UpdateProfile", "TouchDevice", "Devices",
+	"RequestFriend", "AcceptFriend", "RemoveFriend", "Friends", "PendingFriendRequests",
+	"StoreOffline", "FetchOffline", "DeleteOffline", "CountOffline",
+	"CreateGroup", "JoinGroup", "LeaveGroup", "GroupMembers", "UserGroups", "GroupInfo",
+	"AppendGroupMsg", "FetchGroup", "AckGroup", "PurgeExpiredGroupMsgs", "CountGroupMsgs",
+	"Ping",
+}
+
+const (
+	mCreateUser = iota
+	mUserByName
+	mUserByID
+	mUpdateProfile
+	mTouchDevice
+	mDevices
+	mRequestFriend
+	mAcceptFriend
+	mRemoveFriend
+	mFriends
+	mPendingFriendRequests
+	mStoreOffline
+	mFetchOffline
+	mDeleteOffline
+	mCountOffline
+	mCreateGroup
+	mJoinGroup
+	mLeaveGroup
+	mGroupMembers
+	mUserGroups
+	mGroupInfo
+	mAppendGroupMsg
+	mFetchGroup
+	mAckGroup
+	mPurgeExpiredGroupMsgs
+	mCountGroupMsgs
+	mPing
+	storeMethodCount
+)
+
+// TimedStore is a storage.Store that records each call's latency, by
+// method, and counts failed calls. Safe for concurrent use, as the store it
+// wraps; timing costs no lock and no allocation.
+type TimedStore struct {
+	storage.Store
+	lat    [storeMethodCount]LatencyHistogram
+	errors [storeMethodCount]atomic.Uint64
+}
+
+// NewTimedStore wraps s.
+func NewTimedStore(s storage.Store) *TimedStore { return &TimedStore{Store: s} }
+
+// Latency returns the histogram of the named method, or nil.
+func (t *TimedStore) Latency(method string) *LatencyHistogram {
+	for i, m := range storeMethods {
+		if m == method {
+			return &t.lat[i]
+		}
+	}
+	return nil
+}
+
+func (t *TimedStore) done(m int, start time.Time, err error) {
+	t.lat[m].Observe(time.Since(start))
+	if storeFailed(err) {
+		t.errors[m].Add(1)
+	}
+}
+
+// storeFailed reports whether err is the store failing, not an answer
+// (not found, exists, invalid) or the caller giving up.
+func storeFailed(err error) bool {
+	return err != nil && !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrExists) &&
+		!errors.Is(err, storage.ErrInvalid) && !errors.Is(err, context.Canceled)
+}
+
+// The methods below are storage.Store's, each timed.
+
+func (t *TimedStore) CreateUser(ctx context.Context, u storage.User) (uint64, error) {
+	start := time.Now()
+	id, err := t.Store.CreateUser(ctx, u)
+	t.done(mCreateUser, start, err)
+	return id, err
+}
+
+func (t *TimedStore) UserByName(ctx context.Context, name string) (storage.User, error) {
+	start := time.Now()
+	u, err := t.Store.UserByName(ctx, name)
+	t.done(mUserByName, start, err)
+	return u, err
+}
+
+func (t *TimedStore) UserByID(ctx context.Context, id uint64) (storage.User, error) {
+	start := time.Now()
+	u, err := t.Store.UserByID(ctx, id)
+	t.done(mUserByID, start, err)
+	return u, err
+}
+
+func (t *TimedStore) UpdateProfile(ctx context.Context, id uint64, signature string, profile []byte) error {
+	start := time.Now()
+	err := t.Store.UpdateProfile(ctx, id, signature, profile)
+	t.done(mUpdateProfile, start, err)
+	return err
+}
+
+func (t *TimedStore) TouchDevice(ctx context.Context, d storage.Device) (bool, error) {
+	start := time.Now()
+	isNew, err := t.Store.TouchDevice(ctx, d)
+	t.done(mTouchDevice, start, err)
+	return isNew, err
+}
+
+func (t *TimedStore) Devices(ctx context.Context, user uint64) ([]storage.Device, error) {
+	start := time.Now()
+	ds, err := t.Store.Devices(ctx, user)
+	t.done(mDevices, start, err)
+	return ds, err
+}
+
+func (t *TimedStore) RequestFriend(ctx context.Context, from, to uint64) error {
+	start := time.Now()
+	err := t.Store.RequestFriend(ctx, from, to)
+	t.done(mRequestFriend, start, err)
+	return err
+}
+
+func (t *TimedStore) AcceptFriend(ctx context.Context, user, requester uint64) error {
+	start := time.Now()
+	err := t.Store.AcceptFriend(ctx, user, requester)
+	t.done(mAcceptFriend, start, err)
+	return err
+}
+
+func (t *TimedStore) RemoveFriend(ctx context.Context, a, b uint64) error {
+	start := time.Now()
+	err := t.Store.RemoveFriend(ctx, a, b)
+	t.done(mRemoveFriend, start, err)
+	return err
+}
+
+func (t *TimedStore) Friends(ctx context.Context, user uint64) ([]uint64, error) {
+	start := time.Now()
+	fs, err := t.Store.Friends(ctx, user)
+	t.done(mFriends, start, err)
+	return fs, err
+}
+
+func (t *TimedStore) PendingFriendRequests(ctx context.Context, user uint64) ([]uint64, error) {
+	start := time.Now()
+	fs, err := t.Store.PendingFriendRequests(ctx, user)
+	t.done(mPendingFriendRequests, start, err)
+	return fs, err
+}
+
+func (t *TimedStore) StoreOffline(ctx context.Context, msgs []storage.Message) error {
+	start := time.Now()
+	err := t.Store.StoreOffline(ctx, msgs)
+	t.done(mStoreOffline, start, err)
+	return err
+}
+
+func (t *TimedStore) FetchOffline(ctx context.Context, user uint64, afterTime int64, afterMID uint64, limit int) ([]storage.Message, error) {
+	start := time.Now()
+	ms, err := t.Store.FetchOffline(ctx, user, afterTime, afterMID, limit)
+	t.done(mFetchOffline, start, err)
+	return ms, err
+}
+
+func (t *TimedStore) DeleteOffline(ctx context.Context, user uint64, mids []uint64) error {
+	start := time.Now()
+	err := t.Store.DeleteOffline(ctx, user, mids)
+	t.done(mDeleteOffline, start, err)
+	return err
+}
+
+func (t *TimedStore) CountOffline(ctx context.Context, user uint64) (int, error) {
+	start := time.Now()
+	n, err := t.Store.CountOffline(ctx, user)
+	t.done(mCountOffline, start, err)
+	return n, err
+}
+
+func (t *TimedStore) CreateGroup(ctx context.Context, owner uint64, name string) (uint64, error) {
+	start := time.Now()
+	id, err := t.Store.CreateGroup(ctx, owner, name)
+	t.done(mCreateGroup, start, err)
+	return id, err
+}
+
+func (t *TimedStore) JoinGroup(ctx context.Context, group, user uint64) (uint64, error) {
+	start := time.Now()
+	seq, err := t.Store.JoinGroup(ctx, group, user)
+	t.done(mJoinGroup, start, err)
+	return seq, err
+}
+
+func (t *TimedStore) LeaveGroup(ctx context.Context, group, user uint64) error {
+	start := time.Now()
+	err := t.Store.LeaveGroup(ctx, group, user)
+	t.done(mLeaveGroup, start, err)
+	return err
+}
+
+func (t *TimedStore) GroupMembers(ctx context.Context, group uint64) ([]storage.Member, error) {
+	start := time.Now()
+	ms, err := t.Store.GroupMembers(ctx, group)
+	t.done(mGroupMembers, start, err)
+	return ms, err
+}
+
+func (t *TimedStore) UserGroups(ctx context.Context, user uint64) ([]uint64, error) {
+	start := time.Now()
+	gs, err := t.Store.UserGroups(ctx, user)
+	t.done(mUserGroups, start, err)
+	return gs, err
+}
+
+func (t *TimedStore) GroupInfo(ctx context.Context, group uint64) (storage.Group, error) {
+	start := time.Now()
+	g, err := t.Store.GroupInfo(ctx, group)
+	t.done(mGroupInfo, start, err)
+	return g, err
+}
+
+func (t *TimedStore) AppendGroupMsg(ctx context.Context, m storage.GroupMessage) (uint64, error) {
+	start := time.Now()
+	seq, err := t.Store.AppendGroupMsg(ctx, m)
+	t.done(mAppendGroupMsg, start, err)
+	return seq, err
+}
+
+func (t *TimedStore) FetchGroup(ctx context.Context, group, user uint64, afterSeq uint64, limit int) ([]storage.GroupMessage, error) {
+	start := time.Now()
+	ms, err := t.Store.FetchGroup(ctx, group, user, afterSeq, limit)
+	t.done(mFetchGroup, start, err)
+	return ms, err
+}
+
+func (t *TimedStore) AckGroup(ctx context.Context, group, user, seq uint64) error {
+	start := time.Now()
+	err := t.Store.AckGroup(ctx, group, user, seq)
+	t.done(mAckGroup, start, err)
+	return err
+}
+
+func (t *TimedStore) PurgeExpiredGroupMsgs(ctx context.Context, now int64) (int, error) {
+	start := time.Now()
+	n, err := t.Store.PurgeExpiredGroupMsgs(ctx, now)
+	t.done(mPurgeExpiredGroupMsgs, start, err)
+	return n, err
+}
+
+func (t *TimedStore) CountGroupMsgs(ctx context.Context, group uint64) (int, error) {
+	start := time.Now()
+	n, err := t.Store.CountGroupMsgs(ctx, group)
+	t.done(mCountGroupMsgs, start, err)
+	return n, err
+}
+
+func (t *TimedStore) Ping(ctx context.Context) error {
+	start := time.Now()
+	err := t.Store.Ping(ctx)
+	t.done(mPing, start, err)
+	return err
+}
+
+// Close closes the wrapped store; it is not timed.
+func (t *TimedStore) Close() error { return t.Store.Close() }
+
+var _ storage.Store = (*TimedStore)(nil)
+
+// Metric descriptors; names follow Prometheus conventions (base units,
+// _total for counters).
+var (
+	descConns = prometheus.NewDesc("myim_connections",
+		"Open connections by listener.", []string{"listener"}, nil)
+	descAccepted = prometheus.NewDesc("myim_accepted_total",
+		"Connections accepted by listener.", []string{"listener"}, nil)
+	descFramesIn = prometheus.NewDesc("myim_frames_in_total",
+		"Frames received by listener.", []string{"listener"}, nil)
+	descBytesIn = prometheus.NewDesc("myim_bytes_in_total",
+		"Bytes of complete frames received by listener.", []string{"listener"}, nil)
+	descBytesOut = prometheus.NewDesc("myim_bytes_out_total",
+		"Bytes written to sockets by listener.", []string{"listener"}, nil)
+	descWrites = prometheus.NewDesc("myim_writes_total",
+		"Socket writes by listener (one per connection per loop iteration).", []string{"listener"}, nil)
+	descClosed = prometheus.NewDesc("myim_closed_total",
+		"Connections closed by listener and reason.", []string{"listener", "reason"}, nil)
+	descLoopLag = prometheus.NewDesc("myim_loop_lag_seconds",
+		"Delay between scheduling an event loop's sweep and the loop running it.", []string{"listener"}, nil)
+	descSessions = prometheus.NewDesc("myim_sessions",
+		"Authenticated client sessions on this endpoint.", nil, nil)
+	descDraining = prometheus.NewDesc("myim_draining",
+		"1 while the endpoint drains (refuses new sessions).", nil, nil)
+	descHandshakes = prometheus.NewDesc("myim_handshakes_total",
+		"Completed handshakes by role.", []string{"role"}, nil)
+	descHandshakeFail = prometheus.NewDesc("myim_handshake_failures_total",
+		"Failed handshakes by role and reason.", []string{"role", "reason"}, nil)
+	descMessages = prometheus.NewDesc("myim_messages_total",
+		"Messages the center handled, by outcome.", []string{"outcome"}, nil)
+	descPending = prometheus.NewDesc("myim_pending_receipts",
+		"QoS 1 messages pushed and awaiting the recipient's receipt.", nil, nil)
+	descStoreQueue = prometheus.NewDesc("myim_storage_queue",
+		"Storage jobs waiting for the center's workers.", nil, nil)
+	descStoreQueueCap = prometheus.NewDesc("myim_storage_queue_capacity",
+		"Capacity of the center's storage job queue.", nil, nil)
+	descOnline = prometheus.NewDesc("myim_routes",
+		"Sessions registered in the center's routing table.", nil, nil)
+	descDelivery = prometheus.NewDesc("myim_delivery_seconds",
+		"Time from the center accepting a message to the recipient's receipt (ms resolution).", nil, nil)
+	descStoreLat = prometheus.NewDesc("myim_storage_seconds",
+		"Storage call latency by method.", []string{"method"}, nil)
+	descStoreErr = prometheus.NewDesc("myim_storage_errors_total",
+		"Storage calls that failed (not counting not-found, exists or invalid answers), by method.", []string{"method"}, nil)
+	descUptime = prometheus.NewDesc("myim_uptime_seconds",
+		"Seconds since the process started serving.", nil, nil)
+)
+
+// Describe sends every descriptor the monitor's metrics use.
+func (m *Monitor) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descConns, descAccepted, descFramesIn, descBytesIn, descBytesOut,
+		descWrites, descClosed, descLoopLag, descSessions, descDraining, descHandshakes, descHandshakeFail,
+		descMessages, descPending, descStoreQueue, descStoreQueueCap, descOnline, descDelivery,
+		descStoreLat, descStoreErr, descUptime} {
+		ch <- d
+	}
+}
+
+// Collect reads the counters at scrape time; nothing is counted here.
+func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	if n := m.cfg.Node; n != nil {
+		for _, name := range n.order {
+			st := n.servers[name].Stats()
+			gauge(descConns, float64(st.Conns.Load()), name)
+			counter(descAccepted, st.Accepted.Load(), name)
+			counter(descFramesIn, st.FramesIn.Load(), name)
+			counter(descBytesIn, st.BytesIn.Load(), name)
+			counter(descBytesOut, st.BytesOut.Load(), name)
+			counter(descWrites, st.Writes.Load(), name)
+			for r := ReasonPeer; r < reasonCount; r++ {
+				counter(descClosed, st.Closed[r].Load(), name, r.String())
+			}
+			ch <- st.LoopLag.Snapshot().metric(descLoopLag, name)
+		}
+	}
+	handshakes := func(role string, h *HandshakeStats) {
+		counter(descHandshakes, h.OK.Load(), role)
+		for f := HandshakeFailure(0); f < handshakeFailureCount; f++ {
+			counter(descHandshakeFail, h.Failed[f].Load(), role, f.String())
+		}
+	}
+	if e := m.cfg.Endpoint; e != nil {
+		gauge(descSessions, float64(e.Sessions()))
+		gauge(descDraining, b2f(e.Draining()))
+		handshakes("endpoint", e.Handshakes())
+		ch <- e.DeliveryLatency().Snapshot().metric(descDelivery)
+	}
+	if l := m.cfg.Login; l != nil {
+		handshakes("login", l.Handshakes())
+	}
+	if c := m.cfg.Center; c != nil {
+		counter(descMessages, c.Delivered.Load(), "delivered")
+		counter(descMessages, c.StoredOffline.Load(), "stored_offline")
+		counter(descMessages, c.Refused.Load(), "refused")
+		counter(descMessages, c.Shed.Load(), "shed")
+		gauge(descPending, float64(c.pendingReceipts()))
+		gauge(descStoreQueue, float64(len(c.jobs)))
+		gauge(descStoreQueueCap, float64(cap(c.jobs)))
+		gauge(descOnline, float64(c.routes.Len()))
+	}
+	if t := m.cfg.Store; t != nil {
+		for i, name := range storeMethods {
+			ch <- t.lat[i].Snapshot().metric(descStoreLat, name)
+			counter(descStoreErr, t.errors[i].Load(), name)
+		}
+	}
+	gauge(descUptime, time.Since(m.start).Seconds())
+}
+
+// pendingReceipts counts pushed QoS 1 messages awaiting receipts; it takes
+// each pending shard's lock in turn (a scrape, not the hot path).
+func (c *LocalCenter) pendingReceipts() int {
+	n := 0
+	for i := range c.pending {
+		sh := &c.pending[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,365 @@
+package engine
+
+import (
+	"context"
+	_ "embed"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"runtime/metrics"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// MonitorConfig names what a Monitor reads. Every field may be nil: a node
+// without a center has no message figures.
+type MonitorConfig struct {
+	Node     *Node
+	Center   *LocalCenter
+	Endpoint *EndpointHandler
+	Login    *Login
+	Store    *TimedStore
+	// Logs holds recent warnings and errors for the status page.
+	Logs *LogRing
+	// ServerID and Version describe this node on the status page.
+	ServerID uint32
+	Version  string
+}
+
+// Monitor is what operators see of a node: the Prometheus collector behind
+// /metrics, the public /v1/status JSON and page, and the figures the admin
+// API reports. It reads the counters the hot path keeps; a goroutine samples
+// them once a second so that rates and recent percentiles need no work on
+// the hot path. Safe for concurrent use.
+type Monitor struct {
+	cfg   MonitorConfig
+	start time.Time
+
+	mu      sync.Mutex
+	samples []sample // ring, oldest first once full
+	next    int
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+}
+
+// sample is the node's totals at one second.
+type sample struct {
+	at       time.Time
+	messages uint64 // center outcomes, all kinds
+	frames   uint64 // frames in, every listener
+	delivery LatencySnapshot
+}
+
+// sampleWindow is how many one-second samples the monitor keeps: a minute,
+// the longest window the status page shows.
+const sampleWindow = 61
+
+// rateWindow is the window messages per second are averaged over: long
+// enough to smooth bursts, short enough that the page follows a load test.
+const rateWindow = 10 * time.Second
+
+// NewMonitor starts a monitor; Close stops its sampler.
+func NewMonitor(cfg MonitorConfig) *Monitor {
+	m := &Monitor{cfg: cfg, start: time.Now(), samples: make([]sample, 0, sampleWindow),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	m.sample(time.Now())
+	go m.run()
+	return m
+}
+
+// Close stops the sampler.
+func (m *Monitor) Close() {
+	m.stopOnce.Do(func() { close(m.stop) })
+	<-m.done
+}
+
+func (m *Monitor) run() {
+	defer close(m.done)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case now := <-t.C:
+			m.sample(now)
+		}
+	}
+}
+
+func (m *Monitor) sample(now time.Time) {
+	s := m.read(now)
+	m.mu.Lock()
+	if len(m.samples) < sampleWindow {
+		m.samples = append(m.samples, s)
+	} else {
+		m.samples[m.next] = s
+		m.next = (m.next + 1) % sampleWindow
+	}
+	m.mu.Unlock()
+}
+
+// read takes the totals a sample holds.
+func (m *Monitor) read(now time.Time) sample {
+	s := sample{at: now}
+	if c := m.cfg.Center; c != nil {
+		s.messages = c.Delivered.Load() + c.StoredOffline.Load() + c.Refused.Load() + c.Shed.Load()
+	}
+	if n := m.cfg.Node; n != nil {
+		for _, name := range n.order {
+			s.frames += n.servers[name].Stats().FramesIn.Load()
+		}
+	}
+	if e := m.cfg.Endpoint; e != nil {
+		s.delivery = e.delivery.Snapshot()
+	}
+	return s
+}
+
+// history returns the samples oldest first. Lock must be held.
+func (m *Monitor) history() []sample {
+	out := make([]sample, 0, len(m.samples))
+	out = append(out, m.samples[m.next:]...)
+	return append(out, m.samples[:m.next]...)
+}
+
+// NodeStats are a node's figures at one moment, for the status page and
+// the admin API.
+type NodeStats struct {
+	Node        uint32         `json:"node"`
+	Version     string         `json:"version"`
+	Uptime      float64        `json:"uptime_seconds"`
+	Connections map[string]int `json:"connections"` // by listener
+	Sessions    int            `json:"sessions"`
+	Draining    bool           `json:"draining"`
+	// MessagesPerSec is averaged over the last ten seconds.
+	MessagesPerSec float64 `json:"messages_per_sec"`
+	FramesPerSec   float64 `json:"frames_per_sec"`
+	// MessageRate is messages per second for each of the last 60 seconds,
+	// oldest first.
+	MessageRate []float64 `json:"message_rate"`
+	Delivered   uint64    `json:"delivered"`
+	Stored      uint64    `json:"stored_offline"`
+	Refused     uint64    `json:"refused"`
+	Shed        uint64    `json:"shed"`
+	// Pending counts pushed QoS 1 messages awaiting receipts; StoreQueue
+	// the storage jobs waiting for a worker.
+	Pending    int `json:"pending_receipts"`
+	StoreQueue int `json:"storage_queue"`
+	// DeliveryP99Ms is the 99th percentile of delivery latency over the
+	// last minute in milliseconds (a bucket's upper bound), -1 without
+	// deliveries.
+	DeliveryP99Ms float64       `json:"delivery_p99_ms"`
+	Goroutines    int           `json:"goroutines"`
+	HeapBytes     uint64        `json:"heap_bytes"`
+	Nodes         []NodeStatus  `json:"nodes"`
+	Errors        []RecentError `json:"recent_errors"`
+}
+
+// heapBytes reads the live heap through runtime/metrics, which, unlike
+// runtime.ReadMemStats, does not stop the world: the status JSON is public.
+func heapBytes() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		return s[0].Value.Uint64()
+	}
+	return 0
+}
+
+// NodeStatus is one node of the cluster with its load.
+type NodeStatus struct {
+	ID       uint32 `json:"id"`
+	Role     string `json:"role"`
+	Sessions int    `json:"sessions"`
+	Conns    int    `json:"connections"`
+	Draining bool   `json:"draining"`
+	Self     bool   `json:"self"`
+}
+
+// Stats computes the node's figures now.
+func (m *Monitor) Stats() *NodeStats {
+	st := &NodeStats{Node: m.cfg.ServerID, Version: m.cfg.Version, Uptime: time.Since(m.start).Seconds(),
+		Connections: map[string]int{}, DeliveryP99Ms: -1}
+	total := 0
+	if n := m.cfg.Node; n != nil {
+		for _, name := range n.order {
+			c := int(n.servers[name].Stats().Conns.Load())
+			st.Connections[name] = c
+			total += c
+		}
+	}
+	if e := m.cfg.Endpoint; e != nil {
+		st.Sessions = e.Sessions()
+		st.Draining = e.Draining()
+	}
+	if c := m.cfg.Center; c != nil {
+		st.Delivered, st.Stored = c.Delivered.Load(), c.StoredOffline.Load()
+		st.Refused, st.Shed = c.Refused.Load(), c.Shed.Load()
+		st.Pending = c.pendingReceipts()
+		st.StoreQueue = len(c.jobs)
+	}
+	m.mu.Lock()
+	h := m.history()
+	m.mu.Unlock()
+	// Rates and the percentile run from the samples up to now, so that
+	// they include the last fraction of a second.
+	last := m.read(time.Now())
+	if len(h) > 0 {
+		first := h[0]
+		for _, s := range h {
+			if last.at.Sub(s.at) <= rateWindow {
+				first = s
+				break
+			}
+		}
+		if secs := last.at.Sub(first.at).Seconds(); secs > 0 {
+			st.MessagesPerSec = float64(last.messages-first.messages) / secs
+			st.FramesPerSec = float64(last.frames-first.frames) / secs
+		}
+		st.MessageRate = make([]float64, 0, len(h)-1)
+		for i := 1; i < len(h); i++ {
+			if secs := h[i].at.Sub(h[i-1].at).Seconds(); secs > 0 {
+				st.MessageRate = append(st.MessageRate, float64(h[i].messages-h[i-1].messages)/secs)
+			}
+		}
+		if q := last.delivery.Sub(h[0].delivery).Quantile(0.99); q >= 0 {
+			st.DeliveryP99Ms = float64(q) / float64(time.Millisecond)
+		}
+	}
+	st.Goroutines, st.HeapBytes = runtime.NumGoroutine(), heapBytes()
+	role := RoleAll
+	if n := m.cfg.Node; n != nil {
+		role = n.cfg.Role
+	}
+	st.Nodes = []NodeStatus{{ID: m.cfg.ServerID, Role: role, Sessions: st.Sessions, Conns: total,
+		Draining: st.Draining, Self: true}}
+	st.Errors = []RecentError{}
+	if m.cfg.Logs != nil {
+		st.Errors = m.cfg.Logs.Recent()
+	}
+	return st
+}
+
+//go:embed status.html
+var statusPage []byte
+
+// Register adds /metrics (Prometheus, with Go runtime and process
+// collectors), the public /v1/status JSON and the status page at / to n.
+func (m *Monitor) Register(n *Node) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.HandleHTTP("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	n.HandleHTTP("GET /v1/status", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, http.StatusOK, m.Stats())
+	}))
+	n.HandleHTTP("GET /{$}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
+		_, _ = w.Write(statusPage)
+	}))
+}
+
+// RecentError is a warning or error log record as the status page shows
+// it: the message and its "err" attribute, nothing else, since the page is
+// public.
+type RecentError struct {
+	Time  time.Time `json:"time"`
+	Level string    `json:"level"`
+	Msg   string    `json:"msg"`
+	Err   string    `json:"err,omitempty"`
+}
+
+// LogRing is a slog.Handler that passes every record to the handler it
+// wraps and keeps the last few warnings and errors for the status page.
+// Warnings are rare, so a mutex guards the ring. Safe for concurrent use.
+type LogRing struct {
+	next slog.Handler
+	r    *ring
+	err  string // the last "err" attribute added through WithAttrs
+}
+
+type ring struct {
+	mu   sync.Mutex
+	recs []RecentError
+	pos  int
+	size int
+}
+
+// NewLogRing wraps h and keeps the last size warnings and errors.
+func NewLogRing(h slog.Handler, size int) *LogRing {
+	return &LogRing{next: h, r: &ring{recs: make([]RecentError, 0, size), size: size}}
+}
+
+// Enabled reports true for warnings and errors, which the ring keeps even
+// if the wrapped handler drops them, and otherwise asks the wrapped handler.
+func (l *LogRing) Enabled(ctx context.Context, lvl slog.Level) bool {
+	return lvl >= slog.LevelWarn || l.next.Enabled(ctx, lvl)
+}
+
+// Handle keeps warnings and errors and passes what the wrapped handler
+// wants to it.
+func (l *LogRing) Handle(ctx context.Context, rec slog.Record) error {
+	if rec.Level >= slog.LevelWarn {
+		e := RecentError{Time: rec.Time, Level: rec.Level.String(), Msg: rec.Message, Err: l.err}
+		rec.Attrs(func(a slog.Attr) bool {
+			if a.Key == "err" {
+				e.Err = a.Value.String()
+				return false
+			}
+			return true
+		})
+		l.r.add(e)
+	}
+	if l.next.Enabled(ctx, rec.Level) {
+		return l.next.Handle(ctx, rec)
+	}
+	return nil
+}
+
+// WithAttrs returns a handler sharing the ring.
+func (l *LogRing) WithAttrs(as []slog.Attr) slog.Handler {
+	n := &LogRing{next: l.next.WithAttrs(as), r: l.r, err: l.err}
+	for _, a := range as {
+		if a.Key == "err" {
+			n.err = a.Value.String()
+		}
+	}
+	return n
+}
+
+// WithGroup returns a handler sharing the ring.
+func (l *LogRing) WithGroup(name string) slog.Handler {
+	return &LogRing{next: l.next.WithGroup(name), r: l.r, err: l.err}
+}
+
+// Recent returns the kept records, oldest first.
+func (l *LogRing) Recent() []RecentError {
+	return l.r.list()
+}
+
+func (r *ring) add(e RecentError) {
+	r.mu.Lock()
+	if len(r.recs) < r.size {
+		r.recs = append(r.recs, e)
+	} else if r.size > 0 {
+		r.recs[r.pos] = e
+		r.pos = (r.pos + 1) % r.size
+	}
+	r.mu.Unlock()
+}
+
+func (r *ring) list() []RecentError {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]RecentError, 0, len(r.recs))
+	out = append(out, r.recs[r.pos:]...)
+	return append(out, r.recs[:r.pos]...)
+}
