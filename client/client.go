@@ -43,6 +43,10 @@ type Config struct {
 	DialTimeout time.Duration
 	// AutoAck acks every pushed MSG and GROUP_MSG as soon as it is read.
 	AutoAck bool
+	// AutoFetch asks for the offline messages (p2p and group) right after
+	// connecting, and for the next page whenever an answer says more
+	// remain. The FETCH answers still reach Frames.
+	AutoFetch bool
 	// Dedupe, when set, drops pushed messages whose (sender, client id)
 	// it has seen, so that a message resent after a reconnect is shown
 	// once. Share one across a user's reconnects.
@@ -284,6 +288,7 @@ type Conn struct {
 	closed   atomic.Bool
 	pongs    chan []byte
 	autoAck  bool
+	autoFet  bool
 	dedupe   *Dedupe
 	received atomic.Uint64
 	dups     atomic.Uint64
@@ -344,9 +349,19 @@ func handshake(ctx context.Context, cfg Config, nc net.Conn, serverKey []byte, t
 	}
 	_ = nc.SetDeadline(time.Time{})
 	c := &Conn{nc: nc, keys: keys, user: acc.UserID, in: make(chan Frame, 4096),
-		done: make(chan struct{}), pongs: make(chan []byte, 16), autoAck: cfg.AutoAck, dedupe: cfg.Dedupe}
+		done: make(chan struct{}), pongs: make(chan []byte, 16), autoAck: cfg.AutoAck, autoFet: cfg.AutoFetch, dedupe: cfg.Dedupe}
 	c.nextCID.Store(uint64(time.Now().UnixNano()))
 	go c.readLoop(r)
+	if c.autoFet {
+		if _, err := c.Fetch(frame.FetchP2P, 0, 100); err != nil {
+			c.Close()
+			return nil, err
+		}
+		if _, err := c.Fetch(frame.FetchGroup, 0, 100); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
 	return c, nil
 }
 
@@ -408,6 +423,11 @@ func (c *Conn) readLoop(r *bufio.Reader) {
 		}
 		if c.autoAck {
 			c.ack(f.Cmd(), body)
+		}
+		if c.autoFet && f.Cmd() == frame.CmdFetch {
+			if fe := frame.Fetch(body); fe.Flags()&frame.FetchMore != 0 {
+				go func(kind byte, cursor uint64) { _, _ = c.Fetch(kind, cursor, 100) }(fe.Kind(), max(fe.Cursor(), 1))
+			}
 		}
 		if c.dedupe != nil && f.Cmd() == frame.CmdMsg {
 			if m := frame.Msg(body); c.dedupe.Seen(m.From(), m.CID()) {

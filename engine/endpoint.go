@@ -60,7 +60,7 @@ func NewEndpoint(cfg EndpointConfig) *EndpointHandler {
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = 10 * time.Second
 	}
-	if cfg.MaxSession <= 0 {
+	if cfg.MaxSession <= 0 || cfg.MaxSession > 24*time.Hour {
 		cfg.MaxSession = 24 * time.Hour
 	}
 	if cfg.Logger == nil {

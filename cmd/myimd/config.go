@@ -39,6 +39,7 @@ type Config struct {
 	IdleTimeout       time.Duration
 	FirstFrameTimeout time.Duration
 	HandshakeTimeout  time.Duration
+	MaxSession        time.Duration
 	ServerID          uint
 
 	// AdminSecret guards the admin API; empty disables it (404).
@@ -72,6 +73,7 @@ func (c *Config) options() []option {
 		{"idle-timeout", "close a connection with no frame for this long", (*durationValue)(&c.IdleTimeout)},
 		{"first-frame-timeout", "close a connection with no frame this long after connect", (*durationValue)(&c.FirstFrameTimeout)},
 		{"handshake-timeout", "close a connection not authenticated this long after connect", (*durationValue)(&c.HandshakeTimeout)},
+		{"max-session", "end a session after this long even if its token lives longer; the client handshakes again (at most 24h)", (*durationValue)(&c.MaxSession)},
 		{"server-id", "this node's id in the cluster (1..65535)", (*uintValue)(&c.ServerID)},
 		{"admin-secret", "bearer secret of the admin API (empty: admin API off)", (*secretValue)(&c.AdminSecret)},
 		{"pprof", "serve /debug/pprof/ on the HTTP listener, behind the admin secret", (*boolValue)(&c.PProf)},
@@ -96,6 +98,7 @@ func defaults() Config {
 		IdleTimeout:       120 * time.Second,
 		FirstFrameTimeout: 10 * time.Second,
 		HandshakeTimeout:  10 * time.Second,
+		MaxSession:        24 * time.Hour,
 		ServerID:          1,
 	}
 }

@@ -150,7 +150,7 @@ func buildNode(cfg Config, log *slog.Logger, logs *engine.LogRing) (*engine.Node
 	center := engine.NewLocalCenter(engine.CenterConfig{ID: uint32(cfg.ServerID), Store: store, Servers: servers,
 		Logger: log.With("role", "center")})
 	endpoint := engine.NewEndpoint(engine.EndpointConfig{ID: uint32(cfg.ServerID), Identity: id, Session: scfg,
-		Center: center, HandshakeTimeout: cfg.HandshakeTimeout, Logger: log.With("role", "endpoint")})
+		Center: center, HandshakeTimeout: cfg.HandshakeTimeout, MaxSession: cfg.MaxSession, Logger: log.With("role", "endpoint")})
 	login := engine.NewLogin(engine.LoginConfig{Store: store, Identity: id, Hasher: hasher, Session: scfg,
 		Servers: servers, Notify: center.Notify, Logger: log.With("role", "login")})
 	n, err = engine.NewNode(engine.NodeConfig{

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/myim/myim/client"
+	"github.com/myim/myim/frame"
+)
+
+// sessionInbox collects the contents of the MSGs a Session receives, across
+// its reconnects.
+func sessionInbox(ctx context.Context, s *client.Session) <-chan string {
+	out := make(chan string, 64)
+	go func() {
+		var seen *client.Conn
+		for ctx.Err() == nil {
+			c, changed := s.Conn()
+			if c == nil || c == seen {
+				select {
+				case <-changed:
+				case <-ctx.Done():
+				}
+				continue
+			}
+			seen = c
+			for f := range c.Frames() {
+				if f.Cmd == frame.CmdMsg {
+					out <- string(frame.Msg(f.Body).Content())
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// TestSessionRenews runs myimd with a short session lifetime, standing in
+// for the 24 hours a session may last: at its end the endpoint closes the
+// session, the SDK logs in again (a fresh token, a full new handshake) and
+// messaging goes on, nothing lost across the renewal.
+func TestSessionRenews(t *testing.T) {
+	p := startMyimd(t, "--max-session", "2s")
+	p.register(t, "ray", "password-ray")
+	lizID := p.register(t, "liz", "password-liz")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	session := func(name string) *client.Session {
+		cfg := p.cfg(t, newDevice(t))
+		cfg.AutoAck, cfg.AutoFetch, cfg.Dedupe = true, true, client.NewDedupe(0)
+		s := client.NewSession(cfg, p.addrs["login"], name, []byte("password-"+name))
+		go func() { _ = s.Run(ctx) }()
+		return s
+	}
+	ray, liz := session("ray"), session("liz")
+	inbox := sessionInbox(ctx, liz)
+	send := func(text string) {
+		t.Helper()
+		for {
+			c, _ := ray.Conn()
+			if c != nil {
+				if _, err := c.SendMsg(lizID, frame.QoS1, []byte(text)); err == nil {
+					break
+				}
+			}
+			time.Sleep(50 * time.Millisecond) // between two connections
+		}
+		select {
+		case got := <-inbox:
+			if got != text {
+				t.Fatalf("liz got %q, want %q", got, text)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("liz never got %q", text)
+		}
+	}
+	send("before renewal")
+	eventuallyT(t, 15*time.Second, func() bool { return ray.Renewals() >= 1 && liz.Renewals() >= 1 })
+	send("after renewal")
+}
