@@ -231,3 +231,53 @@ func TestPresenceAndFriends(t *testing.T) {
 		t.Fatalf("after bye: %d status %d", n.User(), n.Status())
 	}
 }
+
+// TestStoreDownRefusesQoS1 runs myimd on MariaDB through a proxy and cuts
+// it: a QoS 1 message to an offline user gets a retryable refusal, never an
+// ack; once the store is back the same message, resent, is stored once.
+func TestStoreDownRefusesQoS1(t *testing.T) {
+	dsn := mysqlDatabase(t)
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := startProxy(t, cfg.Addr)
+	cfg.Addr = px.addr
+	p := startMyimd(t, "--mysql-dsn", cfg.FormatDSN())
+	p.register(t, "dora", "password-dora")
+	eveID := p.register(t, "eve", "password-eve")
+	dora := p.connect(t, "dora", newDevice(t))
+
+	px.cut()
+	cid, err := dora.conn.SendMsg(eveID, frame.QoS1, []byte("while the store is down"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := recvCmd2(t, dora.conn, frame.CmdAck, frame.CmdError)
+	if f.Cmd != frame.CmdError {
+		t.Fatalf("acked a message the store did not keep: %+v", frame.Ack(f.Body).Status())
+	}
+	if e := frame.Error(f.Body); e.Code() != frame.ErrCodeRetry || e.Ref() != cid {
+		t.Fatalf("refusal code %d ref %d, want %d ref %d", e.Code(), e.Ref(), frame.ErrCodeRetry, cid)
+	}
+
+	px.restore()
+	eventuallyT(t, 20*time.Second, func() bool {
+		_ = dora.conn.SendMsgCID(frame.CmdMsg, eveID, frame.QoS1, cid, []byte("while the store is down"))
+		f := recvCmd2(t, dora.conn, frame.CmdAck, frame.CmdError)
+		return f.Cmd == frame.CmdAck && frame.Ack(f.Body).Status() == frame.AckStored
+	})
+	eve := p.connect(t, "eve", newDevice(t))
+	_, _ = eve.conn.Fetch(frame.FetchP2P, 0, 100)
+	n := 0
+	for {
+		f := recvCmd2(t, eve.conn, frame.CmdMsg, frame.CmdFetch)
+		if f.Cmd == frame.CmdFetch {
+			break
+		}
+		n++
+	}
+	if n != 1 {
+		t.Fatalf("eve got %d copies, want 1", n)
+	}
+}
