@@ -167,7 +167,7 @@ func TestCrashLosesNothingAcked(t *testing.T) {
 			t.Fatalf("only %d of %d resends acked", got, resend)
 		}
 	}
-	eventuallyT(t, 30*time.Second, func() bool {
+	waitFor(t, 30*time.Second, "every message shown", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(arrivals) == total

@@ -104,7 +104,7 @@ func testOffline(t *testing.T, p *proc) {
 		}
 	}
 	// Acked messages are gone.
-	eventuallyT(t, 10*time.Second, func() bool {
+	waitFor(t, 10*time.Second, "acked messages deleted", func() bool {
 		_, _ = ben.conn.Fetch(frame.FetchP2P, 0, 100)
 		f := recvCmd2(t, ben.conn, frame.CmdMsg, frame.CmdFetch)
 		return f.Cmd == frame.CmdFetch && frame.Fetch(f.Body).Count() == 0
@@ -122,16 +122,6 @@ func recvCmd2(t testing.TB, c *client.Conn, a, b frame.Cmd) client.Frame {
 	return f
 }
 
-func eventuallyT(t testing.TB, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in time")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 func groupReply(t testing.TB, c *client.Conn, req uint32) (uint64, []byte) {
 	t.Helper()
@@ -262,7 +252,7 @@ func TestStoreDownRefusesQoS1(t *testing.T) {
 	}
 
 	px.restore()
-	eventuallyT(t, 20*time.Second, func() bool {
+	waitFor(t, 20*time.Second, "the resend stored", func() bool {
 		_ = dora.conn.SendMsgCID(frame.CmdMsg, eveID, frame.QoS1, cid, []byte("while the store is down"))
 		f := recvCmd2(t, dora.conn, frame.CmdAck, frame.CmdError)
 		return f.Cmd == frame.CmdAck && frame.Ack(f.Body).Status() == frame.AckStored

@@ -75,6 +75,6 @@ func TestSessionRenews(t *testing.T) {
 		}
 	}
 	send("before renewal")
-	eventuallyT(t, 15*time.Second, func() bool { return ray.Renewals() >= 1 && liz.Renewals() >= 1 })
+	waitFor(t, 15*time.Second, "both sessions renewed", func() bool { return ray.Renewals() >= 1 && liz.Renewals() >= 1 })
 	send("after renewal")
 }
