@@ -84,8 +84,11 @@ type LocalCenter struct {
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 
-	// Stats for tests and metrics.
+	// Stats for tests and metrics: p2p outcomes, group fan-out pushes, and
+	// offline messages deleted after their receipt (StoredOffline minus
+	// OfflineDeleted approximates the offline queue).
 	Delivered, StoredOffline, Refused, Shed atomic.Uint64
+	GroupPushes, OfflineDeleted             atomic.Uint64
 }
 
 // sessState is the center's view of one session.
@@ -521,7 +524,9 @@ func (c *LocalCenter) ack(user uint64, s SessionRef, a frame.Ack) {
 				defer cancel()
 				if err := c.cfg.Store.DeleteOffline(ctx, user, []uint64{mid}); err != nil {
 					c.cfg.Logger.Warn("offline delete failed", "user", user, "err", err)
+					return
 				}
+				c.OfflineDeleted.Add(1)
 			}) {
 				c.cfg.Logger.Warn("offline delete dropped: queue full", "user", user)
 			}

@@ -71,7 +71,7 @@ func (c *LocalCenter) fanout(members []storage.Member, b []byte) {
 		c.routes.Lookup(mb.User, func(a route.Addr, v any) {
 			st := v.(*sessState)
 			if c.sendRef(st.ref, b) {
-				c.Delivered.Add(1)
+				c.GroupPushes.Add(1)
 			}
 		})
 	}

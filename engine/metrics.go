@@ -456,6 +456,14 @@ var (
 		"Failed handshakes by role and reason.", []string{"role", "reason"}, nil)
 	descMessages = prometheus.NewDesc("myim_messages_total",
 		"Messages the center handled, by outcome.", []string{"outcome"}, nil)
+	descGroupPushes = prometheus.NewDesc("myim_group_pushes_total",
+		"Group messages pushed to online members' sessions.", nil, nil)
+	descOfflineDeleted = prometheus.NewDesc("myim_offline_deleted_total",
+		"Offline messages deleted after the recipient's receipt.", nil, nil)
+	descOfflineDepth = prometheus.NewDesc("myim_offline_depth",
+		"Offline messages stored by this process and not yet deleted (since start).", nil, nil)
+	descOfflineQueue = prometheus.NewDesc("myim_offline_write_queue",
+		"Undelivered messages waiting for the offline writer.", nil, nil)
 	descPending = prometheus.NewDesc("myim_pending_receipts",
 		"QoS 1 messages pushed and awaiting the recipient's receipt.", nil, nil)
 	descStoreQueue = prometheus.NewDesc("myim_storage_queue",
@@ -478,7 +486,7 @@ var (
 func (m *Monitor) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descAccepted, descFramesIn, descBytesIn, descBytesOut,
 		descWrites, descClosed, descLoopLag, descSessions, descDraining, descHandshakes, descHandshakeFail,
-		descMessages, descPending, descStoreQueue, descStoreQueueCap, descOnline, descDelivery,
+		descMessages, descGroupPushes, descOfflineDeleted, descOfflineDepth, descOfflineQueue, descPending, descStoreQueue, descStoreQueueCap, descOnline, descDelivery,
 		descStoreLat, descStoreErr, descUptime} {
 		ch <- d
 	}
@@ -527,6 +535,10 @@ func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
 		counter(descMessages, c.StoredOffline.Load(), "stored_offline")
 		counter(descMessages, c.Refused.Load(), "refused")
 		counter(descMessages, c.Shed.Load(), "shed")
+		counter(descGroupPushes, c.GroupPushes.Load())
+		counter(descOfflineDeleted, c.OfflineDeleted.Load())
+		gauge(descOfflineDepth, float64(max(int64(c.StoredOffline.Load())-int64(c.OfflineDeleted.Load()), 0)))
+		gauge(descOfflineQueue, float64(len(c.offline)))
 		gauge(descPending, float64(c.pendingReceipts()))
 		gauge(descStoreQueue, float64(len(c.jobs)))
 		gauge(descStoreQueueCap, float64(cap(c.jobs)))
