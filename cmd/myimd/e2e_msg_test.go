@@ -136,8 +136,13 @@ func groupReply(t testing.TB, c *client.Conn, req uint32) (uint64, []byte) {
 	}
 }
 
-func TestGroupsFanOutAndJoinCutoff(t *testing.T) {
-	p := startMyimd(t)
+func TestGroupsFanOutAndJoinCutoff(t *testing.T) { testGroups(t, startMyimd(t)) }
+
+func TestGroupsFanOutAndJoinCutoffMySQL(t *testing.T) {
+	testGroups(t, startMyimd(t, "--mysql-dsn", mysqlDatabase(t)))
+}
+
+func testGroups(t *testing.T, p *proc) {
 	for _, n := range []string{"gia", "gus", "gil"} {
 		p.register(t, n, "password-"+n)
 	}
@@ -187,8 +192,13 @@ func TestGroupsFanOutAndJoinCutoff(t *testing.T) {
 	}
 }
 
-func TestPresenceAndFriends(t *testing.T) {
-	p := startMyimd(t)
+func TestPresenceAndFriends(t *testing.T) { testPresence(t, startMyimd(t)) }
+
+func TestPresenceAndFriendsMySQL(t *testing.T) {
+	testPresence(t, startMyimd(t, "--mysql-dsn", mysqlDatabase(t)))
+}
+
+func testPresence(t *testing.T, p *proc) {
 	p.register(t, "pia", "password-pia")
 	p.register(t, "pam", "password-pam")
 	pia := p.connect(t, "pia", newDevice(t))
