@@ -332,14 +332,9 @@ func (a *Admin) bulkUsers(w http.ResponseWriter, r *http.Request) {
 	case in.First < 0:
 		writeErr(w, http.StatusBadRequest, "first must not be negative")
 		return
-	case !nameRe.MatchString(in.Prefix + strconv.FormatInt(in.First+int64(in.Count)-1, 10)):
-		writeErr(w, http.StatusBadRequest, "prefix+N must be 1 to 64 letters, digits, '_', '.' or '-'")
-		return
-	case len(in.Password) < minPassword:
-		writeErr(w, http.StatusBadRequest, "password must be at least 8 characters")
-		return
-	case len(in.Password) > maxPassword:
-		writeErr(w, http.StatusBadRequest, "password too long")
+	}
+	if msg := checkCredentials(in.Prefix+strconv.FormatInt(in.First+int64(in.Count)-1, 10), in.Password); msg != "" {
+		writeErr(w, http.StatusBadRequest, "prefix+N: "+msg)
 		return
 	}
 	ctx := r.Context()

@@ -79,6 +79,19 @@ func (a *API) storeErr(w http.ResponseWriter, err error) {
 	}
 }
 
+// checkCredentials returns why a name or password is refused, or "".
+func checkCredentials(name, password string) string {
+	switch {
+	case !nameRe.MatchString(name):
+		return "name must be 1 to 64 letters, digits, '_', '.' or '-'"
+	case len(password) < minPassword:
+		return "password must be at least 8 characters"
+	case len(password) > maxPassword:
+		return "password too long"
+	}
+	return ""
+}
+
 func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Name     string `json:"name"`
@@ -87,15 +100,8 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &in) {
 		return
 	}
-	switch {
-	case !nameRe.MatchString(in.Name):
-		writeErr(w, http.StatusBadRequest, "name must be 1 to 64 letters, digits, '_', '.' or '-'")
-		return
-	case len(in.Password) < minPassword:
-		writeErr(w, http.StatusBadRequest, "password must be at least 8 characters")
-		return
-	case len(in.Password) > maxPassword:
-		writeErr(w, http.StatusBadRequest, "password too long")
+	if msg := checkCredentials(in.Name, in.Password); msg != "" {
+		writeErr(w, http.StatusBadRequest, msg)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)

@@ -122,7 +122,6 @@ func recvCmd2(t testing.TB, c *client.Conn, a, b frame.Cmd) client.Frame {
 	return f
 }
 
-
 func groupReply(t testing.TB, c *client.Conn, req uint32) (uint64, []byte) {
 	t.Helper()
 	for {

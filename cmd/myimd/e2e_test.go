@@ -54,17 +54,7 @@ func (p *proc) register(t testing.TB, name, password string) uint64 {
 
 func (p *proc) post(t testing.TB, path, token, body string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", "http://"+p.addrs["http"]+path, strings.NewReader(body))
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	return p.call(t, "POST", path, token, body)
 }
 
 func newDevice(t testing.TB) *ecdh.PrivateKey {
