@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -67,6 +68,8 @@ func (a *Admin) Register(n *Node) {
 	handle("GET /v1/admin/users/online", a.online)
 	handle("GET /v1/admin/users/{id}", a.user)
 	handle("POST /v1/admin/users/{id}/kick", a.kick)
+	handle("POST /v1/admin/users/{id}/devices/{device}/kick", a.kickDevice)
+	handle("POST /v1/admin/tokens/revoke", a.revoke)
 	handle("POST /v1/admin/users/bulk", a.bulkUsers)
 	handle("POST /v1/admin/tokens", a.tokens)
 	handle("POST /v1/admin/drain", a.drain)
@@ -185,6 +188,8 @@ type OnlineSession struct {
 	Session  uint64    `json:"session"`
 	Remote   string    `json:"remote,omitempty"`
 	Since    time.Time `json:"since,omitzero"`
+	SID      string    `json:"sid,omitempty"`    // the token's session id: what revoke takes
+	Device   string    `json:"device,omitempty"` // hex hash of the device key: what a device kick takes
 }
 
 func (a *Admin) centerID() uint32 {
@@ -216,7 +221,7 @@ func (a *Admin) online(w http.ResponseWriter, r *http.Request) {
 				return false
 			}
 			list = append(list, OnlineSession{User: s.User, Endpoint: s.Endpoint, Center: cid, Session: s.Session,
-				Remote: s.Remote, Since: s.Since})
+				Remote: s.Remote, Since: s.Since, SID: s.TokenSession, Device: s.Device})
 			return true
 		})
 	case a.Center != nil:
@@ -274,6 +279,62 @@ func (a *Admin) user(w http.ResponseWriter, r *http.Request) {
 	}
 	s := a.sessionsOf(id)
 	writeJSON(w, http.StatusOK, map[string]any{"id": u.ID, "name": u.Name, "online": len(s) > 0, "sessions": s})
+}
+
+// kickDevice closes a user's sessions on one device, named by the hex hash
+// of its key (the "device" of the online list).
+func (a *Admin) kickDevice(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	var dev [32]byte
+	if b, err := hex.DecodeString(r.PathValue("device")); err != nil || len(b) != len(dev) {
+		writeErr(w, http.StatusBadRequest, "device must be the 64 hex digits of the device key hash")
+		return
+	} else {
+		copy(dev[:], b)
+	}
+	if a.Endpoint == nil {
+		writeErr(w, http.StatusNotFound, "no endpoint on this node")
+		return
+	}
+	n := a.Endpoint.KickDevice(id, dev)
+	a.Logger.Info("admin kick device", "user", id, "device", r.PathValue("device"), "sessions", n)
+	writeJSON(w, http.StatusOK, map[string]any{"user": id, "kicked": n})
+}
+
+// revoke refuses a token from now on and closes its sessions. The body
+// names it by {"sid": "..."} (the online list shows it) or gives the
+// {"token": "..."} itself.
+func (a *Admin) revoke(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		SID   string `json:"sid"`
+		Token string `json:"token"`
+	}
+	if !readJSON(w, r, &in) {
+		return
+	}
+	until := time.Now().Add(session.MaxTokenTTL + session.Leeway)
+	if in.Token != "" {
+		claims, err := session.VerifyToken(a.Identity.TokenKeys(), in.Token, a.Identity.Audience, time.Now())
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, "not a valid token of this cluster")
+			return
+		}
+		in.SID, until = claims.SessionID, claims.ExpiresAt.Add(session.Leeway)
+	}
+	if in.SID == "" {
+		writeErr(w, http.StatusBadRequest, "sid or token required")
+		return
+	}
+	if a.Endpoint == nil {
+		writeErr(w, http.StatusNotFound, "no endpoint on this node")
+		return
+	}
+	n := a.Endpoint.Revoke(in.SID, until)
+	a.Logger.Info("admin revoke", "sid", in.SID, "sessions", n)
+	writeJSON(w, http.StatusOK, map[string]any{"sid": in.SID, "kicked": n})
 }
 
 func (a *Admin) kick(w http.ResponseWriter, r *http.Request) {

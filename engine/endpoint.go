@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"sync"
@@ -32,15 +33,19 @@ type EndpointConfig struct {
 // to its center and delivers what the center sends. Safe for concurrent use.
 type EndpointHandler struct {
 	cfg      EndpointConfig
-	sessions sync.Map // session id -> *Conn
-	nsess    atomic.Int64
-	draining atomic.Bool
-	hs       HandshakeStats
-	delivery LatencyHistogram
+	sessions  sync.Map // session id -> *epSession
+	nsess     atomic.Int64
+	draining  atomic.Bool
+	hs        HandshakeStats
+	delivery  LatencyHistogram
+	revoked   revocations
+	framesIn  [256]atomic.Uint64 // opened client frames by command
+	framesOut [256]atomic.Uint64 // sealed frames to clients by command
 }
 
 // Errors an endpoint reports.
 var (
+	errTokenRevoked   = errors.New("engine: token revoked")
 	errUnknownSession = errors.New("engine: unknown session")
 	errForbidden      = errors.New("engine: sender is not the session's user")
 )
@@ -74,27 +79,85 @@ func NewEndpoint(cfg EndpointConfig) *EndpointHandler {
 // ID returns the endpoint's server id.
 func (e *EndpointHandler) ID() uint32 { return e.cfg.ID }
 
+// epSession is what the endpoint's session table holds: the connection and
+// what its token said, fixed at the handshake, so that operators can close
+// sessions by token or by device from any goroutine.
+type epSession struct {
+	conn *Conn
+	sid  string   // the token's session id
+	dev  [32]byte // hash of the device key
+}
+
 // Deliver queues a plaintext frame for a session; see Endpoint.
 func (e *EndpointHandler) Deliver(s SessionRef, buf *bytebufferpool.ByteBuffer) error {
 	v, ok := e.sessions.Load(s.Session)
 	if !ok {
 		return errUnknownSession
 	}
-	return v.(*Conn).Post(buf)
+	return v.(*epSession).conn.Post(buf)
 }
 
-// Kick closes every session of user (an operator's action or a revoke).
-func (e *EndpointHandler) Kick(user uint64) int {
+// kickWhere closes the sessions match selects and returns how many.
+func (e *EndpointHandler) kickWhere(match func(*epSession) bool) int {
 	n := 0
 	e.sessions.Range(func(_, v any) bool {
-		c := v.(*Conn)
-		if c.user.Load() == user {
-			c.Close(ReasonKicked)
+		if es := v.(*epSession); match(es) {
+			es.conn.Close(ReasonKicked)
 			n++
 		}
 		return true
 	})
 	return n
+}
+
+// Kick closes every session of user (an operator's action).
+func (e *EndpointHandler) Kick(user uint64) int {
+	return e.kickWhere(func(es *epSession) bool { return es.conn.User() == user })
+}
+
+// KickDevice closes the sessions of user on the device whose key hash is dev.
+func (e *EndpointHandler) KickDevice(user uint64, dev [32]byte) int {
+	return e.kickWhere(func(es *epSession) bool { return es.conn.User() == user && es.dev == dev })
+}
+
+// Revoke refuses the token session sid from now until until (a token's
+// expiry bounds it) and closes its live sessions. Safe for concurrent use.
+func (e *EndpointHandler) Revoke(sid string, until time.Time) int {
+	e.revoked.add(sid, until)
+	return e.kickWhere(func(es *epSession) bool { return es.sid == sid })
+}
+
+// FramesByCommand returns the frames the endpoint opened (in) and sealed
+// (out), by command code.
+func (e *EndpointHandler) FramesByCommand() (in, out *[256]atomic.Uint64) { return &e.framesIn, &e.framesOut }
+
+// revocations is the set of revoked token sessions with their expiry; an
+// entry is dropped once the tokens it names could not be valid anyway.
+type revocations struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+func (r *revocations) add(sid string, until time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = make(map[string]time.Time)
+	}
+	now := time.Now()
+	for k, t := range r.m {
+		if now.After(t) {
+			delete(r.m, k)
+		}
+	}
+	r.m[sid] = until
+}
+
+func (r *revocations) has(sid string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.m[sid]
+	return ok && time.Now().Before(t)
 }
 
 // Handshakes returns the endpoint's handshake counters.
@@ -121,6 +184,10 @@ type SessionInfo struct {
 	Session  uint64    `json:"session"`
 	Remote   string    `json:"remote"`
 	Since    time.Time `json:"since"`
+	// TokenSession is the token's "sid" (what Revoke takes); Device the
+	// hex hash of the device key (what KickDevice takes).
+	TokenSession string `json:"sid"`
+	Device       string `json:"device"`
 }
 
 // RangeSessions calls fn for each authenticated session until it returns
@@ -128,9 +195,10 @@ type SessionInfo struct {
 // or may not be seen.
 func (e *EndpointHandler) RangeSessions(fn func(SessionInfo) bool) {
 	e.sessions.Range(func(k, v any) bool {
-		c := v.(*Conn)
+		es := v.(*epSession)
+		c := es.conn
 		return fn(SessionInfo{User: c.User(), Endpoint: e.cfg.ID, Session: c.ID(), Remote: c.RemoteAddr(),
-			Since: c.srv.start.Add(c.openedAt)})
+			Since: c.srv.start.Add(c.openedAt), TokenSession: es.sid, Device: hex.EncodeToString(es.dev[:])})
 	})
 }
 
@@ -149,7 +217,7 @@ func (e *EndpointHandler) Drain() int {
 	e.sessions.Range(func(_, v any) bool {
 		b := bytebufferpool.Get()
 		b.B = append(b.B, notice...)
-		if v.(*Conn).Post(b) != nil {
+		if v.(*epSession).conn.Post(b) != nil {
 			bytebufferpool.Put(b)
 		} else {
 			n++
@@ -207,6 +275,7 @@ func (e *EndpointHandler) OnFrame(c *Conn, f frame.Frame) error {
 		return CloseWith(ReasonCrypto, err)
 	}
 	pf := frame.Frame(buf.B)
+	e.framesIn[pf.Cmd()].Add(1)
 	if err := frame.Check(pf); err != nil {
 		bytebufferpool.Put(buf)
 		e.sealError(c, ec, frame.ErrCodeMalformed, 0, err.Error())
@@ -259,6 +328,12 @@ func (e *EndpointHandler) handshake(c *Conn, ec *epConn, f frame.Frame) error {
 		return CloseWith(ReasonAuth, err)
 	}
 	claims := ec.hs.TokenClaims()
+	if e.revoked.has(claims.SessionID) {
+		e.hs.fail(HandshakeTokenRevoked)
+		out := c.Out()
+		out.B, _ = frame.AppendError(out.B, frame.ErrCodeAuthFailed, 0, "token revoked")
+		return CloseWith(ReasonAuth, errTokenRevoked)
+	}
 	now := time.Now()
 	acc := session.Accepted{UserID: claims.UserID, ServerTime: now}
 	payload, _ := acc.AppendBinary(nil)
@@ -278,7 +353,7 @@ func (e *EndpointHandler) handshake(c *Conn, ec *epConn, f frame.Frame) error {
 	// the client then runs a fresh handshake with a fresh token.
 	life := min(claims.ExpiresAt.Sub(now), e.cfg.MaxSession)
 	c.SetDeadline(max(life, time.Second))
-	e.sessions.Store(c.ID(), c)
+	e.sessions.Store(c.ID(), &epSession{conn: c, sid: claims.SessionID, dev: claims.DeviceKeyHash})
 	e.nsess.Add(1)
 	e.hs.OK.Add(1)
 	e.cfg.Center.Online(ec.user, ec.ref)
@@ -323,6 +398,7 @@ func (e *EndpointHandler) OnMail(c *Conn, b []byte) error {
 		return nil
 	}
 	f := frame.Frame(b)
+	e.framesOut[f.Cmd()].Add(1)
 	out := c.Out()
 	var err error
 	if out.B, err = ec.keys.Seal(out.B, f.Cmd(), f.QoS(), f.Body()); err != nil {

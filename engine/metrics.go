@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/myim/myim/frame"
 	"github.com/myim/myim/storage"
 )
 
@@ -129,12 +130,14 @@ const (
 	HandshakeRateLimited                            // too many failed logins
 	HandshakeUnavailable                            // store or hasher busy or down
 	HandshakeDraining                               // the endpoint is draining
+	HandshakeTokenRevoked                           // an operator revoked the token
 	handshakeFailureCount
 )
 
 var handshakeFailureNames = [handshakeFailureCount]string{
 	"no_handshake", "crypto", "token_expired", "token_audience", "token_signature",
 	"token_device", "bad_request", "password", "rate_limited", "unavailable", "draining",
+	"token_revoked",
 }
 
 // String returns the failure's metric label.
@@ -456,6 +459,8 @@ var (
 		"Failed handshakes by role and reason.", []string{"role", "reason"}, nil)
 	descMessages = prometheus.NewDesc("myim_messages_total",
 		"Messages the center handled, by outcome.", []string{"outcome"}, nil)
+	descFramesByCmd = prometheus.NewDesc("myim_session_frames_total",
+		"Frames opened from and sealed to client sessions, by command and direction.", []string{"cmd", "dir"}, nil)
 	descGroupPushes = prometheus.NewDesc("myim_group_pushes_total",
 		"Group messages pushed to online members' sessions.", nil, nil)
 	descOfflineDeleted = prometheus.NewDesc("myim_offline_deleted_total",
@@ -486,7 +491,7 @@ var (
 func (m *Monitor) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descAccepted, descFramesIn, descBytesIn, descBytesOut,
 		descWrites, descClosed, descLoopLag, descSessions, descDraining, descHandshakes, descHandshakeFail,
-		descMessages, descGroupPushes, descOfflineDeleted, descOfflineDepth, descOfflineQueue, descPending, descStoreQueue, descStoreQueueCap, descOnline, descDelivery,
+		descMessages, descFramesByCmd, descGroupPushes, descOfflineDeleted, descOfflineDepth, descOfflineQueue, descPending, descStoreQueue, descStoreQueueCap, descOnline, descDelivery,
 		descStoreLat, descStoreErr, descUptime} {
 		ch <- d
 	}
@@ -525,6 +530,15 @@ func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
 		gauge(descSessions, float64(e.Sessions()))
 		gauge(descDraining, b2f(e.Draining()))
 		handshakes("endpoint", e.Handshakes())
+		in, out := e.FramesByCommand()
+		for c := 1; c < 256; c++ {
+			if n := in[c].Load(); n > 0 {
+				counter(descFramesByCmd, n, frame.Cmd(c).String(), "in")
+			}
+			if n := out[c].Load(); n > 0 {
+				counter(descFramesByCmd, n, frame.Cmd(c).String(), "out")
+			}
+		}
 		ch <- e.DeliveryLatency().Snapshot().metric(descDelivery)
 	}
 	if l := m.cfg.Login; l != nil {
