@@ -239,11 +239,10 @@ func (e *EndpointHandler) OnOpen(c *Conn) error {
 		out.B, _ = frame.AppendError(out.B, frame.ErrCodeRetry, 0, "draining; use another server")
 		return CloseWith(ReasonShutdown, errDraining)
 	}
-	hs, err := session.NewEndpointServer(e.cfg.Session, e.cfg.Identity.Static, e.cfg.Identity.TokenKeys(), e.cfg.Identity.Audience)
-	if err != nil {
-		return err
-	}
-	c.SetContext(&epConn{hs: hs})
+	// The Noise state is made when the first HANDSHAKE frame arrives, not
+	// here: a connection that only PINGs, or never speaks, costs no more
+	// than its socket.
+	c.SetContext(&epConn{})
 	c.SetDeadline(e.cfg.HandshakeTimeout)
 	return nil
 }
@@ -320,6 +319,13 @@ func (e *EndpointHandler) handshake(c *Conn, ec *epConn, f frame.Frame) error {
 		out := c.Out()
 		out.B, _ = frame.AppendError(out.B, frame.ErrCodeUnauthorized, 0, "handshake required")
 		return CloseWith(ReasonAuth, errNotAuthenticated)
+	}
+	if ec.hs == nil {
+		hs, err := session.NewEndpointServer(e.cfg.Session, e.cfg.Identity.Static, e.cfg.Identity.TokenKeys(), e.cfg.Identity.Audience)
+		if err != nil {
+			return err
+		}
+		ec.hs = hs
 	}
 	if _, err := ec.hs.ReadFrame(nil, f); err != nil {
 		e.hs.fail(handshakeFailureOf(err))
