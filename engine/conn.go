@@ -37,8 +37,8 @@ type Conn struct {
 	reason    atomic.Uint32 // CloseReason, set once
 	closed    atomic.Bool
 	opened    bool        // OnOpen was called (loop only)
-	hasMail   atomic.Bool // mail is non-empty
-	mu        sync.Mutex  // guards mail and mailBytes
+	queued    bool       // in its loop's mail list; guarded by mu
+	mu        sync.Mutex // guards mail, mailBytes and queued
 	mail      []*bytebufferpool.ByteBuffer
 	mailBytes int
 }
@@ -123,15 +123,13 @@ func (c *Conn) Post(b *bytebufferpool.ByteBuffer) error {
 		c.mu.Unlock()
 		return ErrSlowReader
 	}
-	wake := len(c.mail) == 0
 	c.mail = append(c.mail, b)
 	c.mailBytes += len(b.B)
-	c.hasMail.Store(true)
+	enqueue := !c.queued
+	c.queued = true
 	c.mu.Unlock()
-	if wake {
-		if err := c.gc.Wake(nil); err != nil {
-			return ErrClosed
-		}
+	if enqueue {
+		c.loop.addMail(c)
 	}
 	return nil
 }
@@ -189,7 +187,7 @@ func (c *Conn) takeMail(dst []*bytebufferpool.ByteBuffer) []*bytebufferpool.Byte
 	clear(c.mail)
 	c.mail = c.mail[:0]
 	c.mailBytes = 0
-	c.hasMail.Store(false)
+	c.queued = false
 	c.mu.Unlock()
 	return dst
 }

@@ -89,10 +89,88 @@ type loop struct {
 	dirty []*Conn
 	mail  []*bytebufferpool.ByteBuffer // scratch for draining mailboxes
 	sweep gnet.RunnableFunc
+
+	// Connections with posted buffers. Posters append under mailMu; the
+	// loop swaps the list out and drains it at the end of each of its
+	// callbacks, so that a post made while the loop is busy (the common
+	// case when sender and recipient share a loop) costs no wake-up, and
+	// a burst of posts from other goroutines costs one wake-up per loop,
+	// not one per connection.
+	mailMu    sync.Mutex
+	mailConns []*Conn
+	mailSpare []*Conn     // loop only
+	busy      atomic.Bool // the loop is inside a callback that ends with endCallback
+	wakeSet   atomic.Bool // a drain is scheduled through Execute
+	drainMail gnet.RunnableFunc
 	// sweepAt is when the ticker scheduled the pending sweep (since
 	// srv.start, in ns), 0 when none is pending. Set by the ticker, taken by
 	// the loop.
 	sweepAt atomic.Int64
+	srv     *Server
+}
+
+// addMail lists c as having posted buffers and, unless the loop will see
+// the list anyway, wakes it. Safe for concurrent use.
+func (l *loop) addMail(c *Conn) {
+	l.mailMu.Lock()
+	l.mailConns = append(l.mailConns, c)
+	l.mailMu.Unlock()
+	if !l.busy.Load() && l.wakeSet.CompareAndSwap(false, true) {
+		if err := l.el.Execute(context.Background(), l.drainMail); err != nil {
+			l.wakeSet.Store(false)
+		}
+	}
+}
+
+// takeMailConns swaps out the list of connections with mail. Loop only.
+func (l *loop) takeMailConns() []*Conn {
+	l.mailMu.Lock()
+	list := l.mailConns
+	l.mailConns = l.mailSpare[:0]
+	l.mailMu.Unlock()
+	return list
+}
+
+// deliverMail hands every posted buffer of the listed connections to the
+// handler (or writes it). Loop only.
+func (s *Server) deliverMail(l *loop) {
+	list := l.takeMailConns()
+	for i, c := range list {
+		list[i] = nil
+		l.mail = c.takeMail(l.mail[:0])
+		for j, b := range l.mail {
+			if !c.closing && !c.closed.Load() {
+				if s.mh != nil {
+					if err := s.mh.OnMail(c, b.B); err != nil {
+						s.handlerError(c, err)
+					}
+				} else {
+					c.Write(b.B)
+				}
+			}
+			bytebufferpool.Put(b)
+			l.mail[j] = nil
+		}
+	}
+	l.mailSpare = list[:0]
+}
+
+// endCallback ends a loop callback that set busy: it delivers the mail
+// posted meanwhile, flushes, and clears busy, checking the list once more
+// afterwards so that a post that saw busy set is never left waiting.
+func (s *Server) endCallback(l *loop) {
+	for {
+		s.deliverMail(l)
+		s.flush(l)
+		l.busy.Store(false)
+		l.mailMu.Lock()
+		pending := len(l.mailConns) > 0
+		l.mailMu.Unlock()
+		if !pending {
+			return
+		}
+		l.busy.Store(true)
+	}
 }
 
 // New returns a server for h with the given options. It does not listen
@@ -172,6 +250,13 @@ func (s *Server) loopFor(el gnet.EventLoop) *loop {
 		l.wheel.unit = s.cfg.TickInterval
 		l.wheel.pos = l.wheel.tickOf(s.now()) - 1
 		l.sweep = func(context.Context) error { s.sweep(l); return nil }
+		l.srv = s
+		l.drainMail = func(context.Context) error {
+			l.busy.Store(true)
+			l.wakeSet.Store(false)
+			s.endCallback(l)
+			return nil
+		}
 		s.loops[el] = l
 	}
 	return l
@@ -341,22 +426,8 @@ func (g *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 	}
 	// Posted buffers first: they were produced before this read's frames
 	// were handled.
-	if c.hasMail.Load() {
-		l.mail = c.takeMail(l.mail[:0])
-		for i, b := range l.mail {
-			if !c.closing {
-				if s.mh != nil {
-					if err := s.mh.OnMail(c, b.B); err != nil {
-						s.handlerError(c, err)
-					}
-				} else {
-					c.Write(b.B)
-				}
-			}
-			bytebufferpool.Put(b)
-			l.mail[i] = nil
-		}
-	}
+	l.busy.Store(true)
+	s.deliverMail(l)
 	var frames, bytes int
 	for !c.closing {
 		n := gc.InboundBuffered()
@@ -396,11 +467,10 @@ func (g *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 		s.stats.FramesIn.Add(uint64(frames))
 		s.stats.BytesIn.Add(uint64(bytes))
 	}
-	if c.closing && !c.dirty {
-		c.closed.Store(true)
-		return gnet.Close
+	s.endCallback(l)
+	if c.closing && !c.closed.Swap(true) {
+		return gnet.Close // closing with nothing left to write
 	}
-	s.flush(l)
 	return gnet.None
 }
 
