@@ -1,0 +1,443 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/myim/myim/frame"
+)
+
+// RemoteCenterConfig wires an endpoint to a center over a link.
+type RemoteCenterConfig struct {
+	// Addr is the center's link listener, host:port.
+	Addr string
+	Link LinkConfig
+	// DialTimeout bounds connecting, the TLS handshake and HELLO. Default 5 s.
+	DialTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait between reconnect attempts,
+	// which doubles per failed attempt and is jittered so that the
+	// endpoints of a restarted center do not all come back at once.
+	// Defaults 100 ms and 5 s.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+func (c *RemoteCenterConfig) fillDefaults() {
+	c.Link.fillDefaults()
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 5 * time.Second
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 100 * time.Millisecond
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		c.MaxBackoff = max(5*time.Second, c.MinBackoff)
+	}
+}
+
+// RemoteCenter is the Center an endpoint process uses when its center runs
+// elsewhere: every call becomes a link frame (see link.go), and DELIVERs
+// from the center reach the attached endpoint's Deliver. It keeps one link
+// up, reconnecting with jittered exponential backoff, and after each
+// reconnect announces again every session the endpoint holds. While the
+// link is down, traffic waits in the bounded queue; a QoS 1 message that
+// does not fit is refused to its sender with an ERROR (ErrCodeRetry, ref
+// the message's client id). All methods are safe for concurrent use and
+// never block: they are called on event loops.
+type RemoteCenter struct {
+	cfg RemoteCenterConfig
+	q   *linkQueue
+	ep  Endpoint
+
+	// Guarded by q.mu.
+	sessions  map[uint64]*remoteSess // by session id
+	connected bool
+	stopped   bool
+	nc        net.Conn
+
+	startOnce sync.Once
+	stop      chan struct{}
+	done      chan struct{}
+
+	// Stats, for metrics and tests.
+	Connects  atomic.Uint64 // links established
+	DialFails atomic.Uint64 // failed connection attempts
+	Refused   atomic.Uint64 // QoS 1 messages and requests refused: queue full
+	Dropped   atomic.Uint64 // QoS 0 traffic dropped: queue full
+	Resent    atomic.Uint64 // QoS 1 messages written again after a reconnect
+}
+
+type remoteSess struct {
+	user uint64
+	// announced: the center was told about it on some connection, so a
+	// re-announcement is a resumption.
+	announced bool
+}
+
+// NewRemoteCenter checks cfg and returns a center that connects once an
+// endpoint is attached (NewEndpoint does that).
+func NewRemoteCenter(cfg RemoteCenterConfig) (*RemoteCenter, error) {
+	cfg.fillDefaults()
+	if err := cfg.Link.check(); err != nil {
+		return nil, err
+	}
+	if cfg.Addr == "" {
+		return nil, errors.New("engine: remote center needs an address")
+	}
+	return &RemoteCenter{cfg: cfg, q: newLinkQueue(&cfg.Link), sessions: make(map[uint64]*remoteSess),
+		stop: make(chan struct{}), done: make(chan struct{})}, nil
+}
+
+// Attach registers the endpoint that receives DELIVERs and starts the link.
+// A RemoteCenter serves one endpoint; attaching another replaces it.
+func (rc *RemoteCenter) Attach(ep Endpoint) {
+	rc.q.mu.Lock()
+	rc.ep = ep
+	rc.q.mu.Unlock()
+	rc.startOnce.Do(func() { go rc.run() })
+}
+
+func (rc *RemoteCenter) endpoint() Endpoint {
+	rc.q.mu.Lock()
+	ep := rc.ep
+	rc.q.mu.Unlock()
+	return ep
+}
+
+// Online reports a session; while the link is down it is only recorded, and
+// announced when the link comes back.
+func (rc *RemoteCenter) Online(user uint64, s SessionRef) {
+	rc.q.mu.Lock()
+	rs := &remoteSess{user: user}
+	rc.sessions[s.Session] = rs
+	if rc.connected {
+		rs.announced = rc.q.pushLocked(sessItem(linkOnline, user, s.Session, 0))
+	}
+	rc.q.mu.Unlock()
+}
+
+// Offline reports a session gone.
+func (rc *RemoteCenter) Offline(user uint64, s SessionRef, bye bool) {
+	var b byte
+	if bye {
+		b = 1
+	}
+	rc.q.mu.Lock()
+	delete(rc.sessions, s.Session)
+	if rc.connected {
+		rc.q.pushLocked(sessItem(linkOffline, user, s.Session, b))
+	}
+	rc.q.mu.Unlock()
+}
+
+// Handle queues a frame for the center; see Center.Handle. When the queue
+// is full it answers requests and QoS 1 messages with ErrCodeRetry.
+func (rc *RemoteCenter) Handle(user uint64, s SessionRef, buf *bytebufferpool.ByteBuffer) {
+	f := frame.Frame(buf.B)
+	it := handleItem(user, s.Session, buf)
+	switch f.Cmd() {
+	case frame.CmdMsg, frame.CmdFile:
+		it.retain = f.QoS() == frame.QoS1 && frame.Msg(f.Body()).CID() != 0
+	}
+	if rc.q.push(it) {
+		return
+	}
+	rc.refuse(s, f)
+	bytebufferpool.Put(buf)
+}
+
+// refuse answers a frame that could not be queued.
+func (rc *RemoteCenter) refuse(s SessionRef, f frame.Frame) {
+	var ref uint64
+	switch f.Cmd() {
+	case frame.CmdMsg, frame.CmdGroupMsg, frame.CmdFile:
+		if f.QoS() != frame.QoS1 {
+			rc.Dropped.Add(1)
+			return
+		}
+		ref = frame.Msg(f.Body()).CID()
+	case frame.CmdFetch:
+		ref = uint64(frame.Fetch(f.Body()).Req())
+	case frame.CmdSignature, frame.CmdFriendInfo, frame.CmdFriendsOnline, frame.CmdServerList:
+		ref = uint64(frame.Lookup(f.Body()).Req())
+	case frame.CmdGroup:
+		ref = uint64(frame.Group(f.Body()).Req())
+	default: // receipts, presence: the client has nothing to retry
+		rc.Dropped.Add(1)
+		return
+	}
+	rc.Refused.Add(1)
+	ep := rc.endpoint()
+	if ep == nil {
+		return
+	}
+	b := bytebufferpool.Get()
+	b.B, _ = frame.AppendError(b.B, frame.ErrCodeRetry, ref, "center unreachable; retry")
+	if ep.Deliver(s, b) != nil {
+		bytebufferpool.Put(b)
+	}
+}
+
+// Notify queues a NOTICE for every session of user; dropped when the queue
+// is full.
+func (rc *RemoteCenter) Notify(user uint64, code uint16, json []byte) {
+	b := bytebufferpool.Get()
+	b.B = append(b.B, json...)
+	if !rc.q.push(notifyItem(user, code, b)) {
+		bytebufferpool.Put(b)
+		rc.Dropped.Add(1)
+	}
+}
+
+// Connected reports whether the link is up.
+func (rc *RemoteCenter) Connected() bool {
+	rc.q.mu.Lock()
+	defer rc.q.mu.Unlock()
+	return rc.connected
+}
+
+// Ready returns ErrLinkDown while the link is down; for NodeConfig.Ready.
+func (rc *RemoteCenter) Ready(context.Context) error {
+	if !rc.Connected() {
+		return ErrLinkDown
+	}
+	return nil
+}
+
+// Queued returns how many traffic frames wait or await confirmation.
+func (rc *RemoteCenter) Queued() int {
+	rc.q.mu.Lock()
+	defer rc.q.mu.Unlock()
+	return rc.q.data
+}
+
+// Close stops the link for good; queued frames are dropped.
+func (rc *RemoteCenter) Close() {
+	rc.q.mu.Lock()
+	if rc.stopped {
+		rc.q.mu.Unlock()
+		return
+	}
+	rc.stopped = true
+	close(rc.stop)
+	if rc.nc != nil {
+		rc.nc.Close()
+	}
+	started := rc.ep != nil
+	rc.q.mu.Unlock()
+	if started {
+		<-rc.done
+	}
+	rc.q.mu.Lock()
+	rc.q.closeLocked()
+	rc.q.mu.Unlock()
+}
+
+// backoff returns the wait before reconnect attempt n (from 0): an
+// exponential ceiling, of which a random half to all is waited.
+func (rc *RemoteCenter) backoff(n int) time.Duration {
+	d := rc.cfg.MaxBackoff
+	if n < 30 {
+		d = min(rc.cfg.MinBackoff<<n, rc.cfg.MaxBackoff)
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func (rc *RemoteCenter) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-rc.stop:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (rc *RemoteCenter) run() {
+	defer close(rc.done)
+	log := rc.cfg.Link.Logger.With("center", rc.cfg.Addr)
+	attempt := 0
+	for {
+		nc, br, err := rc.connect()
+		if err != nil {
+			select {
+			case <-rc.stop:
+				return
+			default:
+			}
+			rc.DialFails.Add(1)
+			wait := rc.backoff(attempt)
+			attempt++
+			log.Warn("center link: connect failed", "err", err, "attempt", attempt, "retry_in", wait)
+			if !rc.sleep(wait) {
+				return
+			}
+			continue
+		}
+		rc.Connects.Add(1)
+		start := time.Now()
+		err = rc.serve(nc, br, log)
+		select {
+		case <-rc.stop:
+			return
+		default:
+		}
+		if time.Since(start) > rc.cfg.MaxBackoff {
+			attempt = 0 // the link held: start over from the shortest wait
+		}
+		wait := rc.backoff(attempt)
+		attempt++
+		log.Warn("center link down", "err", err, "up_for", time.Since(start).Round(time.Millisecond),
+			"queued", rc.Queued(), "retry_in", wait)
+		if !rc.sleep(wait) {
+			return
+		}
+	}
+}
+
+// connect dials, runs the TLS handshake, checks the peer is a center and
+// exchanges HELLO.
+func (rc *RemoteCenter) connect() (net.Conn, *bufio.Reader, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), rc.cfg.DialTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-rc.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", rc.cfg.Addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (net.Conn, *bufio.Reader, error) {
+		nc.Close()
+		return nil, nil, err
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	if rc.cfg.Link.TLS == nil {
+		if !plainAllowed(nc.RemoteAddr()) {
+			return fail(fmt.Errorf("%w: plain TCP to public address %s", ErrLinkRefused, nc.RemoteAddr()))
+		}
+	} else {
+		tc := tls.Client(nc, rc.cfg.Link.TLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fail(err)
+		}
+		peer, err := PeerNode(tc.ConnectionState())
+		if err != nil {
+			return fail(err)
+		}
+		if peer.Role != RoleCenter {
+			return fail(fmt.Errorf("%w: peer is a %s, not a center", ErrLinkRefused, peer.Role))
+		}
+		nc = tc
+	}
+	ep := rc.endpoint()
+	if err := writeHello(nc, ep.ID(), rc.cfg.DialTimeout); err != nil {
+		return fail(err)
+	}
+	br := bufio.NewReaderSize(nc, 64<<10)
+	dl, _ := ctx.Deadline()
+	_ = nc.SetReadDeadline(dl)
+	if _, err := readHello(&linkReader{r: br, max: 64}); err != nil {
+		return fail(err)
+	}
+	return nc, br, nil
+}
+
+// serve runs one connection until it fails: the center first hears ONLINE
+// for every session, then the messages it did not confirm on the last
+// connection, then what waited meanwhile.
+func (rc *RemoteCenter) serve(nc net.Conn, br *bufio.Reader, log *slog.Logger) error {
+	rc.q.mu.Lock()
+	if rc.stopped {
+		rc.q.mu.Unlock()
+		nc.Close()
+		return ErrClosed
+	}
+	front := make([]linkItem, 0, len(rc.sessions))
+	for id, s := range rc.sessions {
+		var flag byte
+		if s.announced {
+			flag = linkResumed
+		}
+		s.announced = true
+		front = append(front, sessItem(linkOnline, s.user, id, flag))
+	}
+	rc.q.resetLocked(front)
+	rc.connected, rc.nc = true, nc
+	queued := rc.q.data
+	rc.q.mu.Unlock()
+	log.Info("center link up", "sessions", len(front), "queued", queued, "tls", rc.cfg.Link.TLS != nil)
+	if rc.cfg.Link.TLS == nil {
+		log.Warn("center link is plain TCP: run it only over a private network")
+	}
+
+	stopW := make(chan struct{})
+	werr := make(chan error, 1)
+	go func() {
+		err := rc.q.writeLoop(nc, rc.cfg.Link.HeartbeatInterval, rc.cfg.Link.HeartbeatTimeout, stopW)
+		nc.Close() // wakes the reader
+		werr <- err
+	}()
+	err := rc.read(nc, br)
+	nc.Close()
+	close(stopW)
+	if e := <-werr; e != nil && err == nil {
+		err = e
+	}
+	rc.q.mu.Lock()
+	rc.connected, rc.nc = false, nil
+	rc.Resent.Add(uint64(len(rc.q.kept)))
+	rc.q.resetLocked(nil)
+	rc.q.mu.Unlock()
+	return err
+}
+
+// read handles what the center sends until the connection fails.
+func (rc *RemoteCenter) read(nc net.Conn, br *bufio.Reader) error {
+	lr := linkReader{r: br, max: rc.cfg.Link.MaxFrame}
+	ep := rc.endpoint()
+	timeout := rc.cfg.Link.HeartbeatTimeout
+	for {
+		_ = nc.SetReadDeadline(time.Now().Add(timeout))
+		op, fixed, tail, err := lr.next()
+		if err != nil {
+			return err
+		}
+		switch op {
+		case linkDeliver:
+			sess := binary.BigEndian.Uint64(fixed)
+			buf, err := lr.readClientFrame(tail)
+			if err != nil {
+				return err
+			}
+			if ep.Deliver(SessionRef{Endpoint: ep.ID(), Session: sess}, buf) != nil {
+				bytebufferpool.Put(buf) // the center's receipt timeout covers QoS 1
+			}
+		case linkPing:
+			rc.q.push(pingItem(linkPong, binary.BigEndian.Uint64(fixed), lr.count))
+		case linkPong:
+			rc.q.confirm(binary.BigEndian.Uint64(fixed[8:]))
+		default:
+			return fmt.Errorf("%w: op %d from center", ErrLinkProtocol, op)
+		}
+	}
+}
