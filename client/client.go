@@ -47,6 +47,10 @@ type Config struct {
 	// connecting, and for the next page whenever an answer says more
 	// remain. The FETCH answers still reach Frames.
 	AutoFetch bool
+	// FollowMoves ends the connection (Err: ErrMoved) when the server
+	// asks the client to move to another server (NOTICE code 2, a drain),
+	// after the NOTICE is delivered. Session always sets it.
+	FollowMoves bool
 	// Dedupe, when set, drops pushed messages whose (sender, client id)
 	// it has seen, so that a message resent after a reconnect is shown
 	// once. Share one across a user's reconnects.
@@ -124,6 +128,7 @@ func (e *ServerError) Error() string {
 var (
 	ErrClosed   = errors.New("client: connection closed")
 	ErrProtocol = errors.New("client: unexpected frame from server")
+	ErrMoved    = errors.New("client: the server asked to move to another server")
 )
 
 // Login runs the login exchange with the login service at addr.
@@ -289,6 +294,7 @@ type Conn struct {
 	pongs    chan []byte
 	autoAck  bool
 	autoFet  bool
+	follow   bool
 	dedupe   *Dedupe
 	received atomic.Uint64
 	dups     atomic.Uint64
@@ -349,7 +355,7 @@ func handshake(ctx context.Context, cfg Config, nc net.Conn, serverKey []byte, t
 	}
 	_ = nc.SetDeadline(time.Time{})
 	c := &Conn{nc: nc, keys: keys, user: acc.UserID, in: make(chan Frame, 4096),
-		done: make(chan struct{}), pongs: make(chan []byte, 16), autoAck: cfg.AutoAck, autoFet: cfg.AutoFetch, dedupe: cfg.Dedupe}
+		done: make(chan struct{}), pongs: make(chan []byte, 16), autoAck: cfg.AutoAck, autoFet: cfg.AutoFetch, follow: cfg.FollowMoves, dedupe: cfg.Dedupe}
 	c.nextCID.Store(uint64(time.Now().UnixNano()))
 	go c.readLoop(r)
 	if c.autoFet {
@@ -437,6 +443,10 @@ func (c *Conn) readLoop(r *bufio.Reader) {
 		}
 		c.received.Add(1)
 		c.in <- Frame{Cmd: f.Cmd(), QoS: f.QoS(), Body: body}
+		if c.follow && f.Cmd() == frame.CmdNotice && frame.Notice(body).Code() == frame.NoticeMove {
+			c.fail(ErrMoved)
+			return
+		}
 	}
 }
 

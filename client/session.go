@@ -28,6 +28,7 @@ type Session struct {
 
 // NewSession prepares a session; Run connects it.
 func NewSession(cfg Config, loginAddr, name string, password []byte) *Session {
+	cfg.FollowMoves = true
 	return &Session{cfg: cfg, loginAddr: loginAddr, name: name, password: append([]byte(nil), password...),
 		changed: make(chan struct{})}
 }

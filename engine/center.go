@@ -331,6 +331,11 @@ func (c *LocalCenter) p2p(user uint64, s SessionRef, buf *bytebufferpool.ByteBuf
 	f := frame.Frame(buf.B)
 	m := frame.Msg(f.Body())
 	qos, to, cid := f.QoS(), m.To(), m.CID()
+	if to == 0 {
+		c.errorTo(s, frame.ErrCodeBadRequest, cid, "no recipient")
+		bytebufferpool.Put(buf)
+		return
+	}
 	if cid != 0 {
 		if mid, dup := c.seen(user, cid); dup {
 			if qos == frame.QoS1 {

@@ -17,9 +17,15 @@ import (
 // the node's static X25519 key with a certificate for each role it serves.
 // Loaded once at start, immutable afterwards, safe for concurrent use.
 type Identity struct {
-	Root         *session.SigningKey
-	TokenKey     *session.SigningKey
-	Static       *ecdh.PrivateKey
+	// Root signs node certificates: only the node that bootstrapped the
+	// cluster holds it; nodes that joined have nil here and RootKeys set.
+	Root *session.SigningKey
+	// TokenKey signs access tokens: the login service holds it; endpoints
+	// that joined have nil here and TokenVerify set.
+	TokenKey    *session.SigningKey
+	RootKeys    []session.VerifyKey
+	TokenVerify []session.VerifyKey
+	Static      *ecdh.PrivateKey
 	LoginCert    *session.Cert
 	EndpointCert *session.Cert
 	// Audience is what tokens of this cluster carry in "aud".
@@ -79,7 +85,17 @@ func loadOrCreateSigning(path string) (*session.SigningKey, error) {
 }
 
 // TokenKeys returns the keys endpoints accept tokens from.
-func (id *Identity) TokenKeys() []session.VerifyKey { return []session.VerifyKey{id.TokenKey.Verify()} }
+func (id *Identity) TokenKeys() []session.VerifyKey {
+	if len(id.TokenVerify) > 0 {
+		return id.TokenVerify
+	}
+	return []session.VerifyKey{id.TokenKey.Verify()}
+}
 
 // Roots returns the root keys clients pin.
-func (id *Identity) Roots() []session.VerifyKey { return []session.VerifyKey{id.Root.Verify()} }
+func (id *Identity) Roots() []session.VerifyKey {
+	if len(id.RootKeys) > 0 {
+		return id.RootKeys
+	}
+	return []session.VerifyKey{id.Root.Verify()}
+}

@@ -228,6 +228,7 @@ func (m *Memory) RegisterServer(ctx context.Context, s Server, ttl time.Duration
 		return ErrInvalidServer
 	}
 	s.StaticKey = append([]byte(nil), s.StaticKey...)
+	s.Cert = append([]byte(nil), s.Cert...)
 	s.Updated = time.Now().UnixMilli()
 	m.smu.Lock()
 	m.servers[s.ID] = memServer{s: s, exp: m.now() + int64(ttl)}
@@ -248,6 +249,7 @@ func (m *Memory) Servers(ctx context.Context, role string) ([]Server, error) {
 		if e.s.Role == role && e.exp > now {
 			s := e.s
 			s.StaticKey = append([]byte(nil), s.StaticKey...)
+			s.Cert = append([]byte(nil), s.Cert...)
 			out = append(out, s)
 		}
 	}

@@ -461,6 +461,7 @@ type serverRecord struct {
 	Priority  int    `json:"prio"`
 	Load      int    `json:"load"`
 	StaticKey []byte `json:"key,omitempty"`
+	Cert      []byte `json:"cert,omitempty"`
 	Updated   int64  `json:"upd"`
 	Expires   int64  `json:"exp"` // Unix ms
 }
@@ -555,7 +556,7 @@ func (r *Redis) RegisterServer(ctx context.Context, s Server, ttl time.Duration)
 	now := nowMs()
 	rec, err := json.Marshal(serverRecord{
 		ID: s.ID, Role: s.Role, Addr: s.Addr, Priority: s.Priority, Load: s.Load,
-		StaticKey: s.StaticKey, Updated: now, Expires: now + ttlMs(ttl),
+		StaticKey: s.StaticKey, Cert: s.Cert, Updated: now, Expires: now + ttlMs(ttl),
 	})
 	if err != nil {
 		return fmt.Errorf("route: encode server: %w", err)
@@ -612,7 +613,7 @@ func (r *Redis) Servers(ctx context.Context, role string) ([]Server, error) {
 		}
 		out = append(out, Server{
 			ID: rec.ID, Role: rec.Role, Addr: rec.Addr, Priority: rec.Priority, Load: rec.Load,
-			StaticKey: rec.StaticKey, Updated: rec.Updated,
+			StaticKey: rec.StaticKey, Cert: rec.Cert, Updated: rec.Updated,
 		})
 	}
 	if len(dead) > 0 {

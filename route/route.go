@@ -70,6 +70,9 @@ type Server struct {
 	Load int
 	// StaticKey is the server's long-term public key handed to clients.
 	StaticKey []byte
+	// Cert is the server's certificate for StaticKey, from the cluster
+	// root, which clients check before they trust the key.
+	Cert []byte
 	// Updated is the registration time in Unix milliseconds. It is set by
 	// RegisterServer; the value passed in is ignored.
 	Updated int64

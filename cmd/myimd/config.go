@@ -42,10 +42,26 @@ type Config struct {
 	MaxSession        time.Duration
 	ServerID          uint
 
+	// Cluster links: see docs/operations.md.
+	CenterLink    string // endpoint: the center's link address
+	Join          string // a join token from `myimd cluster init`
+	JoinURL       string // the first node's join listener, https://host:port
+	JoinAddr      string // first node: where it serves joins
+	LinkPlaintext bool   // links without TLS (loopback and private networks only)
+	AdvertiseAddr string // endpoint: the address clients dial (default: the endpoint listener's)
+	Priority      int    // endpoint: its priority in the server list, lower first
+	RedisPrefix   string // prefix of every Redis key, so clusters can share a Redis
+
 	// AdminSecret guards the admin API; empty disables it (404).
 	AdminSecret string
 	// PProf serves /debug/pprof/ on the HTTP listener, behind AdminSecret.
 	PProf bool
+
+	// File server and file transfer limits (engine.FilesConfig).
+	FileQuota     int
+	MaxFileSize   int
+	UploadTimeout time.Duration
+	XferIdle      time.Duration
 }
 
 type option struct {
@@ -75,8 +91,20 @@ func (c *Config) options() []option {
 		{"handshake-timeout", "close a connection not authenticated this long after connect", (*durationValue)(&c.HandshakeTimeout)},
 		{"max-session", "end a session after this long even if its token lives longer; the client handshakes again (at most 24h)", (*durationValue)(&c.MaxSession)},
 		{"server-id", "this node's id in the cluster (1..65535)", (*uintValue)(&c.ServerID)},
+		{"center-link", "endpoint role: the center's link address host:port", (*stringValue)(&c.CenterLink)},
+		{"join", "join token from 'myimd cluster init' (endpoint and login roles)", (*secretValue)(&c.Join)},
+		{"join-url", "the first node's join listener, e.g. https://10.0.0.1:5270", (*stringValue)(&c.JoinURL)},
+		{"join-addr", "first node: where to serve cluster joins (needs 'myimd cluster init')", (*addrValue)(&c.JoinAddr)},
+		{"link-plaintext", "endpoint-center links without TLS (loopback and private networks only)", (*boolValue)(&c.LinkPlaintext)},
+		{"advertise-addr", "endpoint: the address clients dial (default: the endpoint listener's)", (*stringValue)(&c.AdvertiseAddr)},
+		{"priority", "endpoint: priority in the server list, lower first", (*intValue)(&c.Priority)},
+		{"redis-prefix", "prefix of every Redis key this cluster uses", (*stringValue)(&c.RedisPrefix)},
 		{"admin-secret", "bearer secret of the admin API (empty: admin API off)", (*secretValue)(&c.AdminSecret)},
 		{"pprof", "serve /debug/pprof/ on the HTTP listener, behind the admin secret", (*boolValue)(&c.PProf)},
+		{"file-quota", "file server quota per user in bytes, uploads in progress included", (*intValue)(&c.FileQuota)},
+		{"max-file-size", "largest file the file server takes, in bytes", (*intValue)(&c.MaxFileSize)},
+		{"upload-timeout", "discard a file server upload with no write for this long", (*durationValue)(&c.UploadTimeout)},
+		{"xfer-idle", "end a user-to-user file transfer with no progress for this long", (*durationValue)(&c.XferIdle)},
 	}
 }
 
@@ -99,7 +127,13 @@ func defaults() Config {
 		FirstFrameTimeout: 10 * time.Second,
 		HandshakeTimeout:  10 * time.Second,
 		MaxSession:        24 * time.Hour,
+		JoinAddr:          ":5270",
+		RedisPrefix:       "myim:",
 		ServerID:          1,
+		FileQuota:         10 << 30,
+		MaxFileSize:       4 << 30,
+		UploadTimeout:     time.Hour,
+		XferIdle:          10 * time.Minute,
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,13 +16,14 @@ import (
 	"time"
 
 	"github.com/myim/myim/engine"
-	"github.com/myim/myim/session"
-	"github.com/myim/myim/storage"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr)) }
 
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "cluster" {
+		return runCluster(args[1:], getenv, stdout, stderr)
+	}
 	cfg, err := loadConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -41,16 +41,17 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	// that comes right after start is a clean stop too.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	n, cleanup, err := buildNode(cfg, log, logs)
+	n, parts, err := buildNode(cfg, log, logs)
 	if err != nil {
 		fmt.Fprintf(stderr, "myimd: %v\n", err)
 		return 1
 	}
-	defer cleanup()
+	defer parts.close()
 	if err := n.Start(); err != nil {
 		fmt.Fprintf(stderr, "myimd: %v\n", err)
 		return 1
 	}
+	parts.started()
 	abs, _ := filepath.Abs(cfg.DataDir)
 	addrs := n.Addrs()
 	fmt.Fprintf(stdout, "myimd %s node %d started (role %s)\n", version, cfg.ServerID, cfg.Role)
@@ -114,89 +115,45 @@ func newLogger(cfg Config, w io.Writer) (*slog.Logger, *engine.LogRing) {
 	return slog.New(ring), ring
 }
 
-// buildNode wires the roles the config asks for: the store, the keys, the
-// center, the endpoint and login handlers, the HTTP API, and what operators
-// see: metrics, status page and admin API.
-func buildNode(cfg Config, log *slog.Logger, logs *engine.LogRing) (*engine.Node, func(), error) {
-	raw, err := storage.Open(storage.Config{MySQLDSN: cfg.MySQLDSN, DataDir: cfg.DataDir})
-	if err != nil {
-		return nil, nil, fmt.Errorf("store: %w", err)
+// runCluster handles `myimd cluster init` (on the first node: create the
+// cluster CA and print a join token) and `myimd cluster token` (print a new
+// join token). Both take the node's flags, --data-dir and --server-id.
+func runCluster(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "init" && args[0] != "token") {
+		fmt.Fprintln(stderr, "usage: myimd cluster init|token [--data-dir DIR] [--server-id N]")
+		return 2
 	}
-	store := engine.NewTimedStore(raw)
-	id, err := engine.LoadIdentity(cfg.DataDir, uint32(cfg.ServerID), time.Now())
+	cfg, err := loadConfig(args[1:], getenv, stderr)
 	if err != nil {
-		store.Close()
-		return nil, nil, fmt.Errorf("keys: %w", err)
+		fmt.Fprintf(stderr, "myimd cluster: %v\n", err)
+		return 2
 	}
-	scfg := &session.Config{}
-	hasher, err := session.NewHasher(scfg)
-	if err != nil {
-		store.Close()
-		return nil, nil, err
+	if err := checkDataDir(cfg.DataDir); err != nil {
+		fmt.Fprintf(stderr, "myimd cluster: data dir %s: %v\n", cfg.DataDir, err)
+		return 2
 	}
-	var n *engine.Node
-	servers := func(context.Context) []engine.ServerInfo {
-		addr := cfg.EndpointAddr
-		if n != nil {
-			if a := n.Addrs()["endpoint"]; a != nil {
-				_, port, _ := net.SplitHostPort(a.String())
-				host, _, _ := net.SplitHostPort(cfg.EndpointAddr)
-				addr = net.JoinHostPort(host, port)
-			}
+	var token string
+	if args[0] == "init" {
+		if token, err = engine.InitCluster(cfg.DataDir); err == nil {
+			err = engine.IssueNodeCert(cfg.DataDir, uint32(cfg.ServerID), engine.RoleCenter)
 		}
-		cert, _ := id.EndpointCert.MarshalBinary()
-		return []engine.ServerInfo{{ID: uint32(cfg.ServerID), Addr: addr, Key: id.Static.PublicKey().Bytes(), Cert: cert}}
+		if err == nil { // the session root, so that joined nodes get keys
+			_, err = engine.LoadIdentity(cfg.DataDir, uint32(cfg.ServerID), time.Now())
+		}
+	} else {
+		token, err = engine.NewJoinToken(cfg.DataDir, 24*time.Hour)
 	}
-	center := engine.NewLocalCenter(engine.CenterConfig{ID: uint32(cfg.ServerID), Store: store, Servers: servers,
-		Logger: log.With("role", "center")})
-	endpoint := engine.NewEndpoint(engine.EndpointConfig{ID: uint32(cfg.ServerID), Identity: id, Session: scfg,
-		Center: center, HandshakeTimeout: cfg.HandshakeTimeout, MaxSession: cfg.MaxSession, Logger: log.With("role", "endpoint")})
-	login := engine.NewLogin(engine.LoginConfig{Store: store, Identity: id, Hasher: hasher, Session: scfg,
-		Servers: servers, Notify: center.Notify, Logger: log.With("role", "login")})
-	n, err = engine.NewNode(engine.NodeConfig{
-		Role:         cfg.Role,
-		ServerID:     uint32(cfg.ServerID),
-		EndpointAddr: cfg.EndpointAddr,
-		LoginAddr:    cfg.LoginAddr,
-		HTTPAddr:     cfg.HTTPAddr,
-		CenterAddr:   cfg.CenterAddr,
-		Limits: engine.Config{
-			Loops:             cfg.Loops,
-			MaxFrame:          cfg.MaxFrame,
-			MaxOutbound:       cfg.MaxOutbound,
-			MaxConns:          cfg.MaxConns,
-			IdleTimeout:       cfg.IdleTimeout,
-			FirstFrameTimeout: cfg.FirstFrameTimeout,
-		},
-		HandshakeTimeout: cfg.HandshakeTimeout,
-		Logger:           log,
-		LoginHandler:     login,
-		EndpointHandler:  endpoint,
-		Ready: func(ctx context.Context) error {
-			// A draining endpoint asks load balancers to send no one new.
-			if endpoint.Draining() {
-				return errors.New("draining")
-			}
-			return store.Ping(ctx)
-		},
-	})
 	if err != nil {
-		center.Close()
-		store.Close()
-		return nil, nil, err
+		fmt.Fprintf(stderr, "myimd cluster %s: %v\n", args[0], err)
+		return 1
 	}
-	(&engine.API{Store: store, Hasher: hasher, Identity: id, Center: center}).Register(n)
-	mon := engine.NewMonitor(engine.MonitorConfig{Node: n, Center: center, Endpoint: endpoint, Login: login,
-		Store: store, Logs: logs, ServerID: uint32(cfg.ServerID), Version: version})
-	mon.Register(n)
-	(&engine.Admin{Secret: cfg.AdminSecret, Store: store, Hasher: hasher, Identity: id, Endpoint: endpoint,
-		Center: center, Monitor: mon, Servers: servers, PProf: cfg.PProf, Logger: log.With("role", "admin")}).Register(n)
-	fmt.Fprintf(os.Stdout, "  root key  %s (clients pin it; also in %s)\n", id.Root.Verify().String(),
-		filepath.Join(cfg.DataDir, "root.pub"))
-	return n, func() {
-		mon.Close()
-		login.Wait()
-		center.Close()
-		store.Close()
-	}, nil
+	fmt.Fprintln(stdout, token)
+	return 0
+}
+
+// filesConfig is the file server's and file transfer's part of cfg; file
+// contents live under the data directory.
+func filesConfig(cfg Config) engine.FilesConfig {
+	return engine.FilesConfig{Dir: filepath.Join(cfg.DataDir, "files"), Quota: int64(cfg.FileQuota),
+		MaxFileSize: int64(cfg.MaxFileSize), UploadTimeout: cfg.UploadTimeout, XferIdle: cfg.XferIdle}
 }

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/myim/myim/client"
+	"github.com/myim/myim/frame"
+)
+
+// redisAddr returns the test Redis, failing under CI when it is down.
+func redisAddr(t *testing.T) string {
+	t.Helper()
+	addr := os.Getenv("MYIM_TEST_REDIS_ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:6379"
+	}
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("Redis unavailable: %v", err)
+		}
+		t.Skipf("Redis unavailable: %v", err)
+	}
+	c.Close()
+	return addr
+}
+
+// cluster starts a first node (all roles, cluster CA) and a second endpoint
+// process that joins it with the token `myimd cluster init` printed.
+func startCluster(t *testing.T, extra ...string) (first, second *proc) {
+	t.Helper()
+	redis := redisAddr(t)
+	prefix := fmt.Sprintf("myimtest%d:", time.Now().UnixNano())
+	dir1 := t.TempDir()
+	out, err := exec.Command(binPath, "cluster", "init", "--data-dir", dir1, "--server-id", "1").Output()
+	if err != nil {
+		t.Fatalf("cluster init: %v", err)
+	}
+	token := strings.TrimSpace(string(out))
+	common := []string{"--redis-addr", redis, "--redis-prefix", prefix}
+	first = startMyimdDir(t, dir1, append(append([]string{"--server-id", "1", "--join-addr", "127.0.0.1:0"}, common...), extra...)...)
+	if first.addrs["join"] == "" || first.addrs["center"] == "" {
+		t.Fatalf("first node lists no join or link listener: %v", first.addrs)
+	}
+	second = startMyimdDir(t, t.TempDir(), append([]string{"--role", "endpoint", "--server-id", "2",
+		"--join", token, "--join-url", "https://" + first.addrs["join"], "--center-link", first.addrs["center"]}, common...)...)
+	// Share the first node's HTTP and login listeners for registration.
+	return first, second
+}
+
+// loginBoth logs a user in at the first node and waits until the server
+// list has both endpoints.
+func loginBoth(t *testing.T, p *proc, name string, dev *user) *client.LoginResult {
+	t.Helper()
+	var res *client.LoginResult
+	waitFor(t, 20*time.Second, "both endpoints in the server list", func() bool {
+		var err error
+		res, err = client.Login(context.Background(), p.cfg(t, dev.dev), p.addrs["login"], name, []byte("password-"+name))
+		if err != nil {
+			t.Fatalf("login %s: %v", name, err)
+		}
+		return len(res.Servers) == 2
+	})
+	return res
+}
+
+func connectTo(t *testing.T, p *proc, u *user, res *client.LoginResult, serverID uint32) {
+	t.Helper()
+	for _, s := range res.Servers {
+		if s.ID == serverID {
+			c, err := client.Connect(context.Background(), p.cfg(t, u.dev), res, s)
+			if err != nil {
+				t.Fatalf("connect to %d: %v", serverID, err)
+			}
+			t.Cleanup(func() { c.Close() })
+			u.id, u.login, u.conn = res.UserID, res, c
+			return
+		}
+	}
+	t.Fatalf("server %d not listed", serverID)
+}
+
+// TestClusterAcrossEndpointProcesses runs an endpoint as its own process,
+// joined with a token and linked to the first node's center over mutual TLS:
+// users on the two endpoints exchange messages and see each other's presence.
+func TestClusterAcrossEndpointProcesses(t *testing.T) {
+	first, _ := startCluster(t)
+	first.register(t, "uma", "password-uma")
+	first.register(t, "vic", "password-vic")
+	uma, vic := &user{dev: newDevice(t)}, &user{dev: newDevice(t)}
+	connectTo(t, first, uma, loginBoth(t, first, "uma", uma), 1)
+	connectTo(t, first, vic, loginBoth(t, first, "vic", vic), 2)
+
+	for i, pair := range [][2]*user{{uma, vic}, {vic, uma}} {
+		from, to := pair[0], pair[1]
+		text := fmt.Sprintf("across endpoints %d", i)
+		cid, err := from.conn.SendMsg(to.id, frame.QoS1, []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := frame.Msg(recvCmd(t, to.conn, frame.CmdMsg).Body)
+		if string(m.Content()) != text || m.Srv() == m.DSrv() {
+			t.Fatalf("got %q via srv %d dsrv %d", m.Content(), m.Srv(), m.DSrv())
+		}
+		_ = to.conn.Ack(m.MID(), m.From())
+		if a := frame.Ack(recvCmd(t, from.conn, frame.CmdAck).Body); a.CID() != cid || a.Status() != frame.AckDelivered {
+			t.Fatalf("ack status %d", a.Status())
+		}
+	}
+	if code, body := first.post(t, "/v1/friends/requests", uma.login.Token, fmt.Sprintf(`{"to":%d}`, vic.id)); code != 202 {
+		t.Fatalf("friend request: %d %s", code, body)
+	}
+	if code, body := first.post(t, "/v1/friends/accept", vic.login.Token, fmt.Sprintf(`{"from":%d}`, uma.id)); code != 200 {
+		t.Fatalf("accept: %d %s", code, body)
+	}
+	recvCmd(t, uma.conn, frame.CmdFriendNotify)
+	_ = vic.conn.SetPresence(frame.StatusBusy, "")
+	if n := frame.Presence(recvCmd(t, uma.conn, frame.CmdFriendNotify).Body); n.User() != vic.id || n.Status() != frame.StatusBusy {
+		t.Fatalf("presence across endpoints: user %d status %d", n.User(), n.Status())
+	}
+}
+
+// TestDrainMovesClients drains the first node's endpoint in the middle of a
+// QoS 1 stream: its clients move to the other endpoint and every message
+// acked to the sender arrives exactly once.
+func TestDrainMovesClients(t *testing.T) {
+	const secret = "drain-secret"
+	first, _ := startCluster(t, "--admin-secret", secret)
+	first.register(t, "wes", "password-wes")
+	first.register(t, "xia", "password-xia")
+	// wes sends from the second endpoint; xia is on the first, which drains.
+	wes := &user{dev: newDevice(t)}
+	connectTo(t, first, wes, loginBoth(t, first, "wes", wes), 2)
+	xia := &user{dev: newDevice(t)}
+	xia.id = loginBoth(t, first, "xia", xia).UserID
+	cfg := first.cfg(t, xia.dev)
+	cfg.AutoAck, cfg.AutoFetch, cfg.Dedupe = true, true, client.NewDedupe(0)
+	sess := client.NewSession(cfg, first.addrs["login"], "xia", []byte("password-xia"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = sess.Run(ctx) }()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	go func() {
+		var last *client.Conn
+		for ctx.Err() == nil {
+			c, changed := sess.Conn()
+			if c == nil || c == last {
+				select {
+				case <-changed:
+				case <-ctx.Done():
+				}
+				continue
+			}
+			last = c
+			for f := range c.Frames() {
+				if f.Cmd == frame.CmdMsg {
+					mu.Lock()
+					seen[string(frame.Msg(f.Body).Content())]++
+					mu.Unlock()
+				}
+			}
+		}
+	}()
+	waitFor(t, 10*time.Second, "xia connected", func() bool { c, _ := sess.Conn(); return c != nil })
+	if srv := sess.Login().Servers[0]; srv.ID != 1 {
+		t.Fatalf("xia's first server is %d, want 1", srv.ID)
+	}
+
+	const total = 200
+	acked := map[uint64]string{}
+	texts := map[uint64]string{}
+	ackCh := make(chan uint64, total)
+	go func() {
+		for f := range wes.conn.Frames() {
+			if f.Cmd == frame.CmdAck {
+				ackCh <- frame.Ack(f.Body).CID()
+			}
+		}
+	}()
+	drained := false
+	for i := 0; i < total; i++ {
+		text := fmt.Sprintf("m%03d", i)
+		cid, err := wes.conn.SendMsg(xia.id, frame.QoS1, []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts[cid] = text
+		if i == total/4 && !drained {
+			if code, body := first.call(t, "POST", "/v1/admin/drain", secret, ""); code != 200 {
+				t.Fatalf("drain: %d %s", code, body)
+			}
+			drained = true
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	deadline := time.After(30 * time.Second)
+	for len(acked) < total {
+		select {
+		case cid := <-ackCh:
+			acked[cid] = texts[cid]
+		case <-deadline:
+			t.Fatalf("%d of %d acked\n%s", len(acked), total, first.out.String())
+		}
+	}
+	waitFor(t, 30*time.Second, "every acked message shown", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) >= total
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for _, text := range acked {
+		if seen[text] != 1 {
+			t.Errorf("%s shown %d times", text, seen[text])
+		}
+	}
+	if sess.Renewals() < 1 {
+		t.Fatal("xia never moved")
+	}
+	if c, _ := sess.Conn(); c == nil {
+		t.Fatal("xia not connected after the move")
+	}
+}
