@@ -298,6 +298,7 @@ type Conn struct {
 	dedupe   *Dedupe
 	received atomic.Uint64
 	dups     atomic.Uint64
+	files    fileMux // transfers and file server requests in progress
 }
 
 // Dial connects to an endpoint and runs the IK handshake with token.
@@ -426,6 +427,10 @@ func (c *Conn) readLoop(r *bufio.Reader) {
 		if err := frame.CheckBody(f.Cmd(), body); err != nil {
 			c.fail(err)
 			return
+		}
+		if (f.Cmd() == frame.CmdFile || f.Cmd() == frame.CmdFileServer || f.Cmd() == frame.CmdError) &&
+			c.routeFile(f.Cmd(), f.QoS(), body) {
+			continue // a transfer or file server request took it (files.go)
 		}
 		if c.autoAck {
 			c.ack(f.Cmd(), body)

@@ -34,7 +34,9 @@ type CenterConfig struct {
 	// Workers run storage calls; QueueLen bounds the work waiting for them.
 	// Defaults 32 and 65,536.
 	Workers, QueueLen int
-	Logger            *slog.Logger
+	// Files tunes file transfer and the private file server (files.go).
+	Files  FilesConfig
+	Logger *slog.Logger
 }
 
 func (c *CenterConfig) fillDefaults() {
@@ -59,6 +61,7 @@ func (c *CenterConfig) fillDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	c.Files.fillDefaults()
 }
 
 // LocalCenter is the center role in process: it assigns message ids, routes
@@ -80,6 +83,8 @@ type LocalCenter struct {
 
 	jobs     chan func()
 	offline  chan offlineItem
+	xfers    xferTable    // user-to-user file transfers (files.go)
+	files    *fileService // the private file server; nil when off
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	stopOnce sync.Once
@@ -159,9 +164,15 @@ func NewLocalCenter(cfg CenterConfig) *LocalCenter {
 		c.wg.Add(1)
 		go c.worker()
 	}
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.sweeper()
 	go c.offlineWriter()
+	c.xfers.init()
+	go c.xferSweeper()
+	var err error
+	if c.files, err = newFileService(c); err != nil {
+		cfg.Logger.Error("file server off", "err", err)
+	}
 	return c
 }
 
@@ -258,6 +269,7 @@ func (c *LocalCenter) Offline(user uint64, s SessionRef, bye bool) {
 	if c.routes.Lookup(user, func(route.Addr, any) {}) == 0 {
 		c.notifyFriends(user, frame.StatusOffline)
 	}
+	c.xferOffline(user, s)
 }
 
 // dropFromPending removes st from a pending message's sessions; when none
@@ -290,8 +302,14 @@ func (c *LocalCenter) dropFromPending(to, mid uint64, st *sessState) {
 func (c *LocalCenter) Handle(user uint64, s SessionRef, buf *bytebufferpool.ByteBuffer) {
 	f := frame.Frame(buf.B)
 	switch f.Cmd() {
-	case frame.CmdMsg, frame.CmdFile:
+	case frame.CmdMsg:
 		c.p2p(user, s, buf)
+		return
+	case frame.CmdFile:
+		c.fileFrame(user, s, buf)
+		return
+	case frame.CmdFileServer:
+		c.fileServer(user, s, buf)
 		return
 	case frame.CmdAck:
 		c.ack(user, s, frame.Ack(f.Body()))
@@ -469,7 +487,7 @@ func (c *LocalCenter) offlineWriter() {
 		for _, it := range items {
 			m := frame.Msg(frame.Frame(it.buf.B).Body())
 			msgs = append(msgs, storage.Message{MID: m.MID(), From: m.From(), To: m.To(), Time: m.Time(),
-				CID: m.CID(), Srv: m.Srv(), QoS: uint8(it.qos), Content: m.Content()})
+				CID: m.CID(), Srv: m.Srv(), QoS: storedQoS(it.buf.B, it.qos), Content: m.Content()})
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := c.cfg.Store.StoreOffline(ctx, msgs)
@@ -776,8 +794,7 @@ func (c *LocalCenter) fetch(user uint64, s SessionRef, req uint32, kind byte, cu
 			msgs, more = msgs[:limit], true
 		}
 		for _, m := range msgs {
-			b, _ := frame.AppendMsg(nil, frame.CmdMsg, frame.QoS(m.QoS), frame.MsgHeader{From: m.From, To: m.To,
-				Time: m.Time, CID: m.CID, Srv: m.Srv, MID: m.MID, DSrv: s.Endpoint}, m.Content)
+			b := appendStored(m, s.Endpoint)
 			if c.sendRef(s, b) {
 				sent++
 			}
@@ -983,8 +1000,7 @@ func (c *LocalCenter) drain(user uint64, st *sessState) {
 			return
 		}
 		for _, m := range msgs {
-			b, _ := frame.AppendMsg(nil, frame.CmdMsg, frame.QoS(m.QoS), frame.MsgHeader{From: m.From, To: m.To,
-				Time: m.Time, CID: m.CID, Srv: m.Srv, MID: m.MID, DSrv: st.ref.Endpoint}, m.Content)
+			b := appendStored(m, st.ref.Endpoint)
 			st.mu.Lock()
 			st.flight[m.MID] = struct{}{}
 			st.curTime, st.curMID = m.Time, m.MID

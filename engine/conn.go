@@ -36,7 +36,7 @@ type Conn struct {
 	user      atomic.Uint64 // the authenticated user, 0 before
 	reason    atomic.Uint32 // CloseReason, set once
 	closed    atomic.Bool
-	opened    bool        // OnOpen was called (loop only)
+	opened    bool       // OnOpen was called (loop only)
 	queued    bool       // in its loop's mail list; guarded by mu
 	mu        sync.Mutex // guards mail, mailBytes and queued
 	mail      []*bytebufferpool.ByteBuffer

@@ -32,7 +32,7 @@ type EndpointConfig struct {
 // checked offline, then sealed frames both ways. It forwards every request
 // to its center and delivers what the center sends. Safe for concurrent use.
 type EndpointHandler struct {
-	cfg      EndpointConfig
+	cfg       EndpointConfig
 	sessions  sync.Map // session id -> *epSession
 	nsess     atomic.Int64
 	draining  atomic.Bool
@@ -129,7 +129,9 @@ func (e *EndpointHandler) Revoke(sid string, until time.Time) int {
 
 // FramesByCommand returns the frames the endpoint opened (in) and sealed
 // (out), by command code.
-func (e *EndpointHandler) FramesByCommand() (in, out *[256]atomic.Uint64) { return &e.framesIn, &e.framesOut }
+func (e *EndpointHandler) FramesByCommand() (in, out *[256]atomic.Uint64) {
+	return &e.framesIn, &e.framesOut
+}
 
 // revocations is the set of revoked token sessions with their expiry; an
 // entry is dropped once the tokens it names could not be valid anyway.

@@ -22,10 +22,10 @@ type Identity struct {
 	Root *session.SigningKey
 	// TokenKey signs access tokens: the login service holds it; endpoints
 	// that joined have nil here and TokenVerify set.
-	TokenKey    *session.SigningKey
-	RootKeys    []session.VerifyKey
-	TokenVerify []session.VerifyKey
-	Static      *ecdh.PrivateKey
+	TokenKey     *session.SigningKey
+	RootKeys     []session.VerifyKey
+	TokenVerify  []session.VerifyKey
+	Static       *ecdh.PrivateKey
 	LoginCert    *session.Cert
 	EndpointCert *session.Cert
 	// Audience is what tokens of this cluster carry in "aud".

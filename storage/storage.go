@@ -1,5 +1,6 @@
 // Package storage owns MyIM's durable state: users, devices, friends, groups,
-// point-to-point offline messages and group messages (file metadata later).
+// point-to-point offline messages, group messages and file metadata
+// (files.go).
 //
 // It must not know about connections, sessions or frames. Every Store method
 // may block on disk or network I/O and must never be called on an event
@@ -172,6 +173,43 @@ type Store interface {
 	// CountGroupMsgs returns how many messages of the group are stored,
 	// expired ones not yet purged included.
 	CountGroupMsgs(ctx context.Context, group uint64) (int, error)
+
+	// CreateUpload records an upload of u.Owner with a new ID (IDs start
+	// at 1) and reserves u.Size bytes of the owner's quota (see files.go).
+	// ErrQuota if the owner's usage plus u.Size would exceed quota; quota
+	// <= 0 means no limit. u.ID is ignored; Created 0 means now.
+	CreateUpload(ctx context.Context, u Upload, quota int64) (uint64, error)
+	// UploadByID returns the upload, or ErrNotFound.
+	UploadByID(ctx context.Context, id uint64) (Upload, error)
+	// DeleteUpload forgets an upload and releases its reservation.
+	// ErrNotFound if there is no such upload.
+	DeleteUpload(ctx context.Context, id uint64) error
+	// StaleUploads returns up to limit uploads created before before,
+	// oldest first (limit as in FetchOffline).
+	StaleUploads(ctx context.Context, before int64, limit int) ([]Upload, error)
+	// CommitUpload atomically turns an upload into a file with a new ID
+	// (IDs start at 1), Created = now, and one more reference to its
+	// content. ErrNotFound if there is no such upload.
+	CommitUpload(ctx context.Context, upload uint64, now int64) (File, error)
+	// FileByID returns the file, or ErrNotFound.
+	FileByID(ctx context.Context, id uint64) (File, error)
+	// Files returns owner's files ordered by ID.
+	Files(ctx context.Context, owner uint64) ([]File, error)
+	// DeleteFile deletes owner's file id with its shares, releases its
+	// quota and drops its reference to the content; it returns the file
+	// and how many files still reference the same content (0: the blob may
+	// go). ErrNotFound if there is no such file or owner does not own it.
+	DeleteFile(ctx context.Context, owner, id uint64) (f File, refsLeft int64, err error)
+	// ShareFile lets s.User, or the members of s.Group, read s.File.
+	// Sharing again is a no-op; ErrNotFound for an unknown file.
+	ShareFile(ctx context.Context, s Share) error
+	// UnshareFile removes a share; removing what does not exist is a no-op.
+	UnshareFile(ctx context.Context, s Share) error
+	// FileShares returns the file's shares, users first, each kind in
+	// ascending order.
+	FileShares(ctx context.Context, file uint64) ([]Share, error)
+	// UsedBytes returns owner's quota usage: files plus open uploads.
+	UsedBytes(ctx context.Context, owner uint64) (int64, error)
 
 	// Ping reports whether the store is usable (ErrUnavailable if not).
 	Ping(ctx context.Context) error

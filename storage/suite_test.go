@@ -154,6 +154,7 @@ func runSuite(t *testing.T, newStore func(t *testing.T) Store, reopen func(t *te
 		{"Context", testContext},
 		{"Closed", testClosed},
 	}
+	tests = append(tests, fileSuite...) // files_suite_test.go
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -1,0 +1,80 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+)
+
+// File metadata: what the private file server keeps about uploads in
+// progress, finished files, their shares and each user's quota usage. The
+// bytes themselves live in a BlobStore (blob.go), addressed by SHA-256; the
+// Store counts how many files reference each content, so that the blob is
+// removed only with its last file.
+//
+// Quota: a user's usage is the sum of the sizes of the files they own plus
+// the sizes announced by their open uploads, reserved when the upload is
+// created (so that many uploads at once cannot overrun it) and released when
+// the upload is deleted. Committing an upload turns its reservation into the
+// file's share of the usage. A file counts in full for its owner even when
+// the same content is stored once for several files.
+
+// ErrQuota: the user's quota cannot hold the new upload.
+var ErrQuota = errors.New("storage: quota exceeded")
+
+// QoSFileFrame is set in Message.QoS for a stored FILE frame (a file offer
+// that waits for its offline receiver): Content then holds the FILE body
+// after its message header (op, transfer id, offset, data). The low bit is
+// still the frame's QoS. Both backends store QoS as given.
+const QoSFileFrame uint8 = 0x80
+
+// MaxFileName bounds File.Name and Upload.Name, in bytes.
+const MaxFileName = 255
+
+// Upload is a file being uploaded: the size and SHA-256 the client
+// announced, which the finished content must match.
+type Upload struct {
+	ID      uint64
+	Owner   uint64
+	Name    string
+	Size    int64
+	SHA256  [32]byte
+	Created int64
+}
+
+// File is a finished file of the private file server.
+type File struct {
+	ID      uint64
+	Owner   uint64
+	Name    string
+	Size    int64
+	SHA256  [32]byte
+	Created int64
+}
+
+// Share lets a user, or every member of a group, read a file: exactly one of
+// User and Group is set.
+type Share struct {
+	File  uint64
+	User  uint64
+	Group uint64
+}
+
+func checkUpload(u *Upload) error {
+	if u.Owner == 0 {
+		return fmt.Errorf("%w: upload without owner", ErrInvalid)
+	}
+	if u.Size < 0 {
+		return fmt.Errorf("%w: negative file size", ErrInvalid)
+	}
+	if err := checkName("file name", u.Name); err != nil {
+		return err
+	}
+	return checkText("file name", u.Name, MaxFileName)
+}
+
+func checkShare(s *Share) error {
+	if s.File == 0 || (s.User == 0) == (s.Group == 0) {
+		return fmt.Errorf("%w: a share names a file and one user or one group", ErrInvalid)
+	}
+	return nil
+}
