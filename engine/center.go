@@ -35,8 +35,11 @@ type CenterConfig struct {
 	// Defaults 32 and 65,536.
 	Workers, QueueLen int
 	// Files tunes file transfer and the private file server (files.go).
-	Files  FilesConfig
-	Logger *slog.Logger
+	Files FilesConfig
+	// Cluster, when set, joins this center to the other centers of the
+	// cluster (center_cluster.go); nil runs it alone.
+	Cluster *ClusterConfig
+	Logger  *slog.Logger
 }
 
 func (c *CenterConfig) fillDefaults() {
@@ -85,6 +88,7 @@ type LocalCenter struct {
 	offline  chan offlineItem
 	xfers    xferTable    // user-to-user file transfers (files.go)
 	files    *fileService // the private file server; nil when off
+	cl       *cluster     // the other centers; nil when alone
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	stopOnce sync.Once
@@ -101,7 +105,7 @@ type sessState struct {
 	ref    SessionRef
 	mu     sync.Mutex
 	status byte
-	flight map[uint64]struct{} // pushed, unacked p2p MIDs
+	flight map[uint64]struct{} // pushed, unacked p2p MIDs; made on the first push
 	// cursor of an offline fetch in progress: (time, mid) of the last sent
 	curTime int64
 	curMID  uint64
@@ -116,10 +120,13 @@ type sessState struct {
 type pendKey struct{ to, mid uint64 }
 
 type pending struct {
-	buf      *bytebufferpool.ByteBuffer // the message as pushed
-	from     uint64
-	cid      uint64
-	qos      frame.QoS
+	buf  *bytebufferpool.ByteBuffer // the message as pushed
+	from uint64
+	cid  uint64
+	qos  frame.QoS
+	// origin is the center that forwarded the message, which acks its
+	// sender; 0 when the sender is here.
+	origin   uint32
 	deadline time.Time
 	sessions []*sessState
 	one      [1]*sessState // backs sessions for the common single device
@@ -173,11 +180,17 @@ func NewLocalCenter(cfg CenterConfig) *LocalCenter {
 	if c.files, err = newFileService(c); err != nil {
 		cfg.Logger.Error("file server off", "err", err)
 	}
+	if cfg.Cluster != nil && cfg.Cluster.Routes != nil {
+		c.cl = newCluster(c, *cfg.Cluster)
+	}
 	return c
 }
 
 // Close stops the center after the queued storage work is done.
 func (c *LocalCenter) Close() {
+	if c.cl != nil {
+		c.cl.close()
+	}
 	c.stopOnce.Do(func() { close(c.stop) })
 	c.wg.Wait()
 }
@@ -213,11 +226,17 @@ func (c *LocalCenter) submit(f func()) bool {
 
 // nextMID returns an id above every earlier one, time-based so that ids
 // also increase across restarts: Unix milliseconds << 20, plus a counter.
+// A clustered center keeps the low 8 bits for its id's low 8 bits and
+// counts above them, so that centers never hand out the same id (the
+// offline store and receipts key messages by recipient and id).
 func (c *LocalCenter) nextMID() uint64 {
-	floor := uint64(time.Now().UnixMilli()) << 20
+	floor, step := uint64(time.Now().UnixMilli())<<20, uint64(1)
+	if c.cl != nil {
+		floor, step = floor|uint64(c.cfg.ID&midSlotMask), midSlotMask+1
+	}
 	for {
 		last := c.lastMID.Load()
-		next := max(last+1, floor)
+		next := max(last+step, floor)
 		if c.lastMID.CompareAndSwap(last, next) {
 			return next
 		}
@@ -241,8 +260,12 @@ func (c *LocalCenter) endpoint(id uint32) Endpoint {
 // Online records a session and tells the user's friends when it is the
 // user's first.
 func (c *LocalCenter) Online(user uint64, s SessionRef) {
-	st := &sessState{ref: s, status: frame.StatusOnline, flight: make(map[uint64]struct{})}
-	c.routes.Put(user, route.Addr{Endpoint: s.Endpoint, Center: c.cfg.ID, Session: s.Session}, st)
+	st := &sessState{ref: s, status: frame.StatusOnline}
+	a := route.Addr{Endpoint: s.Endpoint, Center: c.cfg.ID, Session: s.Session}
+	c.routes.Put(user, a, st)
+	if c.cl != nil {
+		c.cl.publish(pubOp{user: user, a: a})
+	}
 	if c.routes.Lookup(user, func(route.Addr, any) {}) == 1 {
 		c.notifyFriends(user, frame.StatusOnline)
 	}
@@ -254,6 +277,9 @@ func (c *LocalCenter) Offline(user uint64, s SessionRef, bye bool) {
 	v, ok := c.routes.Remove(user, s.Session)
 	if !ok {
 		return
+	}
+	if c.cl != nil {
+		c.cl.publish(pubOp{user: user, a: route.Addr{Endpoint: s.Endpoint, Center: c.cfg.ID, Session: s.Session}, del: true})
 	}
 	st := v.(*sessState)
 	st.mu.Lock()
@@ -295,7 +321,7 @@ func (c *LocalCenter) dropFromPending(to, mid uint64, st *sessState) {
 	}
 	delete(sh.m, k)
 	sh.mu.Unlock()
-	c.storeAndAck(p.buf, p.from, p.cid, p.qos, to)
+	c.storeAndAck(p.buf, p.from, p.cid, p.qos, to, p.origin)
 }
 
 // Handle dispatches one frame from a session.
@@ -368,9 +394,22 @@ func (c *LocalCenter) p2p(user uint64, s SessionRef, buf *bytebufferpool.ByteBuf
 	if cid != 0 {
 		c.remember(user, cid, mid)
 	}
+	c.route(buf, user, cid, qos, to, 0, c.cl != nil && f.Cmd() == frame.CmdMsg)
+}
+
+// route pushes a point-to-point message, its MID set, to the sessions of
+// to on this center and tracks the receipts of QoS 1. When to has no
+// session here and remote is set, the message goes to the cluster's
+// routers (another center may hold to); otherwise what cannot be pushed is
+// stored offline. origin is the center that forwarded the message and is
+// answered in place of its sender; 0 for a sender of this center.
+// Ownership of buf passes.
+func (c *LocalCenter) route(buf *bytebufferpool.ByteBuffer, user, cid uint64, qos frame.QoS, to uint64,
+	origin uint32, remote bool) {
+	mid := frame.Msg(frame.Frame(buf.B).Body()).MID()
 	var p *pending
 	if qos == frame.QoS1 {
-		p = &pending{from: user, cid: cid, qos: qos, deadline: time.Now().Add(c.cfg.AckTimeout)}
+		p = &pending{from: user, cid: cid, qos: qos, origin: origin, deadline: time.Now().Add(c.cfg.AckTimeout)}
 		p.sessions = p.one[:0]
 	}
 	pushed := 0
@@ -400,6 +439,9 @@ func (c *LocalCenter) p2p(user uint64, s SessionRef, buf *bytebufferpool.ByteBuf
 		pushed++
 		if qos == frame.QoS1 {
 			st.mu.Lock()
+			if st.flight == nil {
+				st.flight = make(map[uint64]struct{})
+			}
 			st.flight[mid] = struct{}{}
 			st.mu.Unlock()
 			p.sessions = append(p.sessions, st)
@@ -418,28 +460,54 @@ func (c *LocalCenter) p2p(user uint64, s SessionRef, buf *bytebufferpool.ByteBuf
 		return
 	}
 	sh.mu.Unlock()
+	if online == 0 && remote && c.cl.routeP2P(buf, user, cid, qos, to) {
+		return
+	}
 	if qos == frame.QoS0 && online > 0 {
 		c.Shed.Add(1) // online but every window full: QoS 0 is shed first
 		bytebufferpool.Put(buf)
 		return
 	}
-	c.storeAndAck(buf, user, cid, qos, to)
+	c.storeAndAck(buf, user, cid, qos, to, origin)
 }
 
 // storeAndAck keeps an undelivered message offline and, for QoS 1, acks it
 // to its sender once stored, or refuses it as retryable when the store
-// fails. Never an ack for what was not kept.
-func (c *LocalCenter) storeAndAck(buf *bytebufferpool.ByteBuffer, from, cid uint64, qos frame.QoS, to uint64) {
+// fails. Never an ack for what was not kept. A message forwarded by center
+// origin (non-zero) is answered to that center instead.
+func (c *LocalCenter) storeAndAck(buf *bytebufferpool.ByteBuffer, from, cid uint64, qos frame.QoS, to uint64, origin uint32) {
 	select {
-	case c.offline <- offlineItem{buf: buf, from: from, cid: cid, to: to, qos: qos}:
+	case c.offline <- offlineItem{buf: buf, from: from, cid: cid, to: to, qos: qos, origin: origin}:
 	default:
+		mid := frame.Msg(frame.Frame(buf.B).Body()).MID()
 		bytebufferpool.Put(buf)
-		c.Refused.Add(1)
-		c.forget(from, cid)
-		if qos == frame.QoS1 {
-			c.errorToUser(from, frame.ErrCodeRetry, cid, "server busy; retry")
-		}
+		c.refuse(from, cid, qos, mid, to, origin, "server busy; retry")
 	}
+}
+
+// refuse tells a message's sender (or the center that forwarded it) to
+// send it again.
+func (c *LocalCenter) refuse(from, cid uint64, qos frame.QoS, mid, to uint64, origin uint32, text string) {
+	c.Refused.Add(1)
+	if qos != frame.QoS1 {
+		return
+	}
+	if origin != 0 {
+		c.cl.result(origin, to, mid, resultRefused)
+		return
+	}
+	c.forget(from, cid)
+	c.errorToUser(from, frame.ErrCodeRetry, cid, text)
+}
+
+// acked tells a QoS 1 message's sender, or the center that forwarded it,
+// what became of it.
+func (c *LocalCenter) acked(from, cid, mid, to uint64, origin uint32, status byte) {
+	if origin != 0 {
+		c.cl.result(origin, to, mid, status)
+		return
+	}
+	c.ackTo(from, cid, mid, to, status)
 }
 
 // offlineItem is a message waiting for the offline writer.
@@ -447,6 +515,7 @@ type offlineItem struct {
 	buf           *bytebufferpool.ByteBuffer
 	from, cid, to uint64
 	qos           frame.QoS
+	origin        uint32
 }
 
 // maxStoreBatch bounds one StoreOffline call: a few hundred rows per
@@ -498,15 +567,11 @@ func (c *LocalCenter) offlineWriter() {
 		for i, it := range items {
 			switch {
 			case err != nil:
-				c.Refused.Add(1)
-				c.forget(it.from, it.cid)
-				if it.qos == frame.QoS1 {
-					c.errorToUser(it.from, frame.ErrCodeRetry, it.cid, "store unavailable; retry")
-				}
+				c.refuse(it.from, it.cid, it.qos, msgs[i].MID, it.to, it.origin, "store unavailable; retry")
 			default:
 				c.StoredOffline.Add(1)
 				if it.qos == frame.QoS1 {
-					c.ackTo(it.from, it.cid, msgs[i].MID, it.to, frame.AckStored)
+					c.acked(it.from, it.cid, msgs[i].MID, it.to, it.origin, frame.AckStored)
 				}
 			}
 			bytebufferpool.Put(it.buf)
@@ -562,7 +627,7 @@ func (c *LocalCenter) ack(user uint64, s SessionRef, a frame.Ack) {
 			c.resumeDrain(user, st)
 		}
 		if p.qos == frame.QoS1 {
-			c.ackTo(p.from, p.cid, mid, user, frame.AckDelivered)
+			c.acked(p.from, p.cid, mid, user, p.origin, frame.AckDelivered)
 		}
 		bytebufferpool.Put(p.buf)
 	case frame.AckGroupRead:
@@ -607,7 +672,7 @@ func (c *LocalCenter) sweeper() {
 						delete(st.flight, expired[j].mid)
 						st.mu.Unlock()
 					}
-					c.storeAndAck(p.buf, p.from, p.cid, p.qos, expired[j].to)
+					c.storeAndAck(p.buf, p.from, p.cid, p.qos, expired[j].to, p.origin)
 				}
 			}
 		}
@@ -647,8 +712,19 @@ func (c *LocalCenter) forget(from, cid uint64) {
 }
 
 // sendTo delivers a copy of b to every session of user; it returns how many
-// took it.
+// sessions here took it. When user has none here, a clustered center
+// relays b to the centers that hold user (best effort: b is a receipt,
+// notice or presence, which the client can do without or ask again).
 func (c *LocalCenter) sendTo(user uint64, b []byte) int {
+	n := c.sendLocal(user, b)
+	if n == 0 && c.cl != nil {
+		c.cl.relay(user, b)
+	}
+	return n
+}
+
+// sendLocal delivers a copy of b to every session of user on this center.
+func (c *LocalCenter) sendLocal(user uint64, b []byte) int {
 	n := 0
 	c.routes.Lookup(user, func(a route.Addr, v any) {
 		if c.sendRef(v.(*sessState).ref, b) {
@@ -1002,6 +1078,9 @@ func (c *LocalCenter) drain(user uint64, st *sessState) {
 		for _, m := range msgs {
 			b := appendStored(m, st.ref.Endpoint)
 			st.mu.Lock()
+			if st.flight == nil {
+				st.flight = make(map[uint64]struct{})
+			}
 			st.flight[m.MID] = struct{}{}
 			st.curTime, st.curMID = m.Time, m.MID
 			st.mu.Unlock()

@@ -64,16 +64,26 @@ func (c *LocalCenter) groupMsg(user uint64, s SessionRef, buf *bytebufferpool.By
 
 // fanout pushes a group frame to every online session of the members,
 // the sender's own sessions included: the member count counts the sender,
-// so the message is cleaned up only once the sender's receipt is in too. It runs on a center worker, never
-// on an event loop.
+// so the message is cleaned up only once the sender's receipt is in too.
+// It runs on a center worker, never on an event loop.
+//
+// Members with no session here are looked up in the cluster's route table,
+// and the frame crosses once to each other center that holds some of them.
 func (c *LocalCenter) fanout(members []storage.Member, b []byte) {
+	var away []uint64
 	for _, mb := range members {
-		c.routes.Lookup(mb.User, func(a route.Addr, v any) {
+		n := c.routes.Lookup(mb.User, func(a route.Addr, v any) {
 			st := v.(*sessState)
 			if c.sendRef(st.ref, b) {
 				c.GroupPushes.Add(1)
 			}
 		})
+		if n == 0 && c.cl != nil {
+			away = append(away, mb.User)
+		}
+	}
+	if len(away) > 0 {
+		c.cl.fanout(away, b)
 	}
 }
 

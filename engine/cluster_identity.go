@@ -27,13 +27,16 @@ type identityRequest struct {
 }
 
 // identityReply carries the cluster's public keys, a certificate of the
-// node's static key for its role, and, for a login node only, the token
-// signing key (a login node must sign tokens; no other role gets it).
+// node's static key for its role, and, for a login node or a center, the
+// token signing key (they sign tokens; no other role gets it). A center
+// runs an endpoint and a login service beside it, so it gets a certificate
+// for each: Cert for the endpoint, LoginCert for the login service.
 type identityReply struct {
 	Roots     []string `json:"roots"`
 	TokenKeys []string `json:"token_keys"`
 	Audience  string   `json:"audience"`
 	Cert      []byte   `json:"cert"`
+	LoginCert []byte   `json:"login_cert,omitempty"`
 	TokenKey  []byte   `json:"token_key,omitempty"` // Ed25519 seed
 	TokenKID  uint32   `json:"token_kid,omitempty"`
 }
@@ -63,8 +66,8 @@ func IdentityHandler(id *Identity, log *slog.Logger) http.Handler {
 		role := session.RoleEndpoint
 		if node.Role == RoleLogin {
 			role = session.RoleLogin
-		} else if node.Role != RoleEndpoint {
-			http.Error(w, "only endpoint and login nodes take session keys", http.StatusForbidden)
+		} else if node.Role != RoleEndpoint && node.Role != RoleCenter {
+			http.Error(w, "only endpoint, login and center nodes take session keys", http.StatusForbidden)
 			return
 		}
 		cert, err := session.IssueCert(id.Root, node.NodeID, role, req.StaticKey, time.Now().Add(-time.Minute), CertValidity)
@@ -74,13 +77,21 @@ func IdentityHandler(id *Identity, log *slog.Logger) http.Handler {
 		}
 		raw, _ := cert.MarshalBinary()
 		rep := identityReply{Audience: id.Audience, Cert: raw}
+		if node.Role == RoleCenter {
+			lc, err := session.IssueCert(id.Root, node.NodeID, session.RoleLogin, req.StaticKey, time.Now().Add(-time.Minute), CertValidity)
+			if err != nil {
+				http.Error(w, "cannot certify that key", http.StatusBadRequest)
+				return
+			}
+			rep.LoginCert, _ = lc.MarshalBinary()
+		}
 		for _, k := range id.Roots() {
 			rep.Roots = append(rep.Roots, k.String())
 		}
 		for _, k := range id.TokenKeys() {
 			rep.TokenKeys = append(rep.TokenKeys, k.String())
 		}
-		if node.Role == RoleLogin {
+		if node.Role == RoleLogin || node.Role == RoleCenter {
 			rep.TokenKey, rep.TokenKID = id.TokenKey.Private.Seed(), id.TokenKey.ID
 		}
 		log.Info("cluster identity issued", "role", node.Role, "node", node.NodeID, "remote", r.RemoteAddr)
@@ -153,12 +164,22 @@ func FetchIdentity(ctx context.Context, baseURL, dataDir string) (*Identity, err
 	}
 	if want == session.RoleLogin {
 		id.LoginCert = cert
-		if len(rep.TokenKey) != ed25519.SeedSize {
-			return nil, errors.New("engine: fetch identity: no token key for a login node")
-		}
-		id.TokenKey = &session.SigningKey{ID: rep.TokenKID, Private: ed25519.NewKeyFromSeed(rep.TokenKey)}
 	} else {
 		id.EndpointCert = cert
+	}
+	if node.Role == RoleCenter {
+		if id.LoginCert, err = session.VerifyCert(id.RootKeys, rep.LoginCert, time.Now(), session.RoleLogin); err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(id.LoginCert.StaticKey[:], static.PublicKey().Bytes()) {
+			return nil, session.ErrCertStaticKey
+		}
+	}
+	if node.Role == RoleLogin || node.Role == RoleCenter {
+		if len(rep.TokenKey) != ed25519.SeedSize {
+			return nil, errors.New("engine: fetch identity: no token key for a login node or center")
+		}
+		id.TokenKey = &session.SigningKey{ID: rep.TokenKID, Private: ed25519.NewKeyFromSeed(rep.TokenKey)}
 	}
 	return id, nil
 }

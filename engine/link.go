@@ -26,6 +26,20 @@ package engine
 //	                        HELLO the sender of the PONG has read and handled
 //	                        on this connection
 //
+// Centers link to each other with the same envelope (link_peer.go): HELLO
+// flags bit 0 marks a center, and three more ops carry traffic one way, from
+// the dialing center to the listening one (each center dials every other,
+// so each direction has its own connection):
+//
+//	09  FORWARD  c -> c     user u64, flags u8 (bit 0: a point-to-point
+//	                        message to route and answer with RESULT), then
+//	                        one whole plaintext client frame for user
+//	0A  RESULT   c -> c     to u64, mid u64, status u8: what became of a
+//	                        forwarded QoS 1 message (an ACK status, or
+//	                        FF: refused, the sender must retry)
+//	0B  FANOUT   c -> c     count u32, then count user ids (u64 each) and
+//	                        one whole plaintext client frame for all of them
+//
 // Each side sends a PING every heartbeat interval and closes the link when
 // nothing at all arrives for the heartbeat timeout, so that a dead peer is
 // noticed within seconds even when no traffic flows.
@@ -73,7 +87,10 @@ const (
 	linkNotify  byte = 0x06
 	linkPing    byte = 0x07
 	linkPong    byte = 0x08
-	linkOpLimit byte = 0x09
+	linkForward byte = 0x09
+	linkResult  byte = 0x0A
+	linkFanout  byte = 0x0B
+	linkOpLimit byte = 0x0C
 )
 
 const (
@@ -81,6 +98,11 @@ const (
 	// linkResumed flags an ONLINE that re-announces, after a reconnect, a
 	// session the center had already been told about.
 	linkResumed byte = 1
+	// linkHelloCenter flags the HELLO of a center linking to another center.
+	linkHelloCenter byte = 1
+	// linkForwardP2P flags a FORWARD that carries a point-to-point message
+	// (MSG or FILE, its MID assigned by the sending center).
+	linkForwardP2P byte = 1
 	// linkHeadMax bounds an item's head: Length (4) + Cmd + QoS + op + the
 	// widest fixed fields (16).
 	linkHeadMax = 4 + 2 + 1 + 17
@@ -90,8 +112,9 @@ const (
 // whether bytes may follow them.
 var (
 	linkFixed = [linkOpLimit]int{linkHello: 6, linkOnline: 17, linkOffline: 17, linkHandle: 16,
-		linkDeliver: 8, linkNotify: 10, linkPing: 8, linkPong: 16}
-	linkTail = [linkOpLimit]bool{linkHandle: true, linkDeliver: true, linkNotify: true}
+		linkDeliver: 8, linkNotify: 10, linkPing: 8, linkPong: 16, linkForward: 9, linkResult: 17, linkFanout: 4}
+	linkTail = [linkOpLimit]bool{linkHandle: true, linkDeliver: true, linkNotify: true, linkForward: true,
+		linkFanout: true}
 )
 
 // Link errors.
@@ -207,10 +230,10 @@ func (it *linkItem) begin(op byte, tail int) []byte {
 
 func (it *linkItem) end(h []byte) { it.n = uint8(len(h)) }
 
-func helloItem(id uint32) linkItem {
+func helloItem(id uint32, flags byte) linkItem {
 	var it linkItem
 	h := it.begin(linkHello, 0)
-	h = append(h, linkVersion, 0)
+	h = append(h, linkVersion, flags)
 	it.end(binary.BigEndian.AppendUint32(h, id))
 	return it
 }
@@ -538,23 +561,23 @@ func (lr *linkReader) readClientFrame(n int) (*bytebufferpool.ByteBuffer, error)
 }
 
 // readHello reads the first frame of a connection, which must be HELLO,
-// and returns the peer's id.
-func readHello(lr *linkReader) (uint32, error) {
+// and returns the peer's id and HELLO flags.
+func readHello(lr *linkReader) (uint32, byte, error) {
 	op, fixed, tail, err := lr.next()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if op != linkHello || tail != 0 || fixed[0] != linkVersion {
-		return 0, ErrLinkProtocol
+		return 0, 0, ErrLinkProtocol
 	}
 	lr.count = 0 // PONG counts what follows HELLO
-	return binary.BigEndian.Uint32(fixed[2:]), nil
+	return binary.BigEndian.Uint32(fixed[2:]), fixed[1], nil
 }
 
 // writeHello writes a HELLO straight to the connection, before the writer
 // goroutine starts.
-func writeHello(nc net.Conn, id uint32, timeout time.Duration) error {
-	it := helloItem(id)
+func writeHello(nc net.Conn, id uint32, flags byte, timeout time.Duration) error {
+	it := helloItem(id, flags)
 	_ = nc.SetWriteDeadline(time.Now().Add(timeout))
 	_, err := nc.Write(it.head[:it.n])
 	_ = nc.SetWriteDeadline(time.Time{})

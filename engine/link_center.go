@@ -206,17 +206,25 @@ func (s *LinkServer) serve(raw net.Conn) {
 			s.reject(raw, err)
 			return
 		}
-		if p.Role != RoleEndpoint {
-			s.reject(raw, fmt.Errorf("%w: peer is a %s, not an endpoint", ErrLinkRefused, p.Role))
+		if p.Role != RoleEndpoint && p.Role != RoleCenter {
+			s.reject(raw, fmt.Errorf("%w: peer is a %s, not an endpoint or a center", ErrLinkRefused, p.Role))
 			return
 		}
 		peer, nc = &p, tc
 	}
 	br := bufio.NewReaderSize(nc, 64<<10)
 	lr := linkReader{r: br, max: 64}
-	id, err := readHello(&lr)
+	id, flags, err := readHello(&lr)
 	if err != nil {
 		s.reject(raw, err)
+		return
+	}
+	if flags&linkHelloCenter != 0 {
+		s.servePeer(raw, nc, &lr, id, peer)
+		return
+	}
+	if peer != nil && peer.Role != RoleEndpoint {
+		s.reject(raw, fmt.Errorf("%w: peer is a %s, not an endpoint", ErrLinkRefused, peer.Role))
 		return
 	}
 	if peer != nil && peer.NodeID != id {
@@ -232,7 +240,7 @@ func (s *LinkServer) serve(raw net.Conn) {
 		return
 	}
 	log := s.cfg.Link.Logger.With("endpoint", id, "remote", raw.RemoteAddr().String())
-	err = writeHello(nc, s.cfg.Center.cfg.ID, s.cfg.HelloTimeout)
+	err = writeHello(nc, s.cfg.Center.cfg.ID, 0, s.cfg.HelloTimeout)
 	if err == nil {
 		_ = raw.SetDeadline(time.Time{})
 		s.Accepted.Add(1)

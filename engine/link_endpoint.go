@@ -3,7 +3,6 @@ package engine
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -319,47 +318,8 @@ func (rc *RemoteCenter) connect() (net.Conn, *bufio.Reader, error) {
 		case <-ctx.Done():
 		}
 	}()
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", rc.cfg.Addr)
-	if err != nil {
-		return nil, nil, err
-	}
-	fail := func(err error) (net.Conn, *bufio.Reader, error) {
-		nc.Close()
-		return nil, nil, err
-	}
-	if tc, ok := nc.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
-	}
-	if rc.cfg.Link.TLS == nil {
-		if !plainAllowed(nc.RemoteAddr()) {
-			return fail(fmt.Errorf("%w: plain TCP to public address %s", ErrLinkRefused, nc.RemoteAddr()))
-		}
-	} else {
-		tc := tls.Client(nc, rc.cfg.Link.TLS)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return fail(err)
-		}
-		peer, err := PeerNode(tc.ConnectionState())
-		if err != nil {
-			return fail(err)
-		}
-		if peer.Role != RoleCenter {
-			return fail(fmt.Errorf("%w: peer is a %s, not a center", ErrLinkRefused, peer.Role))
-		}
-		nc = tc
-	}
-	ep := rc.endpoint()
-	if err := writeHello(nc, ep.ID(), rc.cfg.DialTimeout); err != nil {
-		return fail(err)
-	}
-	br := bufio.NewReaderSize(nc, 64<<10)
-	dl, _ := ctx.Deadline()
-	_ = nc.SetReadDeadline(dl)
-	if _, err := readHello(&linkReader{r: br, max: 64}); err != nil {
-		return fail(err)
-	}
-	return nc, br, nil
+	nc, br, _, err := dialLink(ctx, rc.cfg.Addr, &rc.cfg.Link, RoleCenter, rc.endpoint().ID(), 0, rc.cfg.DialTimeout)
+	return nc, br, err
 }
 
 // serve runs one connection until it fails: the center first hears ONLINE

@@ -28,10 +28,10 @@ func fakeCenter(t *testing.T, ln net.Listener) (net.Conn, *linkReader) {
 	}
 	_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
 	lr := &linkReader{r: bufio.NewReader(nc), max: 1 << 20}
-	if id, err := readHello(lr); err != nil || id != 5 {
+	if id, _, err := readHello(lr); err != nil || id != 5 {
 		t.Fatalf("hello: id %d, %v", id, err)
 	}
-	if err := writeHello(nc, 1, time.Second); err != nil {
+	if err := writeHello(nc, 1, 0, time.Second); err != nil {
 		t.Fatal(err)
 	}
 	return nc, lr

@@ -477,6 +477,10 @@ var (
 		"Capacity of the center's storage job queue.", nil, nil)
 	descOnline = prometheus.NewDesc("myim_routes",
 		"Sessions registered in the center's routing table.", nil, nil)
+	descCluster = prometheus.NewDesc("myim_cluster_events_total",
+		"Center-to-center traffic and route table events, by event (see docs/operations.md).", []string{"event"}, nil)
+	descPeers = prometheus.NewDesc("myim_cluster_peers_up",
+		"Links from this center to other centers that are up.", nil, nil)
 	descDelivery = prometheus.NewDesc("myim_delivery_seconds",
 		"Time from the center accepting a message to the recipient's receipt (ms resolution).", nil, nil)
 	descStoreLat = prometheus.NewDesc("myim_storage_seconds",
@@ -492,7 +496,7 @@ func (m *Monitor) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descAccepted, descFramesIn, descBytesIn, descBytesOut,
 		descWrites, descClosed, descLoopLag, descSessions, descDraining, descHandshakes, descHandshakeFail,
 		descMessages, descFramesByCmd, descGroupPushes, descOfflineDeleted, descOfflineDepth, descOfflineQueue, descPending, descStoreQueue, descStoreQueueCap, descOnline, descDelivery,
-		descStoreLat, descStoreErr, descUptime} {
+		descCluster, descPeers, descStoreLat, descStoreErr, descUptime} {
 		ch <- d
 	}
 }
@@ -557,6 +561,18 @@ func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
 		gauge(descStoreQueue, float64(len(c.jobs)))
 		gauge(descStoreQueueCap, float64(cap(c.jobs)))
 		gauge(descOnline, float64(c.routes.Len()))
+		if cs := c.ClusterStats(); cs != nil {
+			for _, e := range []struct {
+				name string
+				v    *atomic.Uint64
+			}{{"forwarded", &cs.Forwarded}, {"forward_stored", &cs.ForwardStored}, {"received", &cs.Received},
+				{"relayed", &cs.Relayed}, {"unrouted", &cs.Unrouted}, {"route_errors", &cs.RouteErrors},
+				{"publish_errors", &cs.PublishErrors}, {"publish_drops", &cs.PublishDrops},
+				{"peer_connects", &cs.PeerConnects}, {"peer_dial_fails", &cs.PeerDialFails}} {
+				counter(descCluster, e.v.Load(), e.name)
+			}
+			gauge(descPeers, float64(c.PeersUp()))
+		}
 	}
 	if t := m.cfg.Store; t != nil {
 		for i, name := range storeMethods {

@@ -49,6 +49,7 @@ type Config struct {
 	JoinAddr      string // first node: where it serves joins
 	LinkPlaintext bool   // links without TLS (loopback and private networks only)
 	AdvertiseAddr string // endpoint: the address clients dial (default: the endpoint listener's)
+	LinkAdvertise string // center: the link address other centers dial (default: the link listener's)
 	Priority      int    // endpoint: its priority in the server list, lower first
 	RedisPrefix   string // prefix of every Redis key, so clusters can share a Redis
 
@@ -85,18 +86,19 @@ func (c *Config) options() []option {
 		{"loops", "event loops per listener (0: one per CPU)", (*intValue)(&c.Loops)},
 		{"max-frame", "maximum frame size in bytes", (*intValue)(&c.MaxFrame)},
 		{"max-outbound", "maximum queued outbound bytes per connection", (*intValue)(&c.MaxOutbound)},
-		{"max-conns", "maximum concurrent client connections", (*intValue)(&c.MaxConns)},
+		{"max-conns", "maximum concurrent client connections (kept under the open-file limit)", (*intValue)(&c.MaxConns)},
 		{"idle-timeout", "close a connection with no frame for this long", (*durationValue)(&c.IdleTimeout)},
 		{"first-frame-timeout", "close a connection with no frame this long after connect", (*durationValue)(&c.FirstFrameTimeout)},
 		{"handshake-timeout", "close a connection not authenticated this long after connect", (*durationValue)(&c.HandshakeTimeout)},
 		{"max-session", "end a session after this long even if its token lives longer; the client handshakes again (at most 24h)", (*durationValue)(&c.MaxSession)},
 		{"server-id", "this node's id in the cluster (1..65535)", (*uintValue)(&c.ServerID)},
 		{"center-link", "endpoint role: the center's link address host:port", (*stringValue)(&c.CenterLink)},
-		{"join", "join token from 'myimd cluster init' (endpoint and login roles)", (*secretValue)(&c.Join)},
+		{"join", "join token from 'myimd cluster init' (endpoint, login, and further center or all nodes)", (*secretValue)(&c.Join)},
 		{"join-url", "the first node's join listener, e.g. https://10.0.0.1:5270", (*stringValue)(&c.JoinURL)},
 		{"join-addr", "first node: where to serve cluster joins (needs 'myimd cluster init')", (*addrValue)(&c.JoinAddr)},
-		{"link-plaintext", "endpoint-center links without TLS (loopback and private networks only)", (*boolValue)(&c.LinkPlaintext)},
+		{"link-plaintext", "endpoint-center and center-center links without TLS (loopback and private networks only)", (*boolValue)(&c.LinkPlaintext)},
 		{"advertise-addr", "endpoint: the address clients dial (default: the endpoint listener's)", (*stringValue)(&c.AdvertiseAddr)},
+		{"link-advertise-addr", "center: the link address other centers dial (default: the link listener's)", (*stringValue)(&c.LinkAdvertise)},
 		{"priority", "endpoint: priority in the server list, lower first", (*intValue)(&c.Priority)},
 		{"redis-prefix", "prefix of every Redis key this cluster uses", (*stringValue)(&c.RedisPrefix)},
 		{"admin-secret", "bearer secret of the admin API (empty: admin API off)", (*secretValue)(&c.AdminSecret)},

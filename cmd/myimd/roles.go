@@ -27,7 +27,10 @@ import (
 //
 // The first node (role all or center) holds the cluster root and, after
 // `myimd cluster init`, the CA that certifies links; other nodes join with
-// the token it prints.
+// the token it prints. A further center (role all or center with
+// --join-url) joins the same way and gets its keys from the first node;
+// with --redis-addr the centers find each other in the server registry
+// and route to each other's users (engine.ClusterConfig).
 type node struct {
 	cfg     Config
 	log     *slog.Logger
@@ -95,7 +98,14 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 	// Keys: the first node makes them, the others get theirs at join.
 	var id *engine.Identity
 	var err error
-	if has(role, engine.RoleAll, engine.RoleCenter) {
+	if has(role, engine.RoleAll, engine.RoleCenter) && cfg.JoinURL != "" {
+		if cfg.MySQLDSN == "" {
+			return nil, errors.New("a joining center needs --mysql-dsn: centers share the store")
+		}
+		if id, err = b.joinIdentity(ctx, engine.RoleCenter); err != nil {
+			return nil, err
+		}
+	} else if has(role, engine.RoleAll, engine.RoleCenter) {
 		if id, err = engine.LoadIdentity(cfg.DataDir, uint32(cfg.ServerID), time.Now()); err != nil {
 			return nil, fmt.Errorf("keys: %w", err)
 		}
@@ -136,8 +146,12 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 	scfg := &session.Config{}
 	var center *engine.LocalCenter
 	if has(role, engine.RoleAll, engine.RoleCenter) {
-		center = engine.NewLocalCenter(engine.CenterConfig{ID: uint32(cfg.ServerID), Store: store, Servers: servers,
-			Files: filesConfig(cfg), Logger: log.With("role", "center")})
+		ccfg := engine.CenterConfig{ID: uint32(cfg.ServerID), Store: store, Servers: servers,
+			Files: filesConfig(cfg), Logger: log.With("role", "center")}
+		if ccfg.Cluster, err = b.clusterConfig(reg); err != nil {
+			return nil, err
+		}
+		center = engine.NewLocalCenter(ccfg)
 		b.onClose(center.Close)
 	}
 
@@ -259,8 +273,11 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		}
 		b.onClose(func() { _ = links.Close() })
 		fmt.Fprintf(os.Stdout, "  %-9s listening on %s (links)\n", "center", links.Addr())
+		if center.ClusterStats() != nil {
+			b.advertiseCenter(bg, links.Addr(), reg)
+		}
 	}
-	if has(role, engine.RoleAll, engine.RoleCenter) {
+	if has(role, engine.RoleAll, engine.RoleCenter) && id.Root != nil {
 		if err := b.serveJoins(bg, id); err != nil {
 			return nil, err
 		}
@@ -291,6 +308,65 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		})
 	}
 	return n, nil
+}
+
+// clusterConfig joins the center to the cluster's other centers when the
+// route table is shared (Redis) and links are possible; nil otherwise.
+func (b *node) clusterConfig(reg route.Table) (*engine.ClusterConfig, error) {
+	if b.cfg.RedisAddr == "" || b.cfg.CenterAddr == "" {
+		return nil, nil
+	}
+	lc, ok, err := b.linkConfig(false)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		b.log.Info("no cluster certificate and no --link-plaintext: this center does not link to other centers")
+		return nil, nil
+	}
+	lc.Logger = b.log.With("part", "cluster")
+	return &engine.ClusterConfig{Routes: reg, Link: lc}, nil
+}
+
+// advertiseCenter registers this center's link address in the server
+// registry, where the other centers find it, every few seconds; the entry
+// lapses if the process dies and is removed at a clean stop.
+func (b *node) advertiseCenter(ctx context.Context, bound net.Addr, reg route.Table) {
+	const ttl = 15 * time.Second
+	addr := b.cfg.LinkAdvertise
+	if addr == "" {
+		addr = bound.String()
+		_, port, _ := net.SplitHostPort(addr)
+		if host, _, _ := net.SplitHostPort(b.cfg.CenterAddr); host != "" {
+			addr = net.JoinHostPort(host, port)
+		} else {
+			b.log.Warn("center link address to advertise is a wildcard: set --link-advertise-addr", "addr", addr)
+		}
+	}
+	srv := engine.CenterServer(uint32(b.cfg.ServerID), addr)
+	register := func() {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if err := reg.RegisterServer(rctx, srv, ttl); err != nil && ctx.Err() == nil {
+			b.log.Warn("server registry (center)", "err", err)
+		}
+	}
+	register()
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				rctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				_ = reg.UnregisterServer(rctx, srv.ID)
+				cancel()
+				return
+			case <-t.C:
+				register()
+			}
+		}
+	}()
 }
 
 // joinIdentity gets the link certificate (joining with the token on first

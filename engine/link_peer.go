@@ -1,0 +1,426 @@
+package engine
+
+// Center <-> center links.
+//
+// Every center dials every other center it finds in the server registry
+// (role "center") and sends its traffic for that center on the connection
+// it dialed: FORWARD, RESULT and FANOUT (see link.go). The listening side
+// only reads that traffic and answers PINGs, so each direction of a pair of
+// centers has a connection of its own and neither side has to decide which
+// of two crossing dials wins. Both ends run mutual TLS with certificates of
+// role "center" (or plain TCP on private networks, as endpoint links).
+//
+// Peer links carry no retained frames and are not replayed after a
+// reconnect: the sending center keeps each forwarded QoS 1 message until
+// its RESULT arrives, and stores it offline itself when the link drops or
+// the RESULT is overdue (center_cluster.go).
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"time"
+
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/myim/myim/frame"
+)
+
+// dialLink connects to the link listener at addr: TCP, then (unless lc is
+// plain text) mutual TLS with a peer whose certificate has role want, then
+// HELLO both ways, ours with id and flags. It returns the connection, a
+// reader past the peer's HELLO, and the id the peer announced.
+func dialLink(ctx context.Context, addr string, lc *LinkConfig, want string, id uint32, flags byte,
+	timeout time.Duration) (net.Conn, *bufio.Reader, uint32, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	fail := func(err error) (net.Conn, *bufio.Reader, uint32, error) {
+		nc.Close()
+		return nil, nil, 0, err
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	if lc.TLS == nil {
+		if !plainAllowed(nc.RemoteAddr()) {
+			return fail(fmt.Errorf("%w: plain TCP to public address %s", ErrLinkRefused, nc.RemoteAddr()))
+		}
+	} else {
+		tc := tls.Client(nc, lc.TLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fail(err)
+		}
+		peer, err := PeerNode(tc.ConnectionState())
+		if err != nil {
+			return fail(err)
+		}
+		if peer.Role != want {
+			return fail(fmt.Errorf("%w: peer is a %s, not a %s", ErrLinkRefused, peer.Role, want))
+		}
+		nc = tc
+	}
+	if err := writeHello(nc, id, flags, timeout); err != nil {
+		return fail(err)
+	}
+	br := bufio.NewReaderSize(nc, 64<<10)
+	if dl, ok := ctx.Deadline(); ok {
+		_ = nc.SetReadDeadline(dl)
+	}
+	peerID, _, err := readHello(&linkReader{r: br, max: 64})
+	if err != nil {
+		return fail(err)
+	}
+	return nc, br, peerID, nil
+}
+
+// peerLink is this center's outbound link to another center. It reconnects
+// with jittered backoff until closed. Traffic is queued only while the link
+// is up; a push while it is down fails, and the caller falls back (QoS 1
+// to the offline store). Safe for concurrent use; push never blocks.
+type peerLink struct {
+	id   uint32 // the peer center's id
+	addr string
+	cl   *cluster
+	q    *linkQueue
+	// Guarded by q.mu.
+	connected bool
+	nc        net.Conn
+	stopped   bool
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+func newPeerLink(cl *cluster, id uint32, addr string) *peerLink {
+	p := &peerLink{id: id, addr: addr, cl: cl, q: newLinkQueue(&cl.cfg.Link),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go p.run()
+	return p
+}
+
+// push queues a traffic item; false (the caller keeps it.buf) when the
+// link is down or its queue is full.
+func (p *peerLink) push(it linkItem) bool {
+	p.q.mu.Lock()
+	defer p.q.mu.Unlock()
+	if !p.connected {
+		return false
+	}
+	return p.q.pushLocked(it)
+}
+
+// up reports whether the link is connected.
+func (p *peerLink) up() bool {
+	p.q.mu.Lock()
+	defer p.q.mu.Unlock()
+	return p.connected
+}
+
+// close stops the link and waits for its goroutine.
+func (p *peerLink) close() {
+	p.q.mu.Lock()
+	if p.stopped {
+		p.q.mu.Unlock()
+		<-p.done
+		return
+	}
+	p.stopped = true
+	close(p.stop)
+	if p.nc != nil {
+		p.nc.Close()
+	}
+	p.q.mu.Unlock()
+	<-p.done
+}
+
+func (p *peerLink) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-p.stop:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (p *peerLink) run() {
+	defer close(p.done)
+	log := p.cl.log.With("peer_center", p.id, "addr", p.addr)
+	attempt := 0
+	for {
+		nc, br, err := p.connect()
+		if err == nil {
+			start := time.Now()
+			err = p.serve(nc, br, log)
+			if time.Since(start) > peerMaxBackoff {
+				attempt = 0
+			}
+			p.cl.peerDown(p.id)
+			select {
+			case <-p.stop:
+				return
+			default:
+			}
+			log.Warn("center peer link down", "err", err, "up_for", time.Since(start).Round(time.Millisecond))
+		} else {
+			select {
+			case <-p.stop:
+				return
+			default:
+			}
+			p.cl.PeerDialFails.Add(1)
+			if attempt == 0 || attempt%20 == 0 {
+				log.Warn("center peer link: connect failed", "err", err, "attempt", attempt+1)
+			}
+		}
+		d := peerMaxBackoff
+		if attempt < 10 {
+			d = min(peerMinBackoff<<attempt, peerMaxBackoff)
+		}
+		attempt++
+		if !p.sleep(d/2 + rand.N(d/2+1)) {
+			return
+		}
+	}
+}
+
+// Peer reconnect backoff: a restarted center is back within seconds, and
+// while a peer is away its traffic goes to the offline store, so the
+// ceiling stays short.
+const (
+	peerMinBackoff = 100 * time.Millisecond
+	peerMaxBackoff = 2 * time.Second
+)
+
+func (p *peerLink) connect() (net.Conn, *bufio.Reader, error) {
+	timeout := p.cl.cfg.DialTimeout
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	nc, br, id, err := dialLink(ctx, p.addr, &p.cl.cfg.Link, RoleCenter, p.cl.c.cfg.ID, linkHelloCenter, timeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	if id != p.id {
+		nc.Close()
+		return nil, nil, fmt.Errorf("%w: %s answers as center %d, the registry says %d", ErrLinkRefused, p.addr, id, p.id)
+	}
+	return nc, br, nil
+}
+
+// serve runs one connection until it fails.
+func (p *peerLink) serve(nc net.Conn, br *bufio.Reader, log *slog.Logger) error {
+	p.q.mu.Lock()
+	if p.stopped {
+		p.q.mu.Unlock()
+		nc.Close()
+		return ErrClosed
+	}
+	p.q.resetLocked(nil)
+	p.connected, p.nc = true, nc
+	p.q.mu.Unlock()
+	p.cl.PeerConnects.Add(1)
+	log.Info("center peer link up", "tls", p.cl.cfg.Link.TLS != nil)
+
+	stopW := make(chan struct{})
+	werr := make(chan error, 1)
+	cfg := &p.cl.cfg.Link
+	go func() {
+		err := p.q.writeLoop(nc, cfg.HeartbeatInterval, cfg.HeartbeatTimeout, stopW)
+		nc.Close()
+		werr <- err
+	}()
+	err := p.read(nc, br)
+	nc.Close()
+	close(stopW)
+	if e := <-werr; e != nil && err == nil {
+		err = e
+	}
+	p.q.mu.Lock()
+	p.connected, p.nc = false, nil
+	// What was queued and not written is dropped: the forwarded QoS 1
+	// messages among it are still held by the cluster and go to the
+	// offline store in peerDown.
+	for i := range p.q.items {
+		p.q.releaseLocked(&p.q.items[i])
+	}
+	for i := range p.q.kept {
+		p.q.releaseLocked(&p.q.kept[i].it)
+	}
+	p.q.items, p.q.kept, p.q.acked = p.q.items[:0], p.q.kept[:0], 0
+	p.q.mu.Unlock()
+	return err
+}
+
+// read consumes the listening side's heartbeats.
+func (p *peerLink) read(nc net.Conn, br *bufio.Reader) error {
+	lr := linkReader{r: br, max: 64}
+	timeout := p.cl.cfg.Link.HeartbeatTimeout
+	for {
+		_ = nc.SetReadDeadline(time.Now().Add(timeout))
+		op, fixed, _, err := lr.next()
+		if err != nil {
+			return err
+		}
+		switch op {
+		case linkPing:
+			p.q.push(pingItem(linkPong, binary.BigEndian.Uint64(fixed), lr.count))
+		case linkPong:
+		default:
+			return fmt.Errorf("%w: op %d from a peer center's listener", ErrLinkProtocol, op)
+		}
+	}
+}
+
+// forwardItem is a FORWARD of buf for user.
+func forwardItem(user uint64, flags byte, buf *bytebufferpool.ByteBuffer) linkItem {
+	var it linkItem
+	h := it.begin(linkForward, len(buf.B))
+	h = binary.BigEndian.AppendUint64(h, user)
+	it.end(append(h, flags))
+	it.buf, it.data = buf, true
+	return it
+}
+
+// resultItem is a RESULT for a forwarded message.
+func resultItem(to, mid uint64, status byte) linkItem {
+	var it linkItem
+	h := it.begin(linkResult, 0)
+	h = binary.BigEndian.AppendUint64(h, to)
+	h = binary.BigEndian.AppendUint64(h, mid)
+	it.end(append(h, status))
+	it.data = true
+	return it
+}
+
+// fanoutItem is a FANOUT of a client frame to users; the tail is the user
+// ids followed by the frame, built in one pooled buffer.
+func fanoutItem(users []uint64, b []byte) linkItem {
+	buf := bytebufferpool.Get()
+	for _, u := range users {
+		buf.B = binary.BigEndian.AppendUint64(buf.B, u)
+	}
+	buf.B = append(buf.B, b...)
+	var it linkItem
+	h := it.begin(linkFanout, len(buf.B))
+	it.end(binary.BigEndian.AppendUint32(h, uint32(len(users))))
+	it.buf, it.data = buf, true
+	return it
+}
+
+// servePeer runs a link another center dialed: it reads that center's
+// traffic and answers its PINGs until the connection fails.
+func (s *LinkServer) servePeer(raw, nc net.Conn, lr *linkReader, id uint32, peer *NodeIdentity) {
+	c := s.cfg.Center
+	if peer != nil && peer.Role != RoleCenter {
+		s.reject(raw, fmt.Errorf("%w: HELLO of a center from a %s certificate", ErrLinkRefused, peer.Role))
+		return
+	}
+	if peer != nil && peer.NodeID != id {
+		s.reject(raw, fmt.Errorf("%w: certificate of node %d, HELLO of center %d", ErrLinkRefused, peer.NodeID, id))
+		return
+	}
+	if c.cl == nil {
+		s.reject(raw, fmt.Errorf("%w: this center is not clustered (no route table)", ErrLinkRefused))
+		return
+	}
+	if id == 0 || id == c.cfg.ID {
+		s.reject(raw, fmt.Errorf("%w: center id %d", ErrLinkRefused, id))
+		return
+	}
+	if err := writeHello(nc, c.cfg.ID, linkHelloCenter, s.cfg.HelloTimeout); err != nil {
+		s.reject(raw, err)
+		return
+	}
+	_ = raw.SetDeadline(time.Time{})
+	s.Accepted.Add(1)
+	log := s.cfg.Link.Logger.With("peer_center", id, "remote", raw.RemoteAddr().String())
+	log.Info("center peer link accepted", "tls", peer != nil)
+	q := newLinkQueue(&s.cfg.Link)
+	stopW := make(chan struct{})
+	werr := make(chan error, 1)
+	go func() {
+		err := q.writeLoop(nc, s.cfg.Link.HeartbeatInterval, s.cfg.Link.HeartbeatTimeout, stopW)
+		nc.Close()
+		werr <- err
+	}()
+	lr.max = s.cfg.Link.MaxFrame
+	err := s.readPeer(id, q, nc, lr)
+	nc.Close()
+	close(stopW)
+	if e := <-werr; e != nil && err == nil {
+		err = e
+	}
+	q.mu.Lock()
+	q.closeLocked()
+	q.mu.Unlock()
+	log.Warn("center peer link closed", "err", err)
+}
+
+// readPeer handles what a peer center sends.
+func (s *LinkServer) readPeer(from uint32, q *linkQueue, nc net.Conn, lr *linkReader) error {
+	cl := s.cfg.Center.cl
+	timeout := s.cfg.Link.HeartbeatTimeout
+	var users []uint64
+	for {
+		_ = nc.SetReadDeadline(time.Now().Add(timeout))
+		op, fixed, tail, err := lr.next()
+		if err != nil {
+			return err
+		}
+		switch op {
+		case linkForward:
+			user, flags := binary.BigEndian.Uint64(fixed), fixed[8]
+			buf, err := lr.readClientFrame(tail)
+			if err != nil {
+				return err
+			}
+			if err := cl.onForward(from, user, flags, buf); err != nil {
+				return err
+			}
+		case linkResult:
+			cl.onResult(from, binary.BigEndian.Uint64(fixed), binary.BigEndian.Uint64(fixed[8:]), fixed[16])
+		case linkFanout:
+			n := int(binary.BigEndian.Uint32(fixed))
+			if n > tail/8 {
+				return fmt.Errorf("%w: FANOUT of %d users in %d bytes", ErrLinkProtocol, n, tail)
+			}
+			buf, err := lr.readTail(tail)
+			if err != nil {
+				return err
+			}
+			users = users[:0]
+			for i := 0; i < n; i++ {
+				users = append(users, binary.BigEndian.Uint64(buf.B[8*i:]))
+			}
+			b := buf.B[8*n:]
+			if f, size, err := frame.Decode(b, frame.MaxEncodable); err != nil || size != len(b) || len(f) == 0 {
+				bytebufferpool.Put(buf)
+				return errors.Join(ErrLinkProtocol, err)
+			}
+			cl.onFanout(users, b)
+			bytebufferpool.Put(buf)
+		case linkPing:
+			q.push(pingItem(linkPong, binary.BigEndian.Uint64(fixed), lr.count))
+		case linkPong:
+		default:
+			return fmt.Errorf("%w: op %d from center %d", ErrLinkProtocol, op, from)
+		}
+	}
+}
