@@ -1,0 +1,272 @@
+// Command myim-bench is MyIM's load generator. It opens many client
+// sessions to a running server and drives one scenario at a time: idle,
+// ping, p2p, group, login-storm or reconnect-storm. It reports throughput,
+// latency percentiles from an HDR histogram, errors, and, when the server
+// runs on the same machine (--server-pid), the server's resident memory and
+// CPU-seconds per million messages.
+//
+// With --proto fwd or --proto mqtt it drives the peers of benchmarks/ (bare
+// length-prefixed forwarders and an MQTT broker) with the same load shape,
+// so that one loader measures every system.
+//
+// Every loop is bounded in count and in time and stops by itself. It dials
+// only the addresses it is given (loopback by default).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Config is everything a run needs; flags fill it. Zero values take the
+// defaults of fillDefaults.
+type Config struct {
+	Scenario string // idle, ping, p2p, group, login-storm, reconnect-storm
+	Proto    string // myim (default), fwd, mqtt
+
+	// Server addresses. Endpoint defaults to what the token answer lists
+	// (MyIM) and is required for the peers.
+	Endpoint string
+	Login    string // login listener, for login-storm and login fallback
+	HTTP     string // host:port of the HTTP API
+	Admin    string // admin secret for the provisioning API
+	Root     string // root.pub file or the key itself (login needs it)
+
+	Conns    int      // sessions to open
+	Sources  []string // source addresses to spread connections over
+	DialRate int      // connections per second while ramping; 0 is unlimited
+	Dialers  int      // concurrent dials
+
+	Prefix   string // bench user names are Prefix + number
+	First    int    // first user number
+	Password string
+
+	Duration time.Duration // how long the measured phase runs
+	Count    int64         // stop after this many messages (0: duration only)
+	Drain    time.Duration // how long to wait for what is in flight at the end
+	Hold     time.Duration // idle: how long to hold the sessions
+	Window   int           // messages in flight per client
+	QoS      int
+	Size     int     // payload bytes
+	Rate     float64 // offered messages (or pings) per second; 0 is closed loop
+
+	GroupSize  int // group: members (<= Conns)
+	Senders    int // group: members that send
+	LoginConc  int // login-storm: concurrent logins
+	DropEvery  time.Duration
+	DropFrac   float64 // reconnect-storm: share of clients dropped per DropEvery
+	DropAbrupt bool    // reconnect-storm: close at once instead of half-closing
+	ServerPID  int
+	JSON       string
+	Plot       string
+	Progress   time.Duration
+	Keepalive  time.Duration
+	Out        io.Writer
+	Quiet      bool
+	AllowWider bool // permit a non-loopback target
+}
+
+func (c *Config) fillDefaults() {
+	if c.Scenario == "" {
+		c.Scenario = "p2p"
+	}
+	if c.Proto == "" {
+		c.Proto = "myim"
+	}
+	if c.Conns <= 0 {
+		c.Conns = 100
+	}
+	if c.Dialers <= 0 {
+		c.Dialers = 4 * runtime.NumCPU()
+	}
+	if c.Prefix == "" {
+		c.Prefix = "bench"
+	}
+	if c.First <= 0 {
+		c.First = 1
+	}
+	if c.Password == "" {
+		c.Password = "bench-password"
+	}
+	if c.Duration <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Drain <= 0 {
+		c.Drain = 15 * time.Second
+	}
+	if c.Hold <= 0 {
+		c.Hold = 3 * time.Second
+	}
+	if c.Window <= 0 {
+		c.Window = 16
+	}
+	if c.Size < payloadMin {
+		c.Size = payloadMin
+	}
+	if c.GroupSize <= 0 || c.GroupSize > c.Conns {
+		c.GroupSize = c.Conns
+	}
+	if c.Senders <= 0 {
+		c.Senders = 1
+	}
+	if c.LoginConc <= 0 {
+		c.LoginConc = 4 * runtime.NumCPU()
+	}
+	if c.DropEvery <= 0 {
+		c.DropEvery = time.Second
+	}
+	if c.DropFrac <= 0 {
+		c.DropFrac = 0.1
+	}
+	if c.Progress <= 0 {
+		c.Progress = time.Second
+	}
+	if c.Keepalive <= 0 {
+		c.Keepalive = 30 * time.Second
+	}
+	if c.Out == nil {
+		c.Out = os.Stdout
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "myim-bench: %v\n", err)
+		return 2
+	}
+	cfg.Out = stdout
+	rep, err := Run(ctx, cfg)
+	if rep != nil {
+		rep.WriteTable(stdout)
+		if cfg.JSON != "" {
+			if werr := rep.WriteJSON(cfg.JSON); werr != nil {
+				fmt.Fprintf(stderr, "myim-bench: %v\n", werr)
+			}
+		}
+		if cfg.Plot != "" && rep.hist != nil {
+			if werr := writePlot(cfg.Plot, rep); werr != nil {
+				fmt.Fprintf(stderr, "myim-bench: %v\n", werr)
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "myim-bench: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func parseFlags(args []string, stderr io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("myim-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Scenario, "scenario", "p2p", "idle, ping, p2p, group, login-storm or reconnect-storm")
+	fs.StringVar(&c.Proto, "proto", "myim", "myim, or a peer of benchmarks/: fwd (length-prefixed forwarders) or mqtt")
+	fs.StringVar(&c.Endpoint, "addr", "", "endpoint address (MyIM: default from the server list; required for peers)")
+	fs.StringVar(&c.Login, "login-addr", "127.0.0.1:5223", "login listener")
+	fs.StringVar(&c.HTTP, "http-addr", "127.0.0.1:5280", "HTTP API address")
+	fs.StringVar(&c.Admin, "admin-secret", os.Getenv("MYIM_ADMIN_SECRET"), "admin secret for bulk users and tokens (env MYIM_ADMIN_SECRET); without it users register and log in one by one")
+	fs.StringVar(&c.Root, "root", "myim-data/root.pub", "the cluster root key, or a file holding it (login needs it)")
+	fs.IntVar(&c.Conns, "n", 100, "sessions to open")
+	src := fs.String("src", "auto", "source addresses, comma separated, or A-B for a range of IPv4 addresses; auto: 127.0.0.2-127.0.0.9 for a loopback target; none: let the kernel choose")
+	fs.IntVar(&c.DialRate, "dial-rate", 0, "connections per second while ramping (0: as fast as the dialers go)")
+	fs.IntVar(&c.Dialers, "dialers", 0, "concurrent dials (default 4 per CPU)")
+	fs.StringVar(&c.Prefix, "prefix", "bench", "bench users are PREFIX1, PREFIX2, ...")
+	fs.IntVar(&c.First, "first", 1, "number of the first bench user (give each of several bench processes its own range)")
+	fs.StringVar(&c.Password, "password", "bench-password", "password of the bench users")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured phase")
+	fs.Int64Var(&c.Count, "count", 0, "stop after this many messages (0: run for --duration)")
+	fs.DurationVar(&c.Drain, "drain", 15*time.Second, "longest wait for messages in flight at the end")
+	fs.DurationVar(&c.Hold, "hold", 3*time.Second, "idle: how long to hold the sessions before measuring")
+	fs.IntVar(&c.Window, "window", 16, "messages (or pings) in flight per client")
+	fs.IntVar(&c.QoS, "qos", 1, "0 or 1")
+	fs.IntVar(&c.Size, "size", 256, fmt.Sprintf("payload bytes (at least %d: timestamp, sender, sequence)", payloadMin))
+	fs.Float64Var(&c.Rate, "rate", 0, "offered messages per second in total, open loop (0: closed loop, as fast as the window allows)")
+	fs.IntVar(&c.GroupSize, "group-size", 0, "group: members (default all sessions)")
+	fs.IntVar(&c.Senders, "senders", 1, "group: members that send")
+	fs.IntVar(&c.LoginConc, "logins", 0, "login-storm: concurrent logins (default 4 per CPU)")
+	fs.DurationVar(&c.DropEvery, "drop-every", time.Second, "reconnect-storm: interval between drops")
+	fs.Float64Var(&c.DropFrac, "drop-frac", 0.1, "reconnect-storm: share of the clients dropped each interval")
+	fs.BoolVar(&c.DropAbrupt, "drop-abrupt", false, "reconnect-storm: close dropped sockets at once (a reset when data is unread) instead of half-closing")
+	fs.IntVar(&c.ServerPID, "server-pid", 0, "server process on this machine: report its RSS and CPU from /proc")
+	fs.StringVar(&c.JSON, "json", "", "write the report as JSON to this file")
+	fs.StringVar(&c.Plot, "plot", "", "draw the latency distribution as SVG to this file")
+	fs.DurationVar(&c.Progress, "progress", time.Second, "progress line interval")
+	fs.DurationVar(&c.Keepalive, "keepalive", 30*time.Second, "PING interval on held sessions (below the server's idle timeout)")
+	fs.BoolVar(&c.Quiet, "quiet", false, "no progress lines")
+	fs.BoolVar(&c.AllowWider, "allow-remote", false, "allow a target outside 127.0.0.0/8 and ::1 (only hosts you run)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	var err error
+	if c.Sources, err = parseSources(*src); err != nil {
+		return c, err
+	}
+	switch c.Scenario {
+	case "idle", "ping", "p2p", "group", "login-storm", "reconnect-storm":
+	default:
+		return c, fmt.Errorf("unknown scenario %q", c.Scenario)
+	}
+	switch c.Proto {
+	case "myim":
+	case "fwd", "mqtt":
+		if c.Scenario != "idle" && c.Scenario != "ping" && c.Scenario != "p2p" {
+			return c, fmt.Errorf("scenario %s needs --proto myim", c.Scenario)
+		}
+		if c.Endpoint == "" {
+			return c, fmt.Errorf("--proto %s needs --addr", c.Proto)
+		}
+	default:
+		return c, fmt.Errorf("unknown protocol %q", c.Proto)
+	}
+	if c.QoS != 0 && c.QoS != 1 {
+		return c, errors.New("--qos must be 0 or 1")
+	}
+	return c, nil
+}
+
+// parseSources reads --src.
+func parseSources(s string) ([]string, error) {
+	switch s {
+	case "", "none":
+		return nil, nil
+	case "auto":
+		return []string{"auto"}, nil
+	}
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if a, b, ok := strings.Cut(part, "-"); ok {
+			r, err := ipRange(a, b)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, r...)
+			continue
+		}
+		out = append(out, part)
+	}
+	return out, nil
+}

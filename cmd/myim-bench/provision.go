@@ -1,0 +1,284 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdh"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bytedance/sonic"
+
+	"github.com/myim/myim/client"
+	"github.com/myim/myim/session"
+)
+
+// sessionDevice is the one device key every bench user's token is bound to.
+type sessionDevice struct {
+	key *ecdh.PrivateKey
+}
+
+// account is a bench user with a token for the endpoint.
+type account struct {
+	Name  string `json:"name"`
+	ID    uint64 `json:"id"`
+	token string
+}
+
+// fleet is what provisioning produced.
+type fleet struct {
+	users     []account
+	dev       *sessionDevice
+	endpoint  string
+	serverKey []byte
+	admin     bool // the admin API was used
+}
+
+// errNoAdminAPI: the server has no provisioning API (or no --admin-secret
+// was given): users are registered and logged in one by one.
+var errNoAdminAPI = errors.New("bench: admin API unavailable")
+
+type httpAPI struct {
+	base, secret string
+	hc           *http.Client
+}
+
+func (h *httpAPI) post(ctx context.Context, path, bearer string, in, out any) (int, error) {
+	b, err := sonic.Marshal(in)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+h.base+path, bytes.NewReader(b))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := h.hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if resp.StatusCode/100 != 2 {
+		return resp.StatusCode, fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	if out != nil {
+		if err := sonic.Unmarshal(body, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("POST %s: %w", path, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+func loadRoot(s string) ([]session.VerifyKey, error) {
+	if b, err := os.ReadFile(s); err == nil {
+		s = string(b)
+	}
+	k, err := session.ParseVerifyKey(strings.TrimSpace(s))
+	if err != nil {
+		return nil, fmt.Errorf("--root: %w (give root.pub from the server's data directory, or the key it prints)", err)
+	}
+	return []session.VerifyKey{k}, nil
+}
+
+// userName is bench user number i (0-based within this run).
+func (c *Config) userName(i int) string { return c.Prefix + strconv.Itoa(c.First+i) }
+
+// provision creates n bench users and, with tokens, gets a token for each,
+// through the admin API when it answers and by registering and logging in
+// otherwise.
+func provision(ctx context.Context, cfg *Config, n int, tokens bool) (*fleet, error) {
+	key, err := session.NewStaticKey()
+	if err != nil {
+		return nil, err
+	}
+	fl := &fleet{dev: &sessionDevice{key: key}}
+	api := &httpAPI{base: cfg.HTTP, secret: cfg.Admin, hc: &http.Client{Timeout: 5 * time.Minute}}
+	err = provisionAdmin(ctx, cfg, api, fl, n, tokens)
+	if err == nil {
+		fl.admin = true
+		return fl, nil
+	}
+	if !errors.Is(err, errNoAdminAPI) {
+		return nil, err
+	}
+	if !cfg.Quiet {
+		fmt.Fprintf(cfg.Out, "provision: no admin API (%v); registering %d users one by one\n", err, n)
+	}
+	return fl, provisionSlow(ctx, cfg, api, fl, n, tokens)
+}
+
+func provisionAdmin(ctx context.Context, cfg *Config, api *httpAPI, fl *fleet, n int, tokens bool) error {
+	if cfg.Admin == "" {
+		return fmt.Errorf("%w: no --admin-secret", errNoAdminAPI)
+	}
+	const chunk = 5000
+	start := time.Now()
+	for first := 0; first < n; first += chunk {
+		cnt := min(chunk, n-first)
+		var out struct {
+			Users []account `json:"users"`
+		}
+		code, err := api.post(ctx, "/v1/admin/users/bulk", cfg.Admin, map[string]any{
+			"prefix": cfg.Prefix, "first": cfg.First + first, "count": cnt, "password": cfg.Password}, &out)
+		if code == http.StatusNotFound || code == http.StatusMethodNotAllowed {
+			return fmt.Errorf("%w: %v", errNoAdminAPI, err)
+		}
+		if err != nil {
+			return err
+		}
+		if len(out.Users) != cnt {
+			return fmt.Errorf("bulk users: asked for %d, got %d", cnt, len(out.Users))
+		}
+		fl.users = append(fl.users, out.Users...)
+	}
+	if !tokens {
+		return nil
+	}
+	pub := base64.StdEncoding.EncodeToString(fl.dev.key.PublicKey().Bytes())
+	for first := 0; first < n; first += chunk {
+		ids := make([]uint64, 0, chunk)
+		for _, u := range fl.users[first:min(first+chunk, n)] {
+			ids = append(ids, u.ID)
+		}
+		var out struct {
+			Tokens  []string             `json:"tokens"`
+			Servers []session.ServerInfo `json:"servers"`
+		}
+		if _, err := api.post(ctx, "/v1/admin/tokens", cfg.Admin, map[string]any{
+			"users": ids, "device_key": pub, "ttl": "2h"}, &out); err != nil {
+			return err
+		}
+		if len(out.Tokens) != len(ids) || len(out.Servers) == 0 {
+			return fmt.Errorf("tokens: asked for %d, got %d tokens and %d servers", len(ids), len(out.Tokens), len(out.Servers))
+		}
+		for i, t := range out.Tokens {
+			fl.users[first+i].token = t
+		}
+		if err := fl.pickServer(cfg, out.Servers, ""); err != nil {
+			return err
+		}
+	}
+	if !cfg.Quiet {
+		fmt.Fprintf(cfg.Out, "provision: %d users and tokens through the admin API in %.1fs\n", n, time.Since(start).Seconds())
+	}
+	return nil
+}
+
+// pickServer takes the first server of the list (by priority, then load)
+// unless --addr names one.
+func (fl *fleet) pickServer(cfg *Config, servers []session.ServerInfo, loginHost string) error {
+	if fl.serverKey != nil {
+		return nil
+	}
+	best := servers[0]
+	for _, s := range servers[1:] {
+		if s.Priority < best.Priority || (s.Priority == best.Priority && s.Load < best.Load) {
+			best = s
+		}
+	}
+	fl.serverKey = best.Key
+	fl.endpoint = cfg.Endpoint
+	if fl.endpoint == "" {
+		fl.endpoint = (&client.LoginResult{LoginHost: hostOf(cfg, loginHost)}).EndpointAddr(best)
+	}
+	return nil
+}
+
+func hostOf(cfg *Config, loginHost string) string {
+	if loginHost != "" {
+		return loginHost
+	}
+	h := cfg.HTTP
+	if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		h = h[:i]
+	}
+	return strings.Trim(h, "[]")
+}
+
+// provisionSlow registers each user over HTTP (409 means it exists) and
+// logs it in through the login service, with LoginConc at a time.
+func provisionSlow(ctx context.Context, cfg *Config, api *httpAPI, fl *fleet, n int, tokens bool) error {
+	var roots []session.VerifyKey
+	if tokens {
+		var err error
+		if roots, err = loadRoot(cfg.Root); err != nil {
+			return err
+		}
+	}
+	ccfg := client.Config{Roots: roots, Device: fl.dev.key}
+	fl.users = make([]account, n)
+	var next, done atomic.Int64
+	var mu sync.Mutex
+	var first error
+	prog := newProgress(cfg, "provision")
+	prog.fn = func() string { return fmt.Sprintf("%d/%d users registered and logged in", done.Load(), n) }
+	defer prog.stop()
+	var wg sync.WaitGroup
+	for w := 0; w < min(cfg.LoginConc, n); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				name := cfg.userName(i)
+				code, err := api.post(ctx, "/v1/users", "", map[string]string{"name": name, "password": cfg.Password}, nil)
+				if err != nil && code != http.StatusConflict {
+					mu.Lock()
+					first = cmp(first, err)
+					mu.Unlock()
+					return
+				}
+				if !tokens {
+					fl.users[i] = account{Name: name}
+					done.Add(1)
+					continue
+				}
+				res, err := client.Login(ctx, ccfg, cfg.Login, name, []byte(cfg.Password))
+				if err != nil {
+					mu.Lock()
+					first = cmp(first, fmt.Errorf("login %s: %w", name, err))
+					mu.Unlock()
+					return
+				}
+				fl.users[i] = account{Name: name, ID: res.UserID, token: res.Token}
+				mu.Lock()
+				if len(res.Servers) > 0 {
+					_ = fl.pickServer(cfg, res.Servers, res.LoginHost)
+				}
+				mu.Unlock()
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
+}
+
+func cmp(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}

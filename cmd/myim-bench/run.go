@@ -1,0 +1,521 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/myim/myim/frame"
+)
+
+type loadKind uint8
+
+const (
+	loadNone loadKind = iota // idle: only keepalives
+	loadPing
+	loadP2P
+	loadGroup
+)
+
+// runner holds one run's sessions and counters.
+type runner struct {
+	ctx  context.Context
+	cfg  *Config
+	fl   *fleet
+	d    *dialer
+	addr string
+
+	conns  []*bconn // by index; nil where a session failed to open
+	live   []int    // indices of open sessions
+	byUser map[uint64]*bconn
+	hist   *shardedHist
+
+	kind               loadKind
+	qos                frame.QoS
+	group              uint64
+	cidBase            uint64
+	track              bool // reconnect-storm: exactly-once bookkeeping
+	completeOnDelivery bool // the window slot frees on delivery, not on the sender's ack
+
+	stopping atomic.Bool // no new messages
+	closing  atomic.Bool // sessions are being closed on purpose
+	budget   atomic.Int64
+	limited  bool
+	readers  sync.WaitGroup
+
+	sent, delivered, acked, stored, errs, dups atomic.Int64
+	resent, reconnects, keepalives, skipped    atomic.Int64
+
+	errMu   sync.Mutex
+	lastErr error
+}
+
+func (r *runner) noteErr(err error) {
+	r.errMu.Lock()
+	r.lastErr = err
+	r.errMu.Unlock()
+}
+
+func (r *runner) fail(err error) {
+	r.errs.Add(1)
+	r.noteErr(err)
+}
+
+func (r *runner) writeErr(_ *bconn, err error) {
+	if r.track || r.closing.Load() {
+		return
+	}
+	r.fail(fmt.Errorf("write: %w", err))
+}
+
+func (r *runner) connErr(_ *bconn, err error) { r.fail(fmt.Errorf("session ended: %w", err)) }
+
+// take claims one message of the run's budget.
+func (r *runner) take() bool {
+	if r.stopping.Load() {
+		return false
+	}
+	if !r.limited {
+		return true
+	}
+	if r.budget.Add(-1) >= 0 {
+		return true
+	}
+	return false
+}
+
+// pickPeer returns the user id of a random session other than b; wmu held.
+func (r *runner) pickPeer(b *bconn) uint64 {
+	if len(r.live) < 2 {
+		return b.user
+	}
+	j := r.live[b.rng.IntN(len(r.live)-1)]
+	if j == b.idx {
+		j = r.live[len(r.live)-1]
+	}
+	return r.conns[j].user
+}
+
+// open dials session i and runs its protocol's opening exchange.
+func (r *runner) open(ctx context.Context, i int) (net.Conn, codec, error) {
+	nc, err := r.d.dial(ctx, r.addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	var c codec
+	switch r.cfg.Proto {
+	case "myim":
+		c, err = myimHandshake(nc, r.fl.dev, r.fl.serverKey, r.fl.users[i].token)
+	case "fwd":
+		c, err = fwdHandshake(nc, uint64(r.cfg.First+i))
+	case "mqtt":
+		c, err = mqttHandshake(nc, i, uint64(r.cfg.First+i))
+	}
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, c, nil
+}
+
+func (r *runner) userID(i int) uint64 {
+	if r.cfg.Proto == "myim" {
+		return r.fl.users[i].ID
+	}
+	return uint64(r.cfg.First + i)
+}
+
+func (r *runner) serverStat() (procStat, bool) {
+	if r.cfg.ServerPID == 0 {
+		return procStat{}, false
+	}
+	ps, err := readProc(r.cfg.ServerPID)
+	if err != nil {
+		r.noteErr(fmt.Errorf("server /proc: %w", err))
+		return procStat{}, false
+	}
+	return ps, true
+}
+
+// Run runs cfg's scenario and returns its report.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg.fillDefaults()
+	rep := &Report{Scenario: cfg.Scenario, Proto: cfg.Proto, Wanted: cfg.Conns, QoS: cfg.QoS, Size: cfg.Size,
+		Window: cfg.Window, Rate: cfg.Rate, ServerPID: cfg.ServerPID}
+	allowed, lim, err := raiseFileLimit()
+	if err != nil {
+		return nil, fmt.Errorf("RLIMIT_NOFILE: %w", err)
+	}
+	if cfg.Scenario != "login-storm" && cfg.Conns > allowed {
+		rep.LimitHit = fmt.Sprintf("open-file limit: the hard RLIMIT_NOFILE of %d allows %d sessions per process; run several bench processes with --first (see docs/scaling.md)", lim.Max, allowed)
+		fmt.Fprintf(cfg.Out, "myim-bench: %s\n", rep.LimitHit)
+		cfg.Conns = allowed
+		if cfg.GroupSize > cfg.Conns {
+			cfg.GroupSize = cfg.Conns
+		}
+	}
+	for _, a := range []string{cfg.Endpoint, cfg.Login, cfg.HTTP} {
+		if a == "" || (cfg.Proto != "myim" && a != cfg.Endpoint) {
+			continue
+		}
+		if err := checkTarget(a, cfg.AllowWider); err != nil {
+			return nil, err
+		}
+	}
+	r := &runner{ctx: ctx, cfg: &cfg, hist: newShardedHist(), qos: frame.QoS(cfg.QoS),
+		cidBase: uint64(time.Now().UnixNano())}
+	if cfg.Scenario == "login-storm" {
+		return rep, loginStorm(ctx, r, rep)
+	}
+	if cfg.Proto == "myim" {
+		if r.fl, err = provision(ctx, &cfg, cfg.Conns, true); err != nil {
+			return nil, err
+		}
+		r.addr = r.fl.endpoint
+		if err := checkTarget(r.addr, cfg.AllowWider); err != nil {
+			return nil, err
+		}
+	} else {
+		r.addr = cfg.Endpoint
+	}
+	if r.d, err = newDialer(cfg.Sources, r.addr); err != nil {
+		return nil, err
+	}
+	switch cfg.Scenario {
+	case "ping":
+		r.kind = loadPing
+	case "p2p":
+		r.kind = loadP2P
+		r.completeOnDelivery = r.qos == frame.QoS0 || cfg.Proto == "mqtt"
+	case "group":
+		r.kind, r.qos = loadGroup, frame.QoS1
+	case "reconnect-storm":
+		r.kind, r.qos, r.track = loadP2P, frame.QoS1, true
+	}
+
+	base, haveProc := r.serverStat()
+	rep.ServerRSSBaseKB = base.RSSKB
+	slab0 := slabKB()
+	t0 := time.Now()
+	conns, got, stopErr := ramp(ctx, &cfg, cfg.Conns, "sessions", func(ctx context.Context, i int) (*bconn, error) {
+		nc, c, err := r.open(ctx, i)
+		if err != nil {
+			return nil, err
+		}
+		return newBconn(r, i, r.userID(i), nc, c), nil
+	})
+	rep.RampRate = float64(got) / time.Since(t0).Seconds()
+	r.conns = conns
+	r.byUser = make(map[uint64]*bconn, got)
+	for i, b := range conns {
+		if b != nil {
+			r.live = append(r.live, i)
+			r.byUser[b.user] = b
+			if r.track {
+				b.unacked = make(map[uint64]sentMsg)
+				b.got = make(map[[2]uint64]uint16)
+			}
+		}
+	}
+	rep.Conns = got
+	if stopErr != nil {
+		if rep.LimitHit == "" {
+			rep.LimitHit = stopErr.Error()
+		}
+		fmt.Fprintf(cfg.Out, "myim-bench: %v\n", stopErr)
+	}
+	defer r.closeAll()
+	if got == 0 {
+		return rep, errors.New("no session opened")
+	}
+	for _, i := range r.live {
+		r.readers.Add(1)
+		go conns[i].readLoop()
+	}
+
+	switch cfg.Scenario {
+	case "idle":
+		err = idle(ctx, r, rep)
+		if s := slabKB(); s > slab0 && slab0 > 0 {
+			rep.KernelSlabPerConnKB = float64(s-slab0) / float64(len(r.live))
+		}
+	case "group":
+		if err = setupGroup(ctx, r); err == nil {
+			err = measure(ctx, r, rep)
+		}
+	default:
+		err = measure(ctx, r, rep)
+	}
+	if ps, ok := r.serverStat(); ok && haveProc {
+		rep.ServerRSSKB = ps.RSSKB
+	}
+	rep.Errors = r.errs.Load()
+	r.errMu.Lock()
+	if r.lastErr != nil {
+		rep.LastError = r.lastErr.Error()
+	}
+	r.errMu.Unlock()
+	return rep, err
+}
+
+// closeAll ends every session and waits for the readers.
+func (r *runner) closeAll() {
+	r.closing.Store(true)
+	r.stopping.Store(true)
+	for _, b := range r.conns {
+		if b != nil {
+			b.wmu.Lock()
+			_ = b.nc.Close()
+			b.wmu.Unlock()
+		}
+	}
+	done := make(chan struct{})
+	go func() { r.readers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+// idle holds the sessions, pings each once to prove it live, and reports
+// the server's memory per session.
+func idle(ctx context.Context, r *runner, rep *Report) error {
+	start := time.Now()
+	prog := newProgress(r.cfg, "idle")
+	prog.fn = func() string {
+		s, _ := r.serverStat()
+		return fmt.Sprintf("holding %d sessions, server RSS %.1f MiB", len(r.live), float64(s.RSSKB)/1024)
+	}
+	ka := time.NewTicker(r.cfg.Keepalive)
+	defer ka.Stop()
+	hold := time.NewTimer(r.cfg.Hold)
+	defer hold.Stop()
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			prog.stop()
+			return ctx.Err()
+		case <-ka.C:
+			r.pingAll()
+		case <-hold.C:
+			break wait
+		}
+	}
+	prog.stop()
+	before := r.keepalives.Load()
+	r.pingAll()
+	deadline := time.Now().Add(20 * time.Second)
+	for r.keepalives.Load()-before < int64(len(r.live)) && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := r.keepalives.Load() - before; n < int64(len(r.live)) {
+		r.fail(fmt.Errorf("only %d of %d sessions answered a ping", n, len(r.live)))
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	if ps, ok := r.serverStat(); ok {
+		rep.ServerRSSKB = ps.RSSKB
+		rep.RSSPerSessionKB = float64(ps.RSSKB-rep.ServerRSSBaseKB) / float64(len(r.live))
+	}
+	return nil
+}
+
+func (r *runner) pingAll() {
+	var pl [payloadMin]byte
+	for _, i := range r.live {
+		b := r.conns[i]
+		putPayload(pl[:], i, 0)
+		_ = b.send(func(d []byte) ([]byte, error) {
+			if r.cfg.Proto == "mqtt" {
+				b.pings = append(b.pings, time.Now().UnixNano())
+			}
+			return b.c.appendPing(d, pl[:])
+		})
+	}
+}
+
+func (r *runner) senders() []*bconn {
+	var out []*bconn
+	for _, i := range r.live {
+		if b := r.conns[i]; b.isSender() {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// inflight is what senders started and have not seen completed.
+func (r *runner) inflight() int64 {
+	var n int64
+	for _, i := range r.live {
+		b := r.conns[i]
+		n += b.sent.Load() - b.done.Load()
+	}
+	return n
+}
+
+// measure runs the load for the configured duration or count, drains what
+// is in flight and fills the report.
+func measure(ctx context.Context, r *runner, rep *Report) error {
+	cfg := r.cfg
+	if cfg.Count > 0 {
+		r.limited = true
+		r.budget.Store(cfg.Count)
+	}
+	senders := r.senders()
+	cpu0, _ := r.serverStat()
+	t0 := time.Now()
+	stopPace := make(chan struct{})
+	var paceWG sync.WaitGroup
+	if cfg.Rate > 0 {
+		r.pace(senders, stopPace, &paceWG)
+	} else {
+		for _, b := range senders {
+			b.pump(false)
+		}
+	}
+	var dropWG sync.WaitGroup
+	stopDrop := make(chan struct{})
+	if r.track {
+		dropWG.Add(1)
+		go r.dropper(stopDrop, &dropWG)
+	}
+	unit := map[loadKind]string{loadPing: "round trips", loadP2P: "messages", loadGroup: "deliveries"}[r.kind]
+	prog := newProgress(cfg, cfg.Scenario)
+	var lastN int64
+	lastT := t0
+	prog.fn = func() string {
+		n, now := r.delivered.Load(), time.Now()
+		rate := float64(n-lastN) / now.Sub(lastT).Seconds()
+		lastN, lastT = n, now
+		return fmt.Sprintf("%d %s (%.0f/s), sent %d, in flight %d, errors %d", n, unit, rate, r.sent.Load(), r.inflight(), r.errs.Load())
+	}
+	end := time.NewTimer(cfg.Duration)
+	tick := time.NewTicker(20 * time.Millisecond)
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-end.C:
+			break loop
+		case <-tick.C:
+			if r.limited && r.budget.Load() <= 0 && r.inflight() == 0 {
+				break loop
+			}
+		}
+	}
+	end.Stop()
+	r.stopping.Store(true)
+	close(stopPace)
+	paceWG.Wait()
+	close(stopDrop)
+	dropWG.Wait()
+	// Drain: what is in flight completes or the drain time runs out.
+	drained := func() bool {
+		if r.track {
+			return r.unackedCount() == 0
+		}
+		if r.kind == loadGroup {
+			return r.inflight() == 0 && r.delivered.Load() >= r.acked.Load()*int64(r.cfg.GroupSize)
+		}
+		return r.inflight() == 0
+	}
+	deadline := time.Now().Add(cfg.Drain)
+	for !drained() && time.Now().Before(deadline) && ctx.Err() == nil {
+		tick.Reset(10 * time.Millisecond)
+		<-tick.C
+	}
+	tick.Stop()
+	t1 := time.Now()
+	prog.stop()
+	cpu1, ok := r.serverStat()
+	if r.track {
+		r.finalFetch(ctx)
+	}
+	hist := r.hist.merged()
+	rep.hist = hist
+	rep.Latency = summarize(hist)
+	rep.Seconds = t1.Sub(t0).Seconds()
+	rep.Sent, rep.Delivered, rep.Acked, rep.Stored = r.sent.Load(), r.delivered.Load(), r.acked.Load(), r.stored.Load()
+	rep.Unit = unit
+	rep.Throughput = float64(rep.Delivered) / rep.Seconds
+	switch {
+	case r.track:
+		r.closeAll() // readers done: their maps are ours now
+		rep.Lost, rep.Duplicates = r.verify()
+		rep.Resent, rep.Reconnects = r.resent.Load(), r.reconnects.Load()
+	case r.kind == loadGroup:
+		rep.Lost = rep.Acked*int64(cfg.GroupSize) - rep.Delivered + r.inflight()*int64(cfg.GroupSize)
+	default:
+		rep.Lost = r.inflight()
+	}
+	if ok {
+		rep.ServerCPUSeconds = float64(cpu1.CPUTicks-cpu0.CPUTicks) / clockTick
+		if rep.Delivered > 0 {
+			rep.CPUPerMillion = rep.ServerCPUSeconds / float64(rep.Delivered) * 1e6
+			rep.ReadsPerMsg = float64(cpu1.Reads-cpu0.Reads) / float64(rep.Delivered)
+			rep.WritesPerMsg = float64(cpu1.Writes-cpu0.Writes) / float64(rep.Delivered)
+		}
+	}
+	if s := r.skipped.Load(); s > 0 {
+		r.noteErr(fmt.Errorf("%d sends skipped: window full at the offered rate", s))
+	}
+	return ctx.Err()
+}
+
+// pace offers cfg.Rate messages per second in total, open loop, spread
+// over the senders; a send that finds its client's window full is skipped
+// and counted.
+func (r *runner) pace(senders []*bconn, stop <-chan struct{}, wg *sync.WaitGroup) {
+	if len(senders) == 0 {
+		return
+	}
+	p := min(4, len(senders))
+	for k := 0; k < p; k++ {
+		var mine []*bconn
+		for i := k; i < len(senders); i += p {
+			mine = append(mine, senders[i])
+		}
+		per := r.cfg.Rate / float64(p)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(time.Millisecond)
+			defer t.Stop()
+			start := time.Now()
+			var issued int64
+			next := 0
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+				}
+				due := int64(per*time.Since(start).Seconds()) - issued
+				for ; due > 0; due-- {
+					if !r.take() {
+						break
+					}
+					issued++
+					b := mine[next%len(mine)]
+					next++
+					b.wmu.Lock()
+					if b.sent.Load()-b.done.Load() < int64(r.cfg.Window) {
+						if err := b.appendNextLocked(); err != nil {
+							r.fail(err)
+						}
+						_ = b.flushLocked()
+					} else {
+						r.skipped.Add(1)
+					}
+					b.wmu.Unlock()
+				}
+			}
+		}()
+	}
+}
