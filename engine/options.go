@@ -3,6 +3,7 @@ package engine
 import (
 	"log/slog"
 	"runtime"
+	"syscall"
 	"time"
 
 	"github.com/myim/myim/frame"
@@ -30,7 +31,10 @@ type Config struct {
 	// buffer plus posted, unwritten buffers). A peer that stops reading is
 	// disconnected when it is exceeded. Default 4 MiB.
 	MaxOutbound int
-	// MaxConns caps concurrent connections; 0 means the default 1,000,000.
+	// MaxConns caps concurrent connections. 0 means 1,000,000, and any value
+	// is lowered to leave room under the process's open-file limit: a
+	// refused connection is one client turned away, while accept failing
+	// for want of file descriptors would stop the listener.
 	MaxConns int
 	// TickInterval is the timing wheel's resolution. Default 1 s.
 	TickInterval time.Duration
@@ -64,6 +68,12 @@ func (c *Config) fillDefaults() {
 	}
 	if c.MaxConns <= 0 {
 		c.MaxConns = 1_000_000
+	}
+	if limit := fileLimit(); limit > 0 {
+		// Keep a tenth of the files, at most 1,024, for the other
+		// listeners, the store, Redis and the logs.
+		room := max(limit-min(1024, limit/10), 1)
+		c.MaxConns = min(c.MaxConns, room)
 	}
 	if c.TickInterval <= 0 {
 		c.TickInterval = time.Second
@@ -104,3 +114,23 @@ func WithMaxConns(n int) Option { return func(c *Config) { c.MaxConns = n } }
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(c *Config) { c.Logger = l } }
+
+// fileLimit returns the process's open-file limit, 0 if unknown.
+func fileLimit() int {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil || r.Cur > 1<<30 {
+		return 0
+	}
+	return int(r.Cur)
+}
+
+// RaiseFileLimit lifts the process's soft open-file limit to its hard
+// limit and returns the result, for servers that hold many connections.
+func RaiseFileLimit() int {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err == nil && r.Cur < r.Max {
+		r.Cur = r.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &r)
+	}
+	return fileLimit()
+}

@@ -90,16 +90,15 @@ type loop struct {
 	mail  []*bytebufferpool.ByteBuffer // scratch for draining mailboxes
 	sweep gnet.RunnableFunc
 
-	// Connections with posted buffers. Posters append under mailMu; the
-	// loop swaps the list out and drains it at the end of each of its
-	// callbacks, so that a post made while the loop is busy (the common
-	// case when sender and recipient share a loop) costs no wake-up, and
-	// a burst of posts from other goroutines costs one wake-up per loop,
-	// not one per connection.
+	// Connections with posted buffers. Posters append under mailMu and
+	// schedule one drain task per loop while none is pending; gnet runs
+	// tasks after the socket events of its current iteration, so every
+	// message posted while a batch of reads is handled reaches its
+	// connection in one write, and a burst from other goroutines costs one
+	// wake-up per loop, not one per connection.
 	mailMu    sync.Mutex
 	mailConns []*Conn
 	mailSpare []*Conn     // loop only
-	busy      atomic.Bool // the loop is inside a callback that ends with endCallback
 	wakeSet   atomic.Bool // a drain is scheduled through Execute
 	drainMail gnet.RunnableFunc
 	// sweepAt is when the ticker scheduled the pending sweep (since
@@ -109,13 +108,13 @@ type loop struct {
 	srv     *Server
 }
 
-// addMail lists c as having posted buffers and, unless the loop will see
-// the list anyway, wakes it. Safe for concurrent use.
+// addMail lists c as having posted buffers and schedules the loop's drain
+// unless one is pending. Safe for concurrent use.
 func (l *loop) addMail(c *Conn) {
 	l.mailMu.Lock()
 	l.mailConns = append(l.mailConns, c)
 	l.mailMu.Unlock()
-	if !l.busy.Load() && l.wakeSet.CompareAndSwap(false, true) {
+	if l.wakeSet.CompareAndSwap(false, true) {
 		if err := l.el.Execute(context.Background(), l.drainMail); err != nil {
 			l.wakeSet.Store(false)
 		}
@@ -153,24 +152,6 @@ func (s *Server) deliverMail(l *loop) {
 		}
 	}
 	l.mailSpare = list[:0]
-}
-
-// endCallback ends a loop callback that set busy: it delivers the mail
-// posted meanwhile, flushes, and clears busy, checking the list once more
-// afterwards so that a post that saw busy set is never left waiting.
-func (s *Server) endCallback(l *loop) {
-	for {
-		s.deliverMail(l)
-		s.flush(l)
-		l.busy.Store(false)
-		l.mailMu.Lock()
-		pending := len(l.mailConns) > 0
-		l.mailMu.Unlock()
-		if !pending {
-			return
-		}
-		l.busy.Store(true)
-	}
 }
 
 // New returns a server for h with the given options. It does not listen
@@ -252,9 +233,9 @@ func (s *Server) loopFor(el gnet.EventLoop) *loop {
 		l.sweep = func(context.Context) error { s.sweep(l); return nil }
 		l.srv = s
 		l.drainMail = func(context.Context) error {
-			l.busy.Store(true)
 			l.wakeSet.Store(false)
-			s.endCallback(l)
+			s.deliverMail(l)
+			s.flush(l)
 			return nil
 		}
 		s.loops[el] = l
@@ -292,17 +273,19 @@ func (s *Server) flush(l *loop) {
 	for i, c := range l.dirty {
 		l.dirty[i] = nil
 		c.dirty = false
-		if c.out != nil {
-			if len(c.out.B) > 0 && !c.closed.Load() {
-				if _, err := c.gc.Write(c.out.B); err != nil {
+		if out := c.out; out != nil {
+			// Detach the buffer first: a failed write closes the
+			// connection at once, and OnClose must not release it too.
+			c.out = nil
+			if len(out.B) > 0 && !c.closed.Load() {
+				if _, err := c.gc.Write(out.B); err != nil {
 					c.closeOnLoop(ReasonPeer)
 				} else {
-					bytes += len(c.out.B)
+					bytes += len(out.B)
 					writes++
 				}
 			}
-			outPool.Put(c.out)
-			c.out = nil
+			outPool.Put(out)
 		}
 		if !c.closing && c.gc.OutboundBuffered() > s.cfg.MaxOutbound {
 			c.closeOnLoop(ReasonSlowReader)
@@ -424,10 +407,6 @@ func (g *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 	if c.closing {
 		return gnet.Close
 	}
-	// Posted buffers first: they were produced before this read's frames
-	// were handled.
-	l.busy.Store(true)
-	s.deliverMail(l)
 	var frames, bytes int
 	for !c.closing {
 		n := gc.InboundBuffered()
@@ -467,7 +446,7 @@ func (g *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 		s.stats.FramesIn.Add(uint64(frames))
 		s.stats.BytesIn.Add(uint64(bytes))
 	}
-	s.endCallback(l)
+	s.flush(l)
 	if c.closing && !c.closed.Swap(true) {
 		return gnet.Close // closing with nothing left to write
 	}

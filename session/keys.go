@@ -76,10 +76,11 @@ type Keys struct {
 // dir is one direction's state.
 type dir struct {
 	key       [32]byte
-	aead      cipher.AEAD
-	nonce     [12]byte // scratch: the nonce for counter n
-	n         uint64   // frames so far in this direction, the next nonce
-	sinceKey  uint64   // frames under the current key
+	aead      cipher.AEAD // built on first use: an idle session holds only its keys
+	live      bool        // a key is set and not wiped
+	nonce     [12]byte    // scratch: the nonce for counter n
+	n         uint64      // frames so far in this direction, the next nonce
+	sinceKey  uint64      // frames under the current key
 	rekeyedAt time.Time
 	failed    bool // receive side: an Open failed; stays failed
 }
@@ -106,30 +107,46 @@ func newKeys(c *Config, sendKey, recvKey *[32]byte) (*Keys, error) {
 
 func (d *dir) setKey(key *[32]byte, now time.Time) error {
 	d.key = *key
-	block, err := aes.NewCipher(d.key[:])
-	if err != nil {
-		return err
-	}
-	d.aead, err = cipher.NewGCM(block)
-	if err != nil {
-		return err
-	}
+	// The AES-GCM state (key schedule and GHASH tables, about 700 bytes a
+	// direction) is built when the direction first carries a frame: most
+	// sessions of a large server sit idle, sending only plaintext PINGs.
+	d.aead = nil
+	d.live = true
 	d.sinceKey = 0
 	d.rekeyedAt = now
 	return nil
 }
 
+// cipher returns d's AEAD, building it on first use.
+func (d *dir) cipher() (cipher.AEAD, error) {
+	if d.aead != nil {
+		return d.aead, nil
+	}
+	block, err := aes.NewCipher(d.key[:])
+	if err != nil {
+		return nil, err
+	}
+	if d.aead, err = cipher.NewGCM(block); err != nil {
+		return nil, err
+	}
+	return d.aead, nil
+}
+
 // rekey replaces d's key with Noise's REKEY(k).
 func (d *dir) rekey(now time.Time) error {
+	aead, err := d.cipher()
+	if err != nil {
+		return err
+	}
 	var nonce [12]byte
 	binary.BigEndian.PutUint64(nonce[4:], ^uint64(0))
 	var zeros [32]byte
 	var out [32 + TagSize]byte
-	ct := d.aead.Seal(out[:0], nonce[:], zeros[:], nil)
+	ct := aead.Seal(out[:0], nonce[:], zeros[:], nil)
 	var next [32]byte
 	copy(next[:], ct)
 	clear(out[:])
-	err := d.setKey(&next, now)
+	err = d.setKey(&next, now)
 	clear(next[:])
 	return err
 }
@@ -137,7 +154,7 @@ func (d *dir) rekey(now time.Time) error {
 // check reports whether d may take one more frame.
 func (k *Keys) check(d *dir) error {
 	switch {
-	case d.aead == nil:
+	case !d.live:
 		return ErrWiped
 	case d.n >= k.nonceLimit:
 		return ErrNonceExhausted
@@ -172,7 +189,11 @@ func (k *Keys) Seal(dst []byte, c frame.Cmd, q frame.QoS, plaintext []byte) ([]b
 		return dst, err
 	}
 	binary.BigEndian.PutUint64(d.nonce[4:], d.n)
-	out = d.aead.Seal(out, d.nonce[:], plaintext, out[start:])
+	aead, err := d.cipher()
+	if err != nil {
+		return dst, err
+	}
+	out = aead.Seal(out, d.nonce[:], plaintext, out[start:])
 	d.n++
 	d.sinceKey++
 	return out, nil
@@ -200,7 +221,11 @@ func (k *Keys) Open(dst []byte, f frame.Frame) ([]byte, error) {
 		return dst, ErrDecrypt
 	}
 	binary.BigEndian.PutUint64(d.nonce[4:], d.n)
-	out, err := d.aead.Open(dst, d.nonce[:], body, hdr)
+	aead, err := d.cipher()
+	if err != nil {
+		return dst, err
+	}
+	out, err := aead.Open(dst, d.nonce[:], body, hdr)
 	if err != nil {
 		d.failed = true
 		return dst, ErrDecrypt
@@ -253,7 +278,7 @@ func (k *Keys) SendRekey(dst []byte, now time.Time) ([]byte, error) {
 // direction to the next key. A frame of another command is refused with
 // ErrRekeyFrame before it is opened; one that fails to open gives ErrDecrypt.
 func (k *Keys) RecvRekey(f frame.Frame, now time.Time) error {
-	if k.recv.aead == nil {
+	if !k.recv.live {
 		return ErrWiped
 	}
 	if _, _, ok := split(f); !ok {
@@ -294,6 +319,7 @@ func (k *Keys) Wipe() {
 	for _, d := range []*dir{&k.send, &k.recv} {
 		clear(d.key[:])
 		d.aead = nil
+		d.live = false
 		d.failed = true
 	}
 }

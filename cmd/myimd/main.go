@@ -37,6 +37,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 2
 	}
 	log, logs := newLogger(cfg, stderr)
+	files := engine.RaiseFileLimit()
 	// Signals are caught before anything listens, so that a stop request
 	// that comes right after start is a clean stop too.
 	sig := make(chan os.Signal, 1)
@@ -61,7 +62,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		}
 	}
 	fmt.Fprintf(stdout, "  data      %s (%s)\n", abs, storeKind(cfg))
-	log.Info("started", "role", cfg.Role, "server_id", cfg.ServerID)
+	log.Info("started", "role", cfg.Role, "server_id", cfg.ServerID, "open_file_limit", files)
 
 	s := <-sig
 	log.Info("stopping", "signal", s.String())
