@@ -25,22 +25,8 @@ import (
 // ParseOffer), as do the ACKs of the transfer's offers. FILE frames sent
 // with QoS 1 are acked as they arrive.
 
-// File server operations; the values are the server's (engine.FileServer*).
-const (
-	FileServerUpload  byte = 1
-	FileServerWrite   byte = 2
-	FileServerDone    byte = 3
-	FileServerRead    byte = 4
-	FileServerStat    byte = 5
-	FileServerDelete  byte = 6
-	FileServerList    byte = 7
-	FileServerShare   byte = 8
-	FileServerUnshare byte = 9
-	FileServerAbort   byte = 10
-)
-
-// MaxChunk is the largest chunk the server takes (engine.MaxFileChunk).
-const MaxChunk = 256 << 10
+// MaxChunk is the largest chunk the server takes.
+const MaxChunk = frame.MaxFileChunk
 
 // DefaultWindow is how many chunks a transfer, an upload or a download
 // keeps in flight; the server refuses transfer chunks beyond its own
@@ -543,7 +529,7 @@ func (c *Conn) fsCall(ctx context.Context, op byte, file, off uint64, data []byt
 // returns the upload id. The server reserves size bytes of the quota.
 func (c *Conn) StartUpload(ctx context.Context, name string, size int64, sum string) (uint64, error) {
 	js, _ := sonic.Marshal(map[string]any{"name": name, "size": size, "sha256": sum})
-	a, err := c.fsCall(ctx, FileServerUpload, 0, 0, js)
+	a, err := c.fsCall(ctx, frame.FileServerUpload, 0, 0, js)
 	if err != nil {
 		return 0, err
 	}
@@ -559,7 +545,7 @@ func (c *Conn) UploadFrom(ctx context.Context, id uint64, r io.ReaderAt, size in
 	if window <= 0 {
 		window = DefaultWindow
 	}
-	a, err := c.fsCall(ctx, FileServerUpload, id, 0, nil)
+	a, err := c.fsCall(ctx, frame.FileServerUpload, id, 0, nil)
 	if err != nil {
 		return FileInfo{}, err
 	}
@@ -569,7 +555,7 @@ func (c *Conn) UploadFrom(ctx context.Context, id uint64, r io.ReaderAt, size in
 	buf := make([]byte, MaxChunk)
 	inflight := 0
 	if next >= size { // all there: an empty write at the end commits it
-		if _, err := st.send(FileServerWrite, id, uint64(next), nil); err != nil {
+		if _, err := st.send(frame.FileServerWrite, id, uint64(next), nil); err != nil {
 			return FileInfo{}, err
 		}
 		inflight++
@@ -580,7 +566,7 @@ func (c *Conn) UploadFrom(ctx context.Context, id uint64, r io.ReaderAt, size in
 			if _, err := r.ReadAt(buf[:n], next); err != nil && !errors.Is(err, io.EOF) {
 				return FileInfo{}, err
 			}
-			if _, err := st.send(FileServerWrite, id, uint64(next), buf[:n]); err != nil {
+			if _, err := st.send(frame.FileServerWrite, id, uint64(next), buf[:n]); err != nil {
 				return FileInfo{}, err
 			}
 			next += int64(n)
@@ -591,7 +577,7 @@ func (c *Conn) UploadFrom(ctx context.Context, id uint64, r io.ReaderAt, size in
 			return FileInfo{}, err
 		}
 		inflight--
-		if a.Op() == FileServerDone {
+		if a.Op() == frame.FileServerDone {
 			var fi FileInfo
 			if err := sonic.Unmarshal(a.Data(), &fi); err != nil {
 				return FileInfo{}, fmt.Errorf("client: file info: %w", err)
@@ -620,13 +606,13 @@ func (c *Conn) Upload(ctx context.Context, name string, r io.ReaderAt, size int6
 
 // AbortUpload discards an upload and what the server has of it.
 func (c *Conn) AbortUpload(ctx context.Context, id uint64) error {
-	_, err := c.fsCall(ctx, FileServerAbort, id, 0, nil)
+	_, err := c.fsCall(ctx, frame.FileServerAbort, id, 0, nil)
 	return err
 }
 
 // Stat returns a file the user may read.
 func (c *Conn) Stat(ctx context.Context, id uint64) (FileInfo, error) {
-	a, err := c.fsCall(ctx, FileServerStat, id, 0, nil)
+	a, err := c.fsCall(ctx, frame.FileServerStat, id, 0, nil)
 	if err != nil {
 		return FileInfo{}, err
 	}
@@ -657,7 +643,7 @@ func (c *Conn) Download(ctx context.Context, id uint64, w io.Writer, off, n int6
 		for inflight < window && next < end {
 			k := min(int64(MaxChunk), end-next)
 			binary.BigEndian.PutUint32(ln[:], uint32(k))
-			if _, err := st.send(FileServerRead, id, uint64(next), ln[:]); err != nil {
+			if _, err := st.send(frame.FileServerRead, id, uint64(next), ln[:]); err != nil {
 				return written, err
 			}
 			next += k
@@ -687,13 +673,13 @@ func (c *Conn) Download(ctx context.Context, id uint64, w io.Writer, off, n int6
 
 // DeleteFile deletes one of the user's files.
 func (c *Conn) DeleteFile(ctx context.Context, id uint64) error {
-	_, err := c.fsCall(ctx, FileServerDelete, id, 0, nil)
+	_, err := c.fsCall(ctx, frame.FileServerDelete, id, 0, nil)
 	return err
 }
 
 // ListFiles returns the user's files, usage and quota.
 func (c *Conn) ListFiles(ctx context.Context) (FileList, error) {
-	a, err := c.fsCall(ctx, FileServerList, 0, 0, nil)
+	a, err := c.fsCall(ctx, frame.FileServerList, 0, 0, nil)
 	if err != nil {
 		return FileList{}, err
 	}
@@ -704,12 +690,12 @@ func (c *Conn) ListFiles(ctx context.Context) (FileList, error) {
 // ShareFile lets a friend (user) or the members of a group the owner is in
 // (group) read file id; set one of the two. UnshareFile undoes it.
 func (c *Conn) ShareFile(ctx context.Context, id, user, group uint64) error {
-	return c.share(ctx, FileServerShare, id, user, group)
+	return c.share(ctx, frame.FileServerShare, id, user, group)
 }
 
 // UnshareFile removes a share made by ShareFile.
 func (c *Conn) UnshareFile(ctx context.Context, id, user, group uint64) error {
-	return c.share(ctx, FileServerUnshare, id, user, group)
+	return c.share(ctx, frame.FileServerUnshare, id, user, group)
 }
 
 func (c *Conn) share(ctx context.Context, op byte, id, user, group uint64) error {

@@ -26,7 +26,7 @@ import (
 // MaxFileChunk is the largest CHUNK (and file server WRITE or READ) data:
 // a quarter of the default maximum frame, so a chunk frame with its headers
 // and seal always fits.
-const MaxFileChunk = 256 << 10
+const MaxFileChunk = frame.MaxFileChunk
 
 // FilesConfig tunes file transfer and the private file server. Zero values
 // mean the defaults, filled in by fillDefaults.

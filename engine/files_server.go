@@ -27,41 +27,6 @@ import (
 // in the frame's pooled buffer until its worker has written it; the bytes
 // queued for the workers are bounded by FilesConfig.QueueBytes.
 
-// File server operations (FILE_SERVER body, Op field). An answer echoes Req
-// and has the request's Op, except that the WRITE completing an upload is
-// answered with DONE; a refusal is an ERROR whose Ref is Req.
-const (
-	// FileServerUpload starts an upload (FileID 0, data JSON {name, size,
-	// sha256}) or resumes one (FileID = upload id). Answer: FileID = upload
-	// id, Offset = bytes the server has, i.e. where to write next.
-	FileServerUpload byte = 1
-	// FileServerWrite writes data at Offset of upload FileID; Offset must
-	// be what the server has. Answer: Offset = bytes the server has now.
-	FileServerWrite byte = 2
-	// FileServerDone answers the write that completed an upload, once the
-	// content matched its SHA-256: FileID = the new file id, data = the
-	// file's JSON (FileJSON).
-	FileServerDone byte = 3
-	// FileServerRead reads file FileID at Offset; data: optional 4-byte
-	// big-endian length (default and maximum MaxFileChunk). Answer: the
-	// bytes, fewer at the end of the file, none at or past it.
-	FileServerRead byte = 4
-	// FileServerStat answers the file's JSON (FileJSON).
-	FileServerStat byte = 5
-	// FileServerDelete deletes one of the user's files.
-	FileServerDelete byte = 6
-	// FileServerList answers JSON {"files": [FileJSON...], "used": bytes,
-	// "quota": bytes} for the user's own files.
-	FileServerList byte = 7
-	// FileServerShare shares file FileID; data JSON {"user": id} (a
-	// friend) or {"group": id} (a group the owner is in).
-	FileServerShare byte = 8
-	// FileServerUnshare removes such a share.
-	FileServerUnshare byte = 9
-	// FileServerAbort discards upload FileID and its partial content.
-	FileServerAbort byte = 10
-)
-
 // FileJSON describes a file in answers.
 type FileJSON struct {
 	ID      uint64 `json:"id"`
@@ -258,7 +223,7 @@ func (fs *fileService) do(w *fsWorker, j fsJob) {
 	defer cancel()
 	var err *fsErr
 	switch j.op {
-	case FileServerUpload:
+	case frame.FileServerUpload:
 		var id uint64
 		var off int64
 		if j.file == 0 {
@@ -268,44 +233,44 @@ func (fs *fileService) do(w *fsWorker, j fsJob) {
 			off, err = fs.resumeUpload(ctx, w, j.user, id)
 		}
 		if err == nil {
-			fs.answer(j, FileServerUpload, id, uint64(off), nil)
+			fs.answer(j, frame.FileServerUpload, id, uint64(off), nil)
 		}
-	case FileServerWrite:
+	case frame.FileServerWrite:
 		var size int64
 		var f *storage.File
 		size, f, err = fs.write(ctx, w, j.user, j.file, int64(j.off), j.data)
 		if err == nil {
 			if f != nil {
 				js, _ := sonic.Marshal(fileJSON(*f))
-				fs.answer(j, FileServerDone, f.ID, uint64(f.Size), js)
+				fs.answer(j, frame.FileServerDone, f.ID, uint64(f.Size), js)
 			} else {
-				fs.answer(j, FileServerWrite, j.file, uint64(size), nil)
+				fs.answer(j, frame.FileServerWrite, j.file, uint64(size), nil)
 			}
 		}
-	case FileServerRead:
+	case frame.FileServerRead:
 		err = fs.readFrame(ctx, j)
-	case FileServerStat:
+	case frame.FileServerStat:
 		var f storage.File
 		if f, err = fs.readable(ctx, j.user, j.file); err == nil {
 			js, _ := sonic.Marshal(fileJSON(f))
-			fs.answer(j, FileServerStat, f.ID, 0, js)
+			fs.answer(j, frame.FileServerStat, f.ID, 0, js)
 		}
-	case FileServerDelete:
+	case frame.FileServerDelete:
 		if err = fs.remove(ctx, j.user, j.file); err == nil {
-			fs.answer(j, FileServerDelete, j.file, 0, nil)
+			fs.answer(j, frame.FileServerDelete, j.file, 0, nil)
 		}
-	case FileServerList:
+	case frame.FileServerList:
 		var js []byte
 		if js, err = fs.list(ctx, j.user); err == nil {
-			fs.answer(j, FileServerList, 0, 0, js)
+			fs.answer(j, frame.FileServerList, 0, 0, js)
 		}
-	case FileServerShare, FileServerUnshare:
-		if err = fs.share(ctx, j.user, j.file, j.data, j.op == FileServerUnshare); err == nil {
+	case frame.FileServerShare, frame.FileServerUnshare:
+		if err = fs.share(ctx, j.user, j.file, j.data, j.op == frame.FileServerUnshare); err == nil {
 			fs.answer(j, j.op, j.file, 0, nil)
 		}
-	case FileServerAbort:
+	case frame.FileServerAbort:
 		if err = fs.abort(ctx, w, j.user, j.file); err == nil {
-			fs.answer(j, FileServerAbort, j.file, 0, nil)
+			fs.answer(j, frame.FileServerAbort, j.file, 0, nil)
 		}
 	default:
 		err = refuse(frame.ErrCodeBadRequest, "unknown file server operation %d", j.op)
@@ -561,7 +526,7 @@ func (fs *fileService) readFrame(ctx context.Context, j fsJob) *fsErr {
 	out := bytebufferpool.Get()
 	out.B, _ = frame.AppendHeader(out.B, frame.CmdFileServer, frame.QoS0, frame.FileServerLen+int(n))
 	out.B = binary.BigEndian.AppendUint32(out.B, j.req)
-	out.B = append(out.B, FileServerRead)
+	out.B = append(out.B, frame.FileServerRead)
 	out.B = binary.BigEndian.AppendUint64(out.B, j.file)
 	out.B = binary.BigEndian.AppendUint64(out.B, j.off)
 	if n > 0 {

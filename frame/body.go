@@ -194,6 +194,44 @@ func AppendFileServer(dst []byte, q QoS, req uint32, op byte, file, offset uint6
 	return append(dst, data...), nil
 }
 
+// File server operations (FILE_SERVER body, Op field). An answer echoes Req
+// and has the request's Op, except that the WRITE completing an upload is
+// answered with DONE; a refusal is an ERROR whose Ref is Req.
+const (
+	// FileServerUpload starts an upload (FileID 0, data JSON {name, size,
+	// sha256}) or resumes one (FileID = upload id). Answer: FileID = upload
+	// id, Offset = bytes the server has, i.e. where to write next.
+	FileServerUpload byte = 1
+	// FileServerWrite writes data at Offset of upload FileID; Offset must
+	// be what the server has. Answer: Offset = bytes the server has now.
+	FileServerWrite byte = 2
+	// FileServerDone answers the write that completed an upload, once the
+	// content matched its SHA-256: FileID = the new file id, data = the
+	// file's JSON (docs/files.md).
+	FileServerDone byte = 3
+	// FileServerRead reads file FileID at Offset; data: optional 4-byte
+	// big-endian length (default and maximum MaxFileChunk). Answer: the
+	// bytes, fewer at the end of the file, none at or past it.
+	FileServerRead byte = 4
+	// FileServerStat answers the file's JSON (docs/files.md).
+	FileServerStat byte = 5
+	// FileServerDelete deletes one of the user's files.
+	FileServerDelete byte = 6
+	// FileServerList answers JSON {"files": [FileJSON...], "used": bytes,
+	// "quota": bytes} for the user's own files.
+	FileServerList byte = 7
+	// FileServerShare shares file FileID; data JSON {"user": id} (a
+	// friend) or {"group": id} (a group the owner is in).
+	FileServerShare byte = 8
+	// FileServerUnshare removes such a share.
+	FileServerUnshare byte = 9
+	// FileServerAbort discards upload FileID and its partial content.
+	FileServerAbort byte = 10
+)
+
+// MaxFileChunk is the largest chunk a FILE or FILE_SERVER frame carries.
+const MaxFileChunk = 256 << 10
+
 // Fetch kinds and flags.
 const (
 	FetchP2P   byte = 0

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -154,29 +153,8 @@ func crashMidStream(t *testing.T, first, second *proc, routes route.Table) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = sess.Run(ctx) }()
-	var mu sync.Mutex
-	seen := map[string]int{}
-	go func() {
-		var last *client.Conn
-		for ctx.Err() == nil {
-			c, changed := sess.Conn()
-			if c == nil || c == last {
-				select {
-				case <-changed:
-				case <-ctx.Done():
-				}
-				continue
-			}
-			last = c
-			for f := range c.Frames() {
-				if f.Cmd == frame.CmdMsg {
-					mu.Lock()
-					seen[string(frame.Msg(f.Body).Content())]++
-					mu.Unlock()
-				}
-			}
-		}
-	}()
+	shown := countMsgs(ctx, sess)
+	mu, seen := &shown.mu, shown.seen
 	waitFor(t, 10*time.Second, "xia connected", func() bool { c, _ := sess.Conn(); return c != nil })
 	if srv := sess.Login().Servers[0]; srv.ID != 2 {
 		t.Fatalf("xia's first server is %d, want 2", srv.ID)

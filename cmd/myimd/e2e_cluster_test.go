@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -147,29 +146,8 @@ func TestDrainMovesClients(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = sess.Run(ctx) }()
-	var mu sync.Mutex
-	seen := map[string]int{}
-	go func() {
-		var last *client.Conn
-		for ctx.Err() == nil {
-			c, changed := sess.Conn()
-			if c == nil || c == last {
-				select {
-				case <-changed:
-				case <-ctx.Done():
-				}
-				continue
-			}
-			last = c
-			for f := range c.Frames() {
-				if f.Cmd == frame.CmdMsg {
-					mu.Lock()
-					seen[string(frame.Msg(f.Body).Content())]++
-					mu.Unlock()
-				}
-			}
-		}
-	}()
+	shown := countMsgs(ctx, sess)
+	mu, seen := &shown.mu, shown.seen
 	waitFor(t, 10*time.Second, "xia connected", func() bool { c, _ := sess.Conn(); return c != nil })
 	if srv := sess.Login().Servers[0]; srv.ID != 1 {
 		t.Fatalf("xia's first server is %d, want 1", srv.ID)

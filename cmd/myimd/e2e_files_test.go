@@ -551,7 +551,7 @@ func TestFileServer(t *testing.T) {
 	id, _ = alice.conn.StartUpload(ctx, "d.bin", 10, sum)
 	b := make([]byte, 0, 64)
 	b = binary.BigEndian.AppendUint32(b, 77)
-	b = append(b, client.FileServerWrite)
+	b = append(b, frame.FileServerWrite)
 	b = binary.BigEndian.AppendUint64(b, id)
 	b = binary.BigEndian.AppendUint64(b, 4)
 	_ = alice.conn.Send(frame.CmdFileServer, frame.QoS0, append(b, "xyz"...))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -9,10 +10,9 @@ import (
 	"github.com/myim/myim/frame"
 )
 
-// sessionInbox collects the contents of the MSGs a Session receives, across
-// its reconnects.
-func sessionInbox(ctx context.Context, s *client.Session) <-chan string {
-	out := make(chan string, 64)
+// eachFrame calls fn for every frame a Session receives, across its
+// reconnects, until ctx ends.
+func eachFrame(ctx context.Context, s *client.Session, fn func(client.Frame)) {
 	go func() {
 		var seen *client.Conn
 		for ctx.Err() == nil {
@@ -26,13 +26,40 @@ func sessionInbox(ctx context.Context, s *client.Session) <-chan string {
 			}
 			seen = c
 			for f := range c.Frames() {
-				if f.Cmd == frame.CmdMsg {
-					out <- string(frame.Msg(f.Body).Content())
-				}
+				fn(f)
 			}
 		}
 	}()
+}
+
+// sessionInbox collects the contents of the MSGs a Session receives.
+func sessionInbox(ctx context.Context, s *client.Session) <-chan string {
+	out := make(chan string, 64)
+	eachFrame(ctx, s, func(f client.Frame) {
+		if f.Cmd == frame.CmdMsg {
+			out <- string(frame.Msg(f.Body).Content())
+		}
+	})
 	return out
+}
+
+// msgCounter counts how often each MSG content was shown, across a
+// Session's reconnects.
+type msgCounter struct {
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func countMsgs(ctx context.Context, s *client.Session) *msgCounter {
+	m := &msgCounter{seen: map[string]int{}}
+	eachFrame(ctx, s, func(f client.Frame) {
+		if f.Cmd == frame.CmdMsg {
+			m.mu.Lock()
+			m.seen[string(frame.Msg(f.Body).Content())]++
+			m.mu.Unlock()
+		}
+	})
+	return m
 }
 
 // TestSessionRenews runs myimd with a short session lifetime, standing in
