@@ -14,6 +14,8 @@ fuzztime="${MYIM_FUZZTIME:-500000x}"
 
 echo "== go vet"
 go vet ./...
+echo "== go vet (benchmarks module)"
+(cd benchmarks && go vet ./...)
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
