@@ -244,20 +244,24 @@ func (rc *RemoteCenter) Close() {
 }
 
 // backoff returns the wait before reconnect attempt n (from 0): an
-// exponential ceiling, of which a random half to all is waited.
-func (rc *RemoteCenter) backoff(n int) time.Duration {
-	d := rc.cfg.MaxBackoff
+// exponential ceiling from lo to hi, of which a random half to all is
+// waited, so that the links of a restarted peer do not all come back at
+// once.
+func backoff(n int, lo, hi time.Duration) time.Duration {
+	d := hi
 	if n < 30 {
-		d = min(rc.cfg.MinBackoff<<n, rc.cfg.MaxBackoff)
+		d = min(lo<<n, hi)
 	}
 	return d/2 + rand.N(d/2+1)
 }
 
-func (rc *RemoteCenter) sleep(d time.Duration) bool {
+// sleepUnless waits d and reports true, or returns false at once when stop
+// closes.
+func sleepUnless(stop <-chan struct{}, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-rc.stop:
+	case <-stop:
 		return false
 	case <-t.C:
 		return true
@@ -277,10 +281,10 @@ func (rc *RemoteCenter) run() {
 			default:
 			}
 			rc.DialFails.Add(1)
-			wait := rc.backoff(attempt)
+			wait := backoff(attempt, rc.cfg.MinBackoff, rc.cfg.MaxBackoff)
 			attempt++
 			log.Warn("center link: connect failed", "err", err, "attempt", attempt, "retry_in", wait)
-			if !rc.sleep(wait) {
+			if !sleepUnless(rc.stop, wait) {
 				return
 			}
 			continue
@@ -296,11 +300,11 @@ func (rc *RemoteCenter) run() {
 		if time.Since(start) > rc.cfg.MaxBackoff {
 			attempt = 0 // the link held: start over from the shortest wait
 		}
-		wait := rc.backoff(attempt)
+		wait := backoff(attempt, rc.cfg.MinBackoff, rc.cfg.MaxBackoff)
 		attempt++
 		log.Warn("center link down", "err", err, "up_for", time.Since(start).Round(time.Millisecond),
 			"queued", rc.Queued(), "retry_in", wait)
-		if !rc.sleep(wait) {
+		if !sleepUnless(rc.stop, wait) {
 			return
 		}
 	}

@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"time"
 
@@ -142,17 +141,6 @@ func (p *peerLink) close() {
 	<-p.done
 }
 
-func (p *peerLink) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-p.stop:
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 func (p *peerLink) run() {
 	defer close(p.done)
 	log := p.cl.log.With("peer_center", p.id, "addr", p.addr)
@@ -183,12 +171,9 @@ func (p *peerLink) run() {
 				log.Warn("center peer link: connect failed", "err", err, "attempt", attempt+1)
 			}
 		}
-		d := peerMaxBackoff
-		if attempt < 10 {
-			d = min(peerMinBackoff<<attempt, peerMaxBackoff)
-		}
+		wait := backoff(attempt, peerMinBackoff, peerMaxBackoff)
 		attempt++
-		if !p.sleep(d/2 + rand.N(d/2+1)) {
+		if !sleepUnless(p.stop, wait) {
 			return
 		}
 	}
