@@ -22,7 +22,13 @@ import (
 type RemoteCenterConfig struct {
 	// Addr is the center's link listener, host:port.
 	Addr string
-	Link LinkConfig
+	// Fallbacks are other centers' link listeners: when the current center
+	// cannot be reached, the endpoint tries the next, in turn, and
+	// announces its sessions there. The centers must share the store and
+	// the route table (a cluster of centers), so that nothing acked is
+	// lost by the move.
+	Fallbacks []string
+	Link      LinkConfig
 	// DialTimeout bounds connecting, the TLS handshake and HELLO. Default 5 s.
 	DialTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the wait between reconnect attempts,
@@ -58,6 +64,7 @@ type RemoteCenter struct {
 	cfg RemoteCenterConfig
 	q   *linkQueue
 	ep  Endpoint
+	cur int // index into addrs of the center tried now; run goroutine only
 
 	// Guarded by q.mu.
 	sessions  map[uint64]*remoteSess // by session id
@@ -270,10 +277,12 @@ func sleepUnless(stop <-chan struct{}, d time.Duration) bool {
 
 func (rc *RemoteCenter) run() {
 	defer close(rc.done)
-	log := rc.cfg.Link.Logger.With("center", rc.cfg.Addr)
+	addrs := append([]string{rc.cfg.Addr}, rc.cfg.Fallbacks...)
 	attempt := 0
 	for {
-		nc, br, err := rc.connect()
+		addr := addrs[rc.cur]
+		log := rc.cfg.Link.Logger.With("center", addr)
+		nc, br, err := rc.connect(addr)
 		if err != nil {
 			select {
 			case <-rc.stop:
@@ -281,6 +290,7 @@ func (rc *RemoteCenter) run() {
 			default:
 			}
 			rc.DialFails.Add(1)
+			rc.cur = (rc.cur + 1) % len(addrs) // the next center, in turn
 			wait := backoff(attempt, rc.cfg.MinBackoff, rc.cfg.MaxBackoff)
 			attempt++
 			log.Warn("center link: connect failed", "err", err, "attempt", attempt, "retry_in", wait)
@@ -312,7 +322,7 @@ func (rc *RemoteCenter) run() {
 
 // connect dials, runs the TLS handshake, checks the peer is a center and
 // exchanges HELLO.
-func (rc *RemoteCenter) connect() (net.Conn, *bufio.Reader, error) {
+func (rc *RemoteCenter) connect(addr string) (net.Conn, *bufio.Reader, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), rc.cfg.DialTimeout)
 	defer cancel()
 	go func() {
@@ -322,7 +332,7 @@ func (rc *RemoteCenter) connect() (net.Conn, *bufio.Reader, error) {
 		case <-ctx.Done():
 		}
 	}()
-	nc, br, _, err := dialLink(ctx, rc.cfg.Addr, &rc.cfg.Link, RoleCenter, rc.endpoint().ID(), 0, rc.cfg.DialTimeout)
+	nc, br, _, err := dialLink(ctx, addr, &rc.cfg.Link, RoleCenter, rc.endpoint().ID(), 0, rc.cfg.DialTimeout)
 	return nc, br, err
 }
 

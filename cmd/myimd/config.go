@@ -92,7 +92,7 @@ func (c *Config) options() []option {
 		{"handshake-timeout", "close a connection not authenticated this long after connect", (*durationValue)(&c.HandshakeTimeout)},
 		{"max-session", "end a session after this long even if its token lives longer; the client handshakes again (at most 24h)", (*durationValue)(&c.MaxSession)},
 		{"server-id", "this node's id in the cluster (1..65535)", (*uintValue)(&c.ServerID)},
-		{"center-link", "endpoint role: the center's link address host:port", (*stringValue)(&c.CenterLink)},
+		{"center-link", "endpoint role: the center's link address host:port, then other centers to move to, comma-separated", (*stringValue)(&c.CenterLink)},
 		{"join", "join token from 'myimd cluster init' (endpoint, login, and further center or all nodes)", (*secretValue)(&c.Join)},
 		{"join-url", "the first node's join listener, e.g. https://10.0.0.1:5270", (*stringValue)(&c.JoinURL)},
 		{"join-addr", "first node: where to serve cluster joins (needs 'myimd cluster init')", (*addrValue)(&c.JoinAddr)},

@@ -41,6 +41,7 @@ func TestMain(m *testing.M) {
 
 // proc is a running myimd.
 type proc struct {
+	argv  []string
 	dir   string
 	cmd   *exec.Cmd
 	addrs map[string]string
@@ -69,7 +70,7 @@ func startMyimdDir(t testing.TB, dir string, args ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{dir: dir, cmd: cmd, addrs: map[string]string{}, out: &stderr, done: make(chan error, 1)}
+	p := &proc{argv: append(base, args...), dir: dir, cmd: cmd, addrs: map[string]string{}, out: &stderr, done: make(chan error, 1)}
 	sc := bufio.NewScanner(stdout)
 	deadline := time.AfterFunc(20*time.Second, func() { _ = cmd.Process.Kill() })
 	for sc.Scan() {
@@ -89,6 +90,19 @@ func startMyimdDir(t testing.TB, dir string, args ...string) *proc {
 	}
 	t.Cleanup(func() { p.stop(t) })
 	return p
+}
+
+// flags returns the given flags with their values as this process got them.
+func (p *proc) flags(names ...string) []string {
+	var out []string
+	for i := 0; i+1 < len(p.argv); i++ {
+		for _, n := range names {
+			if p.argv[i] == n {
+				out = append(out, n, p.argv[i+1])
+			}
+		}
+	}
+	return out
 }
 
 // kill ends the process with SIGKILL, as a crash would.

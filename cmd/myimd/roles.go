@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/myim/myim/engine"
@@ -433,7 +434,12 @@ func (b *node) remoteCenter() (*engine.RemoteCenter, error) {
 	if !ok {
 		return nil, errors.New("no cluster certificate for the center link: join first, or use --link-plaintext")
 	}
-	return engine.NewRemoteCenter(engine.RemoteCenterConfig{Addr: b.cfg.CenterLink, Link: lc})
+	// A list: the first center, then the others to move to if it is lost.
+	addrs := strings.Split(b.cfg.CenterLink, ",")
+	for i := range addrs {
+		addrs[i] = strings.TrimSpace(addrs[i])
+	}
+	return engine.NewRemoteCenter(engine.RemoteCenterConfig{Addr: addrs[0], Fallbacks: addrs[1:], Link: lc})
 }
 
 // serveJoins runs the join listener (TLS, certificates from the CA) when
