@@ -262,6 +262,20 @@ func backoff(n int, lo, hi time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
+// stoppableContext returns a context that ends after timeout or when stop
+// closes, whichever comes first: a dial that shutdown can interrupt.
+func stoppableContext(stop <-chan struct{}, timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 // sleepUnless waits d and reports true, or returns false at once when stop
 // closes.
 func sleepUnless(stop <-chan struct{}, d time.Duration) bool {
@@ -323,15 +337,8 @@ func (rc *RemoteCenter) run() {
 // connect dials, runs the TLS handshake, checks the peer is a center and
 // exchanges HELLO.
 func (rc *RemoteCenter) connect(addr string) (net.Conn, *bufio.Reader, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), rc.cfg.DialTimeout)
+	ctx, cancel := stoppableContext(rc.stop, rc.cfg.DialTimeout)
 	defer cancel()
-	go func() {
-		select {
-		case <-rc.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	nc, br, _, err := dialLink(ctx, addr, &rc.cfg.Link, RoleCenter, rc.endpoint().ID(), 0, rc.cfg.DialTimeout)
 	return nc, br, err
 }

@@ -189,15 +189,8 @@ const (
 
 func (p *peerLink) connect() (net.Conn, *bufio.Reader, error) {
 	timeout := p.cl.cfg.DialTimeout
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := stoppableContext(p.stop, timeout)
 	defer cancel()
-	go func() {
-		select {
-		case <-p.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	nc, br, id, err := dialLink(ctx, p.addr, &p.cl.cfg.Link, RoleCenter, p.cl.c.cfg.ID, linkHelloCenter, timeout)
 	if err != nil {
 		return nil, nil, err

@@ -145,20 +145,10 @@ func TestTwoCenters(t *testing.T) {
 func crashMidStream(t *testing.T, first, second *proc, routes route.Table) {
 	wes := &user{dev: newDevice(t)}
 	connectTo(t, first, wes, loginBoth(t, first, "wes", wes), 1)
-	xia := &user{dev: newDevice(t)}
-	xia.id = loginBoth(t, first, "xia", xia).UserID
-	cfg := first.cfg(t, xia.dev)
-	cfg.AutoAck, cfg.AutoFetch, cfg.Dedupe = true, true, client.NewDedupe(0)
-	sess := client.NewSession(cfg, first.addrs["login"], "xia", []byte("password-xia"))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { _ = sess.Run(ctx) }()
-	shown := countMsgs(ctx, sess)
+	xia, sess, shown := followingUser(t, ctx, first, "xia", 2)
 	mu, seen := &shown.mu, shown.seen
-	waitFor(t, 10*time.Second, "xia connected", func() bool { c, _ := sess.Conn(); return c != nil })
-	if srv := sess.Login().Servers[0]; srv.ID != 2 {
-		t.Fatalf("xia's first server is %d, want 2", srv.ID)
-	}
 	waitRoute(t, routes, xia.id, 2)
 
 	const total = 200

@@ -138,20 +138,10 @@ func TestDrainMovesClients(t *testing.T) {
 	// wes sends from the second endpoint; xia is on the first, which drains.
 	wes := &user{dev: newDevice(t)}
 	connectTo(t, first, wes, loginBoth(t, first, "wes", wes), 2)
-	xia := &user{dev: newDevice(t)}
-	xia.id = loginBoth(t, first, "xia", xia).UserID
-	cfg := first.cfg(t, xia.dev)
-	cfg.AutoAck, cfg.AutoFetch, cfg.Dedupe = true, true, client.NewDedupe(0)
-	sess := client.NewSession(cfg, first.addrs["login"], "xia", []byte("password-xia"))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { _ = sess.Run(ctx) }()
-	shown := countMsgs(ctx, sess)
+	xia, sess, shown := followingUser(t, ctx, first, "xia", 1)
 	mu, seen := &shown.mu, shown.seen
-	waitFor(t, 10*time.Second, "xia connected", func() bool { c, _ := sess.Conn(); return c != nil })
-	if srv := sess.Login().Servers[0]; srv.ID != 1 {
-		t.Fatalf("xia's first server is %d, want 1", srv.ID)
-	}
 
 	const total = 200
 	acked := map[uint64]string{}

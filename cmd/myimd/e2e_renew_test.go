@@ -105,3 +105,22 @@ func TestSessionRenews(t *testing.T) {
 	waitFor(t, 15*time.Second, "both sessions renewed", func() bool { return ray.Renewals() >= 1 && liz.Renewals() >= 1 })
 	send("after renewal")
 }
+
+// followingUser logs name in through a client.Session (acking, fetching and
+// deduplicating, as an application would), waits until it is connected to
+// the server with id want, and counts the messages it is shown.
+func followingUser(t *testing.T, ctx context.Context, p *proc, name string, want uint32) (*user, *client.Session, *msgCounter) {
+	t.Helper()
+	u := &user{dev: newDevice(t)}
+	u.id = loginBoth(t, p, name, u).UserID
+	cfg := p.cfg(t, u.dev)
+	cfg.AutoAck, cfg.AutoFetch, cfg.Dedupe = true, true, client.NewDedupe(0)
+	sess := client.NewSession(cfg, p.addrs["login"], name, []byte("password-"+name))
+	go func() { _ = sess.Run(ctx) }()
+	shown := countMsgs(ctx, sess)
+	waitFor(t, 10*time.Second, name+" connected", func() bool { c, _ := sess.Conn(); return c != nil })
+	if srv := sess.Login().Servers[0]; srv.ID != want {
+		t.Fatalf("%s's first server is %d, want %d", name, srv.ID, want)
+	}
+	return u, sess, shown
+}
