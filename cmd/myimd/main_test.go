@@ -85,7 +85,7 @@ func startMyimdDir(t testing.TB, dir string, args ...string) *proc {
 	deadline.Stop()
 	go func() { _, _ = io.Copy(io.Discard, stdout) }()
 	go func() { p.done <- cmd.Wait() }()
-	if p.addrs["endpoint"] == "" {
+	if len(p.addrs) == 0 {
 		t.Fatalf("myimd did not start: %s", stderr.String())
 	}
 	t.Cleanup(func() { p.stop(t) })
