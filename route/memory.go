@@ -110,8 +110,8 @@ func (m *Memory) Set(ctx context.Context, user uint64, a Addr, ttl time.Duration
 	rs := pruneRoutes(sh.users[user], now)
 	found := false
 	for i := range rs {
-		if rs[i].addr == a {
-			rs[i].exp = now + int64(ttl)
+		if rs[i].addr.same(a) {
+			rs[i] = memRoute{addr: a, exp: now + int64(ttl)}
 			found = true
 			break
 		}
@@ -141,7 +141,7 @@ func (m *Memory) Del(ctx context.Context, user uint64, a Addr) error {
 	}
 	live := rs[:0]
 	for _, r := range rs {
-		if r.exp > now && r.addr != a {
+		if r.exp > now && !r.addr.same(a) {
 			live = append(live, r)
 		}
 	}
@@ -169,8 +169,8 @@ func (m *Memory) Refresh(ctx context.Context, user uint64, a Addr, ttl time.Dura
 	rs = pruneRoutes(rs, now)
 	sh.store(user, rs)
 	for i := range rs {
-		if rs[i].addr == a {
-			rs[i].exp = now + int64(ttl)
+		if rs[i].addr.same(a) {
+			rs[i] = memRoute{addr: a, exp: now + int64(ttl)}
 			return nil
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -22,9 +23,10 @@ import (
 //
 // Routes: one sorted set per user, <prefix>route:{<user>}, member = the
 // 16-byte big-endian Addr (Endpoint, Center, Session), score = expiry in
-// Unix milliseconds. The key itself gets a PEXPIRE equal to its latest
-// member's remaining life, so a user whose endpoints all died leaves nothing
-// behind. A sorted set rather than a hash with expiry values because:
+// Unix milliseconds plus Status/256 (see encodeScore). The key itself gets a
+// PEXPIRE equal to its latest member's remaining life, so a user whose
+// endpoints all died leaves nothing behind. A sorted set rather than a hash
+// with expiry values because:
 //   - our Redis (7.0) has no per-field expiry (HEXPIRE is 7.4+), so expiry
 //     must live in the data either way, and a score is that data;
 //   - expired members are removed with one ZREMRANGEBYSCORE -inf <now>,
@@ -32,6 +34,14 @@ import (
 //     score is then in the future), so lazy cleanup needs no script;
 //   - ZRANGE … WITHSCORES comes back as an array the reader walks in place,
 //     where HGETALL's RESP3 map must first be copied into a Go map.
+//
+// The Status rides in the score's fraction rather than in the member, so
+// the member stays the address's identity: a status change is a ZADD that
+// moves the score (one write, invalidating cached reads like any other),
+// Del stays a plain ZREM, and no member ever needs finding by prefix.
+// Entries written before the status was carried have whole scores and read
+// back as Status 0; readers that predate it truncate the score to whole
+// milliseconds and see the same expiry as before.
 //
 // The hash tag {<user>} keeps every key in its own slot, so in a cluster
 // each command goes to one node and GetMulti is one command per key (never a
@@ -185,7 +195,8 @@ func (r *Redis) routeKey(user uint64) string {
 // addrLen is the size of an encoded Addr.
 const addrLen = 16
 
-// encodeAddr returns the sorted-set member for a.
+// encodeAddr returns the sorted-set member for a: its identity (Endpoint,
+// Center, Session). The Status goes in the score (encodeScore).
 func encodeAddr(a Addr) string {
 	var b [addrLen]byte
 	binary.BigEndian.PutUint32(b[0:], a.Endpoint)
@@ -194,7 +205,7 @@ func encodeAddr(a Addr) string {
 	return string(b[:])
 }
 
-// decodeAddr parses a member written by encodeAddr.
+// decodeAddr parses a member written by encodeAddr; Status is left zero.
 func decodeAddr(s string) (Addr, bool) {
 	if len(s) != addrLen {
 		return Addr{}, false
@@ -206,6 +217,31 @@ func decodeAddr(s string) (Addr, bool) {
 			uint64(s[12])<<24 | uint64(s[13])<<16 | uint64(s[14])<<8 | uint64(s[15]),
 	}, true
 }
+
+// statusScale is the score units per millisecond: a route's score is its
+// expiry in whole Unix milliseconds plus Status/statusScale. 256 leaves room
+// for every byte value, and the sum is exact in a float64 (which is what
+// Redis keeps and prints back in full) while the expiry stays below 2^45 ms,
+// which is past the year 3000: 45 integer bits plus 8 fraction bits fill
+// the 53-bit mantissa.
+const statusScale = 256
+
+// encodeScore returns the sorted-set score for a route expiring at expMs
+// with status.
+func encodeScore(expMs int64, status byte) string {
+	return strconv.FormatFloat(float64(expMs)+float64(status)/statusScale, 'f', -1, 64)
+}
+
+// decodeScore splits a score written by encodeScore. A whole score (an
+// entry written before the status was carried) gives status 0.
+func decodeScore(score float64) (expMs int64, status byte) {
+	whole := math.Floor(score)
+	return int64(whole), byte((score - whole) * statusScale)
+}
+
+// expiredUpTo is the ZREMRANGEBYSCORE bound that removes exactly the routes
+// expired by now: every score below now+1, whatever its status fraction.
+func expiredUpTo(now int64) string { return "(" + strconv.FormatInt(now+1, 10) }
 
 // nowMs is the expiry clock: wall-clock Unix milliseconds.
 func nowMs() int64 { return time.Now().UnixMilli() }
@@ -219,21 +255,22 @@ func ttlMs(ttl time.Duration) int64 {
 // setScript adds or refreshes one route member, drops the key's expired
 // members, and sets the key's TTL to the remaining life of its latest
 // member. With ARGV[4] == "xx" it only refreshes a member that exists and
-// has not expired, and returns 0 otherwise.
+// has not expired, and returns 0 otherwise. Scores carry the status in
+// their fraction (encodeScore), so expiry compares their floor.
 //
-// KEYS[1] route key; ARGV[1] member; ARGV[2] expiry ms; ARGV[3] now ms;
-// ARGV[4] "" or "xx".
+// KEYS[1] route key; ARGV[1] member; ARGV[2] score (expiry ms + status);
+// ARGV[3] now ms; ARGV[4] "" or "xx"; ARGV[5] expiredUpTo(now).
 var setScript = rueidis.NewLuaScript(`
 local now = tonumber(ARGV[3])
 if ARGV[4] == 'xx' then
 	local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
-	if not s or tonumber(s) <= now then return 0 end
+	if not s or math.floor(tonumber(s)) <= now then return 0 end
 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[5])
 local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 if top[2] then
-	local ttl = math.ceil(tonumber(top[2]) - now)
+	local ttl = math.floor(tonumber(top[2])) - now
 	if ttl < 1 then ttl = 1 end
 	redis.call('PEXPIRE', KEYS[1], string.format('%d', ttl))
 end
@@ -261,7 +298,7 @@ func (r *Redis) set(ctx context.Context, user uint64, a Addr, ttl time.Duration,
 	now := nowMs()
 	n, err := setScript.Exec(ctx, r.client,
 		[]string{r.routeKey(user)},
-		[]string{encodeAddr(a), strconv.FormatInt(now+ttlMs(ttl), 10), strconv.FormatInt(now, 10), mode},
+		[]string{encodeAddr(a), encodeScore(now+ttlMs(ttl), a.Status), strconv.FormatInt(now, 10), mode, expiredUpTo(now)},
 	).AsInt64()
 	r.markWritten(user)
 	if err != nil {
@@ -391,9 +428,10 @@ func (r *Redis) GetMulti(ctx context.Context, users []uint64) (map[uint64][]Addr
 }
 
 // decodeRoutes appends the live addresses in a ZRANGE … WITHSCORES reply to
-// dst, and reports whether it saw expired members. It reads the reply in
-// place: with RESP3 the reply is an array of [member, score] pairs, with
-// RESP2 a flat member, score, … array; both are accepted.
+// dst, each with the Status its score carries, and reports whether it saw
+// expired members. It reads the reply in place: with RESP3 the reply is an
+// array of [member, score] pairs, with RESP2 a flat member, score, … array;
+// both are accepted.
 func decodeRoutes(resp rueidis.RedisResult, now int64, dst []Addr) ([]Addr, bool, error) {
 	items, err := resp.ToArray()
 	if err != nil {
@@ -405,15 +443,17 @@ func decodeRoutes(resp rueidis.RedisResult, now int64, dst []Addr) ([]Addr, bool
 		if err != nil {
 			return err
 		}
-		exp, err := score.AsFloat64()
+		f, err := score.AsFloat64()
 		if err != nil {
 			return err
 		}
-		if int64(exp) <= now {
+		exp, status := decodeScore(f)
+		if exp <= now {
 			stale = true
 			return nil
 		}
 		if a, ok := decodeAddr(s); ok {
+			a.Status = status
 			dst = append(dst, a)
 		}
 		return nil
@@ -445,7 +485,7 @@ var errMalformed = errors.New("route: malformed redis reply")
 // readers already skip expired members, so a failure only delays cleanup
 // and is not reported.
 func (r *Redis) prune(ctx context.Context, now int64, keys ...string) {
-	upTo := strconv.FormatInt(now, 10)
+	upTo := expiredUpTo(now)
 	cmds := make(rueidis.Commands, len(keys))
 	for i, k := range keys {
 		cmds[i] = r.client.B().Zremrangebyscore().Key(k).Min("-inf").Max(upTo).Build()

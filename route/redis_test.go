@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -326,4 +327,109 @@ func TestRecentWrites(t *testing.T) {
 	if total > 10_000+10_000/2 {
 		t.Fatalf("%d entries kept for 10000 live writes", total)
 	}
+}
+
+func TestScoreEncoding(t *testing.T) {
+	// Today, and the last millisecond before 2^45 where the sum is still
+	// exact.
+	for _, exp := range []int64{1, time.Now().UnixMilli(), 1<<45 - 1} {
+		for st := range 256 {
+			s := encodeScore(exp, byte(st))
+			f, err := strconv.ParseFloat(s, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if gotExp, gotSt := decodeScore(f); gotExp != exp || gotSt != byte(st) {
+				t.Fatalf("decodeScore(encodeScore(%d, %d) = %s) = %d, %d", exp, st, s, gotExp, gotSt)
+			}
+		}
+	}
+	if exp, st := decodeScore(1750000000123); exp != 1750000000123 || st != 0 {
+		t.Fatalf("a whole score (an entry without status) decodes as %d, %d", exp, st)
+	}
+}
+
+// TestRedisStatusLayout checks where the status is kept: in the score's
+// fraction, with the member unchanged, so that a status change rewrites one
+// member and entries written without a status stay readable.
+func TestRedisStatusLayout(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t, Options{})
+	ctx := testCtx(t)
+	c := r.client
+	const user = 12
+	key := r.routeKey(user)
+	a := Addr{Endpoint: 1, Center: 2, Session: 3, Status: 3}
+	if err := r.Set(ctx, user, a, ttlLong); err != nil {
+		t.Fatal(err)
+	}
+	a.Status = 4
+	if err := r.Set(ctx, user, a, ttlLong); err != nil {
+		t.Fatal(err)
+	}
+	members, err := c.Do(ctx, c.B().Zrange().Key(key).Min("0").Max("-1").Withscores().Build()).AsZScores()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(members) != 1 || members[0].Member != encodeAddr(a) {
+		t.Fatalf("members after a status change: %v, want the one address", members)
+	}
+	if _, st := decodeScore(members[0].Score); st != 4 {
+		t.Fatalf("score %f carries status %d, want 4", members[0].Score, st)
+	}
+
+	// An entry as written before the status was carried: a whole score.
+	old := Addr{Endpoint: 9, Center: 9, Session: 9}
+	exp := float64(time.Now().Add(ttlLong).UnixMilli())
+	if err := c.Do(ctx, c.B().Zadd().Key(key).ScoreMember().ScoreMember(exp, encodeAddr(old)).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	r.markWritten(user) // the raw write above bypassed the read-your-writes bookkeeping
+	if err := sameAddrs(mustGet(t, r, user), []Addr{a, old}); err != nil {
+		t.Fatalf("entry without status: %v", err)
+	}
+	// Rewriting it with a status replaces it, and Del removes it.
+	old.Status = 2
+	if err := r.Set(ctx, user, old, ttlLong); err != nil {
+		t.Fatal(err)
+	}
+	if err := sameAddrs(mustGet(t, r, user), []Addr{a, old}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Del(ctx, user, Addr{Endpoint: 9, Center: 9, Session: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sameAddrs(mustGet(t, r, user), []Addr{a}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRedisStatusInvalidation checks that another client's cached read
+// learns a status change.
+func TestRedisStatusInvalidation(t *testing.T) {
+	t.Parallel()
+	prefix := randomPrefix(t)
+	writer := startRedis(t, Options{Prefix: prefix})
+	reader := startRedis(t, Options{Prefix: prefix})
+	ctx := testCtx(t)
+	const user = 6
+	a := Addr{Endpoint: 1, Center: 2, Session: 3, Status: 1}
+	if err := writer.Set(ctx, user, a, ttlLong); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, func() error { return sameAddrs(mustGet(t, reader, user), []Addr{a}) })
+	if !reader.client.DoCache(ctx, reader.rangeCmd(reader.routeKey(user)), time.Minute).IsCacheHit() {
+		t.Fatal("second read of an unchanged route was not a cache hit")
+	}
+	a.Status = 3
+	if err := writer.Set(ctx, user, a, ttlLong); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, func() error {
+		m, err := reader.GetMulti(ctx, []uint64{user})
+		if err != nil {
+			return err
+		}
+		return sameAddrs(m[user], []Addr{a})
+	})
 }

@@ -48,11 +48,29 @@ var (
 
 // Addr is where one session of a user is online: the endpoint that holds the
 // connection, the center that routes for it, and the session id the endpoint
-// gave the connection. Addr is a plain value, comparable and safe to copy.
+// gave the connection, plus the session's presence status.
+//
+// Endpoint, Center and Session name the address: a Table holds at most one
+// entry per (Endpoint, Center, Session), and Set, Refresh and Del find the
+// entry by those three whatever its Status. Addr is a plain value, safe to
+// copy and comparable; == compares the Status too.
 type Addr struct {
 	Endpoint uint32
 	Center   uint32
 	Session  uint64
+	// Status is the session's presence (one of frame's Status* values) as
+	// its center last wrote it, so that other centers can answer presence
+	// lookups for the user. This package stores it and does not interpret
+	// it. Zero means "not reported": entries written before the table
+	// carried a status read back with zero, and readers take it as plainly
+	// online. Local keeps whatever it was given.
+	Status byte
+}
+
+// same reports whether a and b name the same session, whatever their
+// Status.
+func (a Addr) same(b Addr) bool {
+	return a.Endpoint == b.Endpoint && a.Center == b.Center && a.Session == b.Session
 }
 
 // Server is one entry of the online-server registry.
@@ -87,23 +105,25 @@ type Server struct {
 // is done (Redis wraps it in ErrUnavailable), or the validation errors
 // ErrInvalidTTL, ErrInvalidServer and ErrNotFound documented per method.
 type Table interface {
-	// Set records that user is online at a, for ttl. Setting an address
-	// that is already present only moves its expiry.
+	// Set records that user is online at a, with a.Status, for ttl.
+	// Setting an address that is already present moves its expiry and
+	// replaces its Status, so a center rewrites a session's route when the
+	// session's presence changes.
 	Set(ctx context.Context, user uint64, a Addr, ttl time.Duration) error
-	// Del removes one address of user. Deleting a missing address is not
-	// an error.
+	// Del removes one address of user, whatever its Status. Deleting a
+	// missing address is not an error.
 	Del(ctx context.Context, user uint64, a Addr) error
-	// Get returns the live addresses of user in no particular order; an
-	// offline user gives an empty result and a nil error. The slice is the
-	// caller's.
+	// Get returns the live addresses of user in no particular order, each
+	// with the Status last written for it; an offline user gives an empty
+	// result and a nil error. The slice is the caller's.
 	Get(ctx context.Context, user uint64) ([]Addr, error)
 	// GetMulti is Get for many users in one round trip, for group fan-out.
 	// Users with no live address are absent from the map; duplicates in
 	// users are allowed.
 	GetMulti(ctx context.Context, users []uint64) (map[uint64][]Addr, error)
-	// Refresh moves the expiry of an existing live address to now+ttl. It
-	// returns ErrNotFound when the address is missing or already expired,
-	// so the caller knows to Set it again.
+	// Refresh moves the expiry of an existing live address to now+ttl and
+	// records a.Status, like Set. It returns ErrNotFound when the address
+	// is missing or already expired, so the caller knows to Set it again.
 	Refresh(ctx context.Context, user uint64, a Addr, ttl time.Duration) error
 
 	// RegisterServer adds or replaces s (keyed by s.ID) for ttl and stamps

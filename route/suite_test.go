@@ -197,6 +197,8 @@ func runSuite(t *testing.T, mk newTable) {
 		{"Refresh", testRefresh},
 		{"InvalidTTL", testInvalidTTL},
 		{"GetMulti", testGetMulti},
+		{"Status", testStatus},
+		{"StatusExpiry", testStatusExpiry},
 		{"ServerOrdering", testServerOrdering},
 		{"ServerReRegistration", testServerReRegistration},
 		{"ServerExpiry", testServerExpiry},
@@ -407,6 +409,95 @@ func testGetMulti(t *testing.T, tb Table) {
 		if err != nil || len(m) != 0 {
 			t.Fatalf("GetMulti(%v) = %v, %v; want empty", in, m, err)
 		}
+	}
+}
+
+// testStatus checks that an address carries its session's Status: written
+// with Set and Refresh, replaced rather than duplicated when it changes,
+// ignored by Del, and read back by Get and GetMulti.
+func testStatus(t *testing.T, tb Table) {
+	ctx := testCtx(t)
+	const user = 31
+	phone := Addr{Endpoint: 1, Center: 7, Session: 100, Status: 3}
+	laptop := Addr{Endpoint: 2, Center: 8, Session: 200, Status: 4}
+	for _, a := range []Addr{phone, laptop} {
+		if err := tb.Set(ctx, user, a, ttlLong); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(step string, want ...Addr) {
+		t.Helper()
+		if err := sameAddrs(mustGet(t, tb, user), want); err != nil {
+			t.Fatalf("%s: Get: %v", step, err)
+		}
+		m, err := tb.GetMulti(ctx, []uint64{user, user + 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sameAddrs(m[user], want); err != nil {
+			t.Fatalf("%s: GetMulti: %v", step, err)
+		}
+	}
+	check("set", phone, laptop)
+
+	// A new status for a present address replaces the old one.
+	phone.Status = 2
+	if err := tb.Set(ctx, user, phone, ttlLong); err != nil {
+		t.Fatal(err)
+	}
+	check("status changed by Set", phone, laptop)
+	laptop.Status = 1
+	if err := tb.Refresh(ctx, user, laptop, ttlLong); err != nil {
+		t.Fatal(err)
+	}
+	check("status changed by Refresh", phone, laptop)
+
+	// Del finds the address whatever the Status it is given.
+	if err := tb.Del(ctx, user, Addr{Endpoint: 1, Center: 7, Session: 100}); err != nil {
+		t.Fatal(err)
+	}
+	check("del", laptop)
+
+	// Every byte value round-trips, zero ("not reported") included, on
+	// both ends of the id range.
+	const other = 32
+	for _, st := range []byte{0, 1, 127, 128, 255} {
+		a := Addr{Endpoint: ^uint32(0), Center: ^uint32(0), Session: ^uint64(0), Status: st}
+		if err := tb.Set(ctx, other, a, ttlLong); err != nil {
+			t.Fatal(err)
+		}
+		if err := sameAddrs(mustGet(t, tb, other), []Addr{a}); err != nil {
+			t.Fatalf("status %d: %v", st, err)
+		}
+	}
+}
+
+// testStatusExpiry checks that the Status does not stretch a route's life:
+// a route with a status expires with its TTL like any other, and setting it
+// again after expiry records the new status.
+func testStatusExpiry(t *testing.T, tb Table) {
+	ctx := testCtx(t)
+	const user = 33
+	dying := Addr{Endpoint: 1, Center: 1, Session: 1, Status: 255}
+	living := Addr{Endpoint: 2, Center: 1, Session: 2, Status: 3}
+	if err := tb.Set(ctx, user, dying, ttlShort); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.Set(ctx, user, living, ttlLong); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, func() error {
+		return sameAddrs(mustGet(t, tb, user), []Addr{living})
+	})
+	if err := tb.Refresh(ctx, user, dying, ttlLong); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Refresh of an expired address with a status = %v, want ErrNotFound", err)
+	}
+	dying.Status = 1
+	if err := tb.Set(ctx, user, dying, ttlLong); err != nil {
+		t.Fatal(err)
+	}
+	if err := sameAddrs(mustGet(t, tb, user), []Addr{dying, living}); err != nil {
+		t.Fatal(err)
 	}
 }
 
