@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -394,7 +395,7 @@ func (c *LocalCenter) p2p(user uint64, s SessionRef, buf *bytebufferpool.ByteBuf
 	if cid != 0 {
 		c.remember(user, cid, mid)
 	}
-	c.route(buf, user, cid, qos, to, 0, c.cl != nil && f.Cmd() == frame.CmdMsg)
+	c.route(buf, user, cid, qos, to, 0, c.cl != nil) // a MSG, or a FILE offer or cancel
 }
 
 // route pushes a point-to-point message, its MID set, to the sessions of
@@ -402,7 +403,9 @@ func (c *LocalCenter) p2p(user uint64, s SessionRef, buf *bytebufferpool.ByteBuf
 // session here and remote is set, the message goes to the cluster's
 // routers (another center may hold to); otherwise what cannot be pushed is
 // stored offline. origin is the center that forwarded the message and is
-// answered in place of its sender; 0 for a sender of this center.
+// answered in place of its sender; 0 for a sender of this center. A QoS 1
+// message forwarded for a user with no session here is not stored: origin
+// is answered moved and routes it again (center_cluster.go).
 // Ownership of buf passes.
 func (c *LocalCenter) route(buf *bytebufferpool.ByteBuffer, user, cid uint64, qos frame.QoS, to uint64,
 	origin uint32, remote bool) {
@@ -449,6 +452,11 @@ func (c *LocalCenter) route(buf *bytebufferpool.ByteBuffer, user, cid uint64, qo
 	})
 	if pushed > 0 {
 		c.Delivered.Add(1)
+		if remote && c.cl != nil {
+			// The user's devices on other centers get a copy (relay
+			// copies buf before the lock that guards it is released).
+			c.cl.relay(to, buf.B)
+		}
 		if qos == frame.QoS1 {
 			p.buf = buf
 			sh.m[pendKey{to, mid}] = p
@@ -461,6 +469,11 @@ func (c *LocalCenter) route(buf *bytebufferpool.ByteBuffer, user, cid uint64, qo
 	}
 	sh.mu.Unlock()
 	if online == 0 && remote && c.cl.routeP2P(buf, user, cid, qos, to) {
+		return
+	}
+	if online == 0 && origin != 0 && qos == frame.QoS1 {
+		c.cl.moved(origin, to, mid) // the route origin followed was stale
+		bytebufferpool.Put(buf)
 		return
 	}
 	if qos == frame.QoS0 && online > 0 {
@@ -531,6 +544,7 @@ func (c *LocalCenter) offlineWriter() {
 	defer c.wg.Done()
 	items := make([]offlineItem, 0, maxStoreBatch)
 	msgs := make([]storage.Message, 0, maxStoreBatch)
+	var away []uint64 // stored for users with no session here: hinted to the other centers
 	for {
 		var first offlineItem
 		select {
@@ -578,8 +592,18 @@ func (c *LocalCenter) offlineWriter() {
 			items[i] = offlineItem{}
 		}
 		if err == nil {
+			away = away[:0]
 			for _, it := range msgs {
 				c.spillTo(it.To)
+				if c.cl != nil && c.routes.Lookup(it.To, func(route.Addr, any) {}) == 0 {
+					away = append(away, it.To)
+				}
+			}
+			if len(away) > 0 {
+				// One hint per user per batch: the user may be online on
+				// another center, whose sessions drain the store on it.
+				slices.Sort(away)
+				c.cl.stored(slices.Compact(away))
 			}
 		}
 		clear(msgs)
@@ -770,25 +794,23 @@ func (c *LocalCenter) Notify(user uint64, code uint16, json []byte) {
 	c.sendTo(user, b)
 }
 
-// status returns what friends see of user: the most present status of its
-// sessions; invisible shows as offline.
+// status returns what friends see of user's sessions on this center: the
+// most present of their statuses (presenceRank); invisible shows as
+// offline. It reads only this center's sessions and never blocks, so the
+// event loop may call it; lookups that must also see other centers use
+// friendStatuses (center_presence.go).
 func (c *LocalCenter) status(user uint64) byte {
 	best := frame.StatusOffline
 	c.routes.Lookup(user, func(_ route.Addr, v any) {
-		st := v.(*sessState)
-		st.mu.Lock()
-		s := st.status
-		st.mu.Unlock()
-		if s == frame.StatusInvisible {
-			return
-		}
-		if best == frame.StatusOffline || s == frame.StatusOnline {
-			best = s
-		}
+		best = morePresent(best, v.(*sessState).currentStatus())
 	})
 	return best
 }
 
+// presence sets the status of session s and tells user's friends when
+// that changes what they see. In a cluster it queues a rewrite of the
+// session's route, which carries the status to the other centers. Called
+// on the caller's goroutine (an event loop); never blocks.
 func (c *LocalCenter) presence(user uint64, s SessionRef, p frame.Presence) {
 	st := p.Status()
 	if st > frame.StatusInvisible {
@@ -796,14 +818,19 @@ func (c *LocalCenter) presence(user uint64, s SessionRef, p frame.Presence) {
 		return
 	}
 	before := c.status(user)
+	changed := false
 	c.routes.Lookup(user, func(a route.Addr, v any) {
 		if a.Session == s.Session {
 			ss := v.(*sessState)
 			ss.mu.Lock()
+			changed = ss.status != st
 			ss.status = st
 			ss.mu.Unlock()
 		}
 	})
+	if changed && c.cl != nil {
+		c.cl.publish(pubOp{user: user, a: route.Addr{Endpoint: s.Endpoint, Center: c.cfg.ID, Session: s.Session}})
+	}
 	if after := c.status(user); after != before {
 		c.notifyFriends(user, after)
 	}
@@ -952,7 +979,7 @@ func (c *LocalCenter) lookup(user uint64, s SessionRef, cmd frame.Cmd, req uint3
 			c.storeError(s, req, err)
 			return
 		}
-		j := UserJSON{User: u.ID, Name: u.Name, Signature: u.Signature, Status: c.status(u.ID)}
+		j := UserJSON{User: u.ID, Name: u.Name, Signature: u.Signature, Status: c.friendStatus(ctx, u.ID)}
 		if cmd == frame.CmdFriendInfo && len(u.Profile) > 0 {
 			var p any
 			if sonic.Unmarshal(u.Profile, &p) == nil {
@@ -966,10 +993,12 @@ func (c *LocalCenter) lookup(user uint64, s SessionRef, cmd frame.Cmd, req uint3
 			c.storeError(s, req, err)
 			return
 		}
+		sts := make([]byte, len(friends))
+		c.friendStatuses(ctx, friends, sts)
 		list := make([]FriendStatus, 0, len(friends))
-		for _, f := range friends {
-			if st := c.status(f); st != frame.StatusOffline {
-				list = append(list, FriendStatus{User: f, Status: st})
+		for i, f := range friends {
+			if sts[i] != frame.StatusOffline {
+				list = append(list, FriendStatus{User: f, Status: sts[i]})
 			}
 		}
 		doc = list
@@ -1011,9 +1040,11 @@ func (c *LocalCenter) storeError(s SessionRef, req uint32, err error) {
 }
 
 // announce tells user's sessions the current status of friend, after a new
-// friendship (so presence starts flowing without a reconnect).
+// friendship (so presence starts flowing without a reconnect). It may read
+// the route table (friendStatus): not for an event loop.
 func (c *LocalCenter) announce(user, friend uint64) {
-	b, _ := frame.AppendPresence(nil, frame.CmdFriendNotify, friend, time.Now().UnixMilli(), c.status(friend), nil)
+	st := c.friendStatus(context.Background(), friend)
+	b, _ := frame.AppendPresence(nil, frame.CmdFriendNotify, friend, time.Now().UnixMilli(), st, nil)
 	c.sendTo(user, b)
 }
 

@@ -21,7 +21,9 @@ import (
 // session to the receiver's, and the sender may have at most Window chunks
 // that the receiver has not acked (CHUNK_ACK), so a slow receiver holds the
 // sender back and the server holds at most Window chunks of a transfer.
-// docs/files.md describes the protocol from the client's side.
+// docs/files.md describes the protocol from the client's side. A transfer
+// lives on its sender's center; center_cluster_files.go carries it to a
+// receiver on another center.
 
 // MaxFileChunk is the largest CHUNK (and file server WRITE or READ) data:
 // a quarter of the default maximum frame, so a chunk frame with its headers
@@ -121,8 +123,9 @@ type xferState struct {
 const xferShards = 64
 
 type xferShard struct {
-	mu sync.Mutex
-	m  map[xferKey]*xferState
+	mu   sync.Mutex
+	m    map[xferKey]*xferState
+	legs map[xferKey]*xferLeg // transfers held by another center (center_cluster_files.go)
 }
 
 // xferTable holds the transfers in progress. Safe for concurrent use.
@@ -133,13 +136,22 @@ type xferTable struct {
 	// rare next to chunks, so one lock is enough.
 	mu      sync.Mutex
 	perUser map[uint64]int
+	// legsPer counts each receiver's legs (guarded by mu); legsN all of
+	// them.
+	legsPer map[uint64]int
+	legsN   atomic.Int64
+	// route holds FILE frames waiting for a route lookup (xferRouter).
+	route chan xferJob
 }
 
 func (t *xferTable) init() {
 	for i := range t.shards {
 		t.shards[i].m = make(map[xferKey]*xferState)
+		t.shards[i].legs = make(map[xferKey]*xferLeg)
 	}
 	t.perUser = make(map[uint64]int)
+	t.legsPer = make(map[uint64]int)
+	t.route = make(chan xferJob, xferRouteQueue)
 }
 
 func (t *xferTable) shard(k xferKey) *xferShard {
@@ -178,14 +190,17 @@ func (t *xferTable) remove(sh *xferShard, k xferKey) {
 // fileFrame handles a FILE frame from user's session s. Offers, answers,
 // completion and cancel route like messages (an offer to an offline
 // receiver is stored and pushed when it fetches); chunks and chunk acks go
-// only to the live session of the other side and are never stored.
+// only to the live session of the other side and are never stored. On a
+// clustered center, s may stand for user's sessions on another center
+// (remoteRef): the frame is a control frame that center forwarded here,
+// where the transfer is held.
 func (c *LocalCenter) fileFrame(user uint64, s SessionRef, buf *bytebufferpool.ByteBuffer) {
 	f := frame.File(frame.Frame(buf.B).Body())
 	m := f.Msg()
 	op, xfer, off, cid := f.Op(), f.Xfer(), f.Offset(), m.CID()
 	fail := func(code uint16, text string) {
 		bytebufferpool.Put(buf)
-		c.errorTo(s, code, cid, text)
+		c.xferError(user, s, code, cid, text)
 	}
 	if m.To() == 0 || m.To() == user {
 		fail(frame.ErrCodeBadRequest, "file transfer needs another user as receiver")
@@ -193,12 +208,20 @@ func (c *LocalCenter) fileFrame(user uint64, s SessionRef, buf *bytebufferpool.B
 	}
 	switch op {
 	case frame.FileOffer:
-		live, err := c.xferOffer(user, s, m.To(), xfer, f.Data())
+		live, rs, err := c.xferOffer(user, s, m.To(), xfer, f.Data())
 		if err != "" {
 			fail(frame.ErrCodeBadRequest, err)
 			return
 		}
 		if live { // a re-offer resynchronises a live transfer: never stored
+			if c.cl != nil && c.routes.Lookup(m.To(), func(route.Addr, any) {}) == 0 {
+				// The receiver is elsewhere, if anywhere: the router
+				// tells the sender when it is not.
+				if !c.xferEnqueue(xferJob{buf: buf, peer: m.To(), user: user, s: s, prefer: remoteCenter(rs), deliver: true}) {
+					fail(frame.ErrCodeRetry, "server busy; retry")
+				}
+				return
+			}
 			if !c.deliverLive(m.To(), SessionRef{}, buf) {
 				fail(frame.ErrCodeRetry, fmt.Sprintf("receiver offline; transfer %d paused", xfer))
 			}
@@ -212,6 +235,9 @@ func (c *LocalCenter) fileFrame(user uint64, s SessionRef, buf *bytebufferpool.B
 		st := sh.m[k]
 		if st == nil || st.to != user {
 			sh.mu.Unlock()
+			if st == nil && c.xferForward(user, s, buf, f) {
+				return
+			}
 			fail(frame.ErrCodeNotFound, fmt.Sprintf("unknown transfer %d", xfer))
 			return
 		}
@@ -241,18 +267,23 @@ func (c *LocalCenter) fileFrame(user uint64, s SessionRef, buf *bytebufferpool.B
 			return
 		}
 		if refuse != "" {
-			c.errorTo(s, frame.ErrCodeBadRequest, cid, refuse)
+			c.xferError(user, s, frame.ErrCodeBadRequest, cid, refuse)
 		}
 		c.p2p(user, s, buf)
 	case frame.FileCancel:
 		// Either side: the sender names the receiver, the receiver the sender.
+		held := false
 		for _, k := range [2]xferKey{{user, xfer}, {m.To(), xfer}} {
 			sh := c.xfers.shard(k)
 			sh.mu.Lock()
 			if st := sh.m[k]; st != nil && (k.from == user && st.to == m.To() || k.from == m.To() && st.to == user) {
 				c.xfers.remove(sh, k)
+				held = true
 			}
 			sh.mu.Unlock()
+		}
+		if !held && c.xferForward(user, s, buf, f) {
+			return
 		}
 		c.p2p(user, s, buf)
 	case frame.FileChunk:
@@ -265,6 +296,9 @@ func (c *LocalCenter) fileFrame(user uint64, s SessionRef, buf *bytebufferpool.B
 		switch {
 		case st == nil || st.to != user:
 			sh.mu.Unlock()
+			if st == nil && c.xferForward(user, s, buf, f) {
+				return
+			}
 			fail(frame.ErrCodeNotFound, fmt.Sprintf("unknown transfer %d", xfer))
 			return
 		case off < st.acked || off > st.next:
@@ -285,24 +319,25 @@ func (c *LocalCenter) fileFrame(user uint64, s SessionRef, buf *bytebufferpool.B
 }
 
 // xferOffer validates an offer and records the transfer. live is true for
-// a re-offer of a transfer the center knows (the sender resumes).
-func (c *LocalCenter) xferOffer(user uint64, s SessionRef, to, xfer uint64, data []byte) (live bool, refuse string) {
+// a re-offer of a transfer the center knows (the sender resumes); rs is
+// then the receiver's session that last accepted it.
+func (c *LocalCenter) xferOffer(user uint64, s SessionRef, to, xfer uint64, data []byte) (live bool, rs SessionRef, refuse string) {
 	var o FileOfferJSON
 	if err := sonic.Unmarshal(data, &o); err != nil {
-		return false, "offer data must be JSON {name,size,sha256,chunk}"
+		return false, rs, "offer data must be JSON {name,size,sha256,chunk}"
 	}
 	sum, err := hex.DecodeString(o.SHA256)
 	switch {
 	case xfer == 0:
-		return false, "transfer id must not be 0"
+		return false, rs, "transfer id must not be 0"
 	case o.Name == "" || len(o.Name) > storage.MaxFileName:
-		return false, "file name must be 1 to 255 bytes"
+		return false, rs, "file name must be 1 to 255 bytes"
 	case o.Size < 0:
-		return false, "negative file size"
+		return false, rs, "negative file size"
 	case err != nil || len(sum) != 32:
-		return false, "sha256 must be 64 hex digits"
+		return false, rs, "sha256 must be 64 hex digits"
 	case o.Chunk <= 0 || o.Chunk > MaxFileChunk:
-		return false, fmt.Sprintf("chunk must be 1 to %d bytes", MaxFileChunk)
+		return false, rs, fmt.Sprintf("chunk must be 1 to %d bytes", MaxFileChunk)
 	}
 	k := xferKey{user, xfer}
 	sh := c.xfers.shard(k)
@@ -311,21 +346,22 @@ func (c *LocalCenter) xferOffer(user uint64, s SessionRef, to, xfer uint64, data
 	now := time.Now()
 	if st := sh.m[k]; st != nil {
 		if st.to != to || st.size != uint64(o.Size) || st.sha != [32]byte(sum) {
-			return false, fmt.Sprintf("transfer %d exists with another receiver or file", xfer)
+			return false, rs, fmt.Sprintf("transfer %d exists with another receiver or file", xfer)
 		}
 		st.chunk, st.ss, st.touched = uint64(o.Chunk), s, now
 		st.accepted = false // chunks wait for the receiver's ACCEPT
-		return true, ""
+		return true, st.rs, ""
 	}
 	if !c.xfers.add(user, c.cfg.Files.MaxXfers) {
-		return false, fmt.Sprintf("too many transfers: at most %d at a time", c.cfg.Files.MaxXfers)
+		return false, rs, fmt.Sprintf("too many transfers: at most %d at a time", c.cfg.Files.MaxXfers)
 	}
 	sh.m[k] = &xferState{to: to, size: uint64(o.Size), chunk: uint64(o.Chunk), sha: [32]byte(sum), ss: s, touched: now}
-	return false, ""
+	return false, rs, ""
 }
 
 // xferChunk checks a CHUNK against its transfer and passes it to the
-// receiving session, refusing it when the receiver is not there.
+// receiving session, here or on another center, refusing it when the
+// receiver is not there.
 func (c *LocalCenter) xferChunk(user uint64, s SessionRef, buf *bytebufferpool.ByteBuffer, f frame.File) {
 	m := f.Msg()
 	xfer, off, n, cid := f.Xfer(), f.Offset(), uint64(len(f.Data())), m.CID()
@@ -349,23 +385,23 @@ func (c *LocalCenter) xferChunk(user uint64, s SessionRef, buf *bytebufferpool.B
 	default:
 		msg := frame.Msg(frame.Frame(buf.B).Body())
 		msg.SetMID(0)
-		msg.SetDSrv(st.rs.Endpoint)
-		ep := c.endpoint(st.rs.Endpoint)
-		switch err := errUnknownSession; {
-		case ep == nil:
-		default:
+		var err error
+		if center := remoteCenter(st.rs); center != 0 {
+			err = c.xferPush(center, st.to, buf)
+		} else if ep := c.endpoint(st.rs.Endpoint); ep != nil {
+			msg.SetDSrv(st.rs.Endpoint)
 			err = ep.Deliver(st.rs, buf)
-			if err == nil {
-				st.next, st.ss, st.touched = off+n, s, time.Now()
-				sh.mu.Unlock()
-				return
-			}
-			if errors.Is(err, ErrSlowReader) {
-				code, refuse = frame.ErrCodeRetry, fmt.Sprintf("receiver busy; transfer %d paused", xfer)
-			}
+		} else {
+			err = errUnknownSession
 		}
-		if refuse == "" {
-			code, refuse = frame.ErrCodeRetry, fmt.Sprintf("receiver offline; transfer %d paused", xfer)
+		if err == nil {
+			st.next, st.ss, st.touched = off+n, s, time.Now()
+			sh.mu.Unlock()
+			return
+		}
+		code, refuse = frame.ErrCodeRetry, fmt.Sprintf("receiver offline; transfer %d paused", xfer)
+		if errors.Is(err, ErrSlowReader) {
+			refuse = fmt.Sprintf("receiver busy; transfer %d paused", xfer)
 		}
 		st.accepted = false // until the receiver accepts again
 	}
@@ -400,6 +436,9 @@ func (c *LocalCenter) deliverLive(user uint64, prefer SessionRef, buf *bytebuffe
 // the other side (ERROR code 5, Ref = transfer id): the receiver resumes
 // with ACCEPT at its offset, the sender with a re-offer.
 func (c *LocalCenter) xferOffline(user uint64, s SessionRef) {
+	if c.xfers.legsN.Load() > 0 {
+		c.legsOffline(user, s)
+	}
 	if c.xfers.active.Load() == 0 {
 		return
 	}
@@ -428,9 +467,16 @@ func (c *LocalCenter) xferOffline(user uint64, s SessionRef) {
 	}
 }
 
-// xferSweeper ends transfers that made no progress in time.
+// xferSweeper ends transfers that made no progress in time. On a
+// clustered center it also starts the router of FILE frames for other
+// centers (center_cluster_files.go): the sweeper holds the center's wait
+// group open, so adding to it here cannot race with Close.
 func (c *LocalCenter) xferSweeper() {
 	defer c.wg.Done()
+	if c.cfg.Cluster != nil && c.cfg.Cluster.Routes != nil {
+		c.wg.Add(1)
+		go c.xferRouter()
+	}
 	every := min(c.cfg.Files.XferIdle/4, 30*time.Second)
 	t := time.NewTicker(max(every, 100*time.Millisecond))
 	defer t.Stop()
@@ -444,6 +490,9 @@ func (c *LocalCenter) xferSweeper() {
 		case <-c.stop:
 			return
 		case now := <-t.C:
+			if c.xfers.legsN.Load() > 0 {
+				c.sweepLegs(now)
+			}
 			if c.xfers.active.Load() == 0 {
 				continue
 			}

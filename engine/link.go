@@ -27,18 +27,27 @@ package engine
 //	                        on this connection
 //
 // Centers link to each other with the same envelope (link_peer.go): HELLO
-// flags bit 0 marks a center, and three more ops carry traffic one way, from
+// flags bit 0 marks a center, and four more ops carry traffic one way, from
 // the dialing center to the listening one (each center dials every other,
 // so each direction has its own connection):
 //
 //	09  FORWARD  c -> c     user u64, flags u8 (bit 0: a point-to-point
-//	                        message to route and answer with RESULT), then
-//	                        one whole plaintext client frame for user
+//	                        message or FILE offer to route and answer with
+//	                        RESULT; bit 1: a FILE frame of a transfer held
+//	                        on one of the two centers; neither: a copy to
+//	                        push to user's sessions), then one whole
+//	                        plaintext client frame for user
 //	0A  RESULT   c -> c     to u64, mid u64, status u8: what became of a
-//	                        forwarded QoS 1 message (an ACK status, or
-//	                        FF: refused, the sender must retry)
+//	                        forwarded QoS 1 message (an ACK status; FF:
+//	                        refused, the sender must retry; FE: moved, the
+//	                        recipient has no session there and nothing was
+//	                        stored: the forwarding center routes it again)
 //	0B  FANOUT   c -> c     count u32, then count user ids (u64 each) and
 //	                        one whole plaintext client frame for all of them
+//	0C  STORED   c -> c     count u32, then count user ids (u64 each):
+//	                        messages for these users, who have no session
+//	                        on the sender, were just stored offline; their
+//	                        sessions on the receiver drain the store
 //
 // Each side sends a PING every heartbeat interval and closes the link when
 // nothing at all arrives for the heartbeat timeout, so that a dead peer is
@@ -90,7 +99,8 @@ const (
 	linkForward byte = 0x09
 	linkResult  byte = 0x0A
 	linkFanout  byte = 0x0B
-	linkOpLimit byte = 0x0C
+	linkStored  byte = 0x0C
+	linkOpLimit byte = 0x0D
 )
 
 const (
@@ -103,6 +113,11 @@ const (
 	// linkForwardP2P flags a FORWARD that carries a point-to-point message
 	// (MSG or FILE, its MID assigned by the sending center).
 	linkForwardP2P byte = 1
+	// linkForwardFile flags a FORWARD of a FILE frame of a transfer held by
+	// one of the two centers (center_cluster_files.go): a control frame of
+	// user's (its From) for the center holding the transfer, or a chunk or
+	// re-offer for user's session (its To).
+	linkForwardFile byte = 2
 	// linkHeadMax bounds an item's head: Length (4) + Cmd + QoS + op + the
 	// widest fixed fields (16).
 	linkHeadMax = 4 + 2 + 1 + 17
@@ -112,9 +127,10 @@ const (
 // whether bytes may follow them.
 var (
 	linkFixed = [linkOpLimit]int{linkHello: 6, linkOnline: 17, linkOffline: 17, linkHandle: 16,
-		linkDeliver: 8, linkNotify: 10, linkPing: 8, linkPong: 16, linkForward: 9, linkResult: 17, linkFanout: 4}
+		linkDeliver: 8, linkNotify: 10, linkPing: 8, linkPong: 16, linkForward: 9, linkResult: 17, linkFanout: 4,
+		linkStored: 4}
 	linkTail = [linkOpLimit]bool{linkHandle: true, linkDeliver: true, linkNotify: true, linkForward: true,
-		linkFanout: true}
+		linkFanout: true, linkStored: true}
 )
 
 // Link errors.

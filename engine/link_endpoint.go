@@ -36,6 +36,14 @@ type RemoteCenterConfig struct {
 	// endpoints of a restarted center do not all come back at once.
 	// Defaults 100 ms and 5 s.
 	MinBackoff, MaxBackoff time.Duration
+	// FailbackInterval is how often an endpoint linked to a fallback
+	// center tries its first center (Addr) again; once that one answers,
+	// the endpoint moves back to it, as it moved away: its sessions are
+	// announced there, and what the fallback center had pushed and not
+	// seen acked is stored and then drained to them from the store.
+	// Without it, the endpoints of a restarted center would stay on the
+	// others for good. Default 30 s; negative: never move back.
+	FailbackInterval time.Duration
 }
 
 func (c *RemoteCenterConfig) fillDefaults() {
@@ -48,6 +56,9 @@ func (c *RemoteCenterConfig) fillDefaults() {
 	}
 	if c.MaxBackoff < c.MinBackoff {
 		c.MaxBackoff = max(5*time.Second, c.MinBackoff)
+	}
+	if c.FailbackInterval == 0 {
+		c.FailbackInterval = 30 * time.Second
 	}
 }
 
@@ -82,6 +93,7 @@ type RemoteCenter struct {
 	Refused   atomic.Uint64 // QoS 1 messages and requests refused: queue full
 	Dropped   atomic.Uint64 // QoS 0 traffic dropped: queue full
 	Resent    atomic.Uint64 // QoS 1 messages written again after a reconnect
+	Failbacks atomic.Uint64 // moves back to the first center
 }
 
 type remoteSess struct {
@@ -293,10 +305,18 @@ func (rc *RemoteCenter) run() {
 	defer close(rc.done)
 	addrs := append([]string{rc.cfg.Addr}, rc.cfg.Fallbacks...)
 	attempt := 0
+	var back *handover // a link to the first center, ready to take over
 	for {
+		var nc net.Conn
+		var br *bufio.Reader
+		var err error
+		if back != nil {
+			rc.cur, nc, br, back = 0, back.nc, back.br, nil
+		} else {
+			nc, br, err = rc.connect(addrs[rc.cur])
+		}
 		addr := addrs[rc.cur]
 		log := rc.cfg.Link.Logger.With("center", addr)
-		nc, br, err := rc.connect(addr)
 		if err != nil {
 			select {
 			case <-rc.stop:
@@ -315,11 +335,29 @@ func (rc *RemoteCenter) run() {
 		}
 		rc.Connects.Add(1)
 		start := time.Now()
+		var fb *failback
+		if rc.cur != 0 && rc.cfg.FailbackInterval > 0 {
+			fb = &failback{quit: make(chan struct{})}
+			go rc.probeFirst(addrs[0], nc, fb)
+		}
 		err = rc.serve(nc, br, log)
+		if fb != nil {
+			back = fb.end()
+		}
 		select {
 		case <-rc.stop:
+			if back != nil {
+				back.nc.Close()
+			}
 			return
 		default:
+		}
+		if back != nil {
+			rc.Failbacks.Add(1)
+			log.Info("center link: moving back to the first center", "first", addrs[0],
+				"up_for", time.Since(start).Round(time.Millisecond))
+			attempt = 0
+			continue
 		}
 		if time.Since(start) > rc.cfg.MaxBackoff {
 			attempt = 0 // the link held: start over from the shortest wait
@@ -331,6 +369,63 @@ func (rc *RemoteCenter) run() {
 		if !sleepUnless(rc.stop, wait) {
 			return
 		}
+	}
+}
+
+// handover is a link to the first center, dialed while the endpoint was
+// on a fallback.
+type handover struct {
+	nc net.Conn
+	br *bufio.Reader
+}
+
+// failback is the state shared by a link on a fallback center and the
+// goroutine probing the first center meanwhile.
+type failback struct {
+	quit chan struct{} // closed when the link ends
+	mu   sync.Mutex
+	done bool // the link ended: a late probe closes its connection
+	got  *handover
+}
+
+// end stops the probe and returns the link it handed over, if any.
+func (fb *failback) end() *handover {
+	close(fb.quit)
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	fb.done = true
+	return fb.got
+}
+
+// probeFirst tries the first center every FailbackInterval while cur, the
+// link to a fallback, lasts. When the first center answers, the new link
+// is handed over and cur closed, which ends the fallback link; the run
+// loop then serves the handed-over one without a backoff wait.
+func (rc *RemoteCenter) probeFirst(first string, cur net.Conn, fb *failback) {
+	t := time.NewTicker(rc.cfg.FailbackInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-fb.quit:
+			return
+		case <-rc.stop:
+			return
+		case <-t.C:
+		}
+		nc, br, err := rc.connect(first)
+		if err != nil {
+			continue
+		}
+		fb.mu.Lock()
+		if fb.done {
+			fb.mu.Unlock()
+			nc.Close()
+			return
+		}
+		fb.got = &handover{nc: nc, br: br}
+		fb.mu.Unlock()
+		cur.Close()
+		return
 	}
 }
 

@@ -4,10 +4,10 @@ package engine
 //
 // Every center dials every other center it finds in the server registry
 // (role "center") and sends its traffic for that center on the connection
-// it dialed: FORWARD, RESULT and FANOUT (see link.go). The listening side
-// only reads that traffic and answers PINGs, so each direction of a pair of
-// centers has a connection of its own and neither side has to decide which
-// of two crossing dials wins. Both ends run mutual TLS with certificates of
+// it dialed: FORWARD, RESULT, FANOUT and STORED (see link.go). The
+// listening side only reads that traffic and answers PINGs, so each
+// direction of a pair of centers has a connection of its own and neither
+// side has to decide which of two crossing dials wins. Both ends run mutual TLS with certificates of
 // role "center" (or plain TCP on private networks, as endpoint links).
 //
 // Peer links carry no retained frames and are not replayed after a
@@ -302,6 +302,20 @@ func fanoutItem(users []uint64, b []byte) linkItem {
 	return it
 }
 
+// storedItem is a STORED hint naming users whose messages were just stored
+// offline; the tail is the user ids, built in one pooled buffer.
+func storedItem(users []uint64) linkItem {
+	buf := bytebufferpool.Get()
+	for _, u := range users {
+		buf.B = binary.BigEndian.AppendUint64(buf.B, u)
+	}
+	var it linkItem
+	h := it.begin(linkStored, len(buf.B))
+	it.end(binary.BigEndian.AppendUint32(h, uint32(len(users))))
+	it.buf, it.data = buf, true
+	return it
+}
+
 // servePeer runs a link another center dialed: it reads that center's
 // traffic and answers its PINGs until the connection fails.
 func (s *LinkServer) servePeer(raw, nc net.Conn, lr *linkReader, id uint32, peer *NodeIdentity) {
@@ -394,6 +408,21 @@ func (s *LinkServer) readPeer(from uint32, q *linkQueue, nc net.Conn, lr *linkRe
 			}
 			cl.onFanout(users, b)
 			bytebufferpool.Put(buf)
+		case linkStored:
+			n := int(binary.BigEndian.Uint32(fixed))
+			if n != tail/8 || tail%8 != 0 {
+				return fmt.Errorf("%w: STORED of %d users in %d bytes", ErrLinkProtocol, n, tail)
+			}
+			buf, err := lr.readTail(tail)
+			if err != nil {
+				return err
+			}
+			users = users[:0]
+			for i := 0; i < n; i++ {
+				users = append(users, binary.BigEndian.Uint64(buf.B[8*i:]))
+			}
+			bytebufferpool.Put(buf)
+			cl.onStored(users)
 		case linkPing:
 			q.push(pingItem(linkPong, binary.BigEndian.Uint64(fixed), lr.count))
 		case linkPong:

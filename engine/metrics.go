@@ -568,7 +568,10 @@ func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
 			}{{"forwarded", &cs.Forwarded}, {"forward_stored", &cs.ForwardStored}, {"received", &cs.Received},
 				{"relayed", &cs.Relayed}, {"unrouted", &cs.Unrouted}, {"route_errors", &cs.RouteErrors},
 				{"publish_errors", &cs.PublishErrors}, {"publish_drops", &cs.PublishDrops},
-				{"peer_connects", &cs.PeerConnects}, {"peer_dial_fails", &cs.PeerDialFails}} {
+				{"peer_connects", &cs.PeerConnects}, {"peer_dial_fails", &cs.PeerDialFails},
+				{"moved", &cs.Moved}, {"rerouted", &cs.Rerouted}, {"held", &cs.Held}, {"held_stored", &cs.HeldStored},
+				{"hints_sent", &cs.HintsSent}, {"hints_received", &cs.HintsReceived},
+				{"republished", &cs.Republished}} {
 				counter(descCluster, e.v.Load(), e.name)
 			}
 			gauge(descPeers, float64(c.PeersUp()))

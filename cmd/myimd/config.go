@@ -44,6 +44,8 @@ type Config struct {
 
 	// Cluster links: see docs/operations.md.
 	CenterLink    string // endpoint: the center's link address
+	Failback      time.Duration
+	RouteRetry    time.Duration
 	Join          string // a join token from `myimd cluster init`
 	JoinURL       string // the first node's join listener, https://host:port
 	JoinAddr      string // first node: where it serves joins
@@ -93,6 +95,8 @@ func (c *Config) options() []option {
 		{"max-session", "end a session after this long even if its token lives longer; the client handshakes again (at most 24h)", (*durationValue)(&c.MaxSession)},
 		{"server-id", "this node's id in the cluster (1..65535)", (*uintValue)(&c.ServerID)},
 		{"center-link", "endpoint role: the center's link address host:port, then other centers to move to, comma-separated", (*stringValue)(&c.CenterLink)},
+		{"route-retry", "center role, with Redis: how long a QoS 1 message for a user of another center waits for an unreadable route table before it is stored offline (negative: store at once)", (*durationValue)(&c.RouteRetry)},
+		{"center-failback", "endpoint role: on another center of --center-link, try the first one again this often and move back once it answers (0: never)", (*durationValue)(&c.Failback)},
 		{"join", "join token from 'myimd cluster init' (endpoint, login, and further center or all nodes)", (*secretValue)(&c.Join)},
 		{"join-url", "the first node's join listener, e.g. https://10.0.0.1:5270", (*stringValue)(&c.JoinURL)},
 		{"join-addr", "first node: where to serve cluster joins (needs 'myimd cluster init')", (*addrValue)(&c.JoinAddr)},
@@ -136,6 +140,8 @@ func defaults() Config {
 		MaxFileSize:       4 << 30,
 		UploadTimeout:     time.Hour,
 		XferIdle:          10 * time.Minute,
+		Failback:          30 * time.Second,
+		RouteRetry:        5 * time.Second,
 	}
 }
 

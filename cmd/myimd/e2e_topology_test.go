@@ -118,7 +118,7 @@ func (tp *topology) endpoint(t *testing.T, id, priority int, centers ...*proc) *
 	}
 	p := startMyimdDir(t, t.TempDir(), append([]string{"--role", "endpoint", "--server-id", strconv.Itoa(id),
 		"--priority", strconv.Itoa(priority), "--join", joinToken(t, tp.c1), "--join-url", "https://" + tp.c1.addrs["join"],
-		"--center-link", strings.Join(links, ",")}, tp.common...)...)
+		"--center-link", strings.Join(links, ","), "--center-failback", "2s"}, tp.common...)...)
 	tp.eps[uint32(id)] = p
 	return p
 }
@@ -193,8 +193,9 @@ func (r *receiver) count(text string) int {
 // friends' presence across centers. Then, while one user streams QoS 1
 // messages to users on every endpoint, it kills an endpoint, then a center
 // (restarting both, as a supervisor would), then restarts Redis empty:
-// every message acked to the sender is shown exactly once, and clients
-// come back through the server list.
+// every message acked to the sender is shown exactly once, clients come
+// back through the server list, and endpoints go back to their first
+// center once it is restarted.
 func TestTopology(t *testing.T) {
 	if testing.Short() {
 		t.Skip("nine processes")
@@ -209,6 +210,22 @@ func TestTopology(t *testing.T) {
 	}
 	t.Cleanup(func() { tp.routes.Close() })
 
+	// On failure, the end of every node's log says what the cluster saw.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		nodes := map[string]*proc{"center 1": tp.c1, "center 2": tp.c2, "login": tp.login}
+		for id, p := range tp.eps {
+			nodes[fmt.Sprintf("endpoint %d", id)] = p
+		}
+		for name, p := range nodes {
+			if p != nil {
+				lines := strings.Split(strings.TrimSpace(p.out.String()), "\n")
+				t.Logf("%s, last log lines:\n%s", name, strings.Join(lines[max(0, len(lines)-25):], "\n"))
+			}
+		}
+	})
 	dir1 := t.TempDir()
 	if err := exec.Command(binPath, "cluster", "init", "--data-dir", dir1, "--server-id", "1").Run(); err != nil {
 		t.Fatalf("cluster init: %v", err)
@@ -319,6 +336,22 @@ func steadyState(t *testing.T, tp *topology, amy, bob, cai, xue *user) {
 	}); err != nil {
 		t.Fatalf("cai's presence did not reach amy across centers: %v", err)
 	}
+	// The friends-online lookup on center 1 sees cai, busy, on center 2.
+	want := fmt.Sprintf(`[{"user":%d,"status":%d}]`, cai.id, frame.StatusBusy)
+	var got string
+	waitFor(t, 10*time.Second, "cai busy in amy's friends-online lookup", func() bool {
+		req, _ := amy.conn.Lookup(frame.CmdFriendsOnline, 0)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		f, err := amy.conn.Recv(ctx, func(f client.Frame) bool {
+			return f.Cmd == frame.CmdFriendsOnline && frame.Lookup(f.Body).Req() == req
+		})
+		if err != nil {
+			t.Fatalf("friends-online lookup: %v", err)
+		}
+		got = string(frame.Lookup(f.Body).JSON())
+		return got == want
+	})
 }
 
 // streamThroughFaults: amy (endpoint 3, center 1) streams QoS 1 messages
@@ -436,7 +469,7 @@ func streamThroughFaults(t *testing.T, tp *topology, amy *user, ep6 *proc) {
 	t.Logf("fault 2: center 2 killed; 100 more messages acked after %v", time.Since(at).Round(time.Millisecond))
 	// A supervisor restarts both; endpoint 6 comes back linked to the
 	// restarted center 2 (its listener moved), with eli on it.
-	tp.c2 = tp.c2.restart(t)
+	tp.c2 = tp.c2.restart(t, append(tp.c2.argv, "--center-addr", tp.c2.addrs["center"])...)
 	waitFor(t, 20*time.Second, "center 2 linked again", func() bool { return tp.c2.metric(t, "myim_cluster_peers_up") == 1 })
 	args := append([]string(nil), ep6.argv...)
 	for i := range args {
@@ -445,6 +478,19 @@ func streamThroughFaults(t *testing.T, tp *topology, amy *user, ep6 *proc) {
 		}
 	}
 	tp.eps[6] = ep6.restart(t, args...)
+	// Endpoint 5 moved to center 1 and goes back to center 2, its first,
+	// by itself: cai is routed there again without reconnecting.
+	at = time.Now()
+	waitFor(t, 30*time.Second, "cai routed through center 2 only", func() bool {
+		as, _ := tp.routes.Get(context.Background(), cai.u.id)
+		for _, a := range as {
+			if a.Center != 2 {
+				return false
+			}
+		}
+		return len(as) > 0
+	})
+	t.Logf("endpoint 5 back on the restarted center 2 after %v", time.Since(at).Round(time.Millisecond))
 	eli := tp.connectReceiver(t, "eli", 6)
 	waitRoute(t, tp.routes, eli.u.id, 2)
 	shownTo[eli.u.id] = eli.count

@@ -326,7 +326,11 @@ func (b *node) clusterConfig(reg route.Table) (*engine.ClusterConfig, error) {
 		return nil, nil
 	}
 	lc.Logger = b.log.With("part", "cluster")
-	return &engine.ClusterConfig{Routes: reg, Link: lc}, nil
+	retry := b.cfg.RouteRetry
+	if retry == 0 {
+		retry = -1 // engine: store at once
+	}
+	return &engine.ClusterConfig{Routes: reg, Link: lc, LookupRetry: retry}, nil
 }
 
 // advertiseCenter registers this center's link address in the server
@@ -439,7 +443,12 @@ func (b *node) remoteCenter() (*engine.RemoteCenter, error) {
 	for i := range addrs {
 		addrs[i] = strings.TrimSpace(addrs[i])
 	}
-	return engine.NewRemoteCenter(engine.RemoteCenterConfig{Addr: addrs[0], Fallbacks: addrs[1:], Link: lc})
+	failback := b.cfg.Failback
+	if failback == 0 {
+		failback = -1 // engine: never
+	}
+	return engine.NewRemoteCenter(engine.RemoteCenterConfig{Addr: addrs[0], Fallbacks: addrs[1:], Link: lc,
+		FailbackInterval: failback})
 }
 
 // serveJoins runs the join listener (TLS, certificates from the CA) when

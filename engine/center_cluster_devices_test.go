@@ -1,0 +1,49 @@
+package engine
+
+import (
+	"testing"
+
+	"github.com/myim/myim/frame"
+)
+
+// TestClusterDevicesOnSeveralCenters gives a user devices on two centers:
+// a message from a third center, and one from the center of one of the
+// devices, reaches both devices; the first receipt acks it Delivered.
+func TestClusterDevicesOnSeveralCenters(t *testing.T) {
+	addr := testRedisAddr(t)
+	tables := redisTables(addr, testPrefix(t, addr))
+	cs, eps := startCenters(t, 3, tables, nil)
+	routes := tables(t)
+	s1, s2, s3 := SessionRef{Endpoint: 1, Session: 1}, SessionRef{Endpoint: 2, Session: 1}, SessionRef{Endpoint: 3, Session: 1}
+	cs[0].Online(20, s1)
+	cs[1].Online(20, s2)
+	cs[2].Online(10, s3)
+	cs[0].Online(30, SessionRef{Endpoint: 1, Session: 2})
+	eventuallyRouted(t, routes, 20, 1)
+	eventuallyRouted(t, routes, 20, 2)
+
+	// From center 3: forwarded to one center, copied to the other.
+	sendMsg(cs[2], 10, 20, 1, s3)
+	m1 := frame.Msg(eps[0].waitFor(t, frame.CmdMsg, func(f frame.Frame) bool { return frame.Msg(f.Body()).CID() == 1 }).Body())
+	m2 := frame.Msg(eps[1].waitFor(t, frame.CmdMsg, func(f frame.Frame) bool { return frame.Msg(f.Body()).CID() == 1 }).Body())
+	if m1.MID() != m2.MID() {
+		t.Fatalf("two message ids for one message: %x, %x", m1.MID(), m2.MID())
+	}
+	receipt(cs[0], 20, s1, m1)
+	receipt(cs[1], 20, s2, m2)
+	if a := eps[2].waitAck(t, 1); a.Status() != frame.AckDelivered {
+		t.Fatalf("ack status %d, want delivered", a.Status())
+	}
+
+	// From center 1, where one device is: pushed there, copied to center 2.
+	sendMsg(cs[0], 30, 20, 2, SessionRef{Endpoint: 1, Session: 2})
+	m1 = frame.Msg(eps[0].waitFor(t, frame.CmdMsg, func(f frame.Frame) bool { return frame.Msg(f.Body()).CID() == 2 }).Body())
+	m2 = frame.Msg(eps[1].waitFor(t, frame.CmdMsg, func(f frame.Frame) bool { return frame.Msg(f.Body()).CID() == 2 }).Body())
+	if m1.MID() != m2.MID() || m2.From() != 30 {
+		t.Fatalf("copy differs: mid %x and %x, from %d", m1.MID(), m2.MID(), m2.From())
+	}
+	receipt(cs[0], 20, s1, m1)
+	if a := eps[0].waitAck(t, 2); a.Status() != frame.AckDelivered {
+		t.Fatalf("ack status %d, want delivered", a.Status())
+	}
+}

@@ -1,0 +1,39 @@
+package engine
+
+import (
+	"testing"
+	"time"
+
+	"github.com/myim/myim/frame"
+)
+
+// TestClusterRewritesLostRoutes wipes the route table, as a Redis that
+// restarts empty does: the centers write their routes again within their
+// loss check, long before their refresh would, and a message between them
+// is delivered live again rather than stored.
+func TestClusterRewritesLostRoutes(t *testing.T) {
+	addr := testRedisAddr(t)
+	prefix := testPrefix(t, addr)
+	tables := redisTables(addr, prefix)
+	cs, eps := startCenters(t, 2, tables, func(cc *ClusterConfig) {
+		cc.RefreshInterval, cc.LossCheck = time.Hour, 100*time.Millisecond
+	})
+	a, b, ea, eb := cs[0], cs[1], eps[0], eps[1]
+	routes := tables(t)
+	sa, sb := SessionRef{Endpoint: 1, Session: 1}, SessionRef{Endpoint: 2, Session: 1}
+	a.Online(10, sa)
+	b.Online(20, sb)
+	eventuallyRouted(t, routes, 20, 2)
+
+	deleteRedisPrefix(t, addr, prefix)
+	eventuallyRouted(t, routes, 20, 2) // an hour before the refresh
+	eventuallyRouted(t, routes, 10, 1)
+	if n := b.ClusterStats().Republished.Load(); n == 0 {
+		t.Fatal("center 2 did not notice its routes were lost")
+	}
+	sendMsg(a, 10, 20, 1, sa)
+	receipt(b, 20, sb, frame.Msg(eb.wait(t, frame.CmdMsg).Body()))
+	if ack := ea.waitAck(t, 1); ack.Status() != frame.AckDelivered {
+		t.Fatalf("ack status %d, want delivered", ack.Status())
+	}
+}
