@@ -189,8 +189,8 @@ func (r *receiver) count(text string) int {
 // four endpoints (two per center, each with the other center as fallback),
 // every link over mutual TLS with certificates from `cluster init` and
 // `--join`. Users spread over the endpoints exchange p2p messages at QoS 0
-// and 1 and group messages across endpoints and centers, and see their
-// friends' presence across centers. Then, while one user streams QoS 1
+// and 1, group messages and a file across endpoints and centers, and see
+// their friends' presence across centers, live and by lookup. Then, while one user streams QoS 1
 // messages to users on every endpoint, it kills an endpoint, then a center
 // (restarting both, as a supervisor would), then restarts Redis empty:
 // every message acked to the sender is shown exactly once, clients come
@@ -336,6 +336,29 @@ func steadyState(t *testing.T, tp *topology, amy, bob, cai, xue *user) {
 	}); err != nil {
 		t.Fatalf("cai's presence did not reach amy across centers: %v", err)
 	}
+	// A file from xue (endpoint 6, center 2) to amy (endpoint 3, center
+	// 1): the transfer's state stays on center 2, amy's accept and
+	// receipts cross to it, the chunks cross back.
+	src := genFile{seed: 7, size: 3<<20 + 123}
+	sum := src.sum(t)
+	fctx := ctxT(t, time.Minute)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := xue.conn.SendFile(fctx, amy.id, "across.bin", src, src.size, client.SendOptions{SHA256: sum})
+		errc <- err
+	}()
+	o := recvOffer(t, amy.conn)
+	sink := newSink()
+	if err := amy.conn.ReceiveFile(fctx, o, sink, nil); err != nil {
+		t.Fatalf("receive across centers: %v", err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("send across centers: %v", err)
+	}
+	if sink.n != src.size || sink.sum() != sum {
+		t.Fatalf("received %d bytes, hash %s", sink.n, sink.sum())
+	}
+
 	// The friends-online lookup on center 1 sees cai, busy, on center 2.
 	want := fmt.Sprintf(`[{"user":%d,"status":%d}]`, cai.id, frame.StatusBusy)
 	var got string
