@@ -556,16 +556,7 @@ func (c *LocalCenter) offlineWriter() {
 				return
 			}
 		}
-		items = append(items[:0], first)
-	collect:
-		for len(items) < maxStoreBatch {
-			select {
-			case it := <-c.offline:
-				items = append(items, it)
-			default:
-				break collect
-			}
-		}
+		items = collectBatch(items, first, c.offline, maxStoreBatch)
 		msgs = msgs[:0]
 		for _, it := range items {
 			m := frame.Msg(frame.Frame(it.buf.B).Body())
@@ -608,6 +599,22 @@ func (c *LocalCenter) offlineWriter() {
 		}
 		clear(msgs)
 	}
+}
+
+// collectBatch returns batch (emptied) with first and then what in holds
+// now, up to limit in all: a worker takes whatever queued while it was
+// busy in one go, and never waits for more.
+func collectBatch[T any](batch []T, first T, in <-chan T, limit int) []T {
+	batch = append(batch[:0], first)
+	for len(batch) < limit {
+		select {
+		case x := <-in:
+			batch = append(batch, x)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // ack handles a client's receipt.

@@ -621,16 +621,7 @@ func (cl *cluster) router(in chan routeJob, h *retryList) {
 				}
 			}
 		}
-		jobs = append(jobs[:0], first)
-	collect:
-		for len(jobs) < routeBatch {
-			select {
-			case j := <-in:
-				jobs = append(jobs, j)
-			default:
-				break collect
-			}
-		}
+		jobs = collectBatch(jobs, first, in, routeBatch)
 		if len(h.held) > 0 {
 			now := time.Now()
 			for i, j := range jobs {

@@ -173,16 +173,7 @@ func (c *LocalCenter) xferRouter() {
 				}
 			}
 		}
-		jobs = append(jobs[:0], first)
-	collect:
-		for len(jobs) < routeBatch {
-			select {
-			case j := <-in:
-				jobs = append(jobs, j)
-			default:
-				break collect
-			}
-		}
+		jobs = collectBatch(jobs, first, in, routeBatch)
 		users = users[:0]
 		for _, j := range jobs {
 			users = append(users, j.peer)

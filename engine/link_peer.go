@@ -397,10 +397,7 @@ func (s *LinkServer) readPeer(from uint32, q *linkQueue, nc net.Conn, lr *linkRe
 			if err != nil {
 				return err
 			}
-			users = users[:0]
-			for i := 0; i < n; i++ {
-				users = append(users, binary.BigEndian.Uint64(buf.B[8*i:]))
-			}
+			users = appendUsers(users[:0], buf.B, n)
 			b := buf.B[8*n:]
 			if f, size, err := frame.Decode(b, frame.MaxEncodable); err != nil || size != len(b) || len(f) == 0 {
 				bytebufferpool.Put(buf)
@@ -417,10 +414,7 @@ func (s *LinkServer) readPeer(from uint32, q *linkQueue, nc net.Conn, lr *linkRe
 			if err != nil {
 				return err
 			}
-			users = users[:0]
-			for i := 0; i < n; i++ {
-				users = append(users, binary.BigEndian.Uint64(buf.B[8*i:]))
-			}
+			users = appendUsers(users[:0], buf.B, n)
 			bytebufferpool.Put(buf)
 			cl.onStored(users)
 		case linkPing:
@@ -430,4 +424,12 @@ func (s *LinkServer) readPeer(from uint32, q *linkQueue, nc net.Conn, lr *linkRe
 			return fmt.Errorf("%w: op %d from center %d", ErrLinkProtocol, op, from)
 		}
 	}
+}
+
+// appendUsers appends the n big-endian user ids at the start of b.
+func appendUsers(users []uint64, b []byte, n int) []uint64 {
+	for i := 0; i < n; i++ {
+		users = append(users, binary.BigEndian.Uint64(b[8*i:]))
+	}
+	return users
 }
