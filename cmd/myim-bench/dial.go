@@ -121,7 +121,7 @@ func (d *dialer) dial(ctx context.Context, addr string) (net.Conn, error) {
 func limitName(err error) string {
 	switch {
 	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
-		return "the open-file limit (RLIMIT_NOFILE of this process, or fs.file-max): run more bench processes with --first, or raise the hard limit"
+		return "the open-file limit (RLIMIT_NOFILE of this process, or fs.file-max): run more bench processes with --procs, or raise the hard limit"
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
 		return "the ephemeral ports of the source addresses (net.ipv4.ip_local_port_range): add source addresses with --src"
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET):
@@ -161,12 +161,11 @@ func ramp[T any](ctx context.Context, cfg *Config, n int, what string, open func
 		tick = t.C
 	}
 	start := time.Now()
-	prog := newProgress(cfg, "ramp "+what)
-	defer prog.stop()
-	prog.fn = func() string {
+	prog := newProgress(cfg, "ramp "+what, func() string {
 		el := time.Since(start).Seconds()
 		return fmt.Sprintf("%d/%d %s (%.0f/s), %d failed", done.Load(), n, what, float64(done.Load())/el, failed.Load())
-	}
+	})
+	defer prog.stop()
 	var wg sync.WaitGroup
 	for w := 0; w < min(cfg.Dialers, n); w++ {
 		wg.Add(1)

@@ -9,6 +9,12 @@
 // length-prefixed forwarders and an MQTT broker) with the same load shape,
 // so that one loader measures every system.
 //
+// One process holds at most its open-file limit of sessions. With --procs N
+// the idle scenario runs as N child processes of this binary, each with its
+// own share of the users and source addresses, and one combined report;
+// with --spread the sessions go round the whole server list instead of to
+// one endpoint, so that several endpoint processes share them.
+//
 // Every loop is bounded in count and in time and stops by itself. It dials
 // only the addresses it is given (loopback by default).
 package main
@@ -22,6 +28,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -65,7 +72,13 @@ type Config struct {
 	DropEvery  time.Duration
 	DropFrac   float64 // reconnect-storm: share of clients dropped per DropEvery
 	DropAbrupt bool    // reconnect-storm: close at once instead of half-closing
-	ServerPID  int
+	// ServerPIDs are server processes on this machine whose RSS and CPU
+	// are reported, summed and per process.
+	ServerPIDs []int
+	Procs      int  // idle: child processes to run the sessions in (0, 1: this one)
+	Spread     bool // session i goes to server i mod len(list), not one endpoint
+	MinServers int  // spread: wait until the server list has this many endpoints
+	Settle     bool // before the ramp: a GC in the server at HTTP, then RSS settles
 	JSON       string
 	Plot       string
 	Progress   time.Duration
@@ -73,6 +86,9 @@ type Config struct {
 	Out        io.Writer
 	Quiet      bool
 	AllowWider bool // permit a non-loopback target
+
+	args []string   // the command line, which --procs children get again
+	link *childLink // set in a child of --procs: the pipe to the parent
 }
 
 func (c *Config) fillDefaults() {
@@ -136,6 +152,9 @@ func (c *Config) fillDefaults() {
 	if c.Out == nil {
 		c.Out = os.Stdout
 	}
+	if c.Procs <= 0 {
+		c.Procs = 1
+	}
 }
 
 func main() {
@@ -154,7 +173,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg.Out = stdout
-	rep, err := Run(ctx, cfg)
+	if os.Getenv(childEnv) != "" {
+		return runChild(ctx, cfg, stderr)
+	}
+	var rep *Report
+	if cfg.Procs > 1 {
+		rep, err = RunProcs(ctx, cfg)
+	} else {
+		rep, err = Run(ctx, cfg)
+	}
 	if rep != nil {
 		rep.WriteTable(stdout)
 		if cfg.JSON != "" {
@@ -188,7 +215,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.Root, "root", "myim-data/root.pub", "the cluster root key, or a file holding it (login needs it)")
 	fs.IntVar(&c.Conns, "n", 100, "sessions to open")
 	src := fs.String("src", "auto", "source addresses, comma separated, or A-B for a range of IPv4 addresses; auto: 127.0.0.2-127.0.0.9 for a loopback target; none: let the kernel choose")
-	fs.IntVar(&c.DialRate, "dial-rate", 0, "connections per second while ramping (0: as fast as the dialers go)")
+	fs.IntVar(&c.DialRate, "dial-rate", 0, "connections per second while ramping, in total over --procs (0: as fast as the dialers go)")
 	fs.IntVar(&c.Dialers, "dialers", 0, "concurrent dials (default 4 per CPU)")
 	fs.StringVar(&c.Prefix, "prefix", "bench", "bench users are PREFIX1, PREFIX2, ...")
 	fs.IntVar(&c.First, "first", 1, "number of the first bench user (give each of several bench processes its own range)")
@@ -207,7 +234,11 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.DropEvery, "drop-every", time.Second, "reconnect-storm: interval between drops")
 	fs.Float64Var(&c.DropFrac, "drop-frac", 0.1, "reconnect-storm: share of the clients dropped each interval")
 	fs.BoolVar(&c.DropAbrupt, "drop-abrupt", false, "reconnect-storm: close dropped sockets at once (a reset when data is unread) instead of half-closing")
-	fs.IntVar(&c.ServerPID, "server-pid", 0, "server process on this machine: report its RSS and CPU from /proc")
+	pids := fs.String("server-pid", "", "server processes on this machine, comma separated: report their RSS and CPU from /proc, summed and per process")
+	fs.IntVar(&c.Procs, "procs", 1, "idle: run the sessions in this many child processes of the bench (one process holds at most its open-file limit), each with its own user range, share of --n and source addresses; one combined report")
+	fs.BoolVar(&c.Spread, "spread", false, "spread the sessions over every endpoint of the server list (session i to server i mod the list's length) instead of one")
+	fs.IntVar(&c.MinServers, "min-servers", 0, "with --spread: wait up to 60s until the server list has this many endpoints")
+	fs.BoolVar(&c.Settle, "settle", false, "before the ramp, have the server at --http-addr collect the garbage of provisioning (myimd --pprof) and wait until the --server-pid processes' RSS stops falling, so that it is not taken off the sessions' growth")
 	fs.StringVar(&c.JSON, "json", "", "write the report as JSON to this file")
 	fs.StringVar(&c.Plot, "plot", "", "draw the latency distribution as SVG to this file")
 	fs.DurationVar(&c.Progress, "progress", time.Second, "progress line interval")
@@ -220,9 +251,28 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	c.args = args
 	var err error
 	if c.Sources, err = parseSources(*src); err != nil {
 		return c, err
+	}
+	if c.ServerPIDs, err = parsePIDs(*pids); err != nil {
+		return c, err
+	}
+	if c.Procs > 1 && c.Scenario != "idle" {
+		return c, fmt.Errorf("--procs runs the idle scenario only (the others measure across their own sessions)")
+	}
+	if c.Procs > maxProcs {
+		return c, fmt.Errorf("--procs: at most %d", maxProcs)
+	}
+	if c.Spread && (c.Proto != "myim" || c.Endpoint != "") {
+		return c, errors.New("--spread needs --proto myim and no --addr: it takes the server list that comes with the tokens")
+	}
+	if c.Settle && (c.Admin == "" || len(c.ServerPIDs) == 0) {
+		return c, errors.New("--settle needs --admin-secret and --server-pid")
+	}
+	if c.MinServers > 0 && (!c.Spread || c.Admin == "") {
+		return c, errors.New("--min-servers needs --spread and --admin-secret")
 	}
 	switch c.Scenario {
 	case "idle", "ping", "p2p", "group", "login-storm", "reconnect-storm":
@@ -245,6 +295,23 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 		return c, errors.New("--qos must be 0 or 1")
 	}
 	return c, nil
+}
+
+// parsePIDs reads --server-pid.
+func parsePIDs(s string) ([]int, error) {
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		pid, err := strconv.Atoi(part)
+		if err != nil || pid <= 0 {
+			return nil, fmt.Errorf("--server-pid: %q is not a process id", part)
+		}
+		out = append(out, pid)
+	}
+	return out, nil
 }
 
 // parseSources reads --src.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	stdcmp "cmp"
 	"context"
 	"crypto/ecdh"
 	"encoding/base64"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,13 +36,18 @@ type account struct {
 	token string
 }
 
+// target is an endpoint the sessions dial, with its static key.
+type target struct {
+	addr string
+	key  []byte
+}
+
 // fleet is what provisioning produced.
 type fleet struct {
-	users     []account
-	dev       *sessionDevice
-	endpoint  string
-	serverKey []byte
-	admin     bool // the admin API was used
+	users   []account
+	dev     *sessionDevice
+	targets []target // one, or with --spread the whole server list by id
+	admin   bool     // the admin API was used
 }
 
 // errNoAdminAPI: the server has no provisioning API (or no --admin-secret
@@ -151,6 +158,11 @@ func provisionAdmin(ctx context.Context, cfg *Config, api *httpAPI, fl *fleet, n
 		return nil
 	}
 	pub := base64.StdEncoding.EncodeToString(fl.dev.key.PublicKey().Bytes())
+	if cfg.Spread && cfg.MinServers > 0 && n > 0 {
+		if err := waitServers(ctx, cfg, api, fl.users[0].ID, pub); err != nil {
+			return err
+		}
+	}
 	for first := 0; first < n; first += chunk {
 		ids := make([]uint64, 0, chunk)
 		for _, u := range fl.users[first:min(first+chunk, n)] {
@@ -180,10 +192,51 @@ func provisionAdmin(ctx context.Context, cfg *Config, api *httpAPI, fl *fleet, n
 	return nil
 }
 
+// waitServers asks for a token until the server list that comes with it
+// has --min-servers endpoints, for at most serverWait: endpoint processes
+// register themselves a moment after they start.
+func waitServers(ctx context.Context, cfg *Config, api *httpAPI, user uint64, pub string) error {
+	deadline := time.Now().Add(serverWait)
+	for {
+		var out struct {
+			Servers []session.ServerInfo `json:"servers"`
+		}
+		if _, err := api.post(ctx, "/v1/admin/tokens", cfg.Admin, map[string]any{
+			"users": []uint64{user}, "device_key": pub, "ttl": "1m"}, &out); err != nil {
+			return err
+		}
+		if len(out.Servers) >= cfg.MinServers {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the server list has %d endpoints after %v, --min-servers wants %d", len(out.Servers), serverWait, cfg.MinServers)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// serverWait bounds waitServers: an endpoint registers within seconds of
+// its start, or something is wrong with it.
+const serverWait = 60 * time.Second
+
 // pickServer takes the first server of the list (by priority, then load)
-// unless --addr names one.
+// unless --addr names one; with --spread it takes the whole list, ordered
+// by server id so that every bench process numbers it alike.
 func (fl *fleet) pickServer(cfg *Config, servers []session.ServerInfo, loginHost string) error {
-	if fl.serverKey != nil {
+	if len(fl.targets) > 0 {
+		return nil
+	}
+	lr := &client.LoginResult{LoginHost: hostOf(cfg, loginHost)}
+	if cfg.Spread {
+		list := slices.Clone(servers)
+		slices.SortFunc(list, func(a, b session.ServerInfo) int { return stdcmp.Compare(a.ID, b.ID) })
+		for _, s := range list {
+			fl.targets = append(fl.targets, target{addr: lr.EndpointAddr(s), key: s.Key})
+		}
 		return nil
 	}
 	best := servers[0]
@@ -192,11 +245,11 @@ func (fl *fleet) pickServer(cfg *Config, servers []session.ServerInfo, loginHost
 			best = s
 		}
 	}
-	fl.serverKey = best.Key
-	fl.endpoint = cfg.Endpoint
-	if fl.endpoint == "" {
-		fl.endpoint = (&client.LoginResult{LoginHost: hostOf(cfg, loginHost)}).EndpointAddr(best)
+	t := target{addr: cfg.Endpoint, key: best.Key}
+	if t.addr == "" {
+		t.addr = lr.EndpointAddr(best)
 	}
+	fl.targets = []target{t}
 	return nil
 }
 
@@ -226,8 +279,7 @@ func provisionSlow(ctx context.Context, cfg *Config, api *httpAPI, fl *fleet, n 
 	var next, done atomic.Int64
 	var mu sync.Mutex
 	var first error
-	prog := newProgress(cfg, "provision")
-	prog.fn = func() string { return fmt.Sprintf("%d/%d users registered and logged in", done.Load(), n) }
+	prog := newProgress(cfg, "provision", func() string { return fmt.Sprintf("%d/%d users registered and logged in", done.Load(), n) })
 	defer prog.stop()
 	var wg sync.WaitGroup
 	for w := 0; w < min(cfg.LoginConc, n); w++ {

@@ -23,11 +23,12 @@ const (
 
 // runner holds one run's sessions and counters.
 type runner struct {
-	ctx  context.Context
-	cfg  *Config
-	fl   *fleet
-	d    *dialer
-	addr string
+	ctx     context.Context
+	cfg     *Config
+	fl      *fleet
+	d       *dialer
+	targets []target // endpoints; session i dials target(i)
+	srv     *serverProcs
 
 	conns  []*bconn // by index; nil where a session failed to open
 	live   []int    // indices of open sessions
@@ -100,16 +101,27 @@ func (r *runner) pickPeer(b *bconn) uint64 {
 	return r.conns[j].user
 }
 
+// target is the endpoint of session i: with --spread, the server list's
+// entry at bench user number First+i (counted from 0) modulo its length,
+// so that the sessions of several bench processes spread evenly too.
+func (r *runner) target(i int) target {
+	if len(r.targets) == 1 {
+		return r.targets[0]
+	}
+	return r.targets[(r.cfg.First-1+i)%len(r.targets)]
+}
+
 // open dials session i and runs its protocol's opening exchange.
 func (r *runner) open(ctx context.Context, i int) (net.Conn, codec, error) {
-	nc, err := r.d.dial(ctx, r.addr)
+	t := r.target(i)
+	nc, err := r.d.dial(ctx, t.addr)
 	if err != nil {
 		return nil, nil, err
 	}
 	var c codec
 	switch r.cfg.Proto {
 	case "myim":
-		c, err = myimHandshake(nc, r.fl.dev, r.fl.serverKey, r.fl.users[i].token)
+		c, err = myimHandshake(nc, r.fl.dev, t.key, r.fl.users[i].token)
 	case "fwd":
 		c, err = fwdHandshake(nc, uint64(r.cfg.First+i))
 	case "mqtt":
@@ -129,11 +141,12 @@ func (r *runner) userID(i int) uint64 {
 	return uint64(r.cfg.First + i)
 }
 
+// serverStat reads the server processes, summed.
 func (r *runner) serverStat() (procStat, bool) {
-	if r.cfg.ServerPID == 0 {
+	if !r.srv.enabled() {
 		return procStat{}, false
 	}
-	ps, err := readProc(r.cfg.ServerPID)
+	ps, _, err := r.srv.read()
 	if err != nil {
 		r.noteErr(fmt.Errorf("server /proc: %w", err))
 		return procStat{}, false
@@ -141,17 +154,29 @@ func (r *runner) serverStat() (procStat, bool) {
 	return ps, true
 }
 
+// markServers reads the server processes at moment m; see serverProcs.
+func (r *runner) markServers(m int) (procStat, bool) {
+	ps, ok, err := r.srv.mark(m)
+	if err != nil {
+		r.noteErr(err)
+	}
+	return ps, ok
+}
+
 // Run runs cfg's scenario and returns its report.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.fillDefaults()
 	rep := &Report{Scenario: cfg.Scenario, Proto: cfg.Proto, Wanted: cfg.Conns, QoS: cfg.QoS, Size: cfg.Size,
-		Window: cfg.Window, Rate: cfg.Rate, ServerPID: cfg.ServerPID}
+		Window: cfg.Window, Rate: cfg.Rate}
+	if len(cfg.ServerPIDs) > 0 {
+		rep.ServerPID = cfg.ServerPIDs[0]
+	}
 	allowed, lim, err := raiseFileLimit()
 	if err != nil {
 		return nil, fmt.Errorf("RLIMIT_NOFILE: %w", err)
 	}
 	if cfg.Scenario != "login-storm" && cfg.Conns > allowed {
-		rep.LimitHit = fmt.Sprintf("open-file limit: the hard RLIMIT_NOFILE of %d allows %d sessions per process; run several bench processes with --first (see docs/scaling.md)", lim.Max, allowed)
+		rep.LimitHit = fmt.Sprintf("open-file limit: the hard RLIMIT_NOFILE of %d allows %d sessions per process; run them in several bench processes with --procs (see docs/scaling.md)", lim.Max, allowed)
 		fmt.Fprintf(cfg.Out, "myim-bench: %s\n", rep.LimitHit)
 		cfg.Conns = allowed
 		if cfg.GroupSize > cfg.Conns {
@@ -167,7 +192,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	r := &runner{ctx: ctx, cfg: &cfg, hist: newShardedHist(), qos: frame.QoS(cfg.QoS),
-		cidBase: uint64(time.Now().UnixNano())}
+		cidBase: uint64(time.Now().UnixNano()), srv: newServerProcs(cfg.ServerPIDs)}
 	if cfg.Scenario == "login-storm" {
 		return rep, loginStorm(ctx, r, rep)
 	}
@@ -175,14 +200,19 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if r.fl, err = provision(ctx, &cfg, cfg.Conns, true); err != nil {
 			return nil, err
 		}
-		r.addr = r.fl.endpoint
-		if err := checkTarget(r.addr, cfg.AllowWider); err != nil {
-			return nil, err
+		r.targets = r.fl.targets
+		if len(r.targets) == 0 {
+			return nil, errors.New("no endpoint: the server list was empty")
 		}
 	} else {
-		r.addr = cfg.Endpoint
+		r.targets = []target{{addr: cfg.Endpoint}}
 	}
-	if r.d, err = newDialer(cfg.Sources, r.addr); err != nil {
+	for _, t := range r.targets {
+		if err := checkTarget(t.addr, cfg.AllowWider); err != nil {
+			return nil, err
+		}
+	}
+	if r.d, err = newDialer(cfg.Sources, r.targets[0].addr); err != nil {
 		return nil, err
 	}
 	switch cfg.Scenario {
@@ -197,7 +227,22 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		r.kind, r.qos, r.track = loadP2P, frame.QoS1, true
 	}
 
-	base, haveProc := r.serverStat()
+	if l := cfg.link; l != nil {
+		// A child of --procs: the parent starts every ramp at once, after
+		// all the children have provisioned.
+		if err := l.send(childMsg{Phase: phaseReady}); err != nil {
+			return nil, err
+		}
+		if err := l.wait(ctx, wordRamp); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Settle {
+		if err := settle(ctx, &cfg, r.srv); err != nil {
+			return nil, err
+		}
+	}
+	base, haveProc := r.markServers(momentBase)
 	rep.ServerRSSBaseKB = base.RSSKB
 	slab0 := slabKB()
 	t0 := time.Now()
@@ -208,11 +253,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		return newBconn(r, i, r.userID(i), nc, c), nil
 	})
-	rep.RampRate = float64(got) / time.Since(t0).Seconds()
+	rampSecs := time.Since(t0).Seconds()
+	rep.RampRate = float64(got) / rampSecs
+	if ps, ok := r.markServers(momentRamped); ok && haveProc && got > 0 {
+		rep.RampCPUPerSessionUS = float64(ps.CPUTicks-base.CPUTicks) / clockTick / float64(got) * 1e6
+	}
 	r.conns = conns
 	r.byUser = make(map[uint64]*bconn, got)
+	byEndpoint := make(map[string]int, len(r.targets))
 	for i, b := range conns {
 		if b != nil {
+			byEndpoint[r.target(i).addr]++
 			r.live = append(r.live, i)
 			r.byUser[b.user] = b
 			if r.track {
@@ -222,11 +273,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	rep.Conns = got
+	if len(r.targets) > 1 {
+		rep.ByEndpoint = byEndpoint
+	}
 	if stopErr != nil {
 		if rep.LimitHit == "" {
 			rep.LimitHit = stopErr.Error()
 		}
 		fmt.Fprintf(cfg.Out, "myim-bench: %v\n", stopErr)
+	}
+	if l := cfg.link; l != nil {
+		if err := l.send(childMsg{Phase: phaseRamped, Conns: got, RampSeconds: rampSecs, ByEndpoint: byEndpoint,
+			LimitHit: rep.LimitHit}); err != nil {
+			return rep, err
+		}
 	}
 	defer r.closeAll()
 	if got == 0 {
@@ -252,6 +312,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if ps, ok := r.serverStat(); ok && haveProc {
 		rep.ServerRSSKB = ps.RSSKB
+	}
+	if haveProc {
+		if !r.srv.marked(momentHeld) {
+			r.markServers(momentHeld)
+		}
+		rep.Servers = r.srv.figures(byEndpoint, got)
 	}
 	rep.Errors = r.errs.Load()
 	r.errMu.Lock()
@@ -285,11 +351,13 @@ func (r *runner) closeAll() {
 // the server's memory per session.
 func idle(ctx context.Context, r *runner, rep *Report) error {
 	start := time.Now()
-	prog := newProgress(r.cfg, "idle")
-	prog.fn = func() string {
-		s, _ := r.serverStat()
+	prog := newProgress(r.cfg, "idle", func() string {
+		s, ok := r.serverStat()
+		if !ok {
+			return fmt.Sprintf("holding %d sessions", len(r.live))
+		}
 		return fmt.Sprintf("holding %d sessions, server RSS %.1f MiB", len(r.live), float64(s.RSSKB)/1024)
-	}
+	})
 	ka := time.NewTicker(r.cfg.Keepalive)
 	defer ka.Stop()
 	hold := time.NewTimer(r.cfg.Hold)
@@ -317,9 +385,19 @@ wait:
 		r.fail(fmt.Errorf("only %d of %d sessions answered a ping", n, len(r.live)))
 	}
 	rep.Seconds = time.Since(start).Seconds()
-	if ps, ok := r.serverStat(); ok {
+	if ps, ok := r.markServers(momentHeld); ok {
 		rep.ServerRSSKB = ps.RSSKB
 		rep.RSSPerSessionKB = float64(ps.RSSKB-rep.ServerRSSBaseKB) / float64(len(r.live))
+	}
+	if l := r.cfg.link; l != nil {
+		// A child of --procs: the parent reads the servers while every
+		// child holds its sessions, then releases them all.
+		if err := l.send(childMsg{Phase: phaseHeld, Conns: len(r.live)}); err != nil {
+			return err
+		}
+		if err := l.wait(ctx, wordRelease); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -385,15 +463,14 @@ func measure(ctx context.Context, r *runner, rep *Report) error {
 		go r.dropper(stopDrop, &dropWG)
 	}
 	unit := map[loadKind]string{loadPing: "round trips", loadP2P: "messages", loadGroup: "deliveries"}[r.kind]
-	prog := newProgress(cfg, cfg.Scenario)
 	var lastN int64
 	lastT := t0
-	prog.fn = func() string {
+	prog := newProgress(cfg, cfg.Scenario, func() string {
 		n, now := r.delivered.Load(), time.Now()
 		rate := float64(n-lastN) / now.Sub(lastT).Seconds()
 		lastN, lastT = n, now
 		return fmt.Sprintf("%d %s (%.0f/s), sent %d, in flight %d, errors %d", n, unit, rate, r.sent.Load(), r.inflight(), r.errs.Load())
-	}
+	})
 	end := time.NewTimer(cfg.Duration)
 	tick := time.NewTicker(20 * time.Millisecond)
 loop:

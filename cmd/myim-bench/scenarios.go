@@ -49,8 +49,7 @@ func setupGroup(ctx context.Context, r *runner) error {
 	r.cfg.GroupSize = len(members) + 1
 	start := time.Now()
 	var joined atomic.Int64
-	prog := newProgress(r.cfg, "group join")
-	prog.fn = func() string { return fmt.Sprintf("%d/%d members", joined.Load()+1, r.cfg.GroupSize) }
+	prog := newProgress(r.cfg, "group join", func() string { return fmt.Sprintf("%d/%d members", joined.Load()+1, r.cfg.GroupSize) })
 	defer prog.stop()
 	sem := make(chan struct{}, 256)
 	var wg sync.WaitGroup
@@ -109,11 +108,10 @@ func loginStorm(ctx context.Context, r *runner, rep *Report) error {
 		r.limited = true
 		r.budget.Store(cfg.Count)
 	}
-	prog := newProgress(cfg, "login-storm")
 	t0 := time.Now()
-	prog.fn = func() string {
+	prog := newProgress(cfg, "login-storm", func() string {
 		return fmt.Sprintf("%d logins (%.0f/s), errors %d", ok.Load(), float64(ok.Load())/time.Since(t0).Seconds(), r.errs.Load())
-	}
+	})
 	end := time.Now().Add(cfg.Duration)
 	var wg sync.WaitGroup
 	for w := 0; w < cfg.LoginConc; w++ {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -142,15 +143,16 @@ func slabKB() int64 {
 	return 0
 }
 
-// progress prints a line every interval until stopped.
+// progress prints a line every interval until stopped: what fn, called
+// from its own goroutine, returns.
 type progress struct {
 	fn   func() string
 	done chan struct{}
 	wg   sync.WaitGroup
 }
 
-func newProgress(cfg *Config, label string) *progress {
-	p := &progress{done: make(chan struct{})}
+func newProgress(cfg *Config, label string, fn func() string) *progress {
+	p := &progress{fn: fn, done: make(chan struct{})}
 	if cfg.Quiet {
 		return p
 	}
@@ -244,6 +246,19 @@ type Report struct {
 
 	LimitHit string  `json:"limit_hit,omitempty"`
 	RampRate float64 `json:"ramp_per_s,omitempty"`
+	// RampCPUPerSessionUS is the server processes' CPU time while the
+	// sessions opened, per session: mostly the endpoint's half of the
+	// Noise IK handshake, then accepts and route registration.
+	RampCPUPerSessionUS float64 `json:"server_ramp_cpu_us_per_session,omitempty"`
+
+	// ByEndpoint counts the sessions opened on each endpoint address
+	// (--spread).
+	ByEndpoint map[string]int `json:"sessions_by_endpoint,omitempty"`
+	// Servers are the figures of each --server-pid process.
+	Servers []ServerFigures `json:"servers,omitempty"`
+	// Procs and Children describe a --procs run: its bench processes.
+	Procs    int            `json:"procs,omitempty"`
+	Children []ChildFigures `json:"children,omitempty"`
 
 	hist interface {
 		ValueAtQuantile(float64) int64
@@ -262,6 +277,21 @@ func (r *Report) WriteTable(w io.Writer) {
 	}
 	if r.RampRate > 0 {
 		row("ramp", fmt.Sprintf("%.0f sessions/s", r.RampRate))
+	}
+	for _, c := range r.Children {
+		v := fmt.Sprintf("users %d-%d: %d sessions, ramp %.0f/s, %d errors", c.First, c.First+c.Wanted-1, c.Conns, c.RampRate, c.Errors)
+		if c.Error != "" {
+			v += ", " + c.Error
+		}
+		row(fmt.Sprintf("bench process %d", c.Process), v)
+	}
+	addrs := make([]string, 0, len(r.ByEndpoint))
+	for a := range r.ByEndpoint {
+		addrs = append(addrs, a)
+	}
+	slices.Sort(addrs)
+	for _, a := range addrs {
+		row("sessions on "+a, strconv.Itoa(r.ByEndpoint[a]))
 	}
 	if r.Scenario == "p2p" || r.Scenario == "group" || r.Scenario == "reconnect-storm" {
 		row("load", fmt.Sprintf("QoS %d, %d-byte payload, window %d%s", r.QoS, r.Size, r.Window, rateNote(r.Rate)))
@@ -300,6 +330,9 @@ func (r *Report) WriteTable(w io.Writer) {
 		if r.KernelSlabPerConnKB > 0 {
 			row("kernel slab per connection", fmt.Sprintf("%.2f KiB (both ends, machine-wide)", r.KernelSlabPerConnKB))
 		}
+		if r.RampCPUPerSessionUS > 0 {
+			row("server CPU per new session", fmt.Sprintf("%.0f µs (handshake, accept, route)", r.RampCPUPerSessionUS))
+		}
 		if r.ServerCPUSeconds > 0 {
 			row("server CPU", fmt.Sprintf("%.2f s", r.ServerCPUSeconds))
 		}
@@ -309,8 +342,26 @@ func (r *Report) WriteTable(w io.Writer) {
 		if r.WritesPerMsg > 0 {
 			row("server syscalls per "+strings.TrimSuffix(r.Unit, "s"), fmt.Sprintf("%.2f writes, %.2f reads", r.WritesPerMsg, r.ReadsPerMsg))
 		}
+		if len(r.Servers) > 1 {
+			for _, s := range r.Servers {
+				row(fmt.Sprintf("server PID %d", s.PID), s.String())
+			}
+		}
 	}
 	fmt.Fprintln(w)
+}
+
+// String is the figures in a table cell.
+func (s ServerFigures) String() string {
+	what := "all sessions (no endpoint of the run)"
+	if len(s.Endpoints) > 0 {
+		what = "on " + strings.Join(s.Endpoints, ", ")
+	}
+	v := fmt.Sprintf("%d sessions %s; ramp CPU %.2f s (%.0f µs each)", s.Sessions, what, s.RampCPUSeconds, s.RampCPUPerSessionUS)
+	if s.RSSKB > 0 {
+		v += fmt.Sprintf("; RSS %.1f MiB (%.1f before), %.2f KiB per session", float64(s.RSSKB)/1024, float64(s.RSSBaseKB)/1024, s.RSSPerSessionKB)
+	}
+	return v
 }
 
 func rateNote(r float64) string {
