@@ -4,14 +4,15 @@ import (
 	"testing"
 
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 )
 
 // TestClusterDevicesOnSeveralCenters gives a user devices on two centers:
 // a message from a third center, and one from the center of one of the
 // devices, reaches both devices; the first receipt acks it Delivered.
 func TestClusterDevicesOnSeveralCenters(t *testing.T) {
-	addr := testRedisAddr(t)
-	tables := redisTables(addr, testPrefix(t, addr))
+	addr := testenv.RedisAddr(t)
+	tables := redisTables(addr, testenv.RedisPrefix(t, addr))
 	cs, eps := startCenters(t, 3, tables, nil)
 	routes := tables(t)
 	s1, s2, s3 := SessionRef{Endpoint: 1, Session: 1}, SessionRef{Endpoint: 2, Session: 1}, SessionRef{Endpoint: 3, Session: 1}

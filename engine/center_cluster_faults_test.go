@@ -1,109 +1,17 @@
 package engine
 
 import (
-	"bufio"
 	"context"
-	"net"
-	"os"
-	"os/exec"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/route"
 )
 
 // Cluster routing faults: stale routes, a route table that goes away, and
 // messages stored for users online on another center.
-
-// redisServer is a redis-server this test runs on a free loopback port, so
-// that it can kill it and start it again by PID. It keeps its data in a
-// directory of its own: save writes it, and a restart loads it.
-type redisServer struct {
-	t    *testing.T
-	bin  string
-	dir  string
-	addr string
-	cmd  *exec.Cmd
-}
-
-// startRedisServer starts a private redis-server. When the binary is
-// missing the test is skipped, except in CI (CI=true), where it fails.
-func startRedisServer(t *testing.T) *redisServer {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis-server: %v", err)
-		}
-		t.Skipf("redis-server not installed: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	r := &redisServer{t: t, bin: bin, dir: t.TempDir(), addr: addr}
-	r.start()
-	t.Cleanup(r.kill)
-	return r
-}
-
-// start runs redis-server and waits until it answers PING.
-func (r *redisServer) start() {
-	r.t.Helper()
-	_, port, _ := net.SplitHostPort(r.addr)
-	cmd := exec.Command(r.bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", r.dir, "--dbfilename", "dump.rdb", "--daemonize", "no")
-	if err := cmd.Start(); err != nil {
-		r.t.Fatalf("redis-server: %v", err)
-	}
-	r.cmd = cmd
-	waitUntil(r.t, 10*time.Second, "redis-server answers", func() bool {
-		got, err := r.do("PING")
-		return err == nil && got == "+PONG"
-	})
-}
-
-// kill stops the server with SIGKILL, by its PID: no save, no goodbye.
-func (r *redisServer) kill() {
-	if r.cmd == nil {
-		return
-	}
-	_ = r.cmd.Process.Kill()
-	_ = r.cmd.Wait()
-	r.cmd = nil
-}
-
-// save writes the data set to disk for the next start.
-func (r *redisServer) save() {
-	r.t.Helper()
-	if got, err := r.do("SAVE"); err != nil || got != "+OK" {
-		r.t.Fatalf("redis SAVE: %q %v", got, err)
-	}
-}
-
-// do sends one command and returns the first line of the answer.
-func (r *redisServer) do(args ...string) (string, error) {
-	nc, err := net.DialTimeout("tcp", r.addr, time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer nc.Close()
-	_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
-	req := "*" + strconv.Itoa(len(args)) + "\r\n"
-	for _, a := range args {
-		req += "$" + strconv.Itoa(len(a)) + "\r\n" + a + "\r\n"
-	}
-	if _, err := nc.Write([]byte(req)); err != nil {
-		return "", err
-	}
-	line, err := bufio.NewReader(nc).ReadString('\n')
-	return strings.TrimSpace(line), err
-}
 
 // stats returns a center's cluster counters.
 func stats(c *LocalCenter) *ClusterStats { return c.ClusterStats() }
@@ -122,8 +30,8 @@ func noneStored(t *testing.T, cs []*LocalCenter) {
 // forwarded again to where the user is, live; routes naming no session at
 // all end in the store after each center was tried once.
 func TestClusterStaleRouteForwardsAgain(t *testing.T) {
-	addr := testRedisAddr(t)
-	tables := redisTables(addr, testPrefix(t, addr))
+	addr := testenv.RedisAddr(t)
+	tables := redisTables(addr, testenv.RedisPrefix(t, addr))
 	cs, eps := startCenters(t, 3, tables, nil)
 	a, b, c := cs[0], cs[1], cs[2]
 	ea, ec := eps[0], eps[2]
@@ -182,8 +90,8 @@ func TestClusterStaleRouteForwardsAgain(t *testing.T) {
 // While the route table is down, a QoS 1 message for a user of another
 // center waits for it, and is delivered live when it is back in time.
 func TestClusterRouteTableDownHoldsQoS1(t *testing.T) {
-	rs := startRedisServer(t)
-	tables := redisTables(rs.addr, "myimtest:")
+	rs := testenv.StartRedisServer(t)
+	tables := redisTables(rs.Addr(), "myimtest:")
 	cs, eps := startCenters(t, 2, tables, func(cc *ClusterConfig) { cc.LookupRetry = 30 * time.Second })
 	a, b, ea, eb := cs[0], cs[1], eps[0], eps[1]
 	sa, sa2, sb := SessionRef{Endpoint: 1, Session: 1}, SessionRef{Endpoint: 1, Session: 2}, SessionRef{Endpoint: 2, Session: 1}
@@ -191,8 +99,8 @@ func TestClusterRouteTableDownHoldsQoS1(t *testing.T) {
 	a.Online(11, sa2)
 	b.Online(20, sb)
 	eventuallyRouted(t, tables(t), 20, 2)
-	rs.save() // the restart below brings the routes back
-	rs.kill()
+	rs.Save() // the restart below brings the routes back
+	rs.Kill()
 
 	// Same center: delivered without the table.
 	sendMsg(a, 10, 11, 1, sa)
@@ -212,7 +120,7 @@ func TestClusterRouteTableDownHoldsQoS1(t *testing.T) {
 		t.Fatal("pushed or acked while the table was down")
 	}
 
-	rs.start()
+	rs.Start()
 	m = frame.Msg(eb.wait(t, frame.CmdMsg).Body())
 	if m.From() != 10 || m.To() != 20 {
 		t.Fatalf("pushed %d -> %d", m.From(), m.To())
@@ -231,15 +139,15 @@ func TestClusterRouteTableDownHoldsQoS1(t *testing.T) {
 // stored and acked Stored, and the STORED hint has the recipient's session
 // on the other center drain it without a fetch.
 func TestClusterRouteTableDownStoresAfterRetry(t *testing.T) {
-	rs := startRedisServer(t)
-	tables := redisTables(rs.addr, "myimtest:")
+	rs := testenv.StartRedisServer(t)
+	tables := redisTables(rs.Addr(), "myimtest:")
 	cs, eps := startCenters(t, 2, tables, func(cc *ClusterConfig) { cc.LookupRetry = 300 * time.Millisecond })
 	a, b, ea, eb := cs[0], cs[1], eps[0], eps[1]
 	sa, sb := SessionRef{Endpoint: 1, Session: 1}, SessionRef{Endpoint: 2, Session: 1}
 	a.Online(10, sa)
 	b.Online(20, sb)
 	eventuallyRouted(t, tables(t), 20, 2)
-	rs.kill()
+	rs.Kill()
 
 	start := time.Now()
 	sendMsg(a, 10, 20, 1, sa)
@@ -268,8 +176,8 @@ func TestClusterRouteTableDownStoresAfterRetry(t *testing.T) {
 // A message center 1 stores for a user online on center 2 (here the table
 // lost the user's route) reaches that user without a fetch.
 func TestClusterStoredHintDrainsOtherCenter(t *testing.T) {
-	addr := testRedisAddr(t)
-	tables := redisTables(addr, testPrefix(t, addr))
+	addr := testenv.RedisAddr(t)
+	tables := redisTables(addr, testenv.RedisPrefix(t, addr))
 	// No refresh and no loss check during the test: the route deleted
 	// below stays deleted.
 	cs, eps := startCenters(t, 2, tables, func(cc *ClusterConfig) { cc.RefreshInterval, cc.LossCheck = time.Minute, -1 })

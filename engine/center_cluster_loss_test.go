@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 )
 
 // TestClusterRewritesLostRoutes wipes the route table, as a Redis that
@@ -12,8 +13,8 @@ import (
 // loss check, long before their refresh would, and a message between them
 // is delivered live again rather than stored.
 func TestClusterRewritesLostRoutes(t *testing.T) {
-	addr := testRedisAddr(t)
-	prefix := testPrefix(t, addr)
+	addr := testenv.RedisAddr(t)
+	prefix := testenv.RedisPrefix(t, addr)
 	tables := redisTables(addr, prefix)
 	cs, eps := startCenters(t, 2, tables, func(cc *ClusterConfig) {
 		cc.RefreshInterval, cc.LossCheck = time.Hour, 100*time.Millisecond
@@ -25,7 +26,7 @@ func TestClusterRewritesLostRoutes(t *testing.T) {
 	b.Online(20, sb)
 	eventuallyRouted(t, routes, 20, 2)
 
-	deleteRedisPrefix(t, addr, prefix)
+	testenv.DeleteRedisPrefix(t, addr, prefix)
 	eventuallyRouted(t, routes, 20, 2) // an hour before the refresh
 	eventuallyRouted(t, routes, 10, 1)
 	if n := b.ClusterStats().Republished.Load(); n == 0 {

@@ -2,17 +2,14 @@ package engine
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/redis/rueidis"
 	"github.com/valyala/bytebufferpool"
 
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/route"
 	"github.com/myim/myim/storage"
 )
@@ -80,66 +77,6 @@ func (e *recEndpoint) count(cmd frame.Cmd) int {
 	return n
 }
 
-// testRedisAddr is the Redis the engine's cluster tests use. When it is
-// unreachable the test is skipped, except in CI (CI=true), where it fails.
-func testRedisAddr(t testing.TB) string {
-	t.Helper()
-	addr := os.Getenv("MYIM_TEST_REDIS_ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:6379"
-	}
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true})
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis at %s: %v", addr, err)
-		}
-		t.Skipf("redis at %s unreachable (set MYIM_TEST_REDIS_ADDR): %v", addr, err)
-	}
-	c.Close()
-	return addr
-}
-
-// testPrefix returns a route key prefix no other test run uses, and
-// deletes every key under it at cleanup.
-func testPrefix(t testing.TB, addr string) string {
-	t.Helper()
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	prefix := "myimtest:" + hex.EncodeToString(b[:]) + ":"
-	t.Cleanup(func() { deleteRedisPrefix(t, addr, prefix) })
-	return prefix
-}
-
-// deleteRedisPrefix removes every key starting with prefix.
-func deleteRedisPrefix(t testing.TB, addr, prefix string) {
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true})
-	if err != nil {
-		t.Errorf("cleanup of %s*: %v", prefix, err)
-		return
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var cursor uint64
-	for {
-		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
-		if err != nil {
-			t.Errorf("cleanup scan %s*: %v", prefix, err)
-			return
-		}
-		if len(e.Elements) > 0 {
-			if err := c.Do(ctx, c.B().Del().Key(e.Elements...).Build()).Error(); err != nil {
-				t.Errorf("cleanup del: %v", err)
-			}
-		}
-		if cursor = e.Cursor; cursor == 0 {
-			return
-		}
-	}
-}
-
 // redisTables returns a maker of route tables on the Redis at addr under
 // prefix: one client each, as separate processes would have. Each is
 // closed at cleanup.
@@ -166,30 +103,16 @@ func startCenters(t *testing.T, n int, table func(t testing.TB) route.Table,
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	lc := LinkConfig{Plaintext: true, HeartbeatInterval: 100 * time.Millisecond}
 	var cs []*LocalCenter
 	var eps []*recEndpoint
 	for id := uint32(1); id <= uint32(n); id++ {
 		routes := table(t) // closed after the center: cleanups run last first
-		cc := &ClusterConfig{Routes: routes, Link: lc, PeerInterval: 50 * time.Millisecond,
+		cc := &ClusterConfig{Routes: routes, Link: testLink, PeerInterval: 50 * time.Millisecond,
 			RefreshInterval: 100 * time.Millisecond}
 		if tune != nil {
 			tune(cc)
 		}
-		c := NewLocalCenter(CenterConfig{ID: id, Store: st, Cluster: cc})
-		ls, err := NewLinkServer(LinkServerConfig{Addr: "127.0.0.1:0", Center: c, Link: lc})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := ls.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = ls.Close(); c.Close() })
-		if err := routes.RegisterServer(context.Background(), CenterServer(id, ls.Addr().String()), time.Minute); err != nil {
-			t.Fatal(err)
-		}
-		ep := &recEndpoint{id: id}
-		c.Attach(ep)
+		c, ep := startCenter(t, id, st, cc)
 		cs, eps = append(cs, c), append(eps, ep)
 	}
 	waitUntil(t, 10*time.Second, "centers linked", func() bool {
@@ -201,6 +124,32 @@ func startCenters(t *testing.T, n int, table func(t testing.TB) route.Table,
 		return true
 	})
 	return cs, eps
+}
+
+// testLink is the link configuration of the in-process clusters: plain
+// loopback links with heartbeats quick enough for a test to see a peer go.
+var testLink = LinkConfig{Plaintext: true, HeartbeatInterval: 100 * time.Millisecond}
+
+// startCenter starts clustered center id on st with cc, a link listener
+// on cc.Link registered in cc.Routes, and an endpoint (id id) that records
+// what the center delivers. Both are closed when the test ends.
+func startCenter(t testing.TB, id uint32, st storage.Store, cc *ClusterConfig) (*LocalCenter, *recEndpoint) {
+	t.Helper()
+	c := NewLocalCenter(CenterConfig{ID: id, Store: st, Cluster: cc})
+	ls, err := NewLinkServer(LinkServerConfig{Addr: "127.0.0.1:0", Center: c, Link: cc.Link})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ls.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ls.Close(); c.Close() })
+	if err := cc.Routes.RegisterServer(context.Background(), CenterServer(id, ls.Addr().String()), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	ep := &recEndpoint{id: id}
+	c.Attach(ep)
+	return c, ep
 }
 
 // waitUntil waits up to timeout for cond, failing the test with what
@@ -231,8 +180,8 @@ func receipt(c *LocalCenter, user uint64, s SessionRef, m frame.Msg) {
 }
 
 func TestClusterForwardsAndAcks(t *testing.T) {
-	addr := testRedisAddr(t)
-	tables := redisTables(addr, testPrefix(t, addr))
+	addr := testenv.RedisAddr(t)
+	tables := redisTables(addr, testenv.RedisPrefix(t, addr))
 	cs, eps := startCenters(t, 2, tables, nil)
 	a, b, ea, eb := cs[0], cs[1], eps[0], eps[1]
 	routes := tables(t)

@@ -2,83 +2,23 @@ package engine
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"io"
-	"net"
-	"os"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/redis/rueidis"
 	"github.com/valyala/bytebufferpool"
 
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/route"
 	"github.com/myim/myim/storage"
 )
 
-// presenceRedisAddr is the Redis the presence tests use.
-func presenceRedisAddr() string {
-	if a := os.Getenv("MYIM_TEST_REDIS_ADDR"); a != "" {
-		return a
-	}
-	return "127.0.0.1:6379"
-}
-
-// presencePrefix returns a fresh key prefix and deletes every key under it
-// when the test ends (after the tables and centers, which are cleaned up
-// later in the test and so torn down first). Without Redis the test is
-// skipped, except under CI (CI=true), where it fails.
-func presencePrefix(t *testing.T) string {
-	t.Helper()
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	prefix := "myimtest:" + hex.EncodeToString(b[:]) + ":"
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{presenceRedisAddr()}, DisableCache: true,
-		Dialer: net.Dialer{Timeout: 2 * time.Second}})
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis at %s: %v", presenceRedisAddr(), err)
-		}
-		t.Skipf("redis at %s unreachable (set MYIM_TEST_REDIS_ADDR): %v", presenceRedisAddr(), err)
-	}
-	t.Cleanup(func() {
-		defer c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		var cursor uint64
-		for {
-			e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
-			if err != nil {
-				t.Errorf("cleanup scan %s*: %v", prefix, err)
-				return
-			}
-			for _, k := range e.Elements {
-				if err := c.Do(ctx, c.B().Del().Key(k).Build()).Error(); err != nil {
-					t.Errorf("cleanup del %s: %v", k, err)
-				}
-			}
-			if cursor = e.Cursor; cursor == 0 {
-				return
-			}
-		}
-	})
-	return prefix
-}
-
-// presenceTable connects a Redis route table under prefix, closed when the
-// test ends. addr "" is the test Redis.
+// presenceTable connects a Redis route table on addr under prefix, closed
+// when the test ends.
 func presenceTable(t *testing.T, addr, prefix string) *route.Redis {
 	t.Helper()
-	if addr == "" {
-		addr = presenceRedisAddr()
-	}
 	r, err := route.NewRedis(route.Options{Addr: addr, Prefix: prefix,
 		DialTimeout: 300 * time.Millisecond, IOTimeout: time.Second})
 	if err != nil {
@@ -95,23 +35,8 @@ func presenceTable(t *testing.T, addr, prefix string) *route.Redis {
 // presence changes.
 func presenceCenter(t *testing.T, id uint32, st storage.Store, routes route.Table) (*LocalCenter, *recEndpoint) {
 	t.Helper()
-	lc := LinkConfig{Plaintext: true, HeartbeatInterval: 100 * time.Millisecond}
-	c := NewLocalCenter(CenterConfig{ID: id, Store: st, Cluster: &ClusterConfig{Routes: routes, Link: lc,
-		PeerInterval: 50 * time.Millisecond, RouteTTL: 2 * time.Minute}})
-	ls, err := NewLinkServer(LinkServerConfig{Addr: "127.0.0.1:0", Center: c, Link: lc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ls.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ls.Close(); c.Close() })
-	if err := routes.RegisterServer(context.Background(), CenterServer(id, ls.Addr().String()), time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	ep := &recEndpoint{id: id}
-	c.Attach(ep)
-	return c, ep
+	return startCenter(t, id, st, &ClusterConfig{Routes: routes, Link: testLink,
+		PeerInterval: 50 * time.Millisecond, RouteTTL: 2 * time.Minute})
 }
 
 // presenceStore opens an embedded store and creates users named names,
@@ -240,10 +165,11 @@ func sameStatuses(a, b map[uint64]byte) bool {
 // per center as in production, so center 1 reads through its client-side
 // cache and learns changes by invalidation).
 func TestPresenceAcrossCenters(t *testing.T) {
-	prefix := presencePrefix(t)
+	addr := testenv.RedisAddr(t)
+	prefix := testenv.RedisPrefix(t, addr)
 	st, ids := presenceStore(t, "alice", "bob", "carol", "dave")
 	alice, bob, carol, dave := ids[0], ids[1], ids[2], ids[3]
-	ra, rb := presenceTable(t, "", prefix), presenceTable(t, "", prefix)
+	ra, rb := presenceTable(t, addr, prefix), presenceTable(t, addr, prefix)
 	a, ea := presenceCenter(t, 1, st, ra)
 	b, _ := presenceCenter(t, 2, st, rb)
 	deadline := time.Now().Add(10 * time.Second)
@@ -308,12 +234,13 @@ func TestPresenceAcrossCenters(t *testing.T) {
 // TestPresenceTableDown: when the route table cannot be read, lookups
 // still answer, with what this center knows, and count the error.
 func TestPresenceTableDown(t *testing.T) {
-	prefix := presencePrefix(t)
+	addr := testenv.RedisAddr(t)
+	prefix := testenv.RedisPrefix(t, addr)
 	st, ids := presenceStore(t, "alice", "bob", "dave")
 	alice, bob, dave := ids[0], ids[1], ids[2]
-	direct := presenceTable(t, "", prefix)
-	p := startTCPProxy(t, presenceRedisAddr())
-	a, ea := presenceCenter(t, 1, st, presenceTable(t, p.ln.Addr().String(), prefix))
+	direct := presenceTable(t, addr, prefix)
+	p := testenv.StartProxy(t, addr)
+	a, ea := presenceCenter(t, 1, st, presenceTable(t, p.Addr(), prefix))
 
 	sa, sd := SessionRef{Endpoint: 1, Session: 1}, SessionRef{Endpoint: 1, Session: 2}
 	a.Online(alice, sa)
@@ -325,7 +252,7 @@ func TestPresenceTableDown(t *testing.T) {
 	}
 	waitFriends(t, a, ea, alice, sa, map[uint64]byte{bob: frame.StatusBusy, dave: frame.StatusOnline})
 
-	p.stop()
+	p.Cut()
 	waitFriends(t, a, ea, alice, sa, map[uint64]byte{dave: frame.StatusOnline})
 	if s := lookupStatus(t, a, ea, alice, sa, frame.CmdFriendInfo, dave); s != frame.StatusOnline {
 		t.Fatalf("FRIEND_INFO status of dave, on this center, = %d with the table down", s)
@@ -352,55 +279,4 @@ func TestMorePresent(t *testing.T) {
 	if tableStatus(route.Addr{}) != on {
 		t.Error("a route without a status is not read as online")
 	}
-}
-
-// tcpProxy forwards TCP connections to a backend until stopped, so a test
-// can take Redis away from a live client.
-type tcpProxy struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-// startTCPProxy listens on a free loopback port and forwards to backend.
-func startTCPProxy(t *testing.T, backend string) *tcpProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln}
-	p.wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b, err := net.Dial("tcp", backend)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, b)
-			p.mu.Unlock()
-			p.wg.Go(func() { _, _ = io.Copy(b, c); b.Close() })
-			p.wg.Go(func() { _, _ = io.Copy(c, b); c.Close() })
-		}
-	})
-	t.Cleanup(p.stop)
-	return p
-}
-
-// stop closes the listener and every forwarded connection. Idempotent.
-func (p *tcpProxy) stop() {
-	p.ln.Close()
-	p.mu.Lock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-	p.mu.Unlock()
-	p.wg.Wait()
 }

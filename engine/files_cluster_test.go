@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdh"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"hash"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,11 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/rueidis"
-
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/engine"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/route"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
@@ -48,54 +45,12 @@ type xferCluster struct {
 	srvs    [2]*engine.Server
 }
 
-// xferRedis returns the test Redis address and a key prefix no other run
-// uses, whose keys are deleted at cleanup. When Redis is unreachable the
-// test is skipped, except in CI (CI=true), where it fails.
-func xferRedis(t *testing.T) (addr, prefix string) {
-	t.Helper()
-	addr = os.Getenv("MYIM_TEST_REDIS_ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:6379"
-	}
-	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true})
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis at %s: %v", addr, err)
-		}
-		t.Skipf("redis at %s unreachable (set MYIM_TEST_REDIS_ADDR): %v", addr, err)
-	}
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	prefix = "myimtest:" + hex.EncodeToString(b[:]) + ":"
-	t.Cleanup(func() {
-		defer rc.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		var cursor uint64
-		for {
-			e, err := rc.Do(ctx, rc.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
-			if err != nil {
-				t.Errorf("cleanup of %s*: %v", prefix, err)
-				return
-			}
-			if len(e.Elements) > 0 {
-				_ = rc.Do(ctx, rc.B().Del().Key(e.Elements...).Build()).Error()
-			}
-			if cursor = e.Cursor; cursor == 0 {
-				return
-			}
-		}
-	})
-	return addr, prefix
-}
-
 // startXferCluster starts centers 1 and 2, each with endpoint server 1 or
 // 2, and waits until they are linked.
 func startXferCluster(t *testing.T) *xferCluster {
 	t.Helper()
-	addr, prefix := xferRedis(t)
+	addr := testenv.RedisAddr(t)
+	prefix := testenv.RedisPrefix(t, addr)
 	dir := t.TempDir()
 	st, err := storage.Open(storage.Config{DataDir: dir, NoSync: true})
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+
+	"github.com/myim/myim/internal/testenv"
 )
 
 // Route lookup benchmarks. Local is the in-process hot path; Memory is the
@@ -96,7 +98,7 @@ func benchTables(b *testing.B) []benchTable {
 	b.Helper()
 	m := NewMemory()
 	b.Cleanup(func() { m.Close() })
-	prefix := randomPrefix(b)
+	prefix := testenv.RedisPrefix(b, testenv.RedisAddr(b))
 	writer := startRedis(b, Options{Prefix: prefix, DisableCache: true})
 	return []benchTable{
 		{"memory", m, m},

@@ -2,13 +2,12 @@ package route
 
 import (
 	"errors"
-	"io"
-	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/myim/myim/internal/testenv"
 )
 
 // Redis-specific tests: key layout, client-side cache behaviour across
@@ -57,66 +56,12 @@ func TestRedisUnreachable(t *testing.T) {
 	}
 }
 
-// proxy forwards TCP connections to a backend until stopped, so a test can
-// take "Redis" away from a live client.
-type proxy struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-// startProxy listens on a free local port and forwards to backend.
-func startProxy(t testing.TB, backend string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln}
-	p.wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b, err := net.Dial("tcp", backend)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, b)
-			p.mu.Unlock()
-			p.wg.Go(func() { _, _ = io.Copy(b, c); b.Close() })
-			p.wg.Go(func() { _, _ = io.Copy(c, b); c.Close() })
-		}
-	})
-	t.Cleanup(p.stop)
-	return p
-}
-
-// addr is the proxy's listening address.
-func (p *proxy) addr() string { return p.ln.Addr().String() }
-
-// stop closes the listener and every forwarded connection. Idempotent.
-func (p *proxy) stop() {
-	p.ln.Close()
-	p.mu.Lock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-	p.mu.Unlock()
-	p.wg.Wait()
-}
-
 func TestRedisOutage(t *testing.T) {
 	t.Parallel()
-	prefix := randomPrefix(t)
-	startRedis(t, Options{Prefix: prefix}) // skips without Redis; cleans the prefix
-	p := startProxy(t, redisAddr())
-	r := startRedis(t, Options{Addr: p.addr(), Prefix: prefix, DialTimeout: 300 * time.Millisecond, IOTimeout: 500 * time.Millisecond})
+	addr := testenv.RedisAddr(t)
+	prefix := testenv.RedisPrefix(t, addr)
+	p := testenv.StartProxy(t, addr)
+	r := startRedis(t, Options{Addr: p.Addr(), Prefix: prefix, DialTimeout: 300 * time.Millisecond, IOTimeout: 500 * time.Millisecond})
 	ctx := testCtx(t)
 	a := Addr{Endpoint: 1, Center: 1, Session: 1}
 	if err := r.Set(ctx, 1, a, ttlLong); err != nil {
@@ -125,7 +70,7 @@ func TestRedisOutage(t *testing.T) {
 	if _, err := r.Get(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	p.stop()
+	p.Cut()
 
 	// Every call must fail fast with ErrUnavailable; the first one or two
 	// may still be in flight on the dying connection, so poll.
@@ -155,7 +100,7 @@ func TestRedisOutage(t *testing.T) {
 
 func TestRedisInvalidationAcrossClients(t *testing.T) {
 	t.Parallel()
-	prefix := randomPrefix(t)
+	prefix := testenv.RedisPrefix(t, testenv.RedisAddr(t))
 	writer := startRedis(t, Options{Prefix: prefix})
 	reader := startRedis(t, Options{Prefix: prefix})
 	ctx := testCtx(t)
@@ -408,7 +353,7 @@ func TestRedisStatusLayout(t *testing.T) {
 // learns a status change.
 func TestRedisStatusInvalidation(t *testing.T) {
 	t.Parallel()
-	prefix := randomPrefix(t)
+	prefix := testenv.RedisPrefix(t, testenv.RedisAddr(t))
 	writer := startRedis(t, Options{Prefix: prefix})
 	reader := startRedis(t, Options{Prefix: prefix})
 	ctx := testCtx(t)

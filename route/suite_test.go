@@ -3,15 +3,14 @@ package route
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/myim/myim/internal/testenv"
 )
 
 // This file is the one conformance suite every Table backend runs, plus the
@@ -47,79 +46,26 @@ func TestRedisConformance(t *testing.T) {
 	}
 }
 
-// redisAddr is the Redis the tests use.
-func redisAddr() string {
-	if a := os.Getenv("MYIM_TEST_REDIS_ADDR"); a != "" {
-		return a
-	}
-	return "127.0.0.1:6379"
-}
-
-// startRedis connects a Redis table under a random key prefix and deletes
-// every key under that prefix at cleanup. When Redis is unreachable the test
-// is skipped, except in CI (CI=true), where it fails. opt.Addr and
-// opt.Prefix are filled in unless set.
+// startRedis connects a Redis table to the test Redis, under a key prefix
+// of the test's own (whose keys are deleted when the test ends) unless
+// opt.Prefix is set; opt.Addr, when set, is the address to dial instead
+// (a proxy). When Redis is unreachable the test is skipped, except in CI
+// (CI=true), where it fails.
 func startRedis(t testing.TB, opt Options) *Redis {
 	t.Helper()
+	addr := testenv.RedisAddr(t)
 	if opt.Addr == "" {
-		opt.Addr = redisAddr()
+		opt.Addr = addr
 	}
 	if opt.Prefix == "" {
-		opt.Prefix = randomPrefix(t)
+		opt.Prefix = testenv.RedisPrefix(t, addr)
 	}
 	r, err := NewRedis(opt)
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis at %s: %v", opt.Addr, err)
-		}
-		t.Skipf("redis at %s unreachable (set MYIM_TEST_REDIS_ADDR): %v", opt.Addr, err)
+		t.Fatalf("redis at %s: %v", opt.Addr, err)
 	}
-	t.Cleanup(func() {
-		deletePrefix(t, redisAddr(), opt.Prefix) // opt.Addr may be a stopped proxy
-		_ = r.Close()
-	})
+	t.Cleanup(func() { _ = r.Close() })
 	return r
-}
-
-// randomPrefix returns a key prefix no other test run uses.
-func randomPrefix(t testing.TB) string {
-	t.Helper()
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	return "myimtest:" + hex.EncodeToString(b[:]) + ":"
-}
-
-// deletePrefix removes every key starting with prefix, over a connection of
-// its own so that it works whatever state the table under test is in.
-func deletePrefix(t testing.TB, addr, prefix string) {
-	t.Helper()
-	r, err := NewRedis(Options{Addr: addr, DisableCache: true})
-	if err != nil {
-		t.Errorf("cleanup of %s*: %v", prefix, err)
-		return
-	}
-	defer r.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c := r.client
-	var cursor uint64
-	for {
-		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
-		if err != nil {
-			t.Errorf("cleanup scan %s*: %v", prefix, err)
-			return
-		}
-		for _, k := range e.Elements {
-			if err := c.Do(ctx, c.B().Del().Key(k).Build()).Error(); err != nil {
-				t.Errorf("cleanup del %s: %v", k, err)
-			}
-		}
-		if cursor = e.Cursor; cursor == 0 {
-			return
-		}
-	}
 }
 
 // eventually calls fn until it returns nil or timeout passes, then fails

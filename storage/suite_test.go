@@ -3,19 +3,15 @@ package storage
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
+	"github.com/myim/myim/internal/testenv"
 )
 
 // This file holds the one conformance suite every backend runs, and the
@@ -39,63 +35,11 @@ func newEmbeddedStore(tb testing.TB, noSync bool) Store {
 	return openTestStore(tb, Config{DataDir: tb.TempDir(), NoSync: noSync})
 }
 
-const defaultTestDSN = "root@tcp(127.0.0.1:3306)/"
-
-// mysqlAdmin returns the test server's DSN config, or skips (fails when
-// CI=true) if the server cannot be reached.
-func mysqlAdmin(tb testing.TB) *mysql.Config {
-	tb.Helper()
-	dsn := os.Getenv("MYIM_TEST_MYSQL_DSN")
-	if dsn == "" {
-		dsn = defaultTestDSN
-	}
-	mc, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		tb.Fatalf("MYIM_TEST_MYSQL_DSN: %v", err)
-	}
-	mc.DBName = ""
-	mc.Timeout = 2 * time.Second
-	if err := execAdmin(mc, "SELECT 1"); err != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("MySQL unreachable at %s: %v", mc.Addr, err)
-		}
-		tb.Skipf("MySQL unreachable at %s (set MYIM_TEST_MYSQL_DSN): %v", mc.Addr, err)
-	}
-	return mc
-}
-
-func execAdmin(mc *mysql.Config, stmt string) error {
-	connector, err := mysql.NewConnector(mc)
-	if err != nil {
-		return err
-	}
-	db := sql.OpenDB(connector)
-	defer db.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, err = db.ExecContext(ctx, stmt)
-	return err
-}
-
-// newMySQLStore creates a database myim_test_<random>, opens a store on it
-// and drops the database when the test ends.
+// newMySQLStore opens a store on a database of the test's own on the test
+// MySQL server, dropped when the test ends.
 func newMySQLStore(tb testing.TB) Store {
 	tb.Helper()
-	mc := mysqlAdmin(tb)
-	var rnd [6]byte
-	rand.Read(rnd[:])
-	name := "myim_test_" + hex.EncodeToString(rnd[:])
-	if err := execAdmin(mc, "CREATE DATABASE "+name+" CHARACTER SET utf8mb4"); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		if err := execAdmin(mc, "DROP DATABASE IF EXISTS "+name); err != nil {
-			tb.Errorf("drop %s: %v", name, err)
-		}
-	})
-	sc := mc.Clone()
-	sc.DBName = name
-	return openTestStore(tb, Config{MySQLDSN: sc.FormatDSN()})
+	return openTestStore(tb, Config{MySQLDSN: testenv.MySQLDatabase(tb)})
 }
 
 func openTestStore(tb testing.TB, cfg Config) Store {

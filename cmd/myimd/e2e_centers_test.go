@@ -10,6 +10,7 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/route"
 )
 
@@ -21,9 +22,9 @@ import (
 // table on the same Redis.
 func startCenters(t *testing.T) (first, second *proc, routes route.Table) {
 	t.Helper()
-	redis := redisAddr(t)
-	dsn := mysqlDatabase(t)
-	prefix := fmt.Sprintf("myimtest%d:", time.Now().UnixNano())
+	redis := testenv.RedisAddr(t)
+	dsn := testenv.MySQLDatabase(t)
+	prefix := testenv.RedisPrefix(t, redis)
 	dir1 := t.TempDir()
 	out, err := exec.Command(binPath, "cluster", "init", "--data-dir", dir1, "--server-id", "1").Output()
 	if err != nil {

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -12,32 +10,15 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 )
-
-// redisAddr returns the test Redis, failing under CI when it is down.
-func redisAddr(t *testing.T) string {
-	t.Helper()
-	addr := os.Getenv("MYIM_TEST_REDIS_ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:6379"
-	}
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("Redis unavailable: %v", err)
-		}
-		t.Skipf("Redis unavailable: %v", err)
-	}
-	c.Close()
-	return addr
-}
 
 // cluster starts a first node (all roles, cluster CA) and a second endpoint
 // process that joins it with the token `myimd cluster init` printed.
 func startCluster(t *testing.T, extra ...string) (first, second *proc) {
 	t.Helper()
-	redis := redisAddr(t)
-	prefix := fmt.Sprintf("myimtest%d:", time.Now().UnixNano())
+	redis := testenv.RedisAddr(t)
+	prefix := testenv.RedisPrefix(t, redis)
 	dir1 := t.TempDir()
 	out, err := exec.Command(binPath, "cluster", "init", "--data-dir", dir1, "--server-id", "1").Output()
 	if err != nil {

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -13,46 +11,14 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 )
 
 func TestOfflineStoreAndFetch(t *testing.T) { testOffline(t, startMyimd(t)) }
 
 // TestOfflineStoreAndFetchMySQL runs the same against MariaDB.
 func TestOfflineStoreAndFetchMySQL(t *testing.T) {
-	testOffline(t, startMyimd(t, "--mysql-dsn", mysqlDatabase(t)))
-}
-
-// mysqlDatabase creates a database of this test's own and returns its DSN.
-func mysqlDatabase(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("MYIM_TEST_MYSQL_DSN")
-	if base == "" {
-		base = "root@tcp(127.0.0.1:3306)/"
-	}
-	db, err := sql.Open("mysql", base)
-	if err == nil {
-		err = db.Ping()
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("MariaDB unavailable: %v", err)
-		}
-		t.Skipf("MariaDB unavailable: %v", err)
-	}
-	name := fmt.Sprintf("myim_e2e_%d", time.Now().UnixNano())
-	if _, err := db.Exec("CREATE DATABASE " + name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = db.Exec("DROP DATABASE " + name)
-		db.Close()
-	})
-	cfg, err := mysql.ParseDSN(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DBName = name
-	return cfg.FormatDSN()
+	testOffline(t, startMyimd(t, "--mysql-dsn", testenv.MySQLDatabase(t)))
 }
 
 func testOffline(t *testing.T, p *proc) {
@@ -138,7 +104,7 @@ func groupReply(t testing.TB, c *client.Conn, req uint32) (uint64, []byte) {
 func TestGroupsFanOutAndJoinCutoff(t *testing.T) { testGroups(t, startMyimd(t)) }
 
 func TestGroupsFanOutAndJoinCutoffMySQL(t *testing.T) {
-	testGroups(t, startMyimd(t, "--mysql-dsn", mysqlDatabase(t)))
+	testGroups(t, startMyimd(t, "--mysql-dsn", testenv.MySQLDatabase(t)))
 }
 
 func testGroups(t *testing.T, p *proc) {
@@ -194,7 +160,7 @@ func testGroups(t *testing.T, p *proc) {
 func TestPresenceAndFriends(t *testing.T) { testPresence(t, startMyimd(t)) }
 
 func TestPresenceAndFriendsMySQL(t *testing.T) {
-	testPresence(t, startMyimd(t, "--mysql-dsn", mysqlDatabase(t)))
+	testPresence(t, startMyimd(t, "--mysql-dsn", testenv.MySQLDatabase(t)))
 }
 
 func testPresence(t *testing.T, p *proc) {
@@ -235,19 +201,19 @@ func testPresence(t *testing.T, p *proc) {
 // it: a QoS 1 message to an offline user gets a retryable refusal, never an
 // ack; once the store is back the same message, resent, is stored once.
 func TestStoreDownRefusesQoS1(t *testing.T) {
-	dsn := mysqlDatabase(t)
+	dsn := testenv.MySQLDatabase(t)
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	px := startProxy(t, cfg.Addr)
-	cfg.Addr = px.addr
+	px := testenv.StartProxy(t, cfg.Addr)
+	cfg.Addr = px.Addr()
 	p := startMyimd(t, "--mysql-dsn", cfg.FormatDSN())
 	p.register(t, "dora", "password-dora")
 	eveID := p.register(t, "eve", "password-eve")
 	dora := p.connect(t, "dora", newDevice(t))
 
-	px.cut()
+	px.Cut()
 	cid, err := dora.conn.SendMsg(eveID, frame.QoS1, []byte("while the store is down"))
 	if err != nil {
 		t.Fatal(err)
@@ -260,7 +226,7 @@ func TestStoreDownRefusesQoS1(t *testing.T) {
 		t.Fatalf("refusal code %d ref %d, want %d ref %d", e.Code(), e.Ref(), frame.ErrCodeRetry, cid)
 	}
 
-	px.restore()
+	px.Restore()
 	waitFor(t, 20*time.Second, "the resend stored", func() bool {
 		_ = dora.conn.SendMsgCID(frame.CmdMsg, eveID, frame.QoS1, cid, []byte("while the store is down"))
 		f := recvCmd2(t, dora.conn, frame.CmdAck, frame.CmdError)

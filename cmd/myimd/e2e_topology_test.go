@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
-	"os"
 	"os/exec"
 	"sort"
 	"strconv"
@@ -15,69 +13,9 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/route"
 )
-
-// redisServer is a redis-server of the test's own, on a loopback port, so
-// that the test can stop and restart it without touching the shared one.
-type redisServer struct {
-	bin, port string
-	cmd       *exec.Cmd
-	done      chan error
-}
-
-func startRedis(t *testing.T) *redisServer {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis-server not installed: %v", err)
-		}
-		t.Skipf("redis-server not installed: %v", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	r := &redisServer{bin: bin, port: port}
-	r.start(t)
-	t.Cleanup(r.kill)
-	return r
-}
-
-func (r *redisServer) addr() string { return "127.0.0.1:" + r.port }
-
-// start runs redis-server, empty (no persistence: a restart loses every
-// route and registration), and waits until it answers.
-func (r *redisServer) start(t *testing.T) {
-	t.Helper()
-	r.cmd = exec.Command(r.bin, "--port", r.port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := r.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r.done = make(chan error, 1)
-	go func(c *exec.Cmd, done chan error) { done <- c.Wait() }(r.cmd, r.done)
-	waitFor(t, 10*time.Second, "redis-server up", func() bool {
-		c, err := net.DialTimeout("tcp", r.addr(), time.Second)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
-	})
-}
-
-// kill stops redis-server with SIGKILL, as a crash would.
-func (r *redisServer) kill() {
-	if r.cmd == nil {
-		return
-	}
-	_ = r.cmd.Process.Kill()
-	<-r.done
-	r.cmd = nil
-}
 
 // restart starts p again on its data dir with args (its old ones when
 // nil), after it was killed.
@@ -102,7 +40,7 @@ func joinToken(t *testing.T, first *proc) string {
 // topology is a cluster of separate processes: two centers, a login node
 // and endpoints, on one MariaDB database and the test's own redis-server.
 type topology struct {
-	redis         *redisServer
+	redis         *testenv.RedisServer
 	routes        route.Table
 	c1, c2, login *proc
 	eps           map[uint32]*proc
@@ -200,12 +138,12 @@ func TestTopology(t *testing.T) {
 	if testing.Short() {
 		t.Skip("nine processes")
 	}
-	dsn := mysqlDatabase(t)
-	tp := &topology{redis: startRedis(t), eps: map[uint32]*proc{}}
+	dsn := testenv.MySQLDatabase(t)
+	tp := &topology{redis: testenv.StartRedisServer(t), eps: map[uint32]*proc{}}
 	prefix := fmt.Sprintf("myimtopo%d:", time.Now().UnixNano())
-	tp.common = []string{"--redis-addr", tp.redis.addr(), "--redis-prefix", prefix}
+	tp.common = []string{"--redis-addr", tp.redis.Addr(), "--redis-prefix", prefix}
 	var err error
-	if tp.routes, err = route.NewRedis(route.Options{Addr: tp.redis.addr(), Prefix: prefix, DisableCache: true}); err != nil {
+	if tp.routes, err = route.NewRedis(route.Options{Addr: tp.redis.Addr(), Prefix: prefix, DisableCache: true}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tp.routes.Close() })
@@ -522,9 +460,9 @@ func streamThroughFaults(t *testing.T, tp *topology, amy *user, ep6 *proc) {
 	targetsMu.Unlock()
 	progress("stream to eli", 50)
 
-	tp.redis.kill()
+	tp.redis.Kill()
 	time.Sleep(time.Second)
-	tp.redis.start(t)
+	tp.redis.Start()
 	at = time.Now()
 	waitRoute(t, tp.routes, eli.u.id, 2) // the center's refresh writes it again
 	routed := time.Since(at)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,7 +14,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +22,7 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 )
 
 // The operator tests: metrics, readiness, the admin API and the status
@@ -178,89 +177,26 @@ func TestMetricsMoveWithMessages(t *testing.T) {
 	}
 }
 
-// proxy is a TCP forwarder the test can cut and restore, to make a store
-// unreachable without stopping the shared MariaDB.
-type proxy struct {
-	t      *testing.T
-	target string
-	addr   string
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  []net.Conn
-}
-
-func startProxy(t *testing.T, target string) *proxy {
-	p := &proxy{t: t, target: target}
-	p.listen("127.0.0.1:0")
-	t.Cleanup(p.cut)
-	return p
-}
-
-func (p *proxy) listen(addr string) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.mu.Lock()
-	p.ln, p.addr = ln, ln.Addr().String()
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(up, c); up.Close() }()
-			go func() { _, _ = io.Copy(c, up); c.Close() }()
-		}
-	}()
-}
-
-// cut closes the listener and every forwarded connection.
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-// restore listens again on the same address.
-func (p *proxy) restore() { p.listen(p.addr) }
-
 // TestReadyzFollowsStore runs myimd on MariaDB through a proxy: cutting the
 // proxy turns /readyz to 503, restoring it back to 200; /healthz stays 200.
 func TestReadyzFollowsStore(t *testing.T) {
-	cfg, err := mysql.ParseDSN(mysqlDatabase(t))
+	cfg, err := mysql.ParseDSN(testenv.MySQLDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	px := startProxy(t, cfg.Addr)
-	cfg.Addr = px.addr
+	px := testenv.StartProxy(t, cfg.Addr)
+	cfg.Addr = px.Addr()
 	p := startMyimd(t, "--mysql-dsn", cfg.FormatDSN())
 	ready := func() int { code, _ := p.call(t, "GET", "/readyz", "", ""); return code }
 	if code := ready(); code != http.StatusOK {
 		t.Fatalf("readyz %d with the store up", code)
 	}
-	px.cut()
+	px.Cut()
 	waitFor(t, 10*time.Second, "readyz 503", func() bool { return ready() == http.StatusServiceUnavailable })
 	if code, _ := p.call(t, "GET", "/healthz", "", ""); code != http.StatusOK {
 		t.Fatalf("healthz %d while the store is down", code)
 	}
-	px.restore()
+	px.Restore()
 	waitFor(t, 10*time.Second, "readyz 200", func() bool { return ready() == http.StatusOK })
 }
 
@@ -475,10 +411,7 @@ func chromium(t *testing.T) string {
 			return p
 		}
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium not installed (apt-get install chromium)")
-	}
-	t.Skip("chromium not installed (apt-get install chromium)")
+	testenv.Unavailable(t, "chromium not installed (apt-get install chromium)")
 	return ""
 }
 
