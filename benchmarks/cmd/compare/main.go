@@ -108,7 +108,11 @@ func main() {
 	flag.DurationVar(&o.pingDur, "ping-duration", 5*time.Second, "ping measured phase")
 	flag.DurationVar(&o.groupDur, "group-duration", 6*time.Second, "group measured phase")
 	flag.DurationVar(&o.loginDur, "login-duration", 5*time.Second, "login-storm measured phase")
-	flag.DurationVar(&o.hold, "hold", 2*time.Second, "idle: hold before measuring")
+	// 30 s: a server that did work to open its sessions (MyIM's Noise
+	// handshakes) holds that garbage's pages until the Go runtime's
+	// scavenger returns them, over tens of seconds; read earlier, RSS
+	// counts the ramp, not what the sessions keep.
+	flag.DurationVar(&o.hold, "hold", 30*time.Second, "idle: hold before measuring")
 	flag.Float64Var(&o.rate, "rate", 10000, "p2p offered rate for the fixed-rate latency row (0 skips it)")
 	flag.IntVar(&o.window, "window", 16, "p2p messages in flight per client")
 	flag.IntVar(&o.pingWindow, "ping-window", 1, "pings in flight per client")
@@ -341,7 +345,7 @@ func runOne(ctx context.Context, o options, bin string, round int, f figure, s s
 		dir := filepath.Join(o.out, tag+".data")
 		args := []string{"--data-dir", dir, "--endpoint-addr", addr, "--login-addr", "127.0.0.1:0",
 			"--http-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0", "--admin-secret", "compare-secret",
-			"--log-level", "warn"}
+			"--log-level", "warn", "--pprof"}
 		if o.loops > 0 {
 			args = append(args, "--loops", strconv.Itoa(o.loops))
 		}
@@ -349,8 +353,11 @@ func runOne(ctx context.Context, o options, bin string, round int, f figure, s s
 			return rep, err
 		}
 		defer os.RemoveAll(dir)
+		// --settle: the bulk user creation leaves hashing garbage that
+		// the ramp would free and take off the sessions' cost; the peers
+		// create no users and need no settling.
 		bargs = append(bargs, "--http-addr", p.addrs["http"], "--login-addr", p.addrs["login"],
-			"--admin-secret", "compare-secret", "--root", filepath.Join(dir, "root.pub"))
+			"--admin-secret", "compare-secret", "--root", filepath.Join(dir, "root.pub"), "--settle")
 	case "mochi":
 		args := []string{"--addr", addr}
 		if o.mochiQ > 0 {
