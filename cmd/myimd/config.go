@@ -46,6 +46,7 @@ type Config struct {
 	CenterLink    string // endpoint: the center's link address
 	Failback      time.Duration
 	RouteRetry    time.Duration
+	RouteTTL      time.Duration
 	Join          string // a join token from `myimd cluster init`
 	JoinURL       string // the first node's join listener, https://host:port
 	JoinAddr      string // first node: where it serves joins
@@ -95,6 +96,7 @@ func (c *Config) options() []option {
 		{"max-session", "end a session after this long even if its token lives longer; the client handshakes again (at most 24h)", (*durationValue)(&c.MaxSession)},
 		{"server-id", "this node's id in the cluster (1..65535)", (*uintValue)(&c.ServerID)},
 		{"center-link", "endpoint role: the center's link address host:port, then other centers to move to, comma-separated", (*stringValue)(&c.CenterLink)},
+		{"route-ttl", "center role, with Redis: lifetime of a published user route, rewritten every third of it (a dead center's users leave the table within it; each refresh is one Redis write per online session)", (*durationValue)(&c.RouteTTL)},
 		{"route-retry", "center role, with Redis: how long a QoS 1 message for a user of another center waits for an unreadable route table before it is stored offline (negative: store at once)", (*durationValue)(&c.RouteRetry)},
 		{"center-failback", "endpoint role: on another center of --center-link, try the first one again this often and move back once it answers (0: never)", (*durationValue)(&c.Failback)},
 		{"join", "join token from 'myimd cluster init' (endpoint, login, and further center or all nodes)", (*secretValue)(&c.Join)},
@@ -142,6 +144,7 @@ func defaults() Config {
 		XferIdle:          10 * time.Minute,
 		Failback:          30 * time.Second,
 		RouteRetry:        5 * time.Second,
+		RouteTTL:          30 * time.Second,
 	}
 }
 

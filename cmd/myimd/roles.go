@@ -330,7 +330,10 @@ func (b *node) clusterConfig(reg route.Table) (*engine.ClusterConfig, error) {
 	if retry == 0 {
 		retry = -1 // engine: store at once
 	}
-	return &engine.ClusterConfig{Routes: reg, Link: lc, LookupRetry: retry}, nil
+	if b.cfg.RouteTTL < 3*time.Second {
+		return nil, fmt.Errorf("--route-ttl %v: at least 3s", b.cfg.RouteTTL)
+	}
+	return &engine.ClusterConfig{Routes: reg, Link: lc, LookupRetry: retry, RouteTTL: b.cfg.RouteTTL}, nil
 }
 
 // advertiseCenter registers this center's link address in the server
