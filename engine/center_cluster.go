@@ -983,13 +983,11 @@ func (cl *cluster) onStored(users []uint64) {
 
 // onFanout pushes a group frame to users' sessions here.
 func (cl *cluster) onFanout(users []uint64, b []byte) {
+	g := groupPush{c: cl.c, b: b}
 	for _, u := range users {
-		cl.c.routes.Lookup(u, func(_ route.Addr, v any) {
-			if cl.c.sendRef(v.(*sessState).ref, b) {
-				cl.c.GroupPushes.Add(1)
-			}
-		})
+		cl.c.routes.Lookup(u, func(_ route.Addr, v any) { g.add(v.(*sessState).ref) })
 	}
+	cl.c.GroupPushes.Add(uint64(g.flush()))
 }
 
 // ---- failure handling ----

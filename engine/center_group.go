@@ -71,20 +71,50 @@ func (c *LocalCenter) groupMsg(user uint64, s SessionRef, buf *bytebufferpool.By
 // and the frame crosses once to each other center that holds some of them.
 func (c *LocalCenter) fanout(members []storage.Member, b []byte) {
 	var away []uint64
+	g := groupPush{c: c, b: b}
 	for _, mb := range members {
-		n := c.routes.Lookup(mb.User, func(a route.Addr, v any) {
-			st := v.(*sessState)
-			if c.sendRef(st.ref, b) {
-				c.GroupPushes.Add(1)
-			}
-		})
+		n := c.routes.Lookup(mb.User, func(_ route.Addr, v any) { g.add(v.(*sessState).ref) })
 		if n == 0 && c.cl != nil {
 			away = append(away, mb.User)
 		}
 	}
+	c.GroupPushes.Add(uint64(g.flush()))
 	if len(away) > 0 {
 		c.cl.fanout(away, b)
 	}
+}
+
+// groupPush pushes one group frame to many sessions: to an endpoint in
+// this process one session at a time, and to an endpoint behind a link
+// that takes DELIVER_MANY once for all its sessions, which it fans out
+// itself, so that the frame crosses each link once. Not safe for
+// concurrent use.
+type groupPush struct {
+	c      *LocalCenter
+	b      []byte
+	remote map[*remoteEndpoint][]uint64
+	n      int
+}
+
+func (g *groupPush) add(ref SessionRef) {
+	if re, ok := g.c.endpoint(ref.Endpoint).(*remoteEndpoint); ok && re.many {
+		if g.remote == nil {
+			g.remote = make(map[*remoteEndpoint][]uint64)
+		}
+		g.remote[re] = append(g.remote[re], ref.Session)
+		return
+	}
+	if g.c.sendRef(ref, g.b) {
+		g.n++
+	}
+}
+
+// flush sends what add collected per link and returns the pushes made.
+func (g *groupPush) flush() int {
+	for re, sessions := range g.remote {
+		g.n += re.deliverMany(sessions, g.b)
+	}
+	return g.n
 }
 
 // GroupReply is the JSON of a GROUP answer.

@@ -10,9 +10,11 @@ package engine
 // integers are big-endian:
 //
 //	op  name     direction  fields after op
-//	01  HELLO    both       version u8 (1), flags u8 (0), id u32
+//	01  HELLO    both       version u8 (1), flags u8, id u32
 //	                        (the endpoint's server id; the center answers
 //	                        with its own). Always the first frame each way.
+//	                        An endpoint sets flags bit 1: it takes
+//	                        DELIVER_MANY.
 //	02  ONLINE   ep -> c    user u64, session u64, flags u8
 //	                        (bit 0: resumed, re-announced after a reconnect)
 //	03  OFFLINE  ep -> c    user u64, session u64, bye u8
@@ -25,6 +27,12 @@ package engine
 //	08  PONG     both       nonce u64, received u64: how many frames after
 //	                        HELLO the sender of the PONG has read and handled
 //	                        on this connection
+//	0D  DELIVER_MANY c -> ep
+//	                        count u32, then count session ids (u64 each) and
+//	                        one whole plaintext client frame for all of them:
+//	                        a group message crosses the link once per
+//	                        endpoint, which fans it out (only to an endpoint
+//	                        whose HELLO set flags bit 1)
 //
 // Centers link to each other with the same envelope (link_peer.go): HELLO
 // flags bit 0 marks a center, and four more ops carry traffic one way, from
@@ -69,6 +77,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -100,7 +109,9 @@ const (
 	linkResult  byte = 0x0A
 	linkFanout  byte = 0x0B
 	linkStored  byte = 0x0C
-	linkOpLimit byte = 0x0D
+	// linkDeliverMany is DELIVER for many sessions of one endpoint.
+	linkDeliverMany byte = 0x0D
+	linkOpLimit     byte = 0x0E
 )
 
 const (
@@ -110,6 +121,8 @@ const (
 	linkResumed byte = 1
 	// linkHelloCenter flags the HELLO of a center linking to another center.
 	linkHelloCenter byte = 1
+	// linkHelloMany flags the HELLO of an endpoint that takes DELIVER_MANY.
+	linkHelloMany byte = 2
 	// linkForwardP2P flags a FORWARD that carries a point-to-point message
 	// (MSG or FILE, its MID assigned by the sending center).
 	linkForwardP2P byte = 1
@@ -128,9 +141,9 @@ const (
 var (
 	linkFixed = [linkOpLimit]int{linkHello: 6, linkOnline: 17, linkOffline: 17, linkHandle: 16,
 		linkDeliver: 8, linkNotify: 10, linkPing: 8, linkPong: 16, linkForward: 9, linkResult: 17, linkFanout: 4,
-		linkStored: 4}
+		linkStored: 4, linkDeliverMany: 4}
 	linkTail = [linkOpLimit]bool{linkHandle: true, linkDeliver: true, linkNotify: true, linkForward: true,
-		linkFanout: true, linkStored: true}
+		linkFanout: true, linkStored: true, linkDeliverMany: true}
 )
 
 // Link errors.
@@ -574,6 +587,41 @@ func (lr *linkReader) readClientFrame(n int) (*bytebufferpool.ByteBuffer, error)
 		return nil, errors.Join(ErrLinkProtocol, err)
 	}
 	return b, nil
+}
+
+// readIDsFrame reads the tail of an op that carries n ids (u64 each) and
+// then one whole client frame (FANOUT, DELIVER_MANY): it appends the ids to
+// ids and returns them with the tail's buffer, whose bytes from 8*n on are
+// the frame. what names the op in errors.
+func (lr *linkReader) readIDsFrame(what string, n, tail int, ids []uint64) ([]uint64, *bytebufferpool.ByteBuffer, error) {
+	if n > tail/8 {
+		return ids, nil, fmt.Errorf("%w: %s of %d ids in %d bytes", ErrLinkProtocol, what, n, tail)
+	}
+	buf, err := lr.readTail(tail)
+	if err != nil {
+		return ids, nil, err
+	}
+	b := buf.B[8*n:]
+	if f, size, err := frame.Decode(b, frame.MaxEncodable); err != nil || size != len(b) || len(f) == 0 {
+		bytebufferpool.Put(buf)
+		return ids, nil, errors.Join(ErrLinkProtocol, err)
+	}
+	return appendUsers(ids, buf.B, n), buf, nil
+}
+
+// idsItem builds an item of op whose tail is ids (u64 each) and then frame
+// b, in one pooled buffer (FANOUT, DELIVER_MANY).
+func idsItem(op byte, ids []uint64, b []byte) linkItem {
+	buf := bytebufferpool.Get()
+	for _, id := range ids {
+		buf.B = binary.BigEndian.AppendUint64(buf.B, id)
+	}
+	buf.B = append(buf.B, b...)
+	var it linkItem
+	h := it.begin(op, len(buf.B))
+	it.end(binary.BigEndian.AppendUint32(h, uint32(len(ids))))
+	it.buf, it.data = buf, true
+	return it
 }
 
 // readHello reads the first frame of a connection, which must be HELLO,

@@ -235,7 +235,8 @@ func (s *LinkServer) serve(raw net.Conn) {
 		s.reject(raw, fmt.Errorf("%w: endpoint id 0", ErrLinkProtocol))
 		return
 	}
-	re := &remoteEndpoint{id: id, q: newLinkQueue(&s.cfg.Link), nc: nc, done: make(chan struct{})}
+	re := &remoteEndpoint{id: id, q: newLinkQueue(&s.cfg.Link), nc: nc, done: make(chan struct{}),
+		many: flags&linkHelloMany != 0}
 	if !s.attach(re) {
 		return
 	}
@@ -372,6 +373,7 @@ type remoteEndpoint struct {
 	q    *linkQueue
 	nc   net.Conn
 	done chan struct{} // closed once its sessions are offline
+	many bool          // its HELLO said it takes DELIVER_MANY
 	// online maps session -> user for what the endpoint reported; only
 	// the link's reader goroutine touches it.
 	online map[uint64]uint64
@@ -379,6 +381,34 @@ type remoteEndpoint struct {
 
 // ID returns the endpoint's server id.
 func (re *remoteEndpoint) ID() uint32 { return re.id }
+
+// maxDeliverMany bounds the sessions of one DELIVER_MANY: 4,096 ids are
+// 32 KiB, far below the link's frame limit, and a larger fan-out takes
+// several frames.
+const maxDeliverMany = 4096
+
+// deliverMany queues frame b for sessions of this endpoint in as few
+// DELIVER_MANY frames as maxDeliverMany allows, and returns how many
+// sessions it queued b for: the rest found the link's queue full or the
+// link gone. The endpoint must take DELIVER_MANY (many). Safe for
+// concurrent use; never blocks.
+func (re *remoteEndpoint) deliverMany(sessions []uint64, b []byte) int {
+	n := 0
+	for len(sessions) > 0 {
+		part := sessions[:min(len(sessions), maxDeliverMany)]
+		sessions = sessions[len(part):]
+		it := idsItem(linkDeliverMany, part, b)
+		re.q.mu.Lock()
+		ok := !re.q.closed && re.q.pushLocked(it)
+		re.q.mu.Unlock()
+		if !ok {
+			bytebufferpool.Put(it.buf)
+			continue
+		}
+		n += len(part)
+	}
+	return n
+}
 
 // Deliver queues a DELIVER; ErrSlowReader when the link's queue is full,
 // ErrClosed once the link is gone. Safe for concurrent use; never blocks.

@@ -94,6 +94,9 @@ type RemoteCenter struct {
 	Dropped   atomic.Uint64 // QoS 0 traffic dropped: queue full
 	Resent    atomic.Uint64 // QoS 1 messages written again after a reconnect
 	Failbacks atomic.Uint64 // moves back to the first center
+	// DeliveredMany counts DELIVER_MANY frames: group messages that crossed
+	// the link once for several sessions.
+	DeliveredMany atomic.Uint64
 }
 
 type remoteSess struct {
@@ -434,7 +437,7 @@ func (rc *RemoteCenter) probeFirst(first string, cur net.Conn, fb *failback) {
 func (rc *RemoteCenter) connect(addr string) (net.Conn, *bufio.Reader, error) {
 	ctx, cancel := stoppableContext(rc.stop, rc.cfg.DialTimeout)
 	defer cancel()
-	nc, br, _, err := dialLink(ctx, addr, &rc.cfg.Link, RoleCenter, rc.endpoint().ID(), 0, rc.cfg.DialTimeout)
+	nc, br, _, err := dialLink(ctx, addr, &rc.cfg.Link, RoleCenter, rc.endpoint().ID(), linkHelloMany, rc.cfg.DialTimeout)
 	return nc, br, err
 }
 
@@ -492,6 +495,7 @@ func (rc *RemoteCenter) read(nc net.Conn, br *bufio.Reader) error {
 	lr := linkReader{r: br, max: rc.cfg.Link.MaxFrame}
 	ep := rc.endpoint()
 	timeout := rc.cfg.Link.HeartbeatTimeout
+	var sessions []uint64
 	for {
 		_ = nc.SetReadDeadline(time.Now().Add(timeout))
 		op, fixed, tail, err := lr.next()
@@ -508,6 +512,22 @@ func (rc *RemoteCenter) read(nc net.Conn, br *bufio.Reader) error {
 			if ep.Deliver(SessionRef{Endpoint: ep.ID(), Session: sess}, buf) != nil {
 				bytebufferpool.Put(buf) // the center's receipt timeout covers QoS 1
 			}
+		case linkDeliverMany:
+			n := int(binary.BigEndian.Uint32(fixed))
+			var buf *bytebufferpool.ByteBuffer
+			if sessions, buf, err = lr.readIDsFrame("DELIVER_MANY", n, tail, sessions[:0]); err != nil {
+				return err
+			}
+			rc.DeliveredMany.Add(1)
+			b := buf.B[8*n:]
+			for _, sess := range sessions {
+				out := bytebufferpool.Get()
+				out.B = append(out.B, b...)
+				if ep.Deliver(SessionRef{Endpoint: ep.ID(), Session: sess}, out) != nil {
+					bytebufferpool.Put(out)
+				}
+			}
+			bytebufferpool.Put(buf)
 		case linkPing:
 			rc.q.push(pingItem(linkPong, binary.BigEndian.Uint64(fixed), lr.count))
 		case linkPong:

@@ -20,15 +20,12 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"time"
 
 	"github.com/valyala/bytebufferpool"
-
-	"github.com/myim/myim/frame"
 )
 
 // dialLink connects to the link listener at addr: TCP, then (unless lc is
@@ -289,18 +286,7 @@ func resultItem(to, mid uint64, status byte) linkItem {
 
 // fanoutItem is a FANOUT of a client frame to users; the tail is the user
 // ids followed by the frame, built in one pooled buffer.
-func fanoutItem(users []uint64, b []byte) linkItem {
-	buf := bytebufferpool.Get()
-	for _, u := range users {
-		buf.B = binary.BigEndian.AppendUint64(buf.B, u)
-	}
-	buf.B = append(buf.B, b...)
-	var it linkItem
-	h := it.begin(linkFanout, len(buf.B))
-	it.end(binary.BigEndian.AppendUint32(h, uint32(len(users))))
-	it.buf, it.data = buf, true
-	return it
-}
+func fanoutItem(users []uint64, b []byte) linkItem { return idsItem(linkFanout, users, b) }
 
 // storedItem is a STORED hint naming users whose messages were just stored
 // offline; the tail is the user ids, built in one pooled buffer.
@@ -390,20 +376,12 @@ func (s *LinkServer) readPeer(from uint32, q *linkQueue, nc net.Conn, lr *linkRe
 			cl.onResult(from, binary.BigEndian.Uint64(fixed), binary.BigEndian.Uint64(fixed[8:]), fixed[16])
 		case linkFanout:
 			n := int(binary.BigEndian.Uint32(fixed))
-			if n > tail/8 {
-				return fmt.Errorf("%w: FANOUT of %d users in %d bytes", ErrLinkProtocol, n, tail)
-			}
-			buf, err := lr.readTail(tail)
-			if err != nil {
+			var buf *bytebufferpool.ByteBuffer
+			var err error
+			if users, buf, err = lr.readIDsFrame("FANOUT", n, tail, users[:0]); err != nil {
 				return err
 			}
-			users = appendUsers(users[:0], buf.B, n)
-			b := buf.B[8*n:]
-			if f, size, err := frame.Decode(b, frame.MaxEncodable); err != nil || size != len(b) || len(f) == 0 {
-				bytebufferpool.Put(buf)
-				return errors.Join(ErrLinkProtocol, err)
-			}
-			cl.onFanout(users, b)
+			cl.onFanout(users, buf.B[8*n:])
 			bytebufferpool.Put(buf)
 		case linkStored:
 			n := int(binary.BigEndian.Uint32(fixed))

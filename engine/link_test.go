@@ -202,6 +202,10 @@ func TestLinkAcrossEndpoints(t *testing.T) {
 	for _, m := range []*client.Conn{cb, cc} {
 		recvCmd(t, m, frame.CmdGroupMsg, func(b []byte) bool { return string(frame.Msg(b).Content()) == "to the group" })
 	}
+	// b and c are both on endpoint 2: the message crossed its link once.
+	if n := ep2.rc.DeliveredMany.Load(); n != 1 {
+		t.Fatalf("endpoint 2 got %d DELIVER_MANY frames for one group message to two of its sessions", n)
+	}
 
 	// b leaves: a hears it across endpoints.
 	cb.Bye()
