@@ -141,12 +141,8 @@ func TestClusterRouteTableDownHoldsQoS1(t *testing.T) {
 func TestClusterRouteTableDownStoresAfterRetry(t *testing.T) {
 	rs := testenv.StartRedisServer(t)
 	tables := redisTables(rs.Addr(), "myimtest:")
-	cs, eps := startCenters(t, 2, tables, func(cc *ClusterConfig) { cc.LookupRetry = 300 * time.Millisecond })
-	a, b, ea, eb := cs[0], cs[1], eps[0], eps[1]
-	sa, sb := SessionRef{Endpoint: 1, Session: 1}, SessionRef{Endpoint: 2, Session: 1}
-	a.Online(10, sa)
-	b.Online(20, sb)
-	eventuallyRouted(t, tables(t), 20, 2)
+	p := startPair(t, tables, func(cc *ClusterConfig) { cc.LookupRetry = 300 * time.Millisecond })
+	a, b, ea, eb, sa, sb := p.a, p.b, p.ea, p.eb, p.sa, p.sb
 	rs.Kill()
 
 	start := time.Now()
@@ -180,13 +176,8 @@ func TestClusterStoredHintDrainsOtherCenter(t *testing.T) {
 	tables := redisTables(addr, testenv.RedisPrefix(t, addr))
 	// No refresh and no loss check during the test: the route deleted
 	// below stays deleted.
-	cs, eps := startCenters(t, 2, tables, func(cc *ClusterConfig) { cc.RefreshInterval, cc.LossCheck = time.Minute, -1 })
-	a, b, ea, eb := cs[0], cs[1], eps[0], eps[1]
-	routes := tables(t)
-	sa, sb := SessionRef{Endpoint: 1, Session: 1}, SessionRef{Endpoint: 2, Session: 1}
-	a.Online(10, sa)
-	b.Online(20, sb)
-	eventuallyRouted(t, routes, 20, 2)
+	p := startPair(t, tables, func(cc *ClusterConfig) { cc.RefreshInterval, cc.LossCheck = time.Minute, -1 })
+	a, b, ea, eb, routes, sa, sb := p.a, p.b, p.ea, p.eb, p.routes, p.sa, p.sb
 	if err := routes.Del(context.Background(), 20, route.Addr{Endpoint: 2, Center: 2, Session: 1}); err != nil {
 		t.Fatal(err)
 	}

@@ -16,15 +16,10 @@ func TestClusterRewritesLostRoutes(t *testing.T) {
 	addr := testenv.RedisAddr(t)
 	prefix := testenv.RedisPrefix(t, addr)
 	tables := redisTables(addr, prefix)
-	cs, eps := startCenters(t, 2, tables, func(cc *ClusterConfig) {
+	p := startPair(t, tables, func(cc *ClusterConfig) {
 		cc.RefreshInterval, cc.LossCheck = time.Hour, 100*time.Millisecond
 	})
-	a, b, ea, eb := cs[0], cs[1], eps[0], eps[1]
-	routes := tables(t)
-	sa, sb := SessionRef{Endpoint: 1, Session: 1}, SessionRef{Endpoint: 2, Session: 1}
-	a.Online(10, sa)
-	b.Online(20, sb)
-	eventuallyRouted(t, routes, 20, 2)
+	a, b, ea, eb, routes, sa, sb := p.a, p.b, p.ea, p.eb, p.routes, p.sa, p.sb
 
 	testenv.DeleteRedisPrefix(t, addr, prefix)
 	eventuallyRouted(t, routes, 20, 2) // an hour before the refresh

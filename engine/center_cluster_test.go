@@ -179,16 +179,32 @@ func receipt(c *LocalCenter, user uint64, s SessionRef, m frame.Msg) {
 	c.Handle(user, s, ack)
 }
 
+// centerPair is two linked centers, user 10 online on the first (session
+// sa of endpoint 1) and user 20 on the second (sb of endpoint 2), the
+// second's route written.
+type centerPair struct {
+	a, b   *LocalCenter
+	ea, eb *recEndpoint
+	routes route.Table
+	sa, sb SessionRef
+}
+
+func startPair(t *testing.T, tables func(t testing.TB) route.Table, tune func(*ClusterConfig)) *centerPair {
+	t.Helper()
+	cs, eps := startCenters(t, 2, tables, tune)
+	p := &centerPair{a: cs[0], b: cs[1], ea: eps[0], eb: eps[1], routes: tables(t),
+		sa: SessionRef{Endpoint: 1, Session: 1}, sb: SessionRef{Endpoint: 2, Session: 1}}
+	p.a.Online(10, p.sa)
+	p.b.Online(20, p.sb)
+	eventuallyRouted(t, p.routes, 20, 2)
+	return p
+}
+
 func TestClusterForwardsAndAcks(t *testing.T) {
 	addr := testenv.RedisAddr(t)
 	tables := redisTables(addr, testenv.RedisPrefix(t, addr))
-	cs, eps := startCenters(t, 2, tables, nil)
-	a, b, ea, eb := cs[0], cs[1], eps[0], eps[1]
-	routes := tables(t)
-	sa, sb := SessionRef{Endpoint: 1, Session: 1}, SessionRef{Endpoint: 2, Session: 1}
-	a.Online(10, sa)
-	b.Online(20, sb)
-	eventuallyRouted(t, routes, 20, 2)
+	p := startPair(t, tables, nil)
+	a, b, ea, eb, routes, sa, sb := p.a, p.b, p.ea, p.eb, p.routes, p.sa, p.sb
 
 	sendMsg(a, 10, 20, 1, sa)
 	m := frame.Msg(eb.wait(t, frame.CmdMsg).Body())
