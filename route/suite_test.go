@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,6 +43,36 @@ func TestRedisConformance(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			runSuite(t, func(t testing.TB) Table { return startRedis(t, tc.opt) })
+		})
+	}
+}
+
+// TestRedisClusterConformance runs the same suite against a Redis Cluster
+// of three primaries of the test's own: route keys live in a slot each and
+// the server registry's keys share one ({servers}), so every command and
+// script touches one slot.
+func TestRedisClusterConformance(t *testing.T) {
+	nodes := testenv.StartRedisCluster(t, 3)
+	for _, tc := range []struct {
+		name string
+		opt  Options
+	}{
+		{"cache=on", Options{}},
+		{"cache=off", Options{DisableCache: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var n atomic.Int64
+			runSuite(t, func(t testing.TB) Table {
+				opt := tc.opt
+				opt.Addr = nodes[n.Add(1)%int64(len(nodes))].Addr() // any node seeds the cluster client
+				opt.Prefix = fmt.Sprintf("t%d:", time.Now().UnixNano())
+				r, err := NewRedis(opt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { r.Close() })
+				return r
+			})
 		})
 	}
 }

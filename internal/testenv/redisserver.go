@@ -26,12 +26,18 @@ type RedisServer struct {
 	addr string
 	cmd  *exec.Cmd  // nil while killed
 	done chan error // cmd's Wait result
+	args []string   // more redis-server arguments
 }
 
 // StartRedisServer starts a private redis-server and kills it when the test
 // ends. When redis-server is not on the PATH the test is skipped, or fails
 // under CI.
 func StartRedisServer(t testing.TB) *RedisServer {
+	t.Helper()
+	return startRedisServer(t)
+}
+
+func startRedisServer(t testing.TB, args ...string) *RedisServer {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -43,7 +49,7 @@ func StartRedisServer(t testing.TB) *RedisServer {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	r := &RedisServer{t: t, bin: bin, dir: t.TempDir(), addr: addr}
+	r := &RedisServer{t: t, bin: bin, dir: t.TempDir(), addr: addr, args: args}
 	r.Start()
 	t.Cleanup(r.Kill)
 	return r
@@ -71,8 +77,9 @@ func (r *RedisServer) Start() {
 	}
 	_, port, _ := net.SplitHostPort(r.addr)
 	logFile := filepath.Join(r.dir, "redis.log")
-	cmd := exec.Command(r.bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", r.dir, "--dbfilename", "dump.rdb", "--logfile", logFile, "--daemonize", "no")
+	args := append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", r.dir, "--dbfilename", "dump.rdb", "--logfile", logFile, "--daemonize", "no"}, r.args...)
+	cmd := exec.Command(r.bin, args...)
 	if err := cmd.Start(); err != nil {
 		r.t.Fatalf("redis-server: %v", err)
 	}
@@ -136,4 +143,43 @@ func (r *RedisServer) do(args ...string) (string, error) {
 	}
 	line, err := bufio.NewReader(nc).ReadString('\n')
 	return strings.TrimSpace(line), err
+}
+
+// StartRedisCluster starts n private redis-servers in cluster mode (no
+// replicas), joins them into one Redis Cluster with redis-cli, waits until
+// the cluster serves every slot, and returns the nodes; any node's address
+// seeds a cluster client. They are killed when the test ends. Without
+// redis-server or redis-cli the test is skipped, or fails under CI.
+func StartRedisCluster(t testing.TB, n int) []*RedisServer {
+	t.Helper()
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		Unavailable(t, "redis-cli not installed: %v", err)
+	}
+	nodes := make([]*RedisServer, n)
+	addrs := make([]string, n)
+	for i := range nodes {
+		nodes[i] = startRedisServer(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "2000")
+		addrs[i] = nodes[i].Addr()
+	}
+	args := append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, r := range nodes {
+		for {
+			host, port, _ := net.SplitHostPort(r.Addr())
+			out, err := exec.Command(cli, "-h", host, "-p", port, "cluster", "info").Output()
+			if err == nil && strings.Contains(string(out), "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("redis cluster on %v not ok after 20s: %s", addrs, out)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nodes
 }
