@@ -471,7 +471,7 @@ func (c *LocalCenter) route(buf *bytebufferpool.ByteBuffer, user, cid uint64, qo
 	if online == 0 && remote && c.cl.routeP2P(buf, user, cid, qos, to) {
 		return
 	}
-	if online == 0 && origin != 0 && qos == frame.QoS1 {
+	if online == 0 && origin != 0 && qos == frame.QoS1 && c.cl.reroutes(origin) {
 		c.cl.moved(origin, to, mid) // the route origin followed was stale
 		bytebufferpool.Put(buf)
 		return

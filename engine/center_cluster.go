@@ -259,6 +259,7 @@ type cluster struct {
 	peers   map[uint32]*peerLink
 	slotErr map[uint32]bool      // peers already reported for a clashing id
 	missing map[uint32]time.Time // linked peers absent from the registry, since when
+	away    awayUsers            // users hinted lately, for peers that come up later
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -357,6 +358,7 @@ func newCluster(c *LocalCenter, cfg ClusterConfig) *cluster {
 	cl := &cluster{c: c, cfg: cfg, log: c.cfg.Logger.With("part", "cluster"),
 		pub: make(chan pubOp, cfg.QueueLen), peers: make(map[uint32]*peerLink),
 		slotErr: make(map[uint32]bool), missing: make(map[uint32]time.Time), stop: make(chan struct{})}
+	cl.away.window = max(cfg.RouteTTL, time.Minute)
 	for i := range cl.fwd {
 		cl.fwd[i].m = make(map[fwdKey]*fwdEntry)
 	}
@@ -909,6 +911,21 @@ func (cl *cluster) result(origin uint32, to, mid uint64, status byte) {
 
 // moved answers a QoS 1 message forwarded by origin for a user with no
 // session here: origin routes it again.
+// reroutes reports whether center id may be answered RESULT moved: false
+// only for a center whose HELLO said it is older, which gets the message
+// stored here and RESULT stored, as before moved existed. With no link to
+// it, moved is sent nowhere and id stores the message itself when its
+// RESULT is overdue, as for any RESULT lost with a link.
+func (cl *cluster) reroutes(id uint32) bool {
+	p := cl.peer(id)
+	if p == nil {
+		return true
+	}
+	p.q.mu.Lock()
+	defer p.q.mu.Unlock()
+	return !p.helloSeen || p.rerouting
+}
+
 func (cl *cluster) moved(origin uint32, to, mid uint64) {
 	cl.Moved.Add(1)
 	cl.result(origin, to, mid, resultMoved)
@@ -952,6 +969,7 @@ func (cl *cluster) reroute(to uint64, e *fwdEntry) {
 // up. Best effort: a hint that does not fit a link's queue is dropped (the
 // user's client fetches the message later). Never blocks.
 func (cl *cluster) stored(users []uint64) {
+	cl.away.add(users, time.Now())
 	var arr [8]*peerLink
 	ps := arr[:0]
 	cl.peersMu.Lock()
@@ -969,6 +987,75 @@ func (cl *cluster) stored(users []uint64) {
 		} else {
 			bytebufferpool.Put(it.buf)
 		}
+	}
+}
+
+// awayUsers remembers the users named in STORED hints for a while, so
+// that a peer whose link comes up later hears of them too: a center that
+// restarted, or whose link was down when the hint went out, may hold
+// sessions of theirs that no hint reached, and those sessions would see
+// the stored messages only at their client's next fetch. Bounded: when
+// full of users hinted within the window, new ones are not remembered.
+// Safe for concurrent use.
+type awayUsers struct {
+	mu     sync.Mutex
+	window time.Duration
+	m      map[uint64]time.Time // user -> last stored
+}
+
+// maxAwayUsers bounds awayUsers: 65,536 users are 2 MiB of map at most,
+// and one link-up replays them in 16 STORED frames of 4,096.
+const maxAwayUsers = 1 << 16
+
+func (a *awayUsers) add(users []uint64, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.m == nil {
+		a.m = make(map[uint64]time.Time)
+	}
+	for _, u := range users {
+		if _, ok := a.m[u]; !ok && len(a.m) >= maxAwayUsers {
+			for k, t := range a.m {
+				if now.Sub(t) > a.window {
+					delete(a.m, k)
+				}
+			}
+			if len(a.m) >= maxAwayUsers {
+				return
+			}
+		}
+		a.m[u] = now
+	}
+}
+
+// recent returns the users stored within the window.
+func (a *awayUsers) recent(now time.Time) []uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]uint64, 0, len(a.m))
+	for u, t := range a.m {
+		if now.Sub(t) > a.window {
+			delete(a.m, u)
+			continue
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+// replayStored sends p, whose link just came up, a STORED hint for every
+// user hinted within the window.
+func (cl *cluster) replayStored(p *peerLink) {
+	users := cl.away.recent(time.Now())
+	for len(users) > 0 {
+		part := users[:min(len(users), maxDeliverMany)]
+		users = users[len(part):]
+		it := storedItem(part)
+		if !p.push(it) {
+			bytebufferpool.Put(it.buf)
+			return
+		}
+		cl.HintsSent.Add(uint64(len(part)))
 	}
 }
 

@@ -14,7 +14,10 @@ package engine
 //	                        (the endpoint's server id; the center answers
 //	                        with its own). Always the first frame each way.
 //	                        An endpoint sets flags bit 1: it takes
-//	                        DELIVER_MANY.
+//	                        DELIVER_MANY. A center sets bit 0 (a center)
+//	                        and bit 2: it takes RESULT moved, STORED and
+//	                        FILE frames in FORWARD, which are sent only to
+//	                        a center that set it.
 //	02  ONLINE   ep -> c    user u64, session u64, flags u8
 //	                        (bit 0: resumed, re-announced after a reconnect)
 //	03  OFFLINE  ep -> c    user u64, session u64, bye u8
@@ -123,6 +126,13 @@ const (
 	linkHelloCenter byte = 1
 	// linkHelloMany flags the HELLO of an endpoint that takes DELIVER_MANY.
 	linkHelloMany byte = 2
+	// linkHelloRerouting flags the HELLO of a center (both the dialing and
+	// the answering one) that takes RESULT moved, STORED and FILE frames in
+	// FORWARDs. A center sends those only to a peer that set it, so that a
+	// cluster can be upgraded one center at a time: an older peer gets
+	// what it knows, and the sender falls back (stores, or tells the user
+	// to retry) where it would have used them.
+	linkHelloRerouting byte = 4
 	// linkForwardP2P flags a FORWARD that carries a point-to-point message
 	// (MSG or FILE, its MID assigned by the sending center).
 	linkForwardP2P byte = 1
@@ -237,7 +247,10 @@ type linkItem struct {
 	// retain: a QoS 1 message the endpoint keeps until the center has
 	// confirmed reading it.
 	retain bool
-	buf    *bytebufferpool.ByteBuffer
+	// rerouting: only a peer center whose HELLO set linkHelloRerouting
+	// takes it.
+	rerouting bool
+	buf       *bytebufferpool.ByteBuffer
 }
 
 func (it *linkItem) size() int {

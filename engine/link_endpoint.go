@@ -437,7 +437,7 @@ func (rc *RemoteCenter) probeFirst(first string, cur net.Conn, fb *failback) {
 func (rc *RemoteCenter) connect(addr string) (net.Conn, *bufio.Reader, error) {
 	ctx, cancel := stoppableContext(rc.stop, rc.cfg.DialTimeout)
 	defer cancel()
-	nc, br, _, err := dialLink(ctx, addr, &rc.cfg.Link, RoleCenter, rc.endpoint().ID(), linkHelloMany, rc.cfg.DialTimeout)
+	nc, br, _, _, err := dialLink(ctx, addr, &rc.cfg.Link, RoleCenter, rc.endpoint().ID(), linkHelloMany, rc.cfg.DialTimeout)
 	return nc, br, err
 }
 

@@ -26,22 +26,25 @@ import (
 	"time"
 
 	"github.com/valyala/bytebufferpool"
+
+	"github.com/myim/myim/frame"
 )
 
 // dialLink connects to the link listener at addr: TCP, then (unless lc is
 // plain text) mutual TLS with a peer whose certificate has role want, then
 // HELLO both ways, ours with id and flags. It returns the connection, a
-// reader past the peer's HELLO, and the id the peer announced.
+// reader past the peer's HELLO, and the id and HELLO flags the peer
+// announced.
 func dialLink(ctx context.Context, addr string, lc *LinkConfig, want string, id uint32, flags byte,
-	timeout time.Duration) (net.Conn, *bufio.Reader, uint32, error) {
+	timeout time.Duration) (net.Conn, *bufio.Reader, uint32, byte, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, 0, 0, err
 	}
-	fail := func(err error) (net.Conn, *bufio.Reader, uint32, error) {
+	fail := func(err error) (net.Conn, *bufio.Reader, uint32, byte, error) {
 		nc.Close()
-		return nil, nil, 0, err
+		return nil, nil, 0, 0, err
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
@@ -71,11 +74,11 @@ func dialLink(ctx context.Context, addr string, lc *LinkConfig, want string, id 
 	if dl, ok := ctx.Deadline(); ok {
 		_ = nc.SetReadDeadline(dl)
 	}
-	peerID, _, err := readHello(&linkReader{r: br, max: 64})
+	peerID, peerFlags, err := readHello(&linkReader{r: br, max: 64})
 	if err != nil {
 		return fail(err)
 	}
-	return nc, br, peerID, nil
+	return nc, br, peerID, peerFlags, nil
 }
 
 // peerLink is this center's outbound link to another center. It reconnects
@@ -91,6 +94,8 @@ type peerLink struct {
 	connected bool
 	nc        net.Conn
 	stopped   bool
+	rerouting bool // the peer's HELLO set linkHelloRerouting
+	helloSeen bool // a HELLO came back: rerouting is known
 
 	stop chan struct{}
 	done chan struct{}
@@ -104,11 +109,13 @@ func newPeerLink(cl *cluster, id uint32, addr string) *peerLink {
 }
 
 // push queues a traffic item; false (the caller keeps it.buf) when the
-// link is down or its queue is full.
+// link is down or its queue is full, or when the item needs a peer that
+// takes rerouting and this one did not say so in its HELLO: every caller
+// already falls back for a link that is down.
 func (p *peerLink) push(it linkItem) bool {
 	p.q.mu.Lock()
 	defer p.q.mu.Unlock()
-	if !p.connected {
+	if !p.connected || (it.rerouting && !p.rerouting) {
 		return false
 	}
 	return p.q.pushLocked(it)
@@ -188,13 +195,21 @@ func (p *peerLink) connect() (net.Conn, *bufio.Reader, error) {
 	timeout := p.cl.cfg.DialTimeout
 	ctx, cancel := stoppableContext(p.stop, timeout)
 	defer cancel()
-	nc, br, id, err := dialLink(ctx, p.addr, &p.cl.cfg.Link, RoleCenter, p.cl.c.cfg.ID, linkHelloCenter, timeout)
+	nc, br, id, flags, err := dialLink(ctx, p.addr, &p.cl.cfg.Link, RoleCenter, p.cl.c.cfg.ID,
+		linkHelloCenter|linkHelloRerouting, timeout)
 	if err != nil {
 		return nil, nil, err
 	}
 	if id != p.id {
 		nc.Close()
 		return nil, nil, fmt.Errorf("%w: %s answers as center %d, the registry says %d", ErrLinkRefused, p.addr, id, p.id)
+	}
+	p.q.mu.Lock()
+	p.rerouting, p.helloSeen = flags&linkHelloRerouting != 0, true
+	p.q.mu.Unlock()
+	if flags&linkHelloRerouting == 0 {
+		p.cl.log.Warn("center peer runs an older version: no rerouting of stale routes, hints or file transfers to it",
+			"peer_center", p.id)
 	}
 	return nc, br, nil
 }
@@ -212,6 +227,7 @@ func (p *peerLink) serve(nc net.Conn, br *bufio.Reader, log *slog.Logger) error 
 	p.q.mu.Unlock()
 	p.cl.PeerConnects.Add(1)
 	log.Info("center peer link up", "tls", p.cl.cfg.Link.TLS != nil)
+	p.cl.replayStored(p)
 
 	stopW := make(chan struct{})
 	werr := make(chan error, 1)
@@ -270,6 +286,7 @@ func forwardItem(user uint64, flags byte, buf *bytebufferpool.ByteBuffer) linkIt
 	h = binary.BigEndian.AppendUint64(h, user)
 	it.end(append(h, flags))
 	it.buf, it.data = buf, true
+	it.rerouting = flags&linkForwardFile != 0 || (flags&linkForwardP2P != 0 && frame.Frame(buf.B).Cmd() == frame.CmdFile)
 	return it
 }
 
@@ -280,7 +297,7 @@ func resultItem(to, mid uint64, status byte) linkItem {
 	h = binary.BigEndian.AppendUint64(h, to)
 	h = binary.BigEndian.AppendUint64(h, mid)
 	it.end(append(h, status))
-	it.data = true
+	it.data, it.rerouting = true, status == resultMoved
 	return it
 }
 
@@ -298,7 +315,7 @@ func storedItem(users []uint64) linkItem {
 	var it linkItem
 	h := it.begin(linkStored, len(buf.B))
 	it.end(binary.BigEndian.AppendUint32(h, uint32(len(users))))
-	it.buf, it.data = buf, true
+	it.buf, it.data, it.rerouting = buf, true, true
 	return it
 }
 
@@ -322,7 +339,7 @@ func (s *LinkServer) servePeer(raw, nc net.Conn, lr *linkReader, id uint32, peer
 		s.reject(raw, fmt.Errorf("%w: center id %d", ErrLinkRefused, id))
 		return
 	}
-	if err := writeHello(nc, c.cfg.ID, linkHelloCenter, s.cfg.HelloTimeout); err != nil {
+	if err := writeHello(nc, c.cfg.ID, linkHelloCenter|linkHelloRerouting, s.cfg.HelloTimeout); err != nil {
 		s.reject(raw, err)
 		return
 	}
