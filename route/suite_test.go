@@ -404,16 +404,7 @@ func testStatus(t *testing.T, tb Table) {
 	}
 	check := func(step string, want ...Addr) {
 		t.Helper()
-		if err := sameAddrs(mustGet(t, tb, user), want); err != nil {
-			t.Fatalf("%s: Get: %v", step, err)
-		}
-		m, err := tb.GetMulti(ctx, []uint64{user, user + 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := sameAddrs(m[user], want); err != nil {
-			t.Fatalf("%s: GetMulti: %v", step, err)
-		}
+		checkReads(t, tb, user, step, want)
 	}
 	check("set", phone, laptop)
 
@@ -624,16 +615,7 @@ func testReadsSeeWrites(t *testing.T, tb Table) {
 	var want []Addr
 	check := func(round int) {
 		t.Helper()
-		if err := sameAddrs(mustGet(t, tb, user), want); err != nil {
-			t.Fatalf("round %d: Get: %v", round, err)
-		}
-		m, err := tb.GetMulti(ctx, []uint64{user, user + 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := sameAddrs(m[user], want); err != nil {
-			t.Fatalf("round %d: GetMulti: %v", round, err)
-		}
+		checkReads(t, tb, user, fmt.Sprintf("round %d", round), want)
 	}
 	for i := range 10 {
 		for range 3 { // warm any cache with the current state
@@ -717,5 +699,21 @@ func testClosed(t *testing.T, tb Table) {
 		if !errors.Is(err, ErrClosed) {
 			t.Errorf("%s after Close = %v, want ErrClosed", name, err)
 		}
+	}
+}
+
+// checkReads fails the test unless both Get and GetMulti (with a user
+// beside it) return want for user; step names the point of the test.
+func checkReads(t *testing.T, tb Table, user uint64, step string, want []Addr) {
+	t.Helper()
+	if err := sameAddrs(mustGet(t, tb, user), want); err != nil {
+		t.Fatalf("%s: Get: %v", step, err)
+	}
+	m, err := tb.GetMulti(testCtx(t), []uint64{user, user + 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sameAddrs(m[user], want); err != nil {
+		t.Fatalf("%s: GetMulti: %v", step, err)
 	}
 }
