@@ -479,6 +479,27 @@ func (q *linkQueue) closeLocked() {
 	q.items, q.kept = nil, nil
 }
 
+// serve runs one link connection: a goroutine writes what q holds (and
+// the heartbeat) while read consumes nc on the caller's goroutine, until
+// either fails; then nc is closed and the writer stopped. It returns the
+// reader's error, else the writer's.
+func (q *linkQueue) serve(nc net.Conn, lc *LinkConfig, read func() error) error {
+	stop := make(chan struct{})
+	werr := make(chan error, 1)
+	go func() {
+		err := q.writeLoop(nc, lc.HeartbeatInterval, lc.HeartbeatTimeout, stop)
+		nc.Close() // wakes the reader
+		werr <- err
+	}()
+	err := read()
+	nc.Close()
+	close(stop)
+	if e := <-werr; e != nil && err == nil {
+		err = e
+	}
+	return err
+}
+
 // writeLoop writes what the queue holds until stop closes or a write fails,
 // and sends a PING every interval. Each write must finish within timeout.
 func (q *linkQueue) writeLoop(nc net.Conn, interval, timeout time.Duration, stop <-chan struct{}) error {

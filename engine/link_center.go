@@ -249,20 +249,8 @@ func (s *LinkServer) serve(raw net.Conn) {
 		if peer == nil {
 			log.Warn("endpoint link is plain TCP: run it only over a private network")
 		}
-		stopW := make(chan struct{})
-		werr := make(chan error, 1)
-		go func() {
-			err := re.q.writeLoop(nc, s.cfg.Link.HeartbeatInterval, s.cfg.Link.HeartbeatTimeout, stopW)
-			nc.Close()
-			werr <- err
-		}()
 		lr.max = s.cfg.Link.MaxFrame
-		err = s.read(re, nc, &lr)
-		nc.Close()
-		close(stopW)
-		if e := <-werr; e != nil && err == nil {
-			err = e
-		}
+		err = re.q.serve(nc, &s.cfg.Link, func() error { return s.read(re, nc, &lr) })
 	}
 	n := s.detach(re)
 	log.Warn("endpoint link down", "err", err, "sessions_offline", n)

@@ -469,19 +469,7 @@ func (rc *RemoteCenter) serve(nc net.Conn, br *bufio.Reader, log *slog.Logger) e
 		log.Warn("center link is plain TCP: run it only over a private network")
 	}
 
-	stopW := make(chan struct{})
-	werr := make(chan error, 1)
-	go func() {
-		err := rc.q.writeLoop(nc, rc.cfg.Link.HeartbeatInterval, rc.cfg.Link.HeartbeatTimeout, stopW)
-		nc.Close() // wakes the reader
-		werr <- err
-	}()
-	err := rc.read(nc, br)
-	nc.Close()
-	close(stopW)
-	if e := <-werr; e != nil && err == nil {
-		err = e
-	}
+	err := rc.q.serve(nc, &rc.cfg.Link, func() error { return rc.read(nc, br) })
 	rc.q.mu.Lock()
 	rc.connected, rc.nc = false, nil
 	rc.Resent.Add(uint64(len(rc.q.kept)))

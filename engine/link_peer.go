@@ -229,20 +229,7 @@ func (p *peerLink) serve(nc net.Conn, br *bufio.Reader, log *slog.Logger) error 
 	log.Info("center peer link up", "tls", p.cl.cfg.Link.TLS != nil)
 	p.cl.replayStored(p)
 
-	stopW := make(chan struct{})
-	werr := make(chan error, 1)
-	cfg := &p.cl.cfg.Link
-	go func() {
-		err := p.q.writeLoop(nc, cfg.HeartbeatInterval, cfg.HeartbeatTimeout, stopW)
-		nc.Close()
-		werr <- err
-	}()
-	err := p.read(nc, br)
-	nc.Close()
-	close(stopW)
-	if e := <-werr; e != nil && err == nil {
-		err = e
-	}
+	err := p.q.serve(nc, &p.cl.cfg.Link, func() error { return p.read(nc, br) })
 	p.q.mu.Lock()
 	p.connected, p.nc = false, nil
 	// What was queued and not written is dropped: the forwarded QoS 1
@@ -348,20 +335,8 @@ func (s *LinkServer) servePeer(raw, nc net.Conn, lr *linkReader, id uint32, peer
 	log := s.cfg.Link.Logger.With("peer_center", id, "remote", raw.RemoteAddr().String())
 	log.Info("center peer link accepted", "tls", peer != nil)
 	q := newLinkQueue(&s.cfg.Link)
-	stopW := make(chan struct{})
-	werr := make(chan error, 1)
-	go func() {
-		err := q.writeLoop(nc, s.cfg.Link.HeartbeatInterval, s.cfg.Link.HeartbeatTimeout, stopW)
-		nc.Close()
-		werr <- err
-	}()
 	lr.max = s.cfg.Link.MaxFrame
-	err := s.readPeer(id, q, nc, lr)
-	nc.Close()
-	close(stopW)
-	if e := <-werr; e != nil && err == nil {
-		err = e
-	}
+	err := q.serve(nc, &s.cfg.Link, func() error { return s.readPeer(id, q, nc, lr) })
 	q.mu.Lock()
 	q.closeLocked()
 	q.mu.Unlock()
