@@ -409,7 +409,7 @@ func (c *Conn) readLoop(r *bufio.Reader) {
 			c.write(frame.Pong)
 			continue
 		case frame.CmdRekey:
-			if err := c.keys.RecvRekey(f, time.Now()); err != nil {
+			if err := c.keys.RecvRekey(f); err != nil {
 				c.fail(err)
 				return
 			}

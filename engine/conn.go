@@ -1,6 +1,9 @@
 package engine
 
 import (
+	"net"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,17 +33,34 @@ type Conn struct {
 	dirty     bool
 	closing   bool
 	ctx       any
-	remote    string
+	remote    net.Addr // formatted when asked: most connections never are
 
 	// Shared state.
-	user      atomic.Uint64 // the authenticated user, 0 before
-	reason    atomic.Uint32 // CloseReason, set once
-	closed    atomic.Bool
-	opened    bool       // OnOpen was called (loop only)
-	queued    bool       // in its loop's mail list; guarded by mu
-	mu        sync.Mutex // guards mail, mailBytes and queued
-	mail      []*bytebufferpool.ByteBuffer
-	mailBytes int
+	user   atomic.Uint64 // the authenticated user, 0 before
+	reason atomic.Uint32 // CloseReason, set once
+	closed atomic.Bool
+	opened bool       // OnOpen was called (loop only)
+	queued bool       // in its loop's mail list; guarded by mu
+	mu     sync.Mutex // guards box and queued
+	box    *mailbox   // made by the first Post: most connections get none
+}
+
+// ownAddr returns a peer address the connection may keep after gnet
+// releases its own: gnet hands a TCP address's zone back to a pool on
+// close, so an address with a zone is copied; the others are not reused
+// and are kept as they are.
+func ownAddr(a net.Addr) net.Addr {
+	if t, ok := a.(*net.TCPAddr); ok && t.Zone != "" {
+		return &net.TCPAddr{IP: slices.Clone(t.IP), Port: t.Port, Zone: strings.Clone(t.Zone)}
+	}
+	return a
+}
+
+// mailbox holds what was posted to a connection and not yet taken by its
+// loop.
+type mailbox struct {
+	mail  []*bytebufferpool.ByteBuffer
+	bytes int
 }
 
 // ID returns the connection's id, unique for the server's lifetime (file
@@ -52,7 +72,12 @@ func (c *Conn) ID() uint64 { return c.id }
 func (c *Conn) User() uint64 { return c.user.Load() }
 
 // RemoteAddr returns the peer's address as text. Safe for concurrent use.
-func (c *Conn) RemoteAddr() string { return c.remote }
+func (c *Conn) RemoteAddr() string {
+	if c.remote == nil {
+		return ""
+	}
+	return c.remote.String()
+}
 
 // Context returns the handler's per-connection value. Loop only.
 func (c *Conn) Context() any { return c.ctx }
@@ -119,12 +144,15 @@ func (c *Conn) Post(b *bytebufferpool.ByteBuffer) error {
 		return ErrClosed
 	}
 	c.mu.Lock()
-	if c.mailBytes+len(b.B) > c.srv.cfg.MaxOutbound {
+	if c.box == nil {
+		c.box = new(mailbox)
+	}
+	if c.box.bytes+len(b.B) > c.srv.cfg.MaxOutbound {
 		c.mu.Unlock()
 		return ErrSlowReader
 	}
-	c.mail = append(c.mail, b)
-	c.mailBytes += len(b.B)
+	c.box.mail = append(c.box.mail, b)
+	c.box.bytes += len(b.B)
 	enqueue := !c.queued
 	c.queued = true
 	c.mu.Unlock()
@@ -183,10 +211,12 @@ func (c *Conn) expiryReason(now time.Duration) CloseReason {
 // takeMail removes and returns the posted buffers.
 func (c *Conn) takeMail(dst []*bytebufferpool.ByteBuffer) []*bytebufferpool.ByteBuffer {
 	c.mu.Lock()
-	dst = append(dst, c.mail...)
-	clear(c.mail)
-	c.mail = c.mail[:0]
-	c.mailBytes = 0
+	if m := c.box; m != nil {
+		dst = append(dst, m.mail...)
+		clear(m.mail)
+		m.mail = m.mail[:0]
+		m.bytes = 0
+	}
 	c.queued = false
 	c.mu.Unlock()
 	return dst

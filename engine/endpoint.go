@@ -50,11 +50,16 @@ var (
 	errForbidden      = errors.New("engine: sender is not the session's user")
 )
 
+// epConn is a connection's endpoint state: loop-only, but for es, which is
+// written once before the session table publishes it and only read after.
+// One allocation holds both: an idle session's memory is mostly a handful
+// of small objects like these.
 type epConn struct {
 	hs   *session.Handshake
 	keys *session.Keys
 	user uint64
 	ref  SessionRef
+	es   epSession
 }
 
 // NewEndpoint returns the endpoint handler and attaches it to its center.
@@ -329,7 +334,7 @@ func (e *EndpointHandler) OnFrame(c *Conn, f frame.Frame) error {
 		return e.handshake(c, ec, f)
 	}
 	if f.Cmd() == frame.CmdRekey {
-		if err := ec.keys.RecvRekey(f, time.Now()); err != nil {
+		if err := ec.keys.RecvRekey(f); err != nil {
 			return CloseWith(ReasonCrypto, err)
 		}
 		return nil
@@ -433,7 +438,8 @@ func (e *EndpointHandler) handshake(c *Conn, ec *epConn, f frame.Frame) error {
 	// the client then runs a fresh handshake with a fresh token.
 	life := min(claims.ExpiresAt.Sub(now), e.cfg.MaxSession)
 	c.SetDeadline(max(life, time.Second))
-	e.sessions.store(c.ID(), &epSession{conn: c, sid: claims.SessionID, dev: claims.DeviceKeyHash})
+	ec.es = epSession{conn: c, sid: claims.SessionID, dev: claims.DeviceKeyHash}
+	e.sessions.store(c.ID(), &ec.es)
 	e.nsess.Add(1)
 	e.hs.OK.Add(1)
 	e.cfg.Center.Online(ec.user, ec.ref)

@@ -318,7 +318,7 @@ func (s *Server) handlerError(c *Conn, err error) {
 	}
 	c.closeOnLoop(r)
 	if l := s.cfg.Logger; l.Enabled(context.Background(), slog.LevelDebug) {
-		l.Debug("closing connection", "conn", c.id, "remote", c.remote, "reason", r.String(), "err", err)
+		l.Debug("closing connection", "conn", c.id, "remote", c.RemoteAddr(), "reason", r.String(), "err", err)
 	}
 }
 
@@ -347,9 +347,7 @@ func (g *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s.stats.Accepted.Add(1)
 	l := s.loopFor(gc.EventLoop())
 	c := &Conn{gc: gc, srv: s, loop: l, id: s.nextID.Add(1), openedAt: s.now(), wheelTick: -1}
-	if ra := gc.RemoteAddr(); ra != nil {
-		c.remote = ra.String()
-	}
+	c.remote = ownAddr(gc.RemoteAddr())
 	gc.SetContext(c)
 	if n > int64(s.cfg.MaxConns) || s.stop.Load() {
 		r := ReasonMaxConns

@@ -47,10 +47,11 @@ const TagSize = 16
 //
 // Key custody. The handshake's Split yields two noise.CipherStates; Keys
 // copies their keys (UnsafeKey) into arrays it owns and builds its own
-// cipher.AEAD from them, one per direction, cached until the next rekey.
-// Owning the bytes is what lets Wipe zero them (the CipherStates are dropped
-// at once, along with the handshake state), and the cached AEAD with a
-// nonce buffer inside Keys is what makes Seal and Open allocation-free
+// cipher.AEAD from them, one per direction, when that direction carries its
+// first frame, cached until the next rekey. Owning the bytes is what lets
+// Wipe zero them (the CipherStates are dropped at once, along with the
+// handshake state), and the cached AEAD with a nonce buffer beside it is
+// what makes Seal and Open allocation-free
 // (noise's Cipher allocates a nonce slice per call). What cannot be zeroed
 // from here: the AES key schedule inside crypto/aes, and the copies left in
 // the dropped noise objects, which become garbage.
@@ -66,6 +67,9 @@ const TagSize = 16
 // concurrently with anything.
 type Keys struct {
 	send, recv dir
+	// sendKeyedAt is when the send direction last took a key: the rekey
+	// timer runs on the send side only.
+	sendKeyedAt time.Time
 
 	rekeyFrames   uint64
 	rekeyInterval time.Duration
@@ -73,16 +77,24 @@ type Keys struct {
 	nonceLimit    uint64
 }
 
-// dir is one direction's state.
+// dir is one direction's state: 64 bytes while the direction is idle, so
+// that a server's millions of idle sessions hold little more than their
+// keys.
 type dir struct {
-	key       [32]byte
-	aead      cipher.AEAD // built on first use: an idle session holds only its keys
-	live      bool        // a key is set and not wiped
-	nonce     [12]byte    // scratch: the nonce for counter n
-	n         uint64      // frames so far in this direction, the next nonce
-	sinceKey  uint64      // frames under the current key
-	rekeyedAt time.Time
-	failed    bool // receive side: an Open failed; stays failed
+	key      [32]byte
+	hot      *dirHot // built on first use: an idle session holds only its keys
+	n        uint64  // frames so far in this direction, the next nonce
+	sinceKey uint64  // frames under the current key
+	live     bool    // a key is set and not wiped
+	failed   bool    // receive side: an Open failed; stays failed
+}
+
+// dirHot is what a direction needs once it carries frames: the AES-GCM
+// state (key schedule and GHASH tables, about 700 bytes) and the nonce
+// scratch that keeps Seal and Open from allocating one per call.
+type dirHot struct {
+	aead  cipher.AEAD
+	nonce [12]byte // scratch: the nonce for counter n
 }
 
 // newKeys builds Keys from the two keys of a handshake's Split. It takes
@@ -95,46 +107,54 @@ func newKeys(c *Config, sendKey, recvKey *[32]byte) (*Keys, error) {
 		maxPerKey:     c.MaxFramesPerKey,
 		nonceLimit:    c.NonceLimit,
 	}
-	if err := k.send.setKey(sendKey, now); err != nil {
+	k.sendKeyedAt = now
+	if err := k.send.setKey(sendKey); err != nil {
 		return nil, err
 	}
-	if err := k.recv.setKey(recvKey, now); err != nil {
+	if err := k.recv.setKey(recvKey); err != nil {
 		k.Wipe()
 		return nil, err
 	}
 	return k, nil
 }
 
-func (d *dir) setKey(key *[32]byte, now time.Time) error {
+func (d *dir) setKey(key *[32]byte) error {
 	d.key = *key
-	// The AES-GCM state (key schedule and GHASH tables, about 700 bytes a
-	// direction) is built when the direction first carries a frame: most
-	// sessions of a large server sit idle, sending only plaintext PINGs.
-	d.aead = nil
+	// The AES-GCM state is built when the direction first carries a frame
+	// under this key: most sessions of a large server sit idle, sending
+	// only plaintext PINGs. The dirHot itself is kept for the next key.
+	if d.hot != nil {
+		d.hot.aead = nil
+	}
 	d.live = true
 	d.sinceKey = 0
-	d.rekeyedAt = now
 	return nil
 }
 
-// cipher returns d's AEAD, building it on first use.
-func (d *dir) cipher() (cipher.AEAD, error) {
-	if d.aead != nil {
-		return d.aead, nil
+// cipher returns d's state for sealing or opening, building the AEAD on
+// first use.
+func (d *dir) cipher() (*dirHot, error) {
+	if d.hot != nil && d.hot.aead != nil {
+		return d.hot, nil
 	}
 	block, err := aes.NewCipher(d.key[:])
 	if err != nil {
 		return nil, err
 	}
-	if d.aead, err = cipher.NewGCM(block); err != nil {
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
 		return nil, err
 	}
-	return d.aead, nil
+	if d.hot == nil {
+		d.hot = new(dirHot)
+	}
+	d.hot.aead = aead
+	return d.hot, nil
 }
 
 // rekey replaces d's key with Noise's REKEY(k).
-func (d *dir) rekey(now time.Time) error {
-	aead, err := d.cipher()
+func (d *dir) rekey() error {
+	h, err := d.cipher()
 	if err != nil {
 		return err
 	}
@@ -142,11 +162,11 @@ func (d *dir) rekey(now time.Time) error {
 	binary.BigEndian.PutUint64(nonce[4:], ^uint64(0))
 	var zeros [32]byte
 	var out [32 + TagSize]byte
-	ct := aead.Seal(out[:0], nonce[:], zeros[:], nil)
+	ct := h.aead.Seal(out[:0], nonce[:], zeros[:], nil)
 	var next [32]byte
 	copy(next[:], ct)
 	clear(out[:])
-	err = d.setKey(&next, now)
+	err = d.setKey(&next)
 	clear(next[:])
 	return err
 }
@@ -188,12 +208,12 @@ func (k *Keys) Seal(dst []byte, c frame.Cmd, q frame.QoS, plaintext []byte) ([]b
 	if err != nil {
 		return dst, err
 	}
-	binary.BigEndian.PutUint64(d.nonce[4:], d.n)
-	aead, err := d.cipher()
+	h, err := d.cipher()
 	if err != nil {
 		return dst, err
 	}
-	out = aead.Seal(out, d.nonce[:], plaintext, out[start:])
+	binary.BigEndian.PutUint64(h.nonce[4:], d.n)
+	out = h.aead.Seal(out, h.nonce[:], plaintext, out[start:])
 	d.n++
 	d.sinceKey++
 	return out, nil
@@ -220,12 +240,12 @@ func (k *Keys) Open(dst []byte, f frame.Frame) ([]byte, error) {
 		d.failed = true
 		return dst, ErrDecrypt
 	}
-	binary.BigEndian.PutUint64(d.nonce[4:], d.n)
-	aead, err := d.cipher()
+	h, err := d.cipher()
 	if err != nil {
 		return dst, err
 	}
-	out, err := aead.Open(dst, d.nonce[:], body, hdr)
+	binary.BigEndian.PutUint64(h.nonce[4:], d.n)
+	out, err := h.aead.Open(dst, h.nonce[:], body, hdr)
 	if err != nil {
 		d.failed = true
 		return dst, ErrDecrypt
@@ -268,16 +288,17 @@ func (k *Keys) SendRekey(dst []byte, now time.Time) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
-	if err := k.send.rekey(now); err != nil {
+	if err := k.send.rekey(); err != nil {
 		return dst, err
 	}
+	k.sendKeyedAt = now
 	return out, nil
 }
 
 // RecvRekey opens a REKEY frame (empty body) and then moves the receive
 // direction to the next key. A frame of another command is refused with
 // ErrRekeyFrame before it is opened; one that fails to open gives ErrDecrypt.
-func (k *Keys) RecvRekey(f frame.Frame, now time.Time) error {
+func (k *Keys) RecvRekey(f frame.Frame) error {
 	if !k.recv.live {
 		return ErrWiped
 	}
@@ -296,7 +317,7 @@ func (k *Keys) RecvRekey(f frame.Frame, now time.Time) error {
 		k.recv.failed = true
 		return ErrRekeyFrame
 	}
-	return k.recv.rekey(now)
+	return k.recv.rekey()
 }
 
 func (k *Keys) failRecv() error {
@@ -309,7 +330,7 @@ func (k *Keys) failRecv() error {
 // since the handshake). Part of the send half.
 func (k *Keys) NeedRekey(now time.Time) bool {
 	d := &k.send
-	return d.sinceKey >= k.rekeyFrames || now.Sub(d.rekeyedAt) >= k.rekeyInterval
+	return d.sinceKey >= k.rekeyFrames || now.Sub(k.sendKeyedAt) >= k.rekeyInterval
 }
 
 // Wipe zeroes both keys and drops the ciphers; every later call fails with
@@ -318,7 +339,7 @@ func (k *Keys) NeedRekey(now time.Time) bool {
 func (k *Keys) Wipe() {
 	for _, d := range []*dir{&k.send, &k.recv} {
 		clear(d.key[:])
-		d.aead = nil
+		d.hot = nil
 		d.live = false
 		d.failed = true
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/flynn/noise"
 
@@ -155,7 +156,7 @@ func TestRekeyBothDirections(t *testing.T) {
 			open(t, b, seal(t, a, "before"), "before")
 			rk := frame.Frame(must(a.SendRekey(nil, now))(t))
 			checkFrame(t, rk, frame.CmdRekey)
-			if err := b.RecvRekey(rk, now); err != nil {
+			if err := b.RecvRekey(rk); err != nil {
 				t.Fatalf("RecvRekey: %v", err)
 			}
 			open(t, b, seal(t, a, "after"), "after")
@@ -187,20 +188,20 @@ func TestRekeyOpenedAsData(t *testing.T) {
 
 func TestRecvRekeyRejects(t *testing.T) {
 	c, s := keyPair(t, nil)
-	if err := s.RecvRekey(seal(t, c, "data"), time.Now()); !errors.Is(err, ErrRekeyFrame) {
+	if err := s.RecvRekey(seal(t, c, "data")); !errors.Is(err, ErrRekeyFrame) {
 		t.Fatalf("data frame: %v", err)
 	}
 	// A sealed REKEY with a body: authentic but not a rekey.
 	c2, s2 := keyPair(t, nil)
 	f := frame.Frame(must(c2.Seal(nil, frame.CmdRekey, frame.QoS0, []byte("x")))(t))
-	if err := s2.RecvRekey(f, time.Now()); !errors.Is(err, ErrRekeyFrame) {
+	if err := s2.RecvRekey(f); !errors.Is(err, ErrRekeyFrame) {
 		t.Fatalf("rekey with body: %v", err)
 	}
 	// A forged REKEY.
 	c3, s3 := keyPair(t, nil)
 	rk := must(c3.SendRekey(nil, time.Now()))(t)
 	rk[len(rk)-1] ^= 1
-	if err := s3.RecvRekey(frame.Frame(rk), time.Now()); !errors.Is(err, ErrDecrypt) {
+	if err := s3.RecvRekey(frame.Frame(rk)); !errors.Is(err, ErrDecrypt) {
 		t.Fatalf("forged rekey: %v", err)
 	}
 }
@@ -226,7 +227,7 @@ func TestNeedRekey(t *testing.T) {
 		t.Fatal("no rekey due after 4 frames")
 	}
 	later := start.Add(30 * time.Second)
-	if err := s.RecvRekey(frame.Frame(must(c.SendRekey(nil, later))(t)), later); err != nil {
+	if err := s.RecvRekey(frame.Frame(must(c.SendRekey(nil, later))(t))); err != nil {
 		t.Fatal(err)
 	}
 	if c.NeedRekey(later.Add(59 * time.Second)) {
@@ -259,7 +260,7 @@ func TestNonceExhausted(t *testing.T) {
 	c, s := keyPair(t, &Config{NonceLimit: 3})
 	now := time.Now()
 	open(t, s, seal(t, c, "1"), "1")
-	if err := s.RecvRekey(frame.Frame(must(c.SendRekey(nil, now))(t)), now); err != nil {
+	if err := s.RecvRekey(frame.Frame(must(c.SendRekey(nil, now))(t))); err != nil {
 		t.Fatal(err)
 	}
 	open(t, s, seal(t, c, "3"), "3") // the counter runs on across rekeys
@@ -293,9 +294,33 @@ func TestWipe(t *testing.T) {
 	if _, err := c.SendRekey(nil, time.Now()); !errors.Is(err, ErrWiped) {
 		t.Fatalf("send rekey: %v", err)
 	}
-	if err := s.RecvRekey(f, time.Now()); !errors.Is(err, ErrWiped) {
+	if err := s.RecvRekey(f); !errors.Is(err, ErrWiped) {
 		t.Fatalf("recv rekey: %v", err)
 	}
+}
+
+// An idle session's Keys is one 192-byte allocation: the AES-GCM state of a
+// direction is built by its first frame and survives a rekey.
+func TestKeysIdleFootprint(t *testing.T) {
+	if n := unsafe.Sizeof(Keys{}); n > 192 {
+		t.Fatalf("Keys is %d bytes, want at most 192 (a server holds one per idle session)", n)
+	}
+	c, s := keyPair(t, nil)
+	if c.send.hot != nil || c.recv.hot != nil || s.send.hot != nil || s.recv.hot != nil {
+		t.Fatal("cipher state built before any frame")
+	}
+	open(t, s, seal(t, c, "x"), "x")
+	if c.send.hot == nil || s.recv.hot == nil || c.recv.hot != nil || s.send.hot != nil {
+		t.Fatal("one frame each way should build exactly the sender's send and the receiver's recv state")
+	}
+	hot := c.send.hot
+	if err := s.RecvRekey(frame.Frame(must(c.SendRekey(nil, time.Now()))(t))); err != nil {
+		t.Fatal(err)
+	}
+	if c.send.hot != hot || hot.aead != nil {
+		t.Fatal("rekey should keep the scratch and drop the old key's cipher")
+	}
+	open(t, s, seal(t, c, "after rekey"), "after rekey")
 }
 
 // Keys must agree with noise's own CipherState: same ciphertext for the

@@ -537,7 +537,7 @@ func hsEndpoint(r *hsRun, f *hsFixed, token string) {
 	sealOpen(r, "session-msg", ck, sk, frame.CmdMsg, frame.QoS1, msg)
 
 	rk := r.frame("session-rekey", must(ck.SendRekey(nil, hsTime))(t), []string{"tag (empty plaintext)"})
-	if err := sk.RecvRekey(rk, hsTime); err != nil {
+	if err := sk.RecvRekey(rk); err != nil {
 		t.Fatalf("server's RecvRekey(session-rekey): %v", err)
 	}
 	if k := r.hex("endpoint-key-c2s-rekeyed", part{"", ck.send.key[:]}); !bytes.Equal(k, sk.recv.key[:]) {

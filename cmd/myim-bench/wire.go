@@ -226,7 +226,7 @@ func (m *myimCodec) next(b []byte) (int, event, error) {
 	case frame.CmdPing:
 		return size, event{kind: evPing}, nil
 	case frame.CmdRekey:
-		return size, event{}, m.keys.RecvRekey(f, time.Now())
+		return size, event{}, m.keys.RecvRekey(f)
 	}
 	body, err := m.keys.Open(m.rb[:0], f)
 	if err != nil {
