@@ -151,7 +151,7 @@ type dedupeKey struct{ from, cid uint64 }
 type dedupeShard struct {
 	mu   sync.Mutex
 	m    map[dedupeKey]uint64
-	ring []dedupeKey
+	ring []dedupeKey // grows to dedupePerShard, then wraps at next
 	next int
 }
 
@@ -166,7 +166,6 @@ func NewLocalCenter(cfg CenterConfig) *LocalCenter {
 	}
 	for i := range c.dedupe {
 		c.dedupe[i].m = make(map[dedupeKey]uint64)
-		c.dedupe[i].ring = make([]dedupeKey, dedupePerShard)
 	}
 	for i := 0; i < cfg.Workers; i++ {
 		c.wg.Add(1)
@@ -722,11 +721,17 @@ func (c *LocalCenter) remember(from, cid, mid uint64) {
 	k := dedupeKey{from, cid}
 	sh := &c.dedupe[(from^cid)%dedupeShards]
 	sh.mu.Lock()
-	if old := sh.ring[sh.next]; old != (dedupeKey{}) {
-		delete(sh.m, old)
+	// The ring grows to its bound as messages come (a quiet center keeps
+	// it small), then the oldest entry makes room for each new one.
+	if len(sh.ring) < dedupePerShard {
+		sh.ring = append(sh.ring, k)
+	} else {
+		if old := sh.ring[sh.next]; old != (dedupeKey{}) {
+			delete(sh.m, old)
+		}
+		sh.ring[sh.next] = k
+		sh.next = (sh.next + 1) % dedupePerShard
 	}
-	sh.ring[sh.next] = k
-	sh.next = (sh.next + 1) % len(sh.ring)
 	sh.m[k] = mid
 	sh.mu.Unlock()
 }
