@@ -66,6 +66,10 @@ type Config struct {
 	MaxFileSize   int
 	UploadTimeout time.Duration
 	XferIdle      time.Duration
+
+	// GCPercent is the collector's target (debug.SetGCPercent), unless the
+	// GOGC environment variable is set.
+	GCPercent int
 }
 
 type option struct {
@@ -113,6 +117,7 @@ func (c *Config) options() []option {
 		{"max-file-size", "largest file the file server takes, in bytes", (*intValue)(&c.MaxFileSize)},
 		{"upload-timeout", "discard a file server upload with no write for this long", (*durationValue)(&c.UploadTimeout)},
 		{"xfer-idle", "end a user-to-user file transfer with no progress for this long", (*durationValue)(&c.XferIdle)},
+		{"gc-percent", "Go collector target: heap growth over live data, in percent, before a collection (Go's default is 100; lower holds less memory per session for some CPU under traffic; -1: off; Go's GOGC variable, when set, wins)", (*intValue)(&c.GCPercent)},
 	}
 }
 
@@ -145,6 +150,7 @@ func defaults() Config {
 		Failback:          30 * time.Second,
 		RouteRetry:        5 * time.Second,
 		RouteTTL:          30 * time.Second,
+		GCPercent:         50,
 	}
 }
 
@@ -206,6 +212,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if c.ServerID == 0 || c.ServerID > 65535 {
 		return c, fmt.Errorf("--server-id must be 1..65535, got %d", c.ServerID)
+	}
+	if c.GCPercent != -1 && c.GCPercent < 10 {
+		return c, fmt.Errorf("--gc-percent must be -1 (off) or at least 10, got %d", c.GCPercent)
 	}
 	if c.PProf && c.AdminSecret == "" {
 		return c, errors.New("--pprof needs --admin-secret: profiles are served only behind it")

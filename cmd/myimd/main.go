@@ -12,11 +12,26 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 
 	"github.com/myim/myim/engine"
 )
+
+// setGCPercent applies --gc-percent unless GOGC is set, and returns the
+// collector target in force. Most of an idle session's memory is the
+// collector's headroom over its live objects: at 50 an idle session costs
+// about 0.7 times what it does at Go's default of 100 (docs/scaling.md).
+func setGCPercent(cfg Config, getenv func(string) string) int {
+	if getenv("GOGC") != "" {
+		prev := debug.SetGCPercent(100)
+		debug.SetGCPercent(prev)
+		return prev
+	}
+	debug.SetGCPercent(cfg.GCPercent)
+	return cfg.GCPercent
+}
 
 func main() { os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr)) }
 
@@ -38,6 +53,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	log, logs := newLogger(cfg, stderr)
 	files := engine.RaiseFileLimit()
+	gc := setGCPercent(cfg, getenv)
 	// Signals are caught before anything listens, so that a stop request
 	// that comes right after start is a clean stop too.
 	sig := make(chan os.Signal, 1)
@@ -62,7 +78,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		}
 	}
 	fmt.Fprintf(stdout, "  data      %s (%s)\n", abs, storeKind(cfg))
-	log.Info("started", "role", cfg.Role, "server_id", cfg.ServerID, "open_file_limit", files)
+	log.Info("started", "role", cfg.Role, "server_id", cfg.ServerID, "open_file_limit", files, "gc_percent", gc)
 
 	s := <-sig
 	log.Info("stopping", "signal", s.String())

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -175,6 +176,7 @@ func TestBadConfigExits2(t *testing.T) {
 		{"--role", "king"},
 		{"--data-dir", filepath.Join(file, "sub")},
 		{"--idle-timeout", "soon"},
+		{"--gc-percent", "0"},
 	} {
 		cmd := exec.Command(binPath, args...)
 		var stderr bytes.Buffer
@@ -209,6 +211,35 @@ func TestConfigPrecedence(t *testing.T) {
 	_ = os.WriteFile(bad, []byte(`{"nope":1}`), 0o600)
 	if _, err := loadConfig([]string{"--config", bad}, func(string) string { return "" }, io.Discard); err == nil {
 		t.Fatal("unknown config key accepted")
+	}
+}
+
+// --gc-percent sets the collector's target; GOGC, when set, wins.
+func TestGCPercent(t *testing.T) {
+	orig := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(orig)
+	cfg, err := loadConfig(nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := setGCPercent(cfg, func(string) string { return "" }); got != 50 {
+		t.Fatalf("default target %d, want 50", got)
+	}
+	if now := debug.SetGCPercent(100); now != 50 {
+		t.Fatalf("collector target %d after setGCPercent, want 50", now)
+	}
+	cfg.GCPercent = 80
+	gogc := func(k string) string {
+		if k == "GOGC" {
+			return "100"
+		}
+		return ""
+	}
+	if got := setGCPercent(cfg, gogc); got != 100 {
+		t.Fatalf("with GOGC set: target %d, want the runtime's 100 left alone", got)
+	}
+	if now := debug.SetGCPercent(100); now != 100 {
+		t.Fatalf("with GOGC set the target moved to %d", now)
 	}
 }
 
