@@ -342,15 +342,7 @@ func handshake(ctx context.Context, cfg Config, nc net.Conn, serverKey []byte, t
 	if f.Cmd() == frame.CmdError {
 		return nil, errorFrom(f.Body())
 	}
-	payload, err := hs.ReadFrame(nil, f)
-	if err != nil {
-		return nil, err
-	}
-	acc, err := session.ParseAccepted(payload)
-	if err != nil {
-		return nil, err
-	}
-	keys, err := hs.Keys()
+	acc, keys, err := hs.ReadAccepted(f)
 	if err != nil {
 		return nil, err
 	}

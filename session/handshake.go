@@ -395,6 +395,26 @@ func (h *Handshake) drop() {
 	clear(h.static.Private)
 }
 
+// ReadAccepted completes a client's endpoint (IK) handshake: it reads the
+// endpoint's answer f, a HANDSHAKE frame, and returns what the endpoint
+// accepted and the transport state, as ReadFrame, ParseAccepted and Keys
+// would in turn.
+func (h *Handshake) ReadAccepted(f frame.Frame) (Accepted, *Keys, error) {
+	payload, err := h.ReadFrame(nil, f)
+	if err != nil {
+		return Accepted{}, nil, err
+	}
+	acc, err := ParseAccepted(payload)
+	if err != nil {
+		return Accepted{}, nil, err
+	}
+	keys, err := h.Keys()
+	if err != nil {
+		return Accepted{}, nil, err
+	}
+	return acc, keys, nil
+}
+
 // Keys returns the transport state once the handshake is complete. The
 // caller owns it from then on (and should Wipe it when the connection
 // closes); every call returns the same *Keys.

@@ -60,6 +60,38 @@ func TestEndpointAcceptedPayload(t *testing.T) {
 	}
 }
 
+// ReadAccepted is the client's last step in one call; a tampered or
+// malformed answer fails it and gives no keys.
+func TestReadAccepted(t *testing.T) {
+	p := newPKI(t)
+	want := Accepted{UserID: 42, ServerTime: p.clock.Now()}
+	// answer runs a fresh handshake up to the endpoint's answer, carrying
+	// payload and passed through edit.
+	answer := func(payload []byte, edit func([]byte)) (*Handshake, *Handshake, frame.Frame) {
+		c := must(NewEndpointClient(p.cfg, p.device, p.epKey.PublicKey().Bytes(), p.token(t)))(t)
+		s := must(NewEndpointServer(p.cfg, p.epKey, p.tokenKeys, p.audience))(t)
+		must(s.ReadFrame(nil, frame.Frame(must(c.WriteFrame(nil, nil))(t))))(t)
+		m2 := must(s.WriteFrame(nil, payload))(t)
+		edit(m2)
+		return c, s, frame.Frame(m2)
+	}
+	keep := func([]byte) {}
+	c, _, f := answer(must(want.AppendBinary(nil))(t), func(b []byte) { b[len(b)-1] ^= 1 })
+	if _, k, err := c.ReadAccepted(f); err == nil || k != nil {
+		t.Fatalf("a tampered answer gave keys %v, err %v", k, err)
+	}
+	c, _, f = answer([]byte{1, 2}, keep)
+	if _, k, err := c.ReadAccepted(f); !errors.Is(err, ErrPayload) || k != nil {
+		t.Fatalf("a short Accepted gave keys %v, err %v", k, err)
+	}
+	c, s, f := answer(must(want.AppendBinary(nil))(t), keep)
+	acc, keys, err := c.ReadAccepted(f)
+	if err != nil || acc.UserID != 42 || !acc.ServerTime.Equal(want.ServerTime) {
+		t.Fatalf("ReadAccepted = %+v, %v", acc, err)
+	}
+	exchange(t, keys, must(s.Keys())(t))
+}
+
 // exchange checks that a and b talk both ways.
 func exchange(tb testing.TB, a, b *Keys) {
 	tb.Helper()

@@ -122,15 +122,7 @@ func myimHandshake(nc net.Conn, dev *sessionDevice, serverKey []byte, token stri
 		e := frame.Error(f.Body())
 		return nil, fmt.Errorf("%w: code %d: %s", errServer, e.Code(), e.Text())
 	}
-	payload, err := hs.ReadFrame(nil, f)
-	if err != nil {
-		return nil, err
-	}
-	acc, err := session.ParseAccepted(payload)
-	if err != nil {
-		return nil, err
-	}
-	keys, err := hs.Keys()
+	acc, keys, err := hs.ReadAccepted(f)
 	if err != nil {
 		return nil, err
 	}
