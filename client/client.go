@@ -14,7 +14,6 @@ import (
 	"crypto/ecdh"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -156,7 +155,7 @@ func Login(ctx context.Context, cfg Config, addr, name string, password []byte) 
 	if _, err := nc.Write(msg1); err != nil {
 		return nil, err
 	}
-	f, err := readFrame(r, frame.DefaultMaxFrame)
+	f, err := frame.Read(r, frame.DefaultMaxFrame)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +183,7 @@ func Login(ctx context.Context, cfg Config, addr, name string, password []byte) 
 		return nil, err
 	}
 	defer keys.Wipe()
-	if f, err = readFrame(r, frame.DefaultMaxFrame); err != nil {
+	if f, err = frame.Read(r, frame.DefaultMaxFrame); err != nil {
 		return nil, err
 	}
 	body, err := keys.Open(nil, f)
@@ -238,36 +237,6 @@ func errorFrom(body []byte) error {
 	}
 	e := frame.Error(body)
 	return &ServerError{Code: e.Code(), Ref: e.Ref(), Text: string(e.Text())}
-}
-
-// readFrame reads one whole frame, checking its length before its body.
-func readFrame(r *bufio.Reader, max int) (frame.Frame, error) {
-	var hdr [frame.MaxLengthBytes]byte
-	n := 0
-	for {
-		b, err := r.ReadByte()
-		if err != nil {
-			return nil, err
-		}
-		hdr[n] = b
-		n++
-		size, err := frame.Split(hdr[:n], max)
-		if err != nil {
-			return nil, err
-		}
-		if size == 0 {
-			continue
-		}
-		buf := make([]byte, size)
-		copy(buf, hdr[:n])
-		if _, err := io.ReadFull(r, buf[n:]); err != nil {
-			return nil, err
-		}
-		if err := frame.CheckEnvelope(buf); err != nil {
-			return nil, err
-		}
-		return buf, nil
-	}
 }
 
 // Frame is one frame received on a session, opened: Body is plaintext.
@@ -335,7 +304,7 @@ func handshake(ctx context.Context, cfg Config, nc net.Conn, serverKey []byte, t
 		return nil, err
 	}
 	r := bufio.NewReaderSize(nc, 64<<10)
-	f, err := readFrame(r, frame.MaxEncodable)
+	f, err := frame.Read(r, frame.MaxEncodable)
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +354,7 @@ func (c *Conn) readLoop(r *bufio.Reader) {
 	defer close(c.in)
 	defer close(c.done)
 	for {
-		f, err := readFrame(r, frame.MaxEncodable)
+		f, err := frame.Read(r, frame.MaxEncodable)
 		if err != nil {
 			c.fail(err)
 			return

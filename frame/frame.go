@@ -19,6 +19,7 @@ package frame
 import (
 	"errors"
 	"fmt"
+	"io"
 )
 
 // Sentinel errors. Every malformed input maps to exactly one of them, so that
@@ -264,6 +265,45 @@ func CheckEnvelope(f Frame) error {
 		return ErrBadQoS
 	}
 	return nil
+}
+
+// Read reads one whole frame from a blocking stream: the Length field a
+// byte at a time (give it a buffered reader), checked against max as Split
+// does before any body byte is read, then the rest, then the envelope
+// (CheckEnvelope: a sealed body is checked once opened). The frame is a new
+// allocation the caller owns. For clients and tools; the server parses its
+// loops' buffers in place with Split instead. A stream that ends inside a
+// frame gives io.ErrUnexpectedEOF, one that ends between frames io.EOF.
+func Read(r io.Reader, max int) (Frame, error) {
+	var hdr [MaxLengthBytes]byte
+	for n := 1; n <= MaxLengthBytes; n++ {
+		if _, err := io.ReadFull(r, hdr[n-1:n]); err != nil {
+			if n > 1 && err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		size, err := Split(hdr[:n], max)
+		if err != nil {
+			return nil, err
+		}
+		if size == 0 {
+			continue
+		}
+		f := make(Frame, size)
+		copy(f, hdr[:n])
+		if _, err := io.ReadFull(r, f[n:]); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		if err := CheckEnvelope(f); err != nil {
+			return nil, err
+		}
+		return f, nil
+	}
+	return nil, ErrLengthOverflow
 }
 
 // CheckBody validates a plaintext body against its command's fixed fields.

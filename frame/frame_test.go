@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -671,5 +672,47 @@ func TestStreamStopsAtError(t *testing.T) {
 	s.write(frame.Ping)
 	if got := s.result(); !got.equal(want) {
 		t.Fatalf("%v; want %v", got, want)
+	}
+}
+
+// Read takes frames off a stream one by one, with a two-byte Length among
+// them, and refuses what Split and CheckEnvelope refuse before reading on.
+func TestRead(t *testing.T) {
+	big, err := frame.AppendHeader(nil, frame.CmdMsg, frame.QoS1, 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big = append(big, bytes.Repeat([]byte{'x'}, 300)...)
+	stream := slices.Concat(frame.Ping, big, frame.Pong)
+	r := bytes.NewReader(stream)
+	for i, want := range [][]byte{frame.Ping, big, frame.Pong} {
+		f, err := frame.Read(r, frame.DefaultMaxFrame)
+		if err != nil || !bytes.Equal(f, want) {
+			t.Fatalf("frame %d: % x, %v", i, f[:min(len(f), 8)], err)
+		}
+	}
+	if _, err := frame.Read(r, frame.DefaultMaxFrame); !errors.Is(err, io.EOF) {
+		t.Fatalf("at the end of the stream: %v, want io.EOF", err)
+	}
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		max  int
+		want error
+	}{
+		{"oversize", big, 100, frame.ErrTooLarge},
+		{"cut in the body", big[:50], 0, io.ErrUnexpectedEOF},
+		{"cut in the length", big[:1], 0, io.ErrUnexpectedEOF},
+		{"non-minimal length", []byte{0x83, 0x00, 0x01, 0x01}, 0, frame.ErrNonMinimal},
+		{"unknown command", []byte{0x03, 0xEE, 0x00}, 0, frame.ErrUnknownCmd},
+		{"QoS 2", []byte{0x03, 0x01, 0x02}, 0, frame.ErrBadQoS},
+	} {
+		r := bytes.NewReader(tc.in)
+		if f, err := frame.Read(r, tc.max); !errors.Is(err, tc.want) || f != nil {
+			t.Errorf("%s: % x, %v; want %v", tc.name, f, err, tc.want)
+		}
+		if tc.want == frame.ErrTooLarge && r.Len() != len(tc.in)-2 {
+			t.Errorf("oversize: %d bytes read, want only the 2-byte Length", len(tc.in)-r.Len())
+		}
 	}
 }

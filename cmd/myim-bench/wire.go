@@ -114,7 +114,7 @@ func myimHandshake(nc net.Conn, dev *sessionDevice, serverKey []byte, token stri
 	if _, err := nc.Write(msg1); err != nil {
 		return nil, err
 	}
-	f, err := readMyimFrame(nc)
+	f, err := frame.Read(nc, frame.MaxEncodable)
 	if err != nil {
 		return nil, err
 	}
@@ -127,29 +127,6 @@ func myimHandshake(nc net.Conn, dev *sessionDevice, serverKey []byte, token stri
 		return nil, err
 	}
 	return &myimCodec{keys: keys, user: acc.UserID}, nil
-}
-
-func readMyimFrame(r io.Reader) (frame.Frame, error) {
-	var hdr [frame.MaxLengthBytes]byte
-	for n := 1; n <= frame.MaxLengthBytes; n++ {
-		if _, err := io.ReadFull(r, hdr[n-1:n]); err != nil {
-			return nil, err
-		}
-		size, err := frame.Split(hdr[:n], frame.MaxEncodable)
-		if err != nil {
-			return nil, err
-		}
-		if size == 0 {
-			continue
-		}
-		buf := make([]byte, size)
-		copy(buf, hdr[:n])
-		if _, err := io.ReadFull(r, buf[n:]); err != nil {
-			return nil, err
-		}
-		return buf, frame.CheckEnvelope(buf)
-	}
-	return nil, frame.ErrLengthOverflow
 }
 
 func (m *myimCodec) seal(dst []byte, c frame.Cmd, q frame.QoS, pt []byte) ([]byte, error) {
