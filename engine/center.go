@@ -726,9 +726,7 @@ func (c *LocalCenter) remember(from, cid, mid uint64) {
 	if len(sh.ring) < dedupePerShard {
 		sh.ring = append(sh.ring, k)
 	} else {
-		if old := sh.ring[sh.next]; old != (dedupeKey{}) {
-			delete(sh.m, old)
-		}
+		delete(sh.m, sh.ring[sh.next])
 		sh.ring[sh.next] = k
 		sh.next = (sh.next + 1) % dedupePerShard
 	}

@@ -32,9 +32,7 @@ func TestClusterDevicesOnSeveralCenters(t *testing.T) {
 	}
 	receipt(cs[0], 20, s1, m1)
 	receipt(cs[1], 20, s2, m2)
-	if a := eps[2].waitAck(t, 1); a.Status() != frame.AckDelivered {
-		t.Fatalf("ack status %d, want delivered", a.Status())
-	}
+	eps[2].waitDelivered(t, 1)
 
 	// From center 1, where one device is: pushed there, copied to center 2.
 	sendMsg(cs[0], 30, 20, 2, SessionRef{Endpoint: 1, Session: 2})
@@ -44,7 +42,5 @@ func TestClusterDevicesOnSeveralCenters(t *testing.T) {
 		t.Fatalf("copy differs: mid %x and %x, from %d", m1.MID(), m2.MID(), m2.From())
 	}
 	receipt(cs[0], 20, s1, m1)
-	if a := eps[0].waitAck(t, 2); a.Status() != frame.AckDelivered {
-		t.Fatalf("ack status %d, want delivered", a.Status())
-	}
+	eps[0].waitDelivered(t, 2)
 }

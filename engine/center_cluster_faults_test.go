@@ -53,9 +53,7 @@ func TestClusterStaleRouteForwardsAgain(t *testing.T) {
 		t.Fatalf("pushed %d -> %d", m.From(), m.To())
 	}
 	receipt(c, 20, sc, m)
-	if ack := ea.waitAck(t, 1); ack.Status() != frame.AckDelivered {
-		t.Fatalf("ack status %d, want delivered", ack.Status())
-	}
+	ea.waitDelivered(t, 1)
 	if n := stats(b).Moved.Load(); n != 1 {
 		t.Fatalf("center 2 answered moved %d times, want 1", n)
 	}
@@ -126,9 +124,7 @@ func TestClusterRouteTableDownHoldsQoS1(t *testing.T) {
 		t.Fatalf("pushed %d -> %d", m.From(), m.To())
 	}
 	receipt(b, 20, sb, m)
-	if ack := ea.waitAck(t, 2); ack.Status() != frame.AckDelivered {
-		t.Fatalf("ack status %d, want delivered", ack.Status())
-	}
+	ea.waitDelivered(t, 2)
 	if n := stats(a).HeldStored.Load(); n != 0 {
 		t.Fatalf("%d held messages stored", n)
 	}

@@ -29,7 +29,5 @@ func TestClusterRewritesLostRoutes(t *testing.T) {
 	}
 	sendMsg(a, 10, 20, 1, sa)
 	receipt(b, 20, sb, frame.Msg(eb.wait(t, frame.CmdMsg).Body()))
-	if ack := ea.waitAck(t, 1); ack.Status() != frame.AckDelivered {
-		t.Fatalf("ack status %d, want delivered", ack.Status())
-	}
+	ea.waitDelivered(t, 1)
 }

@@ -64,6 +64,15 @@ func (e *recEndpoint) waitAck(t *testing.T, cid uint64) frame.Ack {
 	return frame.Ack(f.Body())
 }
 
+// waitDelivered waits for the ACK of the sender's message cid and fails
+// the test unless it says delivered.
+func (e *recEndpoint) waitDelivered(t *testing.T, cid uint64) {
+	t.Helper()
+	if a := e.waitAck(t, cid); a.Status() != frame.AckDelivered {
+		t.Fatalf("endpoint %d: ack of cid %d has status %d, want delivered", e.id, cid, a.Status())
+	}
+}
+
 // count reports how many delivered frames of cmd are waiting.
 func (e *recEndpoint) count(cmd frame.Cmd) int {
 	e.mu.Lock()
