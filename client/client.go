@@ -59,7 +59,7 @@ type Config struct {
 	// service answers RETRY with a hint (its queue is full, or the account
 	// backs off): it waits the hint, plus up to half of it at random so
 	// that refused clients spread out, and tries again, within ctx. 0
-	// means 30 s; negative means never: the RETRY is returned as a
+	// means a minute; negative means never: the RETRY is returned as a
 	// *ServerError.
 	LoginRetry time.Duration
 	// DialContext, when set, opens the TCP connections (for example to
@@ -78,7 +78,7 @@ func (c *Config) dial(ctx context.Context, addr string) (net.Conn, error) {
 
 func (c *Config) loginRetry() time.Duration {
 	if c.LoginRetry == 0 {
-		return 30 * time.Second
+		return time.Minute
 	}
 	return c.LoginRetry
 }

@@ -43,8 +43,8 @@ type LoginConfig struct {
 	HandshakeTimeout time.Duration
 	// Queue caps the logins admitted and not answered (waiting for the
 	// hasher or being checked). Past it, or when the queue's expected wait
-	// exceeds half of HandshakeTimeout, a login is answered RETRY with a
-	// hint. Default 1,024.
+	// exceeds a quarter of HandshakeTimeout, a login is answered RETRY with
+	// a hint. Default 1,024.
 	Queue int
 }
 
@@ -252,23 +252,25 @@ const (
 )
 
 // admit takes a place in the login queue, or returns the hint of a RETRY:
-// the queue is full, or what it holds already takes more than half the
-// handshake deadline to check. The hint is the time the hasher needs to
-// check half of what is queued, so that refused clients come back to a
-// queue that has room. Loop only (it only touches atomics).
+// the queue is full, or what it holds already takes more than a quarter of
+// the handshake deadline to check (the rest is slack for a machine busier
+// than the hasher's average says, and for the client's own handshake).
+// The hint is the time the hasher needs to check what is queued: refused
+// clients come back (the SDK adds up to half of the hint at random, so
+// that they spread out) as the queue empties. Called on the event loop; it
+// only touches atomics.
 func (l *Login) admit() (time.Duration, bool) {
 	per := l.cfg.Hasher.AvgDuration()
 	if per <= 0 {
 		per = defaultHashTime
 	}
-	conc := int64(max(l.cfg.Hasher.Concurrency(), 1))
 	q := l.queued.Load()
-	wait := time.Duration(q+1) * per / time.Duration(conc)
-	if q < int64(l.cfg.Queue) && wait <= l.cfg.HandshakeTimeout/2 {
+	wait := time.Duration(q+1) * per / time.Duration(max(l.cfg.Hasher.Concurrency(), 1))
+	if q < int64(l.cfg.Queue) && wait <= l.cfg.HandshakeTimeout/4 {
 		l.queued.Add(1)
 		return 0, true
 	}
-	return clampHint(wait / 2), false
+	return clampHint(wait), false
 }
 
 // busyHint is the RETRY hint for an account or address with an attempt in

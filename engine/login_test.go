@@ -57,7 +57,7 @@ func startLogin(t testing.TB, mod func(*engine.LoginConfig), opts ...engine.Opti
 	l := engine.NewLogin(cfg)
 	srv := startServer(t, l, opts...)
 	t.Cleanup(l.Wait) // after the server stops (cleanups run last first)
-	return &loginRig{srv: srv, login: l, store: st, hasher: h, roots: []session.VerifyKey{id.Root.Verify()}}
+	return &loginRig{srv: srv, login: l, store: st, hasher: cfg.Hasher, roots: []session.VerifyKey{id.Root.Verify()}}
 }
 
 func (r *loginRig) addr() string { return r.srv.Addr().String() }
@@ -259,5 +259,69 @@ func TestLoginHandshakeDeadlineIgnoresPing(t *testing.T) {
 		if el := time.Since(start); el > 20*time.Second || el < deadline-100*time.Millisecond {
 			t.Fatalf("%s closed after %v, deadline %v", name, el, deadline)
 		}
+	}
+}
+
+// Issue 17, fault 7: a burst of logins used to queue every password check
+// behind the hasher with no bound, so most clients timed out while the
+// server kept hashing for them. The queue now admits what it can check
+// within half the handshake deadline, answers the rest RETRY with a hint,
+// and the SDK comes back after the hint: every login of the burst
+// succeeds. The time is reported against the hash rate of the same run.
+//
+// One hash at a time, so that the burst needs longer than the SDK's 10 s
+// timeout (which the old code's clients ran into) while the test takes one
+// core; the server and the SDK's timeout are the defaults.
+func TestLoginBurstAllSucceed(t *testing.T) {
+	const logins, perAddr = 1000, 4
+	r := startLogin(t, func(c *engine.LoginConfig) {
+		h, err := session.NewHasher(&session.Config{Argon2: testArgon2, HashConcurrency: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Hasher = h
+	})
+	hash, err := session.HashPassword([]byte("burst password"), testArgon2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < logins; i++ {
+		if _, err := r.store.CreateUser(context.Background(), storage.User{Name: fmt.Sprintf("u%d", i), PassHash: hash}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dev := newKey(t)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	start := make(chan struct{})
+	for i := 0; i < logins; i++ {
+		cfg := r.cfg(dev, fmt.Sprintf("127.0.%d.%d", 1+i/perAddr/250, 1+i/perAddr%250))
+		// The SDK's own timeout; retries as long as it takes on a machine
+		// that other work slows down: the test asserts success, not speed.
+		cfg.DialTimeout, cfg.LoginRetry = 0, 5*time.Minute
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			<-start
+			if _, err := client.Login(context.Background(), cfg, r.addr(), fmt.Sprintf("u%d", i), []byte("burst password")); err != nil {
+				if failed.Add(1) <= 5 {
+					t.Logf("login u%d: %v", i, err)
+				}
+			}
+		}(i)
+	}
+	began := time.Now()
+	close(start)
+	wg.Wait()
+	took := time.Since(began)
+	r.login.Wait()
+	qs := r.login.QueueStats()
+	rate := float64(r.hasher.Concurrency()) / r.hasher.AvgDuration().Seconds()
+	ideal := time.Duration(float64(logins) / rate * float64(time.Second))
+	t.Logf("%d simultaneous logins: %d failed, all done in %v; hasher %.0f hashes/s (%d at a time, %v each), so 1000/rate = %v: %.2f times it; %d hashes, %d told to retry, %d dropped",
+		logins, failed.Load(), took.Round(time.Millisecond), rate, r.hasher.Concurrency(), r.hasher.AvgDuration().Round(time.Microsecond),
+		ideal.Round(time.Millisecond), took.Seconds()/ideal.Seconds(), qs.Hashes, qs.Refused, qs.Dropped)
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d logins failed", failed.Load(), logins)
 	}
 }
