@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bytedance/sonic"
@@ -25,11 +26,16 @@ type API struct {
 	Identity *Identity
 	// Presence, when set, is told about friendship changes (nil is fine).
 	Center *LocalCenter
+
+	lookups     *lookupBudget // name lookups when there is no Center
+	lookupsOnce sync.Once
 }
 
 // Register adds the API's routes to a node.
 func (a *API) Register(n *Node) {
 	n.HandleHTTP("POST /v1/users", http.HandlerFunc(a.createUser))
+	a.lookupsOnce.Do(func() { a.lookups = newLookupBudget(nameLookups) })
+	n.HandleHTTP("GET /v1/users", a.authed(a.findUserHTTP))
 	n.HandleHTTP("POST /v1/friends/requests", a.authed(a.requestFriend))
 	n.HandleHTTP("POST /v1/friends/accept", a.authed(a.acceptFriend))
 	n.HandleHTTP("DELETE /v1/friends/{id}", a.authed(a.removeFriend))
