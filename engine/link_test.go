@@ -36,10 +36,17 @@ type linkedEndpoint struct {
 	srv *engine.Server
 }
 
+// testLinkSecret authenticates the tests' plain-text links.
+var testLinkSecret = []byte("test link secret, 32 bytes long!")
+
 // fastLink makes a dead link show within a second in tests.
 func fastLink(tlsCfg *tls.Config) engine.LinkConfig {
-	return engine.LinkConfig{TLS: tlsCfg, Plaintext: tlsCfg == nil,
+	lc := engine.LinkConfig{TLS: tlsCfg, Plaintext: tlsCfg == nil,
 		HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: time.Second}
+	if tlsCfg == nil {
+		lc.Secret = testLinkSecret
+	}
+	return lc
 }
 
 func startLinkCenter(t testing.TB, serverTLS *tls.Config) *linkCluster {

@@ -52,6 +52,7 @@ type Config struct {
 	JoinURL       string // the first node's join listener, https://host:port
 	JoinAddr      string // first node: where it serves joins
 	LinkPlaintext bool   // links without TLS (loopback and private networks only)
+	LinkSecret    string // shared secret that authenticates plain-text links
 	AdvertiseAddr string // endpoint: the address clients dial (default: the endpoint listener's)
 	LinkAdvertise string // center: the link address other centers dial (default: the link listener's)
 	Priority      int    // endpoint: its priority in the server list, lower first
@@ -108,7 +109,8 @@ func (c *Config) options() []option {
 		{"join-file", "file holding the join token from 'myimd cluster token', read on first start", (*stringValue)(&c.JoinFile)},
 		{"join-url", "the first node's join listener, e.g. https://10.0.0.1:5270", (*stringValue)(&c.JoinURL)},
 		{"join-addr", "first node: where to serve cluster joins (needs 'myimd cluster init')", (*addrValue)(&c.JoinAddr)},
-		{"link-plaintext", "endpoint-center and center-center links without TLS (loopback and private networks only)", (*boolValue)(&c.LinkPlaintext)},
+		{"link-plaintext", "endpoint-center and center-center links without TLS (loopback and private networks only; needs --link-secret)", (*boolValue)(&c.LinkPlaintext)},
+		{"link-secret", "with --link-plaintext: shared secret, at least 16 bytes, that every node of the cluster proves it holds before a link is accepted (set it in MYIM_LINK_SECRET or the config file, where ps does not show it)", (*secretValue)(&c.LinkSecret)},
 		{"advertise-addr", "endpoint: the address clients dial (default: the endpoint listener's)", (*stringValue)(&c.AdvertiseAddr)},
 		{"link-advertise-addr", "center: the link address other centers dial (default: the link listener's)", (*stringValue)(&c.LinkAdvertise)},
 		{"priority", "endpoint: priority in the server list, lower first", (*intValue)(&c.Priority)},

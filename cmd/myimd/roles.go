@@ -422,7 +422,10 @@ func (b *node) joinIdentity(ctx context.Context, role string) (*engine.Identity,
 func (b *node) linkConfig(server bool) (engine.LinkConfig, bool, error) {
 	lc := engine.LinkConfig{Logger: b.log.With("part", "link")}
 	if b.cfg.LinkPlaintext {
-		lc.Plaintext = true
+		lc.Plaintext, lc.Secret = true, []byte(b.cfg.LinkSecret)
+		if len(lc.Secret) < 16 {
+			return lc, false, errors.New("--link-plaintext needs --link-secret (at least 16 bytes, the same on every node)")
+		}
 		return lc, true, nil
 	}
 	if _, err := engine.ReadNodeCert(b.cfg.DataDir); err != nil {
