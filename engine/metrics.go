@@ -491,12 +491,18 @@ var (
 		"Seconds since the process started serving.", nil, nil)
 )
 
+// descAcceptErrors counts accepts that failed (EMFILE, ENFILE...) and
+// were retried after a backoff, per listener (http included).
+var descAcceptErrors = prometheus.NewDesc("myim_accept_errors_total",
+	"Accepts that failed (out of file descriptors, or another error) and were retried after a backoff, by listener.",
+	[]string{"listener"}, nil)
+
 // Describe sends every descriptor the monitor's metrics use.
 func (m *Monitor) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descAccepted, descFramesIn, descBytesIn, descBytesOut,
 		descWrites, descClosed, descLoopLag, descSessions, descDraining, descHandshakes, descHandshakeFail,
 		descMessages, descFramesByCmd, descGroupPushes, descOfflineDeleted, descOfflineDepth, descOfflineQueue, descPending, descStoreQueue, descStoreQueueCap, descOnline, descDelivery,
-		descCluster, descPeers, descStoreLat, descStoreErr, descUptime} {
+		descCluster, descPeers, descStoreLat, descStoreErr, descUptime, descAcceptErrors} {
 		ch <- d
 	}
 }
@@ -522,6 +528,10 @@ func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
 				counter(descClosed, st.Closed[r].Load(), name, r.String())
 			}
 			ch <- st.LoopLag.Snapshot().metric(descLoopLag, name)
+			counter(descAcceptErrors, st.AcceptErrors.Load(), name)
+		}
+		if errs, limit := n.HTTPStats(); limit > 0 {
+			counter(descAcceptErrors, errs, "http")
 		}
 	}
 	handshakes := func(role string, h *HandshakeStats) {

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -37,6 +39,15 @@ type NodeConfig struct {
 	// Ready reports whether the node's dependencies (store, Redis, center
 	// links) are usable; /readyz calls it. Nil means always ready.
 	Ready func(ctx context.Context) error
+	// FileReserve is how many file descriptors the listeners leave for
+	// everything else: the store, Redis, center links, files being
+	// transferred, logs. The listeners' connection caps are derived so
+	// that together they stay below RLIMIT_NOFILE minus it (see
+	// connShares). 0 means 64 plus a tenth of the limit.
+	FileReserve int
+	// HTTPMaxConns caps the HTTP API's connections (lowered to fit the
+	// file budget). 0 means 1,024.
+	HTTPMaxConns int
 }
 
 func (c *NodeConfig) fillDefaults() {
@@ -52,6 +63,54 @@ func (c *NodeConfig) fillDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.HTTPMaxConns <= 0 {
+		c.HTTPMaxConns = 1024
+	}
+}
+
+// HTTP server timeouts: a client gets ReadHeaderTimeout to send its
+// headers, httpReadTimeout for a whole request, httpWriteTimeout for the
+// answer, and an idle keep-alive connection is closed after
+// httpIdleTimeout. File uploads and downloads are long by nature: their
+// routes (/v1/files, /v1/uploads) lift the read and write deadlines and
+// are bounded by the file server's own timeouts.
+const (
+	httpReadHeaderTimeout = 10 * time.Second
+	httpReadTimeout       = 30 * time.Second
+	httpWriteTimeout      = 60 * time.Second
+	httpIdleTimeout       = 120 * time.Second
+)
+
+// connShares splits the file descriptors left after reserve among the
+// listeners: the endpoint takes most, the login and HTTP listeners an
+// eighth each, any other listener a sixteenth; a configured cap below its
+// share is kept. limit 0 (unknown or unlimited) leaves the caps as they
+// are.
+func connShares(limit, reserve int, names []string, caps map[string]int) map[string]int {
+	out := make(map[string]int, len(caps))
+	for k, v := range caps {
+		out[k] = v
+	}
+	if limit <= 0 {
+		return out
+	}
+	avail := max(limit-reserve, len(names))
+	left := avail
+	for _, n := range names {
+		if n == "endpoint" {
+			continue
+		}
+		share := avail / 8
+		if n != "login" && n != "http" {
+			share = avail / 16
+		}
+		out[n] = max(min(out[n], share), 1)
+		left -= out[n]
+	}
+	if _, ok := out["endpoint"]; ok {
+		out["endpoint"] = max(min(out["endpoint"], left), 1)
+	}
+	return out
 }
 
 // Node runs the listeners of one process's roles.
@@ -60,22 +119,52 @@ type Node struct {
 	servers map[string]*Server
 	order   []string
 	http    *http.Server
-	httpLn  net.Listener
+	httpLn  *limitListener
+	httpCap int
 	mux     *http.ServeMux
 	mu      sync.Mutex
 	stopped bool
+	// fatal receives the first listener that stopped without Stop.
+	fatal chan error
 }
 
 // NewNode prepares a node; handlers for each listener come from the role.
 func NewNode(cfg NodeConfig) (*Node, error) {
 	cfg.fillDefaults()
-	n := &Node{cfg: cfg, servers: make(map[string]*Server), mux: http.NewServeMux()}
+	n := &Node{cfg: cfg, servers: make(map[string]*Server), mux: http.NewServeMux(), fatal: make(chan error, 1)}
 	all := cfg.Role == RoleAll
+	// Connection caps: every listener's share of the file budget.
+	var names []string
+	caps := map[string]int{}
+	want := func(name, addr string, on bool) {
+		if on && addr != "" {
+			names = append(names, name)
+			caps[name] = cfg.Limits.MaxConns
+			if caps[name] <= 0 {
+				caps[name] = 1_000_000
+			}
+		}
+	}
+	want("login", cfg.LoginAddr, all || cfg.Role == RoleLogin)
+	want("endpoint", cfg.EndpointAddr, all || cfg.Role == RoleEndpoint)
+	want("center", cfg.CenterAddr, all || cfg.Role == RoleCenter)
+	if cfg.HTTPAddr != "" {
+		names = append(names, "http")
+		caps["http"] = cfg.HTTPMaxConns
+	}
+	limit := fileLimit()
+	reserve := cfg.FileReserve
+	if reserve <= 0 {
+		reserve = 64 + limit/10
+	}
+	caps = connShares(limit, reserve, names, caps)
+	n.httpCap = caps["http"]
 	add := func(name, addr string, h Handler) {
 		if addr == "" {
 			return
 		}
 		lim := cfg.Limits
+		lim.MaxConns = caps[name]
 		lim.Addr = addr
 		if lim.PreAuthMaxFrame == 0 {
 			lim.PreAuthMaxFrame = DefaultPreAuthMaxFrame
@@ -117,6 +206,13 @@ func (n *Node) HandleHTTP(pattern string, h http.Handler) { n.mux.Handle(pattern
 
 func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
+	for _, name := range n.order {
+		if err := n.servers[name].FailErr(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(w, `{"status":"unready","error":%q}`, name+" listener stopped: "+err.Error())
+			return
+		}
+	}
 	if n.cfg.Ready != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
@@ -136,6 +232,7 @@ func (n *Node) Start() error {
 			n.stopAll(context.Background())
 			return fmt.Errorf("%s listener: %w", name, err)
 		}
+		go n.watch(name, n.servers[name])
 	}
 	if n.cfg.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
@@ -143,16 +240,105 @@ func (n *Node) Start() error {
 			n.stopAll(context.Background())
 			return fmt.Errorf("http listener: %w", err)
 		}
-		n.httpLn = ln
-		n.http = &http.Server{Handler: n.mux, ReadHeaderTimeout: 10 * time.Second,
+		n.httpLn = newLimitListener(ln, n.httpCap)
+		n.http = &http.Server{Handler: http.HandlerFunc(n.serveHTTP), ReadHeaderTimeout: httpReadHeaderTimeout,
+			ReadTimeout: httpReadTimeout, WriteTimeout: httpWriteTimeout, IdleTimeout: httpIdleTimeout,
 			ErrorLog: slog.NewLogLogger(n.cfg.Logger.Handler(), slog.LevelWarn)}
 		go func() {
-			if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				n.cfg.Logger.Error("http server", "err", err)
+			if err := n.http.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.cfg.Logger.Error("http listener stopped", "err", err)
+				select {
+				case n.fatal <- fmt.Errorf("http listener stopped: %w", err):
+				default:
+				}
 			}
 		}()
 	}
 	return nil
+}
+
+// serveHTTP is the HTTP API's handler: file transfers get no read or write
+// deadline (see httpReadTimeout), everything else the server's.
+func (n *Node) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.Path; strings.HasPrefix(p, "/v1/files") || strings.HasPrefix(p, "/v1/uploads") {
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Time{})
+		_ = rc.SetWriteDeadline(time.Time{})
+	}
+	n.mux.ServeHTTP(w, r)
+}
+
+// watch reports a listener that stops serving without Stop on Fatal.
+func (n *Node) watch(name string, s *Server) {
+	<-s.Failed()
+	select {
+	case n.fatal <- fmt.Errorf("%s listener stopped: %w", name, s.FailErr()):
+	default:
+	}
+}
+
+// Fatal delivers the first error that leaves the node unable to serve (a
+// listener that stopped without Stop); /readyz answers 503 from then on.
+// The process should log it and exit, so that its supervisor restarts it.
+func (n *Node) Fatal() <-chan error { return n.fatal }
+
+// HTTPStats returns the HTTP listener's accept errors and its connection
+// cap (0, 0 without an HTTP listener). Safe for concurrent use.
+func (n *Node) HTTPStats() (acceptErrors uint64, maxConns int) {
+	if n.httpLn == nil {
+		return 0, 0
+	}
+	return n.httpLn.errors.Load(), n.httpCap
+}
+
+// limitListener caps the connections accepted and not yet closed: past the
+// cap, Accept waits, so that the excess waits in the kernel's backlog and
+// holds no file descriptor of the process. It counts failed accepts
+// (net/http retries them with a backoff).
+type limitListener struct {
+	net.Listener
+	sem    chan struct{}
+	done   chan struct{}
+	once   sync.Once
+	errors atomic.Uint64
+}
+
+func newLimitListener(l net.Listener, n int) *limitListener {
+	return &limitListener{Listener: l, sem: make(chan struct{}, max(n, 1)), done: make(chan struct{})}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		if !errors.Is(err, net.ErrClosed) {
+			l.errors.Add(1)
+		}
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+func (l *limitListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }
 
 // Addrs returns each listener's bound address by name: login, endpoint,

@@ -82,8 +82,17 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	fmt.Fprintf(stdout, "  data      %s (%s)\n", abs, storeKind(cfg))
 	log.Info("started", "role", cfg.Role, "server_id", cfg.ServerID, "open_file_limit", files, "gc_percent", gc)
 
-	s := <-sig
-	log.Info("stopping", "signal", s.String())
+	code := 0
+	select {
+	case s := <-sig:
+		log.Info("stopping", "signal", s.String())
+	case err := <-n.Fatal():
+		// A listener that stopped does not come back by itself: exit so
+		// that the supervisor restarts the process (/readyz says 503 until
+		// then).
+		log.Error("exiting: a listener stopped serving; restart the process", "err", err)
+		code = 1
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := n.Stop(ctx); err != nil {
@@ -91,7 +100,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 1
 	}
 	log.Info("stopped")
-	return 0
+	return code
 }
 
 const version = "0.1.0"
