@@ -37,6 +37,7 @@ func (a *API) Register(n *Node) {
 	n.HandleHTTP("POST /v1/groups/{id}/join", a.authed(a.joinGroup))
 	n.HandleHTTP("POST /v1/groups/{id}/leave", a.authed(a.leaveGroup))
 	n.HandleHTTP("GET /v1/groups/{id}/members", a.authed(a.groupMembers))
+	n.HandleHTTP("PUT /v1/me", a.authed(a.putMe))
 }
 
 var nameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -68,16 +69,9 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-func (a *API) storeErr(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		writeErr(w, http.StatusNotFound, "not found")
-	case errors.Is(err, storage.ErrExists):
-		writeErr(w, http.StatusConflict, "already exists")
-	default:
-		writeErr(w, http.StatusServiceUnavailable, "store unavailable; retry")
-	}
-}
+// storeErr answers a failed Store call through the one mapping of
+// refusal.go.
+func (a *API) storeErr(w http.ResponseWriter, err error) { writeRefusal(w, err) }
 
 // checkCredentials returns why a name or password is refused, or "".
 func checkCredentials(name, password string) string {
@@ -286,4 +280,29 @@ func (a *API) groupMembers(w http.ResponseWriter, r *http.Request, user uint64) 
 		ids[i] = m.User
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"group": id, "members": ids})
+}
+
+// putMe sets the caller's signature and profile (profile.go). It needs the
+// center, which reads presence for the answer.
+func (a *API) putMe(w http.ResponseWriter, r *http.Request, user uint64) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "body must be a JSON object")
+		return
+	}
+	in, err := parseProfile(b)
+	if err != nil {
+		writeRefusal(w, err)
+		return
+	}
+	if a.Center == nil {
+		writeErr(w, http.StatusNotFound, "no center on this node")
+		return
+	}
+	j, err := a.Center.updateProfile(r.Context(), user, in)
+	if err != nil {
+		writeRefusal(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, j)
 }

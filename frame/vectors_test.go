@@ -161,6 +161,8 @@ var vectorTable = map[string]vectorWant{
 	"notice-new-device": {frame.CmdNotice, frame.QoS0, noticeFields{frame.NoticeNewDevice, `{"device":"laptop"}`}},
 
 	"group-create": {frame.CmdGroup, frame.QoS0, groupFields{6, frame.GroupCreate, 0, `{"name":"team"}`}},
+
+	"profile-request": {frame.CmdProfile, frame.QoS0, lookupFields{7, 0, `{"signature":"on holiday"}`}},
 }
 
 // seqString returns the bytes 0, 1, ..., n-1 as a string.
@@ -200,7 +202,7 @@ func TestDocVectors(t *testing.T) {
 			t.Errorf("command %v (0x%02x) has no vector in %s", frame.Cmd(c), c, protocolDoc)
 		}
 	}
-	for c := frame.CmdPing; c <= frame.CmdGroup; c++ {
+	for c := frame.CmdPing; c <= frame.CmdProfile; c++ {
 		if !covered[c] {
 			t.Errorf("command 0x%02x has no vector in %s", byte(c), protocolDoc)
 		}
