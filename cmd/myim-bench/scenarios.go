@@ -86,9 +86,7 @@ func setupGroup(ctx context.Context, r *runner) error {
 }
 
 // loginStorm runs real logins (argon2id and all) for the bench users, with
-// LoginConc at a time, for the duration or, when Count is set, until Count
-// logins were tried (as --count means for the other scenarios: the duration
-// does not cut it short; ctx bounds the run).
+// LoginConc at a time, for the duration or count.
 func loginStorm(ctx context.Context, r *runner, rep *Report) error {
 	cfg := r.cfg
 	roots, err := loadRoot(cfg.Root)
@@ -120,7 +118,7 @@ func loginStorm(ctx context.Context, r *runner, rep *Report) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for (r.limited || time.Now().Before(end)) && ctx.Err() == nil && r.take() {
+			for time.Now().Before(end) && ctx.Err() == nil && r.take() {
 				i := int(next.Add(1)-1) % n
 				s := time.Now()
 				_, err := client.Login(ctx, ccfg, cfg.Login, cfg.userName(i), []byte(cfg.Password))
