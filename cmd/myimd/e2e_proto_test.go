@@ -526,3 +526,33 @@ func urlQuery(s string) string {
 	}
 	return b.String()
 }
+
+// ---- 10. the admin views use the store's device and count methods
+
+func TestAdminViewsShowDevicesAndCounts(t *testing.T) {
+	p := startMyimd(t, "--admin-secret", "s3cret")
+	p.register(t, "ann", "password-ann")
+	benID := p.register(t, "ben", "password-ben")
+	ann := p.connect(t, "ann", newDevice(t))
+	for i := 0; i < 2; i++ {
+		_, _ = ann.conn.SendMsg(benID, frame.QoS1, []byte("wait for me"))
+		recvCmd(t, ann.conn, frame.CmdAck)
+	}
+	var u struct {
+		Devices []struct {
+			Device string `json:"device"`
+		} `json:"devices"`
+		Offline int `json:"offline"`
+	}
+	code, body := p.call(t, "GET", fmt.Sprintf("/v1/admin/users/%d", ann.id), "s3cret", "")
+	if _ = sonic.Unmarshal(body, &u); code != http.StatusOK || len(u.Devices) != 1 || len(u.Devices[0].Device) != 64 {
+		t.Fatalf("ann: %d %s", code, body)
+	}
+	code, body = p.call(t, "GET", fmt.Sprintf("/v1/admin/users/%d", benID), "s3cret", "")
+	if u.Devices, u.Offline = nil, 0; sonic.Unmarshal(body, &u) != nil || code != http.StatusOK || len(u.Devices) != 0 || u.Offline != 2 {
+		t.Fatalf("ben: %d %s", code, body)
+	}
+	if code, body := p.call(t, "GET", "/v1/admin/groups/12345", "s3cret", ""); code != http.StatusNotFound {
+		t.Fatalf("unknown group: %d %s", code, body)
+	}
+}
