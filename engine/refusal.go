@@ -22,8 +22,6 @@ import (
 var (
 	// errBusy: a bounded queue of the center is full.
 	errBusy = errors.New("engine: server busy")
-	// errNotMember: the request needs group membership the user lacks.
-	errNotMember = errors.New("engine: not a member of the group")
 	// errNotFriend: the request needs a friendship the users lack.
 	errNotFriend = errors.New("engine: not a friend")
 )
@@ -45,16 +43,21 @@ var refusals = []refusalRow{
 	{storage.ErrNotFound, frame.ErrCodeNotFound, http.StatusNotFound, "not found", false},
 	{storage.ErrExists, frame.ErrCodeConflict, http.StatusConflict, "already exists", false},
 	{storage.ErrQuota, frame.ErrCodeForbidden, http.StatusForbidden, "over quota", false},
-	{errNotMember, frame.ErrCodeForbidden, http.StatusForbidden, "not a member of the group", false},
 	{errNotFriend, frame.ErrCodeForbidden, http.StatusForbidden, "not a friend", false},
 	{storage.ErrUnavailable, frame.ErrCodeRetry, http.StatusServiceUnavailable, "store unavailable; retry", true},
 	{context.DeadlineExceeded, frame.ErrCodeRetry, http.StatusServiceUnavailable, "timed out; retry", true},
 	{errBusy, frame.ErrCodeRetry, http.StatusServiceUnavailable, "server busy; retry", true},
 }
 
-// refusalOf returns the ERROR code, HTTP status and text for err. Safe for
+// refusalOf returns the ERROR code, HTTP status and text for err: those of
+// a *groupError (a refusal by the group rules, groups.go, which names its
+// own), else of the first row of refusals that err matches. Safe for
 // concurrent use.
 func refusalOf(err error) (code uint16, status int, text string) {
+	var ge *groupError
+	if errors.As(err, &ge) {
+		return ge.code, ge.status, ge.msg
+	}
 	for _, r := range refusals {
 		if errors.Is(err, r.err) {
 			text = r.text

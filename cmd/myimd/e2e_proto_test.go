@@ -152,7 +152,7 @@ func testGroupPaging(t *testing.T, p *proc) {
 	gus := p.connect(t, "gus", newDevice(t))
 	var groups [2]uint64
 	for i := range groups {
-		req, _ := gia.conn.Group(frame.GroupCreate, 0, []byte(fmt.Sprintf(`{"name":"g%d"}`, i)))
+		req, _ := gia.conn.Group(frame.GroupCreate, 0, []byte(fmt.Sprintf(`{"name":"g%d","open":true}`, i)))
 		groups[i], _ = groupReply(t, gia.conn, req)
 		req, _ = gus.conn.Group(frame.GroupJoin, groups[i], nil)
 		groupReply(t, gus.conn, req)
@@ -291,7 +291,7 @@ func testRefusals(t *testing.T, p *proc) {
 		{"unfriend oneself", "DELETE", fmt.Sprintf("/v1/friends/%d", ria.id), "", 400},
 		{"create a group with an empty name", "POST", "/v1/groups", `{"name":""}`, 400},
 		{"accept a request nobody made", "POST", "/v1/friends/accept", fmt.Sprintf(`{"from":%d}`, ray.id), 404},
-		{"join a group that does not exist", "POST", "/v1/groups/999999/join", "", 404},
+		{"join a group that does not exist", "POST", "/v1/groups/999999/join", "", 403},
 		{"befriend a friend again", "POST", "/v1/friends/requests", fmt.Sprintf(`{"to":%d}`, rob.id), 409},
 	} {
 		code, body := p.httpCall(t, c.method, c.path, tok, strings.NewReader(c.body), nil)
@@ -306,7 +306,9 @@ func testRefusals(t *testing.T, p *proc) {
 	req, _ := ria.conn.Group(frame.GroupCreate, 0, []byte(`{"name":""}`))
 	wantError(t, ria.conn, uint64(req), frame.ErrCodeBadRequest, "GROUP CREATE with an empty name")
 	req, _ = ria.conn.Group(frame.GroupJoin, 999999, nil)
-	wantError(t, ria.conn, uint64(req), frame.ErrCodeNotFound, "GROUP JOIN of an unknown group")
+	wantError(t, ria.conn, uint64(req), frame.ErrCodeForbidden, "GROUP JOIN of an unknown group")
+	req, _ = ria.conn.Lookup(frame.CmdSignature, 999999)
+	wantError(t, ria.conn, uint64(req), frame.ErrCodeNotFound, "SIGNATURE of an unknown user")
 	req, _ = ray.conn.Lookup(frame.CmdFriendInfo, ria.id)
 	wantError(t, ray.conn, uint64(req), frame.ErrCodeForbidden, "FRIEND_INFO about a stranger")
 	req, _ = ria.conn.Group(frame.GroupCreate, 0, []byte(`{"name":"closed"}`))
@@ -403,7 +405,7 @@ func testGroupSweep(t *testing.T, args ...string) {
 	p.register(t, "gus", "password-gus")
 	gia := p.connect(t, "gia", newDevice(t))
 	gus := p.connect(t, "gus", newDevice(t))
-	req, _ := gia.conn.Group(frame.GroupCreate, 0, []byte(`{"name":"short-lived"}`))
+	req, _ := gia.conn.Group(frame.GroupCreate, 0, []byte(`{"name":"short-lived","open":true}`))
 	group, _ := groupReply(t, gia.conn, req)
 	req, _ = gus.conn.Group(frame.GroupJoin, group, nil)
 	groupReply(t, gus.conn, req)
@@ -447,7 +449,7 @@ func TestGroupMsgDSrvAndEcho(t *testing.T) {
 	gia2 := p.connect(t, "gia", newDevice(t)) // gia's second device
 	gus := p.connect(t, "gus", newDevice(t))
 	gil := p.connect(t, "gil", newDevice(t))
-	req, _ := gia.conn.Group(frame.GroupCreate, 0, []byte(`{"name":"dsrv"}`))
+	req, _ := gia.conn.Group(frame.GroupCreate, 0, []byte(`{"name":"dsrv","open":true}`))
 	group, _ := groupReply(t, gia.conn, req)
 	for _, u := range []*user{gus, gil} {
 		req, _ = u.conn.Group(frame.GroupJoin, group, nil)
