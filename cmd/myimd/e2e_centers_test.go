@@ -115,7 +115,7 @@ func TestTwoCenters(t *testing.T) {
 	}
 
 	// A group with a member on each center.
-	req, _ := uma.conn.Group(frame.GroupCreate, 0, []byte(`{"name":"two centers"}`))
+	req, _ := uma.conn.Group(frame.GroupCreate, 0, []byte(`{"name":"two centers","open":true}`))
 	group, _ := groupReply(t, uma.conn, req)
 	req, _ = vic.conn.Group(frame.GroupJoin, group, nil)
 	groupReply(t, vic.conn, req)

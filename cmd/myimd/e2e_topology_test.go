@@ -239,7 +239,7 @@ func steadyState(t *testing.T, tp *topology, amy, bob, cai, xue *user) {
 		}
 	}
 
-	req, _ := amy.conn.Group(frame.GroupCreate, 0, []byte(`{"name":"everywhere"}`))
+	req, _ := amy.conn.Group(frame.GroupCreate, 0, []byte(`{"name":"everywhere","open":true}`))
 	group, _ := groupReply(t, amy.conn, req)
 	for _, u := range []*user{bob, cai, xue} {
 		req, _ := u.conn.Group(frame.GroupJoin, group, nil)

@@ -186,7 +186,7 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 			notify = center.Notify
 		}
 		login = engine.NewLogin(engine.LoginConfig{Store: store, Identity: id, Hasher: hasher, Session: scfg,
-			Servers: servers, Notify: notify, Logger: log.With("role", "login")})
+			Servers: servers, Notify: notify, Logger: log.With("role", "login"), HandshakeTimeout: cfg.HandshakeTimeout})
 		b.onClose(login.Wait)
 	}
 
