@@ -78,6 +78,11 @@ type Config struct {
 	// GCPercent is the collector's target (debug.SetGCPercent), unless the
 	// GOGC environment variable is set.
 	GCPercent int
+
+	// Registration is open, invite or closed; RegistrationRate is how many
+	// registrations one address may make per hour.
+	Registration     string
+	RegistrationRate int
 }
 
 type option struct {
@@ -131,6 +136,8 @@ func (c *Config) options() []option {
 		{"xfer-idle", "end a user-to-user file transfer with no progress for this long", (*durationValue)(&c.XferIdle)},
 		{"group-ttl", "center: how long a group message is kept for members that have not acknowledged it", (*durationValue)(&c.GroupTTL)},
 		{"group-sweep", "center: how often expired group messages are deleted from the store", (*durationValue)(&c.GroupSweep)},
+		{"registration", "who may register over the HTTP API: open (anyone, --registration-rate per address), invite (with a code from POST /v1/admin/invites) or closed (the admin API only)", &enumValue{&c.Registration, []string{"open", "invite", "closed"}}},
+		{"registration-rate", "registrations one client address may make per hour, the first ones at once (0: no limit)", (*intValue)(&c.RegistrationRate)},
 		{"gc-percent", "Go collector target: heap growth over live data, in percent, before a collection (Go's default is 100; lower holds less memory per session for some CPU under traffic; -1: off; Go's GOGC variable, when set, wins)", (*intValue)(&c.GCPercent)},
 	}
 }
@@ -159,7 +166,7 @@ func defaults() Config {
 		JoinAddr:          ":5270",
 		RedisPrefix:       "myim:",
 		ServerID:          1,
-		FileQuota:         10 << 30,
+		FileQuota:         1 << 30,
 		MaxFileSize:       4 << 30,
 		UploadTimeout:     time.Hour,
 		XferIdle:          10 * time.Minute,
@@ -169,6 +176,8 @@ func defaults() Config {
 		RouteRetry:        5 * time.Second,
 		RouteTTL:          30 * time.Second,
 		GCPercent:         50,
+		Registration:      "open",
+		RegistrationRate:  30,
 	}
 }
 
