@@ -183,7 +183,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			cfg.GroupSize = cfg.Conns
 		}
 	}
-	for _, a := range []string{cfg.Endpoint, cfg.Login, cfg.HTTP} {
+	for _, a := range []string{cfg.Endpoint, cfg.Login, cfg.HTTP, cfg.AdminAPI} {
 		if a == "" || (cfg.Proto != "myim" && a != cfg.Endpoint) {
 			continue
 		}

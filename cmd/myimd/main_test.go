@@ -63,7 +63,8 @@ func startMyimd(t testing.TB, args ...string) *proc {
 func startMyimdDir(t testing.TB, dir string, args ...string) *proc {
 	t.Helper()
 	base := []string{"--data-dir", dir, "--endpoint-addr", "127.0.0.1:0",
-		"--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0"}
+		"--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0",
+		"--admin-addr", "127.0.0.1:0", "--shutdown-grace", "5s"}
 	cmd := exec.Command(binPath, append(base, args...)...)
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer
