@@ -134,7 +134,7 @@ func (c *Config) options() []option {
 		{"admin-addr", "operators' HTTP listener: /metrics, the admin API, pprof, the status page (empty: off; keep it on loopback or a private network)", (*addrValue)(&c.AdminAddr)},
 		{"http-tls-cert", "PEM certificate (chain) for TLS on the public HTTP listener, with --http-tls-key", (*stringValue)(&c.HTTPTLSCert)},
 		{"http-tls-key", "PEM private key for --http-tls-cert", (*stringValue)(&c.HTTPTLSKey)},
-		{"http-tls-auto", "TLS on the public HTTP listener with a certificate made at start from the cluster CA (clients trust ca.pem of the data dir), or self-signed without one", (*boolValue)(&c.HTTPTLSAuto)},
+		{"http-tls-auto", "TLS on the public HTTP listener with a certificate made at start from the cluster CA (clients trust cluster-ca.pem of the first node's data dir), or self-signed without one", (*boolValue)(&c.HTTPTLSAuto)},
 		{"shutdown-grace", "on SIGTERM: how long to drain (readiness 503, new sessions refused, clients told to move, spread over this time) before stopping; a second SIGTERM stops at once", (*durationValue)(&c.ShutdownGrace)},
 		{"gc-percent", "Go collector target: heap growth over live data, in percent, before a collection (Go's default is 100; lower holds less memory per session for some CPU under traffic; -1: off; Go's GOGC variable, when set, wins)", (*intValue)(&c.GCPercent)},
 	}

@@ -130,13 +130,13 @@ func TestPublicTLS(t *testing.T) {
 		t.Fatalf("cluster init: %v\n%s", err, out)
 	}
 	p := startMyimdDir(t, dir, "--http-tls-auto")
-	ca, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	ca, err := os.ReadFile(filepath.Join(dir, "cluster-ca.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(ca) {
-		t.Fatal("no certificate in ca.pem")
+		t.Fatal("no certificate in cluster-ca.pem")
 	}
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	resp, err := hc.Post("https://"+p.addrs["http"]+"/v1/users", "application/json",
