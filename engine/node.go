@@ -24,11 +24,11 @@ const (
 // NodeConfig describes one MyIM process. Empty addresses disable their
 // listener; the role decides which listeners exist at all.
 type NodeConfig struct {
-	Role             string
-	ServerID         uint32
-	EndpointAddr     string // client listener
-	LoginAddr        string // login listener
-	HTTPAddr         string // the public HTTP API and health
+	Role         string
+	ServerID     uint32
+	EndpointAddr string // client listener
+	LoginAddr    string // login listener
+	HTTPAddr     string // the public HTTP API and health
 	// HTTPTLS, when set, serves the public HTTP API over TLS.
 	HTTPTLS *tls.Config
 	// AdminAddr is the operators' listener: metrics, the admin API, pprof,

@@ -82,7 +82,7 @@ type Monitor struct {
 	cluster   []NodeStatus
 	clusterAt time.Time
 	// proc reads this process's RSS and CPU time; nil where /proc is not.
-	proc *procfs.Proc
+	proc      *procfs.Proc
 	adminAddr atomic.Value // string
 }
 

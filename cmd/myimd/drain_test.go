@@ -169,4 +169,3 @@ func TestDrainUndone(t *testing.T) {
 }
 
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
-

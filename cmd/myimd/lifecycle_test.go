@@ -282,4 +282,3 @@ func TestClusterInitHelp(t *testing.T) {
 		t.Fatalf("help lists %d flags, want 2:\n%s", n, out)
 	}
 }
-
