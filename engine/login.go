@@ -42,9 +42,10 @@ type LoginConfig struct {
 // the event loop, then a token and the server list in a sealed AUTH frame.
 // It never holds messaging sessions.
 type Login struct {
-	cfg LoginConfig
-	wg  sync.WaitGroup
-	hs  HandshakeStats
+	cfg     LoginConfig
+	wg      sync.WaitGroup
+	hs      HandshakeStats
+	failLog *logLimit // the "login failed" WARN lines
 }
 
 // Handshakes returns the login service's counters: a login counts as OK
@@ -62,7 +63,7 @@ func NewLogin(cfg LoginConfig) *Login {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Login{cfg: cfg}
+	return &Login{cfg: cfg, failLog: newLogLimit()}
 }
 
 type loginConn struct {
@@ -90,12 +91,14 @@ func (l *Login) OnFrame(c *Conn, f frame.Frame) error {
 	lc := c.Context().(*loginConn)
 	if f.Cmd() != frame.CmdHandshake || lc.busy || lc.keys != nil {
 		l.hs.fail(HandshakeNoHandshake)
+		l.logFailure(c.RemoteAddr, "", HandshakeNoHandshake, "frame before the handshake")
 		l.refuse(c, lc, frame.ErrCodeUnauthorized, "handshake expected")
 		return CloseWith(ReasonAuth, errNotAuthenticated)
 	}
 	payload, err := lc.hs.ReadFrame(nil, f)
 	if err != nil {
 		l.hs.fail(HandshakeCrypto)
+		l.logFailure(c.RemoteAddr, "", HandshakeCrypto, err.Error())
 		l.refuse(c, lc, frame.ErrCodeAuthFailed, "handshake failed")
 		return CloseWith(ReasonCrypto, err)
 	}
@@ -116,6 +119,7 @@ func (l *Login) OnFrame(c *Conn, f frame.Frame) error {
 	clear(payload)
 	if err != nil {
 		l.hs.fail(HandshakeBadRequest)
+		l.logFailure(c.RemoteAddr, "", HandshakeBadRequest, err.Error())
 		l.refuse(c, lc, frame.ErrCodeBadRequest, "malformed login request")
 		return CloseWith(ReasonAuth, err)
 	}
@@ -197,8 +201,10 @@ func (l *Login) check(req *session.LoginRequest, device []byte, addr string) (*L
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	host := hostOf(addr)
+	remote := func() string { return addr }
 	if wait := l.cfg.Limiter.Blocked(req.Name, host); wait > 0 {
 		l.hs.fail(HandshakeRateLimited)
+		l.logFailure(remote, req.Name, HandshakeRateLimited, "too many failures")
 		return nil, frame.ErrCodeRetry, errors.New("too many failed logins; retry later")
 	}
 	u, err := l.cfg.Store.UserByName(ctx, req.Name)
@@ -207,15 +213,18 @@ func (l *Login) check(req *session.LoginRequest, device []byte, addr string) (*L
 		_ = l.cfg.Hasher.VerifyUnknown(ctx, req.Password) // same cost, same answer
 		l.cfg.Limiter.Fail(req.Name, host)
 		l.hs.fail(HandshakePassword)
+		l.logFailure(remote, req.Name, HandshakePassword, "no such user")
 		return nil, frame.ErrCodeAuthFailed, errLoginFailed
 	case err != nil:
 		l.hs.fail(HandshakeUnavailable)
+		l.logFailure(remote, req.Name, HandshakeUnavailable, err.Error())
 		return nil, frame.ErrCodeRetry, errors.New("store unavailable; retry later")
 	}
 	if err := l.cfg.Hasher.Verify(ctx, req.Password, u.PassHash); err != nil {
 		if errors.Is(err, session.ErrPasswordMismatch) {
 			l.cfg.Limiter.Fail(req.Name, host)
 			l.hs.fail(HandshakePassword)
+			l.logFailure(remote, req.Name, HandshakePassword, "wrong password")
 			return nil, frame.ErrCodeAuthFailed, errLoginFailed
 		}
 		l.hs.fail(HandshakeUnavailable)
@@ -243,9 +252,31 @@ func (l *Login) check(req *session.LoginRequest, device []byte, addr string) (*L
 			"device": req.DeviceName, "addr": host, "time": now.UnixMilli()})
 		l.cfg.Notify(u.ID, frame.NoticeNewDevice, j)
 	}
-	l.hs.OK.Add(1)
-	l.cfg.Logger.Info("login", "user", u.ID, "new_device", isNew, "addr", host)
+	l.hs.OK.Add(1) // myim_handshakes_total{role="login"}
+	l.cfg.Logger.Debug("login", "user", u.ID, "new_device", isNew, "addr", host)
 	return reply, 0, nil
+}
+
+// logFailure logs a failed login at WARN, with the client's address and
+// the reason, for operators and fail2ban, at most logLimitBurst a
+// logLimitInterval (a password-guessing storm must not flood the log).
+// Safe for concurrent use, and on the event loop.
+func (l *Login) logFailure(addr func() string, name string, f HandshakeFailure, detail string) {
+	ok, suppressed := l.failLog.allow()
+	if !ok {
+		return
+	}
+	attrs := []any{"addr", hostOf(addr()), "reason", f.String()}
+	if name != "" {
+		attrs = append(attrs, "user", name)
+	}
+	if detail != "" {
+		attrs = append(attrs, "detail", detail)
+	}
+	if suppressed > 0 {
+		attrs = append(attrs, "suppressed", suppressed)
+	}
+	l.cfg.Logger.Warn("login failed", attrs...)
 }
 
 // constantTimeEqual compares secrets (admin tokens) in constant time.
