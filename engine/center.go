@@ -77,13 +77,13 @@ func (c *CenterConfig) fillDefaults() {
 // the center's but a sessState's.
 type LocalCenter struct {
 	cfg    CenterConfig
-	// storeWarn bounds the per-message storage warnings (queue full, store
-	// failing), which a full queue or a store outage would repeat for every
-	// message.
-	storeWarn *logLimit
 	routes route.Local
 	epsMu  sync.RWMutex
 	eps    map[uint32]Endpoint
+
+	// nameLookups and strangerLookups are the users' lookup budgets
+	// (userlookup.go).
+	nameLookups, strangerLookups *lookupBudget
 
 	lastMID atomic.Uint64
 	dedupe  [dedupeShards]dedupeShard
@@ -103,6 +103,11 @@ type LocalCenter struct {
 	// OfflineDeleted approximates the offline queue).
 	Delivered, StoredOffline, Refused, Shed atomic.Uint64
 	GroupPushes, OfflineDeleted             atomic.Uint64
+
+	// storeWarn bounds the per-message storage warnings (queue full, store
+	// failing), which a full queue or a store outage would repeat for every
+	// message.
+	storeWarn *logLimit
 }
 
 // sessState is the center's view of one session.
@@ -164,7 +169,8 @@ func NewLocalCenter(cfg CenterConfig) *LocalCenter {
 	cfg.fillDefaults()
 	c := &LocalCenter{cfg: cfg, storeWarn: newLogLimit(), eps: make(map[uint32]Endpoint),
 		jobs: make(chan func(), cfg.QueueLen), offline: make(chan offlineItem, cfg.QueueLen),
-		stop: make(chan struct{})}
+		stop: make(chan struct{}), nameLookups: newLookupBudget(nameLookups),
+		strangerLookups: newLookupBudget(strangerLookups)}
 	for i := range c.pending {
 		c.pending[i].m = make(map[pendKey]*pending)
 	}
@@ -251,6 +257,16 @@ func (c *LocalCenter) nextMID() uint64 {
 func (c *LocalCenter) Attach(ep Endpoint) {
 	c.epsMu.Lock()
 	c.eps[ep.ID()] = ep
+	c.epsMu.Unlock()
+}
+
+// Detach forgets ep, if it is still the endpoint attached under its id.
+// Safe for concurrent use.
+func (c *LocalCenter) Detach(ep Endpoint) {
+	c.epsMu.Lock()
+	if c.eps[ep.ID()] == ep {
+		delete(c.eps, ep.ID())
+	}
 	c.epsMu.Unlock()
 }
 
@@ -357,7 +373,11 @@ func (c *LocalCenter) Handle(user uint64, s SessionRef, buf *bytebufferpool.Byte
 	case frame.CmdSignature, frame.CmdFriendInfo, frame.CmdFriendsOnline, frame.CmdServerList:
 		l := frame.Lookup(f.Body())
 		cmd, req, target := f.Cmd(), l.Req(), l.Target()
-		if !c.submit(func() { c.lookup(user, s, cmd, req, target) }) {
+		var js []byte
+		if cmd == frame.CmdSignature && len(l.JSON()) > 0 {
+			js = append(js, l.JSON()...) // a lookup by name (userlookup.go)
+		}
+		if !c.submit(func() { c.lookup(user, s, cmd, req, target, js) }) {
 			c.errorTo(s, frame.ErrCodeRetry, uint64(req), "busy")
 		}
 	case frame.CmdGroup:
@@ -981,9 +1001,19 @@ type FriendStatus struct {
 	Status byte   `json:"status"`
 }
 
-func (c *LocalCenter) lookup(user uint64, s SessionRef, cmd frame.Cmd, req uint32, target uint64) {
+func (c *LocalCenter) lookup(user uint64, s SessionRef, cmd frame.Cmd, req uint32, target uint64, js []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if js != nil {
+		var ok bool
+		if target, ok = c.lookupName(ctx, user, s, req, target, js); !ok {
+			return
+		}
+	} else if cmd == frame.CmdSignature && target != 0 && target != user && !c.isFriend(ctx, user, target) &&
+		!c.strangerLookups.take(user) {
+		c.errorTo(s, frame.ErrCodeRetry, uint64(req), errLookupLimit.Error())
+		return
+	}
 	if target == 0 {
 		target = user
 	}

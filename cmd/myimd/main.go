@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -197,81 +199,172 @@ func newLogger(cfg Config, w io.Writer) (*slog.Logger, *engine.LogRing) {
 	return slog.New(ring), ring
 }
 
-// runCluster handles `myimd cluster init` (on the first node: create the
-// cluster CA and print a join token) and `myimd cluster token` (print a new
-// join token). Both take only --data-dir and --server-id (flags or their
-// environment variables).
-func runCluster(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	usage := "usage: myimd cluster init|token [--data-dir DIR] [--server-id N]"
-	if len(args) == 0 || (args[0] != "init" && args[0] != "token") {
-		if len(args) > 0 && (args[0] == "--help" || args[0] == "-h" || args[0] == "-help") {
-			fmt.Fprintln(stdout, usage)
-			return 0
-		}
-		fmt.Fprintln(stderr, usage)
-		return 2
-	}
-	c := defaults()
-	fs := flag.NewFlagSet("myimd cluster "+args[0], flag.ContinueOnError)
+// clusterUsage is printed for a bad `myimd cluster` command line.
+const clusterUsage = `usage:
+  myimd cluster init   [--data-dir DIR] [--server-id N]
+  myimd cluster token  --role center|endpoint|login [--node N] [--uses N] [--ttl D] [--replace] [--data-dir DIR]
+  myimd cluster token  --revoke ID|TOKEN [--data-dir DIR]
+  myimd cluster remove NODE [--data-dir DIR]`
+
+// clusterFlags are the options of the cluster commands, taken out of the
+// command line before the node's own flags (--data-dir, --server-id, the
+// config file, the environment) are read from the rest.
+type clusterFlags struct {
+	role    string
+	node    uint
+	uses    int
+	ttl     time.Duration
+	replace bool
+	revoke  string
+}
+
+func splitClusterFlags(args []string) (clusterFlags, []string, error) {
+	var cf clusterFlags
+	fs := flag.NewFlagSet("myimd cluster", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	var own []option
-	for _, o := range c.options() {
-		if o.name == "data-dir" || o.name == "server-id" {
-			own = append(own, o)
-			if v := getenv(envName(o.name)); v != "" {
-				if err := o.value.Set(v); err != nil {
-					fmt.Fprintf(stderr, "myimd cluster: %s=%q: %v\n", envName(o.name), v, err)
-					return 2
-				}
-			}
-			fs.Var(o.value, o.name, o.usage)
+	fs.StringVar(&cf.role, "role", "", "")
+	fs.UintVar(&cf.node, "node", 0, "")
+	fs.IntVar(&cf.uses, "uses", 1, "")
+	fs.DurationVar(&cf.ttl, "ttl", engine.JoinTokenTTL, "")
+	fs.BoolVar(&cf.replace, "replace", false, "")
+	fs.StringVar(&cf.revoke, "revoke", "", "")
+	var mine, rest []string
+	for i := 0; i < len(args); i++ {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		if !strings.HasPrefix(args[i], "-") || fs.Lookup(name) == nil {
+			rest = append(rest, args[i])
+			continue
+		}
+		mine = append(mine, args[i])
+		if !hasValue && name != "replace" && i+1 < len(args) {
+			i++
+			mine = append(mine, args[i])
 		}
 	}
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stdout, "%s\n\n", usage)
-			if args[0] == "init" {
-				fmt.Fprintf(stdout, "Creates the cluster CA in the data dir and prints a join token.\n\n")
-			} else {
-				fmt.Fprintf(stdout, "Prints a new join token (valid 24 hours).\n\n")
-			}
-			printFlags(stdout, own)
+	if err := fs.Parse(mine); err != nil {
+		return cf, nil, err
+	}
+	return cf, rest, nil
+}
+
+// runCluster handles the cluster commands, run on the cluster's first node
+// (the CA holder): `init` creates the cluster CA and the node's own link
+// certificate; `token` prints a join token for one role (by default for
+// one node within an hour) or revokes one; `remove` takes a node out of the
+// cluster.
+func runCluster(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "init" && args[0] != "token" && args[0] != "remove") {
+		fmt.Fprintln(stderr, clusterUsage)
+		return 2
+	}
+	cmd := args[0]
+	for _, a := range args[1:] {
+		if a == "-h" || a == "-help" || a == "--help" {
+			clusterHelp(stdout, cmd)
 			return 0
 		}
-		fmt.Fprintf(stderr, "myimd cluster %s: %v\n", args[0], err)
+	}
+	cf, rest, err := splitClusterFlags(args[1:])
+	var target uint64
+	if err == nil && cmd == "remove" {
+		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
+			err = errors.New("remove: which node?")
+		} else if target, err = strconv.ParseUint(rest[0], 10, 32); err == nil && target == 0 {
+			err = errors.New("remove: node 0")
+		}
+		if len(rest) > 0 {
+			rest = rest[1:]
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "myimd cluster: %v\n%s\n", err, clusterUsage)
 		return 2
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "myimd cluster %s: unexpected argument %q\n", args[0], fs.Arg(0))
-		return 2
-	}
-	cfg := c
-	if cfg.ServerID == 0 || cfg.ServerID > 65535 {
-		fmt.Fprintf(stderr, "myimd cluster: --server-id must be 1..65535, got %d\n", cfg.ServerID)
+	cfg, err := loadConfig(rest, getenv, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "myimd cluster: %v\n", err)
 		return 2
 	}
 	if err := checkDataDir(cfg.DataDir); err != nil {
 		fmt.Fprintf(stderr, "myimd cluster: data dir %s: %v\n", cfg.DataDir, err)
 		return 2
 	}
-	var token string
-	var err error
-	if args[0] == "init" {
-		if token, err = engine.InitCluster(cfg.DataDir); err == nil {
+	switch {
+	case cmd == "init":
+		err = engine.InitCluster(cfg.DataDir)
+		if err == nil {
 			err = engine.IssueNodeCert(cfg.DataDir, uint32(cfg.ServerID), engine.RoleCenter)
 		}
 		if err == nil { // the session root, so that joined nodes get keys
 			_, err = engine.LoadIdentity(cfg.DataDir, uint32(cfg.ServerID), time.Now())
 		}
-	} else {
-		token, err = engine.NewJoinToken(cfg.DataDir, 24*time.Hour)
+		if err == nil {
+			fmt.Fprintln(stderr, "cluster CA ready; make a join token per node with 'myimd cluster token --role ROLE --node N'")
+		}
+	case cmd == "remove":
+		if err = engine.RemoveNode(cfg.DataDir, uint32(target)); err == nil {
+			fmt.Fprintf(stderr, "node %d removed: every node refuses it within %v\n", target, 3*engine.DenyPollInterval)
+		}
+	case cf.revoke != "":
+		if err = engine.RevokeJoinToken(cfg.DataDir, cf.revoke); err == nil {
+			fmt.Fprintln(stderr, "join token revoked")
+		}
+	default:
+		if cf.role == "" {
+			fmt.Fprintf(stderr, "myimd cluster token: --role is required\n%s\n", clusterUsage)
+			return 2
+		}
+		var token, id string
+		token, id, err = engine.NewJoinToken(cfg.DataDir, engine.JoinTokenSpec{Role: cf.role, NodeID: uint32(cf.node),
+			Uses: cf.uses, TTL: cf.ttl, Replace: cf.replace})
+		if err == nil {
+			fmt.Fprintln(stdout, token)
+			fmt.Fprintf(stderr, "join token %s: role %s, node %s, %d use(s), expires %s\n", id, cf.role,
+				nodeText(cf.node), max(cf.uses, 1), time.Now().Add(cf.ttl).UTC().Format(time.RFC3339))
+		}
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "myimd cluster %s: %v\n", args[0], err)
+		fmt.Fprintf(stderr, "myimd cluster %s: %v\n", cmd, err)
 		return 1
 	}
-	fmt.Fprintln(stdout, token)
 	return 0
+}
+
+// clusterHelp prints the usage of one cluster command with its own flags
+// only (not the server's).
+func clusterHelp(w io.Writer, cmd string) {
+	c := defaults()
+	var own []option
+	for _, o := range c.options() {
+		if o.name == "data-dir" || (o.name == "server-id" && cmd == "init") {
+			own = append(own, o)
+		}
+	}
+	switch cmd {
+	case "init":
+		fmt.Fprintf(w, "Usage: myimd cluster init [--data-dir DIR] [--server-id N]\n\n"+
+			"On the cluster's first node: creates the cluster CA and this node's link certificate.\n\n")
+	case "token":
+		fmt.Fprintf(w, "Usage: myimd cluster token --role center|endpoint|login [--node N] [--uses N] [--ttl D] [--replace] [--data-dir DIR]\n"+
+			"       myimd cluster token --revoke ID|TOKEN [--data-dir DIR]\n\n"+
+			"Prints a join token for one role, or revokes one.\n\n"+
+			"  --role      the role the token joins as: center, endpoint or login\n"+
+			"  --node      the node id the token is for (0: any)\n"+
+			"  --uses      how many nodes may join with it (default 1)\n"+
+			"  --ttl       how long it is valid (default %v)\n"+
+			"  --replace   let it replace a node that holds the id\n"+
+			"  --revoke    revoke a token, by its id or itself\n", engine.JoinTokenTTL)
+	case "remove":
+		fmt.Fprintf(w, "Usage: myimd cluster remove NODE [--data-dir DIR]\n\nTakes a node out of the cluster: every node refuses it.\n\n")
+	}
+	printFlags(w, own)
+}
+
+func nodeText(n uint) string {
+	if n == 0 {
+		return "any"
+	}
+	return strconv.FormatUint(uint64(n), 10)
 }
 
 // filesConfig is the file server's and file transfer's part of cfg; file

@@ -28,7 +28,7 @@ func TestCleanStopIsQuiet(t *testing.T) {
 	first, second, _ := startCenters(t)
 	redis := first.flags("--redis-addr")[1]
 	prefix := first.flags("--redis-prefix")[1]
-	ep := startMyimdDir(t, t.TempDir(), "--role", "endpoint", "--server-id", "3", "--join", joinToken(t, first),
+	ep := startMyimdDir(t, t.TempDir(), "--role", "endpoint", "--server-id", "3", "--join-file", joinFile(t, first.dir, "endpoint", 3),
 		"--join-url", "https://"+first.addrs["join"], "--center-link", first.addrs["center"],
 		"--redis-addr", redis, "--redis-prefix", prefix)
 	first.register(t, "qin", "password-qin")
