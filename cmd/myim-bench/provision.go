@@ -96,12 +96,19 @@ func (h *httpAPI) post(ctx context.Context, path, bearer string, in, out any) (i
 	return resp.StatusCode, nil
 }
 
+// loadRoot reads --root: a file holding the key (root.pub) or the key
+// itself. A path that names no file says so, rather than failing to parse
+// the path as a key.
 func loadRoot(s string) ([]session.VerifyKey, error) {
-	if b, err := os.ReadFile(s); err == nil {
+	b, ferr := os.ReadFile(s)
+	if ferr == nil {
 		s = string(b)
 	}
 	k, err := session.ParseVerifyKey(strings.TrimSpace(s))
 	if err != nil {
+		if ferr != nil && (strings.ContainsAny(s, `/\`) || strings.HasSuffix(s, ".pub")) {
+			return nil, fmt.Errorf("--root %s: %w (give root.pub from the server's data directory, or the key it prints)", s, ferr)
+		}
 		return nil, fmt.Errorf("--root: %w (give root.pub from the server's data directory, or the key it prints)", err)
 	}
 	return []session.VerifyKey{k}, nil

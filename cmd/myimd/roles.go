@@ -325,7 +325,12 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 			adv := b.advertiser(n.Addrs()["endpoint"], reg, id, endpoint)
 			adv(bg)
 			b.advertise = func() { adv(bg) }
+			done := make(chan struct{})
+			// At close the registration is removed before the registry
+			// closes, and before the process exits.
+			b.onClose(func() { cancel(); <-done })
 			go func() {
+				defer close(done)
 				t := time.NewTicker(5 * time.Second)
 				defer t.Stop()
 				for {
@@ -394,7 +399,11 @@ func (b *node) advertiseCenter(ctx context.Context, bound net.Addr, reg route.Ta
 		}
 	}
 	register()
+	done := make(chan struct{})
+	ctx, stop := context.WithCancel(ctx)
+	b.onClose(func() { stop(); <-done }) // the entry goes before the registry closes
 	go func() {
+		defer close(done)
 		t := time.NewTicker(5 * time.Second)
 		defer t.Stop()
 		for {
