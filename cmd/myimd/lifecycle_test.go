@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -44,16 +45,21 @@ func TestRestartRebindsAtOnce(t *testing.T) {
 	// The server closes first, so the TIME_WAIT sockets are on its side.
 	ports := []string{"--endpoint-addr", p.addrs["endpoint"], "--login-addr", p.addrs["login"],
 		"--http-addr", p.addrs["http"], "--admin-addr", p.addrs["admin"], "--center-addr", p.addrs["center"]}
-	stopped := time.Now()
 	if code := p.stop(t); code != 0 {
 		t.Fatalf("exit %d after SIGTERM:\n%s", code, p.out)
 	}
+	exited := time.Now()
 	rex.conn.Close()
 	roy.conn.Close()
-	q := startMyimdDir(t, dir, ports...)
-	if took := time.Since(stopped); took > 5*time.Second {
-		t.Logf("restart took %v", took)
+	// The case that failed before SO_REUSEADDR: connections of the old
+	// process in TIME_WAIT on the ports the new one binds.
+	if n := timeWait(t, p.addrs["endpoint"], p.addrs["login"]); n == 0 {
+		t.Fatal("no connection in TIME_WAIT on the client or login port: the restart proves nothing")
+	} else {
+		t.Logf("%d connections in TIME_WAIT on the ports", n)
 	}
+	q := startMyimdDir(t, dir, ports...)
+	t.Logf("the new process listened %v after the old one exited", time.Since(exited).Round(time.Millisecond))
 	for _, name := range []string{"endpoint", "login", "http", "admin", "center"} {
 		if q.addrs[name] != p.addrs[name] {
 			t.Errorf("%s listener on %s after the restart, was %s", name, q.addrs[name], p.addrs[name])
@@ -61,6 +67,30 @@ func TestRestartRebindsAtOnce(t *testing.T) {
 	}
 	// The new server serves the old users.
 	q.connect(t, "rex", newDevice(t))
+}
+
+// timeWait counts the TCP connections in TIME_WAIT whose local address is
+// one of addrs (IPv4, from /proc/net/tcp).
+func timeWait(t testing.TB, addrs ...string) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Skipf("no /proc/net/tcp: %v", err)
+	}
+	want := map[string]bool{}
+	for _, a := range addrs {
+		_, port, _ := net.SplitHostPort(a)
+		p, _ := strconv.Atoi(port)
+		want[fmt.Sprintf("0100007F:%04X", p)] = true
+	}
+	n := 0
+	for _, l := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(l)
+		if len(f) > 3 && want[f[1]] && f[3] == "06" {
+			n++
+		}
+	}
+	return n
 }
 
 // TestPortInUseExits2 wants one line and exit status 2 when a listener's
