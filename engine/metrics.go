@@ -164,13 +164,14 @@ const (
 	HandshakeUnavailable                            // store or hasher busy or down
 	HandshakeDraining                               // the endpoint is draining
 	HandshakeTokenRevoked                           // an operator revoked the token
+	HandshakeReplayed                               // an IK first message seen before
 	handshakeFailureCount
 )
 
 var handshakeFailureNames = [handshakeFailureCount]string{
 	"no_handshake", "crypto", "token_expired", "token_audience", "token_signature",
 	"token_device", "bad_request", "password", "rate_limited", "unavailable", "draining",
-	"token_revoked",
+	"token_revoked", "replayed",
 }
 
 // String returns the failure's metric label.
@@ -496,6 +497,8 @@ var (
 		"Frames opened from and sealed to client sessions, by command and direction.", []string{"cmd", "dir"}, nil)
 	descGroupPushes = prometheus.NewDesc("myim_group_pushes_total",
 		"Group messages pushed to online members' sessions.", nil, nil)
+	descGroupPurged = prometheus.NewDesc("myim_group_purged_total",
+		"Expired group messages the sweep deleted from the store.", nil, nil)
 	descOfflineDeleted = prometheus.NewDesc("myim_offline_deleted_total",
 		"Offline messages deleted after the recipient's receipt.", nil, nil)
 	descOfflineDepth = prometheus.NewDesc("myim_offline_depth",
@@ -530,7 +533,7 @@ var (
 func (m *Monitor) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descAccepted, descFramesIn, descBytesIn, descBytesOut,
 		descWrites, descClosed, descLoopLag, descSessions, descDraining, descHandshakes, descHandshakeFail,
-		descMessages, descFramesByCmd, descGroupPushes, descOfflineDeleted, descOfflineDepth, descOfflineQueue, descPending, descStoreQueue, descStoreQueueCap, descOnline, descDelivery,
+		descMessages, descFramesByCmd, descGroupPushes, descGroupPurged, descOfflineDeleted, descOfflineDepth, descOfflineQueue, descPending, descStoreQueue, descStoreQueueCap, descOnline, descDelivery,
 		descCluster, descPeers, descStoreLat, descStoreErr, descUptime, descBuildInfo} {
 		ch <- d
 	}
@@ -591,6 +594,7 @@ func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
 		counter(descMessages, c.Shed.Load(), "shed")
 		counter(descGroupPushes, c.GroupPushes.Load())
 		counter(descOfflineDeleted, c.OfflineDeleted.Load())
+		counter(descGroupPurged, c.GroupPurged.Load())
 		gauge(descOfflineDepth, float64(max(int64(c.StoredOffline.Load())-int64(c.OfflineDeleted.Load()), 0)))
 		gauge(descOfflineQueue, float64(len(c.offline)))
 		gauge(descPending, float64(c.pendingReceipts()))

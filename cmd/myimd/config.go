@@ -44,6 +44,8 @@ type Config struct {
 	FirstFrameTimeout time.Duration
 	HandshakeTimeout  time.Duration
 	MaxSession        time.Duration
+	HandshakeRate     float64
+	HandshakeBurst    int
 	ServerID          uint
 
 	// Cluster links: see docs/operations.md.
@@ -72,6 +74,10 @@ type Config struct {
 	MaxFileSize   int
 	UploadTimeout time.Duration
 	XferIdle      time.Duration
+
+	// Group messages: how long one is kept, how often expired ones are deleted.
+	GroupTTL   time.Duration
+	GroupSweep time.Duration
 
 	// GCPercent is the collector's target (debug.SetGCPercent), unless the
 	// GOGC environment variable is set.
@@ -114,6 +120,8 @@ func (c *Config) options() []option {
 		{"first-frame-timeout", "close a connection with no frame this long after connect", (*durationValue)(&c.FirstFrameTimeout)},
 		{"handshake-timeout", "close a connection not authenticated this long after connect", (*durationValue)(&c.HandshakeTimeout)},
 		{"max-session", "end a session after this long even if its token lives longer; the client handshakes again (at most 24h)", (*durationValue)(&c.MaxSession)},
+		{"handshake-rate", "endpoint: handshakes a second one client address may start (negative: no limit)", (*floatValue)(&c.HandshakeRate)},
+		{"handshake-burst", "endpoint: handshakes one client address may start in a burst", (*intValue)(&c.HandshakeBurst)},
 		{"server-id", "this node's id in the cluster (1..65535)", (*uintValue)(&c.ServerID)},
 		{"center-link", "endpoint role: the center's link address host:port, then other centers to move to, comma-separated", (*stringValue)(&c.CenterLink)},
 		{"route-ttl", "center role, with Redis: lifetime of a published user route, rewritten every third of it (a dead center's users leave the table within it; each refresh is one Redis write per online session)", (*durationValue)(&c.RouteTTL)},
@@ -140,6 +148,8 @@ func (c *Config) options() []option {
 		{"http-tls-key", "PEM private key for --http-tls-cert", (*stringValue)(&c.HTTPTLSKey)},
 		{"http-tls-auto", "TLS on the public HTTP listener with a certificate made at start from the cluster CA (clients trust cluster-ca.pem of the first node's data dir), or self-signed without one", (*boolValue)(&c.HTTPTLSAuto)},
 		{"shutdown-grace", "on SIGTERM: how long to drain (readiness 503, new sessions refused, clients told to move, spread over this time) before stopping; a second SIGTERM stops at once", (*durationValue)(&c.ShutdownGrace)},
+		{"group-ttl", "center: how long a group message is kept for members that have not acknowledged it", (*durationValue)(&c.GroupTTL)},
+		{"group-sweep", "center: how often expired group messages are deleted from the store", (*durationValue)(&c.GroupSweep)},
 		{"gc-percent", "Go collector target: heap growth over live data, in percent, before a collection (Go's default is 100; lower holds less memory per session for some CPU under traffic; -1: off; Go's GOGC variable, when set, wins)", (*intValue)(&c.GCPercent)},
 	}
 }
@@ -163,6 +173,8 @@ func defaults() Config {
 		FirstFrameTimeout: 10 * time.Second,
 		HandshakeTimeout:  10 * time.Second,
 		MaxSession:        24 * time.Hour,
+		HandshakeRate:     100,
+		HandshakeBurst:    1000,
 		JoinAddr:          ":5270",
 		RedisPrefix:       "myim:",
 		ServerID:          1,
@@ -170,6 +182,8 @@ func defaults() Config {
 		MaxFileSize:       4 << 30,
 		UploadTimeout:     time.Hour,
 		XferIdle:          10 * time.Minute,
+		GroupTTL:          7 * 24 * time.Hour,
+		GroupSweep:        time.Minute,
 		Failback:          30 * time.Second,
 		RouteRetry:        5 * time.Second,
 		RouteTTL:          30 * time.Second,
@@ -360,6 +374,15 @@ func (v *secretValue) String() string {
 	return "(set)"
 }
 func (v *secretValue) Set(s string) error { *v = secretValue(s); return nil }
+
+type floatValue float64
+
+func (v *floatValue) String() string { return strconv.FormatFloat(float64(*v), 'g', -1, 64) }
+func (v *floatValue) Set(s string) error {
+	f, err := strconv.ParseFloat(s, 64)
+	*v = floatValue(f)
+	return err
+}
 
 type boolValue bool
 

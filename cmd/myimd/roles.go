@@ -162,6 +162,7 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 	if has(role, engine.RoleAll, engine.RoleCenter) {
 		ccfg := engine.CenterConfig{ID: uint32(cfg.ServerID), Store: store, Servers: servers,
 			Files: filesConfig(cfg), Logger: log.With("role", "center")}
+		ccfg.GroupTTL, ccfg.GroupSweep = cfg.GroupTTL, cfg.GroupSweep
 		if ccfg.Cluster, err = b.clusterConfig(reg); err != nil {
 			return nil, err
 		}
@@ -182,6 +183,7 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		}
 		endpoint = engine.NewEndpoint(engine.EndpointConfig{ID: uint32(cfg.ServerID), Identity: id, Session: scfg,
 			Center: c, HandshakeTimeout: cfg.HandshakeTimeout, MaxSession: cfg.MaxSession,
+			HandshakeRate: cfg.HandshakeRate, HandshakeBurst: cfg.HandshakeBurst,
 			Logger: log.With("role", "endpoint")})
 	}
 
