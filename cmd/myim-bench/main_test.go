@@ -82,7 +82,7 @@ func startServer(t testing.TB) *server {
 func startMyimd(t testing.TB, dir string, args ...string) *server {
 	t.Helper()
 	cmd := exec.Command(myimdBin(t), append([]string{"--data-dir", dir,
-		"--endpoint-addr", "127.0.0.1:0", "--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
+		"--endpoint-addr", "127.0.0.1:0", "--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--shutdown-grace", "5s",
 		"--center-addr", "127.0.0.1:0", "--log-level", "warn"}, args...)...)
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer

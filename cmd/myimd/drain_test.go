@@ -26,6 +26,9 @@ func TestSIGTERMDrainsEndpoint(t *testing.T) {
 	// The first node's endpoint comes second in the server list, so that
 	// xia starts on the endpoint process that is stopped.
 	first, second := startCluster(t, "--admin-secret", secret, "--priority", "10")
+	if !strings.Contains(second.data, "an endpoint keeps no store") || !strings.Contains(first.data, "embedded store") {
+		t.Errorf("data lines: first %q, endpoint %q", first.data, second.data)
+	}
 	for _, name := range []string{"wes", "xia", "yan"} {
 		first.register(t, name, "password-"+name)
 	}

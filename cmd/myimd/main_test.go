@@ -47,6 +47,7 @@ type proc struct {
 	dir   string
 	cmd   *exec.Cmd
 	addrs map[string]string
+	data  string // the banner's data line
 	out   *bytes.Buffer
 	done  chan error
 }
@@ -82,6 +83,7 @@ func startMyimdDir(t testing.TB, dir string, args ...string) *proc {
 			p.addrs[m[1]] = m[2]
 		}
 		if strings.HasPrefix(strings.TrimSpace(line), "data") {
+			p.data = strings.TrimSpace(line)
 			break
 		}
 	}
