@@ -385,6 +385,19 @@ func handshake(ctx context.Context, cfg Config, nc net.Conn, serverKey []byte, t
 		done: make(chan struct{}), pongs: make(chan []byte, 16), autoAck: cfg.AutoAck, autoFet: cfg.AutoFetch, follow: cfg.FollowMoves, dedupe: cfg.Dedupe}
 	c.nextCID.Store(uint64(time.Now().UnixNano()))
 	go c.readLoop(r)
+	// The first sealed frame proves to the endpoint that this side holds
+	// the session keys: only then does it announce the session (a replayed
+	// first message gets this far and no further). The PING after it
+	// returns once the endpoint has handled it, so that the session is
+	// online when Dial returns.
+	if err := c.Send(frame.CmdPong, frame.QoS0, nil); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if _, err := c.Ping(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
 	if c.autoFet {
 		if _, err := c.Fetch(frame.FetchP2P, 0, 100); err != nil {
 			c.Close()

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +26,15 @@ type EndpointConfig struct {
 	// MaxSession caps a session's life even when its token lives longer:
 	// the client must run a new handshake with a fresh token. Default 24 h.
 	MaxSession time.Duration
-	Logger     *slog.Logger
+	// HandshakeRate and HandshakeBurst are each client address's budget of
+	// handshakes a second and in a burst. Defaults DefaultHandshakeRate and
+	// DefaultHandshakeBurst; a negative rate turns the budget off.
+	HandshakeRate  float64
+	HandshakeBurst int
+	// HandshakeWorkers bounds the goroutines running handshakes. Default
+	// GOMAXPROCS.
+	HandshakeWorkers int
+	Logger           *slog.Logger
 }
 
 // EndpointHandler holds client sessions: the IK handshake with a token
@@ -39,6 +48,9 @@ type EndpointHandler struct {
 	hs        HandshakeStats
 	delivery  LatencyHistogram
 	revoked   revocations
+	limiter   *hsLimiter
+	replays   replayCache
+	pool      *hsPool
 	framesIn  [256]atomic.Uint64 // opened client frames by command
 	framesOut [256]atomic.Uint64 // sealed frames to clients by command
 }
@@ -55,11 +67,17 @@ var (
 // One allocation holds both: an idle session's memory is mostly a handful
 // of small objects like these.
 type epConn struct {
-	hs   *session.Handshake
 	keys *session.Keys
 	user uint64
 	ref  SessionRef
 	es   epSession
+	// pending: a worker runs the handshake; pend is its result.
+	pending bool
+	pend    hsResult
+	// claims are the token's until the first sealed frame opens; live once
+	// it has (the session is in the table and the center knows it).
+	claims *session.TokenClaims
+	live   bool
 }
 
 // NewEndpoint returns the endpoint handler and attaches it to its center.
@@ -76,7 +94,20 @@ func NewEndpoint(cfg EndpointConfig) *EndpointHandler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.HandshakeRate == 0 {
+		cfg.HandshakeRate = DefaultHandshakeRate
+	}
+	if cfg.HandshakeBurst <= 0 {
+		cfg.HandshakeBurst = DefaultHandshakeBurst
+	}
+	if cfg.HandshakeWorkers <= 0 {
+		cfg.HandshakeWorkers = runtime.GOMAXPROCS(0)
+	}
 	e := &EndpointHandler{cfg: cfg}
+	if cfg.HandshakeRate > 0 {
+		e.limiter = newHSLimiter(cfg.HandshakeRate, cfg.HandshakeBurst)
+	}
+	e.pool = newHSPool(cfg.HandshakeWorkers, hsQueueLen, e.runHandshake)
 	cfg.Center.Attach(e)
 	return e
 }
@@ -330,8 +361,18 @@ func (e *EndpointHandler) OnOpen(c *Conn) error {
 // the center.
 func (e *EndpointHandler) OnFrame(c *Conn, f frame.Frame) error {
 	ec := c.Context().(*epConn)
+	if ec.pending {
+		e.hs.fail(HandshakeNoHandshake)
+		return CloseWith(ReasonAuth, errHandshakeEarly)
+	}
 	if ec.keys == nil {
-		return e.handshake(c, ec, f)
+		if f.Cmd() != frame.CmdHandshake {
+			e.hs.fail(HandshakeNoHandshake)
+			out := c.Out()
+			out.B, _ = frame.AppendError(out.B, frame.ErrCodeUnauthorized, 0, "handshake required")
+			return CloseWith(ReasonAuth, errNotAuthenticated)
+		}
+		return e.startHandshake(c, ec, f)
 	}
 	if f.Cmd() == frame.CmdRekey {
 		if err := ec.keys.RecvRekey(f); err != nil {
@@ -351,6 +392,9 @@ func (e *EndpointHandler) OnFrame(c *Conn, f frame.Frame) error {
 		bytebufferpool.Put(buf)
 		e.sealError(c, ec, frame.ErrCodeCrypto, 0, "frame failed to open")
 		return CloseWith(ReasonCrypto, err)
+	}
+	if !ec.live {
+		e.establish(c, ec)
 	}
 	pf := frame.Frame(buf.B)
 	e.framesIn[pf.Cmd()].Add(1)
@@ -392,60 +436,6 @@ func (e *EndpointHandler) OnFrame(c *Conn, f frame.Frame) error {
 	return nil
 }
 
-func (e *EndpointHandler) handshake(c *Conn, ec *epConn, f frame.Frame) error {
-	if f.Cmd() != frame.CmdHandshake {
-		e.hs.fail(HandshakeNoHandshake)
-		out := c.Out()
-		out.B, _ = frame.AppendError(out.B, frame.ErrCodeUnauthorized, 0, "handshake required")
-		return CloseWith(ReasonAuth, errNotAuthenticated)
-	}
-	if ec.hs == nil {
-		hs, err := session.NewEndpointServer(e.cfg.Session, e.cfg.Identity.Static, e.cfg.Identity.TokenKeys(), e.cfg.Identity.Audience)
-		if err != nil {
-			return err
-		}
-		ec.hs = hs
-	}
-	if _, err := ec.hs.ReadFrame(nil, f); err != nil {
-		e.hs.fail(handshakeFailureOf(err))
-		out := c.Out()
-		out.B, _ = frame.AppendError(out.B, frame.ErrCodeAuthFailed, 0, authText(err))
-		return CloseWith(ReasonAuth, err)
-	}
-	claims := ec.hs.TokenClaims()
-	if e.revoked.has(claims.SessionID) {
-		e.hs.fail(HandshakeTokenRevoked)
-		out := c.Out()
-		out.B, _ = frame.AppendError(out.B, frame.ErrCodeAuthFailed, 0, "token revoked")
-		return CloseWith(ReasonAuth, errTokenRevoked)
-	}
-	now := time.Now()
-	acc := session.Accepted{UserID: claims.UserID, ServerTime: now}
-	payload, _ := acc.AppendBinary(nil)
-	out := c.Out()
-	var err error
-	if out.B, err = ec.hs.WriteFrame(out.B, payload); err != nil {
-		return CloseWith(ReasonCrypto, err)
-	}
-	if ec.keys, err = ec.hs.Keys(); err != nil {
-		return CloseWith(ReasonCrypto, err)
-	}
-	ec.hs = nil
-	ec.user = claims.UserID
-	ec.ref = SessionRef{Endpoint: e.cfg.ID, Session: c.ID()}
-	c.user.Store(ec.user)
-	// The session ends when its token does, and within MaxSession anyway:
-	// the client then runs a fresh handshake with a fresh token.
-	life := min(claims.ExpiresAt.Sub(now), e.cfg.MaxSession)
-	c.SetDeadline(max(life, time.Second))
-	ec.es = epSession{conn: c, sid: claims.SessionID, dev: claims.DeviceKeyHash}
-	e.sessions.store(c.ID(), &ec.es)
-	e.nsess.Add(1)
-	e.hs.OK.Add(1)
-	e.cfg.Center.Online(ec.user, ec.ref)
-	return nil
-}
-
 // handshakeFailureOf classifies a failed IK handshake for metrics.
 func handshakeFailureOf(err error) HandshakeFailure {
 	switch {
@@ -480,6 +470,9 @@ func authText(err error) string {
 // OnMail seals a frame the center delivered.
 func (e *EndpointHandler) OnMail(c *Conn, b []byte) error {
 	ec := c.Context().(*epConn)
+	if ec.pending {
+		return e.finishHandshake(c, ec, b)
+	}
 	if ec.keys == nil {
 		return nil
 	}
@@ -511,11 +504,13 @@ func (e *EndpointHandler) OnClose(c *Conn, _ CloseReason) {
 		return
 	}
 	if ec.keys != nil {
-		if e.sessions.remove(c.ID()) {
-			e.nsess.Add(-1)
-		}
-		if ec.user != 0 {
-			e.cfg.Center.Offline(ec.user, ec.ref, false)
+		if ec.live {
+			if e.sessions.remove(c.ID()) {
+				e.nsess.Add(-1)
+			}
+			if ec.user != 0 {
+				e.cfg.Center.Offline(ec.user, ec.ref, false)
+			}
 		}
 		ec.keys.Wipe()
 	}

@@ -131,13 +131,14 @@ const (
 	HandshakeUnavailable                            // store or hasher busy or down
 	HandshakeDraining                               // the endpoint is draining
 	HandshakeTokenRevoked                           // an operator revoked the token
+	HandshakeReplayed                               // an IK first message seen before
 	handshakeFailureCount
 )
 
 var handshakeFailureNames = [handshakeFailureCount]string{
 	"no_handshake", "crypto", "token_expired", "token_audience", "token_signature",
 	"token_device", "bad_request", "password", "rate_limited", "unavailable", "draining",
-	"token_revoked",
+	"token_revoked", "replayed",
 }
 
 // String returns the failure's metric label.

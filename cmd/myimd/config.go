@@ -40,6 +40,8 @@ type Config struct {
 	FirstFrameTimeout time.Duration
 	HandshakeTimeout  time.Duration
 	MaxSession        time.Duration
+	HandshakeRate     float64
+	HandshakeBurst    int
 	ServerID          uint
 
 	// Cluster links: see docs/operations.md.
@@ -104,6 +106,8 @@ func (c *Config) options() []option {
 		{"first-frame-timeout", "close a connection with no frame this long after connect", (*durationValue)(&c.FirstFrameTimeout)},
 		{"handshake-timeout", "close a connection not authenticated this long after connect", (*durationValue)(&c.HandshakeTimeout)},
 		{"max-session", "end a session after this long even if its token lives longer; the client handshakes again (at most 24h)", (*durationValue)(&c.MaxSession)},
+		{"handshake-rate", "endpoint: handshakes a second one client address may start (negative: no limit)", (*floatValue)(&c.HandshakeRate)},
+		{"handshake-burst", "endpoint: handshakes one client address may start in a burst", (*intValue)(&c.HandshakeBurst)},
 		{"server-id", "this node's id in the cluster (1..65535)", (*uintValue)(&c.ServerID)},
 		{"center-link", "endpoint role: the center's link address host:port, then other centers to move to, comma-separated", (*stringValue)(&c.CenterLink)},
 		{"route-ttl", "center role, with Redis: lifetime of a published user route, rewritten every third of it (a dead center's users leave the table within it; each refresh is one Redis write per online session)", (*durationValue)(&c.RouteTTL)},
@@ -150,6 +154,8 @@ func defaults() Config {
 		FirstFrameTimeout: 10 * time.Second,
 		HandshakeTimeout:  10 * time.Second,
 		MaxSession:        24 * time.Hour,
+		HandshakeRate:     100,
+		HandshakeBurst:    1000,
 		JoinAddr:          ":5270",
 		RedisPrefix:       "myim:",
 		ServerID:          1,
@@ -291,6 +297,15 @@ func (v *secretValue) String() string {
 	return "(set)"
 }
 func (v *secretValue) Set(s string) error { *v = secretValue(s); return nil }
+
+type floatValue float64
+
+func (v *floatValue) String() string { return strconv.FormatFloat(float64(*v), 'g', -1, 64) }
+func (v *floatValue) Set(s string) error {
+	f, err := strconv.ParseFloat(s, 64)
+	*v = floatValue(f)
+	return err
+}
 
 type boolValue bool
 

@@ -170,6 +170,7 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		}
 		endpoint = engine.NewEndpoint(engine.EndpointConfig{ID: uint32(cfg.ServerID), Identity: id, Session: scfg,
 			Center: c, HandshakeTimeout: cfg.HandshakeTimeout, MaxSession: cfg.MaxSession,
+			HandshakeRate: cfg.HandshakeRate, HandshakeBurst: cfg.HandshakeBurst,
 			Logger: log.With("role", "endpoint")})
 	}
 
