@@ -297,23 +297,27 @@ func (c *LocalCenter) endpoint(id uint32) Endpoint {
 	return ep
 }
 
-// Online records a session and tells the user's friends when it is the
-// user's first.
+// Online records a session and tells the user's friends when that changes
+// what they see of the user.
 func (c *LocalCenter) Online(user uint64, s SessionRef) {
 	st := &sessState{ref: s, status: frame.StatusOnline}
 	a := route.Addr{Endpoint: s.Endpoint, Center: c.cfg.ID, Session: s.Session}
+	before, beforeText := c.statusText(user)
 	c.routes.Put(user, a, st)
 	if c.cl != nil {
 		c.cl.publish(pubOp{user: user, a: a})
 	}
-	if c.routes.Lookup(user, func(route.Addr, any) {}) == 1 {
-		c.notifyFriends(user, frame.StatusOnline)
+	// Friends hear of the first session, and of a later one that changes
+	// what they see (online beside an away or busy session).
+	if after, afterText := c.statusText(user); after != before || afterText != beforeText {
+		c.notifyFriends(user, after)
 	}
 }
 
 // Offline forgets a session; what was pushed to it and not acked goes to
 // the offline store.
 func (c *LocalCenter) Offline(user uint64, s SessionRef, bye bool) {
+	before, beforeText := c.statusText(user)
 	v, ok := c.routes.Remove(user, s.Session)
 	if !ok {
 		return
@@ -334,6 +338,8 @@ func (c *LocalCenter) Offline(user uint64, s SessionRef, bye bool) {
 	}
 	if c.routes.Lookup(user, func(route.Addr, any) {}) == 0 {
 		c.notifyFriends(user, frame.StatusOffline)
+	} else if after, afterText := c.statusText(user); after != before || afterText != beforeText {
+		c.notifyFriends(user, after) // the session that set what friends saw left
 	}
 	c.xferOffline(user, s)
 }
