@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,11 +25,16 @@ const (
 // NodeConfig describes one MyIM process. Empty addresses disable their
 // listener; the role decides which listeners exist at all.
 type NodeConfig struct {
-	Role             string
-	ServerID         uint32
-	EndpointAddr     string // client listener
-	LoginAddr        string // login listener
-	HTTPAddr         string // HTTP API, health and metrics
+	Role         string
+	ServerID     uint32
+	EndpointAddr string // client listener
+	LoginAddr    string // login listener
+	HTTPAddr     string // the public HTTP API and health
+	// HTTPTLS, when set, serves the public HTTP API over TLS.
+	HTTPTLS *tls.Config
+	// AdminAddr is the operators' listener: metrics, the admin API, pprof,
+	// the status page and health. Empty: those routes are not served.
+	AdminAddr        string
 	CenterAddr       string // center link listener
 	Limits           Config // limits for the client listeners; Addr is ignored
 	HandshakeTimeout time.Duration
@@ -119,19 +125,26 @@ type Node struct {
 	servers map[string]*Server
 	order   []string
 	http    *http.Server
-	httpLn  *limitListener
+	httpLn  net.Listener
+	httpLim *limitListener // httpLn, with its cap
 	httpCap int
 	mux     *http.ServeMux
+	admin   *http.Server
+	adminLn net.Listener
+	amux    *http.ServeMux
 	mu      sync.Mutex
 	stopped bool
 	// fatal receives the first listener that stopped without Stop.
 	fatal chan error
+	// draining turns /readyz to 503 while the node empties.
+	draining atomic.Bool
 }
 
 // NewNode prepares a node; handlers for each listener come from the role.
 func NewNode(cfg NodeConfig) (*Node, error) {
 	cfg.fillDefaults()
-	n := &Node{cfg: cfg, servers: make(map[string]*Server), mux: http.NewServeMux(), fatal: make(chan error, 1)}
+	n := &Node{cfg: cfg, servers: make(map[string]*Server), mux: http.NewServeMux(), amux: http.NewServeMux(),
+		fatal: make(chan error, 1)}
 	all := cfg.Role == RoleAll
 	// Connection caps: every listener's share of the file budget.
 	var names []string
@@ -193,19 +206,38 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if all || cfg.Role == RoleCenter {
 		add("center", cfg.CenterAddr, or(cfg.CenterHandler))
 	}
-	n.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	healthz := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}`))
-	})
-	n.mux.HandleFunc("GET /readyz", n.readyz)
+	}
+	for _, m := range []*http.ServeMux{n.mux, n.amux} {
+		m.HandleFunc("GET /healthz", healthz)
+		m.HandleFunc("GET /readyz", n.readyz)
+	}
 	return n, nil
 }
 
-// HandleHTTP adds a route to the node's HTTP API, before Start.
+// HandleHTTP adds a route to the node's public HTTP API, before Start.
 func (n *Node) HandleHTTP(pattern string, h http.Handler) { n.mux.Handle(pattern, h) }
+
+// HandleAdmin adds a route to the node's admin listener, before Start.
+func (n *Node) HandleAdmin(pattern string, h http.Handler) { n.amux.Handle(pattern, h) }
+
+// SetDraining marks the node as emptying (true) or serving again (false):
+// while draining /readyz answers 503, so that load balancers send no one
+// new. Safe for concurrent use.
+func (n *Node) SetDraining(on bool) { n.draining.Store(on) }
+
+// Draining reports whether SetDraining(true) is in force.
+func (n *Node) Draining() bool { return n.draining.Load() }
 
 func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
+	if n.draining.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"status":"unready","error":"draining"}`))
+		return
+	}
 	for _, name := range n.order {
 		if err := n.servers[name].FailErr(); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -234,38 +266,66 @@ func (n *Node) Start() error {
 		}
 		go n.watch(name, n.servers[name])
 	}
-	if n.cfg.HTTPAddr != "" {
-		ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
-		if err != nil {
-			n.stopAll(context.Background())
-			return fmt.Errorf("http listener: %w", err)
-		}
-		n.httpLn = newLimitListener(ln, n.httpCap)
-		n.http = &http.Server{Handler: http.HandlerFunc(n.serveHTTP), ReadHeaderTimeout: httpReadHeaderTimeout,
-			ReadTimeout: httpReadTimeout, WriteTimeout: httpWriteTimeout, IdleTimeout: httpIdleTimeout,
-			ErrorLog: slog.NewLogLogger(n.cfg.Logger.Handler(), slog.LevelWarn)}
-		go func() {
-			if err := n.http.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				n.cfg.Logger.Error("http listener stopped", "err", err)
-				select {
-				case n.fatal <- fmt.Errorf("http listener stopped: %w", err):
-				default:
-				}
-			}
-		}()
+	var err error
+	if n.http, n.httpLn, err = n.serveHTTP("http", n.cfg.HTTPAddr, n.cfg.HTTPTLS, n.mux); err != nil {
+		n.stopAll(context.Background())
+		return err
+	}
+	if n.admin, n.adminLn, err = n.serveHTTP("admin", n.cfg.AdminAddr, nil, n.amux); err != nil {
+		n.stopAll(context.Background())
+		return err
 	}
 	return nil
 }
 
-// serveHTTP is the HTTP API's handler: file transfers get no read or write
-// deadline (see httpReadTimeout), everything else the server's.
-func (n *Node) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if p := r.URL.Path; strings.HasPrefix(p, "/v1/files") || strings.HasPrefix(p, "/v1/uploads") {
-		rc := http.NewResponseController(w)
-		_ = rc.SetReadDeadline(time.Time{})
-		_ = rc.SetWriteDeadline(time.Time{})
+// serveHTTP listens on addr (nothing when empty) and serves h there. The
+// public API ("http") gets a connection cap (its share of the file budget)
+// and read, write and idle timeouts; file transfers lift the read and
+// write deadlines (see httpReadTimeout). A server that stops with an
+// error is reported on Fatal.
+func (n *Node) serveHTTP(name, addr string, tcfg *tls.Config, h http.Handler) (*http.Server, net.Listener, error) {
+	if addr == "" {
+		return nil, nil, nil
 	}
-	n.mux.ServeHTTP(w, r)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s listener: %w", name, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: httpReadHeaderTimeout, TLSConfig: tcfg,
+		ErrorLog: slog.NewLogLogger(n.cfg.Logger.Handler(), slog.LevelWarn)}
+	if name == "http" {
+		n.httpLim = newLimitListener(ln, n.httpCap)
+		ln = n.httpLim
+		srv.Handler = fileDeadlines(h)
+		srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout = httpReadTimeout, httpWriteTimeout, httpIdleTimeout
+	}
+	serve := func() error { return srv.Serve(ln) }
+	if tcfg != nil {
+		serve = func() error { return srv.ServeTLS(ln, "", "") }
+	}
+	go func() {
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.cfg.Logger.Error(name+" listener stopped", "err", err)
+			select {
+			case n.fatal <- fmt.Errorf("%s listener stopped: %w", name, err):
+			default:
+			}
+		}
+	}()
+	return srv, ln, nil
+}
+
+// fileDeadlines lifts the read and write deadlines of file transfers
+// (see httpReadTimeout).
+func fileDeadlines(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Path; strings.HasPrefix(p, "/v1/files") || strings.HasPrefix(p, "/v1/uploads") {
+			rc := http.NewResponseController(w)
+			_ = rc.SetReadDeadline(time.Time{})
+			_ = rc.SetWriteDeadline(time.Time{})
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // watch reports a listener that stops serving without Stop on Fatal.
@@ -283,12 +343,12 @@ func (n *Node) watch(name string, s *Server) {
 func (n *Node) Fatal() <-chan error { return n.fatal }
 
 // HTTPStats returns the HTTP listener's accept errors and its connection
-// cap (0, 0 without an HTTP listener). Safe for concurrent use.
+// cap (0, 0 without an HTTP listener). Safe for concurrent use after Start.
 func (n *Node) HTTPStats() (acceptErrors uint64, maxConns int) {
-	if n.httpLn == nil {
+	if n.httpLim == nil {
 		return 0, 0
 	}
-	return n.httpLn.errors.Load(), n.httpCap
+	return n.httpLim.errors.Load(), n.httpCap
 }
 
 // limitListener caps the connections accepted and not yet closed: past the
@@ -342,7 +402,7 @@ func (c *limitConn) Close() error {
 }
 
 // Addrs returns each listener's bound address by name: login, endpoint,
-// center, http.
+// center, http, admin.
 func (n *Node) Addrs() map[string]net.Addr {
 	m := make(map[string]net.Addr, len(n.servers)+1)
 	for name, s := range n.servers {
@@ -350,6 +410,9 @@ func (n *Node) Addrs() map[string]net.Addr {
 	}
 	if n.httpLn != nil {
 		m["http"] = n.httpLn.Addr()
+	}
+	if n.adminLn != nil {
+		m["admin"] = n.adminLn.Addr()
 	}
 	return m
 }
@@ -372,8 +435,10 @@ func (n *Node) Stop(ctx context.Context) error {
 
 func (n *Node) stopAll(ctx context.Context) error {
 	var errs []error
-	if n.http != nil {
-		errs = append(errs, n.http.Shutdown(ctx))
+	for _, h := range []*http.Server{n.http, n.admin} {
+		if h != nil {
+			errs = append(errs, h.Shutdown(ctx))
+		}
 	}
 	for _, name := range n.order {
 		s := n.servers[name]

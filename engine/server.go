@@ -212,6 +212,10 @@ func (s *Server) Start() error {
 	}
 	opts := []gnet.Option{
 		gnet.WithNumEventLoop(s.cfg.Loops),
+		// A restarted server rebinds at once, while the old process's
+		// connections still sit in TIME_WAIT (Go's own listener below sets
+		// SO_REUSEADDR too).
+		gnet.WithReuseAddr(true),
 		gnet.WithTicker(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithLogger(gnetLogger{s.cfg.Logger}),

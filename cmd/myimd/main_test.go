@@ -47,6 +47,7 @@ type proc struct {
 	dir   string
 	cmd   *exec.Cmd
 	addrs map[string]string
+	data  string // the banner's data line
 	out   *bytes.Buffer
 	done  chan error
 }
@@ -71,7 +72,8 @@ func startMyimdDir(t testing.TB, dir string, args ...string) *proc {
 func startMyimdVia(t testing.TB, dir string, wrapper []string, args ...string) *proc {
 	t.Helper()
 	base := []string{"--data-dir", dir, "--endpoint-addr", "127.0.0.1:0",
-		"--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0"}
+		"--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0",
+		"--admin-addr", "127.0.0.1:0", "--shutdown-grace", "5s"}
 	argv := append(append(append([]string(nil), wrapper...), binPath), append(base, args...)...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	stdout, _ := cmd.StdoutPipe()
@@ -89,6 +91,7 @@ func startMyimdVia(t testing.TB, dir string, wrapper []string, args ...string) *
 			p.addrs[m[1]] = m[2]
 		}
 		if strings.HasPrefix(strings.TrimSpace(line), "data") {
+			p.data = strings.TrimSpace(line)
 			break
 		}
 	}
