@@ -236,9 +236,9 @@ func (s *Server) Start() error {
 		}
 		s.ln, s.sockDir, s.addr = ln, dir, ln.Addr()
 		addr = "unix://" + filepath.Join(dir, "loop.sock")
-		// Registered connections are spread by the loops' load; the
-		// default round robin is not safe to call from another goroutine.
-		opts = append(opts, gnet.WithLoadBalancing(gnet.LeastConnections))
+		// Registered connections go round robin, as gnet's own accepts
+		// did: gnet's balancer is not safe for concurrent callers, and the
+		// accept loop is its only one (nobody dials the Unix socket).
 	}
 	go func() {
 		err := gnet.Run(&gnetHandler{s}, addr, opts...)
