@@ -104,7 +104,7 @@ func (c *Config) options() []option {
 		{"role", "what this process runs: all, login, endpoint or center", (*roleValue)(&c.Role)},
 		{"endpoint-addr", "client (endpoint) listener address", (*addrValue)(&c.EndpointAddr)},
 		{"login-addr", "login center listener address", (*addrValue)(&c.LoginAddr)},
-		{"http-addr", "HTTP API listener address", (*addrValue)(&c.HTTPAddr)},
+		{"http-addr", "public HTTP listener: the user API, /healthz and /readyz (the operators' routes are on --admin-addr)", (*addrValue)(&c.HTTPAddr)},
 		{"center-addr", "center link listener address", (*addrValue)(&c.CenterAddr)},
 		{"data-dir", "directory for the embedded store and keys", (*stringValue)(&c.DataDir)},
 		{"mysql-dsn", "MySQL/MariaDB DSN (empty: embedded store)", (*stringValue)(&c.MySQLDSN)},
