@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 )
@@ -62,6 +63,7 @@ type Node struct {
 	http    *http.Server
 	httpLn  net.Listener
 	mux     *http.ServeMux
+	routes  []string // the patterns given to mux, for Routes
 	mu      sync.Mutex
 	stopped bool
 }
@@ -106,11 +108,21 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		_, _ = w.Write([]byte(`{"status":"ok"}`))
 	})
 	n.mux.HandleFunc("GET /readyz", n.readyz)
+	n.routes = append(n.routes, "GET /healthz", "GET /readyz")
 	return n, nil
 }
 
 // HandleHTTP adds a route to the node's HTTP API, before Start.
-func (n *Node) HandleHTTP(pattern string, h http.Handler) { n.mux.Handle(pattern, h) }
+func (n *Node) HandleHTTP(pattern string, h http.Handler) {
+	n.mux.Handle(pattern, h)
+	n.routes = append(n.routes, pattern)
+}
+
+// Routes returns the patterns of the node's HTTP routes ("GET /v1/friends",
+// as given to HandleHTTP), in the order they were added: what
+// docs/openapi.yaml is checked against. Not safe to call concurrently with
+// HandleHTTP.
+func (n *Node) Routes() []string { return slices.Clone(n.routes) }
 
 func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
