@@ -255,6 +255,16 @@ func (c *LocalCenter) Attach(ep Endpoint) {
 	c.epsMu.Unlock()
 }
 
+// Detach forgets ep, if it is still the endpoint attached under its id.
+// Safe for concurrent use.
+func (c *LocalCenter) Detach(ep Endpoint) {
+	c.epsMu.Lock()
+	if c.eps[ep.ID()] == ep {
+		delete(c.eps, ep.ID())
+	}
+	c.epsMu.Unlock()
+}
+
 func (c *LocalCenter) endpoint(id uint32) Endpoint {
 	c.epsMu.RLock()
 	ep := c.eps[id]
