@@ -385,6 +385,19 @@ func handshake(ctx context.Context, cfg Config, nc net.Conn, serverKey []byte, t
 		done: make(chan struct{}), pongs: make(chan []byte, 16), autoAck: cfg.AutoAck, autoFet: cfg.AutoFetch, follow: cfg.FollowMoves, dedupe: cfg.Dedupe}
 	c.nextCID.Store(uint64(time.Now().UnixNano()))
 	go c.readLoop(r)
+	// The first sealed frame proves to the endpoint that this side holds
+	// the session keys: only then does it announce the session (a replayed
+	// first message gets this far and no further). The PING after it
+	// returns once the endpoint has handled it, so that the session is
+	// online when Dial returns.
+	if err := c.Send(frame.CmdPong, frame.QoS0, nil); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if _, err := c.Ping(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
 	if c.autoFet {
 		if _, err := c.Fetch(frame.FetchP2P, 0, 100); err != nil {
 			c.Close()
@@ -597,6 +610,16 @@ func (c *Conn) Lookup(cmd frame.Cmd, target uint64) (uint32, error) {
 	req := c.NextReq()
 	f, _ := frame.AppendLookup(nil, cmd, req, target, nil)
 	return req, c.Send(cmd, frame.QoS0, frame.Frame(f).Body())
+}
+
+// SetProfile sends a PROFILE request that sets the user's own signature
+// and profile (JSON {"signature": ..., "profile": {...}}; a field left out
+// keeps its value) and returns its request id. The answer is a PROFILE
+// frame with the updated user, or an ERROR.
+func (c *Conn) SetProfile(json []byte) (uint32, error) {
+	req := c.NextReq()
+	f, _ := frame.AppendLookup(nil, frame.CmdProfile, req, 0, json)
+	return req, c.Send(frame.CmdProfile, frame.QoS0, frame.Frame(f).Body())
 }
 
 // LookupName sends a SIGNATURE request that finds a user by exact name;

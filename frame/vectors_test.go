@@ -168,6 +168,8 @@ var vectorTable = map[string]vectorWant{
 	"group-remove": {frame.CmdGroup, frame.QoS0, groupFields{11, frame.GroupRemove, team, `{"user":2}`}},
 	"group-open":   {frame.CmdGroup, frame.QoS0, groupFields{9, frame.GroupOpen, team, `{"open":true}`}},
 	"group-role":   {frame.CmdGroup, frame.QoS0, groupFields{10, frame.GroupRole, team, `{"user":2,"role":"admin"}`}},
+
+	"profile-request": {frame.CmdProfile, frame.QoS0, lookupFields{7, 0, `{"signature":"on holiday"}`}},
 }
 
 // seqString returns the bytes 0, 1, ..., n-1 as a string.
@@ -207,7 +209,7 @@ func TestDocVectors(t *testing.T) {
 			t.Errorf("command %v (0x%02x) has no vector in %s", frame.Cmd(c), c, protocolDoc)
 		}
 	}
-	for c := frame.CmdPing; c <= frame.CmdGroup; c++ {
+	for c := frame.CmdPing; c <= frame.CmdProfile; c++ {
 		if !covered[c] {
 			t.Errorf("command 0x%02x has no vector in %s", byte(c), protocolDoc)
 		}

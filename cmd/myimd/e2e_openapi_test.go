@@ -38,12 +38,33 @@ func loadOpenAPI(t testing.TB) *openapi3.T {
 	return doc
 }
 
-// docOperations returns "METHOD /path" for every operation of the doc.
-func docOperations(doc *openapi3.T) []string {
+// docListeners returns the listeners that serve a path of the doc: its
+// x-myim-listener, or the public one.
+func docListeners(item *openapi3.PathItem) []string {
+	v, ok := item.Extensions["x-myim-listener"].([]any)
+	if !ok {
+		return []string{engine.ListenerHTTP}
+	}
+	var out []string
+	for _, l := range v {
+		out = append(out, fmt.Sprint(l))
+	}
+	return out
+}
+
+// docOperations returns "METHOD /path" for every operation of the doc, and
+// withListeners "listener METHOD /path" for each listener that serves it.
+func docOperations(doc *openapi3.T, withListeners bool) []string {
 	var out []string
 	for path, item := range doc.Paths.Map() {
 		for method := range item.Operations() {
-			out = append(out, method+" "+path)
+			if !withListeners {
+				out = append(out, method+" "+path)
+				continue
+			}
+			for _, l := range docListeners(item) {
+				out = append(out, l+" "+method+" "+path)
+			}
 		}
 	}
 	slices.Sort(out)
@@ -63,22 +84,23 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 	doc := loadOpenAPI(t)
 	cfg, err := loadConfig([]string{"--data-dir", t.TempDir(), "--endpoint-addr", "127.0.0.1:0",
 		"--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0",
-		"--admin-secret", "openapi-secret", "--pprof"}, func(string) string { return "" }, io.Discard)
+		"--admin-addr", "127.0.0.1:0", "--admin-secret", "openapi-secret", "--pprof"},
+		func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	n, parts, err := buildNode(cfg, log, engine.NewLogRing(log.Handler(), 1))
+	n, parts, err := buildNode(cfg, log, engine.NewLogRing(log.Handler(), 1), newBanner(cfg, io.Discard))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer parts.close()
 	served := map[string]bool{}
-	for _, p := range n.Routes() {
-		served[routeKey(p)] = true
+	for _, r := range n.Routes() {
+		served[r.Listener+" "+routeKey(r.Pattern)] = true
 	}
 	documented := map[string]bool{}
-	for _, op := range docOperations(doc) {
+	for _, op := range docOperations(doc, true) {
 		documented[op] = true
 		if !served[op] {
 			t.Errorf("%s documents %s, which the server does not serve", openAPIDoc, op)
@@ -100,13 +122,32 @@ type apiChecker struct {
 	covered map[string]int
 }
 
+// addr returns the address of the listener that serves path, as the doc
+// says (x-myim-listener).
+func (a *apiChecker) addr(path string) string {
+	a.t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+a.p.addrs["http"]+path, nil)
+	for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
+		req.Method = m
+		if route, _, err := a.router.FindRoute(req); err == nil {
+			if slices.Contains(docListeners(route.PathItem), engine.ListenerHTTP) {
+				return a.p.addrs["http"]
+			}
+			return a.p.addrs["admin"]
+		}
+	}
+	a.t.Fatalf("%s: not in %s", path, openAPIDoc)
+	return ""
+}
+
 // do makes one call, checks it against the doc and that the status is
 // want, and returns the answer's body.
 func (a *apiChecker) do(method, path, token string, body []byte, hdr map[string]string, want int) []byte {
 	a.t.Helper()
-	req, _ := http.NewRequest(method, "http://"+a.p.addrs["http"]+path, bytes.NewReader(body))
+	base := "http://" + a.addr(path)
+	req, _ := http.NewRequest(method, base+path, bytes.NewReader(body))
 	if body == nil {
-		req, _ = http.NewRequest(method, "http://"+a.p.addrs["http"]+path, nil)
+		req, _ = http.NewRequest(method, base+path, nil)
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -169,7 +210,8 @@ func TestOpenAPIAnswers(t *testing.T) {
 	doc := loadOpenAPI(t)
 	const secret = "openapi-admin-secret"
 	p := startMyimd(t, "--admin-secret", secret, "--pprof")
-	doc.Servers = openapi3.Servers{{URL: "http://" + p.addrs["http"]}} // the doc names the default port
+	// The doc names the default ports.
+	doc.Servers = openapi3.Servers{{URL: "http://" + p.addrs["http"]}, {URL: "http://" + p.addrs["admin"]}}
 	router, err := legacy.NewRouter(doc)
 	if err != nil {
 		t.Fatal(err)
@@ -197,6 +239,8 @@ func TestOpenAPIAnswers(t *testing.T) {
 	a.json("GET", "/v1/users?name=nobody", tok, "", http.StatusNotFound)
 	a.json("GET", "/v1/users?name=bo", "", "", http.StatusUnauthorized)
 
+	a.json("PUT", "/v1/me", tok, `{"signature":"hello","profile":{"city":"Oslo"}}`, http.StatusOK)
+	a.json("PUT", "/v1/me", tok, `{"profile":[1]}`, http.StatusBadRequest)
 	a.json("POST", "/v1/friends/requests", tok, fmt.Sprintf(`{"to":%d}`, bo.id), http.StatusAccepted)
 	a.json("POST", "/v1/friends/requests", tok, `{"to":999999}`, http.StatusNotFound)
 	a.json("GET", "/v1/friends", bo.login.Token, "", http.StatusOK)
@@ -289,6 +333,8 @@ func TestOpenAPIAnswers(t *testing.T) {
 	}
 	a.json("GET", fmt.Sprintf("/v1/admin/users/%d", cy.id), secret, "", http.StatusOK)
 	a.json("GET", "/v1/admin/users/999999", secret, "", http.StatusNotFound)
+	a.json("GET", fmt.Sprintf("/v1/admin/groups/%d", g.Group), secret, "", http.StatusOK)
+	a.json("GET", "/v1/admin/groups/999999", secret, "", http.StatusNotFound)
 	a.json("POST", fmt.Sprintf("/v1/admin/users/%d/devices/%s/kick", cy.id, cyDevice), secret, "", http.StatusOK)
 	a.json("POST", fmt.Sprintf("/v1/admin/users/%d/devices/zz/kick", cy.id), secret, "", http.StatusBadRequest)
 	a.json("POST", "/v1/admin/tokens/revoke", secret, fmt.Sprintf(`{"sid":%q}`, cySID), http.StatusOK)
@@ -308,7 +354,7 @@ func TestOpenAPIAnswers(t *testing.T) {
 	a.json("GET", "/v1/admin/drain", secret, "", http.StatusOK)
 	a.json("POST", "/v1/admin/drain", secret, "", http.StatusOK) // last: the endpoint empties
 
-	for _, op := range docOperations(doc) {
+	for _, op := range docOperations(doc, false) {
 		if a.covered[op] == 0 {
 			t.Errorf("no real answer checked for %s", op)
 		}
