@@ -612,6 +612,16 @@ func (c *Conn) Lookup(cmd frame.Cmd, target uint64) (uint32, error) {
 	return req, c.Send(cmd, frame.QoS0, frame.Frame(f).Body())
 }
 
+// SetProfile sends a PROFILE request that sets the user's own signature
+// and profile (JSON {"signature": ..., "profile": {...}}; a field left out
+// keeps its value) and returns its request id. The answer is a PROFILE
+// frame with the updated user, or an ERROR.
+func (c *Conn) SetProfile(json []byte) (uint32, error) {
+	req := c.NextReq()
+	f, _ := frame.AppendLookup(nil, frame.CmdProfile, req, 0, json)
+	return req, c.Send(frame.CmdProfile, frame.QoS0, frame.Frame(f).Body())
+}
+
 // LookupName sends a SIGNATURE request that finds a user by exact name;
 // the answer's Target is the user's id (docs/protocol.md, "Finding a
 // user"). It returns the request id.

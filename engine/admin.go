@@ -77,6 +77,7 @@ func (a *Admin) Register(n *Node) {
 	handle("POST /v1/admin/tokens", a.tokens)
 	handle("POST /v1/admin/drain", a.drain)
 	handle("GET /v1/admin/drain", a.drainState)
+	handle("GET /v1/admin/groups/{id}", a.group)
 	if a.PProf {
 		handle("GET /debug/pprof/", pprof.Index)
 		handle("GET /debug/pprof/cmdline", pprof.Cmdline)
@@ -280,8 +281,60 @@ func (a *Admin) user(w http.ResponseWriter, r *http.Request) {
 		(&API{}).storeErr(w, err)
 		return
 	}
+	devs, err := a.Store.Devices(r.Context(), id)
+	if err != nil {
+		writeRefusal(w, err)
+		return
+	}
+	offline, err := a.Store.CountOffline(r.Context(), id)
+	if err != nil {
+		writeRefusal(w, err)
+		return
+	}
 	s := a.sessionsOf(id)
-	writeJSON(w, http.StatusOK, map[string]any{"id": u.ID, "name": u.Name, "online": len(s) > 0, "sessions": s})
+	writeJSON(w, http.StatusOK, map[string]any{"id": u.ID, "name": u.Name, "online": len(s) > 0, "sessions": s,
+		"devices": deviceJSONs(devs), "offline": offline})
+}
+
+// DeviceJSON is one of a user's devices in the admin user view; Device is
+// the hex key hash that kicking a device names.
+type DeviceJSON struct {
+	Device      string `json:"device"`
+	Fingerprint string `json:"fingerprint"`
+	FirstSeen   int64  `json:"first_seen"`
+	LastSeen    int64  `json:"last_seen"`
+	Addr        string `json:"addr"`
+}
+
+func deviceJSONs(ds []storage.Device) []DeviceJSON {
+	out := make([]DeviceJSON, len(ds))
+	for i, d := range ds {
+		out[i] = DeviceJSON{Device: hex.EncodeToString(d.KeyHash[:]), Fingerprint: d.Fingerprint,
+			FirstSeen: d.FirstSeen, LastSeen: d.LastSeen, Addr: d.Addr}
+	}
+	return out
+}
+
+// group shows a group to the operator: its record and how many of its
+// messages the store holds (expired ones the sweep has not deleted yet
+// included).
+func (a *Admin) group(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	g, err := a.Store.GroupInfo(r.Context(), id)
+	if err != nil {
+		writeRefusal(w, err)
+		return
+	}
+	n, err := a.Store.CountGroupMsgs(r.Context(), id)
+	if err != nil {
+		writeRefusal(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": g.ID, "name": g.Name, "owner": g.Owner,
+		"highest_seq": g.HighestSeq, "members": g.Members, "stored_messages": n})
 }
 
 // kickDevice closes a user's sessions on one device, named by the hex hash

@@ -104,18 +104,11 @@ var (
 	errGroupFailed = &groupError{http.StatusServiceUnavailable, frame.ErrCodeRetry, "store unavailable; retry"}
 )
 
-// groupFailure turns an error of groupOp into a refusal.
+// groupFailure turns an error of groupOp into a refusal, through the one
+// mapping of refusal.go (a *groupError keeps its own code).
 func groupFailure(err error) *groupError {
-	var ge *groupError
-	switch {
-	case errors.As(err, &ge):
-		return ge
-	case errors.Is(err, storage.ErrInvalid):
-		return &groupError{http.StatusBadRequest, frame.ErrCodeBadRequest, err.Error()}
-	case errors.Is(err, storage.ErrNotFound):
-		return &groupError{http.StatusNotFound, frame.ErrCodeNotFound, "not found"}
-	}
-	return errGroupFailed
+	code, status, text := refusalOf(err)
+	return &groupError{status, code, text}
 }
 
 // roster is a group's settings and members as one operation saw them.

@@ -464,6 +464,8 @@ var (
 		"Frames opened from and sealed to client sessions, by command and direction.", []string{"cmd", "dir"}, nil)
 	descGroupPushes = prometheus.NewDesc("myim_group_pushes_total",
 		"Group messages pushed to online members' sessions.", nil, nil)
+	descGroupPurged = prometheus.NewDesc("myim_group_purged_total",
+		"Expired group messages the sweep deleted from the store.", nil, nil)
 	descOfflineDeleted = prometheus.NewDesc("myim_offline_deleted_total",
 		"Offline messages deleted after the recipient's receipt.", nil, nil)
 	descOfflineDepth = prometheus.NewDesc("myim_offline_depth",
@@ -496,7 +498,7 @@ var (
 func (m *Monitor) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descAccepted, descFramesIn, descBytesIn, descBytesOut,
 		descWrites, descClosed, descLoopLag, descSessions, descDraining, descHandshakes, descHandshakeFail,
-		descMessages, descFramesByCmd, descGroupPushes, descOfflineDeleted, descOfflineDepth, descOfflineQueue, descPending, descStoreQueue, descStoreQueueCap, descOnline, descDelivery,
+		descMessages, descFramesByCmd, descGroupPushes, descGroupPurged, descOfflineDeleted, descOfflineDepth, descOfflineQueue, descPending, descStoreQueue, descStoreQueueCap, descOnline, descDelivery,
 		descCluster, descPeers, descStoreLat, descStoreErr, descUptime} {
 		ch <- d
 	}
@@ -556,6 +558,7 @@ func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
 		counter(descMessages, c.Shed.Load(), "shed")
 		counter(descGroupPushes, c.GroupPushes.Load())
 		counter(descOfflineDeleted, c.OfflineDeleted.Load())
+		counter(descGroupPurged, c.GroupPurged.Load())
 		gauge(descOfflineDepth, float64(max(int64(c.StoredOffline.Load())-int64(c.OfflineDeleted.Load()), 0)))
 		gauge(descOfflineQueue, float64(len(c.offline)))
 		gauge(descPending, float64(c.pendingReceipts()))

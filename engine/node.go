@@ -77,6 +77,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		}
 		lim := cfg.Limits
 		lim.Addr = addr
+		if lim.PreAuthMaxFrame == 0 {
+			lim.PreAuthMaxFrame = DefaultPreAuthMaxFrame
+		}
 		lim.Logger = cfg.Logger.With("listener", name)
 		n.servers[name] = New(h, WithConfig(lim))
 		n.order = append(n.order, name)

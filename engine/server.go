@@ -412,7 +412,11 @@ func (g *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 			break
 		}
 		hdr, _ := gc.Peek(min(n, frame.MaxLengthBytes))
-		size, err := frame.Split(hdr, s.cfg.MaxFrame)
+		limit := s.cfg.MaxFrame
+		if c.user.Load() == 0 {
+			limit = s.cfg.PreAuthMaxFrame // nothing big before authentication
+		}
+		size, err := frame.Split(hdr, limit)
 		if err != nil {
 			s.frameError(c, err)
 			break

@@ -71,6 +71,10 @@ type Config struct {
 	UploadTimeout time.Duration
 	XferIdle      time.Duration
 
+	// Group messages: how long one is kept, how often expired ones are deleted.
+	GroupTTL   time.Duration
+	GroupSweep time.Duration
+
 	// GCPercent is the collector's target (debug.SetGCPercent), unless the
 	// GOGC environment variable is set.
 	GCPercent int
@@ -125,6 +129,8 @@ func (c *Config) options() []option {
 		{"max-file-size", "largest file the file server takes, in bytes", (*intValue)(&c.MaxFileSize)},
 		{"upload-timeout", "discard a file server upload with no write for this long", (*durationValue)(&c.UploadTimeout)},
 		{"xfer-idle", "end a user-to-user file transfer with no progress for this long", (*durationValue)(&c.XferIdle)},
+		{"group-ttl", "center: how long a group message is kept for members that have not acknowledged it", (*durationValue)(&c.GroupTTL)},
+		{"group-sweep", "center: how often expired group messages are deleted from the store", (*durationValue)(&c.GroupSweep)},
 		{"gc-percent", "Go collector target: heap growth over live data, in percent, before a collection (Go's default is 100; lower holds less memory per session for some CPU under traffic; -1: off; Go's GOGC variable, when set, wins)", (*intValue)(&c.GCPercent)},
 	}
 }
@@ -157,6 +163,8 @@ func defaults() Config {
 		MaxFileSize:       4 << 30,
 		UploadTimeout:     time.Hour,
 		XferIdle:          10 * time.Minute,
+		GroupTTL:          7 * 24 * time.Hour,
+		GroupSweep:        time.Minute,
 		Failback:          30 * time.Second,
 		RouteRetry:        5 * time.Second,
 		RouteTTL:          30 * time.Second,
