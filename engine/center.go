@@ -111,6 +111,11 @@ type LocalCenter struct {
 	// OfflineDeleted approximates the offline queue).
 	Delivered, StoredOffline, Refused, Shed atomic.Uint64
 	GroupPushes, OfflineDeleted             atomic.Uint64
+
+	// storeWarn bounds the per-message storage warnings (queue full, store
+	// failing), which a full queue or a store outage would repeat for every
+	// message.
+	storeWarn *logLimit
 	// GroupPurged counts expired group messages the sweep deleted.
 	GroupPurged atomic.Uint64
 }
@@ -181,7 +186,7 @@ type dedupeShard struct {
 // NewLocalCenter starts a center and its storage workers.
 func NewLocalCenter(cfg CenterConfig) *LocalCenter {
 	cfg.fillDefaults()
-	c := &LocalCenter{cfg: cfg, eps: make(map[uint32]Endpoint),
+	c := &LocalCenter{cfg: cfg, storeWarn: newLogLimit(), eps: make(map[uint32]Endpoint),
 		jobs: make(chan func(), cfg.QueueLen), offline: make(chan offlineItem, cfg.QueueLen),
 		stop: make(chan struct{}), nameLookups: newLookupBudget(nameLookups),
 		strangerLookups: newLookupBudget(strangerLookups)}
@@ -292,23 +297,27 @@ func (c *LocalCenter) endpoint(id uint32) Endpoint {
 	return ep
 }
 
-// Online records a session and tells the user's friends when it is the
-// user's first.
+// Online records a session and tells the user's friends when that changes
+// what they see of the user.
 func (c *LocalCenter) Online(user uint64, s SessionRef) {
 	st := &sessState{ref: s, status: frame.StatusOnline}
 	a := route.Addr{Endpoint: s.Endpoint, Center: c.cfg.ID, Session: s.Session}
+	before, beforeText := c.statusText(user)
 	c.routes.Put(user, a, st)
 	if c.cl != nil {
 		c.cl.publish(pubOp{user: user, a: a})
 	}
-	if c.routes.Lookup(user, func(route.Addr, any) {}) == 1 {
-		c.notifyFriends(user, frame.StatusOnline)
+	// Friends hear of the first session, and of a later one that changes
+	// what they see (online beside an away or busy session).
+	if after, afterText := c.statusText(user); after != before || afterText != beforeText {
+		c.notifyFriends(user, after)
 	}
 }
 
 // Offline forgets a session; what was pushed to it and not acked goes to
 // the offline store.
 func (c *LocalCenter) Offline(user uint64, s SessionRef, bye bool) {
+	before, beforeText := c.statusText(user)
 	v, ok := c.routes.Remove(user, s.Session)
 	if !ok {
 		return
@@ -329,6 +338,8 @@ func (c *LocalCenter) Offline(user uint64, s SessionRef, bye bool) {
 	}
 	if c.routes.Lookup(user, func(route.Addr, any) {}) == 0 {
 		c.notifyFriends(user, frame.StatusOffline)
+	} else if after, afterText := c.statusText(user); after != before || afterText != beforeText {
+		c.notifyFriends(user, after) // the session that set what friends saw left
 	}
 	c.xferOffline(user, s)
 }
@@ -700,13 +711,17 @@ func (c *LocalCenter) ack(user uint64, s SessionRef, a frame.Ack) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 				if err := c.cfg.Store.DeleteOffline(ctx, user, []uint64{mid}); err != nil {
-					c.cfg.Logger.Warn("offline delete failed", "user", user, "err", err)
+					if ok, n := c.storeWarn.allow(); ok {
+						c.cfg.Logger.Warn("offline delete failed", "user", user, "err", err, "suppressed", n)
+					}
 					return
 				}
 				c.OfflineDeleted.Add(1)
 			}) {
 				unmark()
-				c.cfg.Logger.Warn("offline delete dropped: queue full", "user", user)
+				if ok, n := c.storeWarn.allow(); ok {
+					c.cfg.Logger.Warn("offline delete dropped: queue full", "user", user, "suppressed", n)
+				}
 			}
 			return
 		}
@@ -737,7 +752,9 @@ func (c *LocalCenter) ack(user uint64, s SessionRef, a frame.Ack) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			if err := c.cfg.Store.AckGroup(ctx, group, user, mid); err != nil {
-				c.cfg.Logger.Warn("group ack failed", "group", group, "user", user, "err", err)
+				if ok, n := c.storeWarn.allow(); ok {
+					c.cfg.Logger.Warn("group ack failed", "group", group, "user", user, "err", err, "suppressed", n)
+				}
 			}
 		})
 	}

@@ -259,7 +259,19 @@ func (s *LinkServer) serve(raw net.Conn) {
 		err = re.q.serve(nc, &s.cfg.Link, func() error { return s.read(re, nc, &lr) })
 	}
 	n := s.detach(re)
+	if s.closing() {
+		log.Info("endpoint link closed: this center stops", "sessions_offline", n)
+		return
+	}
 	log.Warn("endpoint link down", "err", err, "sessions_offline", n)
+}
+
+// closing reports whether Close was called: links that end then end
+// because of it, which is no warning.
+func (s *LinkServer) closing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 // attach registers re unless an endpoint with its id is linked already:

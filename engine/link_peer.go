@@ -348,6 +348,10 @@ func (s *LinkServer) servePeer(raw, nc net.Conn, lr *linkReader, id uint32, peer
 	q.mu.Lock()
 	q.closeLocked()
 	q.mu.Unlock()
+	if s.closing() {
+		log.Info("center peer link closed: this center stops")
+		return
+	}
 	log.Warn("center peer link closed", "err", err)
 }
 

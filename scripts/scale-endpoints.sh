@@ -181,7 +181,7 @@ stop() {
 # minutes before the bench's first keepalive, so the run allows ten.
 # The bench dials every session from a few addresses: no per-address handshake budget.
 limits=(--max-conns 19800 --idle-timeout 10m --log-level warn --handshake-rate -1)
-listen=(--endpoint-addr 127.0.0.1:0 --login-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --center-addr 127.0.0.1:0)
+listen=(--endpoint-addr 127.0.0.1:0 --login-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --center-addr 127.0.0.1:0)
 
 {
   echo "# Past one process: $endpoints endpoints, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -193,7 +193,7 @@ listen=(--endpoint-addr 127.0.0.1:0 --login-addr 127.0.0.1:0 --http-addr 127.0.0
 
 log "baseline: one all-in-one myimd, $baseline_n sessions"
 start base --data-dir "$out/d0" --admin-secret "$secret" --pprof "${listen[@]}" "${limits[@]}"
-run_bench baseline --scenario idle --n "$baseline_n" --prefix base --http-addr "$(addr base http)" \
+run_bench baseline --scenario idle --n "$baseline_n" --prefix base --http-addr "$(addr base http)" --admin-addr "$(addr base admin)" \
   --admin-secret "$secret" --dial-rate "$dial_rate" --hold "$hold" --progress 5s --server-pid "$pid_base" --settle \
   --json "$out/baseline.json"
 stop "$pid_base"
@@ -216,7 +216,7 @@ done
 # Four addresses per bench process: each address has about 28,000 ports.
 last_src=$((1 + 4 * bench_procs))
 run_bench cluster --scenario idle --procs "$bench_procs" --n "$total" --spread --min-servers "$endpoints" \
-  --prefix scale --http-addr "$(addr center http)" --admin-secret "$secret" --src "127.0.0.2-127.0.0.$last_src" \
+  --prefix scale --http-addr "$(addr center http)" --admin-addr "$(addr center admin)" --admin-secret "$secret" --src "127.0.0.2-127.0.0.$last_src" \
   --dial-rate "$dial_rate" --hold "$hold" --progress 5s --server-pid "$server_pids" --settle --json "$out/cluster.json"
 # Endpoints first, so that none of them sees its center go away.
 for k in $(seq 1 "$endpoints"); do

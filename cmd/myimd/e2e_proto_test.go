@@ -228,6 +228,16 @@ func TestPresenceTextReachesFriends(t *testing.T) {
 	if n := frame.Presence(recvCmd(t, pia.conn, frame.CmdFriendNotify).Body); string(n.Text()) != "back at 3" {
 		t.Fatalf("text change notified as %q", n.Text())
 	}
+	// A second device online outranks busy; when it leaves, friends see
+	// the first device's status and text again.
+	pam2 := p.connect(t, "pam", newDevice(t))
+	if n := frame.Presence(recvCmd(t, pia.conn, frame.CmdFriendNotify).Body); n.Status() != frame.StatusOnline || len(n.Text()) != 0 {
+		t.Fatalf("second device: status %d text %q", n.Status(), n.Text())
+	}
+	_ = pam2.conn.Bye()
+	if n := frame.Presence(recvCmd(t, pia.conn, frame.CmdFriendNotify).Body); n.Status() != frame.StatusBusy || string(n.Text()) != "back at 3" {
+		t.Fatalf("after the second device left: status %d text %q", n.Status(), n.Text())
+	}
 	// Oversized or broken text is refused.
 	_ = pam.conn.SetPresence(frame.StatusAway, strings.Repeat("x", 256))
 	wantError(t, pam.conn, 0, frame.ErrCodeBadRequest, "256-byte status text")
