@@ -168,7 +168,12 @@ func (rc *RemoteCenter) Handle(user uint64, s SessionRef, buf *bytebufferpool.By
 	f := frame.Frame(buf.B)
 	it := handleItem(user, s.Session, buf)
 	switch f.Cmd() {
-	case frame.CmdMsg, frame.CmdFile:
+	case frame.CmdMsg, frame.CmdGroupMsg, frame.CmdFile:
+		// Kept until the center confirms it, and written again on the next
+		// link (to a fallback center if this one died): every QoS 1
+		// message in flight gets its ACK or a retry ERROR. A group
+		// message resent to another center may be appended twice; members
+		// drop the copy by its (sender, CID).
 		it.retain = f.QoS() == frame.QoS1 && frame.Msg(f.Body()).CID() != 0
 	}
 	if rc.q.push(it) {
