@@ -93,9 +93,9 @@ type LocalCenter struct {
 	offline  chan offlineItem
 	storing  [storingShards]storingShard // messages on their way to the store, per recipient
 	spilling atomic.Int64                // sessions with spill set
-	xfers    xferTable    // user-to-user file transfers (files.go)
-	files    *fileService // the private file server; nil when off
-	cl       *cluster     // the other centers; nil when alone
+	xfers    xferTable                   // user-to-user file transfers (files.go)
+	files    *fileService                // the private file server; nil when off
+	cl       *cluster                    // the other centers; nil when alone
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	stopOnce sync.Once
@@ -841,4 +841,3 @@ func (c *LocalCenter) announce(user, friend uint64) {
 	b, _ := frame.AppendPresence(nil, frame.CmdFriendNotify, friend, time.Now().UnixMilli(), st, nil)
 	c.sendTo(user, b)
 }
-
