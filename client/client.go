@@ -40,7 +40,10 @@ type Config struct {
 	Session *session.Config
 	// DialTimeout bounds connecting and each handshake; default 10 s.
 	DialTimeout time.Duration
-	// AutoAck acks every pushed MSG and GROUP_MSG as soon as it is read.
+	// AutoAck acks every pushed MSG as soon as it is read, and a group's
+	// messages cumulatively, once every message below has arrived: a
+	// tracked group's messages (Dedupe.TrackGroup) reach Frames in
+	// sequence order, each once, whatever order they arrive in.
 	AutoAck bool
 	// AutoFetch asks for the offline messages (p2p and group) right after
 	// connecting, and for the next page whenever an answer says more
@@ -50,19 +53,24 @@ type Config struct {
 	// asks the client to move to another server (NOTICE code 2, a drain),
 	// after the NOTICE is delivered. Session always sets it.
 	FollowMoves bool
-	// Dedupe, when set, drops pushed messages whose (sender, client id)
-	// it has seen, so that a message resent after a reconnect is shown
-	// once. Share one across a user's reconnects.
+	// Dedupe, when set, drops pushed messages (MSG and GROUP_MSG) whose
+	// (sender, client id) it has seen, so that a message resent after a
+	// reconnect is shown once, and keeps where each group's sequence
+	// stands. Share one across a user's reconnects.
 	Dedupe *Dedupe
+	// SendTimeout is the deadline SendWait gives a send whose context has
+	// none. Default 30 s.
+	SendTimeout time.Duration
 }
 
 // Dedupe remembers recent (sender, client id) pairs, a bounded number.
 // Safe for concurrent use.
 type Dedupe struct {
-	mu   sync.Mutex
-	seen map[[2]uint64]struct{}
-	ring [][2]uint64
-	next int
+	mu     sync.Mutex
+	seen   map[[2]uint64]struct{}
+	ring   [][2]uint64
+	next   int
+	groups groupTracker
 }
 
 // NewDedupe remembers the last n pairs (n <= 0 means 65,536).
@@ -249,25 +257,31 @@ type Frame struct {
 // Conn is an authenticated session with an endpoint. Send methods are safe
 // for concurrent use; frames arrive on the channel Frames returns.
 type Conn struct {
-	nc       net.Conn
-	keys     *session.Keys
-	user     uint64
-	wmu      sync.Mutex
-	in       chan Frame
-	done     chan struct{}
-	errMu    sync.Mutex
-	err      error
-	nextCID  atomic.Uint64
-	nextReq  atomic.Uint32
-	closed   atomic.Bool
-	pongs    chan []byte
-	autoAck  bool
-	autoFet  bool
-	follow   bool
-	dedupe   *Dedupe
-	received atomic.Uint64
-	dups     atomic.Uint64
-	files    fileMux // transfers and file server requests in progress
+	nc          net.Conn
+	keys        *session.Keys
+	user        uint64
+	wmu         sync.Mutex
+	in          chan Frame
+	done        chan struct{}
+	errMu       sync.Mutex
+	err         error
+	nextCID     atomic.Uint64
+	nextReq     atomic.Uint32
+	closed      atomic.Bool
+	pongs       chan []byte
+	autoAck     bool
+	autoFet     bool
+	follow      bool
+	dedupe      *Dedupe
+	groups      *groupTracker // the Dedupe's, or the connection's own
+	waits       waiters       // sends waiting for their answer (SendWait)
+	gapMu       sync.Mutex
+	gapFetch    time.Time   // start of a group fetch filling gaps; zero when none runs
+	seeded      atomic.Bool // a complete group fetch ended on this connection
+	sendTimeout time.Duration
+	received    atomic.Uint64
+	dups        atomic.Uint64
+	files       fileMux // transfers and file server requests in progress
 }
 
 // Dial connects to an endpoint and runs the IK handshake with token.
@@ -319,7 +333,16 @@ func handshake(ctx context.Context, cfg Config, nc net.Conn, serverKey []byte, t
 	c := &Conn{nc: nc, keys: keys, user: acc.UserID, in: make(chan Frame, 4096),
 		done: make(chan struct{}), pongs: make(chan []byte, 16), autoAck: cfg.AutoAck, autoFet: cfg.AutoFetch, follow: cfg.FollowMoves, dedupe: cfg.Dedupe}
 	c.nextCID.Store(uint64(time.Now().UnixNano()))
+	c.groups = &groupTracker{}
+	if c.dedupe != nil {
+		c.groups = &c.dedupe.groups
+	}
+	c.sendTimeout = cfg.SendTimeout
+	if c.sendTimeout <= 0 {
+		c.sendTimeout = 30 * time.Second
+	}
 	go c.readLoop(r)
+	go c.gapWatch()
 	if c.autoFet {
 		if _, err := c.Fetch(frame.FetchP2P, 0, 100); err != nil {
 			c.Close()
@@ -353,6 +376,7 @@ func (c *Conn) Done() <-chan struct{} { return c.done }
 func (c *Conn) readLoop(r *bufio.Reader) {
 	defer close(c.in)
 	defer close(c.done)
+	defer c.waits.closeAll(ErrNotAcked)
 	for {
 		f, err := frame.Read(r, frame.MaxEncodable)
 		if err != nil {
@@ -393,13 +417,27 @@ func (c *Conn) readLoop(r *bufio.Reader) {
 			c.routeFile(f.Cmd(), f.QoS(), body) {
 			continue // a transfer or file server request took it (files.go)
 		}
+		switch f.Cmd() {
+		case frame.CmdAck, frame.CmdError:
+			c.answer(f.Cmd(), body)
+		case frame.CmdGroup:
+			c.groupAnswer(body)
+		case frame.CmdGroupMsg:
+			c.groupIn(Frame{Cmd: f.Cmd(), QoS: f.QoS(), Body: body})
+			continue
+		}
 		if c.autoAck {
 			c.ack(f.Cmd(), body)
 		}
-		if c.autoFet && f.Cmd() == frame.CmdFetch {
-			if fe := frame.Fetch(body); fe.Flags()&frame.FetchMore != 0 {
+		if f.Cmd() == frame.CmdFetch {
+			fe := frame.Fetch(body)
+			c.gapMu.Lock()
+			gapping := !c.gapFetch.IsZero()
+			c.gapMu.Unlock()
+			if fe.Flags()&frame.FetchMore != 0 && (c.autoFet || gapping && fe.Kind() == frame.FetchGroup) {
 				go func(kind byte, cursor uint64) { _, _ = c.Fetch(kind, cursor, 100) }(fe.Kind(), max(fe.Cursor(), 1))
 			}
+			c.fetchAnswer(fe)
 		}
 		if c.dedupe != nil && f.Cmd() == frame.CmdMsg {
 			if m := frame.Msg(body); c.dedupe.Seen(m.From(), m.CID()) {
@@ -424,9 +462,6 @@ func (c *Conn) ack(cmd frame.Cmd, body []byte) {
 	case frame.CmdMsg:
 		m := frame.Msg(body)
 		_ = c.Ack(m.MID(), m.From())
-	case frame.CmdGroupMsg:
-		m := frame.Msg(body)
-		_ = c.AckGroup(m.To(), m.MID())
 	}
 }
 

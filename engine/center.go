@@ -740,6 +740,114 @@ func (c *LocalCenter) notifyFriends(user uint64, status byte) {
 	})
 }
 
+// maxFetch is the storage layer's cap on one fetch.
+const maxFetch = 1000
+
+// fetch sends a page of offline messages, then a FETCH answer. Cursor 0
+// starts from the lowest MID; any other cursor continues after the last
+// message this session was sent by a fetch. A p2p fetch skips what the
+// session already has (the drain pushes stored messages by itself) and
+// stops at the horizon.
+func (c *LocalCenter) fetch(user uint64, s SessionRef, req uint32, kind byte, cursor uint64, count uint16) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	limit := int(count)
+	if limit <= 0 || limit > maxFetch {
+		limit = 100
+	}
+	var st *sessState
+	c.routes.Lookup(user, func(a route.Addr, v any) {
+		if a.Session == s.Session {
+			st = v.(*sessState)
+		}
+	})
+	if st == nil {
+		return
+	}
+	sent, more := 0, false
+	var last uint64
+	switch kind {
+	case frame.FetchP2P:
+		st.pushMu.Lock()
+		st.mu.Lock()
+		if cursor == 0 {
+			st.fetchAfter = 0
+		}
+		after, have := st.fetchAfter, len(st.flight)+len(st.done)
+		st.mu.Unlock()
+		h := c.horizon(user, st)
+		msgs, err := c.cfg.Store.FetchOffline(ctx, user, after, min(limit+have+1, maxFetch))
+		if err != nil {
+			st.pushMu.Unlock()
+			c.errorTo(s, frame.ErrCodeRetry, uint64(req), "store unavailable")
+			return
+		}
+		for _, m := range msgs {
+			st.mu.Lock()
+			skip := st.skipped(m.MID)
+			st.mu.Unlock()
+			if skip {
+				continue
+			}
+			if m.MID >= h {
+				break // the drain pushes it once the horizon moves
+			}
+			if sent == limit {
+				more = true
+				break
+			}
+			if c.pushStored(st, m.MID, appendStored(m, s.Endpoint)) {
+				sent++
+			}
+			last = m.MID
+			st.mu.Lock()
+			st.fetchAfter = m.MID
+			st.mu.Unlock()
+		}
+		if !more && len(msgs) == min(limit+have+1, maxFetch) && sent > 0 {
+			more = true // a full read: there may be more past it
+		}
+		st.pushMu.Unlock()
+	case frame.FetchGroup:
+		groups, err := c.cfg.Store.UserGroups(ctx, user)
+		if err != nil {
+			c.errorTo(s, frame.ErrCodeRetry, uint64(req), "store unavailable")
+			return
+		}
+		for _, g := range groups {
+			msgs, err := c.cfg.Store.FetchGroup(ctx, g, user, 0, limit-sent+1)
+			if err != nil {
+				c.errorTo(s, frame.ErrCodeRetry, uint64(req), "store unavailable")
+				return
+			}
+			for _, m := range msgs {
+				if sent == limit {
+					more = true
+					break
+				}
+				b, _ := frame.AppendMsg(nil, frame.CmdGroupMsg, frame.QoS1, frame.MsgHeader{From: m.From, To: g,
+					Time: m.Time, CID: m.CID, MID: m.Seq, DSrv: s.Endpoint}, m.Content)
+				if c.sendRef(s, b) {
+					sent++
+				}
+				last = m.Seq
+			}
+			if more {
+				break
+			}
+		}
+	default:
+		c.errorTo(s, frame.ErrCodeBadRequest, uint64(req), "unknown fetch kind")
+		return
+	}
+	var flags byte
+	if more {
+		flags = frame.FetchMore
+	}
+	b, _ := frame.AppendFetch(nil, req, kind, flags, last, uint16(sent))
+	c.sendRef(s, b)
+}
+
 // UserJSON is what SIGNATURE and FRIEND_INFO lookups answer.
 type UserJSON struct {
 	User      uint64 `json:"user"`
