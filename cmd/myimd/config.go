@@ -70,6 +70,11 @@ type Config struct {
 	// GCPercent is the collector's target (debug.SetGCPercent), unless the
 	// GOGC environment variable is set.
 	GCPercent int
+
+	// ReceiptTimeout is how long a pushed QoS 1 message waits for the
+	// recipient's receipt before it is stored and its sender acked STORED
+	// (engine.CenterConfig.AckTimeout).
+	ReceiptTimeout time.Duration
 }
 
 type option struct {
@@ -117,6 +122,7 @@ func (c *Config) options() []option {
 		{"max-file-size", "largest file the file server takes, in bytes", (*intValue)(&c.MaxFileSize)},
 		{"upload-timeout", "discard a file server upload with no write for this long", (*durationValue)(&c.UploadTimeout)},
 		{"xfer-idle", "end a user-to-user file transfer with no progress for this long", (*durationValue)(&c.XferIdle)},
+		{"receipt-timeout", "center role: how long a pushed QoS 1 message waits for the recipient's receipt before it is stored and its sender acked STORED (it is not pushed again to that session; the late receipt deletes it)", (*durationValue)(&c.ReceiptTimeout)},
 		{"gc-percent", "Go collector target: heap growth over live data, in percent, before a collection (Go's default is 100; lower holds less memory per session for some CPU under traffic; -1: off; Go's GOGC variable, when set, wins)", (*intValue)(&c.GCPercent)},
 	}
 }
@@ -151,6 +157,7 @@ func defaults() Config {
 		RouteRetry:        5 * time.Second,
 		RouteTTL:          30 * time.Second,
 		GCPercent:         50,
+		ReceiptTimeout:    10 * time.Second,
 	}
 }
 
@@ -212,6 +219,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if c.ServerID == 0 || c.ServerID > 65535 {
 		return c, fmt.Errorf("--server-id must be 1..65535, got %d", c.ServerID)
+	}
+	if c.ReceiptTimeout <= 0 {
+		return c, fmt.Errorf("--receipt-timeout must be positive, got %v", c.ReceiptTimeout)
 	}
 	if c.GCPercent != -1 && c.GCPercent < 10 {
 		return c, fmt.Errorf("--gc-percent must be -1 (off) or at least 10, got %d", c.GCPercent)
