@@ -61,6 +61,10 @@ type Config struct {
 	// SendTimeout is the deadline SendWait gives a send whose context has
 	// none. Default 30 s.
 	SendTimeout time.Duration
+	// Now is the device's clock, which stamps the Time of messages sent
+	// (data for the recipient: the server orders by its own ids); nil is
+	// time.Now. A skewed clock changes nothing in delivery.
+	Now func() time.Time
 }
 
 // Dedupe remembers recent (sender, client id) pairs, a bounded number.
@@ -279,6 +283,7 @@ type Conn struct {
 	gapFetch    time.Time   // start of a group fetch filling gaps; zero when none runs
 	seeded      atomic.Bool // a complete group fetch ended on this connection
 	sendTimeout time.Duration
+	now         func() time.Time
 	received    atomic.Uint64
 	dups        atomic.Uint64
 	files       fileMux // transfers and file server requests in progress
@@ -336,6 +341,10 @@ func handshake(ctx context.Context, cfg Config, nc net.Conn, serverKey []byte, t
 	c.groups = &groupTracker{}
 	if c.dedupe != nil {
 		c.groups = &c.dedupe.groups
+	}
+	c.now = cfg.Now
+	if c.now == nil {
+		c.now = time.Now
 	}
 	c.sendTimeout = cfg.SendTimeout
 	if c.sendTimeout <= 0 {
@@ -519,7 +528,7 @@ func (c *Conn) SendMsg(to uint64, q frame.QoS, content []byte) (uint64, error) {
 // after reconnect uses the original one, so that it is shown once).
 func (c *Conn) SendMsgCID(cmd frame.Cmd, to uint64, q frame.QoS, cid uint64, content []byte) error {
 	body := frame.AppendMsgHeader(make([]byte, 0, frame.MsgHeaderLen+len(content)),
-		frame.MsgHeader{From: c.user, To: to, Time: time.Now().UnixMilli(), CID: cid})
+		frame.MsgHeader{From: c.user, To: to, Time: c.now().UnixMilli(), CID: cid})
 	return c.Send(cmd, q, append(body, content...))
 }
 

@@ -369,6 +369,10 @@ func (g *groupTracker) skipGaps(t time.Time) (out []Frame, acks map[uint64]uint6
 // groupIn handles a pushed or fetched GROUP_MSG: in order, once, acked
 // cumulatively when everything below has arrived.
 func (c *Conn) groupIn(f Frame) {
+	if !c.autoAck { // the application acks and orders itself
+		c.showGroup([]Frame{f})
+		return
+	}
 	out, ack := c.groups.add(f, time.Now(), !c.autoFet || c.seeded.Load())
 	c.showGroup(out)
 	if ack > 0 && c.autoAck {
