@@ -578,6 +578,21 @@ func (c *Conn) Lookup(cmd frame.Cmd, target uint64) (uint32, error) {
 	return req, c.Send(cmd, frame.QoS0, frame.Frame(f).Body())
 }
 
+// LookupName sends a SIGNATURE request that finds a user by exact name;
+// the answer's Target is the user's id (docs/protocol.md, "Finding a
+// user"). It returns the request id.
+func (c *Conn) LookupName(name string) (uint32, error) {
+	js, err := sonic.Marshal(struct {
+		Name string `json:"name"`
+	}{name})
+	if err != nil {
+		return 0, err
+	}
+	req := c.NextReq()
+	f, _ := frame.AppendLookup(nil, frame.CmdSignature, req, 0, js)
+	return req, c.Send(frame.CmdSignature, frame.QoS0, frame.Frame(f).Body())
+}
+
 // Fetch asks for a page of offline messages; cursor 0 starts over.
 func (c *Conn) Fetch(kind byte, cursor uint64, count uint16) (uint32, error) {
 	req := c.NextReq()

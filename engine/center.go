@@ -84,6 +84,10 @@ type LocalCenter struct {
 	epsMu  sync.RWMutex
 	eps    map[uint32]Endpoint
 
+	// nameLookups and strangerLookups are the users' lookup budgets
+	// (userlookup.go).
+	nameLookups, strangerLookups *lookupBudget
+
 	lastMID atomic.Uint64
 	dedupe  [dedupeShards]dedupeShard
 	pending [pendingShards]pendingShard
@@ -180,7 +184,8 @@ func NewLocalCenter(cfg CenterConfig) *LocalCenter {
 	cfg.fillDefaults()
 	c := &LocalCenter{cfg: cfg, eps: make(map[uint32]Endpoint),
 		jobs: make(chan func(), cfg.QueueLen), offline: make(chan offlineItem, cfg.QueueLen),
-		stop: make(chan struct{})}
+		stop: make(chan struct{}), nameLookups: newLookupBudget(nameLookups),
+		strangerLookups: newLookupBudget(strangerLookups)}
 	for i := range c.pending {
 		c.pending[i].m = make(map[pendKey]*pending)
 	}
@@ -268,6 +273,16 @@ func (c *LocalCenter) nextMID() uint64 {
 func (c *LocalCenter) Attach(ep Endpoint) {
 	c.epsMu.Lock()
 	c.eps[ep.ID()] = ep
+	c.epsMu.Unlock()
+}
+
+// Detach forgets ep, if it is still the endpoint attached under its id.
+// Safe for concurrent use.
+func (c *LocalCenter) Detach(ep Endpoint) {
+	c.epsMu.Lock()
+	if c.eps[ep.ID()] == ep {
+		delete(c.eps, ep.ID())
+	}
 	c.epsMu.Unlock()
 }
 
@@ -389,7 +404,11 @@ func (c *LocalCenter) Handle(user uint64, s SessionRef, buf *bytebufferpool.Byte
 	case frame.CmdSignature, frame.CmdFriendInfo, frame.CmdFriendsOnline, frame.CmdServerList:
 		l := frame.Lookup(f.Body())
 		cmd, req, target := f.Cmd(), l.Req(), l.Target()
-		if !c.submit(func() { c.lookup(user, s, cmd, req, target) }) {
+		var js []byte
+		if cmd == frame.CmdSignature && len(l.JSON()) > 0 {
+			js = append(js, l.JSON()...) // a lookup by name (userlookup.go)
+		}
+		if !c.submit(func() { c.lookup(user, s, cmd, req, target, js) }) {
 			c.errorTo(s, frame.ErrCodeRetry, uint64(req), "busy")
 		}
 	case frame.CmdGroup:
@@ -863,9 +882,19 @@ type FriendStatus struct {
 	Status byte   `json:"status"`
 }
 
-func (c *LocalCenter) lookup(user uint64, s SessionRef, cmd frame.Cmd, req uint32, target uint64) {
+func (c *LocalCenter) lookup(user uint64, s SessionRef, cmd frame.Cmd, req uint32, target uint64, js []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if js != nil {
+		var ok bool
+		if target, ok = c.lookupName(ctx, user, s, req, target, js); !ok {
+			return
+		}
+	} else if cmd == frame.CmdSignature && target != 0 && target != user && !c.isFriend(ctx, user, target) &&
+		!c.strangerLookups.take(user) {
+		c.errorTo(s, frame.ErrCodeRetry, uint64(req), errLookupLimit.Error())
+		return
+	}
 	if target == 0 {
 		target = user
 	}

@@ -55,6 +55,9 @@ func TestClusterOlderPeer(t *testing.T) {
 	}
 	defer in.Close()
 	_ = in.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := linkAuthAccept(in, testLink.Secret); err != nil {
+		t.Fatal(err)
+	}
 	lr := &linkReader{r: bufio.NewReader(in), max: 1 << 20}
 	if id, flags, err := readHello(lr); err != nil || id != 1 || flags&linkHelloRerouting == 0 {
 		t.Fatalf("center 1's HELLO: id %d flags %x, %v", id, flags, err)
@@ -106,6 +109,9 @@ func TestClusterOlderPeer(t *testing.T) {
 	}
 	defer out.Close()
 	_ = out.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := linkAuthDial(out, testLink.Secret); err != nil {
+		t.Fatal(err)
+	}
 	if err := writeHello(out, 2, linkHelloCenter, time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -162,6 +168,9 @@ func TestClusterReplaysHintsToLatePeer(t *testing.T) {
 	}
 	defer in.Close()
 	_ = in.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := linkAuthAccept(in, testLink.Secret); err != nil {
+		t.Fatal(err)
+	}
 	lr := &linkReader{r: bufio.NewReader(in), max: 1 << 20}
 	if _, _, err := readHello(lr); err != nil {
 		t.Fatal(err)

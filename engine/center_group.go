@@ -170,60 +170,28 @@ func (g *groupPush) flush() int {
 	return g.n
 }
 
-// GroupReply is the JSON of a GROUP answer.
-type GroupReply struct {
-	Group   uint64   `json:"group"`
-	Name    string   `json:"name,omitempty"`
-	JoinSeq uint64   `json:"join_seq,omitempty"`
-	Members []uint64 `json:"members,omitempty"`
-	Groups  []uint64 `json:"groups,omitempty"`
-}
-
-// groupOp runs a GROUP request: create, join, leave, members, list.
+// groupOp runs a GROUP request (see groups.go) and answers it with the
+// same JSON the HTTP API gives, or with an ERROR. It runs on a center
+// worker.
 func (c *LocalCenter) groupOp(user uint64, s SessionRef, req uint32, op byte, group uint64, js []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var r GroupReply
-	var err error
-	switch op {
-	case frame.GroupCreate:
-		var in struct {
-			Name string `json:"name"`
-		}
-		if len(js) > 0 {
-			if e := sonic.Unmarshal(js, &in); e != nil || len(in.Name) > 128 {
-				c.errorTo(s, frame.ErrCodeBadRequest, uint64(req), "bad group name")
-				return
-			}
-		}
-		r.Name = in.Name
-		r.Group, err = c.cfg.Store.CreateGroup(ctx, user, in.Name)
-	case frame.GroupJoin:
-		r.Group = group
-		r.JoinSeq, err = c.cfg.Store.JoinGroup(ctx, group, user)
-	case frame.GroupLeave:
-		r.Group = group
-		err = c.cfg.Store.LeaveGroup(ctx, group, user)
-	case frame.GroupMembers:
-		r.Group = group
-		var ms []storage.Member
-		if ms, err = c.cfg.Store.GroupMembers(ctx, group); err == nil {
-			r.Members = make([]uint64, len(ms))
-			for i, m := range ms {
-				r.Members[i] = m.User
-			}
-		}
-	case frame.GroupList:
-		r.Groups, err = c.cfg.Store.UserGroups(ctx, user)
-	default:
-		c.errorTo(s, frame.ErrCodeBadRequest, uint64(req), "unknown group operation")
+	var in groupIn
+	if len(js) > 0 && sonic.Unmarshal(js, &in) != nil {
+		c.errorTo(s, frame.ErrCodeBadRequest, uint64(req), "request JSON must be an object")
 		return
 	}
+	out, err := groupOp(ctx, c.cfg.Store, user, op, group, in)
 	if err != nil {
-		c.storeError(s, req, err)
+		ge := groupFailure(err)
+		c.errorTo(s, ge.code, uint64(req), ge.msg)
 		return
 	}
-	j, _ := sonic.Marshal(r)
-	b, _ := frame.AppendGroup(nil, req, op, r.Group, j)
+	switch r := out.(type) {
+	case GroupInfo:
+		group = r.Group
+	}
+	j, _ := sonic.Marshal(out)
+	b, _ := frame.AppendGroup(nil, req, op, group, j)
 	c.sendRef(s, b)
 }

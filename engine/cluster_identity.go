@@ -43,8 +43,10 @@ type identityReply struct {
 
 // IdentityHandler serves IdentityPath on the join listener (JoinService's
 // TLS config): the peer must present a link certificate from the cluster CA,
-// whose role says which session certificate it gets.
-func IdentityHandler(id *Identity, log *slog.Logger) http.Handler {
+// whose role says which session certificate it gets, and be enrolled in
+// js's registry and not removed. The token-signing key goes only to a
+// center enrolled by a center token (or by `cluster init`).
+func IdentityHandler(id *Identity, js *JoinService, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -56,6 +58,19 @@ func IdentityHandler(id *Identity, log *slog.Logger) http.Handler {
 		node, err := identityOf(r.TLS.PeerCertificates[0])
 		if err != nil {
 			http.Error(w, "a cluster certificate is required", http.StatusForbidden)
+			return
+		}
+		enrolled, ok, err := enrolment(js.dir, node.NodeID)
+		switch {
+		case err != nil:
+			log.Error("cluster identity: registry", "err", err)
+			http.Error(w, "registry unreadable", http.StatusInternalServerError)
+			return
+		case !ok || enrolled.Role != node.Role:
+			http.Error(w, "node not enrolled: enrol it again with a join token", http.StatusForbidden)
+			return
+		case enrolled.Removed:
+			http.Error(w, "node removed from the cluster", http.StatusForbidden)
 			return
 		}
 		var req identityRequest
@@ -91,7 +106,8 @@ func IdentityHandler(id *Identity, log *slog.Logger) http.Handler {
 		for _, k := range id.TokenKeys() {
 			rep.TokenKeys = append(rep.TokenKeys, k.String())
 		}
-		if node.Role == RoleLogin || node.Role == RoleCenter {
+		if signs := node.Role == RoleCenter && (enrolled.By == RoleCenter || enrolled.By == enrolledByInit); signs ||
+			(node.Role == RoleLogin && enrolled.By == RoleLogin) {
 			rep.TokenKey, rep.TokenKID = id.TokenKey.Private.Seed(), id.TokenKey.ID
 		}
 		log.Info("cluster identity issued", "role", node.Role, "node", node.NodeID, "remote", r.RemoteAddr)

@@ -32,7 +32,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -49,6 +48,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,12 +68,19 @@ const (
 	// its certificate's life, which leaves 10 days to notice a failing
 	// renewal.
 	RenewBefore = NodeCertValidity / 3
-	// JoinTokenTTL is how long a join token from InitCluster or
-	// NewJoinToken admits new nodes.
-	JoinTokenTTL = 24 * time.Hour
+	// JoinTokenTTL is how long a join token from NewJoinToken admits
+	// new nodes unless told otherwise: short, since whoever holds it can
+	// enrol a node.
+	JoinTokenTTL = time.Hour
+	// DenyPollInterval is how often a node fetches the deny list from the
+	// CA holder: a removed node is refused everywhere within about this.
+	DenyPollInterval = 20 * time.Second
 	// JoinPath is where JoinHandler is mounted on the CA holder's HTTPS
 	// API.
 	JoinPath = "/v1/cluster/join"
+	// DenyPath serves the deny list (link-deny.json) to cluster nodes on
+	// the join listener.
+	DenyPath = "/v1/cluster/denied"
 )
 
 const (
@@ -145,19 +152,16 @@ func PeerNode(cs tls.ConnectionState) (NodeIdentity, error) {
 func Fingerprint(der []byte) [32]byte { return sha256.Sum256(der) }
 
 // InitCluster creates the cluster CA in dataDir, unless one is there
-// already, and returns a new join token valid for JoinTokenTTL. Running it
-// again keeps the CA and adds a token. The CA holder gets its own link
-// certificate with IssueNodeCert.
-func InitCluster(dataDir string) (token string, err error) {
+// already. The CA holder gets its own link certificate with IssueNodeCert;
+// other nodes enrol with tokens from NewJoinToken.
+func InitCluster(dataDir string) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return "", err
+		return err
 	}
 	if _, err := os.Stat(filepath.Join(dataDir, caKeyFile)); errors.Is(err, os.ErrNotExist) {
-		if err := createCA(dataDir); err != nil {
-			return "", err
-		}
+		return createCA(dataDir)
 	}
-	return NewJoinToken(dataDir, JoinTokenTTL)
+	return nil
 }
 
 func createCA(dir string) error {
@@ -192,75 +196,6 @@ func createCA(dir string) error {
 		return err
 	}
 	return writeFileAtomic(filepath.Join(dir, linkCAFile), ca, 0o644)
-}
-
-// joinSecrets is cluster-join.json.
-type joinSecrets struct {
-	Secrets []joinSecret `json:"secrets"`
-}
-
-type joinSecret struct {
-	SHA256  string    `json:"sha256"` // hex of the secret's hash
-	Expires time.Time `json:"expires"`
-}
-
-// NewJoinToken adds a join secret valid for ttl and returns its token,
-// "myimjoin1.<CA fingerprint, hex>.<secret, base64url>". Only the secret's
-// hash is stored; expired secrets are pruned.
-func NewJoinToken(dataDir string, ttl time.Duration) (string, error) {
-	caDER, err := readCertDER(filepath.Join(dataDir, caCertFile))
-	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrNoClusterCA, err)
-	}
-	secret := make([]byte, 32)
-	if _, err := rand.Read(secret); err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(secret)
-	if err := updateJoinSecrets(dataDir, func(js *joinSecrets) {
-		js.Secrets = append(js.Secrets, joinSecret{SHA256: hex.EncodeToString(sum[:]), Expires: time.Now().Add(ttl)})
-	}); err != nil {
-		return "", err
-	}
-	fp := Fingerprint(caDER)
-	return tokenPrefix + "." + hex.EncodeToString(fp[:]) + "." + base64.RawURLEncoding.EncodeToString(secret), nil
-}
-
-var joinFileMu sync.Mutex
-
-func updateJoinSecrets(dir string, f func(*joinSecrets)) error {
-	joinFileMu.Lock()
-	defer joinFileMu.Unlock()
-	js, err := readJoinSecrets(dir)
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	live := js.Secrets[:0]
-	for _, s := range js.Secrets {
-		if s.Expires.After(now) {
-			live = append(live, s)
-		}
-	}
-	js.Secrets = live
-	f(&js)
-	b, err := json.MarshalIndent(js, "", "  ")
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(filepath.Join(dir, joinFile), b, 0o600)
-}
-
-func readJoinSecrets(dir string) (joinSecrets, error) {
-	var js joinSecrets
-	b, err := os.ReadFile(filepath.Join(dir, joinFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return js, nil
-	}
-	if err != nil {
-		return js, err
-	}
-	return js, json.Unmarshal(b, &js)
 }
 
 // ParseJoinToken splits a join token into the CA fingerprint and secret.
@@ -310,11 +245,12 @@ func loadIssuer(dir string) (*issuer, error) {
 	return &issuer{ca: ca, key: key, caPEM: bundle, caDER: der}, nil
 }
 
-// issue certifies pub as node id with role, for NodeCertValidity.
-func (is *issuer) issue(pub crypto.PublicKey, id NodeIdentity, now time.Time) ([]byte, error) {
+// issue certifies pub as node id with role, for NodeCertValidity, and
+// returns the certificate, its serial and its expiry.
+func (is *issuer) issue(pub crypto.PublicKey, id NodeIdentity, now time.Time) ([]byte, *big.Int, time.Time, error) {
 	serial, err := newSerial()
 	if err != nil {
-		return nil, err
+		return nil, nil, time.Time{}, err
 	}
 	notAfter := now.Add(NodeCertValidity)
 	if notAfter.After(is.ca.NotAfter) {
@@ -329,11 +265,13 @@ func (is *issuer) issue(pub crypto.PublicKey, id NodeIdentity, now time.Time) ([
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		URIs:         []*url.URL{id.uri()},
 	}
-	return x509.CreateCertificate(rand.Reader, tmpl, is.ca, pub, is.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, is.ca, pub, is.key)
+	return der, serial, notAfter, err
 }
 
 // IssueNodeCert gives the CA holder itself a fresh key and link
 // certificate as node id with role; it is also how the CA holder renews.
+// The node is recorded as enrolled by `cluster init`.
 func IssueNodeCert(dataDir string, nodeID uint32, role string) error {
 	if nodeID == 0 || !validRole(role) {
 		return fmt.Errorf("engine: bad node identity %s/%d", role, nodeID)
@@ -346,7 +284,20 @@ func IssueNodeCert(dataDir string, nodeID uint32, role string) error {
 	if err != nil {
 		return err
 	}
-	der, err := is.issue(&key.PublicKey, NodeIdentity{Role: role, NodeID: nodeID}, time.Now())
+	der, serial, notAfter, err := is.issue(&key.PublicKey, NodeIdentity{Role: role, NodeID: nodeID}, time.Now())
+	if err != nil {
+		return err
+	}
+	err = withStateLock(dataDir, func() error {
+		reg, err := readRegistry(dataDir)
+		if err != nil {
+			return err
+		}
+		if n := reg.Nodes[nodeKey(nodeID)]; n != nil && n.Role == role && n.By == enrolledByInit && !n.Removed {
+			return addSerial(dataDir, reg, nodeID, serial, notAfter)
+		}
+		return enrol(dataDir, reg, nodeID, role, enrolledByInit, serial, notAfter)
+	})
 	if err != nil {
 		return err
 	}
@@ -463,16 +414,18 @@ func (j *JoinService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad node identity", http.StatusBadRequest)
 		return
 	}
+	var secret []byte
+	var err error
 	renewal := false
-	if len(r.TLS.PeerCertificates) > 0 { // verified by TLSConfig
+	if len(r.TLS.PeerCertificates) > 0 { // verified by TLSConfig, deny list included
 		peer, err := identityOf(r.TLS.PeerCertificates[0])
 		if err != nil || peer.Role != req.Role || peer.NodeID != req.NodeID {
 			j.refuse(w, r, http.StatusForbidden, "certificate is for another node")
 			return
 		}
 		renewal = true
-	} else if !j.secretOK(req.Secret) {
-		j.refuse(w, r, http.StatusForbidden, "join secret not valid")
+	} else if secret, err = base64.RawURLEncoding.DecodeString(req.Secret); err != nil || len(secret) < 16 {
+		j.refuse(w, r, http.StatusForbidden, "join token not valid")
 		return
 	}
 	csr, err := x509.ParseCertificateRequest(req.CSR)
@@ -481,7 +434,46 @@ func (j *JoinService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := NodeIdentity{Role: req.Role, NodeID: req.NodeID}
-	der, err := j.is.issue(csr.PublicKey, id, time.Now())
+	var der []byte
+	var refusal string
+	err = withStateLock(j.dir, func() error {
+		reg, err := readRegistry(j.dir)
+		if err != nil {
+			return err
+		}
+		by := ""
+		if renewal {
+			n := reg.Nodes[nodeKey(id.NodeID)]
+			switch {
+			case n == nil || n.Role != id.Role:
+				refusal = "node not enrolled: enrol it again with a join token"
+				return nil
+			case n.Removed:
+				refusal = "node removed from the cluster"
+				return nil
+			}
+		} else {
+			tok, err := admitToken(j.dir, secret, id.Role, id.NodeID, reg)
+			if err != nil {
+				refusal = err.Error()
+				return nil
+			}
+			by = tok.Role
+		}
+		var serial *big.Int
+		var notAfter time.Time
+		if der, serial, notAfter, err = j.is.issue(csr.PublicKey, id, time.Now()); err != nil {
+			return err
+		}
+		if renewal {
+			return addSerial(j.dir, reg, id.NodeID, serial, notAfter)
+		}
+		return enrol(j.dir, reg, id.NodeID, id.Role, by, serial, notAfter)
+	})
+	if refusal != "" {
+		j.refuse(w, r, http.StatusForbidden, refusal)
+		return
+	}
 	if err != nil {
 		j.log.Error("cluster join: issue", "err", err)
 		http.Error(w, "cannot issue", http.StatusInternalServerError)
@@ -498,35 +490,26 @@ func (j *JoinService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(joinReply{Cert: string(pemCert(der)), CA: string(j.is.caPEM)})
 }
 
+// ServeDenied answers GET DenyPath with the deny list, to cluster nodes
+// only (the TLS layer verified the certificate, and refuses removed ones).
+func (j *JoinService) ServeDenied(w http.ResponseWriter, r *http.Request) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		http.Error(w, "a cluster certificate is required", http.StatusForbidden)
+		return
+	}
+	var dl denyList
+	if err := readStateFile(filepath.Join(j.dir, denyFile), &dl); err != nil {
+		http.Error(w, "cannot read the deny list", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(dl)
+}
+
 func (j *JoinService) refuse(w http.ResponseWriter, r *http.Request, code int, why string) {
 	j.Refused.Add(1)
 	j.log.Warn("cluster join refused", "remote", r.RemoteAddr, "reason", why)
 	http.Error(w, why, code)
-}
-
-// secretOK compares the secret's hash with every live one in constant time.
-func (j *JoinService) secretOK(secret string) bool {
-	raw, err := base64.RawURLEncoding.DecodeString(secret)
-	if err != nil || len(raw) == 0 {
-		return false
-	}
-	sum := sha256.Sum256(raw)
-	joinFileMu.Lock()
-	js, err := readJoinSecrets(j.dir)
-	joinFileMu.Unlock()
-	if err != nil {
-		j.log.Error("cluster join: read secrets", "err", err)
-		return false
-	}
-	now, ok := time.Now(), 0
-	for _, s := range js.Secrets {
-		want, err := hex.DecodeString(s.SHA256)
-		if err != nil || !s.Expires.After(now) {
-			continue
-		}
-		ok |= subtle.ConstantTimeCompare(want, sum[:])
-	}
-	return ok == 1
 }
 
 // Join obtains this node's link certificate from the CA holder's join
@@ -735,6 +718,9 @@ type certSource struct {
 	mod [3]time.Time
 	crt *tls.Certificate
 	cas *x509.CertPool
+	// The deny list (link-deny.json) as of denyMod: serials, hex.
+	denyMod time.Time
+	denied  map[string]struct{}
 }
 
 func newCertSource(dir string) (*certSource, error) {
@@ -825,8 +811,34 @@ func (s *certSource) verify(cs tls.ConnectionState, usage x509.ExtKeyUsage) erro
 		KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
 		return err
 	}
-	_, err := identityOf(cs.PeerCertificates[0])
-	return err
+	id, err := identityOf(cs.PeerCertificates[0])
+	if err != nil {
+		return err
+	}
+	if s.isDenied(cs.PeerCertificates[0].SerialNumber) {
+		return fmt.Errorf("%w: %s %d", ErrNodeRemoved, id.Role, id.NodeID)
+	}
+	return nil
+}
+
+// isDenied reports whether serial is on the deny list, read again when the
+// file changed. An unreadable list keeps the last one read.
+func (s *certSource) isDenied(serial *big.Int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	path := filepath.Join(s.dir, denyFile)
+	if fi, err := os.Stat(path); err == nil && !fi.ModTime().Equal(s.denyMod) {
+		var dl denyList
+		if err := readStateFile(path, &dl); err == nil {
+			s.denied = make(map[string]struct{}, len(dl.Serials))
+			for _, d := range dl.Serials {
+				s.denied[d.Serial] = struct{}{}
+			}
+			s.denyMod = fi.ModTime()
+		}
+	}
+	_, ok := s.denied[serial.Text(16)]
+	return ok
 }
 
 func parseBundle(b []byte) []*x509.Certificate {
@@ -919,6 +931,68 @@ func writeFileAtomic(path string, b []byte, perm os.FileMode) error {
 
 func newSerial() (*big.Int, error) {
 	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+}
+
+// FetchDenyList gets the deny list from the CA holder's join listener at
+// baseURL with this node's certificate and stores it in dataDir, where the
+// link TLS configurations read it.
+func FetchDenyList(ctx context.Context, baseURL, dataDir string) error {
+	_, client, err := LoadNodeTLS(dataDir)
+	if err != nil {
+		return err
+	}
+	hc := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: client}}
+	defer hc.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(baseURL, "/")+DenyPath, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("engine: deny list: %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	var dl denyList
+	if err := json.Unmarshal(b, &dl); err != nil {
+		return fmt.Errorf("engine: deny list: %w", err)
+	}
+	path := filepath.Join(dataDir, denyFile)
+	if old, err := os.ReadFile(path); err == nil {
+		var cur denyList
+		if json.Unmarshal(old, &cur) == nil && slices.Equal(cur.Serials, dl.Serials) {
+			return nil // unchanged: keep the file, and its time, as it is
+		}
+	}
+	return writeStateFile(path, dl, 0o644)
+}
+
+// DenyLoop fetches the deny list every DenyPollInterval until ctx ends, so
+// that this node refuses links from removed nodes within about a minute.
+func DenyLoop(ctx context.Context, baseURL, dataDir string, logger *slog.Logger) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	t := time.NewTicker(DenyPollInterval)
+	defer t.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, DenyPollInterval)
+		if err := FetchDenyList(rctx, baseURL, dataDir); err != nil && ctx.Err() == nil {
+			logger.Warn("cluster deny list", "err", err)
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // RenewLoop keeps this node's link certificate fresh until ctx ends: once

@@ -18,13 +18,13 @@ import (
 func TestClusterJoinAndRenew(t *testing.T) {
 	ctx := context.Background()
 	caDir := t.TempDir()
-	token, err := engine.InitCluster(caDir)
-	if err != nil {
+	if err := engine.InitCluster(caDir); err != nil {
 		t.Fatal(err)
 	}
 	if err := engine.IssueNodeCert(caDir, 1, engine.RoleCenter); err != nil {
 		t.Fatal(err)
 	}
+	token := newToken(t, caDir, engine.JoinTokenSpec{Role: engine.RoleEndpoint})
 	for _, f := range []string{"cluster-ca.key", "link.key", "cluster-join.json"} {
 		fi, err := os.Stat(filepath.Join(caDir, f))
 		if err != nil {
@@ -49,10 +49,11 @@ func TestClusterJoinAndRenew(t *testing.T) {
 	if err := engine.Join(ctx, url, bad, t.TempDir(), 2, engine.RoleEndpoint); !errors.Is(err, engine.ErrJoinRefused) {
 		t.Fatalf("wrong secret: %v, want ErrJoinRefused", err)
 	}
-	other, err := engine.InitCluster(t.TempDir())
-	if err != nil {
+	otherCA := t.TempDir()
+	if err := engine.InitCluster(otherCA); err != nil {
 		t.Fatal(err)
 	}
+	other := newToken(t, otherCA, engine.JoinTokenSpec{Role: engine.RoleEndpoint})
 	forged := strings.Join([]string{"myimjoin1", strings.Split(other, ".")[1], strings.Split(token, ".")[2]}, ".")
 	if err := engine.Join(ctx, url, forged, t.TempDir(), 2, engine.RoleEndpoint); !errors.Is(err, engine.ErrCAMismatch) {
 		t.Fatalf("other CA: %v, want ErrCAMismatch", err)
@@ -88,7 +89,7 @@ func TestClusterJoinAndRenew(t *testing.T) {
 	}
 	// A renewal with a certificate of another cluster is refused.
 	otherDir := t.TempDir()
-	if _, err := engine.InitCluster(otherDir); err != nil {
+	if err := engine.InitCluster(otherDir); err != nil {
 		t.Fatal(err)
 	}
 	if err := engine.IssueNodeCert(otherDir, 2, engine.RoleEndpoint); err != nil {
@@ -98,10 +99,7 @@ func TestClusterJoinAndRenew(t *testing.T) {
 		t.Fatal("renewal with a foreign certificate succeeded")
 	}
 	// An expired join token no longer admits anyone.
-	expired, err := engine.NewJoinToken(caDir, -time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	expired := newToken(t, caDir, engine.JoinTokenSpec{Role: engine.RoleEndpoint, TTL: -time.Second})
 	if err := engine.Join(ctx, url, expired, t.TempDir(), 5, engine.RoleEndpoint); !errors.Is(err, engine.ErrJoinRefused) {
 		t.Fatalf("expired token: %v", err)
 	}
@@ -112,7 +110,7 @@ func TestClusterJoinAndRenew(t *testing.T) {
 // certificate, does not.
 func TestNodeTLS(t *testing.T) {
 	caDir := t.TempDir()
-	if _, err := engine.InitCluster(caDir); err != nil {
+	if err := engine.InitCluster(caDir); err != nil {
 		t.Fatal(err)
 	}
 	if err := engine.IssueNodeCert(caDir, 1, engine.RoleCenter); err != nil {
@@ -122,16 +120,13 @@ func TestNodeTLS(t *testing.T) {
 		t.Fatalf("empty dir: %v, want ErrNoNodeCert", err)
 	}
 	url := startJoinService(t, caDir)
-	token, err := engine.NewJoinToken(caDir, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	token := newToken(t, caDir, engine.JoinTokenSpec{Role: engine.RoleEndpoint})
 	epDir := t.TempDir()
 	if err := engine.Join(context.Background(), url, token, epDir, 7, engine.RoleEndpoint); err != nil {
 		t.Fatal(err)
 	}
 	otherDir := t.TempDir()
-	if _, err := engine.InitCluster(otherDir); err != nil {
+	if err := engine.InitCluster(otherDir); err != nil {
 		t.Fatal(err)
 	}
 	if err := engine.IssueNodeCert(otherDir, 7, engine.RoleEndpoint); err != nil {
@@ -205,5 +200,166 @@ func TestNodeTLS(t *testing.T) {
 	}
 	if err := <-peers; err == nil {
 		t.Fatal("the server accepted a node without a certificate")
+	}
+}
+
+// TestJoinTokenAttacks performs the enrolment attacks against a real join
+// listener: a token made for one role enrols no other role (a center least
+// of all, which would get the token-signing key), a token is used once, a
+// token for one node enrols no other, a revoked token admits no one, a node
+// id already enrolled (the first node's own) is refused unless the token
+// says it replaces it, and a removed node can neither renew, nor fetch
+// keys, nor link to another node once that node has fetched the deny list.
+func TestJoinTokenAttacks(t *testing.T) {
+	ctx := context.Background()
+	caDir := t.TempDir()
+	if err := engine.InitCluster(caDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.IssueNodeCert(caDir, 1, engine.RoleCenter); err != nil {
+		t.Fatal(err)
+	}
+	id, err := engine.LoadIdentity(caDir, 1, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := startJoinServiceWith(t, caDir, id)
+	refused := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, engine.ErrJoinRefused) {
+			t.Fatalf("%s: %v, want ErrJoinRefused", what, err)
+		}
+	}
+
+	// An endpoint token does not enrol a center.
+	epToken := newToken(t, caDir, engine.JoinTokenSpec{Role: engine.RoleEndpoint})
+	attacker := t.TempDir()
+	refused("center with an endpoint token", engine.Join(ctx, url, epToken, attacker, 9, engine.RoleCenter))
+	if _, err := engine.FetchIdentity(ctx, url, attacker); err == nil {
+		t.Fatal("a node refused at join fetched the cluster's keys")
+	}
+	// It enrols one endpoint, once.
+	epDir := t.TempDir()
+	if err := engine.Join(ctx, url, epToken, epDir, 2, engine.RoleEndpoint); err != nil {
+		t.Fatal(err)
+	}
+	refused("token used twice", engine.Join(ctx, url, epToken, t.TempDir(), 3, engine.RoleEndpoint))
+	epID, err := engine.FetchIdentity(ctx, url, epDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if epID.TokenKey != nil {
+		t.Fatal("an endpoint got the token-signing key")
+	}
+	// --uses allows more; a token for node 5 enrols no other node.
+	multi := newToken(t, caDir, engine.JoinTokenSpec{Role: engine.RoleEndpoint, Uses: 2})
+	for _, n := range []uint32{3, 4} {
+		if err := engine.Join(ctx, url, multi, t.TempDir(), n, engine.RoleEndpoint); err != nil {
+			t.Fatalf("use %d of 2: %v", n, err)
+		}
+	}
+	refused("third use of a two-use token", engine.Join(ctx, url, multi, t.TempDir(), 6, engine.RoleEndpoint))
+	for5 := newToken(t, caDir, engine.JoinTokenSpec{Role: engine.RoleEndpoint, NodeID: 5})
+	refused("token of node 5 for node 6", engine.Join(ctx, url, for5, t.TempDir(), 6, engine.RoleEndpoint))
+	// A revoked token admits no one, whether named by id or given whole.
+	_, tid, err := engine.NewJoinToken(caDir, engine.JoinTokenSpec{Role: engine.RoleEndpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.RevokeJoinToken(caDir, tid); err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.RevokeJoinToken(caDir, for5); err != nil {
+		t.Fatal(err)
+	}
+	refused("revoked token", engine.Join(ctx, url, for5, t.TempDir(), 5, engine.RoleEndpoint))
+	if err := engine.RevokeJoinToken(caDir, tid); !errors.Is(err, engine.ErrNoSuchToken) {
+		t.Fatalf("revoking twice: %v", err)
+	}
+
+	// A center token cannot take the first node's id (nor an enrolled
+	// endpoint's) without --replace.
+	refused("the first node's id", engine.Join(ctx, url, newToken(t, caDir, engine.JoinTokenSpec{Role: engine.RoleCenter}),
+		t.TempDir(), 1, engine.RoleCenter))
+	refused("an enrolled endpoint's id", engine.Join(ctx, url, newToken(t, caDir, engine.JoinTokenSpec{Role: engine.RoleEndpoint}),
+		t.TempDir(), 2, engine.RoleEndpoint))
+	// A center enrolled by a center token gets the signing key.
+	cDir := t.TempDir()
+	if err := engine.Join(ctx, url, newToken(t, caDir, engine.JoinTokenSpec{Role: engine.RoleCenter, NodeID: 8}), cDir, 8, engine.RoleCenter); err != nil {
+		t.Fatal(err)
+	}
+	cID, err := engine.FetchIdentity(ctx, url, cDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cID.TokenKey == nil || !cID.TokenKey.Private.Equal(id.TokenKey.Private) {
+		t.Fatal("a center enrolled by a center token got no signing key")
+	}
+
+	// Node 2 is replaced: the operator's token says so. The old node's
+	// certificate is refused from then on.
+	newDir := t.TempDir()
+	if err := engine.Join(ctx, url, newToken(t, caDir, engine.JoinTokenSpec{Role: engine.RoleEndpoint, NodeID: 2, Replace: true}),
+		newDir, 2, engine.RoleEndpoint); err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.Renew(ctx, url, epDir); err == nil {
+		t.Fatal("the replaced node renewed its certificate")
+	}
+
+	// Node 8 is removed: it cannot renew or fetch keys, and a node that
+	// fetched the deny list refuses its links.
+	if err := engine.RemoveNode(caDir, 8); err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.Renew(ctx, url, cDir); err == nil {
+		t.Fatal("a removed node renewed its certificate")
+	}
+	if _, err := engine.FetchIdentity(ctx, url, cDir); err == nil {
+		t.Fatal("a removed node fetched the cluster's keys")
+	}
+	if err := engine.FetchDenyList(ctx, url, newDir); err != nil {
+		t.Fatal(err)
+	}
+	srv, _, err := engine.LoadNodeTLS(newDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, removed, _ := engine.LoadNodeTLS(cDir)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.(*tls.Conn).Handshake()
+			_, _ = c.Write([]byte{1})
+			c.Close()
+		}
+	}()
+	c, err := tls.Dial("tcp", ln.Addr().String(), removed)
+	if err == nil {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		c.Close()
+	}
+	if err == nil {
+		t.Fatal("a node that fetched the deny list accepted a link from the removed node")
+	}
+	// The node it replaced: still fine.
+	_, fresh, _ := engine.LoadNodeTLS(newDir)
+	c, err = tls.Dial("tcp", ln.Addr().String(), fresh)
+	if err == nil {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		c.Close()
+	}
+	if err != nil {
+		t.Fatalf("an enrolled node's link refused: %v", err)
 	}
 }

@@ -74,7 +74,7 @@ func startXferCluster(t *testing.T) *xferCluster {
 		return r
 	}
 	xc := &xferCluster{st: st, id: id, dev: dev, routes: table()}
-	link := engine.LinkConfig{Plaintext: true, HeartbeatInterval: 100 * time.Millisecond}
+	link := engine.LinkConfig{Plaintext: true, Secret: []byte("test link secret, 32 bytes long!"), HeartbeatInterval: 100 * time.Millisecond}
 	for i := range xc.centers {
 		cid := uint32(i + 1)
 		routes := table()

@@ -8,10 +8,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bytedance/sonic"
 
+	"github.com/myim/myim/frame"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
 )
@@ -24,19 +26,29 @@ type API struct {
 	Identity *Identity
 	// Presence, when set, is told about friendship changes (nil is fine).
 	Center *LocalCenter
+
+	lookups     *lookupBudget // name lookups when there is no Center
+	lookupsOnce sync.Once
 }
 
 // Register adds the API's routes to a node.
 func (a *API) Register(n *Node) {
 	n.HandleHTTP("POST /v1/users", http.HandlerFunc(a.createUser))
+	a.lookupsOnce.Do(func() { a.lookups = newLookupBudget(nameLookups) })
+	n.HandleHTTP("GET /v1/users", a.authed(a.findUserHTTP))
 	n.HandleHTTP("POST /v1/friends/requests", a.authed(a.requestFriend))
 	n.HandleHTTP("POST /v1/friends/accept", a.authed(a.acceptFriend))
 	n.HandleHTTP("DELETE /v1/friends/{id}", a.authed(a.removeFriend))
 	n.HandleHTTP("GET /v1/friends", a.authed(a.listFriends))
-	n.HandleHTTP("POST /v1/groups", a.authed(a.createGroup))
-	n.HandleHTTP("POST /v1/groups/{id}/join", a.authed(a.joinGroup))
-	n.HandleHTTP("POST /v1/groups/{id}/leave", a.authed(a.leaveGroup))
-	n.HandleHTTP("GET /v1/groups/{id}/members", a.authed(a.groupMembers))
+	n.HandleHTTP("POST /v1/groups", a.authed(a.groupRoute(frame.GroupCreate, http.StatusCreated)))
+	n.HandleHTTP("GET /v1/groups", a.authed(a.groupRoute(frame.GroupList, http.StatusOK)))
+	n.HandleHTTP("PATCH /v1/groups/{id}", a.authed(a.groupRoute(frame.GroupOpen, http.StatusOK)))
+	n.HandleHTTP("POST /v1/groups/{id}/join", a.authed(a.groupRoute(frame.GroupJoin, http.StatusOK)))
+	n.HandleHTTP("POST /v1/groups/{id}/leave", a.authed(a.groupRoute(frame.GroupLeave, http.StatusNoContent)))
+	n.HandleHTTP("GET /v1/groups/{id}/members", a.authed(a.groupRoute(frame.GroupMembers, http.StatusOK)))
+	n.HandleHTTP("POST /v1/groups/{id}/invite", a.authed(a.groupRoute(frame.GroupInvite, http.StatusOK)))
+	n.HandleHTTP("POST /v1/groups/{id}/remove", a.authed(a.groupRoute(frame.GroupRemove, http.StatusOK)))
+	n.HandleHTTP("POST /v1/groups/{id}/role", a.authed(a.groupRoute(frame.GroupRole, http.StatusOK)))
 }
 
 var nameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -227,63 +239,36 @@ func (a *API) listFriends(w http.ResponseWriter, r *http.Request, user uint64) {
 	writeJSON(w, http.StatusOK, map[string]any{"friends": friends, "requests": pending})
 }
 
-func (a *API) createGroup(w http.ResponseWriter, r *http.Request, user uint64) {
-	var in struct {
-		Name string `json:"name"`
+// groupRoute serves a group operation (groups.go) over HTTP: the path's
+// {id} is the group (none for create and list), the body the request JSON;
+// the answer is the JSON a GROUP frame gets, with status ok, or the
+// refusal's status.
+func (a *API) groupRoute(op byte, ok int) authedFunc {
+	return func(w http.ResponseWriter, r *http.Request, user uint64) {
+		var group uint64
+		if r.PathValue("id") != "" {
+			id, good := pathID(w, r)
+			if !good {
+				return
+			}
+			group = id
+		}
+		var in groupIn
+		if r.Method != http.MethodGet && r.ContentLength != 0 && !readJSON(w, r, &in) {
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		defer cancel()
+		out, err := groupOp(ctx, a.Store, user, op, group, in)
+		if err != nil {
+			ge := groupFailure(err)
+			writeErr(w, ge.status, ge.msg)
+			return
+		}
+		if ok == http.StatusNoContent {
+			w.WriteHeader(ok)
+			return
+		}
+		writeJSON(w, ok, out)
 	}
-	if !readJSON(w, r, &in) {
-		return
-	}
-	if len(in.Name) > 128 {
-		writeErr(w, http.StatusBadRequest, "group name too long")
-		return
-	}
-	id, err := a.Store.CreateGroup(r.Context(), user, in.Name)
-	if err != nil {
-		a.storeErr(w, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"id": id, "name": in.Name})
-}
-
-func (a *API) joinGroup(w http.ResponseWriter, r *http.Request, user uint64) {
-	id, ok := pathID(w, r)
-	if !ok {
-		return
-	}
-	seq, err := a.Store.JoinGroup(r.Context(), id, user)
-	if err != nil {
-		a.storeErr(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"group": id, "join_seq": seq})
-}
-
-func (a *API) leaveGroup(w http.ResponseWriter, r *http.Request, user uint64) {
-	id, ok := pathID(w, r)
-	if !ok {
-		return
-	}
-	if err := a.Store.LeaveGroup(r.Context(), id, user); err != nil {
-		a.storeErr(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (a *API) groupMembers(w http.ResponseWriter, r *http.Request, user uint64) {
-	id, ok := pathID(w, r)
-	if !ok {
-		return
-	}
-	ms, err := a.Store.GroupMembers(r.Context(), id)
-	if err != nil {
-		a.storeErr(w, err)
-		return
-	}
-	ids := make([]uint64, len(ms))
-	for i, m := range ms {
-		ids[i] = m.User
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"group": id, "members": ids})
 }

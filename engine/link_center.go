@@ -192,6 +192,10 @@ func (s *LinkServer) serve(raw net.Conn) {
 			s.reject(raw, fmt.Errorf("%w: plain TCP from a public address", ErrLinkRefused))
 			return
 		}
+		if err := linkAuthAccept(raw, s.cfg.Link.Secret); err != nil {
+			s.reject(raw, err)
+			return
+		}
 	} else {
 		tc := tls.Server(raw, s.cfg.Link.TLS)
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HelloTimeout)
@@ -238,6 +242,7 @@ func (s *LinkServer) serve(raw net.Conn) {
 	re := &remoteEndpoint{id: id, q: newLinkQueue(&s.cfg.Link), nc: nc, done: make(chan struct{}),
 		many: flags&linkHelloMany != 0}
 	if !s.attach(re) {
+		s.reject(raw, fmt.Errorf("%w: endpoint %d is linked already", ErrLinkRefused, id))
 		return
 	}
 	log := s.cfg.Link.Logger.With("endpoint", id, "remote", raw.RemoteAddr().String())
@@ -256,7 +261,10 @@ func (s *LinkServer) serve(raw net.Conn) {
 	log.Warn("endpoint link down", "err", err, "sessions_offline", n)
 }
 
-// attach registers re, after the link it replaces (if any) is gone.
+// attach registers re unless an endpoint with its id is linked already:
+// a second link with a live id is refused, not allowed to take the first
+// one's sessions (a restarted endpoint gets in once the center has noticed
+// its old link dead, within the heartbeat timeout).
 func (s *LinkServer) attach(re *remoteEndpoint) bool {
 	s.attachMu.Lock()
 	defer s.attachMu.Unlock()
@@ -265,14 +273,12 @@ func (s *LinkServer) attach(re *remoteEndpoint) bool {
 		s.mu.Unlock()
 		return false
 	}
-	old := s.links[re.id]
+	if s.links[re.id] != nil {
+		s.mu.Unlock()
+		return false
+	}
 	s.links[re.id] = re
 	s.mu.Unlock()
-	if old != nil {
-		s.cfg.Link.Logger.Warn("endpoint link replaced by a new one", "endpoint", re.id)
-		old.nc.Close()
-		<-old.done
-	}
 	s.cfg.Center.Attach(re)
 	return true
 }
@@ -291,6 +297,7 @@ func (s *LinkServer) detach(re *remoteEndpoint) int {
 		delete(s.links, re.id)
 	}
 	s.mu.Unlock()
+	s.cfg.Center.Detach(re)
 	close(re.done)
 	return len(re.online)
 }

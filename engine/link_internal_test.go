@@ -27,6 +27,9 @@ func fakeCenter(t *testing.T, ln net.Listener) (net.Conn, *linkReader) {
 		t.Fatal(err)
 	}
 	_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := linkAuthAccept(nc, testLink.Secret); err != nil {
+		t.Fatal(err)
+	}
 	lr := &linkReader{r: bufio.NewReader(nc), max: 1 << 20}
 	if id, _, err := readHello(lr); err != nil || id != 5 {
 		t.Fatalf("hello: id %d, %v", id, err)
@@ -73,7 +76,7 @@ func TestLinkResendsUnconfirmed(t *testing.T) {
 	}
 	defer ln.Close()
 	rc, err := NewRemoteCenter(RemoteCenterConfig{Addr: ln.Addr().String(),
-		Link:       LinkConfig{Plaintext: true, HeartbeatInterval: 100 * time.Millisecond, HeartbeatTimeout: time.Second},
+		Link:       LinkConfig{Plaintext: true, Secret: []byte("test link secret, 32 bytes long!"), HeartbeatInterval: 100 * time.Millisecond, HeartbeatTimeout: time.Second},
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

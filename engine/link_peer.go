@@ -53,6 +53,14 @@ func dialLink(ctx context.Context, addr string, lc *LinkConfig, want string, id 
 		if !plainAllowed(nc.RemoteAddr()) {
 			return fail(fmt.Errorf("%w: plain TCP to public address %s", ErrLinkRefused, nc.RemoteAddr()))
 		}
+		if dl, ok := ctx.Deadline(); ok {
+			_ = nc.SetDeadline(dl)
+		}
+		err := linkAuthDial(nc, lc.Secret)
+		_ = nc.SetDeadline(time.Time{})
+		if err != nil {
+			return fail(err)
+		}
 	} else {
 		tc := tls.Client(nc, lc.TLS)
 		if err := tc.HandshakeContext(ctx); err != nil {

@@ -36,10 +36,17 @@ type linkedEndpoint struct {
 	srv *engine.Server
 }
 
+// testLinkSecret authenticates the tests' plain-text links.
+var testLinkSecret = []byte("test link secret, 32 bytes long!")
+
 // fastLink makes a dead link show within a second in tests.
 func fastLink(tlsCfg *tls.Config) engine.LinkConfig {
-	return engine.LinkConfig{TLS: tlsCfg, Plaintext: tlsCfg == nil,
+	lc := engine.LinkConfig{TLS: tlsCfg, Plaintext: tlsCfg == nil,
 		HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: time.Second}
+	if tlsCfg == nil {
+		lc.Secret = testLinkSecret
+	}
+	return lc
 }
 
 func startLinkCenter(t testing.TB, serverTLS *tls.Config) *linkCluster {
@@ -345,11 +352,10 @@ func TestLinkQueueFull(t *testing.T) {
 func TestLinkTLS(t *testing.T) {
 	ctx := context.Background()
 	caDir := t.TempDir()
-	token, err := engine.InitCluster(caDir)
-	if err != nil {
+	if err := engine.InitCluster(caDir); err != nil {
 		t.Fatal(err)
 	}
-	if err := engine.IssueNodeCert(caDir, 1, engine.RoleCenter); err != nil {
+	if err := engine.IssueNodeCert(caDir, 100, engine.RoleCenter); err != nil {
 		t.Fatal(err)
 	}
 	joinURL := startJoinService(t, caDir)
@@ -364,6 +370,7 @@ func TestLinkTLS(t *testing.T) {
 	var epTLS [3]*tls.Config
 	for id := uint32(1); id <= 2; id++ {
 		dir := t.TempDir()
+		token := newToken(t, caDir, engine.JoinTokenSpec{Role: engine.RoleEndpoint})
 		if err := engine.Join(ctx, joinURL, token, dir, id, engine.RoleEndpoint); err != nil {
 			t.Fatal(err)
 		}
@@ -385,7 +392,7 @@ func TestLinkTLS(t *testing.T) {
 
 	// A node of another cluster.
 	otherDir := t.TempDir()
-	if _, err := engine.InitCluster(otherDir); err != nil {
+	if err := engine.InitCluster(otherDir); err != nil {
 		t.Fatal(err)
 	}
 	if err := engine.IssueNodeCert(otherDir, 3, engine.RoleEndpoint); err != nil {
@@ -414,9 +421,25 @@ func TestLinkTLS(t *testing.T) {
 	}
 }
 
+// newToken makes a join token on the CA holder in caDir.
+func newToken(t testing.TB, caDir string, spec engine.JoinTokenSpec) string {
+	t.Helper()
+	token, _, err := engine.NewJoinToken(caDir, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token
+}
+
 // startJoinService serves the CA holder's join endpoint over HTTPS and
 // returns its base URL.
 func startJoinService(t testing.TB, caDir string) string {
+	t.Helper()
+	return startJoinServiceWith(t, caDir, nil)
+}
+
+// startJoinServiceWith also serves the identity service with id's keys.
+func startJoinServiceWith(t testing.TB, caDir string, id *engine.Identity) string {
 	t.Helper()
 	svc, err := engine.JoinHandler(caDir, nil)
 	if err != nil {
@@ -428,6 +451,10 @@ func startJoinService(t testing.TB, caDir string) string {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("POST "+engine.JoinPath, svc)
+	mux.HandleFunc("GET "+engine.DenyPath, svc.ServeDenied)
+	if id != nil {
+		mux.Handle(engine.IdentityPath, engine.IdentityHandler(id, svc, nil))
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

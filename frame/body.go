@@ -398,8 +398,12 @@ const (
 	GroupCreate  byte = 1 // JSON {"name":...}; answer carries the new Group id
 	GroupJoin    byte = 2
 	GroupLeave   byte = 3
-	GroupMembers byte = 4 // answer JSON: member ids
+	GroupMembers byte = 4 // answer JSON: member ids, owner, admins; members only
 	GroupList    byte = 5 // answer JSON: the user's groups
+	GroupInvite  byte = 6 // JSON {"user":...}: the owner or an admin adds a user
+	GroupRemove  byte = 7 // JSON {"user":...}: the owner or an admin removes a member
+	GroupOpen    byte = 8 // JSON {"open":bool}: the owner lets anyone join, or not
+	GroupRole    byte = 9 // JSON {"user":...,"role":"admin"|"member"}: the owner sets a role
 )
 
 // Group is the body of GROUP:

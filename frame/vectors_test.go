@@ -142,6 +142,7 @@ var vectorTable = map[string]vectorWant{
 
 	"signature-request":      {frame.CmdSignature, frame.QoS0, lookupFields{1, bob, ""}},
 	"signature-answer":       {frame.CmdSignature, frame.QoS0, lookupFields{1, bob, `{"signature":"on holiday"}`}},
+	"signature-by-name":      {frame.CmdSignature, frame.QoS0, lookupFields{8, 0, `{"name":"bob"}`}},
 	"friend-info-request":    {frame.CmdFriendInfo, frame.QoS0, lookupFields{2, bob, ""}},
 	"friends-online-request": {frame.CmdFriendsOnline, frame.QoS0, lookupFields{3, 0, ""}},
 	"server-list-request":    {frame.CmdServerList, frame.QoS0, lookupFields{4, 0, ""}},
@@ -161,6 +162,9 @@ var vectorTable = map[string]vectorWant{
 	"notice-new-device": {frame.CmdNotice, frame.QoS0, noticeFields{frame.NoticeNewDevice, `{"device":"laptop"}`}},
 
 	"group-create": {frame.CmdGroup, frame.QoS0, groupFields{6, frame.GroupCreate, 0, `{"name":"team"}`}},
+	"group-invite": {frame.CmdGroup, frame.QoS0, groupFields{7, frame.GroupInvite, team, `{"user":2}`}},
+	"group-invite-answer": {frame.CmdGroup, frame.QoS0, groupFields{7, frame.GroupInvite, team,
+		`{"group":16,"user":2,"join_seq":42,"role":"member"}`}},
 }
 
 // seqString returns the bytes 0, 1, ..., n-1 as a string.

@@ -43,7 +43,12 @@ import (
 //	fusage      owner                   -> bytes       (files + open uploads)
 //
 // The file buckets were added without a schema version bump: an older
-// binary opens the file and leaves them alone.
+// binary opens the file and leaves them alone. Version 2 appended a flags
+// byte to group records (bit 0: open) and a role byte to member records;
+// records written before it have neither and read as a closed group and a
+// plain member, so opening a version 1 file needs no rewrite. The bump
+// keeps a version 1 binary, which rejects the longer records as corrupt,
+// from opening the file afterwards.
 //
 // bbolt has one writer at a time and a commit costs two fsyncs. The hot
 // writes (offline store and delete, group append and ack, device touch) go
@@ -88,9 +93,9 @@ var (
 
 // embeddedSchemaVersion is bumped when the layout above changes; Open
 // refuses a file written by a newer version and migrates an older one.
-// Version 2 keys offline messages by to|mid instead of to|time|mid: the
+// Version 3 keys offline messages by to|mid instead of to|time|mid: the
 // order is the center's, not the sender's clock.
-const embeddedSchemaVersion = 2
+const embeddedSchemaVersion = 3
 
 // embedded is the bbolt backend. Safe for concurrent use.
 type embedded struct {
@@ -140,9 +145,9 @@ func openEmbedded(cfg Config) (*embedded, error) {
 				return fmt.Errorf("storage: %s has schema version %d, newer than this binary's %d",
 					embeddedFile, got, embeddedSchemaVersion)
 			}
-			if got < 2 {
+			if got < 3 {
 				if err := migrateOfflineKeys(tx); err != nil {
-					return fmt.Errorf("schema version 2: %w", err)
+					return fmt.Errorf("schema version 3: %w", err)
 				}
 			}
 		}
@@ -155,9 +160,9 @@ func openEmbedded(cfg Config) (*embedded, error) {
 	return &embedded{db: db}, nil
 }
 
-// migrateOfflineKeys rewrites version 1's offline keys, to|time|mid, as
-// to|mid, in the transaction that records version 2: a crash half way
-// leaves version 1 whole.
+// migrateOfflineKeys rewrites the offline keys of versions 1 and 2,
+// to|time|mid, as to|mid, in the transaction that records version 3: a
+// crash half way leaves the file as it was.
 func migrateOfflineKeys(tx *bolt.Tx) error {
 	off := tx.Bucket(bktOffline)
 	type kv struct{ k, v []byte }
@@ -642,6 +647,7 @@ type groupRec struct {
 	members        uint32
 	createdAt      int64
 	name           string
+	open           bool
 }
 
 func (s *embedded) CreateGroup(ctx context.Context, owner uint64, name string) (uint64, error) {
@@ -690,10 +696,11 @@ func getMember(tx *bolt.Tx, group, user uint64) (Member, bool, error) {
 }
 
 func putMember(tx *bolt.Tx, group, user uint64, m Member) error {
-	v := make([]byte, 0, 24)
+	v := make([]byte, 0, 25)
 	v = binary.BigEndian.AppendUint64(v, m.JoinSeq)
 	v = binary.BigEndian.AppendUint64(v, m.AckedSeq)
 	v = binary.BigEndian.AppendUint64(v, uint64(m.JoinedAt))
+	v = append(v, m.Role)
 	if err := tx.Bucket(bktGMembers).Put(pair(group, user), v); err != nil {
 		return err
 	}
@@ -810,7 +817,8 @@ func countDelivered(tx *bolt.Tx, group, from, to uint64) error {
 func (s *embedded) GroupMembers(ctx context.Context, group uint64) ([]Member, error) {
 	var out []Member
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		if _, err := getGroup(tx, group); err != nil {
+		g, err := getGroup(tx, group)
+		if err != nil {
 			return err
 		}
 		prefix := be64(group)
@@ -819,6 +827,9 @@ func (s *embedded) GroupMembers(ctx context.Context, group uint64) ([]Member, er
 			m, err := decodeMember(binary.BigEndian.Uint64(k[8:]), v)
 			if err != nil {
 				return err
+			}
+			if m.User == g.owner {
+				m.Role = RoleOwner
 			}
 			out = append(out, m)
 		}
@@ -834,10 +845,45 @@ func (s *embedded) GroupInfo(ctx context.Context, group uint64) (Group, error) {
 		if err != nil {
 			return err
 		}
-		out = Group{ID: group, Name: g.name, Owner: g.owner, HighestSeq: g.highest, Members: int(g.members)}
+		out = Group{ID: group, Name: g.name, Owner: g.owner, HighestSeq: g.highest, Members: int(g.members), Open: g.open}
 		return nil
 	})
 	return out, err
+}
+
+func (s *embedded) SetGroupOpen(ctx context.Context, group uint64, open bool) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		g, err := getGroup(tx, group)
+		if err != nil {
+			return err
+		}
+		g.open = open
+		return tx.Bucket(bktGroups).Put(be64(group), encodeGroup(&g))
+	})
+}
+
+func (s *embedded) SetGroupRole(ctx context.Context, group, user uint64, role uint8) error {
+	if role != RoleMember && role != RoleAdmin {
+		return fmt.Errorf("%w: role %d cannot be given", ErrInvalid, role)
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		g, err := getGroup(tx, group)
+		if err != nil {
+			return err
+		}
+		if user == g.owner {
+			return fmt.Errorf("%w: the owner's role does not change", ErrInvalid)
+		}
+		m, ok, err := getMember(tx, group, user)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%w: user %d is not a member of group %d", ErrNotFound, user, group)
+		}
+		m.Role = role
+		return putMember(tx, group, user, m)
+	})
 }
 
 func (s *embedded) AppendGroupMsg(ctx context.Context, m GroupMessage) (uint64, error) {
@@ -1174,8 +1220,16 @@ func encodeGroup(g *groupRec) []byte {
 	b = binary.BigEndian.AppendUint64(b, g.highest)
 	b = binary.BigEndian.AppendUint32(b, g.members)
 	b = binary.BigEndian.AppendUint64(b, uint64(g.createdAt))
-	return appendStr(b, g.name)
+	b = appendStr(b, g.name)
+	var flags byte
+	if g.open {
+		flags |= groupOpen
+	}
+	return append(b, flags)
 }
+
+// groupOpen is bit 0 of a group record's flags byte.
+const groupOpen = 1
 
 func decodeGroup(v []byte, g *groupRec) error {
 	r := reader{b: v}
@@ -1184,12 +1238,18 @@ func decodeGroup(v []byte, g *groupRec) error {
 	g.members = r.u32()
 	g.createdAt = int64(r.u64())
 	g.name = r.str()
+	if len(r.b) > 0 { // absent before schema version 2: closed
+		g.open = r.u8()&groupOpen != 0
+	}
 	return r.err("groups")
 }
 
 func decodeMember(user uint64, v []byte) (Member, error) {
 	r := reader{b: v}
 	m := Member{User: user, JoinSeq: r.u64(), AckedSeq: r.u64(), JoinedAt: int64(r.u64())}
+	if len(r.b) > 0 { // absent before schema version 2: a plain member
+		m.Role = r.u8()
+	}
 	return m, r.err("gmembers")
 }
 

@@ -66,6 +66,7 @@ const (
 // MySQL error numbers the store reacts to.
 const (
 	erDupEntry           = 1062
+	erDupFieldName       = 1060
 	erConCount           = 1040
 	erServerShutdown     = 1053
 	erTooManyUserConns   = 1203
@@ -284,7 +285,15 @@ var mysqlMigrations = [][]string{
 			PRIMARY KEY (owner)
 		) ENGINE=InnoDB`,
 	},
-	// Version 3: offline messages are kept in the center's order (MID),
+	// Version 3: group roles and the open flag. Existing groups become
+	// closed (DEFAULT 0) and their members plain members; the owner's role
+	// is read from im_groups.owner, so nothing is rewritten. MySQL 8 has no
+	// ADD COLUMN IF NOT EXISTS: migrate skips a column already added.
+	{
+		"ALTER TABLE im_groups ADD COLUMN is_open TINYINT UNSIGNED NOT NULL DEFAULT 0",
+		"ALTER TABLE group_members ADD COLUMN role TINYINT UNSIGNED NOT NULL DEFAULT 0",
+	},
+	// Version 4: offline messages are kept in the center's order (MID),
 	// not the sender's clock (time), so the clustered key that a fetch
 	// reads in one range becomes (to_user, mid). Rerunning it rebuilds
 	// the same key.
@@ -327,7 +336,7 @@ func (s *mysqlStore) migrate(ctx context.Context, cfg Config) error {
 	}
 	for v := version; v < len(mysqlMigrations); v++ {
 		for _, stmt := range mysqlMigrations[v] {
-			if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			if _, err := conn.ExecContext(ctx, stmt); err != nil && !isMySQLError(err, erDupFieldName) {
 				return fmt.Errorf("schema version %d: %w", v+1, err)
 			}
 		}
@@ -900,8 +909,10 @@ func (s *mysqlStore) GroupMembers(ctx context.Context, group uint64) ([]Member, 
 	if err := s.exists(ctx, "SELECT 1 FROM im_groups WHERE id = ?", group, "group"); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT user_id, join_seq, acked_seq, joined_at
-		FROM group_members WHERE group_id = ? ORDER BY user_id`, group)
+	rows, err := s.db.QueryContext(ctx, `SELECT m.user_id, m.join_seq, m.acked_seq, m.joined_at,
+		IF(m.user_id = g.owner, ?, m.role)
+		FROM group_members m JOIN im_groups g ON g.id = m.group_id
+		WHERE m.group_id = ? ORDER BY m.user_id`, RoleOwner, group)
 	if err != nil {
 		return nil, s.fail("group members", err)
 	}
@@ -909,7 +920,7 @@ func (s *mysqlStore) GroupMembers(ctx context.Context, group uint64) ([]Member, 
 	var out []Member
 	for rows.Next() {
 		var m Member
-		if err := rows.Scan(&m.User, &m.JoinSeq, &m.AckedSeq, &m.JoinedAt); err != nil {
+		if err := rows.Scan(&m.User, &m.JoinSeq, &m.AckedSeq, &m.JoinedAt, &m.Role); err != nil {
 			return nil, s.fail("group members", err)
 		}
 		out = append(out, m)
@@ -919,8 +930,8 @@ func (s *mysqlStore) GroupMembers(ctx context.Context, group uint64) ([]Member, 
 
 func (s *mysqlStore) GroupInfo(ctx context.Context, group uint64) (Group, error) {
 	g := Group{ID: group}
-	err := s.db.QueryRowContext(ctx, "SELECT name, owner, highest_seq, members FROM im_groups WHERE id = ?", group).
-		Scan(&g.Name, &g.Owner, &g.HighestSeq, &g.Members)
+	err := s.db.QueryRowContext(ctx, "SELECT name, owner, highest_seq, members, is_open FROM im_groups WHERE id = ?", group).
+		Scan(&g.Name, &g.Owner, &g.HighestSeq, &g.Members, &g.Open)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Group{}, fmt.Errorf("%w: group %d", ErrNotFound, group)
 	}
@@ -928,6 +939,48 @@ func (s *mysqlStore) GroupInfo(ctx context.Context, group uint64) (Group, error)
 		return Group{}, s.fail("group info", err)
 	}
 	return g, nil
+}
+
+func (s *mysqlStore) SetGroupOpen(ctx context.Context, group uint64, open bool) error {
+	res, err := s.db.ExecContext(ctx, "UPDATE im_groups SET is_open = ? WHERE id = ?", open, group)
+	if err != nil {
+		return s.fail("set group open", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		// 0 rows also when the value was already set: tell the two apart.
+		return s.exists(ctx, "SELECT 1 FROM im_groups WHERE id = ?", group, "group")
+	}
+	return nil
+}
+
+func (s *mysqlStore) SetGroupRole(ctx context.Context, group, user uint64, role uint8) error {
+	if role != RoleMember && role != RoleAdmin {
+		return fmt.Errorf("%w: role %d cannot be given", ErrInvalid, role)
+	}
+	var owner uint64
+	err := s.db.QueryRowContext(ctx, "SELECT owner FROM im_groups WHERE id = ?", group).Scan(&owner)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%w: group %d", ErrNotFound, group)
+	}
+	if err != nil {
+		return s.fail("set group role", err)
+	}
+	if owner == user {
+		return fmt.Errorf("%w: the owner's role does not change", ErrInvalid)
+	}
+	res, err := s.db.ExecContext(ctx, "UPDATE group_members SET role = ? WHERE group_id = ? AND user_id = ?", role, group, user)
+	if err != nil {
+		return s.fail("set group role", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		var one int
+		err := s.db.QueryRowContext(ctx, "SELECT 1 FROM group_members WHERE group_id = ? AND user_id = ?", group, user).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: user %d is not a member of group %d", ErrNotFound, user, group)
+		}
+		return s.fail("set group role", err)
+	}
+	return nil
 }
 
 func (s *mysqlStore) AppendGroupMsg(ctx context.Context, m GroupMessage) (uint64, error) {

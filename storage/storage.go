@@ -49,6 +49,14 @@ var (
 	ErrInvalid = errors.New("storage: invalid argument")
 )
 
+// Group roles (Member.Role). The owner is Group.Owner: the creator, never
+// stored as a member row's role, so it cannot drift from the group record.
+const (
+	RoleMember uint8 = 0
+	RoleAdmin  uint8 = 1
+	RoleOwner  uint8 = 2
+)
+
 // Limits shared by both backends, so that a value one accepts the other
 // accepts too. The MySQL column sizes follow from them.
 const (
@@ -134,10 +142,12 @@ type Store interface {
 	// CreateGroup creates a group whose HighestSeq is 0 and whose first
 	// member is owner (JoinSeq 0), and returns its ID (IDs start at 1).
 	CreateGroup(ctx context.Context, owner uint64, name string) (uint64, error)
-	// JoinGroup makes user a member with JoinSeq = the group's current
-	// HighestSeq and returns it; the member never receives messages with
-	// seq <= JoinSeq. Joining again returns the existing JoinSeq.
-	// ErrNotFound for an unknown group.
+	// JoinGroup makes user a member (RoleMember) with JoinSeq = the group's
+	// current HighestSeq and returns it; the member never receives messages
+	// with seq <= JoinSeq. Joining again returns the existing JoinSeq.
+	// ErrNotFound for an unknown group. It does not check who may join:
+	// callers do (the engine lets in invited users, and anyone to an open
+	// group).
 	JoinGroup(ctx context.Context, group, user uint64) (joinSeq uint64, err error)
 	// LeaveGroup removes user from the group. The messages still waiting for
 	// that member count as delivered to it, so they are deleted once every
@@ -151,6 +161,14 @@ type Store interface {
 	UserGroups(ctx context.Context, user uint64) ([]uint64, error)
 	// GroupInfo returns the group, or ErrNotFound.
 	GroupInfo(ctx context.Context, group uint64) (Group, error)
+	// SetGroupOpen sets whether the group takes members without an invite.
+	// Groups are created closed. ErrNotFound for an unknown group.
+	SetGroupOpen(ctx context.Context, group uint64, open bool) error
+	// SetGroupRole makes a member an admin (RoleAdmin) or a plain member
+	// (RoleMember) again. ErrNotFound if the group is unknown or user is not
+	// a member; ErrInvalid for another role or for the owner, whose role
+	// does not change.
+	SetGroupRole(ctx context.Context, group, user uint64, role uint8) error
 	// AppendGroupMsg atomically assigns m the group's next seq
 	// (HighestSeq+1), stores it with SentCount 0, MemberCount = the current
 	// number of members (the sender included if it is one) and m.ExpiresAt
@@ -267,13 +285,16 @@ type GroupMessage struct {
 	Content     []byte
 }
 
-// Group describes a group. Members is the current member count.
+// Group describes a group. Members is the current member count. Open
+// groups take anyone who asks to join; closed ones (the default) only
+// those a member with the right invites.
 type Group struct {
 	ID         uint64
 	Name       string
 	Owner      uint64
 	HighestSeq uint64
 	Members    int
+	Open       bool
 }
 
 // Member is a user's membership of a group. JoinSeq is the group's
@@ -285,6 +306,7 @@ type Member struct {
 	JoinSeq  uint64
 	AckedSeq uint64
 	JoinedAt int64
+	Role     uint8 // RoleMember, RoleAdmin, or RoleOwner for Group.Owner
 }
 
 // Config selects and tunes the backend. The zero value opens an embedded

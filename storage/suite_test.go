@@ -91,6 +91,7 @@ func runSuite(t *testing.T, newStore func(t *testing.T) Store, reopen func(t *te
 		{"OfflineLargeBatch", testOfflineLargeBatch},
 		{"GroupBasics", testGroupBasics},
 		{"GroupJoinCutoff", testGroupJoinCutoff},
+		{"GroupRoles", testGroupRoles},
 		{"GroupAck", testGroupAck},
 		{"GroupLeave", testGroupLeave},
 		{"GroupExpiry", testGroupExpiry},
@@ -538,6 +539,49 @@ func testGroupBasics(t *testing.T, s Store) {
 	wantErr(t, s.AckGroup(ctx, g, 13, 1), ErrNotFound)
 	_, err = s.CreateGroup(ctx, 10, "")
 	wantErr(t, err, ErrInvalid)
+}
+
+func testGroupRoles(t *testing.T, s Store) {
+	ctx := t.Context()
+	g := must(s.CreateGroup(ctx, 10, "team")).of(t)
+	equal(t, "created closed", must(s.GroupInfo(ctx, g)).of(t).Open, false)
+	ok(t, s.SetGroupOpen(ctx, g, true))
+	ok(t, s.SetGroupOpen(ctx, g, true)) // unchanged: still fine
+	equal(t, "opened", must(s.GroupInfo(ctx, g)).of(t).Open, true)
+	ok(t, s.SetGroupOpen(ctx, g, false))
+	equal(t, "closed again", must(s.GroupInfo(ctx, g)).of(t).Open, false)
+
+	must(s.JoinGroup(ctx, g, 11)).of(t)
+	must(s.JoinGroup(ctx, g, 12)).of(t)
+	roles := func() map[uint64]uint8 {
+		out := map[uint64]uint8{}
+		for _, m := range must(s.GroupMembers(ctx, g)).of(t) {
+			out[m.User] = m.Role
+		}
+		return out
+	}
+	equal(t, "roles at start", roles(), map[uint64]uint8{10: RoleOwner, 11: RoleMember, 12: RoleMember})
+	ok(t, s.SetGroupRole(ctx, g, 11, RoleAdmin))
+	ok(t, s.SetGroupRole(ctx, g, 11, RoleAdmin))
+	equal(t, "admin", roles(), map[uint64]uint8{10: RoleOwner, 11: RoleAdmin, 12: RoleMember})
+	// A role survives the member's acks, and a rejoin after leaving starts
+	// over as a plain member.
+	seq := must(s.AppendGroupMsg(ctx, GroupMessage{Group: g, From: 10, Content: []byte("m")})).of(t)
+	ok(t, s.AckGroup(ctx, g, 11, seq))
+	equal(t, "admin after ack", roles()[11], RoleAdmin)
+	ok(t, s.LeaveGroup(ctx, g, 11))
+	must(s.JoinGroup(ctx, g, 11)).of(t)
+	equal(t, "rejoined", roles()[11], RoleMember)
+	ok(t, s.SetGroupRole(ctx, g, 12, RoleAdmin))
+	ok(t, s.SetGroupRole(ctx, g, 12, RoleMember))
+	equal(t, "demoted", roles()[12], RoleMember)
+
+	wantErr(t, s.SetGroupRole(ctx, g, 10, RoleMember), ErrInvalid) // the owner
+	wantErr(t, s.SetGroupRole(ctx, g, 12, RoleOwner), ErrInvalid)
+	wantErr(t, s.SetGroupRole(ctx, g, 12, 7), ErrInvalid)
+	wantErr(t, s.SetGroupRole(ctx, g, 99, RoleAdmin), ErrNotFound) // not a member
+	wantErr(t, s.SetGroupRole(ctx, 999, 12, RoleAdmin), ErrNotFound)
+	wantErr(t, s.SetGroupOpen(ctx, 999, true), ErrNotFound)
 }
 
 func testGroupJoinCutoff(t *testing.T, s Store) {

@@ -36,7 +36,7 @@ func setupGroup(ctx context.Context, r *runner) error {
 	owner := r.conns[r.live[0]]
 	mc := func(b *bconn) *myimCodec { return b.c.(*myimCodec) }
 	if err := owner.send(func(d []byte) ([]byte, error) {
-		return mc(owner).appendGroupOp(d, 1, frame.GroupCreate, 0, []byte(`{"name":"bench"}`))
+		return mc(owner).appendGroupOp(d, 1, frame.GroupCreate, 0, []byte(`{"name":"bench","open":true}`))
 	}); err != nil {
 		return err
 	}

@@ -47,10 +47,12 @@ type Config struct {
 	Failback      time.Duration
 	RouteRetry    time.Duration
 	RouteTTL      time.Duration
-	Join          string // a join token from `myimd cluster init`
+	Join          string // a join token from `myimd cluster token` (MYIM_JOIN)
+	JoinFile      string // a file holding the join token
 	JoinURL       string // the first node's join listener, https://host:port
 	JoinAddr      string // first node: where it serves joins
 	LinkPlaintext bool   // links without TLS (loopback and private networks only)
+	LinkSecret    string // shared secret that authenticates plain-text links
 	AdvertiseAddr string // endpoint: the address clients dial (default: the endpoint listener's)
 	LinkAdvertise string // center: the link address other centers dial (default: the link listener's)
 	Priority      int    // endpoint: its priority in the server list, lower first
@@ -108,10 +110,12 @@ func (c *Config) options() []option {
 		{"route-ttl", "center role, with Redis: lifetime of a published user route, rewritten every third of it (a dead center's users leave the table within it; each refresh is one Redis write per online session)", (*durationValue)(&c.RouteTTL)},
 		{"route-retry", "center role, with Redis: how long a QoS 1 message for a user of another center waits for an unreadable route table before it is stored offline (negative: store at once)", (*durationValue)(&c.RouteRetry)},
 		{"center-failback", "endpoint role: on another center of --center-link, try the first one again this often and move back once it answers (0: never)", (*durationValue)(&c.Failback)},
-		{"join", "join token from 'myimd cluster init' (endpoint, login, and further center or all nodes)", (*secretValue)(&c.Join)},
+		{"join", "join token from 'myimd cluster token' (endpoint, login, and further center or all nodes); prefer --join-file or MYIM_JOIN, which ps does not show", (*secretValue)(&c.Join)},
+		{"join-file", "file holding the join token from 'myimd cluster token', read on first start", (*stringValue)(&c.JoinFile)},
 		{"join-url", "the first node's join listener, e.g. https://10.0.0.1:5270", (*stringValue)(&c.JoinURL)},
 		{"join-addr", "first node: where to serve cluster joins (needs 'myimd cluster init')", (*addrValue)(&c.JoinAddr)},
-		{"link-plaintext", "endpoint-center and center-center links without TLS (loopback and private networks only)", (*boolValue)(&c.LinkPlaintext)},
+		{"link-plaintext", "endpoint-center and center-center links without TLS (loopback and private networks only; needs --link-secret)", (*boolValue)(&c.LinkPlaintext)},
+		{"link-secret", "with --link-plaintext: shared secret, at least 16 bytes, that every node of the cluster proves it holds before a link is accepted (set it in MYIM_LINK_SECRET or the config file, where ps does not show it)", (*secretValue)(&c.LinkSecret)},
 		{"advertise-addr", "endpoint: the address clients dial (default: the endpoint listener's)", (*stringValue)(&c.AdvertiseAddr)},
 		{"link-advertise-addr", "center: the link address other centers dial (default: the link listener's)", (*stringValue)(&c.LinkAdvertise)},
 		{"priority", "endpoint: priority in the server list, lower first", (*intValue)(&c.Priority)},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,15 +25,14 @@ func startCenters(t *testing.T) (first, second *proc, routes route.Table) {
 	dsn := testenv.MySQLDatabase(t)
 	prefix := testenv.RedisPrefix(t, redis)
 	dir1 := t.TempDir()
-	out, err := exec.Command(binPath, "cluster", "init", "--data-dir", dir1, "--server-id", "1").Output()
-	if err != nil {
+	if err := exec.Command(binPath, "cluster", "init", "--data-dir", dir1, "--server-id", "1").Run(); err != nil {
 		t.Fatalf("cluster init: %v", err)
 	}
-	token := strings.TrimSpace(string(out))
+	token := joinFile(t, dir1, "center", 2)
 	common := []string{"--redis-addr", redis, "--redis-prefix", prefix, "--mysql-dsn", dsn}
 	first = startMyimdDir(t, dir1, append([]string{"--server-id", "1", "--join-addr", "127.0.0.1:0", "--priority", "5"},
 		common...)...)
-	second = startMyimdDir(t, t.TempDir(), append([]string{"--server-id", "2", "--join", token,
+	second = startMyimdDir(t, t.TempDir(), append([]string{"--server-id", "2", "--join-file", token,
 		"--join-url", "https://" + first.addrs["join"]}, common...)...)
 	r, err := route.NewRedis(route.Options{Addr: redis, Prefix: prefix, DisableCache: true})
 	if err != nil {
@@ -117,7 +115,7 @@ func TestTwoCenters(t *testing.T) {
 	}
 
 	// A group with a member on each center.
-	req, _ := uma.conn.Group(frame.GroupCreate, 0, []byte(`{"name":"two centers"}`))
+	req, _ := uma.conn.Group(frame.GroupCreate, 0, []byte(`{"name":"two centers","open":true}`))
 	group, _ := groupReply(t, uma.conn, req)
 	req, _ = vic.conn.Group(frame.GroupJoin, group, nil)
 	groupReply(t, vic.conn, req)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,18 +19,17 @@ func startCluster(t *testing.T, extra ...string) (first, second *proc) {
 	redis := testenv.RedisAddr(t)
 	prefix := testenv.RedisPrefix(t, redis)
 	dir1 := t.TempDir()
-	out, err := exec.Command(binPath, "cluster", "init", "--data-dir", dir1, "--server-id", "1").Output()
-	if err != nil {
+	if err := exec.Command(binPath, "cluster", "init", "--data-dir", dir1, "--server-id", "1").Run(); err != nil {
 		t.Fatalf("cluster init: %v", err)
 	}
-	token := strings.TrimSpace(string(out))
+	token := joinFile(t, dir1, "endpoint", 2)
 	common := []string{"--redis-addr", redis, "--redis-prefix", prefix}
 	first = startMyimdDir(t, dir1, append(append([]string{"--server-id", "1", "--join-addr", "127.0.0.1:0"}, common...), extra...)...)
 	if first.addrs["join"] == "" || first.addrs["center"] == "" {
 		t.Fatalf("first node lists no join or link listener: %v", first.addrs)
 	}
 	second = startMyimdDir(t, t.TempDir(), append([]string{"--role", "endpoint", "--server-id", "2",
-		"--join", token, "--join-url", "https://" + first.addrs["join"], "--center-link", first.addrs["center"]}, common...)...)
+		"--join-file", token, "--join-url", "https://" + first.addrs["join"], "--center-link", first.addrs["center"]}, common...)...)
 	// Share the first node's HTTP and login listeners for registration.
 	return first, second
 }

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,14 +16,9 @@ import (
 // and its users go on exchanging messages with users of the second center.
 func TestEndpointMovesToAnotherCenter(t *testing.T) {
 	first, second, _ := startCenters(t)
-	out, err := exec.Command(binPath, "cluster", "token", "--data-dir", first.dir).Output()
-	if err != nil {
-		t.Fatalf("cluster token: %v", err)
-	}
-	token := strings.TrimSpace(string(out))
 	redisArgs := second.flags("--redis-addr", "--redis-prefix")
 	startMyimdDir(t, t.TempDir(), append([]string{"--role", "endpoint", "--server-id", "3",
-		"--join", token, "--join-url", "https://" + first.addrs["join"],
+		"--join-file", joinFile(t, first.dir, "endpoint", 3), "--join-url", "https://" + first.addrs["join"],
 		"--center-link", first.addrs["center"] + "," + second.addrs["center"]}, redisArgs...)...)
 
 	first.register(t, "yan", "password-yan")

@@ -593,10 +593,13 @@ func TestFileServer(t *testing.T) {
 	wantServerErr(t, err, frame.ErrCodeForbidden, "only the owner")
 	_, body := p.post(t, "/v1/groups", alice.login.Token, `{"name":"g"}`)
 	var g struct {
-		ID uint64 `json:"id"`
+		ID uint64 `json:"group"`
 	}
 	_ = sonic.Unmarshal(body, &g)
-	p.post(t, fmt.Sprintf("/v1/groups/%d/join", g.ID), carol.login.Token, "")
+	if code, body := p.post(t, fmt.Sprintf("/v1/groups/%d/invite", g.ID), alice.login.Token,
+		fmt.Sprintf(`{"user":%d}`, carol.id)); code != http.StatusOK {
+		t.Fatalf("invite: %d %s", code, body)
+	}
 	err = bob.conn.ShareFile(ctx, fi.ID, 0, g.ID)
 	wantServerErr(t, err, frame.ErrCodeForbidden, "only the owner")
 	if err := alice.conn.ShareFile(ctx, fi.ID, 0, g.ID); err != nil {

@@ -113,7 +113,7 @@ func testGroups(t *testing.T, p *proc) {
 	}
 	gia := p.connect(t, "gia", newDevice(t))
 	gus := p.connect(t, "gus", newDevice(t))
-	req, _ := gia.conn.Group(frame.GroupCreate, 0, []byte(`{"name":"team"}`))
+	req, _ := gia.conn.Group(frame.GroupCreate, 0, []byte(`{"name":"team","open":true}`))
 	group, _ := groupReply(t, gia.conn, req)
 	req, _ = gus.conn.Group(frame.GroupJoin, group, nil)
 	groupReply(t, gus.conn, req)

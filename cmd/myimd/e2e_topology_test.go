@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,14 +29,20 @@ func (p *proc) restart(t *testing.T, args ...string) *proc {
 	return startMyimdDir(t, p.dir, args...)
 }
 
-// joinToken asks the first center for a fresh join token.
-func joinToken(t *testing.T, first *proc) string {
+// joinFile asks the CA holder in dir for a join token for node of role
+// and returns a file holding it, for --join-file.
+func joinFile(t *testing.T, dir, role string, node int) string {
 	t.Helper()
-	out, err := exec.Command(binPath, "cluster", "token", "--data-dir", first.dir).Output()
+	out, err := exec.Command(binPath, "cluster", "token", "--data-dir", dir, "--role", role,
+		"--node", strconv.Itoa(node)).Output()
 	if err != nil {
 		t.Fatalf("cluster token: %v", err)
 	}
-	return strings.TrimSpace(string(out))
+	path := filepath.Join(t.TempDir(), "join")
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // topology is a cluster of separate processes: two centers, a login node
@@ -55,7 +63,7 @@ func (tp *topology) endpoint(t *testing.T, id, priority int, centers ...*proc) *
 		links[i] = c.addrs["center"]
 	}
 	p := startMyimdDir(t, t.TempDir(), append([]string{"--role", "endpoint", "--server-id", strconv.Itoa(id),
-		"--priority", strconv.Itoa(priority), "--join", joinToken(t, tp.c1), "--join-url", "https://" + tp.c1.addrs["join"],
+		"--priority", strconv.Itoa(priority), "--join-file", joinFile(t, tp.c1.dir, "endpoint", id), "--join-url", "https://" + tp.c1.addrs["join"],
 		"--center-link", strings.Join(links, ","), "--center-failback", "2s"}, tp.common...)...)
 	tp.eps[uint32(id)] = p
 	return p
@@ -173,9 +181,9 @@ func TestTopology(t *testing.T) {
 	}
 	tp.c1 = startMyimdDir(t, dir1, append(centerArgs("1"), "--join-addr", "127.0.0.1:0")...)
 	joinURL := "https://" + tp.c1.addrs["join"]
-	tp.c2 = startMyimdDir(t, t.TempDir(), append(centerArgs("2"), "--join", joinToken(t, tp.c1), "--join-url", joinURL)...)
+	tp.c2 = startMyimdDir(t, t.TempDir(), append(centerArgs("2"), "--join-file", joinFile(t, tp.c1.dir, "center", 2), "--join-url", joinURL)...)
 	tp.login = startMyimdDir(t, t.TempDir(), append([]string{"--role", "login", "--server-id", "9",
-		"--join", joinToken(t, tp.c1), "--join-url", joinURL, "--mysql-dsn", dsn}, tp.common...)...)
+		"--join-file", joinFile(t, tp.c1.dir, "login", 9), "--join-url", joinURL, "--mysql-dsn", dsn}, tp.common...)...)
 	for _, p := range []*proc{tp.c1, tp.c2} {
 		waitFor(t, 20*time.Second, "center links up", func() bool { return p.metric(t, "myim_cluster_peers_up") == 1 })
 	}
@@ -231,7 +239,7 @@ func steadyState(t *testing.T, tp *topology, amy, bob, cai, xue *user) {
 		}
 	}
 
-	req, _ := amy.conn.Group(frame.GroupCreate, 0, []byte(`{"name":"everywhere"}`))
+	req, _ := amy.conn.Group(frame.GroupCreate, 0, []byte(`{"name":"everywhere","open":true}`))
 	group, _ := groupReply(t, amy.conn, req)
 	for _, u := range []*user{bob, cai, xue} {
 		req, _ := u.conn.Group(frame.GroupJoin, group, nil)

@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -132,15 +134,82 @@ func newLogger(cfg Config, w io.Writer) (*slog.Logger, *engine.LogRing) {
 	return slog.New(ring), ring
 }
 
-// runCluster handles `myimd cluster init` (on the first node: create the
-// cluster CA and print a join token) and `myimd cluster token` (print a new
-// join token). Both take the node's flags, --data-dir and --server-id.
+// clusterUsage is printed for a bad `myimd cluster` command line.
+const clusterUsage = `usage:
+  myimd cluster init   [--data-dir DIR] [--server-id N]
+  myimd cluster token  --role center|endpoint|login [--node N] [--uses N] [--ttl D] [--replace] [--data-dir DIR]
+  myimd cluster token  --revoke ID|TOKEN [--data-dir DIR]
+  myimd cluster remove NODE [--data-dir DIR]`
+
+// clusterFlags are the options of the cluster commands, taken out of the
+// command line before the node's own flags (--data-dir, --server-id, the
+// config file, the environment) are read from the rest.
+type clusterFlags struct {
+	role    string
+	node    uint
+	uses    int
+	ttl     time.Duration
+	replace bool
+	revoke  string
+}
+
+func splitClusterFlags(args []string) (clusterFlags, []string, error) {
+	var cf clusterFlags
+	fs := flag.NewFlagSet("myimd cluster", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&cf.role, "role", "", "")
+	fs.UintVar(&cf.node, "node", 0, "")
+	fs.IntVar(&cf.uses, "uses", 1, "")
+	fs.DurationVar(&cf.ttl, "ttl", engine.JoinTokenTTL, "")
+	fs.BoolVar(&cf.replace, "replace", false, "")
+	fs.StringVar(&cf.revoke, "revoke", "", "")
+	var mine, rest []string
+	for i := 0; i < len(args); i++ {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		if !strings.HasPrefix(args[i], "-") || fs.Lookup(name) == nil {
+			rest = append(rest, args[i])
+			continue
+		}
+		mine = append(mine, args[i])
+		if !hasValue && name != "replace" && i+1 < len(args) {
+			i++
+			mine = append(mine, args[i])
+		}
+	}
+	if err := fs.Parse(mine); err != nil {
+		return cf, nil, err
+	}
+	return cf, rest, nil
+}
+
+// runCluster handles the cluster commands, run on the cluster's first node
+// (the CA holder): `init` creates the cluster CA and the node's own link
+// certificate; `token` prints a join token for one role (by default for
+// one node within an hour) or revokes one; `remove` takes a node out of the
+// cluster.
 func runCluster(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || (args[0] != "init" && args[0] != "token") {
-		fmt.Fprintln(stderr, "usage: myimd cluster init|token [--data-dir DIR] [--server-id N]")
+	if len(args) == 0 || (args[0] != "init" && args[0] != "token" && args[0] != "remove") {
+		fmt.Fprintln(stderr, clusterUsage)
 		return 2
 	}
-	cfg, err := loadConfig(args[1:], getenv, stderr)
+	cmd := args[0]
+	cf, rest, err := splitClusterFlags(args[1:])
+	var target uint64
+	if err == nil && cmd == "remove" {
+		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
+			err = errors.New("remove: which node?")
+		} else if target, err = strconv.ParseUint(rest[0], 10, 32); err == nil && target == 0 {
+			err = errors.New("remove: node 0")
+		}
+		if len(rest) > 0 {
+			rest = rest[1:]
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "myimd cluster: %v\n%s\n", err, clusterUsage)
+		return 2
+	}
+	cfg, err := loadConfig(rest, getenv, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "myimd cluster: %v\n", err)
 		return 2
@@ -149,23 +218,52 @@ func runCluster(args []string, getenv func(string) string, stdout, stderr io.Wri
 		fmt.Fprintf(stderr, "myimd cluster: data dir %s: %v\n", cfg.DataDir, err)
 		return 2
 	}
-	var token string
-	if args[0] == "init" {
-		if token, err = engine.InitCluster(cfg.DataDir); err == nil {
+	switch {
+	case cmd == "init":
+		err = engine.InitCluster(cfg.DataDir)
+		if err == nil {
 			err = engine.IssueNodeCert(cfg.DataDir, uint32(cfg.ServerID), engine.RoleCenter)
 		}
 		if err == nil { // the session root, so that joined nodes get keys
 			_, err = engine.LoadIdentity(cfg.DataDir, uint32(cfg.ServerID), time.Now())
 		}
-	} else {
-		token, err = engine.NewJoinToken(cfg.DataDir, 24*time.Hour)
+		if err == nil {
+			fmt.Fprintln(stderr, "cluster CA ready; make a join token per node with 'myimd cluster token --role ROLE --node N'")
+		}
+	case cmd == "remove":
+		if err = engine.RemoveNode(cfg.DataDir, uint32(target)); err == nil {
+			fmt.Fprintf(stderr, "node %d removed: every node refuses it within %v\n", target, 3*engine.DenyPollInterval)
+		}
+	case cf.revoke != "":
+		if err = engine.RevokeJoinToken(cfg.DataDir, cf.revoke); err == nil {
+			fmt.Fprintln(stderr, "join token revoked")
+		}
+	default:
+		if cf.role == "" {
+			fmt.Fprintf(stderr, "myimd cluster token: --role is required\n%s\n", clusterUsage)
+			return 2
+		}
+		var token, id string
+		token, id, err = engine.NewJoinToken(cfg.DataDir, engine.JoinTokenSpec{Role: cf.role, NodeID: uint32(cf.node),
+			Uses: cf.uses, TTL: cf.ttl, Replace: cf.replace})
+		if err == nil {
+			fmt.Fprintln(stdout, token)
+			fmt.Fprintf(stderr, "join token %s: role %s, node %s, %d use(s), expires %s\n", id, cf.role,
+				nodeText(cf.node), max(cf.uses, 1), time.Now().Add(cf.ttl).UTC().Format(time.RFC3339))
+		}
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "myimd cluster %s: %v\n", args[0], err)
+		fmt.Fprintf(stderr, "myimd cluster %s: %v\n", cmd, err)
 		return 1
 	}
-	fmt.Fprintln(stdout, token)
 	return 0
+}
+
+func nodeText(n uint) string {
+	if n == 0 {
+		return "any"
+	}
+	return strconv.FormatUint(uint64(n), 10)
 }
 
 // filesConfig is the file server's and file transfer's part of cfg; file

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/myim/myim/engine"
 	"github.com/myim/myim/frame"
 )
 
@@ -285,4 +286,47 @@ func TestHoldsIdleConnections(t *testing.T) {
 	after := p.rssKB(t)
 	t.Logf("%d idle connections: server RSS %d KiB -> %d KiB, %.2f KiB per connection (user space; the kernel's socket buffers are extra)",
 		n, before, after, float64(after-before)/float64(n))
+}
+
+// TestClusterCommands runs the cluster commands in process: a token needs
+// a role, is printed alone on stdout, can be revoked by the id printed
+// beside it; remove takes an enrolled node and refuses an unknown one.
+func TestClusterCommands(t *testing.T) {
+	dir := t.TempDir()
+	env := func(string) string { return "" }
+	var out, errb bytes.Buffer
+	if rc := run([]string{"cluster", "init", "--data-dir", dir}, env, &out, &errb); rc != 0 {
+		t.Fatalf("init: %d %s", rc, errb.String())
+	}
+	if out.Len() != 0 {
+		t.Fatalf("init printed a token: %q", out.String())
+	}
+	if rc := run([]string{"cluster", "token", "--data-dir", dir}, env, &out, &errb); rc != 2 {
+		t.Fatalf("token without --role: %d", rc)
+	}
+	out.Reset()
+	errb.Reset()
+	if rc := run([]string{"cluster", "token", "--data-dir", dir, "--role", "endpoint", "--node", "4", "--uses=2", "--ttl", "10m"}, env, &out, &errb); rc != 0 {
+		t.Fatalf("token: %d %s", rc, errb.String())
+	}
+	if _, _, err := engine.ParseJoinToken(out.String()); err != nil {
+		t.Fatalf("token %q: %v", out.String(), err)
+	}
+	var id string
+	if _, err := fmt.Sscanf(errb.String(), "join token %s", &id); err != nil || !strings.Contains(errb.String(), "node 4, 2 use(s)") {
+		t.Fatalf("token description %q", errb.String())
+	}
+	id = strings.TrimSuffix(id, ":")
+	if rc := run([]string{"cluster", "token", "--data-dir", dir, "--revoke", id}, env, &out, &errb); rc != 0 {
+		t.Fatalf("revoke %s: %d %s", id, rc, errb.String())
+	}
+	if rc := run([]string{"cluster", "token", "--revoke", id, "--data-dir", dir}, env, &out, &errb); rc != 1 {
+		t.Fatalf("revoke twice: %d", rc)
+	}
+	if rc := run([]string{"cluster", "remove", "1", "--data-dir", dir}, env, &out, &errb); rc != 0 {
+		t.Fatalf("remove 1: %d %s", rc, errb.String())
+	}
+	if rc := run([]string{"cluster", "remove", "7", "--data-dir", dir}, env, &out, &errb); rc != 1 {
+		t.Fatalf("remove of an unknown node: %d", rc)
+	}
 }

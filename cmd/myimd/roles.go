@@ -382,15 +382,23 @@ func (b *node) advertiseCenter(ctx context.Context, bound net.Addr, reg route.Ta
 func (b *node) joinIdentity(ctx context.Context, role string) (*engine.Identity, error) {
 	cfg := b.cfg
 	if cfg.JoinURL == "" {
-		return nil, fmt.Errorf("the %s role needs --join-url (and --join TOKEN on first start)", role)
+		return nil, fmt.Errorf("the %s role needs --join-url (and a join token on first start)", role)
 	}
 	if _, err := engine.ReadNodeCert(cfg.DataDir); err != nil {
-		if cfg.Join == "" {
-			return nil, fmt.Errorf("no cluster certificate in %s: start once with --join TOKEN", cfg.DataDir)
+		token := cfg.Join
+		if token == "" && cfg.JoinFile != "" {
+			b, err := os.ReadFile(cfg.JoinFile)
+			if err != nil {
+				return nil, fmt.Errorf("--join-file: %w", err)
+			}
+			token = strings.TrimSpace(string(b))
+		}
+		if token == "" {
+			return nil, fmt.Errorf("no cluster certificate in %s: start once with a join token in --join-file or MYIM_JOIN", cfg.DataDir)
 		}
 		jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		if err := engine.Join(jctx, cfg.JoinURL, cfg.Join, cfg.DataDir, uint32(cfg.ServerID), role); err != nil {
+		if err := engine.Join(jctx, cfg.JoinURL, token, cfg.DataDir, uint32(cfg.ServerID), role); err != nil {
 			return nil, fmt.Errorf("join: %w", err)
 		}
 		b.log.Info("joined the cluster", "role", role, "node", cfg.ServerID)
@@ -404,6 +412,7 @@ func (b *node) joinIdentity(ctx context.Context, role string) (*engine.Identity,
 	renew, stop := context.WithCancel(context.Background())
 	b.onClose(stop)
 	go engine.RenewLoop(renew, cfg.JoinURL, cfg.DataDir, b.log)
+	go engine.DenyLoop(renew, cfg.JoinURL, cfg.DataDir, b.log)
 	return id, nil
 }
 
@@ -413,7 +422,10 @@ func (b *node) joinIdentity(ctx context.Context, role string) (*engine.Identity,
 func (b *node) linkConfig(server bool) (engine.LinkConfig, bool, error) {
 	lc := engine.LinkConfig{Logger: b.log.With("part", "link")}
 	if b.cfg.LinkPlaintext {
-		lc.Plaintext = true
+		lc.Plaintext, lc.Secret = true, []byte(b.cfg.LinkSecret)
+		if len(lc.Secret) < 16 {
+			return lc, false, errors.New("--link-plaintext needs --link-secret (at least 16 bytes, the same on every node)")
+		}
 		return lc, true, nil
 	}
 	if _, err := engine.ReadNodeCert(b.cfg.DataDir); err != nil {
@@ -473,7 +485,8 @@ func (b *node) serveJoins(ctx context.Context, id *engine.Identity) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle(engine.JoinPath, svc)
-	mux.Handle(engine.IdentityPath, engine.IdentityHandler(id, b.log.With("part", "join")))
+	mux.Handle(engine.IdentityPath, engine.IdentityHandler(id, svc, b.log.With("part", "join")))
+	mux.HandleFunc("GET "+engine.DenyPath, svc.ServeDenied)
 	ln, err := net.Listen("tcp", b.cfg.JoinAddr)
 	if err != nil {
 		return fmt.Errorf("join listener: %w", err)
