@@ -543,7 +543,7 @@ func TestChaosGroupMemberDrops(t *testing.T) {
 		go cc.run(ctx)
 	}
 	owner := clients[0].waitConnected(t)
-	req, err := owner.Group(frame.GroupCreate, 0, []byte(`{"name":"chaos"}`))
+	req, err := owner.Group(frame.GroupCreate, 0, []byte(`{"name":"chaos","open":true}`))
 	if err != nil {
 		t.Fatal(err)
 	}
