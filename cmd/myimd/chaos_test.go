@@ -75,6 +75,7 @@ type tally struct {
 	lastIdx   map[[2]uint64]uint64    // {recipient, from} -> highest index shown
 	lastSeq   map[[2]uint64]uint64    // {recipient, group} -> highest seq shown
 	outOrder  int
+	deadlined int                  // messages sent again after sendDeadline without an answer
 	since     map[uint64]time.Time // recipient -> connected since
 	lateAfter time.Duration
 }
@@ -122,21 +123,24 @@ func (tl *tally) show(recipient uint64, cmd frame.Cmd, m frame.Msg) {
 
 // chaosReport is one scenario's figures.
 type chaosReport struct {
-	sent, acked, shown, lost, dups, outOrder, late, unanswered int
+	sent, acked, shown, lost, dups, outOrder, late, unanswered, deadlined int
 }
 
 func (r chaosReport) String() string {
-	return fmt.Sprintf("sent %d, acked %d, shown %d, lost %d, duplicated %d, out of order %d, late %d, unanswered %d",
-		r.sent, r.acked, r.shown, r.lost, r.dups, r.outOrder, r.late, r.unanswered)
+	return fmt.Sprintf("sent %d, acked %d, shown %d, lost %d, duplicated %d, out of order %d, late %d, unanswered %d (sent again after %v without an answer: %d)",
+		r.sent, r.acked, r.shown, r.lost, r.dups, r.outOrder, r.late, r.unanswered, sendDeadline, r.deadlined)
 }
 
 func (tl *tally) report() chaosReport {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
-	r := chaosReport{sent: len(tl.sent), acked: len(tl.acked), outOrder: tl.outOrder}
+	r := chaosReport{sent: len(tl.sent), acked: len(tl.acked), outOrder: tl.outOrder, deadlined: tl.deadlined}
 	for k := range tl.sent {
 		if _, ok := tl.acked[k]; !ok {
 			r.unanswered++
+			if os.Getenv("MYIM_CHAOS_DEBUG") != "" {
+				fmt.Printf("unanswered %v refused %v\n", k, tl.refused[k])
+			}
 		}
 	}
 	for k, at := range tl.acked {
@@ -148,6 +152,9 @@ func (tl *tally) report() chaosReport {
 				r.lost++
 			case n > 1:
 				r.dups += n - 1
+				if os.Getenv("MYIM_CHAOS_DEBUG") != "" {
+					fmt.Printf("dup %v to %d\n", k, rcp)
+				}
 			}
 			if n > 0 {
 				r.shown++
@@ -348,13 +355,15 @@ func (cc *chaosClient) stream(cmd frame.Cmd, target uint64, recipients []uint64,
 	type inflight struct {
 		idx uint64
 		cid uint64
+		at  time.Time // last written
 	}
 	recipients = slices.DeleteFunc(slices.Clone(recipients), func(u uint64) bool { return u == cc.id })
 	var pending []inflight // in send order
 	next := 0
 	cids := make(map[uint64]uint64) // cid -> idx
 	conn, changed := cc.current()
-	send := func(p inflight) {
+	send := func(p *inflight) {
+		p.at = time.Now()
 		var body [16]byte
 		binary.BigEndian.PutUint64(body[:], p.idx)
 		binary.BigEndian.PutUint64(body[8:], uint64(time.Now().UnixNano()))
@@ -374,7 +383,7 @@ func (cc *chaosClient) stream(cmd frame.Cmd, target uint64, recipients []uint64,
 			cc.tl.to[k] = recipients
 			cc.tl.mu.Unlock()
 			pending = append(pending, p)
-			send(p)
+			send(&pending[len(pending)-1])
 		}
 		select {
 		case a := <-cc.acks:
@@ -391,7 +400,7 @@ func (cc *chaosClient) stream(cmd frame.Cmd, target uint64, recipients []uint64,
 				cc.tl.refused[msgKey{cc.id, idx}] = true
 				cc.tl.mu.Unlock()
 				time.Sleep(10 * time.Millisecond)
-				send(pending[i])
+				send(&pending[i])
 				continue
 			}
 			lastProgress = time.Now()
@@ -401,12 +410,22 @@ func (cc *chaosClient) stream(cmd frame.Cmd, target uint64, recipients []uint64,
 			pending = slices.Delete(pending, i, i+1)
 		case <-changed:
 			conn, changed = cc.current()
-			for _, p := range pending {
-				send(p)
+			for i := range pending {
+				send(&pending[i])
 			}
 		case <-time.After(time.Second):
 			if time.Since(lastProgress) > stall {
 				return
+			}
+			// The client contract's own deadline: a message with no
+			// answer is sent again, with its CID, in order.
+			for i := range pending {
+				if time.Since(pending[i].at) > sendDeadline {
+					cc.tl.mu.Lock()
+					cc.tl.deadlined++
+					cc.tl.mu.Unlock()
+					send(&pending[i])
+				}
 			}
 			if conn == nil {
 				conn, changed = cc.current()
@@ -414,6 +433,10 @@ func (cc *chaosClient) stream(cmd frame.Cmd, target uint64, recipients []uint64,
 		}
 	}
 }
+
+// sendDeadline is how long a stream waits for an answer before it sends a
+// message again (the SDK's SendTimeout, shortened for the tests).
+const sendDeadline = 10 * time.Second
 
 // chaosUsers registers n users on p and returns their names and ids.
 func chaosUsers(t *testing.T, p *proc, prefix string, n int) ([]string, []uint64) {
@@ -531,7 +554,11 @@ func chaosKill(t *testing.T, backend string, args []string) {
 // drop and come back at random: every member is shown every acked message
 // once, in sequence order.
 func TestChaosGroupMemberDrops(t *testing.T) {
-	a := startAllInOne(t)
+	var args []string
+	if os.Getenv("MYIM_CHAOS_GROUP_MYSQL") != "" {
+		args = []string{"--mysql-dsn", testenv.MySQLDatabase(t)}
+	}
+	a := startAllInOne(t, args...)
 	names, ids := chaosUsers(t, a.proc(), "g", 6)
 	tl := newTally(15 * time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -696,4 +723,83 @@ func TestChaosSlowAcker(t *testing.T) {
 	if left != 0 && !chaosMeasureOnly() {
 		t.Errorf("%d messages left in the store once the recipient acked all it got", left)
 	}
+}
+
+// TestChaosCenterKilledUnderEndpoint runs two centers (MariaDB, Redis) and
+// an endpoint process linked to the first with the second as fallback.
+// Two users on that endpoint and one on the second center stream p2p and
+// group QoS 1 messages; the first center is killed with SIGKILL in the
+// middle. Every send is answered (the endpoint resends what the dead center
+// did not confirm, group messages included), every acked message is shown
+// once, in order, and what was stored for the endpoint's users reaches
+// them on the fallback center, not at failback.
+func TestChaosCenterKilledUnderEndpoint(t *testing.T) {
+	first, second, _ := startCenters(t)
+	startMyimdDir(t, t.TempDir(), append([]string{"--role", "endpoint", "--server-id", "3",
+		"--join-file", joinFile(t, first.dir, "endpoint", 3), "--join-url", "https://" + first.addrs["join"],
+		"--center-link", first.addrs["center"] + "," + second.addrs["center"]},
+		second.flags("--redis-addr", "--redis-prefix")...)...)
+	// e0 and e3 send (p2p, group) from the endpoint process, e2 from the
+	// second center's endpoint; e1 receives on the endpoint process. One
+	// stream per user: a user's acks are read by its one stream.
+	names, ids := chaosUsers(t, first, "e", 4)
+	tl := newTally(10*time.Second + 5*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg := func() client.Config { return first.cfg(t, nil) }
+	login := func() string { return second.addrs["login"] }
+	var clients []*chaosClient
+	for i := range names {
+		cc := newChaosClient(t, names[i], ids[i], tl, cfg, login)
+		want := uint32(3) // the endpoint process, e2 on the second center's own
+		if i == 2 {
+			want = 2
+		}
+		cc.pick = func(r *client.LoginResult) client.Server {
+			for _, s := range r.Servers {
+				if s.ID == want {
+					return s
+				}
+			}
+			return r.Servers[0]
+		}
+		clients = append(clients, cc)
+	}
+	waitFor(t, 30*time.Second, "three endpoints listed", func() bool {
+		c := cfg()
+		c.Device = clients[0].dev
+		res, err := client.Login(context.Background(), c, login(), names[0], []byte("password-"+names[0]))
+		return err == nil && len(res.Servers) == 3
+	})
+	for _, cc := range clients {
+		go cc.run(ctx)
+		cc.waitConnected(t)
+	}
+	req, err := clients[3].waitConnected(t).Group(frame.GroupCreate, 0, []byte(`{"name":"failover","open":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	group := waitGroupAnswer(t, clients[3], req)
+	for _, cc := range clients[1:3] {
+		req, err := cc.waitConnected(t).Group(frame.GroupJoin, group, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitGroupAnswer(t, cc, req)
+	}
+	n := 800 * chaosScale()
+	var wg sync.WaitGroup
+	for _, run := range []func(){
+		func() { clients[0].stream(frame.CmdMsg, ids[1], ids[1:2], n, 32, 60*time.Second) },
+		func() { clients[2].stream(frame.CmdMsg, ids[1], ids[1:2], n, 32, 60*time.Second) },
+		func() { clients[3].stream(frame.CmdGroupMsg, group, ids[1:], n, 32, 60*time.Second) },
+	} {
+		wg.Add(1)
+		go func() { defer wg.Done(); run() }()
+	}
+	waitFor(t, 120*time.Second, "a third acked", func() bool { return tl.report().acked >= n })
+	first.kill()
+	wg.Wait()
+	tl.waitShown(30 * time.Second)
+	tl.report().check(t, "center killed under an endpoint")
 }
