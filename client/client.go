@@ -14,6 +14,7 @@ import (
 	"crypto/ecdh"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -65,6 +66,32 @@ type Config struct {
 	// (data for the recipient: the server orders by its own ids); nil is
 	// time.Now. A skewed clock changes nothing in delivery.
 	Now func() time.Time
+	// LoginRetry is how long Login keeps trying again when the login
+	// service answers RETRY with a hint (its queue is full, or the account
+	// backs off): it waits the hint, plus up to half of it at random so
+	// that refused clients spread out, and tries again, within ctx. 0
+	// means a minute; negative means never: the RETRY is returned as a
+	// *ServerError.
+	LoginRetry time.Duration
+	// DialContext, when set, opens the TCP connections (for example to
+	// pick the local address or go through a proxy); nil means a
+	// net.Dialer.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+func (c *Config) dial(ctx context.Context, addr string) (net.Conn, error) {
+	if c.DialContext != nil {
+		return c.DialContext(ctx, "tcp", addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", addr)
+}
+
+func (c *Config) loginRetry() time.Duration {
+	if c.LoginRetry == 0 {
+		return time.Minute
+	}
+	return c.LoginRetry
 }
 
 // Dedupe remembers recent (sender, client id) pairs, a bounded number.
@@ -142,12 +169,51 @@ var (
 	ErrMoved    = errors.New("client: the server asked to move to another server")
 )
 
-// Login runs the login exchange with the login service at addr.
+// Login runs the login exchange with the login service at addr. A RETRY
+// answer with a hint is tried again after the hint (see
+// Config.LoginRetry); each try is bounded by Config.DialTimeout.
 func Login(ctx context.Context, cfg Config, addr, name string, password []byte) (*LoginResult, error) {
+	until := time.Now().Add(cfg.loginRetry())
+	for {
+		res, err := loginOnce(ctx, cfg, addr, name, password)
+		wait, ok := retryHint(err)
+		if !ok || cfg.LoginRetry < 0 {
+			return res, err
+		}
+		wait += time.Duration(rand.Int64N(int64(wait)/2 + 1))
+		if time.Now().Add(wait).After(until) {
+			return nil, err
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Now().Add(wait).After(dl) {
+			return nil, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+	}
+}
+
+// RetryHint reports whether err is a RETRY answer that says when to try
+// again, and how long to wait: the login service puts the wait in
+// milliseconds in the ERROR's Ref.
+func RetryHint(err error) (time.Duration, bool) { return retryHint(err) }
+
+func retryHint(err error) (time.Duration, bool) {
+	var se *ServerError
+	if !errors.As(err, &se) || se.Code != frame.ErrCodeRetry || se.Ref == 0 {
+		return 0, false
+	}
+	return time.Duration(min(se.Ref, 3_600_000)) * time.Millisecond, true
+}
+
+func loginOnce(ctx context.Context, cfg Config, addr, name string, password []byte) (*LoginResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout())
 	defer cancel()
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nc, err := cfg.dial(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -294,8 +360,7 @@ type Conn struct {
 func Dial(ctx context.Context, cfg Config, addr string, serverKey []byte, token string) (*Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout())
 	defer cancel()
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nc, err := cfg.dial(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -352,6 +417,19 @@ func handshake(ctx context.Context, cfg Config, nc net.Conn, serverKey []byte, t
 	}
 	go c.readLoop(r)
 	go c.gapWatch()
+	// The first sealed frame proves to the endpoint that this side holds
+	// the session keys: only then does it announce the session (a replayed
+	// first message gets this far and no further). The PING after it
+	// returns once the endpoint has handled it, so that the session is
+	// online when Dial returns.
+	if err := c.Send(frame.CmdPong, frame.QoS0, nil); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if _, err := c.Ping(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
 	if c.autoFet {
 		if _, err := c.Fetch(frame.FetchP2P, 0, 100); err != nil {
 			c.Close()
@@ -576,6 +654,16 @@ func (c *Conn) Lookup(cmd frame.Cmd, target uint64) (uint32, error) {
 	req := c.NextReq()
 	f, _ := frame.AppendLookup(nil, cmd, req, target, nil)
 	return req, c.Send(cmd, frame.QoS0, frame.Frame(f).Body())
+}
+
+// SetProfile sends a PROFILE request that sets the user's own signature
+// and profile (JSON {"signature": ..., "profile": {...}}; a field left out
+// keeps its value) and returns its request id. The answer is a PROFILE
+// frame with the updated user, or an ERROR.
+func (c *Conn) SetProfile(json []byte) (uint32, error) {
+	req := c.NextReq()
+	f, _ := frame.AppendLookup(nil, frame.CmdProfile, req, 0, json)
+	return req, c.Send(frame.CmdProfile, frame.QoS0, frame.Frame(f).Body())
 }
 
 // LookupName sends a SIGNATURE request that finds a user by exact name;

@@ -3,11 +3,14 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/bytedance/sonic"
 	"github.com/valyala/bytebufferpool"
@@ -35,6 +38,9 @@ type CenterConfig struct {
 	// GroupTTL is how long a group message is kept for offline members.
 	// Default 7 days.
 	GroupTTL time.Duration
+	// GroupSweep is how often expired group messages are deleted from the
+	// store (center_group.go). Default 1 minute.
+	GroupSweep time.Duration
 	// Workers run storage calls; QueueLen bounds the work waiting for them.
 	// Defaults 32 and 65,536.
 	Workers, QueueLen int
@@ -58,6 +64,9 @@ func (c *CenterConfig) fillDefaults() {
 	}
 	if c.GroupTTL <= 0 {
 		c.GroupTTL = 7 * 24 * time.Hour
+	}
+	if c.GroupSweep <= 0 {
+		c.GroupSweep = time.Minute
 	}
 	if c.Workers <= 0 {
 		c.Workers = 32
@@ -109,6 +118,13 @@ type LocalCenter struct {
 	// OfflineDeleted approximates the offline queue).
 	Delivered, StoredOffline, Refused, Shed atomic.Uint64
 	GroupPushes, OfflineDeleted             atomic.Uint64
+
+	// storeWarn bounds the per-message storage warnings (queue full, store
+	// failing), which a full queue or a store outage would repeat for every
+	// message.
+	storeWarn *logLimit
+	// GroupPurged counts expired group messages the sweep deleted.
+	GroupPurged atomic.Uint64
 }
 
 // sessState is the center's view of one session (see center_delivery.go
@@ -117,16 +133,22 @@ type sessState struct {
 	ref    SessionRef
 	mu     sync.Mutex
 	status byte
+	text   string // status text of the last PRESENCE, "" if none
 	// flight holds the pushed, unacked MIDs, made on the first push: true
 	// for a live push that is not in the store (a pending entry), false
 	// for one that is (drained, fetched, or stored at its receipt
 	// timeout).
 	flight map[uint64]bool
-	// done holds acked stored MIDs whose delete has not finished: a drain
-	// skips them.
-	done map[uint64]struct{}
-	// fetchAfter is the MID cursor of a client's FETCH in progress.
+	// fetchAfter is the MID cursor of a client's p2p FETCH in progress.
 	fetchAfter uint64
+	// cursor of a group fetch in progress: the last (group, seq) sent
+	gCurGroup, gCurSeq uint64
+	// acked holds the offline messages this session acknowledged whose
+	// delete has not committed yet, and groupAcked the highest seq it
+	// acknowledged per group: a FETCH or a drain skips them, so that a
+	// session reads its own acks even before the store has them.
+	acked      map[uint64]struct{}
+	groupAcked map[uint64]uint64
 	// spill is set while this session takes its messages from the store
 	// (from Online until the store holds nothing for it, and again from
 	// any message stored while it is online): new messages join the
@@ -182,7 +204,7 @@ type dedupeShard struct {
 // NewLocalCenter starts a center and its storage workers.
 func NewLocalCenter(cfg CenterConfig) *LocalCenter {
 	cfg.fillDefaults()
-	c := &LocalCenter{cfg: cfg, eps: make(map[uint32]Endpoint),
+	c := &LocalCenter{cfg: cfg, storeWarn: newLogLimit(), eps: make(map[uint32]Endpoint),
 		jobs: make(chan func(), cfg.QueueLen), offline: make(chan offlineItem, cfg.QueueLen),
 		stop: make(chan struct{}), nameLookups: newLookupBudget(nameLookups),
 		strangerLookups: newLookupBudget(strangerLookups)}
@@ -197,7 +219,8 @@ func NewLocalCenter(cfg CenterConfig) *LocalCenter {
 		go c.worker()
 	}
 	c.startLanes()
-	c.wg.Add(3)
+	c.wg.Add(4)
+	go c.groupSweeper()
 	go c.sweeper()
 	go c.offlineWriter()
 	c.xfers.init()
@@ -293,14 +316,15 @@ func (c *LocalCenter) endpoint(id uint32) Endpoint {
 	return ep
 }
 
-// Online records a session and tells the user's friends when it is the
-// user's first.
+// Online records a session and tells the user's friends when that changes
+// what they see of the user.
 func (c *LocalCenter) Online(user uint64, s SessionRef) {
 	// A session starts by draining what the store holds for its user,
 	// before any newer message is pushed to it live (center_delivery.go).
 	st := &sessState{ref: s, status: frame.StatusOnline, spill: true, spillGen: 1, draining: true}
 	c.spilling.Add(1)
 	a := route.Addr{Endpoint: s.Endpoint, Center: c.cfg.ID, Session: s.Session}
+	before, beforeText := c.statusText(user)
 	c.routes.Put(user, a, st)
 	if c.cl != nil {
 		c.cl.publish(pubOp{user: user, a: a})
@@ -310,14 +334,17 @@ func (c *LocalCenter) Online(user uint64, s SessionRef) {
 		st.draining = false // the first store or receipt starts it
 		st.mu.Unlock()
 	}
-	if c.routes.Lookup(user, func(route.Addr, any) {}) == 1 {
-		c.notifyFriends(user, frame.StatusOnline)
+	// Friends hear of the first session, and of a later one that changes
+	// what they see (online beside an away or busy session).
+	if after, afterText := c.statusText(user); after != before || afterText != beforeText {
+		c.notifyFriends(user, after)
 	}
 }
 
 // Offline forgets a session; what was pushed to it and not acked goes to
 // the offline store.
 func (c *LocalCenter) Offline(user uint64, s SessionRef, bye bool) {
+	before, beforeText := c.statusText(user)
 	v, ok := c.routes.Remove(user, s.Session)
 	if !ok {
 		return
@@ -345,6 +372,8 @@ func (c *LocalCenter) Offline(user uint64, s SessionRef, bye bool) {
 	}
 	if c.routes.Lookup(user, func(route.Addr, any) {}) == 0 {
 		c.notifyFriends(user, frame.StatusOffline)
+	} else if after, afterText := c.statusText(user); after != before || afterText != beforeText {
+		c.notifyFriends(user, after) // the session that set what friends saw left
 	}
 	c.xferOffline(user, s)
 }
@@ -399,7 +428,7 @@ func (c *LocalCenter) Handle(user uint64, s SessionRef, buf *bytebufferpool.Byte
 		fe := frame.Fetch(f.Body())
 		req, kind, cursor, count := fe.Req(), fe.Kind(), fe.Cursor(), fe.Count()
 		if !c.submit(func() { c.fetch(user, s, req, kind, cursor, count) }) {
-			c.errorTo(s, frame.ErrCodeRetry, uint64(req), "busy")
+			c.refuseErr(s, uint64(req), errBusy)
 		}
 	case frame.CmdSignature, frame.CmdFriendInfo, frame.CmdFriendsOnline, frame.CmdServerList:
 		l := frame.Lookup(f.Body())
@@ -409,14 +438,21 @@ func (c *LocalCenter) Handle(user uint64, s SessionRef, buf *bytebufferpool.Byte
 			js = append(js, l.JSON()...) // a lookup by name (userlookup.go)
 		}
 		if !c.submit(func() { c.lookup(user, s, cmd, req, target, js) }) {
-			c.errorTo(s, frame.ErrCodeRetry, uint64(req), "busy")
+			c.refuseErr(s, uint64(req), errBusy)
+		}
+	case frame.CmdProfile:
+		l := frame.Lookup(f.Body())
+		req, target := l.Req(), l.Target()
+		js := append([]byte(nil), l.JSON()...)
+		if !c.submit(func() { c.profileFrame(user, s, req, target, js) }) {
+			c.refuseErr(s, uint64(req), errBusy)
 		}
 	case frame.CmdGroup:
 		g := frame.Group(f.Body())
 		req, op, group := g.Req(), g.Op(), g.Group()
 		js := append([]byte(nil), g.JSON()...)
 		if !c.submit(func() { c.groupOp(user, s, req, op, group, js) }) {
-			c.errorTo(s, frame.ErrCodeRetry, uint64(req), "busy")
+			c.refuseErr(s, uint64(req), errBusy)
 		}
 	default:
 		c.errorTo(s, frame.ErrCodeBadRequest, 0, "unexpected "+f.Cmd().String())
@@ -672,6 +708,23 @@ func (c *LocalCenter) sendRef(s SessionRef, b []byte) bool {
 	return true
 }
 
+// sendRefDSrv is sendRef for a MSG or GROUP_MSG frame b: the copy carries
+// s's endpoint in DSrv.
+func (c *LocalCenter) sendRefDSrv(s SessionRef, b []byte) bool {
+	ep := c.endpoint(s.Endpoint)
+	if ep == nil {
+		return false
+	}
+	out := bytebufferpool.Get()
+	out.B = append(out.B, b...)
+	frame.Msg(frame.Frame(out.B).Body()).SetDSrv(s.Endpoint)
+	if ep.Deliver(s, out) != nil {
+		bytebufferpool.Put(out)
+		return false
+	}
+	return true
+}
+
 func (c *LocalCenter) ackTo(user, cid, mid, peer uint64, status byte) {
 	var tmp [32]byte
 	b, _ := frame.AppendAck(tmp[:0], cid, mid, peer, status)
@@ -712,12 +765,16 @@ func (c *LocalCenter) status(user uint64) byte {
 // session's route, which carries the status to the other centers. Called
 // on the caller's goroutine (an event loop); never blocks.
 func (c *LocalCenter) presence(user uint64, s SessionRef, p frame.Presence) {
-	st := p.Status()
-	if st > frame.StatusInvisible {
+	st, text := p.Status(), p.Text()
+	switch {
+	case st > frame.StatusInvisible:
 		c.errorTo(s, frame.ErrCodeBadRequest, 0, "unknown status")
 		return
+	case len(text) > MaxStatusText || !utf8.Valid(text):
+		c.errorTo(s, frame.ErrCodeBadRequest, 0, fmt.Sprintf("status text must be UTF-8, at most %d bytes", MaxStatusText))
+		return
 	}
-	before := c.status(user)
+	before, beforeText := c.statusText(user)
 	changed := false
 	c.routes.Lookup(user, func(a route.Addr, v any) {
 		if a.Session == s.Session {
@@ -725,22 +782,50 @@ func (c *LocalCenter) presence(user uint64, s SessionRef, p frame.Presence) {
 			ss.mu.Lock()
 			changed = ss.status != st
 			ss.status = st
+			if string(text) != ss.text {
+				ss.text = string(text)
+			}
 			ss.mu.Unlock()
 		}
 	})
 	if changed && c.cl != nil {
 		c.cl.publish(pubOp{user: user, a: route.Addr{Endpoint: s.Endpoint, Center: c.cfg.ID, Session: s.Session}})
 	}
-	if after := c.status(user); after != before {
+	if after, afterText := c.statusText(user); after != before || afterText != beforeText {
 		c.notifyFriends(user, after)
 	}
+}
+
+// MaxStatusText bounds the status text of PRESENCE, in bytes.
+const MaxStatusText = 255
+
+// statusText is status with the text friends see beside it: that of the
+// session holding the most present status (the first such session with a
+// text). Offline shows no text. Never blocks.
+func (c *LocalCenter) statusText(user uint64) (byte, string) {
+	best, text := frame.StatusOffline, ""
+	c.routes.Lookup(user, func(_ route.Addr, v any) {
+		ss := v.(*sessState)
+		ss.mu.Lock()
+		st, t := ss.status, ss.text
+		ss.mu.Unlock()
+		switch {
+		case presenceRank(st) == 0:
+		case presenceRank(st) > presenceRank(best):
+			best, text = st, t
+		case st == best && text == "":
+			text = t
+		}
+	})
+	return best, text
 }
 
 // notifyFriends tells user's online friends its status, off the caller's
 // goroutine.
 func (c *LocalCenter) notifyFriends(user uint64, status byte) {
-	if status == frame.StatusOnline {
-		status = c.status(user) // invisible sessions announce nothing
+	var text string
+	if status != frame.StatusOffline {
+		status, text = c.statusText(user) // invisible sessions announce nothing
 		if status == frame.StatusOffline {
 			return
 		}
@@ -752,7 +837,7 @@ func (c *LocalCenter) notifyFriends(user uint64, status byte) {
 		if err != nil {
 			return
 		}
-		b, _ := frame.AppendPresence(nil, frame.CmdFriendNotify, user, time.Now().UnixMilli(), status, nil)
+		b, _ := frame.AppendPresence(nil, frame.CmdFriendNotify, user, time.Now().UnixMilli(), status, []byte(text))
 		for _, f := range friends {
 			c.sendTo(f, b)
 		}
@@ -792,14 +877,29 @@ func (c *LocalCenter) fetch(user uint64, s SessionRef, req uint32, kind byte, cu
 		if cursor == 0 {
 			st.fetchAfter = 0
 		}
-		after, have := st.fetchAfter, len(st.flight)+len(st.done)
+		after := st.fetchAfter
+		// The acks whose delete has not committed, taken before the read:
+		// a delete that commits after this point may still be missed by
+		// the read, so it must still be skipped even once it leaves
+		// st.acked; one that committed before it is not seen by the read.
+		var acked map[uint64]struct{}
+		if len(st.acked) > 0 {
+			acked = maps.Clone(st.acked)
+		}
+		have := len(st.flight) + len(acked)
 		st.mu.Unlock()
 		h := c.horizon(user, st)
 		msgs, err := c.cfg.Store.FetchOffline(ctx, user, after, min(limit+have+1, maxFetch))
 		if err != nil {
 			st.pushMu.Unlock()
-			c.errorTo(s, frame.ErrCodeRetry, uint64(req), "store unavailable")
+			c.storeError(s, req, err)
 			return
+		}
+		if len(acked) > 0 { // acked by this session, delete not committed yet
+			msgs = slices.DeleteFunc(msgs, func(m storage.Message) bool {
+				_, ok := acked[m.MID]
+				return ok
+			})
 		}
 		for _, m := range msgs {
 			st.mu.Lock()
@@ -830,13 +930,34 @@ func (c *LocalCenter) fetch(user uint64, s SessionRef, req uint32, kind byte, cu
 	case frame.FetchGroup:
 		groups, err := c.cfg.Store.UserGroups(ctx, user)
 		if err != nil {
-			c.errorTo(s, frame.ErrCodeRetry, uint64(req), "store unavailable")
+			c.storeError(s, req, err)
 			return
 		}
+		// Groups are walked in ascending id and each from its cursor: the
+		// last (group, seq) this session was sent, or its own ack.
+		st.mu.Lock()
+		if cursor == 0 {
+			st.gCurGroup, st.gCurSeq = 0, 0
+		}
+		curGroup, curSeq := st.gCurGroup, st.gCurSeq
+		st.mu.Unlock()
 		for _, g := range groups {
-			msgs, err := c.cfg.Store.FetchGroup(ctx, g, user, 0, limit-sent+1)
+			if g < curGroup {
+				continue
+			}
+			after := uint64(0)
+			if g == curGroup {
+				after = curSeq
+			}
+			st.mu.Lock()
+			after = max(after, st.groupAcked[g])
+			st.mu.Unlock()
+			msgs, err := c.cfg.Store.FetchGroup(ctx, g, user, after, limit-sent+1)
+			if errors.Is(err, storage.ErrNotFound) {
+				continue // left the group meanwhile
+			}
 			if err != nil {
-				c.errorTo(s, frame.ErrCodeRetry, uint64(req), "store unavailable")
+				c.storeError(s, req, err)
 				return
 			}
 			for _, m := range msgs {
@@ -850,6 +971,9 @@ func (c *LocalCenter) fetch(user uint64, s SessionRef, req uint32, kind byte, cu
 					sent++
 				}
 				last = m.Seq
+				st.mu.Lock()
+				st.gCurGroup, st.gCurSeq = g, m.Seq
+				st.mu.Unlock()
 			}
 			if more {
 				break
@@ -867,19 +991,39 @@ func (c *LocalCenter) fetch(user uint64, s SessionRef, req uint32, kind byte, cu
 	c.sendRef(s, b)
 }
 
-// UserJSON is what SIGNATURE and FRIEND_INFO lookups answer.
+// UserJSON is what SIGNATURE, FRIEND_INFO and PROFILE answer. Status and
+// Text, the live presence, are there only when the asker is the user or a
+// friend of the user: presence is never shown to others.
 type UserJSON struct {
 	User      uint64 `json:"user"`
 	Name      string `json:"name"`
 	Signature string `json:"signature"`
-	Status    byte   `json:"status"`
+	Status    *byte  `json:"status,omitempty"`
+	Text      string `json:"text,omitempty"`
 	Profile   any    `json:"profile,omitempty"`
 }
 
-// FriendStatus is one entry of a FRIENDS_ONLINE answer.
+// FriendStatus is one entry of a FRIENDS_ONLINE answer. Text is the
+// friend's status text when its status comes from a session on this
+// center (the route table of a cluster carries statuses, not texts).
 type FriendStatus struct {
 	User   uint64 `json:"user"`
 	Status byte   `json:"status"`
+	Text   string `json:"text,omitempty"`
+}
+
+// presenceOf is friendStatus with the status text: the text of this
+// center's sessions when they hold the status shown.
+func (c *LocalCenter) presenceOf(ctx context.Context, user uint64) (byte, string) {
+	return c.withText(user, c.friendStatus(ctx, user))
+}
+
+// withText returns st and, when this center's sessions of user show st, their text.
+func (c *LocalCenter) withText(user uint64, st byte) (byte, string) {
+	if local, text := c.statusText(user); local == st && st != frame.StatusOffline {
+		return st, text
+	}
+	return st, ""
 }
 
 func (c *LocalCenter) lookup(user uint64, s SessionRef, cmd frame.Cmd, req uint32, target uint64, js []byte) {
@@ -901,8 +1045,9 @@ func (c *LocalCenter) lookup(user uint64, s SessionRef, cmd frame.Cmd, req uint3
 	var doc any
 	switch cmd {
 	case frame.CmdSignature, frame.CmdFriendInfo:
-		if cmd == frame.CmdFriendInfo && target != user && !c.isFriend(ctx, user, target) {
-			c.errorTo(s, frame.ErrCodeForbidden, uint64(req), "not a friend")
+		friend := target == user || c.isFriend(ctx, user, target)
+		if cmd == frame.CmdFriendInfo && !friend {
+			c.storeError(s, req, errNotFriend)
 			return
 		}
 		u, err := c.cfg.Store.UserByID(ctx, target)
@@ -910,7 +1055,11 @@ func (c *LocalCenter) lookup(user uint64, s SessionRef, cmd frame.Cmd, req uint3
 			c.storeError(s, req, err)
 			return
 		}
-		j := UserJSON{User: u.ID, Name: u.Name, Signature: u.Signature, Status: c.friendStatus(ctx, u.ID)}
+		j := UserJSON{User: u.ID, Name: u.Name, Signature: u.Signature}
+		if friend { // presence only to the user and its friends
+			st, text := c.presenceOf(ctx, u.ID)
+			j.Status, j.Text = &st, text
+		}
 		if cmd == frame.CmdFriendInfo && len(u.Profile) > 0 {
 			var p any
 			if sonic.Unmarshal(u.Profile, &p) == nil {
@@ -929,7 +1078,8 @@ func (c *LocalCenter) lookup(user uint64, s SessionRef, cmd frame.Cmd, req uint3
 		list := make([]FriendStatus, 0, len(friends))
 		for i, f := range friends {
 			if sts[i] != frame.StatusOffline {
-				list = append(list, FriendStatus{User: f, Status: sts[i]})
+				_, text := c.withText(f, sts[i])
+				list = append(list, FriendStatus{User: f, Status: sts[i], Text: text})
 			}
 		}
 		doc = list
@@ -962,19 +1112,17 @@ func (c *LocalCenter) isFriend(ctx context.Context, a, b uint64) bool {
 	return false
 }
 
+// storeError answers a failed request through the one mapping of
+// refusal.go.
 func (c *LocalCenter) storeError(s SessionRef, req uint32, err error) {
-	if errors.Is(err, storage.ErrNotFound) {
-		c.errorTo(s, frame.ErrCodeNotFound, uint64(req), "not found")
-		return
-	}
-	c.errorTo(s, frame.ErrCodeRetry, uint64(req), "store unavailable")
+	c.refuseErr(s, uint64(req), err)
 }
 
 // announce tells user's sessions the current status of friend, after a new
 // friendship (so presence starts flowing without a reconnect). It may read
 // the route table (friendStatus): not for an event loop.
 func (c *LocalCenter) announce(user, friend uint64) {
-	st := c.friendStatus(context.Background(), friend)
-	b, _ := frame.AppendPresence(nil, frame.CmdFriendNotify, friend, time.Now().UnixMilli(), st, nil)
+	st, text := c.presenceOf(context.Background(), friend)
+	b, _ := frame.AppendPresence(nil, frame.CmdFriendNotify, friend, time.Now().UnixMilli(), st, []byte(text))
 	c.sendTo(user, b)
 }

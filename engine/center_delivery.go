@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"maps"
 	"math"
 	"sync"
 	"time"
@@ -307,7 +308,7 @@ func (st *sessState) skipped(mid uint64) bool {
 	if _, ok := st.flight[mid]; ok {
 		return true
 	}
-	_, ok := st.done[mid]
+	_, ok := st.acked[mid]
 	return ok
 }
 
@@ -332,7 +333,13 @@ func (c *LocalCenter) drain(user uint64, st *sessState) {
 	for {
 		st.mu.Lock()
 		room := c.cfg.Window - len(st.flight)
-		gen, have := st.spillGen, len(st.flight)+len(st.done)
+		gen, have := st.spillGen, len(st.flight)+len(st.acked)
+		// Acks whose delete is not committed, taken before the read (see
+		// fetch): skipped even if their delete commits during it.
+		var acked map[uint64]struct{}
+		if len(st.acked) > 0 {
+			acked = maps.Clone(st.acked)
+		}
 		if !st.spill {
 			st.draining = false
 			st.mu.Unlock()
@@ -352,6 +359,9 @@ func (c *LocalCenter) drain(user uint64, st *sessState) {
 		}
 		pushed, held := 0, false
 		for _, m := range msgs {
+			if _, ok := acked[m.MID]; ok {
+				continue
+			}
 			st.mu.Lock()
 			skip := st.skipped(m.MID)
 			st.mu.Unlock()
@@ -421,11 +431,24 @@ func (c *LocalCenter) ack(user uint64, s SessionRef, a frame.Ack) {
 		c.kickDrains(user) // a horizon may have moved
 	case frame.AckGroupRead:
 		group := a.Peer()
+		c.routes.Lookup(user, func(a route.Addr, v any) {
+			if a.Session == s.Session {
+				st := v.(*sessState)
+				st.mu.Lock()
+				if st.groupAcked == nil {
+					st.groupAcked = make(map[uint64]uint64)
+				}
+				st.groupAcked[group] = max(st.groupAcked[group], mid)
+				st.mu.Unlock()
+			}
+		})
 		c.submit(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			if err := c.cfg.Store.AckGroup(ctx, group, user, mid); err != nil {
-				c.cfg.Logger.Warn("group ack failed", "group", group, "user", user, "err", err)
+				if ok, n := c.storeWarn.allow(); ok {
+					c.cfg.Logger.Warn("group ack failed", "group", group, "user", user, "err", err, "suppressed", n)
+				}
 			}
 		})
 	}
@@ -443,16 +466,16 @@ func (c *LocalCenter) ackStored(user uint64, s SessionRef, mid uint64) {
 	if st != nil {
 		st.mu.Lock()
 		delete(st.flight, mid)
-		if st.done == nil {
-			st.done = make(map[uint64]struct{})
+		if st.acked == nil {
+			st.acked = make(map[uint64]struct{})
 		}
-		st.done[mid] = struct{}{}
+		st.acked[mid] = struct{}{}
 		st.mu.Unlock()
 	}
 	forget := func() {
 		if st != nil {
 			st.mu.Lock()
-			delete(st.done, mid)
+			delete(st.acked, mid)
 			st.mu.Unlock()
 		}
 	}
@@ -461,13 +484,17 @@ func (c *LocalCenter) ackStored(user uint64, s SessionRef, mid uint64) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := c.cfg.Store.DeleteOffline(ctx, user, []uint64{mid}); err != nil {
-			c.cfg.Logger.Warn("offline delete failed", "user", user, "err", err)
+			if ok, n := c.storeWarn.allow(); ok {
+				c.cfg.Logger.Warn("offline delete failed", "user", user, "err", err, "suppressed", n)
+			}
 			return
 		}
 		c.OfflineDeleted.Add(1)
 	}) {
 		forget()
-		c.cfg.Logger.Warn("offline delete dropped: queue full", "user", user)
+		if ok, n := c.storeWarn.allow(); ok {
+			c.cfg.Logger.Warn("offline delete dropped: queue full", "user", user, "suppressed", n)
+		}
 	}
 	if st != nil {
 		c.resumeDrain(user, st)

@@ -59,7 +59,7 @@ func (c *LocalCenter) groupMsg(user uint64, s SessionRef, buf *bytebufferpool.By
 	default:
 		cid := frame.Msg(f.Body()).CID()
 		bytebufferpool.Put(buf)
-		c.errorTo(s, frame.ErrCodeRetry, cid, "server busy; retry")
+		c.refuseErr(s, cid, errBusy)
 	}
 }
 
@@ -91,7 +91,7 @@ func (c *LocalCenter) appendGroupMsg(user uint64, s SessionRef, buf *bytebufferp
 		}
 	}
 	if !isMember {
-		c.errorTo(s, frame.ErrCodeForbidden, cid, "not a member of the group")
+		c.refuseErr(s, cid, errNotMember)
 		return
 	}
 	now := time.Now()
@@ -101,7 +101,7 @@ func (c *LocalCenter) appendGroupMsg(user uint64, s SessionRef, buf *bytebufferp
 	if err != nil {
 		c.Refused.Add(1)
 		if f.QoS() == frame.QoS1 {
-			c.errorTo(s, frame.ErrCodeRetry, cid, "store unavailable; retry")
+			c.refuseErr(s, cid, err)
 		}
 		return
 	}
@@ -140,8 +140,9 @@ func (c *LocalCenter) fanout(members []storage.Member, b []byte) {
 // groupPush pushes one group frame to many sessions: to an endpoint in
 // this process one session at a time, and to an endpoint behind a link
 // that takes DELIVER_MANY once for all its sessions, which it fans out
-// itself, so that the frame crosses each link once. Not safe for
-// concurrent use.
+// itself, so that the frame crosses each link once. Each copy carries the
+// delivering endpoint in DSrv, as a fetched group message does. Not safe
+// for concurrent use.
 type groupPush struct {
 	c      *LocalCenter
 	b      []byte
@@ -157,7 +158,7 @@ func (g *groupPush) add(ref SessionRef) {
 		g.remote[re] = append(g.remote[re], ref.Session)
 		return
 	}
-	if g.c.sendRef(ref, g.b) {
+	if g.c.sendRefDSrv(ref, g.b) {
 		g.n++
 	}
 }
@@ -165,7 +166,9 @@ func (g *groupPush) add(ref SessionRef) {
 // flush sends what add collected per link and returns the pushes made.
 func (g *groupPush) flush() int {
 	for re, sessions := range g.remote {
-		g.n += re.deliverMany(sessions, g.b)
+		b := append([]byte(nil), g.b...)
+		frame.Msg(frame.Frame(b).Body()).SetDSrv(re.ID())
+		g.n += re.deliverMany(sessions, b)
 	}
 	return g.n
 }
@@ -194,4 +197,30 @@ func (c *LocalCenter) groupOp(user uint64, s SessionRef, req uint32, op byte, gr
 	j, _ := sonic.Marshal(out)
 	b, _ := frame.AppendGroup(nil, req, op, group, j)
 	c.sendRef(s, b)
+}
+
+// groupSweeper deletes expired group messages every GroupSweep, so that
+// the group log does not grow for ever with messages some member never
+// acknowledged. It runs on its own goroutine, never on a loop or a
+// worker; the store deletes in bounded batches (a few thousand rows per
+// statement or transaction), so a large backlog never holds its writer
+// for long. A failed sweep is retried at the next tick.
+func (c *LocalCenter) groupSweeper() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.cfg.GroupSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case now := <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), max(c.cfg.GroupSweep, time.Minute))
+			n, err := c.cfg.Store.PurgeExpiredGroupMsgs(ctx, now.UnixMilli())
+			cancel()
+			c.GroupPurged.Add(uint64(n))
+			if err != nil {
+				c.cfg.Logger.Warn("group message sweep failed", "deleted", n, "err", err)
+			}
+		}
+	}
 }

@@ -129,7 +129,10 @@ func lookupStatus(t *testing.T, c *LocalCenter, ep *recEndpoint, user uint64, s 
 	if u.User != target {
 		t.Fatalf("%s about %d answered for %d", cmd, target, u.User)
 	}
-	return u.Status
+	if u.Status == nil {
+		t.Fatalf("%s about %d answered no status", cmd, target)
+	}
+	return *u.Status
 }
 
 // waitFriends asks FRIENDS_ONLINE until the answer is want.

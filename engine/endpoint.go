@@ -4,6 +4,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
+	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +28,18 @@ type EndpointConfig struct {
 	// MaxSession caps a session's life even when its token lives longer:
 	// the client must run a new handshake with a fresh token. Default 24 h.
 	MaxSession time.Duration
-	Logger     *slog.Logger
+	// HandshakeRate and HandshakeBurst are each client address's budget of
+	// handshakes a second and in a burst. Defaults DefaultHandshakeRate and
+	// DefaultHandshakeBurst; a negative rate turns the budget off.
+	HandshakeRate  float64
+	HandshakeBurst int
+	// HandshakeWorkers bounds the goroutines running handshakes. Default
+	// GOMAXPROCS.
+	HandshakeWorkers int
+	// Revocations is the cluster's list of revoked tokens, shared with the
+	// HTTP API; nil: a list of this endpoint's own.
+	Revocations *RevocationList
+	Logger      *slog.Logger
 }
 
 // EndpointHandler holds client sessions: the IK handshake with a token
@@ -36,9 +50,13 @@ type EndpointHandler struct {
 	sessions  sessionTable
 	nsess     atomic.Int64
 	draining  atomic.Bool
+	drainGen  atomic.Uint64 // bumped by every Drain and Undrain: a spread drain stops when it moves
 	hs        HandshakeStats
 	delivery  LatencyHistogram
-	revoked   revocations
+	revoked   *RevocationList
+	limiter   *hsLimiter
+	replays   replayCache
+	pool      *hsPool
 	framesIn  [256]atomic.Uint64 // opened client frames by command
 	framesOut [256]atomic.Uint64 // sealed frames to clients by command
 }
@@ -55,11 +73,17 @@ var (
 // One allocation holds both: an idle session's memory is mostly a handful
 // of small objects like these.
 type epConn struct {
-	hs   *session.Handshake
 	keys *session.Keys
 	user uint64
 	ref  SessionRef
 	es   epSession
+	// pending: a worker runs the handshake; pend is its result.
+	pending bool
+	pend    hsResult
+	// claims are the token's until the first sealed frame opens; live once
+	// it has (the session is in the table and the center knows it).
+	claims *session.TokenClaims
+	live   bool
 }
 
 // NewEndpoint returns the endpoint handler and attaches it to its center.
@@ -76,7 +100,25 @@ func NewEndpoint(cfg EndpointConfig) *EndpointHandler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	e := &EndpointHandler{cfg: cfg}
+	if cfg.HandshakeRate == 0 {
+		cfg.HandshakeRate = DefaultHandshakeRate
+	}
+	if cfg.HandshakeBurst <= 0 {
+		cfg.HandshakeBurst = DefaultHandshakeBurst
+	}
+	if cfg.HandshakeWorkers <= 0 {
+		cfg.HandshakeWorkers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.Revocations == nil {
+		cfg.Revocations = NewRevocationList(nil, cfg.Logger)
+	}
+	e := &EndpointHandler{cfg: cfg, revoked: cfg.Revocations}
+	// A token revoked on another node: close its sessions here too.
+	e.revoked.Subscribe(func(sid string) { e.kickWhere(func(es *epSession) bool { return es.sid == sid }) })
+	if cfg.HandshakeRate > 0 {
+		e.limiter = newHSLimiter(cfg.HandshakeRate, cfg.HandshakeBurst)
+	}
+	e.pool = newHSPool(cfg.HandshakeWorkers, hsQueueLen, e.runHandshake)
 	cfg.Center.Attach(e)
 	return e
 }
@@ -198,8 +240,10 @@ func (e *EndpointHandler) KickDevice(user uint64, dev [32]byte) int {
 	return e.kickWhere(func(es *epSession) bool { return es.conn.User() == user && es.dev == dev })
 }
 
-// Revoke refuses the token session sid from now until until (a token's
-// expiry bounds it) and closes its live sessions. Safe for concurrent use.
+// Revoke refuses the token session sid on this endpoint from now until
+// until (a token's expiry bounds it) and closes its live sessions; the
+// Revocations list's Revoke also tells the rest of the cluster. Safe for
+// concurrent use.
 func (e *EndpointHandler) Revoke(sid string, until time.Time) int {
 	e.revoked.add(sid, until)
 	return e.kickWhere(func(es *epSession) bool { return es.sid == sid })
@@ -209,35 +253,6 @@ func (e *EndpointHandler) Revoke(sid string, until time.Time) int {
 // (out), by command code.
 func (e *EndpointHandler) FramesByCommand() (in, out *[256]atomic.Uint64) {
 	return &e.framesIn, &e.framesOut
-}
-
-// revocations is the set of revoked token sessions with their expiry; an
-// entry is dropped once the tokens it names could not be valid anyway.
-type revocations struct {
-	mu sync.Mutex
-	m  map[string]time.Time
-}
-
-func (r *revocations) add(sid string, until time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.m == nil {
-		r.m = make(map[string]time.Time)
-	}
-	now := time.Now()
-	for k, t := range r.m {
-		if now.After(t) {
-			delete(r.m, k)
-		}
-	}
-	r.m[sid] = until
-}
-
-func (r *revocations) has(sid string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	t, ok := r.m[sid]
-	return ok && time.Now().Before(t)
 }
 
 // Handshakes returns the endpoint's handshake counters.
@@ -281,7 +296,8 @@ func (e *EndpointHandler) RangeSessions(fn func(SessionInfo) bool) {
 	})
 }
 
-// Draining reports whether Drain was called.
+// Draining reports whether the endpoint drains (Drain or DrainOver called,
+// Undrain not since).
 func (e *EndpointHandler) Draining() bool { return e.draining.Load() }
 
 // Drain makes the endpoint refuse new connections (an ERROR with code
@@ -289,22 +305,79 @@ func (e *EndpointHandler) Draining() bool { return e.draining.Load() }
 // frame.NoticeMove, so that clients move to the next server on their list.
 // It returns how many sessions were told. Calling it again tells the
 // sessions still here again. Safe for concurrent use.
-func (e *EndpointHandler) Drain() int {
+func (e *EndpointHandler) Drain() int { return e.DrainOver(0) }
+
+// drainStep bounds how late a spread drain notices an Undrain.
+const drainStep = 100 * time.Millisecond
+
+// DrainOver is Drain with the move notices spread over spread: each
+// session is told at a random moment within it, so that a large endpoint's
+// clients do not all log in again in the same instant (as NATS's lame-duck
+// mode). It returns how many sessions are to be told; the notices go out
+// from a goroutine, which Undrain stops. Safe for concurrent use.
+func (e *EndpointHandler) DrainOver(spread time.Duration) int {
 	e.draining.Store(true)
-	notice, _ := frame.AppendNotice(nil, frame.NoticeMove, []byte(`{"event":"move","reason":"drain"}`))
-	n := 0
+	gen := e.drainGen.Add(1)
+	var list []*epSession
 	e.sessions.each(func(es *epSession) bool {
+		list = append(list, es)
+		return true
+	})
+	notice, _ := frame.AppendNotice(nil, frame.NoticeMove, []byte(`{"event":"move","reason":"drain"}`))
+	tell := func(es *epSession) bool {
 		b := bytebufferpool.Get()
 		b.B = append(b.B, notice...)
 		if es.conn.Post(b) != nil {
 			bytebufferpool.Put(b)
-		} else {
-			n++
+			return false
 		}
 		return true
-	})
-	e.cfg.Logger.Info("draining", "sessions", n)
-	return n
+	}
+	if spread <= 0 {
+		n := 0
+		for _, es := range list {
+			if tell(es) {
+				n++
+			}
+		}
+		e.cfg.Logger.Info("draining", "sessions", n)
+		return n
+	}
+	// Random moments in order, given to the sessions in a random order.
+	at := make([]time.Duration, len(list))
+	for i := range at {
+		at[i] = rand.N(spread)
+	}
+	slices.Sort(at)
+	rand.Shuffle(len(list), func(i, j int) { list[i], list[j] = list[j], list[i] })
+	e.cfg.Logger.Info("draining", "sessions", len(list), "spread", spread)
+	go func() {
+		start := time.Now()
+		for i, es := range list {
+			for {
+				if e.drainGen.Load() != gen {
+					return
+				}
+				wait := at[i] - time.Since(start)
+				if wait <= 0 {
+					break
+				}
+				time.Sleep(min(wait, drainStep))
+			}
+			tell(es)
+		}
+	}()
+	return len(list)
+}
+
+// Undrain ends a drain: new sessions are accepted again and the move
+// notices not yet sent are not sent. Clients already told have moved or are
+// moving. Safe for concurrent use.
+func (e *EndpointHandler) Undrain() {
+	e.drainGen.Add(1)
+	if e.draining.Swap(false) {
+		e.cfg.Logger.Info("drain undone", "sessions", e.Sessions())
+	}
 }
 
 // errDraining refuses connections while the endpoint drains.
@@ -330,8 +403,18 @@ func (e *EndpointHandler) OnOpen(c *Conn) error {
 // the center.
 func (e *EndpointHandler) OnFrame(c *Conn, f frame.Frame) error {
 	ec := c.Context().(*epConn)
+	if ec.pending {
+		e.hs.fail(HandshakeNoHandshake)
+		return CloseWith(ReasonAuth, errHandshakeEarly)
+	}
 	if ec.keys == nil {
-		return e.handshake(c, ec, f)
+		if f.Cmd() != frame.CmdHandshake {
+			e.hs.fail(HandshakeNoHandshake)
+			out := c.Out()
+			out.B, _ = frame.AppendError(out.B, frame.ErrCodeUnauthorized, 0, "handshake required")
+			return CloseWith(ReasonAuth, errNotAuthenticated)
+		}
+		return e.startHandshake(c, ec, f)
 	}
 	if f.Cmd() == frame.CmdRekey {
 		if err := ec.keys.RecvRekey(f); err != nil {
@@ -351,6 +434,9 @@ func (e *EndpointHandler) OnFrame(c *Conn, f frame.Frame) error {
 		bytebufferpool.Put(buf)
 		e.sealError(c, ec, frame.ErrCodeCrypto, 0, "frame failed to open")
 		return CloseWith(ReasonCrypto, err)
+	}
+	if !ec.live {
+		e.establish(c, ec)
 	}
 	pf := frame.Frame(buf.B)
 	e.framesIn[pf.Cmd()].Add(1)
@@ -392,60 +478,6 @@ func (e *EndpointHandler) OnFrame(c *Conn, f frame.Frame) error {
 	return nil
 }
 
-func (e *EndpointHandler) handshake(c *Conn, ec *epConn, f frame.Frame) error {
-	if f.Cmd() != frame.CmdHandshake {
-		e.hs.fail(HandshakeNoHandshake)
-		out := c.Out()
-		out.B, _ = frame.AppendError(out.B, frame.ErrCodeUnauthorized, 0, "handshake required")
-		return CloseWith(ReasonAuth, errNotAuthenticated)
-	}
-	if ec.hs == nil {
-		hs, err := session.NewEndpointServer(e.cfg.Session, e.cfg.Identity.Static, e.cfg.Identity.TokenKeys(), e.cfg.Identity.Audience)
-		if err != nil {
-			return err
-		}
-		ec.hs = hs
-	}
-	if _, err := ec.hs.ReadFrame(nil, f); err != nil {
-		e.hs.fail(handshakeFailureOf(err))
-		out := c.Out()
-		out.B, _ = frame.AppendError(out.B, frame.ErrCodeAuthFailed, 0, authText(err))
-		return CloseWith(ReasonAuth, err)
-	}
-	claims := ec.hs.TokenClaims()
-	if e.revoked.has(claims.SessionID) {
-		e.hs.fail(HandshakeTokenRevoked)
-		out := c.Out()
-		out.B, _ = frame.AppendError(out.B, frame.ErrCodeAuthFailed, 0, "token revoked")
-		return CloseWith(ReasonAuth, errTokenRevoked)
-	}
-	now := time.Now()
-	acc := session.Accepted{UserID: claims.UserID, ServerTime: now}
-	payload, _ := acc.AppendBinary(nil)
-	out := c.Out()
-	var err error
-	if out.B, err = ec.hs.WriteFrame(out.B, payload); err != nil {
-		return CloseWith(ReasonCrypto, err)
-	}
-	if ec.keys, err = ec.hs.Keys(); err != nil {
-		return CloseWith(ReasonCrypto, err)
-	}
-	ec.hs = nil
-	ec.user = claims.UserID
-	ec.ref = SessionRef{Endpoint: e.cfg.ID, Session: c.ID()}
-	c.user.Store(ec.user)
-	// The session ends when its token does, and within MaxSession anyway:
-	// the client then runs a fresh handshake with a fresh token.
-	life := min(claims.ExpiresAt.Sub(now), e.cfg.MaxSession)
-	c.SetDeadline(max(life, time.Second))
-	ec.es = epSession{conn: c, sid: claims.SessionID, dev: claims.DeviceKeyHash}
-	e.sessions.store(c.ID(), &ec.es)
-	e.nsess.Add(1)
-	e.hs.OK.Add(1)
-	e.cfg.Center.Online(ec.user, ec.ref)
-	return nil
-}
-
 // handshakeFailureOf classifies a failed IK handshake for metrics.
 func handshakeFailureOf(err error) HandshakeFailure {
 	switch {
@@ -480,6 +512,9 @@ func authText(err error) string {
 // OnMail seals a frame the center delivered.
 func (e *EndpointHandler) OnMail(c *Conn, b []byte) error {
 	ec := c.Context().(*epConn)
+	if ec.pending {
+		return e.finishHandshake(c, ec, b)
+	}
 	if ec.keys == nil {
 		return nil
 	}
@@ -511,11 +546,13 @@ func (e *EndpointHandler) OnClose(c *Conn, _ CloseReason) {
 		return
 	}
 	if ec.keys != nil {
-		if e.sessions.remove(c.ID()) {
-			e.nsess.Add(-1)
-		}
-		if ec.user != 0 {
-			e.cfg.Center.Offline(ec.user, ec.ref, false)
+		if ec.live {
+			if e.sessions.remove(c.ID()) {
+				e.nsess.Add(-1)
+			}
+			if ec.user != 0 {
+				e.cfg.Center.Offline(ec.user, ec.ref, false)
+			}
 		}
 		ec.keys.Wipe()
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -318,6 +319,15 @@ func (c *LocalCenter) fileFrame(user uint64, s SessionRef, buf *bytebufferpool.B
 	}
 }
 
+// badFileName returns why name is refused (storage.CheckFileName), or "".
+func badFileName(name string) string {
+	if err := storage.CheckFileName(name); err != nil {
+		return "bad file name: " + strings.TrimPrefix(err.Error(), storage.ErrInvalid.Error()+": ") +
+			" (1 to 255 bytes of UTF-8, no control character, no '/' or '\\', not '.' or '..')"
+	}
+	return ""
+}
+
 // xferOffer validates an offer and records the transfer. live is true for
 // a re-offer of a transfer the center knows (the sender resumes); rs is
 // then the receiver's session that last accepted it.
@@ -330,8 +340,8 @@ func (c *LocalCenter) xferOffer(user uint64, s SessionRef, to, xfer uint64, data
 	switch {
 	case xfer == 0:
 		return false, rs, "transfer id must not be 0"
-	case o.Name == "" || len(o.Name) > storage.MaxFileName:
-		return false, rs, "file name must be 1 to 255 bytes"
+	case badFileName(o.Name) != "":
+		return false, rs, badFileName(o.Name)
 	case o.Size < 0:
 		return false, rs, "negative file size"
 	case err != nil || len(sum) != 32:

@@ -54,19 +54,19 @@ func refuse(code uint16, format string, args ...any) *fsErr {
 	return &fsErr{code, fmt.Sprintf(format, args...)}
 }
 
-// storeRefusal classifies a Store or BlobStore error.
+// storeRefusal classifies a Store or BlobStore error through the one
+// mapping of refusal.go; what names the record a NOT_FOUND is about.
 func storeRefusal(what string, err error) *fsErr {
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		return refuse(frame.ErrCodeNotFound, "no such %s", what)
-	case errors.Is(err, storage.ErrQuota):
-		return refuse(frame.ErrCodeForbidden, "over quota: %v", err)
-	case errors.Is(err, storage.ErrInvalid):
-		return refuse(frame.ErrCodeBadRequest, "%v", err)
-	case errors.Is(err, storage.ErrUnavailable):
-		return refuse(frame.ErrCodeRetry, "store unavailable; retry")
+	code, _, text := refusalOf(err)
+	switch code {
+	case frame.ErrCodeNotFound:
+		text = "no such " + what
+	case frame.ErrCodeInternal:
+		text = "file server failure"
+	case frame.ErrCodeForbidden:
+		text = fmt.Sprintf("over quota: %v", err)
 	}
-	return refuse(frame.ErrCodeInternal, "file server failure")
+	return refuse(code, "%s", text)
 }
 
 // upState is what a worker keeps about an upload it serves: the record,
@@ -324,8 +324,8 @@ func (fs *fileService) createUpload(ctx context.Context, w *fsWorker, user uint6
 	switch {
 	case err != nil || len(sum) != 32:
 		return 0, refuse(frame.ErrCodeBadRequest, "sha256 must be 64 hex digits")
-	case in.Name == "" || len(in.Name) > storage.MaxFileName:
-		return 0, refuse(frame.ErrCodeBadRequest, "file name must be 1 to 255 bytes")
+	case badFileName(in.Name) != "":
+		return 0, refuse(frame.ErrCodeBadRequest, "%s", badFileName(in.Name))
 	case in.Size < 0:
 		return 0, refuse(frame.ErrCodeBadRequest, "negative file size")
 	case in.Size > fs.cfg.MaxFileSize:

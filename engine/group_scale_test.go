@@ -40,7 +40,7 @@ func TestLargeGroup(t *testing.T) {
 	}
 	center := engine.NewLocalCenter(engine.CenterConfig{ID: 1, Store: st})
 	t.Cleanup(center.Close)
-	ep := engine.NewEndpoint(engine.EndpointConfig{ID: 1, Identity: id, Center: center})
+	ep := engine.NewEndpoint(engine.EndpointConfig{ID: 1, Identity: id, Center: center, HandshakeRate: -1})
 	srv := startServer(t, ep, engine.WithIdleTimeout(10*time.Minute))
 
 	ctx := context.Background()

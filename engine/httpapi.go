@@ -26,6 +26,9 @@ type API struct {
 	Identity *Identity
 	// Presence, when set, is told about friendship changes (nil is fine).
 	Center *LocalCenter
+	// Revocations, when set, refuses revoked tokens (the same list the
+	// endpoint checks).
+	Revocations *RevocationList
 
 	lookups     *lookupBudget // name lookups when there is no Center
 	lookupsOnce sync.Once
@@ -49,6 +52,7 @@ func (a *API) Register(n *Node) {
 	n.HandleHTTP("POST /v1/groups/{id}/invite", a.authed(a.groupRoute(frame.GroupInvite, http.StatusOK)))
 	n.HandleHTTP("POST /v1/groups/{id}/remove", a.authed(a.groupRoute(frame.GroupRemove, http.StatusOK)))
 	n.HandleHTTP("POST /v1/groups/{id}/role", a.authed(a.groupRoute(frame.GroupRole, http.StatusOK)))
+	n.HandleHTTP("PUT /v1/me", a.authed(a.putMe))
 }
 
 var nameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -80,16 +84,9 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-func (a *API) storeErr(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		writeErr(w, http.StatusNotFound, "not found")
-	case errors.Is(err, storage.ErrExists):
-		writeErr(w, http.StatusConflict, "already exists")
-	default:
-		writeErr(w, http.StatusServiceUnavailable, "store unavailable; retry")
-	}
-}
+// storeErr answers a failed Store call through the one mapping of
+// refusal.go.
+func (a *API) storeErr(w http.ResponseWriter, err error) { writeRefusal(w, err) }
 
 // checkCredentials returns why a name or password is refused, or "".
 func checkCredentials(name, password string) string {
@@ -152,6 +149,10 @@ func (a *API) authed(f authedFunc) http.Handler {
 		claims, err := session.VerifyToken(a.Identity.TokenKeys(), tok, a.Identity.Audience, time.Now())
 		if err != nil {
 			writeErr(w, http.StatusUnauthorized, "invalid token")
+			return
+		}
+		if a.Revocations != nil && a.Revocations.Has(claims.SessionID) {
+			writeErr(w, http.StatusUnauthorized, "token revoked")
 			return
 		}
 		f(w, r, claims.UserID)
@@ -271,4 +272,29 @@ func (a *API) groupRoute(op byte, ok int) authedFunc {
 		}
 		writeJSON(w, ok, out)
 	}
+}
+
+// putMe sets the caller's signature and profile (profile.go). It needs the
+// center, which reads presence for the answer.
+func (a *API) putMe(w http.ResponseWriter, r *http.Request, user uint64) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "body must be a JSON object")
+		return
+	}
+	in, err := parseProfile(b)
+	if err != nil {
+		writeRefusal(w, err)
+		return
+	}
+	if a.Center == nil {
+		writeErr(w, http.StatusNotFound, "no center on this node")
+		return
+	}
+	j, err := a.Center.updateProfile(r.Context(), user, in)
+	if err != nil {
+		writeRefusal(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, j)
 }

@@ -51,6 +51,7 @@ var httpStatus = map[uint16]int{
 	frame.ErrCodeForbidden:  http.StatusForbidden,
 	frame.ErrCodeBadRequest: http.StatusBadRequest,
 	frame.ErrCodeRetry:      http.StatusServiceUnavailable,
+	frame.ErrCodeConflict:   http.StatusConflict,
 }
 
 func writeFSErr(w http.ResponseWriter, err error, extra map[string]any) {

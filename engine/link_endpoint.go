@@ -219,7 +219,7 @@ func (rc *RemoteCenter) refuse(s SessionRef, f frame.Frame) {
 		ref = frame.Msg(f.Body()).CID()
 	case frame.CmdFetch:
 		ref = uint64(frame.Fetch(f.Body()).Req())
-	case frame.CmdSignature, frame.CmdFriendInfo, frame.CmdFriendsOnline, frame.CmdServerList:
+	case frame.CmdSignature, frame.CmdFriendInfo, frame.CmdFriendsOnline, frame.CmdServerList, frame.CmdProfile:
 		ref = uint64(frame.Lookup(f.Body()).Req())
 	case frame.CmdGroup:
 		ref = uint64(frame.Group(f.Body()).Req())

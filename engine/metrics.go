@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -102,6 +103,38 @@ func (s LatencySnapshot) Quantile(q float64) time.Duration {
 	return latencyBounds[len(latencyBounds)-1]
 }
 
+// Interpolated returns quantile q (0..1) interpolated linearly within the
+// bucket that holds it, as Prometheus's histogram_quantile does, or -1
+// with no observations: 92 ms measured reads about 92 ms rather than the
+// bucket's 100 ms, provided the observations spread evenly in the bucket.
+// Past the last bound it returns the last bound.
+func (s LatencySnapshot) Interpolated(q float64) time.Duration {
+	n := s.Count()
+	if n == 0 {
+		return -1
+	}
+	rank := q * float64(n)
+	var seen float64
+	for i, c := range s.Counts {
+		if c == 0 {
+			continue
+		}
+		if seen+float64(c) >= rank {
+			if i >= len(latencyBounds) {
+				break
+			}
+			lo := time.Duration(0)
+			if i > 0 {
+				lo = latencyBounds[i-1]
+			}
+			frac := (rank - seen) / float64(c)
+			return lo + time.Duration(frac*float64(latencyBounds[i]-lo))
+		}
+		seen += float64(c)
+	}
+	return latencyBounds[len(latencyBounds)-1]
+}
+
 // metric turns the snapshot into a Prometheus histogram in seconds.
 func (s LatencySnapshot) metric(d *prometheus.Desc, labels ...string) prometheus.Metric {
 	buckets := make(map[float64]uint64, len(latencyBounds))
@@ -131,13 +164,14 @@ const (
 	HandshakeUnavailable                            // store or hasher busy or down
 	HandshakeDraining                               // the endpoint is draining
 	HandshakeTokenRevoked                           // an operator revoked the token
+	HandshakeReplayed                               // an IK first message seen before
 	handshakeFailureCount
 )
 
 var handshakeFailureNames = [handshakeFailureCount]string{
 	"no_handshake", "crypto", "token_expired", "token_audience", "token_signature",
 	"token_device", "bad_request", "password", "rate_limited", "unavailable", "draining",
-	"token_revoked",
+	"token_revoked", "replayed",
 }
 
 // String returns the failure's metric label.
@@ -463,6 +497,8 @@ var (
 		"Frames opened from and sealed to client sessions, by command and direction.", []string{"cmd", "dir"}, nil)
 	descGroupPushes = prometheus.NewDesc("myim_group_pushes_total",
 		"Group messages pushed to online members' sessions.", nil, nil)
+	descGroupPurged = prometheus.NewDesc("myim_group_purged_total",
+		"Expired group messages the sweep deleted from the store.", nil, nil)
 	descOfflineDeleted = prometheus.NewDesc("myim_offline_deleted_total",
 		"Offline messages deleted after the recipient's receipt.", nil, nil)
 	descOfflineDepth = prometheus.NewDesc("myim_offline_depth",
@@ -489,14 +525,16 @@ var (
 		"Storage calls that failed (not counting not-found, exists or invalid answers), by method.", []string{"method"}, nil)
 	descUptime = prometheus.NewDesc("myim_uptime_seconds",
 		"Seconds since the process started serving.", nil, nil)
+	descBuildInfo = prometheus.NewDesc("myim_build_info",
+		"Always 1; the labels name the build this process runs.", []string{"version", "commit", "goversion", "role"}, nil)
 )
 
 // Describe sends every descriptor the monitor's metrics use.
 func (m *Monitor) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descAccepted, descFramesIn, descBytesIn, descBytesOut,
 		descWrites, descClosed, descLoopLag, descSessions, descDraining, descHandshakes, descHandshakeFail,
-		descMessages, descFramesByCmd, descGroupPushes, descOfflineDeleted, descOfflineDepth, descOfflineQueue, descPending, descStoreQueue, descStoreQueueCap, descOnline, descDelivery,
-		descCluster, descPeers, descStoreLat, descStoreErr, descUptime} {
+		descMessages, descFramesByCmd, descGroupPushes, descGroupPurged, descOfflineDeleted, descOfflineDepth, descOfflineQueue, descPending, descStoreQueue, descStoreQueueCap, descOnline, descDelivery,
+		descCluster, descPeers, descStoreLat, descStoreErr, descUptime, descBuildInfo} {
 		ch <- d
 	}
 }
@@ -509,6 +547,7 @@ func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
+	gauge(descBuildInfo, 1, m.cfg.Version, m.cfg.Commit, runtime.Version(), m.role())
 	if n := m.cfg.Node; n != nil {
 		for _, name := range n.order {
 			st := n.servers[name].Stats()
@@ -555,6 +594,7 @@ func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
 		counter(descMessages, c.Shed.Load(), "shed")
 		counter(descGroupPushes, c.GroupPushes.Load())
 		counter(descOfflineDeleted, c.OfflineDeleted.Load())
+		counter(descGroupPurged, c.GroupPurged.Load())
 		gauge(descOfflineDepth, float64(max(int64(c.StoredOffline.Load())-int64(c.OfflineDeleted.Load()), 0)))
 		gauge(descOfflineQueue, float64(len(c.offline)))
 		gauge(descPending, float64(c.pendingReceipts()))
@@ -605,3 +645,8 @@ func b2f(b bool) float64 {
 	}
 	return 0
 }
+
+// InFlight returns the QoS 1 messages pushed and awaiting receipts plus
+// the storage jobs queued: what a stopping center waits for. Safe for
+// concurrent use.
+func (c *LocalCenter) InFlight() int { return c.pendingReceipts() + len(c.jobs) }

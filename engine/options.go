@@ -20,6 +20,12 @@ type Config struct {
 	Loops int
 	// MaxFrame caps a frame's size (its Length value). Default 1 MiB.
 	MaxFrame int
+	// PreAuthMaxFrame, when positive, caps a frame's size on a connection
+	// whose handshake has not authenticated a user (Conn.User is 0), so
+	// that an unauthenticated peer cannot make the server buffer
+	// MaxFrame-sized frames. 0 means MaxFrame throughout. MyIM's listeners
+	// use DefaultPreAuthMaxFrame.
+	PreAuthMaxFrame int
 	// FirstFrameTimeout closes a connection that sends no complete frame
 	// this long after connecting. Default 10 s.
 	FirstFrameTimeout time.Duration
@@ -57,6 +63,9 @@ func (c *Config) fillDefaults() {
 	if c.MaxFrame > frame.MaxEncodable {
 		c.MaxFrame = frame.MaxEncodable
 	}
+	if c.PreAuthMaxFrame <= 0 || c.PreAuthMaxFrame > c.MaxFrame {
+		c.PreAuthMaxFrame = c.MaxFrame
+	}
 	if c.FirstFrameTimeout <= 0 {
 		c.FirstFrameTimeout = 10 * time.Second
 	}
@@ -83,6 +92,12 @@ func (c *Config) fillDefaults() {
 	}
 }
 
+// DefaultPreAuthMaxFrame is the frame cap before authentication on MyIM's
+// listeners: the largest handshake message (session.Config's
+// MaxHandshakeMessage, 2 KiB: a login request with a long password) with
+// room to spare.
+const DefaultPreAuthMaxFrame = 4 << 10
+
 // Option sets one field of a server's Config.
 type Option func(*Config)
 
@@ -97,6 +112,9 @@ func WithLoops(n int) Option { return func(c *Config) { c.Loops = n } }
 
 // WithMaxFrame sets the maximum frame size.
 func WithMaxFrame(n int) Option { return func(c *Config) { c.MaxFrame = n } }
+
+// WithPreAuthMaxFrame sets the maximum frame size before authentication.
+func WithPreAuthMaxFrame(n int) Option { return func(c *Config) { c.PreAuthMaxFrame = n } }
 
 // WithIdleTimeout sets the idle timeout.
 func WithIdleTimeout(d time.Duration) Option { return func(c *Config) { c.IdleTimeout = d } }

@@ -186,6 +186,9 @@ func (s *Server) Start() error {
 		err := gnet.Run(&gnetHandler{s}, addr,
 			gnet.WithNumEventLoop(s.cfg.Loops),
 			gnet.WithReusePort(s.cfg.ReusePort),
+			// A restarted server rebinds at once, while the old process's
+			// connections still sit in TIME_WAIT.
+			gnet.WithReuseAddr(true),
 			gnet.WithTicker(true),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithLogger(gnetLogger{s.cfg.Logger}),
@@ -412,7 +415,11 @@ func (g *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 			break
 		}
 		hdr, _ := gc.Peek(min(n, frame.MaxLengthBytes))
-		size, err := frame.Split(hdr, s.cfg.MaxFrame)
+		limit := s.cfg.MaxFrame
+		if c.user.Load() == 0 {
+			limit = s.cfg.PreAuthMaxFrame // nothing big before authentication
+		}
+		size, err := frame.Split(hdr, limit)
 		if err != nil {
 			s.frameError(c, err)
 			break

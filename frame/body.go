@@ -16,7 +16,7 @@ const (
 	PresenceLen     = 17 // PRESENCE, FRIEND_NOTIFY
 	FileServerLen   = 21 // FILE_SERVER
 	FetchLen        = 16 // FETCH
-	LookupLen       = 12 // SIGNATURE, FRIEND_INFO, FRIENDS_ONLINE, SERVER_LIST
+	LookupLen       = 12 // SIGNATURE, FRIEND_INFO, FRIENDS_ONLINE, SERVER_LIST, PROFILE
 	AckLen          = 25 // ACK
 	ErrorLen        = 10 // ERROR
 	HandshakeMinLen = 32 // HANDSHAKE: a Noise message holds at least one key
@@ -272,7 +272,8 @@ func AppendFetch(dst []byte, req uint32, kind, flags byte, cursor uint64, count 
 
 // Lookup is the body of SIGNATURE, FRIEND_INFO, FRIENDS_ONLINE and
 // SERVER_LIST: the request carries Req and Target (a user id; 0 for "me"),
-// the answer the same two fields and a JSON document.
+// the answer the same two fields and a JSON document. PROFILE has the same
+// layout, its request carrying the JSON to set.
 //
 //	off size field
 //	  0    4 Req
@@ -345,6 +346,7 @@ const (
 	ErrCodeBadRequest   uint16 = 11 // well-formed frame, invalid request
 	ErrCodeShutdown     uint16 = 12 // server is stopping
 	ErrCodeAuthFailed   uint16 = 13 // wrong name or password, bad token
+	ErrCodeConflict     uint16 = 14 // the record to create exists (already friends...)
 )
 
 // Error is the body of ERROR:

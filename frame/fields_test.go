@@ -36,7 +36,7 @@ func layoutOf(c frame.Cmd) bodyFields {
 		return fileServerFields{}
 	case frame.CmdFetch:
 		return fetchFields{}
-	case frame.CmdSignature, frame.CmdFriendInfo, frame.CmdFriendsOnline, frame.CmdServerList:
+	case frame.CmdSignature, frame.CmdFriendInfo, frame.CmdFriendsOnline, frame.CmdServerList, frame.CmdProfile:
 		return lookupFields{}
 	case frame.CmdAck:
 		return ackFields{}

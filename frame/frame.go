@@ -99,15 +99,16 @@ const (
 	CmdRekey         Cmd = 0x13 // in-band rekey marker (empty, sealed)
 	CmdNotice        Cmd = 0x14 // server notice, e.g. new device (code + JSON)
 	CmdGroup         Cmd = 0x15 // group management (Lookup-like body + JSON)
+	CmdProfile       Cmd = 0x16 // set own signature and profile (Lookup body)
 
-	cmdLimit = 0x16
+	cmdLimit = 0x17
 )
 
 var cmdNames = [cmdLimit]string{
 	"INVALID", "PING", "PONG", "MSG", "GROUP_MSG", "BYE", "PRESENCE", "FILE",
 	"FILE_SERVER", "FETCH", "SIGNATURE", "FRIEND_INFO", "FRIENDS_ONLINE",
 	"FRIEND_NOTIFY", "SERVER_LIST", "ACK", "ERROR", "HANDSHAKE", "AUTH",
-	"REKEY", "NOTICE", "GROUP",
+	"REKEY", "NOTICE", "GROUP", "PROFILE",
 }
 
 // minBody is the size of each command's fixed fields; -1 marks unknown codes.
@@ -134,6 +135,7 @@ var minBody = [cmdLimit]int{
 	0,               // REKEY
 	NoticeLen,       // NOTICE
 	GroupLen,        // GROUP
+	LookupLen,       // PROFILE
 }
 
 // String returns the command's name, or CMD(0xNN) for unknown codes.

@@ -90,7 +90,7 @@ func buildFrameCases() []frameCase {
 
 		// Malformed Cmd and QoS.
 		{name: "cmd 0x00", in: []byte{0x03, 0x00, 0x00}, size: 3, err: frame.ErrUnknownCmd},
-		{name: "cmd 0x16", in: []byte{0x03, 0x16, 0x00}, size: 3, err: frame.ErrUnknownCmd},
+		{name: "cmd 0x17", in: []byte{0x03, 0x17, 0x00}, size: 3, err: frame.ErrUnknownCmd},
 		{name: "cmd 0xff", in: []byte{0x03, 0xff, 0x01}, size: 3, err: frame.ErrUnknownCmd},
 		{name: "cmd 0x00 and qos 2", in: []byte{0x03, 0x00, 0x02}, size: 3, err: frame.ErrUnknownCmd},
 		{name: "qos 2", in: []byte{0x03, 0x01, 0x02}, size: 3, err: frame.ErrBadQoS},
@@ -308,7 +308,8 @@ func TestCmd(t *testing.T) {
 		frame.CmdAck: {"ACK", frame.AckLen}, frame.CmdError: {"ERROR", frame.ErrorLen},
 		frame.CmdHandshake: {"HANDSHAKE", frame.HandshakeMinLen}, frame.CmdAuth: {"AUTH", 0},
 		frame.CmdRekey: {"REKEY", 0}, frame.CmdNotice: {"NOTICE", frame.NoticeLen},
-		frame.CmdGroup: {"GROUP", frame.GroupLen},
+		frame.CmdGroup:   {"GROUP", frame.GroupLen},
+		frame.CmdProfile: {"PROFILE", frame.LookupLen},
 	}
 	for i := 0; i < 256; i++ {
 		c := frame.Cmd(i)
@@ -665,7 +666,7 @@ func TestStream(t *testing.T) {
 // TestStreamStopsAtError checks that nothing after an error is taken, even
 // valid frames.
 func TestStreamStopsAtError(t *testing.T) {
-	data := []byte{0x03, 0x01, 0x01, 0x03, 0x16, 0x00, 0x03, 0x02, 0x00}
+	data := []byte{0x03, 0x01, 0x01, 0x03, 0x17, 0x00, 0x03, 0x02, 0x00}
 	want := streamResult{frames: []string{"\x03\x01\x01"}, err: frame.ErrUnknownCmd}
 	s := streamer{max: frame.DefaultMaxFrame}
 	s.write(data)

@@ -165,6 +165,11 @@ var vectorTable = map[string]vectorWant{
 	"group-invite": {frame.CmdGroup, frame.QoS0, groupFields{7, frame.GroupInvite, team, `{"user":2}`}},
 	"group-invite-answer": {frame.CmdGroup, frame.QoS0, groupFields{7, frame.GroupInvite, team,
 		`{"group":16,"user":2,"join_seq":42,"role":"member"}`}},
+	"group-remove": {frame.CmdGroup, frame.QoS0, groupFields{11, frame.GroupRemove, team, `{"user":2}`}},
+	"group-open":   {frame.CmdGroup, frame.QoS0, groupFields{9, frame.GroupOpen, team, `{"open":true}`}},
+	"group-role":   {frame.CmdGroup, frame.QoS0, groupFields{10, frame.GroupRole, team, `{"user":2,"role":"admin"}`}},
+
+	"profile-request": {frame.CmdProfile, frame.QoS0, lookupFields{7, 0, `{"signature":"on holiday"}`}},
 }
 
 // seqString returns the bytes 0, 1, ..., n-1 as a string.
@@ -204,7 +209,7 @@ func TestDocVectors(t *testing.T) {
 			t.Errorf("command %v (0x%02x) has no vector in %s", frame.Cmd(c), c, protocolDoc)
 		}
 	}
-	for c := frame.CmdPing; c <= frame.CmdGroup; c++ {
+	for c := frame.CmdPing; c <= frame.CmdProfile; c++ {
 		if !covered[c] {
 			t.Errorf("command 0x%02x has no vector in %s", byte(c), protocolDoc)
 		}

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -166,6 +168,37 @@ type Hasher struct {
 	dummySalt, dummyKey []byte
 	// inSlot, when set by tests, runs while a slot is held.
 	inSlot func()
+	// avg is a moving average of one computation's duration in ns, and
+	// runs the computations started; see AvgDuration and Runs.
+	avg, runs atomic.Int64
+}
+
+// Concurrency returns how many computations the Hasher runs at once.
+func (h *Hasher) Concurrency() int { return cap(h.sem) }
+
+// AvgDuration returns a moving average of one computation's duration (the
+// time in a slot, not the wait for one), 0 before the first. Callers
+// estimate a queue's wait from it. Safe for concurrent use.
+func (h *Hasher) AvgDuration() time.Duration { return time.Duration(h.avg.Load()) }
+
+// Runs returns how many computations the Hasher has started: the passwords
+// that reached it. Safe for concurrent use.
+func (h *Hasher) Runs() int64 { return h.runs.Load() }
+
+// observe folds one computation's duration into the moving average
+// (weight 1/8: it follows a change of load within a few dozen logins).
+func (h *Hasher) observe(start time.Time) {
+	d := int64(time.Since(start))
+	for {
+		old := h.avg.Load()
+		next := d
+		if old != 0 {
+			next = old + (d-old)/8
+		}
+		if h.avg.CompareAndSwap(old, next) {
+			return
+		}
+	}
 }
 
 // NewHasher returns a Hasher with cfg's Argon2 parameters and concurrency.
@@ -208,12 +241,19 @@ func (h *Hasher) acquire(ctx context.Context) error {
 
 func (h *Hasher) release() { <-h.sem }
 
+// start counts a computation and returns its start time for observe.
+func (h *Hasher) start() time.Time {
+	h.runs.Add(1)
+	return time.Now()
+}
+
 // Hash returns password's PHC-format hash under the Hasher's parameters.
 func (h *Hasher) Hash(ctx context.Context, password []byte) (string, error) {
 	if err := h.acquire(ctx); err != nil {
 		return "", err
 	}
 	defer h.release()
+	defer h.observe(h.start())
 	return HashPassword(password, h.params)
 }
 
@@ -228,6 +268,7 @@ func (h *Hasher) Verify(ctx context.Context, password []byte, encoded string) er
 		return err
 	}
 	defer h.release()
+	defer h.observe(h.start())
 	return verifyKey(password, p, salt, want)
 }
 
@@ -240,6 +281,7 @@ func (h *Hasher) VerifyUnknown(ctx context.Context, password []byte) error {
 		return err
 	}
 	defer h.release()
+	defer h.observe(h.start())
 	_ = verifyKey(password, h.params, h.dummySalt, h.dummyKey) // the result is not a user's
 	return ErrPasswordMismatch
 }

@@ -3,6 +3,9 @@ package storage
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // File metadata: what the private file server keeps about uploads in
@@ -66,10 +69,30 @@ func checkUpload(u *Upload) error {
 	if u.Size < 0 {
 		return fmt.Errorf("%w: negative file size", ErrInvalid)
 	}
-	if err := checkName("file name", u.Name); err != nil {
-		return err
+	return CheckFileName(u.Name)
+}
+
+// CheckFileName reports why name cannot name a file, or nil. A file name is
+// 1 to MaxFileName bytes of UTF-8 with no control character (NUL, the C0 and
+// C1 ranges, DEL), no path separator ('/' or '\\') and is not "." or "..":
+// a name is shown and saved by clients, and must never lead one outside the
+// folder it saves to. The error matches ErrInvalid.
+func CheckFileName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: empty file name", ErrInvalid)
+	case len(name) > MaxFileName:
+		return fmt.Errorf("%w: file name longer than %d bytes", ErrInvalid, MaxFileName)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("%w: file name is not valid UTF-8", ErrInvalid)
+	case name == "." || name == "..":
+		return fmt.Errorf("%w: file name %q is a path, not a name", ErrInvalid, name)
+	case strings.ContainsAny(name, `/\`):
+		return fmt.Errorf("%w: file name contains a path separator", ErrInvalid)
+	case strings.ContainsFunc(name, unicode.IsControl):
+		return fmt.Errorf("%w: file name contains a control character", ErrInvalid)
 	}
-	return checkText("file name", u.Name, MaxFileName)
+	return nil
 }
 
 func checkShare(s *Share) error {

@@ -2,7 +2,9 @@ package storage
 
 import (
 	"encoding/binary"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -90,13 +92,21 @@ func TestMySQLMigratesGroups(t *testing.T) {
 	ctx := t.Context()
 	g := must(s.CreateGroup(ctx, 10, "old")).of(t)
 	must(s.JoinGroup(ctx, g, 11)).of(t)
-	// Back to schema version 2, as a database made before roles is; the
+	// Back to the schema before roles, as a database made then is; the
 	// role column is left in place, as a migration that stopped half way
 	// would leave it, so that the step must also skip what is done.
 	db := s.(*mysqlStore).db
+	version := 0 // the migration that adds roles
+	for i, step := range mysqlMigrations {
+		for _, q := range step {
+			if strings.Contains(q, "ADD COLUMN is_open") {
+				version = i + 1
+			}
+		}
+	}
 	for _, q := range []string{
 		"ALTER TABLE im_groups DROP COLUMN is_open",
-		"DELETE FROM schema_version WHERE version >= 3",
+		fmt.Sprintf("DELETE FROM schema_version WHERE version >= %d", version),
 		"UPDATE group_members SET role = 0",
 	} {
 		if _, err := db.ExecContext(ctx, q); err != nil {
@@ -164,14 +174,22 @@ func TestEmbeddedMigratesOfflineOrder(t *testing.T) {
 	equal(t, "after reopen", len(must(s.FetchOffline(t.Context(), 1, 0, 10)).of(t)), 3)
 }
 
-// TestMySQLMigratesOfflineOrder puts a database back to schema version 3
+// TestMySQLMigratesOfflineOrder puts a database back to the schema version before
 // (clustered by to_user, time, mid) with messages in it, and opens it.
 func TestMySQLMigratesOfflineOrder(t *testing.T) {
 	s := newMySQLStore(t)
 	ctx := t.Context()
 	db := s.(*mysqlStore).db
+	version := 0 // the step that rekeys offline_msgs
+	for i, step := range mysqlMigrations {
+		for _, q := range step {
+			if strings.Contains(q, "ADD PRIMARY KEY (to_user, mid)") {
+				version = i + 1
+			}
+		}
+	}
 	for _, q := range []string{
-		"DELETE FROM schema_version WHERE version = 4",
+		fmt.Sprintf("DELETE FROM schema_version WHERE version >= %d", version),
 		"ALTER TABLE offline_msgs DROP PRIMARY KEY, ADD PRIMARY KEY (to_user, `time`, mid)",
 	} {
 		if _, err := db.ExecContext(ctx, q); err != nil {

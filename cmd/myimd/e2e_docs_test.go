@@ -230,6 +230,34 @@ func TestJSONAnswersMatchDocs(t *testing.T) {
 	}
 	a.check("server-list", "SERVER_LIST", l.JSON())
 
+	// Presence text and the profile, as friends and the user see them.
+	_ = kim.conn.SetPresence(frame.StatusBusy, "in a meeting")
+	waitFor(t, 10*time.Second, "kim's text in FRIENDS_ONLINE", func() bool {
+		req, _ := jo.conn.Lookup(frame.CmdFriendsOnline, 0)
+		l, err := lookupAnswer(t, jo.conn, frame.CmdFriendsOnline, req)
+		return err == nil && strings.Contains(string(l.JSON()), `"text":"in a meeting"`)
+	})
+	req, _ = jo.conn.Lookup(frame.CmdFriendsOnline, 0)
+	if l, err = lookupAnswer(t, jo.conn, frame.CmdFriendsOnline, req); err != nil {
+		t.Fatal(err)
+	}
+	a.check("friends-online", "FRIENDS_ONLINE with a status text", l.JSON())
+	req, _ = kim.conn.SetProfile([]byte(`{"signature":"on holiday","profile":{"city":"Oslo"}}`))
+	if l, err = lookupAnswer(t, kim.conn, frame.CmdProfile, req); err != nil {
+		t.Fatal(err)
+	}
+	a.check("user-card", "PROFILE", l.JSON())
+	req, _ = jo.conn.Lookup(frame.CmdFriendInfo, kim.id)
+	if l, err = lookupAnswer(t, jo.conn, frame.CmdFriendInfo, req); err != nil {
+		t.Fatal(err)
+	}
+	a.check("user-card", "FRIEND_INFO with text and profile", l.JSON())
+	resp, body := p.httpCall(t, "PUT", "/v1/me", jo.login.Token, strings.NewReader(`{"signature":"at work"}`), nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT /v1/me: %d %s", resp.StatusCode, body)
+	}
+	a.check("user-card", "PUT /v1/me", body)
+
 	// Every group operation, over frames, then over HTTP.
 	op := func(c *user, o byte, group uint64, js, schema string) []byte {
 		t.Helper()
@@ -334,5 +362,22 @@ func TestFindUserByName(t *testing.T) {
 	code, _ = p.call(t, "GET", "/v1/users?name=ria", sol.login.Token, "")
 	if code != http.StatusOK {
 		t.Fatalf("sol's lookup: %d", code)
+	}
+	// Walking ids: SIGNATURE lookups of a stranger run out too (a larger
+	// budget), while looking oneself up never does.
+	refused = false
+	for i := 0; i < 2000 && !refused; i++ {
+		req, _ := ria.conn.Lookup(frame.CmdSignature, sol.id)
+		if _, err := lookupAnswer(t, ria.conn, frame.CmdSignature, req); err != nil {
+			wantServerErr(t, err, frame.ErrCodeRetry, "too many lookups")
+			refused = true
+		}
+	}
+	if !refused {
+		t.Fatal("2,000 SIGNATURE lookups of a stranger in a row, none refused")
+	}
+	req, _ = ria.conn.Lookup(frame.CmdSignature, 0)
+	if l, err := lookupAnswer(t, ria.conn, frame.CmdSignature, req); err != nil || l.Target() != ria.id {
+		t.Fatalf("looking oneself up over the budget: %v", err)
 	}
 }

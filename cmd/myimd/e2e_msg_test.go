@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -186,7 +188,7 @@ func testPresence(t *testing.T, p *proc) {
 	}
 	req, _ := pia.conn.Lookup(frame.CmdFriendsOnline, 0)
 	l := frame.Lookup(recvCmd(t, pia.conn, frame.CmdFriendsOnline).Body)
-	want := fmt.Sprintf(`[{"user":%d,"status":2}]`, pam.id)
+	want := fmt.Sprintf(`[{"user":%d,"status":2,"text":"lunch"}]`, pam.id)
 	if l.Req() != req || string(l.JSON()) != want {
 		t.Fatalf("friends online: %s, want %s", l.JSON(), want)
 	}
@@ -224,6 +226,15 @@ func TestStoreDownRefusesQoS1(t *testing.T) {
 	}
 	if e := frame.Error(f.Body); e.Code() != frame.ErrCodeRetry || e.Ref() != cid {
 		t.Fatalf("refusal code %d ref %d, want %d ref %d", e.Code(), e.Ref(), frame.ErrCodeRetry, cid)
+	}
+	// Requests that read the store say retry too, over frames and HTTP
+	// alike: the store is really unavailable.
+	req, _ := dora.conn.Group(frame.GroupList, 0, nil)
+	if e := wantError(t, dora.conn, uint64(req), frame.ErrCodeRetry, "GROUP LIST with the store down"); !strings.Contains(e.Text, "retry") {
+		t.Fatalf("GROUP LIST refusal %q", e.Text)
+	}
+	if resp, body := p.httpCall(t, "GET", "/v1/friends", dora.login.Token, nil, nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("GET /v1/friends with the store down: %d %s", resp.StatusCode, body)
 	}
 
 	px.Restore()
