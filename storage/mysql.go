@@ -301,6 +301,13 @@ var mysqlMigrations = [][]string{
 			PRIMARY KEY (sid)
 		) ENGINE=InnoDB`,
 	},
+	// Version 5: offline messages are kept in the center's order (MID),
+	// not the sender's clock (time), so the clustered key that a fetch
+	// reads in one range becomes (to_user, mid). Rerunning it rebuilds
+	// the same key.
+	{
+		"ALTER TABLE offline_msgs DROP PRIMARY KEY, ADD PRIMARY KEY (to_user, mid)",
+	},
 }
 
 // migrate brings the schema to len(mysqlMigrations), holding a named lock
@@ -733,13 +740,9 @@ func offlineInsert(msgs []Message) (string, []any) {
 	return b.String(), args
 }
 
-func (s *mysqlStore) FetchOffline(ctx context.Context, user uint64, afterTime int64, afterMID uint64, limit int) ([]Message, error) {
-	// Same meaning as "(time, mid) > (?, ?)", spelled out because MariaDB
-	// does not turn a row comparison into an index range: it would scan
-	// the user's whole mailbox from the start.
+func (s *mysqlStore) FetchOffline(ctx context.Context, user uint64, afterMID uint64, limit int) ([]Message, error) {
 	rows, err := s.db.QueryContext(ctx, "SELECT `time`, mid, from_user, COALESCE(cid, 0), srv, qos, content "+
-		"FROM offline_msgs WHERE to_user = ? AND (`time` > ? OR (`time` = ? AND mid > ?)) "+
-		"ORDER BY `time`, mid LIMIT ?", user, afterTime, afterTime, afterMID, clampLimit(limit))
+		"FROM offline_msgs WHERE to_user = ? AND mid > ? ORDER BY mid LIMIT ?", user, afterMID, clampLimit(limit))
 	if err != nil {
 		return nil, s.fail("fetch offline", err)
 	}

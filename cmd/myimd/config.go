@@ -92,6 +92,11 @@ type Config struct {
 	HTTPTLSAuto             bool
 	// ShutdownGrace is how long SIGTERM drains before the process stops.
 	ShutdownGrace time.Duration
+
+	// ReceiptTimeout is how long a pushed QoS 1 message waits for the
+	// recipient's receipt before it is stored and its sender acked STORED
+	// (engine.CenterConfig.AckTimeout).
+	ReceiptTimeout time.Duration
 }
 
 type option struct {
@@ -150,6 +155,7 @@ func (c *Config) options() []option {
 		{"shutdown-grace", "on SIGTERM: how long to drain (readiness 503, new sessions refused, clients told to move, spread over this time) before stopping; a second SIGTERM stops at once", (*durationValue)(&c.ShutdownGrace)},
 		{"group-ttl", "center: how long a group message is kept for members that have not acknowledged it", (*durationValue)(&c.GroupTTL)},
 		{"group-sweep", "center: how often expired group messages are deleted from the store", (*durationValue)(&c.GroupSweep)},
+		{"receipt-timeout", "center role: how long a pushed QoS 1 message waits for the recipient's receipt before it is stored and its sender acked STORED (it is not pushed again to that session; the late receipt deletes it)", (*durationValue)(&c.ReceiptTimeout)},
 		{"gc-percent", "Go collector target: heap growth over live data, in percent, before a collection (Go's default is 100; lower holds less memory per session for some CPU under traffic; -1: off; Go's GOGC variable, when set, wins)", (*intValue)(&c.GCPercent)},
 	}
 }
@@ -190,6 +196,7 @@ func defaults() Config {
 		GCPercent:         50,
 		AdminAddr:         "127.0.0.1:5281",
 		ShutdownGrace:     30 * time.Second,
+		ReceiptTimeout:    10 * time.Second,
 	}
 }
 
@@ -251,6 +258,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if c.ServerID == 0 || c.ServerID > 65535 {
 		return c, fmt.Errorf("--server-id must be 1..65535, got %d", c.ServerID)
+	}
+	if c.ReceiptTimeout <= 0 {
+		return c, fmt.Errorf("--receipt-timeout must be positive, got %v", c.ReceiptTimeout)
 	}
 	if c.GCPercent != -1 && c.GCPercent < 10 {
 		return c, fmt.Errorf("--gc-percent must be -1 (off) or at least 10, got %d", c.GCPercent)

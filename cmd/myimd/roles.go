@@ -165,7 +165,7 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 	var center *engine.LocalCenter
 	if has(role, engine.RoleAll, engine.RoleCenter) {
 		ccfg := engine.CenterConfig{ID: uint32(cfg.ServerID), Store: store, Servers: servers,
-			Files: filesConfig(cfg), Logger: log.With("role", "center")}
+			AckTimeout: cfg.ReceiptTimeout, Files: filesConfig(cfg), Logger: log.With("role", "center")}
 		ccfg.GroupTTL, ccfg.GroupSweep = cfg.GroupTTL, cfg.GroupSweep
 		if ccfg.Cluster, err = b.clusterConfig(reg); err != nil {
 			return nil, err
