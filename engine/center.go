@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -1033,20 +1034,26 @@ func (c *LocalCenter) fetch(user uint64, s SessionRef, req uint32, kind byte, cu
 		if cursor == 0 {
 			st.curTime, st.curMID = 0, 0
 		}
-		at, am, skip := st.curTime, st.curMID, len(st.acked)
+		at, am := st.curTime, st.curMID
+		// The acks whose delete has not committed, taken before the read:
+		// a delete that commits after this point may still be missed by
+		// the read, so it must still be skipped even once it leaves
+		// st.acked; one that committed before it is not seen by the read.
+		var acked map[uint64]struct{}
+		if len(st.acked) > 0 {
+			acked = maps.Clone(st.acked)
+		}
 		st.mu.Unlock()
-		msgs, err := c.cfg.Store.FetchOffline(ctx, user, at, am, limit+1+skip)
+		msgs, err := c.cfg.Store.FetchOffline(ctx, user, at, am, limit+1+len(acked))
 		if err != nil {
 			c.storeError(s, req, err)
 			return
 		}
-		if skip > 0 { // acked by this session, delete not committed yet
-			st.mu.Lock()
+		if len(acked) > 0 { // acked by this session, delete not committed yet
 			msgs = slices.DeleteFunc(msgs, func(m storage.Message) bool {
-				_, ok := st.acked[m.MID]
+				_, ok := acked[m.MID]
 				return ok
 			})
-			st.mu.Unlock()
 		}
 		if len(msgs) > limit {
 			msgs, more = msgs[:limit], true
