@@ -61,7 +61,8 @@ func sendFirst(t *testing.T, srv *engine.Server, msg1 []byte) (net.Conn, *bufio.
 // after its owner left is refused before any crypto runs.
 func TestIKReplayAndPhantomSessions(t *testing.T) {
 	lc := startLinkCenter(t, nil)
-	ep := engine.NewEndpoint(engine.EndpointConfig{ID: 5, Identity: lc.id, Center: lc.center})
+	ep := engine.NewEndpoint(engine.EndpointConfig{ID: 5, Identity: lc.id, Center: lc.center,
+		HandshakeTimeout: 5 * time.Second})
 	srv := startServer(t, ep)
 	a, b := lc.user(t, "a"), lc.user(t, "b")
 	le := &linkedEndpoint{ep: ep, srv: srv}
@@ -97,6 +98,30 @@ func TestIKReplayAndPhantomSessions(t *testing.T) {
 	ack := frame.Ack(recvCmd(t, cb, frame.CmdAck, func(m []byte) bool { return frame.Ack(m).CID() == cid }))
 	if ack.Status() != frame.AckStored {
 		t.Fatalf("message to a: ack status %d, want stored (%d)", ack.Status(), frame.AckStored)
+	}
+	// PINGs do not keep it: it is closed at the handshake deadline.
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		for {
+			if _, err := phantom.Write(frame.Ping); err != nil {
+				return
+			}
+			_ = phantom.SetReadDeadline(time.Now().Add(time.Second))
+			if _, err := frame.Read(pr, frame.MaxEncodable); err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					continue
+				}
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a phantom session kept alive by PINGs past the handshake deadline")
 	}
 
 	// a connects for real, proves its keys, and leaves; the recording of

@@ -286,7 +286,8 @@ func (s *LinkServer) attach(re *remoteEndpoint) bool {
 		s.mu.Unlock()
 		return false
 	}
-	if s.links[re.id] != nil {
+	// A live link of that id, or the center's own in-process endpoint.
+	if s.links[re.id] != nil || s.cfg.Center.endpoint(re.id) != nil {
 		s.mu.Unlock()
 		return false
 	}
