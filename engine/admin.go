@@ -35,12 +35,20 @@ type Admin struct {
 	Identity *Identity
 	Endpoint *EndpointHandler // nil on a node without the endpoint role
 	Center   *LocalCenter     // nil on a node without the center role
-	Monitor  *Monitor
+	// Revocations shares revoked tokens with the cluster (nil: the
+	// endpoint's own list only).
+	Revocations *RevocationList
+	Monitor     *Monitor
 	// Servers returns the server list, the same the login service returns.
 	Servers func(ctx context.Context) []ServerInfo
 	// PProf serves net/http/pprof under /debug/pprof/, behind the secret.
 	PProf  bool
 	Logger *slog.Logger
+	// Node, when set, is marked ready again when a drain is undone.
+	Node *Node
+	// OnDrain, when set, is called after a drain starts (true) or is undone
+	// (false), e.g. to update the server registry at once.
+	OnDrain func(draining bool)
 }
 
 // Admin request bounds. A load generator provisions at most this many users
@@ -63,7 +71,7 @@ func (a *Admin) Register(n *Node) {
 		a.Logger = slog.New(slog.DiscardHandler)
 	}
 	want := sha256.Sum256([]byte(a.Secret))
-	handle := func(pattern string, f http.HandlerFunc) { n.HandleHTTP(pattern, a.guard(want, f)) }
+	handle := func(pattern string, f http.HandlerFunc) { n.HandleAdmin(pattern, a.guard(want, f)) }
 	handle("GET /v1/admin/stats", a.stats)
 	handle("GET /v1/admin/users/online", a.online)
 	handle("GET /v1/admin/users/{id}", a.user)
@@ -142,13 +150,19 @@ type AdminStats struct {
 	*NodeStats
 	Handshakes map[string]map[string]uint64 `json:"handshakes"`
 	Closed     map[string]map[string]uint64 `json:"closed"`
+	// Errors are the last warnings and errors logged (message and "err"
+	// attribute), oldest first.
+	Errors []RecentError `json:"recent_errors"`
 }
 
 func (a *Admin) stats(w http.ResponseWriter, r *http.Request) {
 	out := AdminStats{NodeStats: &NodeStats{}, Handshakes: map[string]map[string]uint64{},
-		Closed: map[string]map[string]uint64{}}
+		Closed: map[string]map[string]uint64{}, Errors: []RecentError{}}
 	if a.Monitor != nil {
 		out.NodeStats = a.Monitor.Stats()
+		if a.Monitor.cfg.Logs != nil {
+			out.Errors = a.Monitor.cfg.Logs.Recent()
+		}
 		if n := a.Monitor.cfg.Node; n != nil {
 			for _, name := range n.order {
 				m := map[string]uint64{}
@@ -381,11 +395,21 @@ func (a *Admin) revoke(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "sid or token required")
 		return
 	}
-	if a.Endpoint == nil {
+	if a.Endpoint == nil && a.Revocations == nil {
 		writeErr(w, http.StatusNotFound, "no endpoint on this node")
 		return
 	}
-	n := a.Endpoint.Revoke(in.SID, until)
+	if a.Revocations != nil {
+		if err := a.Revocations.Revoke(r.Context(), in.SID, until); err != nil {
+			a.Logger.Error("admin revoke: not shared with the cluster", "sid", in.SID, "err", err)
+			writeErr(w, http.StatusServiceUnavailable, "revocation not stored; try again")
+			return
+		}
+	}
+	n := 0
+	if a.Endpoint != nil {
+		n = a.Endpoint.Revoke(in.SID, until)
+	}
 	a.Logger.Info("admin revoke", "sid", in.SID, "sessions", n)
 	writeJSON(w, http.StatusOK, map[string]any{"sid": in.SID, "kicked": n})
 }
@@ -404,12 +428,49 @@ func (a *Admin) kick(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"user": id, "kicked": n})
 }
 
+// drain starts or ends a drain. The body is optional: {"draining":false}
+// undoes a drain, {"draining":true,"spread":"30s"} (or no body) starts
+// one, the move notices spread over "spread" (default: all at once).
 func (a *Admin) drain(w http.ResponseWriter, r *http.Request) {
 	if a.Endpoint == nil {
 		writeErr(w, http.StatusNotFound, "no endpoint on this node")
 		return
 	}
-	n := a.Endpoint.Drain()
+	in := struct {
+		Draining *bool  `json:"draining"`
+		Spread   string `json:"spread"`
+	}{}
+	if r.ContentLength != 0 {
+		b, err := io.ReadAll(io.LimitReader(r.Body, 4<<10))
+		if err != nil || (len(strings.TrimSpace(string(b))) > 0 && sonic.Unmarshal(b, &in) != nil) {
+			writeErr(w, http.StatusBadRequest, `body must be {"draining":true|false,"spread":"30s"}`)
+			return
+		}
+	}
+	var spread time.Duration
+	if in.Spread != "" {
+		d, err := time.ParseDuration(in.Spread)
+		if err != nil || d < 0 || d > time.Hour {
+			writeErr(w, http.StatusBadRequest, "spread must be a duration up to 1h")
+			return
+		}
+		spread = d
+	}
+	if in.Draining != nil && !*in.Draining {
+		a.Endpoint.Undrain()
+		if a.Node != nil {
+			a.Node.SetDraining(false)
+		}
+		if a.OnDrain != nil {
+			a.OnDrain(false)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"draining": false, "sessions": a.Endpoint.Sessions()})
+		return
+	}
+	n := a.Endpoint.DrainOver(spread)
+	if a.OnDrain != nil {
+		a.OnDrain(true)
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"draining": true, "notified": n, "sessions": a.Endpoint.Sessions()})
 }
 

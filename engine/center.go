@@ -112,6 +112,11 @@ type LocalCenter struct {
 	// OfflineDeleted approximates the offline queue).
 	Delivered, StoredOffline, Refused, Shed atomic.Uint64
 	GroupPushes, OfflineDeleted             atomic.Uint64
+
+	// storeWarn bounds the per-message storage warnings (queue full, store
+	// failing), which a full queue or a store outage would repeat for every
+	// message.
+	storeWarn *logLimit
 	// GroupPurged counts expired group messages the sweep deleted.
 	GroupPurged atomic.Uint64
 }
@@ -182,7 +187,7 @@ type dedupeShard struct {
 // NewLocalCenter starts a center and its storage workers.
 func NewLocalCenter(cfg CenterConfig) *LocalCenter {
 	cfg.fillDefaults()
-	c := &LocalCenter{cfg: cfg, eps: make(map[uint32]Endpoint),
+	c := &LocalCenter{cfg: cfg, storeWarn: newLogLimit(), eps: make(map[uint32]Endpoint),
 		jobs: make(chan func(), cfg.QueueLen), offline: make(chan offlineItem, cfg.QueueLen),
 		stop: make(chan struct{}), nameLookups: newLookupBudget(nameLookups),
 		strangerLookups: newLookupBudget(strangerLookups)}
@@ -707,13 +712,17 @@ func (c *LocalCenter) ack(user uint64, s SessionRef, a frame.Ack) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 				if err := c.cfg.Store.DeleteOffline(ctx, user, []uint64{mid}); err != nil {
-					c.cfg.Logger.Warn("offline delete failed", "user", user, "err", err)
+					if ok, n := c.storeWarn.allow(); ok {
+						c.cfg.Logger.Warn("offline delete failed", "user", user, "err", err, "suppressed", n)
+					}
 					return
 				}
 				c.OfflineDeleted.Add(1)
 			}) {
 				unmark()
-				c.cfg.Logger.Warn("offline delete dropped: queue full", "user", user)
+				if ok, n := c.storeWarn.allow(); ok {
+					c.cfg.Logger.Warn("offline delete dropped: queue full", "user", user, "suppressed", n)
+				}
 			}
 			return
 		}
@@ -744,7 +753,9 @@ func (c *LocalCenter) ack(user uint64, s SessionRef, a frame.Ack) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			if err := c.cfg.Store.AckGroup(ctx, group, user, mid); err != nil {
-				c.cfg.Logger.Warn("group ack failed", "group", group, "user", user, "err", err)
+				if ok, n := c.storeWarn.allow(); ok {
+					c.cfg.Logger.Warn("group ack failed", "group", group, "user", user, "err", err, "suppressed", n)
+				}
 			}
 		})
 	}

@@ -4,7 +4,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,7 +36,10 @@ type EndpointConfig struct {
 	// HandshakeWorkers bounds the goroutines running handshakes. Default
 	// GOMAXPROCS.
 	HandshakeWorkers int
-	Logger           *slog.Logger
+	// Revocations is the cluster's list of revoked tokens, shared with the
+	// HTTP API; nil: a list of this endpoint's own.
+	Revocations *RevocationList
+	Logger      *slog.Logger
 }
 
 // EndpointHandler holds client sessions: the IK handshake with a token
@@ -45,9 +50,10 @@ type EndpointHandler struct {
 	sessions  sessionTable
 	nsess     atomic.Int64
 	draining  atomic.Bool
+	drainGen  atomic.Uint64 // bumped by every Drain and Undrain: a spread drain stops when it moves
 	hs        HandshakeStats
 	delivery  LatencyHistogram
-	revoked   revocations
+	revoked   *RevocationList
 	limiter   *hsLimiter
 	replays   replayCache
 	pool      *hsPool
@@ -103,7 +109,12 @@ func NewEndpoint(cfg EndpointConfig) *EndpointHandler {
 	if cfg.HandshakeWorkers <= 0 {
 		cfg.HandshakeWorkers = runtime.GOMAXPROCS(0)
 	}
-	e := &EndpointHandler{cfg: cfg}
+	if cfg.Revocations == nil {
+		cfg.Revocations = NewRevocationList(nil, cfg.Logger)
+	}
+	e := &EndpointHandler{cfg: cfg, revoked: cfg.Revocations}
+	// A token revoked on another node: close its sessions here too.
+	e.revoked.Subscribe(func(sid string) { e.kickWhere(func(es *epSession) bool { return es.sid == sid }) })
 	if cfg.HandshakeRate > 0 {
 		e.limiter = newHSLimiter(cfg.HandshakeRate, cfg.HandshakeBurst)
 	}
@@ -229,8 +240,10 @@ func (e *EndpointHandler) KickDevice(user uint64, dev [32]byte) int {
 	return e.kickWhere(func(es *epSession) bool { return es.conn.User() == user && es.dev == dev })
 }
 
-// Revoke refuses the token session sid from now until until (a token's
-// expiry bounds it) and closes its live sessions. Safe for concurrent use.
+// Revoke refuses the token session sid on this endpoint from now until
+// until (a token's expiry bounds it) and closes its live sessions; the
+// Revocations list's Revoke also tells the rest of the cluster. Safe for
+// concurrent use.
 func (e *EndpointHandler) Revoke(sid string, until time.Time) int {
 	e.revoked.add(sid, until)
 	return e.kickWhere(func(es *epSession) bool { return es.sid == sid })
@@ -240,35 +253,6 @@ func (e *EndpointHandler) Revoke(sid string, until time.Time) int {
 // (out), by command code.
 func (e *EndpointHandler) FramesByCommand() (in, out *[256]atomic.Uint64) {
 	return &e.framesIn, &e.framesOut
-}
-
-// revocations is the set of revoked token sessions with their expiry; an
-// entry is dropped once the tokens it names could not be valid anyway.
-type revocations struct {
-	mu sync.Mutex
-	m  map[string]time.Time
-}
-
-func (r *revocations) add(sid string, until time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.m == nil {
-		r.m = make(map[string]time.Time)
-	}
-	now := time.Now()
-	for k, t := range r.m {
-		if now.After(t) {
-			delete(r.m, k)
-		}
-	}
-	r.m[sid] = until
-}
-
-func (r *revocations) has(sid string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	t, ok := r.m[sid]
-	return ok && time.Now().Before(t)
 }
 
 // Handshakes returns the endpoint's handshake counters.
@@ -312,7 +296,8 @@ func (e *EndpointHandler) RangeSessions(fn func(SessionInfo) bool) {
 	})
 }
 
-// Draining reports whether Drain was called.
+// Draining reports whether the endpoint drains (Drain or DrainOver called,
+// Undrain not since).
 func (e *EndpointHandler) Draining() bool { return e.draining.Load() }
 
 // Drain makes the endpoint refuse new connections (an ERROR with code
@@ -320,22 +305,79 @@ func (e *EndpointHandler) Draining() bool { return e.draining.Load() }
 // frame.NoticeMove, so that clients move to the next server on their list.
 // It returns how many sessions were told. Calling it again tells the
 // sessions still here again. Safe for concurrent use.
-func (e *EndpointHandler) Drain() int {
+func (e *EndpointHandler) Drain() int { return e.DrainOver(0) }
+
+// drainStep bounds how late a spread drain notices an Undrain.
+const drainStep = 100 * time.Millisecond
+
+// DrainOver is Drain with the move notices spread over spread: each
+// session is told at a random moment within it, so that a large endpoint's
+// clients do not all log in again in the same instant (as NATS's lame-duck
+// mode). It returns how many sessions are to be told; the notices go out
+// from a goroutine, which Undrain stops. Safe for concurrent use.
+func (e *EndpointHandler) DrainOver(spread time.Duration) int {
 	e.draining.Store(true)
-	notice, _ := frame.AppendNotice(nil, frame.NoticeMove, []byte(`{"event":"move","reason":"drain"}`))
-	n := 0
+	gen := e.drainGen.Add(1)
+	var list []*epSession
 	e.sessions.each(func(es *epSession) bool {
+		list = append(list, es)
+		return true
+	})
+	notice, _ := frame.AppendNotice(nil, frame.NoticeMove, []byte(`{"event":"move","reason":"drain"}`))
+	tell := func(es *epSession) bool {
 		b := bytebufferpool.Get()
 		b.B = append(b.B, notice...)
 		if es.conn.Post(b) != nil {
 			bytebufferpool.Put(b)
-		} else {
-			n++
+			return false
 		}
 		return true
-	})
-	e.cfg.Logger.Info("draining", "sessions", n)
-	return n
+	}
+	if spread <= 0 {
+		n := 0
+		for _, es := range list {
+			if tell(es) {
+				n++
+			}
+		}
+		e.cfg.Logger.Info("draining", "sessions", n)
+		return n
+	}
+	// Random moments in order, given to the sessions in a random order.
+	at := make([]time.Duration, len(list))
+	for i := range at {
+		at[i] = rand.N(spread)
+	}
+	slices.Sort(at)
+	rand.Shuffle(len(list), func(i, j int) { list[i], list[j] = list[j], list[i] })
+	e.cfg.Logger.Info("draining", "sessions", len(list), "spread", spread)
+	go func() {
+		start := time.Now()
+		for i, es := range list {
+			for {
+				if e.drainGen.Load() != gen {
+					return
+				}
+				wait := at[i] - time.Since(start)
+				if wait <= 0 {
+					break
+				}
+				time.Sleep(min(wait, drainStep))
+			}
+			tell(es)
+		}
+	}()
+	return len(list)
+}
+
+// Undrain ends a drain: new sessions are accepted again and the move
+// notices not yet sent are not sent. Clients already told have moved or are
+// moving. Safe for concurrent use.
+func (e *EndpointHandler) Undrain() {
+	e.drainGen.Add(1)
+	if e.draining.Swap(false) {
+		e.cfg.Logger.Info("drain undone", "sessions", e.Sessions())
+	}
 }
 
 // errDraining refuses connections while the endpoint drains.

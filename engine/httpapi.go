@@ -26,6 +26,9 @@ type API struct {
 	Identity *Identity
 	// Presence, when set, is told about friendship changes (nil is fine).
 	Center *LocalCenter
+	// Revocations, when set, refuses revoked tokens (the same list the
+	// endpoint checks).
+	Revocations *RevocationList
 
 	lookups     *lookupBudget // name lookups when there is no Center
 	lookupsOnce sync.Once
@@ -146,6 +149,10 @@ func (a *API) authed(f authedFunc) http.Handler {
 		claims, err := session.VerifyToken(a.Identity.TokenKeys(), tok, a.Identity.Audience, time.Now())
 		if err != nil {
 			writeErr(w, http.StatusUnauthorized, "invalid token")
+			return
+		}
+		if a.Revocations != nil && a.Revocations.Has(claims.SessionID) {
+			writeErr(w, http.StatusUnauthorized, "token revoked")
 			return
 		}
 		f(w, r, claims.UserID)

@@ -214,7 +214,8 @@ func (s *LinkServer) serve(raw net.Conn) {
 			s.reject(raw, fmt.Errorf("%w: peer is a %s, not an endpoint or a center", ErrLinkRefused, p.Role))
 			return
 		}
-		peer, nc = &p, tc
+		peer, nc = &p, watchPeer(tc, s.cfg.Link.TLS, s.cfg.Link.RecheckInterval, s.cfg.Link.Logger)
+		defer nc.Close() // ends the watch
 	}
 	br := bufio.NewReaderSize(nc, 64<<10)
 	lr := linkReader{r: br, max: 64}
@@ -258,7 +259,19 @@ func (s *LinkServer) serve(raw net.Conn) {
 		err = re.q.serve(nc, &s.cfg.Link, func() error { return s.read(re, nc, &lr) })
 	}
 	n := s.detach(re)
+	if s.closing() {
+		log.Info("endpoint link closed: this center stops", "sessions_offline", n)
+		return
+	}
 	log.Warn("endpoint link down", "err", err, "sessions_offline", n)
+}
+
+// closing reports whether Close was called: links that end then end
+// because of it, which is no warning.
+func (s *LinkServer) closing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 // attach registers re unless an endpoint with its id is linked already:

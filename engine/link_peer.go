@@ -73,7 +73,7 @@ func dialLink(ctx context.Context, addr string, lc *LinkConfig, want string, id 
 		if peer.Role != want {
 			return fail(fmt.Errorf("%w: peer is a %s, not a %s", ErrLinkRefused, peer.Role, want))
 		}
-		nc = tc
+		nc = watchPeer(tc, lc.TLS, lc.RecheckInterval, lc.Logger)
 	}
 	if err := writeHello(nc, id, flags, timeout); err != nil {
 		return fail(err)
@@ -348,6 +348,10 @@ func (s *LinkServer) servePeer(raw, nc net.Conn, lr *linkReader, id uint32, peer
 	q.mu.Lock()
 	q.closeLocked()
 	q.mu.Unlock()
+	if s.closing() {
+		log.Info("center peer link closed: this center stops")
+		return
+	}
 	log.Warn("center peer link closed", "err", err)
 }
 

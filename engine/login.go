@@ -52,9 +52,10 @@ type LoginConfig struct {
 // the event loop, then a token and the server list in a sealed AUTH frame.
 // It never holds messaging sessions.
 type Login struct {
-	cfg LoginConfig
-	wg  sync.WaitGroup
-	hs  HandshakeStats
+	cfg     LoginConfig
+	wg      sync.WaitGroup
+	hs      HandshakeStats
+	failLog *logLimit // the "login failed" WARN lines
 	// queued counts admitted logins not yet answered; Refused counts
 	// logins turned away by admission control, Dropped those whose client
 	// left before their password was checked.
@@ -97,7 +98,7 @@ func NewLogin(cfg LoginConfig) *Login {
 	if cfg.Queue <= 0 {
 		cfg.Queue = 1024
 	}
-	return &Login{cfg: cfg}
+	return &Login{cfg: cfg, failLog: newLogLimit()}
 }
 
 type loginConn struct {
@@ -127,12 +128,14 @@ func (l *Login) OnFrame(c *Conn, f frame.Frame) error {
 	lc := c.Context().(*loginConn)
 	if f.Cmd() != frame.CmdHandshake || lc.busy || lc.keys != nil {
 		l.hs.fail(HandshakeNoHandshake)
+		l.logFailure(c.RemoteAddr, "", HandshakeNoHandshake, "frame before the handshake")
 		l.refuse(c, lc, frame.ErrCodeUnauthorized, "handshake expected")
 		return CloseWith(ReasonAuth, errNotAuthenticated)
 	}
 	payload, err := lc.hs.ReadFrame(nil, f)
 	if err != nil {
 		l.hs.fail(HandshakeCrypto)
+		l.logFailure(c.RemoteAddr, "", HandshakeCrypto, err.Error())
 		l.refuse(c, lc, frame.ErrCodeAuthFailed, "handshake failed")
 		return CloseWith(ReasonCrypto, err)
 	}
@@ -153,6 +156,7 @@ func (l *Login) OnFrame(c *Conn, f frame.Frame) error {
 	clear(payload)
 	if err != nil {
 		l.hs.fail(HandshakeBadRequest)
+		l.logFailure(c.RemoteAddr, "", HandshakeBadRequest, err.Error())
 		l.refuse(c, lc, frame.ErrCodeBadRequest, "malformed login request")
 		return CloseWith(ReasonAuth, err)
 	}
@@ -315,10 +319,12 @@ func (l *Login) Wait() { l.wg.Wait() }
 // hint.
 func (l *Login) check(ctx context.Context, req *session.LoginRequest, device []byte, addr string) (*LoginReply, uint16, time.Duration, error) {
 	host := hostOf(addr)
+	remote := func() string { return addr }
 	// The attempt is counted before anything is hashed: concurrent
 	// guesses see each other's reservations.
 	att, wait, err := l.cfg.Limiter.Reserve(req.Name, host)
 	if err != nil {
+		l.logFailure(remote, req.Name, HandshakeRateLimited, err.Error())
 		return nil, frame.ErrCodeRetry, l.limitHint(wait, err), l.limitErr(err)
 	}
 	u, err := l.cfg.Store.UserByName(ctx, req.Name)
@@ -332,6 +338,7 @@ func (l *Login) check(ctx context.Context, req *session.LoginRequest, device []b
 			return nil, 0, 0, ctx.Err()
 		}
 		l.hs.fail(HandshakeUnavailable)
+		l.logFailure(remote, req.Name, HandshakeUnavailable, err.Error())
 		return nil, frame.ErrCodeRetry, time.Second, errors.New("store unavailable; retry later")
 	}
 	dk := session.DeviceKeyHash(device)
@@ -352,6 +359,7 @@ func (l *Login) check(ctx context.Context, req *session.LoginRequest, device []b
 	}
 	if wait, err := att.Account(known); err != nil {
 		att.Cancel()
+		l.logFailure(remote, req.Name, HandshakeRateLimited, err.Error())
 		return nil, frame.ErrCodeRetry, l.limitHint(wait, err), l.limitErr(err)
 	}
 	if !found {
@@ -363,6 +371,11 @@ func (l *Login) check(ctx context.Context, req *session.LoginRequest, device []b
 		if errors.Is(err, session.ErrPasswordMismatch) {
 			att.Failed()
 			l.hs.fail(HandshakePassword)
+			detail := "wrong password"
+			if !found {
+				detail = "no such user"
+			}
+			l.logFailure(remote, req.Name, HandshakePassword, detail)
 			return nil, frame.ErrCodeAuthFailed, 0, errLoginFailed
 		}
 		att.Cancel()
@@ -395,8 +408,8 @@ func (l *Login) check(ctx context.Context, req *session.LoginRequest, device []b
 			"device": req.DeviceName, "addr": host, "time": now.UnixMilli()})
 		l.cfg.Notify(u.ID, frame.NoticeNewDevice, j)
 	}
-	l.hs.OK.Add(1)
-	l.cfg.Logger.Info("login", "user", u.ID, "new_device", isNew, "addr", host)
+	l.hs.OK.Add(1) // myim_handshakes_total{role="login"}
+	l.cfg.Logger.Debug("login", "user", u.ID, "new_device", isNew, "addr", host)
 	return reply, 0, 0, nil
 }
 
@@ -415,6 +428,28 @@ func (l *Login) limitErr(err error) error {
 		return errors.New("a login for this account or address is in progress; retry later")
 	}
 	return errors.New("too many failed logins; retry later")
+}
+
+// logFailure logs a failed login at WARN, with the client's address and
+// the reason, for operators and fail2ban, at most logLimitBurst a
+// logLimitInterval (a password-guessing storm must not flood the log).
+// Safe for concurrent use, and on the event loop.
+func (l *Login) logFailure(addr func() string, name string, f HandshakeFailure, detail string) {
+	ok, suppressed := l.failLog.allow()
+	if !ok {
+		return
+	}
+	attrs := []any{"addr", hostOf(addr()), "reason", f.String()}
+	if name != "" {
+		attrs = append(attrs, "user", name)
+	}
+	if detail != "" {
+		attrs = append(attrs, "detail", detail)
+	}
+	if suppressed > 0 {
+		attrs = append(attrs, "suppressed", suppressed)
+	}
+	l.cfg.Logger.Warn("login failed", attrs...)
 }
 
 // constantTimeEqual compares secrets (admin tokens) in constant time.

@@ -108,10 +108,11 @@ func TestServerCountsBytesOutAndLoopLag(t *testing.T) {
 }
 
 // TestMonitorServes checks /metrics (descriptions consistent with what is
-// collected), /v1/status and the page on a node's HTTP listener.
+// collected), /v1/status and the page on a node's admin listener, and that
+// the public listener serves none of them.
 func TestMonitorServes(t *testing.T) {
 	n, err := engine.NewNode(engine.NodeConfig{Role: engine.RoleEndpoint, EndpointAddr: "127.0.0.1:0",
-		HTTPAddr: "127.0.0.1:0"})
+		HTTPAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +131,7 @@ func TestMonitorServes(t *testing.T) {
 		t.Fatal(err)
 	}
 	center.Delivered.Add(3)
-	base := "http://" + n.Addrs()["http"].String()
+	base := "http://" + n.Addrs()["admin"].String()
 	for path, want := range map[string]string{
 		"/metrics":   `myim_messages_total{outcome="delivered"} 3`,
 		"/v1/status": `"delivered":3`,
@@ -148,5 +149,39 @@ func TestMonitorServes(t *testing.T) {
 	}
 	if resp, err := http.Get(base + "/nothing"); err != nil || resp.StatusCode != 404 {
 		t.Errorf("unknown path: %v %v", resp.StatusCode, err)
+	}
+	for _, path := range []string{"/metrics", "/v1/status", "/"} {
+		resp, err := http.Get("http://" + n.Addrs()["http"].String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 404 {
+			t.Errorf("public listener serves %s: %d", path, resp.StatusCode)
+		}
+	}
+}
+
+// TestInterpolatedQuantile wants percentiles read within the bucket: 100
+// deliveries spread over 50..100 ms give a p99 near 99.5 ms and a p50
+// near 75 ms, not the bucket's 100 ms.
+func TestInterpolatedQuantile(t *testing.T) {
+	var h engine.LatencyHistogram
+	if q := h.Snapshot().Interpolated(0.99); q != -1 {
+		t.Fatalf("empty: %v", q)
+	}
+	for i := 0; i < 100; i++ {
+		h.Observe(50*time.Millisecond + time.Duration(i)*500*time.Microsecond + time.Microsecond)
+	}
+	s := h.Snapshot()
+	if b := s.Quantile(0.99); b != 100*time.Millisecond {
+		t.Fatalf("bucket edge %v", b)
+	}
+	p99, p50 := s.Interpolated(0.99), s.Interpolated(0.5)
+	if p99 < 95*time.Millisecond || p99 >= 100*time.Millisecond {
+		t.Errorf("interpolated p99 %v, want in [95ms, 100ms)", p99)
+	}
+	if p50 < 70*time.Millisecond || p50 > 80*time.Millisecond {
+		t.Errorf("interpolated p50 %v, want about 75ms", p50)
 	}
 }

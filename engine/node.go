@@ -2,12 +2,15 @@ package engine
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,11 +25,16 @@ const (
 // NodeConfig describes one MyIM process. Empty addresses disable their
 // listener; the role decides which listeners exist at all.
 type NodeConfig struct {
-	Role             string
-	ServerID         uint32
-	EndpointAddr     string // client listener
-	LoginAddr        string // login listener
-	HTTPAddr         string // HTTP API, health and metrics
+	Role         string
+	ServerID     uint32
+	EndpointAddr string // client listener
+	LoginAddr    string // login listener
+	HTTPAddr     string // the public HTTP API and health
+	// HTTPTLS, when set, serves the public HTTP API over TLS.
+	HTTPTLS *tls.Config
+	// AdminAddr is the operators' listener: metrics, the admin API, pprof,
+	// the status page and health. Empty: those routes are not served.
+	AdminAddr        string
 	CenterAddr       string // center link listener
 	Limits           Config // limits for the client listeners; Addr is ignored
 	HandshakeTimeout time.Duration
@@ -62,14 +70,20 @@ type Node struct {
 	http    *http.Server
 	httpLn  net.Listener
 	mux     *http.ServeMux
+	admin   *http.Server
+	adminLn net.Listener
+	amux    *http.ServeMux
+	routes  []Route // what mux and amux were given, for Routes
 	mu      sync.Mutex
 	stopped bool
+	// draining turns /readyz to 503 while the node empties.
+	draining atomic.Bool
 }
 
 // NewNode prepares a node; handlers for each listener come from the role.
 func NewNode(cfg NodeConfig) (*Node, error) {
 	cfg.fillDefaults()
-	n := &Node{cfg: cfg, servers: make(map[string]*Server), mux: http.NewServeMux()}
+	n := &Node{cfg: cfg, servers: make(map[string]*Server), mux: http.NewServeMux(), amux: http.NewServeMux()}
 	all := cfg.Role == RoleAll
 	add := func(name, addr string, h Handler) {
 		if addr == "" {
@@ -104,19 +118,64 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if all || cfg.Role == RoleCenter {
 		add("center", cfg.CenterAddr, or(cfg.CenterHandler))
 	}
-	n.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	healthz := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}`))
-	})
-	n.mux.HandleFunc("GET /readyz", n.readyz)
+	}
+	for _, m := range []*http.ServeMux{n.mux, n.amux} {
+		m.HandleFunc("GET /healthz", healthz)
+		m.HandleFunc("GET /readyz", n.readyz)
+	}
+	for _, l := range []string{ListenerHTTP, ListenerAdmin} {
+		n.routes = append(n.routes, Route{l, "GET /healthz"}, Route{l, "GET /readyz"})
+	}
 	return n, nil
 }
 
-// HandleHTTP adds a route to the node's HTTP API, before Start.
-func (n *Node) HandleHTTP(pattern string, h http.Handler) { n.mux.Handle(pattern, h) }
+// HandleHTTP adds a route to the node's public HTTP API, before Start.
+func (n *Node) HandleHTTP(pattern string, h http.Handler) {
+	n.mux.Handle(pattern, h)
+	n.routes = append(n.routes, Route{ListenerHTTP, pattern})
+}
+
+// The HTTP listeners of a node, as Route.Listener names them.
+const (
+	ListenerHTTP  = "http"  // --http-addr: the public API
+	ListenerAdmin = "admin" // --admin-addr: operators
+)
+
+// Route is one HTTP route of a node.
+type Route struct {
+	Listener string // ListenerHTTP or ListenerAdmin
+	Pattern  string // as given to HandleHTTP or HandleAdmin: "GET /v1/friends"
+}
+
+// Routes returns the node's HTTP routes in the order they were added: what
+// docs/openapi.yaml is checked against. Not safe to call concurrently with
+// HandleHTTP or HandleAdmin.
+func (n *Node) Routes() []Route { return slices.Clone(n.routes) }
+
+// HandleAdmin adds a route to the node's admin listener, before Start.
+func (n *Node) HandleAdmin(pattern string, h http.Handler) {
+	n.amux.Handle(pattern, h)
+	n.routes = append(n.routes, Route{ListenerAdmin, pattern})
+}
+
+// SetDraining marks the node as emptying (true) or serving again (false):
+// while draining /readyz answers 503, so that load balancers send no one
+// new. Safe for concurrent use.
+func (n *Node) SetDraining(on bool) { n.draining.Store(on) }
+
+// Draining reports whether SetDraining(true) is in force.
+func (n *Node) Draining() bool { return n.draining.Load() }
 
 func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
+	if n.draining.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"status":"unready","error":"draining"}`))
+		return
+	}
 	if n.cfg.Ready != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
@@ -137,26 +196,43 @@ func (n *Node) Start() error {
 			return fmt.Errorf("%s listener: %w", name, err)
 		}
 	}
-	if n.cfg.HTTPAddr != "" {
-		ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
-		if err != nil {
-			n.stopAll(context.Background())
-			return fmt.Errorf("http listener: %w", err)
-		}
-		n.httpLn = ln
-		n.http = &http.Server{Handler: n.mux, ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog: slog.NewLogLogger(n.cfg.Logger.Handler(), slog.LevelWarn)}
-		go func() {
-			if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				n.cfg.Logger.Error("http server", "err", err)
-			}
-		}()
+	var err error
+	if n.http, n.httpLn, err = n.serveHTTP("http", n.cfg.HTTPAddr, n.cfg.HTTPTLS, n.mux); err != nil {
+		n.stopAll(context.Background())
+		return err
+	}
+	if n.admin, n.adminLn, err = n.serveHTTP("admin", n.cfg.AdminAddr, nil, n.amux); err != nil {
+		n.stopAll(context.Background())
+		return err
 	}
 	return nil
 }
 
+// serveHTTP listens on addr (nothing when empty) and serves h there.
+func (n *Node) serveHTTP(name, addr string, tcfg *tls.Config, h http.Handler) (*http.Server, net.Listener, error) {
+	if addr == "" {
+		return nil, nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s listener: %w", name, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tcfg,
+		ErrorLog: slog.NewLogLogger(n.cfg.Logger.Handler(), slog.LevelWarn)}
+	serve := func() error { return srv.Serve(ln) }
+	if tcfg != nil {
+		serve = func() error { return srv.ServeTLS(ln, "", "") }
+	}
+	go func() {
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.cfg.Logger.Error(name+" server", "err", err)
+		}
+	}()
+	return srv, ln, nil
+}
+
 // Addrs returns each listener's bound address by name: login, endpoint,
-// center, http.
+// center, http, admin.
 func (n *Node) Addrs() map[string]net.Addr {
 	m := make(map[string]net.Addr, len(n.servers)+1)
 	for name, s := range n.servers {
@@ -164,6 +240,9 @@ func (n *Node) Addrs() map[string]net.Addr {
 	}
 	if n.httpLn != nil {
 		m["http"] = n.httpLn.Addr()
+	}
+	if n.adminLn != nil {
+		m["admin"] = n.adminLn.Addr()
 	}
 	return m
 }
@@ -186,8 +265,10 @@ func (n *Node) Stop(ctx context.Context) error {
 
 func (n *Node) stopAll(ctx context.Context) error {
 	var errs []error
-	if n.http != nil {
-		errs = append(errs, n.http.Shutdown(ctx))
+	for _, h := range []*http.Server{n.http, n.admin} {
+		if h != nil {
+			errs = append(errs, h.Shutdown(ctx))
+		}
 	}
 	for _, name := range n.order {
 		s := n.servers[name]

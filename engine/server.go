@@ -186,6 +186,9 @@ func (s *Server) Start() error {
 		err := gnet.Run(&gnetHandler{s}, addr,
 			gnet.WithNumEventLoop(s.cfg.Loops),
 			gnet.WithReusePort(s.cfg.ReusePort),
+			// A restarted server rebinds at once, while the old process's
+			// connections still sit in TIME_WAIT.
+			gnet.WithReuseAddr(true),
 			gnet.WithTicker(true),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithLogger(gnetLogger{s.cfg.Logger}),

@@ -3,16 +3,22 @@ package engine
 import (
 	"context"
 	_ "embed"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"runtime"
 	"runtime/metrics"
+	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/procfs"
+
+	"github.com/myim/myim/route"
 )
 
 // MonitorConfig names what a Monitor reads. Every field may be nil: a node
@@ -25,10 +31,33 @@ type MonitorConfig struct {
 	Store    *TimedStore
 	// Logs holds recent warnings and errors for the status page.
 	Logs *LogRing
-	// ServerID and Version describe this node on the status page.
+	// ServerID, Version and Commit describe this node on the status page
+	// and in myim_build_info.
 	ServerID uint32
 	Version  string
+	Commit   string
+	// Registry, when set, is where the node publishes its figures every few
+	// seconds and reads the other nodes' for the status page (role "node").
+	Registry route.Table
+	// AdminAddr is the address published with the figures, where an
+	// operator finds this node's own status page.
+	AdminAddr string
 }
+
+// nodeRegistryBit sets the registry ids of the nodes' status records apart
+// from the endpoints' (the server id) and the centers' (centerRegistryBit).
+const nodeRegistryBit = 1 << 17
+
+// RoleNode is the registry role of the nodes' status records.
+const RoleNode = "node"
+
+// nodeTTL is how long a node's status record lives unless rewritten; it is
+// rewritten every nodePublish, so a node that died leaves the page within
+// nodeTTL.
+const (
+	nodeTTL     = 15 * time.Second
+	nodePublish = 5 * time.Second
+)
 
 // Monitor is what operators see of a node: the Prometheus collector behind
 // /metrics, the public /v1/status JSON and page, and the figures the admin
@@ -46,6 +75,26 @@ type Monitor struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	done     chan struct{}
+
+	// cluster caches the registry's node records for a second, so that
+	// pages polling the status do not each read Redis.
+	clusterMu sync.Mutex
+	cluster   []NodeStatus
+	clusterAt time.Time
+	// proc reads this process's RSS and CPU time; nil where /proc is not.
+	proc      *procfs.Proc
+	adminAddr atomic.Value // string
+}
+
+// SetAdminAddr sets the admin address published with the node's figures,
+// once the listener is bound. Safe for concurrent use.
+func (m *Monitor) SetAdminAddr(addr string) { m.adminAddr.Store(addr) }
+
+func (m *Monitor) admin() string {
+	if a, ok := m.adminAddr.Load().(string); ok {
+		return a
+	}
+	return m.cfg.AdminAddr
 }
 
 // sample is the node's totals at one second.
@@ -54,6 +103,10 @@ type sample struct {
 	messages uint64 // center outcomes, all kinds
 	frames   uint64 // frames in, every listener
 	delivery LatencySnapshot
+	cpu      float64 // process CPU seconds
+	logins   uint64  // login handshakes, succeeded
+	failures uint64  // login handshakes, failed
+	errs     uint64  // warnings and errors logged
 }
 
 // sampleWindow is how many one-second samples the monitor keeps: a minute,
@@ -68,6 +121,9 @@ const rateWindow = 10 * time.Second
 func NewMonitor(cfg MonitorConfig) *Monitor {
 	m := &Monitor{cfg: cfg, start: time.Now(), samples: make([]sample, 0, sampleWindow),
 		stop: make(chan struct{}), done: make(chan struct{})}
+	if p, err := procfs.Self(); err == nil {
+		m.proc = &p
+	}
 	m.sample(time.Now())
 	go m.run()
 	return m
@@ -83,13 +139,43 @@ func (m *Monitor) run() {
 	defer close(m.done)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	var lastPublish time.Time
 	for {
 		select {
 		case <-m.stop:
+			if m.cfg.Registry != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				_ = m.cfg.Registry.UnregisterServer(ctx, nodeRegistryBit|m.cfg.ServerID)
+				cancel()
+			}
 			return
 		case now := <-t.C:
 			m.sample(now)
+			if m.cfg.Registry != nil && now.Sub(lastPublish) >= nodePublish {
+				lastPublish = now
+				m.publish()
+			}
 		}
+	}
+}
+
+// Publish writes this node's figures to the registry now (the sampler
+// does it every few seconds). Safe for concurrent use.
+func (m *Monitor) Publish() {
+	if m.cfg.Registry != nil {
+		m.publish()
+	}
+}
+
+func (m *Monitor) publish() {
+	st := m.self(m.Stats())
+	info, _ := json.Marshal(st)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := m.cfg.Registry.RegisterServer(ctx, route.Server{ID: nodeRegistryBit | m.cfg.ServerID, Role: RoleNode,
+		Addr: m.admin(), Info: info}, nodeTTL)
+	if err != nil && m.cfg.Logs != nil {
+		slog.New(m.cfg.Logs).Debug("status record not published", "err", err)
 	}
 }
 
@@ -119,7 +205,39 @@ func (m *Monitor) read(now time.Time) sample {
 	if e := m.cfg.Endpoint; e != nil {
 		s.delivery = e.delivery.Snapshot()
 	}
+	if l := m.cfg.Login; l != nil {
+		h := l.Handshakes()
+		s.logins = h.OK.Load()
+		for i := range h.Failed {
+			s.failures += h.Failed[i].Load()
+		}
+	}
+	if m.cfg.Logs != nil {
+		s.errs = m.cfg.Logs.Count()
+	}
+	if m.proc != nil {
+		if ps, err := m.proc.Stat(); err == nil {
+			s.cpu = ps.CPUTime()
+		}
+	}
 	return s
+}
+
+// rss returns the process's resident memory in bytes, 0 where unknown.
+func (m *Monitor) rss() uint64 {
+	if m.proc != nil {
+		if ps, err := m.proc.Stat(); err == nil {
+			return uint64(ps.ResidentMemory())
+		}
+	}
+	return 0
+}
+
+func (m *Monitor) role() string {
+	if n := m.cfg.Node; n != nil {
+		return n.cfg.Role
+	}
+	return RoleAll
 }
 
 // history returns the samples oldest first. Lock must be held.
@@ -152,14 +270,25 @@ type NodeStats struct {
 	// the storage jobs waiting for a worker.
 	Pending    int `json:"pending_receipts"`
 	StoreQueue int `json:"storage_queue"`
-	// DeliveryP99Ms is the 99th percentile of delivery latency over the
-	// last minute in milliseconds (a bucket's upper bound), -1 without
-	// deliveries.
-	DeliveryP99Ms float64       `json:"delivery_p99_ms"`
-	Goroutines    int           `json:"goroutines"`
-	HeapBytes     uint64        `json:"heap_bytes"`
-	Nodes         []NodeStatus  `json:"nodes"`
-	Errors        []RecentError `json:"recent_errors"`
+	// DeliveryP50Ms and DeliveryP99Ms are percentiles of delivery latency
+	// over the last minute in milliseconds, interpolated within the
+	// histogram's buckets; -1 without deliveries.
+	DeliveryP50Ms float64 `json:"delivery_p50_ms"`
+	DeliveryP99Ms float64 `json:"delivery_p99_ms"`
+	Goroutines    int     `json:"goroutines"`
+	HeapBytes     uint64  `json:"heap_bytes"`
+	RSSBytes      uint64  `json:"rss_bytes"`
+	// CPUPercent is the process's CPU use over the last ten seconds, 100
+	// for one core busy.
+	CPUPercent float64 `json:"cpu_percent"`
+	// LoginsPerSec and LoginFailuresPerSec are login handshakes over the
+	// last ten seconds; ErrorsPerMin the warnings and errors logged.
+	LoginsPerSec        float64 `json:"logins_per_sec"`
+	LoginFailuresPerSec float64 `json:"login_failures_per_sec"`
+	ErrorsPerMin        float64 `json:"errors_per_min"`
+	// Nodes lists every node of the cluster the registry knows (only this
+	// one without a shared registry), this one included, by id.
+	Nodes []NodeStatus `json:"nodes"`
 }
 
 // heapBytes reads the live heap through runtime/metrics, which, unlike
@@ -173,20 +302,86 @@ func heapBytes() uint64 {
 	return 0
 }
 
-// NodeStatus is one node of the cluster with its load.
+// NodeStatus is one node of the cluster with its load, as it published it
+// in the registry.
 type NodeStatus struct {
-	ID       uint32 `json:"id"`
-	Role     string `json:"role"`
-	Sessions int    `json:"sessions"`
-	Conns    int    `json:"connections"`
-	Draining bool   `json:"draining"`
-	Self     bool   `json:"self"`
+	ID                  uint32  `json:"id"`
+	Role                string  `json:"role"`
+	Version             string  `json:"version"`
+	State               string  `json:"state"` // serving or draining
+	Sessions            int     `json:"sessions"`
+	Conns               int     `json:"connections"`
+	Draining            bool    `json:"draining"`
+	RSSBytes            uint64  `json:"rss_bytes"`
+	CPUPercent          float64 `json:"cpu_percent"`
+	MessagesPerSec      float64 `json:"messages_per_sec"`
+	LoginsPerSec        float64 `json:"logins_per_sec"`
+	LoginFailuresPerSec float64 `json:"login_failures_per_sec"`
+	ErrorsPerMin        float64 `json:"errors_per_min"`
+	Uptime              float64 `json:"uptime_seconds"`
+	AdminAddr           string  `json:"admin_addr,omitempty"`
+	// Age is how many seconds ago the node published these figures.
+	Age  float64 `json:"age_seconds"`
+	Self bool    `json:"self"`
+}
+
+// self is this node's line of the cluster table, from its stats.
+func (m *Monitor) self(st *NodeStats) NodeStatus {
+	total := 0
+	for _, c := range st.Connections {
+		total += c
+	}
+	state := "serving"
+	if st.Draining {
+		state = "draining"
+	}
+	return NodeStatus{ID: m.cfg.ServerID, Role: m.role(), Version: m.cfg.Version, State: state,
+		Sessions: st.Sessions, Conns: total, Draining: st.Draining, RSSBytes: st.RSSBytes,
+		CPUPercent: st.CPUPercent, MessagesPerSec: st.MessagesPerSec, LoginsPerSec: st.LoginsPerSec,
+		LoginFailuresPerSec: st.LoginFailuresPerSec, ErrorsPerMin: st.ErrorsPerMin, Uptime: st.Uptime,
+		AdminAddr: m.admin(), Self: true}
+}
+
+// nodes returns the cluster's nodes from the registry with this one's
+// line fresh, by id.
+func (m *Monitor) nodes(self NodeStatus) []NodeStatus {
+	out := []NodeStatus{self}
+	if m.cfg.Registry == nil {
+		return out
+	}
+	m.clusterMu.Lock()
+	defer m.clusterMu.Unlock()
+	if time.Since(m.clusterAt) > time.Second {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		list, err := m.cfg.Registry.Servers(ctx, RoleNode)
+		cancel()
+		if err == nil {
+			m.cluster = m.cluster[:0]
+			now := time.Now().UnixMilli()
+			for _, s := range list {
+				var ns NodeStatus
+				if json.Unmarshal(s.Info, &ns) != nil {
+					continue
+				}
+				ns.Self, ns.Age = false, float64(now-s.Updated)/1000
+				m.cluster = append(m.cluster, ns)
+			}
+			m.clusterAt = time.Now()
+		}
+	}
+	for _, ns := range m.cluster {
+		if ns.ID != self.ID {
+			out = append(out, ns)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
 }
 
 // Stats computes the node's figures now.
 func (m *Monitor) Stats() *NodeStats {
 	st := &NodeStats{Node: m.cfg.ServerID, Version: m.cfg.Version, Uptime: time.Since(m.start).Seconds(),
-		Connections: map[string]int{}, DeliveryP99Ms: -1}
+		Connections: map[string]int{}, DeliveryP99Ms: -1, DeliveryP50Ms: -1}
 	total := 0
 	if n := m.cfg.Node; n != nil {
 		for _, name := range n.order {
@@ -229,21 +424,23 @@ func (m *Monitor) Stats() *NodeStats {
 				st.MessageRate = append(st.MessageRate, float64(h[i].messages-h[i-1].messages)/secs)
 			}
 		}
-		if q := last.delivery.Sub(h[0].delivery).Quantile(0.99); q >= 0 {
+		if secs := last.at.Sub(first.at).Seconds(); secs > 0 {
+			st.CPUPercent = 100 * (last.cpu - first.cpu) / secs
+			st.LoginsPerSec = float64(last.logins-first.logins) / secs
+			st.LoginFailuresPerSec = float64(last.failures-first.failures) / secs
+		}
+		if secs := last.at.Sub(h[0].at).Seconds(); secs > 0 {
+			st.ErrorsPerMin = 60 * float64(last.errs-h[0].errs) / secs
+		}
+		d := last.delivery.Sub(h[0].delivery)
+		if q := d.Interpolated(0.99); q >= 0 {
 			st.DeliveryP99Ms = float64(q) / float64(time.Millisecond)
+			st.DeliveryP50Ms = float64(d.Interpolated(0.5)) / float64(time.Millisecond)
 		}
 	}
-	st.Goroutines, st.HeapBytes = runtime.NumGoroutine(), heapBytes()
-	role := RoleAll
-	if n := m.cfg.Node; n != nil {
-		role = n.cfg.Role
-	}
-	st.Nodes = []NodeStatus{{ID: m.cfg.ServerID, Role: role, Sessions: st.Sessions, Conns: total,
-		Draining: st.Draining, Self: true}}
-	st.Errors = []RecentError{}
-	if m.cfg.Logs != nil {
-		st.Errors = m.cfg.Logs.Recent()
-	}
+	st.Goroutines, st.HeapBytes, st.RSSBytes = runtime.NumGoroutine(), heapBytes(), m.rss()
+	_ = total
+	st.Nodes = m.nodes(m.self(st))
 	return st
 }
 
@@ -251,16 +448,18 @@ func (m *Monitor) Stats() *NodeStats {
 var statusPage []byte
 
 // Register adds /metrics (Prometheus, with Go runtime and process
-// collectors), the public /v1/status JSON and the status page at / to n.
+// collectors), the /v1/status JSON and the status page at / to n's admin
+// listener. The status JSON holds figures only, no log lines: the recent
+// warnings and errors are in the admin API, behind the secret.
 func (m *Monitor) Register(n *Node) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(m, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	n.HandleHTTP("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	n.HandleHTTP("GET /v1/status", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	n.HandleAdmin("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	n.HandleAdmin("GET /v1/status", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		writeJSON(w, http.StatusOK, m.Stats())
 	}))
-	n.HandleHTTP("GET /{$}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	n.HandleAdmin("GET /{$}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
 		_, _ = w.Write(statusPage)
@@ -287,6 +486,7 @@ type LogRing struct {
 }
 
 type ring struct {
+	n    atomic.Uint64 // warnings and errors ever logged
 	mu   sync.Mutex
 	recs []RecentError
 	pos  int
@@ -345,7 +545,11 @@ func (l *LogRing) Recent() []RecentError {
 	return l.r.list()
 }
 
+// Count returns how many warnings and errors were logged since start.
+func (l *LogRing) Count() uint64 { return l.r.n.Load() }
+
 func (r *ring) add(e RecentError) {
+	r.n.Add(1)
 	r.mu.Lock()
 	if len(r.recs) < r.size {
 		r.recs = append(r.recs, e)

@@ -229,6 +229,7 @@ func (m *Memory) RegisterServer(ctx context.Context, s Server, ttl time.Duration
 	}
 	s.StaticKey = append([]byte(nil), s.StaticKey...)
 	s.Cert = append([]byte(nil), s.Cert...)
+	s.Info = append([]byte(nil), s.Info...)
 	s.Updated = time.Now().UnixMilli()
 	m.smu.Lock()
 	m.servers[s.ID] = memServer{s: s, exp: m.now() + int64(ttl)}
@@ -250,6 +251,7 @@ func (m *Memory) Servers(ctx context.Context, role string) ([]Server, error) {
 			s := e.s
 			s.StaticKey = append([]byte(nil), s.StaticKey...)
 			s.Cert = append([]byte(nil), s.Cert...)
+			s.Info = append([]byte(nil), s.Info...)
 			out = append(out, s)
 		}
 	}

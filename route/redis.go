@@ -504,6 +504,7 @@ type serverRecord struct {
 	Cert      []byte `json:"cert,omitempty"`
 	Updated   int64  `json:"upd"`
 	Expires   int64  `json:"exp"` // Unix ms
+	Info      []byte `json:"info,omitempty"`
 }
 
 // roleKey returns <prefix>{servers}:<role>.
@@ -596,7 +597,7 @@ func (r *Redis) RegisterServer(ctx context.Context, s Server, ttl time.Duration)
 	now := nowMs()
 	rec, err := json.Marshal(serverRecord{
 		ID: s.ID, Role: s.Role, Addr: s.Addr, Priority: s.Priority, Load: s.Load,
-		StaticKey: s.StaticKey, Cert: s.Cert, Updated: now, Expires: now + ttlMs(ttl),
+		StaticKey: s.StaticKey, Cert: s.Cert, Updated: now, Expires: now + ttlMs(ttl), Info: s.Info,
 	})
 	if err != nil {
 		return fmt.Errorf("route: encode server: %w", err)
@@ -653,7 +654,7 @@ func (r *Redis) Servers(ctx context.Context, role string) ([]Server, error) {
 		}
 		out = append(out, Server{
 			ID: rec.ID, Role: rec.Role, Addr: rec.Addr, Priority: rec.Priority, Load: rec.Load,
-			StaticKey: rec.StaticKey, Cert: rec.Cert, Updated: rec.Updated,
+			StaticKey: rec.StaticKey, Cert: rec.Cert, Updated: rec.Updated, Info: rec.Info,
 		})
 	}
 	if len(dead) > 0 {

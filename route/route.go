@@ -94,6 +94,9 @@ type Server struct {
 	// Updated is the registration time in Unix milliseconds. It is set by
 	// RegisterServer; the value passed in is ignored.
 	Updated int64
+	// Info is what the server publishes about itself for operators (a
+	// node's figures for the status page); opaque to the table.
+	Info []byte
 }
 
 // Table is the cluster-wide route table and server registry.

@@ -179,8 +179,9 @@ stop() {
 # RSS (see myim-bench --help). Endpoints close a session after --idle-timeout without a frame. On two
 # shared cores the ramp of the whole run can outlast the default two
 # minutes before the bench's first keepalive, so the run allows ten.
-limits=(--max-conns 19800 --idle-timeout 10m --log-level warn)
-listen=(--endpoint-addr 127.0.0.1:0 --login-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --center-addr 127.0.0.1:0)
+# The bench dials every session from a few addresses: no per-address handshake budget.
+limits=(--max-conns 19800 --idle-timeout 10m --log-level warn --handshake-rate -1)
+listen=(--endpoint-addr 127.0.0.1:0 --login-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --center-addr 127.0.0.1:0)
 
 {
   echo "# Past one process: $endpoints endpoints, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -192,7 +193,7 @@ listen=(--endpoint-addr 127.0.0.1:0 --login-addr 127.0.0.1:0 --http-addr 127.0.0
 
 log "baseline: one all-in-one myimd, $baseline_n sessions"
 start base --data-dir "$out/d0" --admin-secret "$secret" --pprof "${listen[@]}" "${limits[@]}"
-run_bench baseline --scenario idle --n "$baseline_n" --prefix base --http-addr "$(addr base http)" \
+run_bench baseline --scenario idle --n "$baseline_n" --prefix base --http-addr "$(addr base http)" --admin-addr "$(addr base admin)" \
   --admin-secret "$secret" --dial-rate "$dial_rate" --hold "$hold" --progress 5s --server-pid "$pid_base" --settle \
   --json "$out/baseline.json"
 stop "$pid_base"
@@ -201,12 +202,13 @@ log "cluster: one center, $endpoints endpoints, $total sessions from $bench_proc
 mysql "${mysql_args[@]}" -e "CREATE DATABASE $db"
 dsn="${mysql_base%/}/$db"
 common=(--redis-addr "$redis" --redis-prefix "$prefix")
-token=$("$myimd" cluster init --data-dir "$out/d1" --server-id 1 | tail -n 1)
+"$myimd" cluster init --data-dir "$out/d1" --server-id 1
 start center --role center --server-id 1 --data-dir "$out/d1" --join-addr 127.0.0.1:0 --mysql-dsn "$dsn" \
   --admin-secret "$secret" --pprof "${listen[@]}" "${common[@]}" "${limits[@]}"
 server_pids=$pid_center
 for k in $(seq 1 "$endpoints"); do
-  start "ep$k" --role endpoint --server-id $((k + 2)) --data-dir "$out/d$((k + 2))" --join "$token" \
+  "$myimd" cluster token --data-dir "$out/d1" --role endpoint --node $((k + 2)) >"$out/ep$k.join"
+  start "ep$k" --role endpoint --server-id $((k + 2)) --data-dir "$out/d$((k + 2))" --join-file "$out/ep$k.join" \
     --join-url "https://$(addr center join)" --center-link "$(addr center center)" \
     "${listen[@]}" "${common[@]}" "${limits[@]}"
   eval "server_pids=\$server_pids,\$pid_ep$k"
@@ -214,7 +216,7 @@ done
 # Four addresses per bench process: each address has about 28,000 ports.
 last_src=$((1 + 4 * bench_procs))
 run_bench cluster --scenario idle --procs "$bench_procs" --n "$total" --spread --min-servers "$endpoints" \
-  --prefix scale --http-addr "$(addr center http)" --admin-secret "$secret" --src "127.0.0.2-127.0.0.$last_src" \
+  --prefix scale --http-addr "$(addr center http)" --admin-addr "$(addr center admin)" --admin-secret "$secret" --src "127.0.0.2-127.0.0.$last_src" \
   --dial-rate "$dial_rate" --hold "$hold" --progress 5s --server-pid "$server_pids" --settle --json "$out/cluster.json"
 # Endpoints first, so that none of them sees its center go away.
 for k in $(seq 1 "$endpoints"); do

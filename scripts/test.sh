@@ -22,6 +22,10 @@ if [ -n "$unformatted" ]; then
   echo "gofmt would change: $unformatted" >&2
   exit 1
 fi
+echo "== Markdown code fences"
+bash ./scripts/lint-md.sh
+echo "== packaging (static binaries from an empty directory and environment, systemd unit)"
+bash ./scripts/check-packaging.sh
 echo "== go test -race"
 go test -race -count=1 -timeout 25m ./...
 echo "== scale tests at full size (the race detector slows crypto tenfold)"

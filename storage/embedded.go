@@ -41,6 +41,7 @@ import (
 //	blobrefs    sha256(32)              -> refs        (files per content)
 //	fshares     file|kind(1)|target     -> ""          (kind 0 user, 1 group)
 //	fusage      owner                   -> bytes       (files + open uploads)
+//	revoked     sid                     -> until(8)    (revoked tokens, unix ms)
 //
 // The file buckets were added without a schema version bump: an older
 // binary opens the file and leaves them alone. Version 2 appended a flags
@@ -82,11 +83,12 @@ var (
 	bktBlobRefs   = []byte("blobrefs")
 	bktFShares    = []byte("fshares")
 	bktFUsage     = []byte("fusage")
+	bktRevoked    = []byte("revoked")
 
 	allBuckets = [][]byte{bktUsers, bktUserNames, bktDevices, bktFriends, bktFriendReqs,
 		bktOffline, bktOffMID, bktOffCID, bktGroups, bktGMembers, bktUGroups, bktGMsgs,
 		bktGExp, bktMeta, bktUploads, bktUpStale, bktFiles, bktOwnFiles, bktBlobRefs,
-		bktFShares, bktFUsage}
+		bktFShares, bktFUsage, bktRevoked}
 
 	keySchemaVersion = []byte("schema_version")
 )
@@ -598,6 +600,49 @@ func (s *embedded) CountOffline(ctx context.Context, user uint64) (int, error) {
 
 func (s *embedded) CountGroupMsgs(ctx context.Context, group uint64) (int, error) {
 	return s.countPrefix(ctx, bktGMsgs, be64(group))
+}
+
+func (s *embedded) RevokeToken(ctx context.Context, sid string, until int64) error {
+	if sid == "" || len(sid) > MaxSIDLen {
+		return fmt.Errorf("%w: token session id of %d bytes", ErrInvalid, len(sid))
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bktRevoked)
+		if v := b.Get([]byte(sid)); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) >= until {
+			return nil
+		}
+		return b.Put([]byte(sid), be64(uint64(until)))
+	})
+}
+
+func (s *embedded) RevokedTokens(ctx context.Context, now int64) (map[string]int64, error) {
+	out := map[string]int64{}
+	var stale [][]byte
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bktRevoked).ForEach(func(k, v []byte) error {
+			until := int64(binary.BigEndian.Uint64(v))
+			if until > now {
+				out[string(k)] = until
+			} else {
+				stale = append(stale, bytes.Clone(k))
+			}
+			return nil
+		})
+	})
+	if err != nil || len(stale) == 0 {
+		return out, err
+	}
+	return out, s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bktRevoked)
+		for _, k := range stale {
+			if v := b.Get(k); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) <= now {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 }
 
 func (s *embedded) countPrefix(ctx context.Context, bucket, prefix []byte) (int, error) {

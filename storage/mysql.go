@@ -293,6 +293,14 @@ var mysqlMigrations = [][]string{
 		"ALTER TABLE im_groups ADD COLUMN is_open TINYINT UNSIGNED NOT NULL DEFAULT 0",
 		"ALTER TABLE group_members ADD COLUMN role TINYINT UNSIGNED NOT NULL DEFAULT 0",
 	},
+	// Version 4: revoked access tokens, by session id, until they expire.
+	{
+		`CREATE TABLE IF NOT EXISTS revoked_tokens (
+			sid VARBINARY(64) NOT NULL,
+			until_ms BIGINT NOT NULL,
+			PRIMARY KEY (sid)
+		) ENGINE=InnoDB`,
+	},
 }
 
 // migrate brings the schema to len(mysqlMigrations), holding a named lock
@@ -1097,6 +1105,36 @@ func (s *mysqlStore) CountGroupMsgs(ctx context.Context, group uint64) (int, err
 	var n int
 	err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM group_msgs WHERE group_id = ?", group).Scan(&n)
 	return n, s.fail("count group messages", err)
+}
+
+func (s *mysqlStore) RevokeToken(ctx context.Context, sid string, until int64) error {
+	if sid == "" || len(sid) > MaxSIDLen {
+		return fmt.Errorf("%w: token session id of %d bytes", ErrInvalid, len(sid))
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO revoked_tokens (sid, until_ms) VALUES (?, ?)
+		ON DUPLICATE KEY UPDATE until_ms = GREATEST(until_ms, VALUES(until_ms))`, sid, until)
+	return s.fail("revoke token", err)
+}
+
+func (s *mysqlStore) RevokedTokens(ctx context.Context, now int64) (map[string]int64, error) {
+	if _, err := s.db.ExecContext(ctx, "DELETE FROM revoked_tokens WHERE until_ms <= ?", now); err != nil {
+		return nil, s.fail("revoked tokens", err)
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT sid, until_ms FROM revoked_tokens WHERE until_ms > ?", now)
+	if err != nil {
+		return nil, s.fail("revoked tokens", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var sid string
+		var until int64
+		if err := rows.Scan(&sid, &until); err != nil {
+			return nil, s.fail("revoked tokens", err)
+		}
+		out[sid] = until
+	}
+	return out, s.fail("revoked tokens", rows.Err())
 }
 
 // ---- files

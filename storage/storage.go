@@ -81,6 +81,9 @@ const (
 // by many goroutines. Every method may block on I/O and honours ctx
 // cancellation (the embedded backend checks ctx before it starts and before
 // it commits; a bbolt transaction cannot be interrupted half way).
+// MaxSIDLen bounds a revoked token's session id (tokens carry 22).
+const MaxSIDLen = 64
+
 type Store interface {
 	// CreateUser stores u with a new ID (IDs start at 1) and returns it.
 	// u.ID is ignored; CreatedAt 0 means now. ErrExists if the name is
@@ -191,6 +194,15 @@ type Store interface {
 	// CountGroupMsgs returns how many messages of the group are stored,
 	// expired ones not yet purged included.
 	CountGroupMsgs(ctx context.Context, group uint64) (int, error)
+
+	// RevokeToken records that access tokens with session id sid are
+	// refused until until (unix milliseconds; the token's expiry). Revoking
+	// again keeps the later time. ErrInvalid for an empty sid or one longer
+	// than MaxSIDLen.
+	RevokeToken(ctx context.Context, sid string, until int64) error
+	// RevokedTokens returns the revocations still in force at now (unix
+	// milliseconds), sid -> until, and forgets those that are not.
+	RevokedTokens(ctx context.Context, now int64) (map[string]int64, error)
 
 	// CreateUpload records an upload of u.Owner with a new ID (IDs start
 	// at 1) and reserves u.Size bytes of the owner's quota (see files.go).

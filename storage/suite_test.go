@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -96,6 +97,7 @@ func runSuite(t *testing.T, newStore func(t *testing.T) Store, reopen func(t *te
 		{"GroupExpiry", testGroupExpiry},
 		{"GroupConcurrentAppend", testGroupConcurrentAppend},
 		{"GroupConcurrentAck", testGroupConcurrentAck},
+		{"RevokedTokens", testRevokedTokens},
 		{"Context", testContext},
 		{"Closed", testClosed},
 	}
@@ -110,6 +112,32 @@ func runSuite(t *testing.T, newStore func(t *testing.T) Store, reopen func(t *te
 		t.Parallel()
 		testReopen(t, newStore(t), reopen)
 	})
+}
+
+// testRevokedTokens: a revocation holds until its time, revoking again
+// keeps the later time, and expired ones are forgotten.
+func testRevokedTokens(t *testing.T, s Store) {
+	ctx := context.Background()
+	if err := s.RevokeToken(ctx, "", 5); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("empty sid: %v", err)
+	}
+	if err := s.RevokeToken(ctx, strings.Repeat("x", MaxSIDLen+1), 5); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("long sid: %v", err)
+	}
+	must(0, s.RevokeToken(ctx, "a", 2000)).of(t)
+	must(0, s.RevokeToken(ctx, "a", 1000)).of(t) // the later time stays
+	must(0, s.RevokeToken(ctx, "b", 1500)).of(t)
+	if got := must(s.RevokedTokens(ctx, 1200)).of(t); len(got) != 2 || got["a"] != 2000 || got["b"] != 1500 {
+		t.Fatalf("at 1200: %v", got)
+	}
+	if got := must(s.RevokedTokens(ctx, 1500)).of(t); len(got) != 1 || got["a"] != 2000 {
+		t.Fatalf("at 1500: %v", got)
+	}
+	// b was forgotten: revoking it again for a short time is all there is.
+	must(0, s.RevokeToken(ctx, "b", 1600)).of(t)
+	if got := must(s.RevokedTokens(ctx, 1550)).of(t); got["b"] != 1600 {
+		t.Fatalf("b again: %v", got)
+	}
 }
 
 // ---- helpers

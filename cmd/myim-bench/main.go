@@ -32,6 +32,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/myim/myim/internal/buildinfo"
 )
 
 // Config is everything a run needs; flags fill it. Zero values take the
@@ -45,6 +47,7 @@ type Config struct {
 	Endpoint string
 	Login    string // login listener, for login-storm and login fallback
 	HTTP     string // host:port of the HTTP API
+	AdminAPI string // host:port of the admin listener (bulk users, tokens, pprof)
 	Admin    string // admin secret for the provisioning API
 	Root     string // root.pub file or the key itself (login needs it)
 
@@ -164,6 +167,10 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version") {
+		fmt.Fprintln(stdout, buildinfo.Get().String("myim-bench"))
+		return 0
+	}
 	cfg, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -211,6 +218,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.Endpoint, "addr", "", "endpoint address (MyIM: default from the server list; required for peers)")
 	fs.StringVar(&c.Login, "login-addr", "127.0.0.1:5223", "login listener")
 	fs.StringVar(&c.HTTP, "http-addr", "127.0.0.1:5280", "HTTP API address")
+	fs.StringVar(&c.AdminAPI, "admin-addr", "127.0.0.1:5281", "myimd's admin listener (bulk users, tokens; pprof for --settle)")
 	fs.StringVar(&c.Admin, "admin-secret", os.Getenv("MYIM_ADMIN_SECRET"), "admin secret for bulk users and tokens (env MYIM_ADMIN_SECRET); without it users register and log in one by one")
 	fs.StringVar(&c.Root, "root", "myim-data/root.pub", "the cluster root key, or a file holding it (login needs it)")
 	fs.IntVar(&c.Conns, "n", 100, "sessions to open")

@@ -82,7 +82,7 @@ func startServer(t testing.TB) *server {
 func startMyimd(t testing.TB, dir string, args ...string) *server {
 	t.Helper()
 	cmd := exec.Command(myimdBin(t), append([]string{"--data-dir", dir,
-		"--endpoint-addr", "127.0.0.1:0", "--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		"--endpoint-addr", "127.0.0.1:0", "--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--shutdown-grace", "5s",
 		"--center-addr", "127.0.0.1:0", "--log-level", "warn"}, args...)...)
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer
@@ -124,7 +124,7 @@ func startMyimd(t testing.TB, dir string, args ...string) *server {
 }
 
 func (s *server) config(scenario, prefix string) Config {
-	return Config{Scenario: scenario, HTTP: s.addrs["http"], Login: s.addrs["login"], Admin: "bench-secret",
+	return Config{Scenario: scenario, HTTP: s.addrs["http"], AdminAPI: s.addrs["admin"], Login: s.addrs["login"], Admin: "bench-secret",
 		Root: filepath.Join(s.dir, "root.pub"), Prefix: prefix, ServerPIDs: []int{s.pid}, Conns: 20,
 		Duration: 700 * time.Millisecond, Drain: 10 * time.Second, Hold: 200 * time.Millisecond,
 		Window: 4, Size: 64, QoS: 1, Sources: []string{"auto"}, Quiet: true, Out: io.Discard}
@@ -278,7 +278,7 @@ func runProcs(t *testing.T, args ...string) (*Report, string) {
 }
 
 func (s *server) args(prefix string, n int) []string {
-	return []string{"--scenario", "idle", "--http-addr", s.addrs["http"], "--admin-secret", "bench-secret",
+	return []string{"--scenario", "idle", "--http-addr", s.addrs["http"], "--admin-addr", s.addrs["admin"], "--admin-secret", "bench-secret",
 		"--prefix", prefix, "--n", strconv.Itoa(n), "--hold", "300ms", "--progress", "200ms"}
 }
 
@@ -325,9 +325,12 @@ func TestSpreadProcs(t *testing.T) {
 	redis := testRedis(t)
 	prefix := fmt.Sprintf("benchtest%d:", time.Now().UnixNano())
 	dir1 := filepath.Join(t.TempDir(), "first")
-	out, err := exec.Command(myimdBin(t), "cluster", "init", "--data-dir", dir1, "--server-id", "1").Output()
-	if err != nil {
+	if err := exec.Command(myimdBin(t), "cluster", "init", "--data-dir", dir1, "--server-id", "1").Run(); err != nil {
 		t.Fatalf("cluster init: %v", err)
+	}
+	out, err := exec.Command(myimdBin(t), "cluster", "token", "--data-dir", dir1, "--role", "endpoint", "--node", "3").Output()
+	if err != nil {
+		t.Fatalf("cluster token: %v", err)
 	}
 	token := strings.TrimSpace(string(out))
 	common := []string{"--redis-addr", redis, "--redis-prefix", prefix}

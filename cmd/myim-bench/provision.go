@@ -55,8 +55,8 @@ type fleet struct {
 var errNoAdminAPI = errors.New("bench: admin API unavailable")
 
 type httpAPI struct {
-	base, secret string
-	hc           *http.Client
+	base, admin, secret string // admin: the admin listener, for /v1/admin/ paths
+	hc                  *http.Client
 }
 
 func (h *httpAPI) post(ctx context.Context, path, bearer string, in, out any) (int, error) {
@@ -64,7 +64,11 @@ func (h *httpAPI) post(ctx context.Context, path, bearer string, in, out any) (i
 	if err != nil {
 		return 0, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+h.base+path, bytes.NewReader(b))
+	base := h.base
+	if strings.HasPrefix(path, "/v1/admin/") {
+		base = h.admin
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+base+path, bytes.NewReader(b))
 	if err != nil {
 		return 0, err
 	}
@@ -92,12 +96,19 @@ func (h *httpAPI) post(ctx context.Context, path, bearer string, in, out any) (i
 	return resp.StatusCode, nil
 }
 
+// loadRoot reads --root: a file holding the key (root.pub) or the key
+// itself. A path that names no file says so, rather than failing to parse
+// the path as a key.
 func loadRoot(s string) ([]session.VerifyKey, error) {
-	if b, err := os.ReadFile(s); err == nil {
+	b, ferr := os.ReadFile(s)
+	if ferr == nil {
 		s = string(b)
 	}
 	k, err := session.ParseVerifyKey(strings.TrimSpace(s))
 	if err != nil {
+		if ferr != nil && (strings.ContainsAny(s, `/\`) || strings.HasSuffix(s, ".pub")) {
+			return nil, fmt.Errorf("--root %s: %w (give root.pub from the server's data directory, or the key it prints)", s, ferr)
+		}
 		return nil, fmt.Errorf("--root: %w (give root.pub from the server's data directory, or the key it prints)", err)
 	}
 	return []session.VerifyKey{k}, nil
@@ -115,7 +126,7 @@ func provision(ctx context.Context, cfg *Config, n int, tokens bool) (*fleet, er
 		return nil, err
 	}
 	fl := &fleet{dev: &sessionDevice{key: key}}
-	api := &httpAPI{base: cfg.HTTP, secret: cfg.Admin, hc: &http.Client{Timeout: 5 * time.Minute}}
+	api := &httpAPI{base: cfg.HTTP, admin: cfg.AdminAPI, secret: cfg.Admin, hc: &http.Client{Timeout: 5 * time.Minute}}
 	err = provisionAdmin(ctx, cfg, api, fl, n, tokens)
 	if err == nil {
 		fl.admin = true

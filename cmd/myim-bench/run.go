@@ -43,16 +43,27 @@ type runner struct {
 	completeOnDelivery bool // the window slot frees on delivery, not on the sender's ack
 
 	stopping atomic.Bool // no new messages
-	closing  atomic.Bool // sessions are being closed on purpose
-	budget   atomic.Int64
-	limited  bool
-	readers  sync.WaitGroup
+	// ended counts sessions the server ended (not the bench): an idle
+	// hold stops at the first, since the figures it would report are
+	// no longer of held sessions.
+	ended   atomic.Int64
+	closing atomic.Bool // sessions are being closed on purpose
+	budget  atomic.Int64
+	limited bool
+	readers sync.WaitGroup
 
 	sent, delivered, acked, stored, errs, dups atomic.Int64
 	resent, reconnects, keepalives, skipped    atomic.Int64
 
 	errMu   sync.Mutex
 	lastErr error
+}
+
+// lastError returns the last error noted, or nil.
+func (r *runner) lastError() error {
+	r.errMu.Lock()
+	defer r.errMu.Unlock()
+	return r.lastErr
 }
 
 func (r *runner) noteErr(err error) {
@@ -73,7 +84,10 @@ func (r *runner) writeErr(_ *bconn, err error) {
 	r.fail(fmt.Errorf("write: %w", err))
 }
 
-func (r *runner) connErr(_ *bconn, err error) { r.fail(fmt.Errorf("session ended: %w", err)) }
+func (r *runner) connErr(_ *bconn, err error) {
+	r.ended.Add(1)
+	r.fail(fmt.Errorf("session ended: %w", err))
+}
 
 // take claims one message of the run's budget.
 func (r *runner) take() bool {
@@ -183,7 +197,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			cfg.GroupSize = cfg.Conns
 		}
 	}
-	for _, a := range []string{cfg.Endpoint, cfg.Login, cfg.HTTP} {
+	for _, a := range []string{cfg.Endpoint, cfg.Login, cfg.HTTP, cfg.AdminAPI} {
 		if a == "" || (cfg.Proto != "myim" && a != cfg.Endpoint) {
 			continue
 		}
@@ -362,6 +376,8 @@ func idle(ctx context.Context, r *runner, rep *Report) error {
 	defer ka.Stop()
 	hold := time.NewTimer(r.cfg.Hold)
 	defer hold.Stop()
+	watch := time.NewTicker(100 * time.Millisecond)
+	defer watch.Stop()
 wait:
 	for {
 		select {
@@ -370,6 +386,12 @@ wait:
 			return ctx.Err()
 		case <-ka.C:
 			r.pingAll()
+		case <-watch.C:
+			if n := r.ended.Load(); n > 0 {
+				prog.stop()
+				return fmt.Errorf("%d of %d sessions ended by the server after %v of the %v hold (server gone?): %v",
+					n, len(r.live), time.Since(start).Round(time.Millisecond), r.cfg.Hold, r.lastError())
+			}
 		case <-hold.C:
 			break wait
 		}

@@ -189,7 +189,7 @@ const (
 	settleSlack = 64 // KiB: smaller drops are noise
 )
 
-// settle has the server at cfg.HTTP collect its garbage, through the pprof
+// settle has the server at cfg.AdminAPI collect its garbage, through the pprof
 // heap handler's gc parameter (myimd --pprof, behind the admin secret), and
 // waits until the server processes' RSS stops falling. Provisioning leaves
 // garbage in that server (argon2id's 19 MiB buffer per bulk call, the JSON
@@ -198,7 +198,7 @@ const (
 func settle(ctx context.Context, cfg *Config, srv *serverProcs) error {
 	ctx, cancel := context.WithTimeout(ctx, settleLimit)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+cfg.HTTP+"/debug/pprof/heap?gc=1", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+cfg.AdminAPI+"/debug/pprof/heap?gc=1", nil)
 	if err != nil {
 		return err
 	}

@@ -1,18 +1,22 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/bytedance/sonic"
+	"github.com/BurntSushi/toml"
+	"go.yaml.in/yaml/v3"
 )
 
 // Config is myimd's single source of truth: every option is a field here,
@@ -78,6 +82,16 @@ type Config struct {
 	// GCPercent is the collector's target (debug.SetGCPercent), unless the
 	// GOGC environment variable is set.
 	GCPercent int
+
+	// AdminAddr is the operators' listener: metrics, admin API, pprof and
+	// the status page (empty: off).
+	AdminAddr string
+	// TLS on the public HTTP listener: a certificate and key in PEM files,
+	// or one made at start from the cluster CA (self-signed without one).
+	HTTPTLSCert, HTTPTLSKey string
+	HTTPTLSAuto             bool
+	// ShutdownGrace is how long SIGTERM drains before the process stops.
+	ShutdownGrace time.Duration
 }
 
 type option struct {
@@ -97,7 +111,7 @@ func (c *Config) options() []option {
 		{"redis-addr", "Redis address (empty: in-process routing)", (*stringValue)(&c.RedisAddr)},
 		{"log-format", "log format: text or json", &enumValue{&c.LogFormat, []string{"text", "json"}}},
 		{"log-level", "log level: debug, info, warn or error", &enumValue{&c.LogLevel, []string{"debug", "info", "warn", "error"}}},
-		{"config", "optional JSON config file; keys are the flag names", (*stringValue)(&c.ConfigFile)},
+		{"config", "optional config file, JSON, YAML (.yaml, .yml) or TOML (.toml); keys are the flag names", (*stringValue)(&c.ConfigFile)},
 		{"loops", "event loops per listener (0: one per CPU)", (*intValue)(&c.Loops)},
 		{"max-frame", "maximum frame size in bytes", (*intValue)(&c.MaxFrame)},
 		{"max-outbound", "maximum queued outbound bytes per connection", (*intValue)(&c.MaxOutbound)},
@@ -129,6 +143,11 @@ func (c *Config) options() []option {
 		{"max-file-size", "largest file the file server takes, in bytes", (*intValue)(&c.MaxFileSize)},
 		{"upload-timeout", "discard a file server upload with no write for this long", (*durationValue)(&c.UploadTimeout)},
 		{"xfer-idle", "end a user-to-user file transfer with no progress for this long", (*durationValue)(&c.XferIdle)},
+		{"admin-addr", "operators' HTTP listener: /metrics, the admin API, pprof, the status page (empty: off; keep it on loopback or a private network)", (*addrValue)(&c.AdminAddr)},
+		{"http-tls-cert", "PEM certificate (chain) for TLS on the public HTTP listener, with --http-tls-key", (*stringValue)(&c.HTTPTLSCert)},
+		{"http-tls-key", "PEM private key for --http-tls-cert", (*stringValue)(&c.HTTPTLSKey)},
+		{"http-tls-auto", "TLS on the public HTTP listener with a certificate made at start from the cluster CA (clients trust cluster-ca.pem of the first node's data dir), or self-signed without one", (*boolValue)(&c.HTTPTLSAuto)},
+		{"shutdown-grace", "on SIGTERM: how long to drain (readiness 503, new sessions refused, clients told to move, spread over this time) before stopping; a second SIGTERM stops at once", (*durationValue)(&c.ShutdownGrace)},
 		{"group-ttl", "center: how long a group message is kept for members that have not acknowledged it", (*durationValue)(&c.GroupTTL)},
 		{"group-sweep", "center: how often expired group messages are deleted from the store", (*durationValue)(&c.GroupSweep)},
 		{"gc-percent", "Go collector target: heap growth over live data, in percent, before a collection (Go's default is 100; lower holds less memory per session for some CPU under traffic; -1: off; Go's GOGC variable, when set, wins)", (*intValue)(&c.GCPercent)},
@@ -169,6 +188,8 @@ func defaults() Config {
 		RouteRetry:        5 * time.Second,
 		RouteTTL:          30 * time.Second,
 		GCPercent:         50,
+		AdminAddr:         "127.0.0.1:5281",
+		ShutdownGrace:     30 * time.Second,
 	}
 }
 
@@ -237,17 +258,37 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if c.PProf && c.AdminSecret == "" {
 		return c, errors.New("--pprof needs --admin-secret: profiles are served only behind it")
 	}
+	if (c.HTTPTLSCert == "") != (c.HTTPTLSKey == "") {
+		return c, errors.New("--http-tls-cert and --http-tls-key go together")
+	}
+	if c.HTTPTLSCert != "" && c.HTTPTLSAuto {
+		return c, errors.New("--http-tls-auto and --http-tls-cert exclude each other")
+	}
 	return c, nil
 }
 
+// applyFile reads the config file: TOML for .toml, YAML for .yaml and
+// .yml, JSON otherwise. Keys are the flag names; values are what the flag
+// takes (a number, a boolean, or a string such as "30s").
 func applyFile(path string, opts []option) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("config file: %v", err)
 	}
-	var m map[string]any
-	if err := sonic.Unmarshal(b, &m); err != nil {
-		return fmt.Errorf("config file %s: %v", path, err)
+	m := map[string]any{}
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".toml":
+		if _, err := toml.Decode(string(b), &m); err != nil {
+			return fmt.Errorf("config file %s: %s", path, oneLine(err.Error()))
+		}
+	case ".yaml", ".yml":
+		if err := yaml.Unmarshal(b, &m); err != nil {
+			return fmt.Errorf("config file %s: %s", path, oneLine(err.Error()))
+		}
+	default:
+		if err := json.Unmarshal(b, &m); err != nil {
+			return fmt.Errorf("config file %s: %s", path, jsonError(b, err))
+		}
 	}
 	byName := make(map[string]option, len(opts))
 	for _, o := range opts {
@@ -263,15 +304,51 @@ func applyFile(path string, opts []option) error {
 		if !ok {
 			return fmt.Errorf("config file %s: unknown key %q", path, k)
 		}
-		if err := o.value.Set(fmt.Sprint(m[k])); err != nil {
+		var v string
+		switch x := m[k].(type) {
+		case map[string]any, []any:
+			return fmt.Errorf("config file %s: %s: want a single value", path, k)
+		case float64: // JSON numbers: 1048576 must not become 1.048576e+06
+			v = strconv.FormatFloat(x, 'f', -1, 64)
+		default:
+			v = fmt.Sprint(x)
+		}
+		if err := o.value.Set(v); err != nil {
 			return fmt.Errorf("config file %s: %s: %v", path, k, err)
 		}
 	}
 	return nil
 }
 
+// jsonError says where in b a JSON error is, as line and column.
+func jsonError(b []byte, err error) string {
+	var off int64 = -1
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		off = se.Offset
+	case errors.As(err, &te):
+		off = te.Offset
+	}
+	if off < 0 || off > int64(len(b)) {
+		return oneLine(err.Error())
+	}
+	line := 1 + bytes.Count(b[:off], []byte("\n"))
+	col := off - int64(bytes.LastIndexByte(b[:off], '\n'))
+	return fmt.Sprintf("line %d, column %d: %s", line, col, oneLine(err.Error()))
+}
+
+// oneLine folds a multi-line message into one line.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
 func printUsage(w io.Writer, opts []option) {
-	fmt.Fprintf(w, "Usage: myimd [flags]\n\nWith no flags myimd runs all-in-one (login + endpoint + center) on an embedded store.\nEvery flag can also be set with its environment variable or a key of the --config file.\n\n")
+	fmt.Fprintf(w, "Usage: myimd [flags]\n       myimd cluster init|token [--data-dir DIR] [--server-id N]\n       myimd --version\n\nWith no flags myimd runs all-in-one (login + endpoint + center) on an embedded store.\nEvery flag can also be set with its environment variable or a key of the --config file.\n\n")
+	printFlags(w, opts)
+}
+
+// printFlags lists opts with their environment variables and defaults.
+func printFlags(w io.Writer, opts []option) {
 	for _, o := range opts {
 		def := o.value.String()
 		if def == "" {
@@ -414,4 +491,23 @@ func (v *durationValue) Set(s string) error {
 	}
 	*v = durationValue(d)
 	return nil
+}
+
+// flagTable is the README's flag reference, made from the flag set: one
+// row a flag with its environment variable, default and meaning.
+func flagTable() string {
+	c := defaults()
+	var b strings.Builder
+	b.WriteString("| flag | environment | default | meaning |\n|---|---|---|---|\n")
+	for _, o := range c.options() {
+		def := o.value.String()
+		if def == "" {
+			def = "(empty)"
+		} else {
+			def = "`" + def + "`"
+		}
+		fmt.Fprintf(&b, "| `--%s` | `%s` | %s | %s |\n", o.name, envName(o.name), def,
+			strings.ReplaceAll(o.usage, "|", "\\|"))
+	}
+	return b.String()
 }

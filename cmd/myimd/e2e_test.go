@@ -364,7 +364,7 @@ func TestMyimctlUserAdd(t *testing.T) {
 		out, _ := cmd.CombinedOutput()
 		return cmd.ProcessState.ExitCode(), string(out)
 	}
-	if code, out := run("hal", "password-hal"); code != 0 || !strings.Contains(out, `"name":"hal"`) {
+	if code, out := run("hal", "password-hal"); code != 0 || !strings.Contains(out, "user hal created") {
 		t.Fatalf("user add: exit %d: %s", code, out)
 	}
 	if code, out := run("hal", "password-hal"); code != 1 || !strings.Contains(out, "name taken") {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/myim/myim/engine"
+	"github.com/myim/myim/internal/buildinfo"
 )
 
 // setGCPercent applies --gc-percent unless GOGC is set, and returns the
@@ -37,7 +38,13 @@ func setGCPercent(cfg Config, getenv func(string) string) int {
 
 func main() { os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr)) }
 
+// Exit statuses: 0 after a clean stop, 1 when a started node fails, 2 for
+// a bad flag, address, data directory or a listener address in use.
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
+		fmt.Fprintln(stdout, buildinfo.Get().String("myimd"))
+		return 0
+	}
 	if len(args) > 0 && args[0] == "cluster" {
 		return runCluster(args[1:], getenv, stdout, stderr)
 	}
@@ -58,35 +65,91 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	gc := setGCPercent(cfg, getenv)
 	// Signals are caught before anything listens, so that a stop request
 	// that comes right after start is a clean stop too.
-	sig := make(chan os.Signal, 1)
+	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	n, parts, err := buildNode(cfg, log, logs)
+	say := newBanner(cfg, stdout)
+	n, parts, err := buildNode(cfg, log, logs, say)
 	if err != nil {
-		fmt.Fprintf(stderr, "myimd: %v\n", err)
+		fmt.Fprintf(stderr, "myimd: %v\n", oneLine(err.Error()))
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return 2
+		}
 		return 1
 	}
 	defer parts.close()
 	if err := n.Start(); err != nil {
-		fmt.Fprintf(stderr, "myimd: %v\n", err)
+		fmt.Fprintf(stderr, "myimd: %v\n", oneLine(err.Error()))
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return 2
+		}
 		return 1
 	}
 	parts.started()
 	abs, _ := filepath.Abs(cfg.DataDir)
 	addrs := n.Addrs()
-	fmt.Fprintf(stdout, "myimd %s node %d started (role %s)\n", version, cfg.ServerID, cfg.Role)
-	for _, name := range []string{"endpoint", "login", "center", "http"} {
+	say.started(cfg)
+	for _, name := range []string{"endpoint", "login", "center", "http", "admin"} {
 		if a := addrs[name]; a != nil {
-			fmt.Fprintf(stdout, "  %-9s listening on %s\n", name, a)
+			note := ""
+			if name == "http" && (cfg.HTTPTLSCert != "" || cfg.HTTPTLSAuto) {
+				note = "TLS"
+			}
+			say.listening(name, a.String(), note)
 		}
 	}
-	fmt.Fprintf(stdout, "  data      %s (%s)\n", abs, storeKind(cfg))
-	log.Info("started", "role", cfg.Role, "server_id", cfg.ServerID, "open_file_limit", files, "gc_percent", gc)
+	say.data(abs, storeKind(cfg))
+	log.Info("started", "version", version, "role", cfg.Role, "server_id", cfg.ServerID, "open_file_limit", files, "gc_percent", gc)
 
 	s := <-sig
-	log.Info("stopping", "signal", s.String())
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	return parts.shutdown(n, s, sig)
+}
+
+// version is this build's version (internal/buildinfo).
+var version = buildinfo.Get().Version
+
+// shutdown drains, then stops: /readyz turns 503 at once, new sessions are
+// refused, clients are told to move (spread over half the grace, so that
+// they do not all log in elsewhere in the same instant), and the node
+// waits until its sessions have left and the QoS 1 messages in flight are
+// receipted or stored. The grace running out or a second signal stops it
+// at once. It returns the exit status.
+func (b *node) shutdown(n *engine.Node, first os.Signal, sig <-chan os.Signal) int {
+	log, grace := b.log, b.cfg.ShutdownGrace
+	log.Info("draining", "signal", first.String(), "grace", grace)
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	if err := n.Stop(ctx); err != nil {
+	forced := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sig:
+			log.Warn("second signal: stopping now", "signal", s.String())
+			close(forced)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	b.drain(ctx, n)
+	stopWithin := 15 * time.Second
+	select {
+	case <-forced:
+		stopWithin = time.Second
+	default:
+		if ctx.Err() != nil {
+			log.Warn("shutdown grace over: stopping with sessions or messages left", "grace", grace)
+			stopWithin = 5 * time.Second
+		}
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), stopWithin)
+	defer scancel()
+	err := n.Stop(sctx)
+	b.close()
+	select {
+	case <-forced:
+		log.Info("stopped at once")
+		return 1
+	default:
+	}
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Error("stop", "err", err)
 		return 1
 	}
@@ -94,10 +157,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	return 0
 }
 
-const version = "0.1.0"
-
+// storeKind names the store the node opens; an endpoint has none.
 func storeKind(cfg Config) string {
-	if cfg.MySQLDSN != "" {
+	switch {
+	case cfg.Role == engine.RoleEndpoint:
+		return "keys only: an endpoint keeps no store"
+	case cfg.MySQLDSN != "":
 		return "MySQL store"
 	}
 	return "embedded store"
@@ -193,6 +258,12 @@ func runCluster(args []string, getenv func(string) string, stdout, stderr io.Wri
 		return 2
 	}
 	cmd := args[0]
+	for _, a := range args[1:] {
+		if a == "-h" || a == "-help" || a == "--help" {
+			clusterHelp(stdout, cmd)
+			return 0
+		}
+	}
 	cf, rest, err := splitClusterFlags(args[1:])
 	var target uint64
 	if err == nil && cmd == "remove" {
@@ -257,6 +328,36 @@ func runCluster(args []string, getenv func(string) string, stdout, stderr io.Wri
 		return 1
 	}
 	return 0
+}
+
+// clusterHelp prints the usage of one cluster command with its own flags
+// only (not the server's).
+func clusterHelp(w io.Writer, cmd string) {
+	c := defaults()
+	var own []option
+	for _, o := range c.options() {
+		if o.name == "data-dir" || (o.name == "server-id" && cmd == "init") {
+			own = append(own, o)
+		}
+	}
+	switch cmd {
+	case "init":
+		fmt.Fprintf(w, "Usage: myimd cluster init [--data-dir DIR] [--server-id N]\n\n"+
+			"On the cluster's first node: creates the cluster CA and this node's link certificate.\n\n")
+	case "token":
+		fmt.Fprintf(w, "Usage: myimd cluster token --role center|endpoint|login [--node N] [--uses N] [--ttl D] [--replace] [--data-dir DIR]\n"+
+			"       myimd cluster token --revoke ID|TOKEN [--data-dir DIR]\n\n"+
+			"Prints a join token for one role, or revokes one.\n\n"+
+			"  --role      the role the token joins as: center, endpoint or login\n"+
+			"  --node      the node id the token is for (0: any)\n"+
+			"  --uses      how many nodes may join with it (default 1)\n"+
+			"  --ttl       how long it is valid (default %v)\n"+
+			"  --replace   let it replace a node that holds the id\n"+
+			"  --revoke    revoke a token, by its id or itself\n", engine.JoinTokenTTL)
+	case "remove":
+		fmt.Fprintf(w, "Usage: myimd cluster remove NODE [--data-dir DIR]\n\nTakes a node out of the cluster: every node refuses it.\n\n")
+	}
+	printFlags(w, own)
 }
 
 func nodeText(n uint) string {

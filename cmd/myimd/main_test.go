@@ -47,6 +47,7 @@ type proc struct {
 	dir   string
 	cmd   *exec.Cmd
 	addrs map[string]string
+	data  string // the banner's data line
 	out   *bytes.Buffer
 	done  chan error
 }
@@ -64,7 +65,8 @@ func startMyimd(t testing.TB, args ...string) *proc {
 func startMyimdDir(t testing.TB, dir string, args ...string) *proc {
 	t.Helper()
 	base := []string{"--data-dir", dir, "--endpoint-addr", "127.0.0.1:0",
-		"--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0"}
+		"--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0",
+		"--admin-addr", "127.0.0.1:0", "--shutdown-grace", "5s"}
 	cmd := exec.Command(binPath, append(base, args...)...)
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer
@@ -81,6 +83,7 @@ func startMyimdDir(t testing.TB, dir string, args ...string) *proc {
 			p.addrs[m[1]] = m[2]
 		}
 		if strings.HasPrefix(strings.TrimSpace(line), "data") {
+			p.data = strings.TrimSpace(line)
 			break
 		}
 	}

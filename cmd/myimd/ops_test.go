@@ -30,10 +30,25 @@ import (
 
 const testSecret = "test-admin-secret"
 
-// call makes an HTTP request to myimd, with the admin secret when given.
+// adminPath reports whether path is served on the admin listener.
+func adminPath(path string) bool {
+	for _, pre := range []string{"/metrics", "/v1/status", "/v1/admin/", "/debug/"} {
+		if strings.HasPrefix(path, pre) {
+			return true
+		}
+	}
+	return path == "/"
+}
+
+// call makes an HTTP request to myimd, with the admin secret when given:
+// to the admin listener for operators' paths, else to the public one.
 func (p *proc) call(t testing.TB, method, path, secret, body string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(method, "http://"+p.addrs["http"]+path, strings.NewReader(body))
+	addr := p.addrs["http"]
+	if adminPath(path) {
+		addr = p.addrs["admin"]
+	}
+	req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
 	if secret != "" {
 		req.Header.Set("Authorization", "Bearer "+secret)
 	}
@@ -223,9 +238,14 @@ func TestAdminAuth(t *testing.T) {
 	if code, _ := p.call(t, "GET", "/debug/pprof/goroutine?debug=1", testSecret, ""); code != http.StatusOK {
 		t.Fatalf("pprof: %d", code)
 	}
-	// The refusals are on the public status page's recent errors.
-	code, body = p.call(t, "GET", "/v1/status", "", "")
+	// The refusals are in the admin stats' recent errors, behind the
+	// secret; the status JSON, which wants none, holds no log lines.
+	code, body = p.call(t, "GET", "/v1/admin/stats", testSecret, "")
 	if code != http.StatusOK || !bytes.Contains(body, []byte("admin call refused")) || bytes.Contains(body, []byte(testSecret)) {
+		t.Fatalf("admin stats: %d %s", code, body)
+	}
+	code, body = p.call(t, "GET", "/v1/status", "", "")
+	if code != http.StatusOK || bytes.Contains(body, []byte("admin call refused")) || bytes.Contains(body, []byte("recent_errors")) {
 		t.Fatalf("status: %d %s", code, body)
 	}
 	// --pprof without a secret is a configuration error.
@@ -455,7 +475,7 @@ func TestStatusPageInChromium(t *testing.T) {
 	// Login connections close after their answer; wait for the two
 	// sessions alone.
 	waitFor(t, 10*time.Second, "two connections", func() bool { return p.status(t).conns() == 2 })
-	url := "http://" + p.addrs["http"] + "/"
+	url := "http://" + p.addrs["admin"] + "/"
 	if shot := os.Getenv("MYIM_STATUS_SCREENSHOT"); shot != "" {
 		abs, _ := filepath.Abs(shot)
 		stop := make(chan struct{})

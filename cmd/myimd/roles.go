@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/myim/myim/engine"
+	"github.com/myim/myim/internal/buildinfo"
 	"github.com/myim/myim/route"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
@@ -35,8 +36,16 @@ import (
 type node struct {
 	cfg     Config
 	log     *slog.Logger
+	say     *banner
 	closers []func()
 	starts  []func()
+	closed  bool
+
+	// Set by build for the shutdown drain.
+	endpoint  *engine.EndpointHandler
+	center    *engine.LocalCenter
+	servers   func(context.Context) []engine.ServerInfo
+	advertise func() // re-registers the endpoint at once (its priority follows the drain)
 }
 
 func (b *node) onClose(f func()) { b.closers = append(b.closers, f) }
@@ -51,6 +60,10 @@ func (b *node) started() {
 }
 
 func (b *node) close() {
+	if b.closed {
+		return
+	}
+	b.closed = true
 	for i := len(b.closers) - 1; i >= 0; i-- {
 		b.closers[i]()
 	}
@@ -67,8 +80,8 @@ func has(role string, want ...string) bool {
 
 // buildNode wires the roles the config asks for. The caller starts the
 // returned engine node, then calls started, and close at the end.
-func buildNode(cfg Config, log *slog.Logger, logs *engine.LogRing) (*engine.Node, *node, error) {
-	b := &node{cfg: cfg, log: log}
+func buildNode(cfg Config, log *slog.Logger, logs *engine.LogRing, say *banner) (*engine.Node, *node, error) {
+	b := &node{cfg: cfg, log: log, say: say}
 	n, err := b.build(logs)
 	if err != nil {
 		b.close()
@@ -129,6 +142,10 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		reg = route.NewMemory()
 	}
 	b.onClose(func() { reg.Close() })
+	revs, err := b.revocations(reg, store)
+	if err != nil {
+		return nil, err
+	}
 	servers := func(ctx context.Context) []engine.ServerInfo {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
@@ -170,7 +187,7 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		}
 		endpoint = engine.NewEndpoint(engine.EndpointConfig{ID: uint32(cfg.ServerID), Identity: id, Session: scfg,
 			Center: c, HandshakeTimeout: cfg.HandshakeTimeout, MaxSession: cfg.MaxSession,
-			HandshakeRate: cfg.HandshakeRate, HandshakeBurst: cfg.HandshakeBurst,
+			HandshakeRate: cfg.HandshakeRate, HandshakeBurst: cfg.HandshakeBurst, Revocations: revs,
 			Logger: log.With("role", "endpoint")})
 	}
 
@@ -209,6 +226,10 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		}
 	}
 
+	httpTLS, err := b.httpTLS()
+	if err != nil {
+		return nil, err
+	}
 	ready := func(ctx context.Context) error {
 		if endpoint != nil && endpoint.Draining() {
 			return errors.New("draining") // load balancers send no one new
@@ -234,6 +255,8 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		EndpointAddr: cfg.EndpointAddr,
 		LoginAddr:    cfg.LoginAddr,
 		HTTPAddr:     cfg.HTTPAddr,
+		HTTPTLS:      httpTLS,
+		AdminAddr:    cfg.AdminAddr,
 		CenterAddr:   centerAddr,
 		Limits: engine.Config{
 			Loops:             cfg.Loops,
@@ -253,20 +276,35 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		return nil, err
 	}
 	if store != nil {
-		api := &engine.API{Store: store, Hasher: hasher, Identity: id, Center: center}
+		api := &engine.API{Store: store, Hasher: hasher, Identity: id, Center: center, Revocations: revs}
 		api.Register(n)
 		api.RegisterFiles(n)
 	}
-	mon := engine.NewMonitor(engine.MonitorConfig{Node: n, Center: center, Endpoint: endpoint, Login: login,
-		Store: store, Logs: logs, ServerID: uint32(cfg.ServerID), Version: version})
+	bi := buildinfo.Get()
+	mcfg := engine.MonitorConfig{Node: n, Center: center, Endpoint: endpoint, Login: login,
+		Store: store, Logs: logs, ServerID: uint32(cfg.ServerID), Version: bi.Version, Commit: bi.Commit,
+		Registry: reg}
+	mon := engine.NewMonitor(mcfg)
 	mon.Register(n)
 	b.onClose(mon.Close)
+	b.onStart(func() { // the admin address is known once bound
+		if a := n.Addrs()["admin"]; a != nil {
+			mon.SetAdminAddr(a.String())
+		}
+		mon.Publish()
+	})
 	var st storage.Store
 	if store != nil {
 		st = store
 	}
-	(&engine.Admin{Secret: cfg.AdminSecret, Store: st, Hasher: hasher, Identity: id, Endpoint: endpoint,
-		Center: center, Monitor: mon, Servers: servers, PProf: cfg.PProf, Logger: log.With("role", "admin")}).Register(n)
+	b.endpoint, b.center, b.servers = endpoint, center, servers
+	(&engine.Admin{Secret: cfg.AdminSecret, Store: st, Hasher: hasher, Identity: id, Endpoint: endpoint, Revocations: revs,
+		Center: center, Monitor: mon, Servers: servers, PProf: cfg.PProf, Logger: log.With("role", "admin"),
+		Node: n, OnDrain: func(bool) {
+			if b.advertise != nil {
+				b.advertise()
+			}
+		}}).Register(n)
 
 	bg, cancel := context.WithCancel(context.Background())
 	b.onClose(cancel)
@@ -275,7 +313,7 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 			return nil, fmt.Errorf("center link listener: %w", err)
 		}
 		b.onClose(func() { _ = links.Close() })
-		fmt.Fprintf(os.Stdout, "  %-9s listening on %s (links)\n", "center", links.Addr())
+		b.say.listening("center", links.Addr().String(), "links")
 		if center.ClusterStats() != nil {
 			b.advertiseCenter(bg, links.Addr(), reg)
 		}
@@ -284,8 +322,7 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		if err := b.serveJoins(bg, id); err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(os.Stdout, "  root key  %s (clients pin it; also in %s)\n", id.Root.Verify().String(),
-			filepath.Join(cfg.DataDir, "root.pub"))
+		b.say.rootKey(id.Root.Verify().String(), filepath.Join(cfg.DataDir, "root.pub"))
 	}
 	if endpoint != nil {
 		b.onStart(func() {
@@ -293,7 +330,13 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 			// started, so that a login right after start lists it.
 			adv := b.advertiser(n.Addrs()["endpoint"], reg, id, endpoint)
 			adv(bg)
+			b.advertise = func() { adv(bg) }
+			done := make(chan struct{})
+			// At close the registration is removed before the registry
+			// closes, and before the process exits.
+			b.onClose(func() { cancel(); <-done })
 			go func() {
+				defer close(done)
 				t := time.NewTicker(5 * time.Second)
 				defer t.Stop()
 				for {
@@ -311,6 +354,33 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		})
 	}
 	return n, nil
+}
+
+// revocations returns the node's list of revoked tokens: shared through
+// Redis when the cluster has one, else through the store (a single node,
+// or centers on one MySQL), else this node's own; read at start, so that a
+// revocation outlives a restart, and again every RevocationSyncInterval.
+func (b *node) revocations(reg route.Table, store *engine.TimedStore) (*engine.RevocationList, error) {
+	var backend engine.RevocationBackend
+	if rb, ok := reg.(engine.RevocationBackend); ok && b.cfg.RedisAddr != "" {
+		backend = rb
+	} else if store != nil {
+		backend = engine.StoreRevocations(store)
+	} else {
+		b.log.Warn("no --redis-addr and no store: tokens revoked elsewhere are not refused here")
+	}
+	revs := engine.NewRevocationList(backend, b.log.With("part", "revocations"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := revs.Sync(ctx); err != nil {
+		// Kept running: the sync retries, and a node that cannot reach
+		// Redis or its store has bigger troubles than this.
+		b.log.Error("revoked tokens unreadable at start; retrying", "err", err)
+	}
+	run, stop := context.WithCancel(context.Background())
+	b.onClose(stop)
+	go revs.Run(run, engine.RevocationSyncInterval)
+	return revs, nil
 }
 
 // clusterConfig joins the center to the cluster's other centers when the
@@ -362,7 +432,11 @@ func (b *node) advertiseCenter(ctx context.Context, bound net.Addr, reg route.Ta
 		}
 	}
 	register()
+	done := make(chan struct{})
+	ctx, stop := context.WithCancel(ctx)
+	b.onClose(func() { stop(); <-done }) // the entry goes before the registry closes
 	go func() {
+		defer close(done)
 		t := time.NewTicker(5 * time.Second)
 		defer t.Stop()
 		for {
@@ -498,7 +572,7 @@ func (b *node) serveJoins(ctx context.Context, id *engine.Identity) error {
 	go func() { _ = hs.Serve(tls.NewListener(ln, tcfg)) }()
 	b.onClose(func() { _ = hs.Close() })
 	go engine.RenewLoop(ctx, "", b.cfg.DataDir, b.log)
-	fmt.Fprintf(os.Stdout, "  %-9s listening on %s (cluster joins)\n", "join", ln.Addr())
+	b.say.listening("join", ln.Addr().String(), "cluster joins")
 	return nil
 }
 
@@ -530,6 +604,82 @@ func (b *node) advertiser(bound net.Addr, reg route.Table, id *engine.Identity, 
 			Priority: prio, Load: ep.Sessions(), StaticKey: id.Static.PublicKey().Bytes(), Cert: cert}, ttl)
 		if err != nil && ctx.Err() == nil {
 			b.log.Warn("server registry", "err", err)
+		}
+	}
+}
+
+// httpTLS is the public HTTP listener's TLS configuration, nil for plain
+// HTTP.
+func (b *node) httpTLS() (*tls.Config, error) {
+	var cert tls.Certificate
+	var err error
+	switch {
+	case b.cfg.HTTPTLSCert != "":
+		if cert, err = tls.LoadX509KeyPair(b.cfg.HTTPTLSCert, b.cfg.HTTPTLSKey); err != nil {
+			return nil, fmt.Errorf("--http-tls-cert: %w", err)
+		}
+	case b.cfg.HTTPTLSAuto:
+		var hosts []string
+		for _, a := range []string{b.cfg.HTTPAddr, b.cfg.AdvertiseAddr} {
+			if h, _, err := net.SplitHostPort(a); err == nil {
+				hosts = append(hosts, h)
+			}
+		}
+		if cert, err = engine.HTTPCertificate(b.cfg.DataDir, hosts); err != nil {
+			return nil, fmt.Errorf("--http-tls-auto: %w", err)
+		}
+	default:
+		return nil, nil
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
+}
+
+// drainPoll is how often a draining node looks whether it is empty.
+const drainPoll = 50 * time.Millisecond
+
+// drain empties the node for a stop, until ctx ends: readiness turns 503
+// at once; an endpoint refuses new sessions, moves its registration to the
+// end of the server list and tells its clients to move, spread over half
+// the grace (all at once, and no waiting for them, when there is no other
+// endpoint to go to); then it waits until the sessions are gone and the
+// center's QoS 1 messages in flight are receipted or stored.
+func (b *node) drain(ctx context.Context, n *engine.Node) {
+	n.SetDraining(true)
+	alone := true
+	if b.endpoint != nil {
+		if b.servers != nil {
+			for _, s := range b.servers(ctx) {
+				if s.ID != uint32(b.cfg.ServerID) {
+					alone = false
+				}
+			}
+		}
+		spread := b.cfg.ShutdownGrace / 2
+		if alone {
+			spread = 0
+		}
+		b.endpoint.DrainOver(spread)
+		if b.advertise != nil {
+			b.advertise()
+		}
+	}
+	t := time.NewTicker(drainPoll)
+	defer t.Stop()
+	for {
+		left := 0
+		if b.endpoint != nil && !alone {
+			left += b.endpoint.Sessions()
+		}
+		if b.center != nil {
+			left += b.center.InFlight()
+		}
+		if left == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

@@ -344,19 +344,19 @@ func runOne(ctx context.Context, o options, bin string, round int, f figure, s s
 	case "myim":
 		dir := filepath.Join(o.out, tag+".data")
 		args := []string{"--data-dir", dir, "--endpoint-addr", addr, "--login-addr", "127.0.0.1:0",
-			"--http-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0", "--admin-secret", "compare-secret",
-			"--log-level", "warn", "--pprof"}
+			"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0", "--shutdown-grace", "5s", "--admin-secret", "compare-secret",
+			"--log-level", "warn", "--pprof", "--handshake-rate", "-1"}
 		if o.loops > 0 {
 			args = append(args, "--loops", strconv.Itoa(o.loops))
 		}
-		if p, err = start(ctx, logPath, "http", o.myimd, args...); err != nil {
+		if p, err = start(ctx, logPath, "admin", o.myimd, args...); err != nil {
 			return rep, err
 		}
 		defer os.RemoveAll(dir)
 		// --settle: the bulk user creation leaves hashing garbage that
 		// the ramp would free and take off the sessions' cost; the peers
 		// create no users and need no settling.
-		bargs = append(bargs, "--http-addr", p.addrs["http"], "--login-addr", p.addrs["login"],
+		bargs = append(bargs, "--http-addr", p.addrs["http"], "--admin-addr", p.addrs["admin"], "--login-addr", p.addrs["login"],
 			"--admin-secret", "compare-secret", "--root", filepath.Join(dir, "root.pub"), "--settle")
 	case "mochi":
 		args := []string{"--addr", addr}
