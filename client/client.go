@@ -41,7 +41,10 @@ type Config struct {
 	Session *session.Config
 	// DialTimeout bounds connecting and each handshake; default 10 s.
 	DialTimeout time.Duration
-	// AutoAck acks every pushed MSG and GROUP_MSG as soon as it is read.
+	// AutoAck acks every pushed MSG as soon as it is read, and a group's
+	// messages cumulatively, once every message below has arrived: a
+	// tracked group's messages (Dedupe.TrackGroup) reach Frames in
+	// sequence order, each once, whatever order they arrive in.
 	AutoAck bool
 	// AutoFetch asks for the offline messages (p2p and group) right after
 	// connecting, and for the next page whenever an answer says more
@@ -51,10 +54,18 @@ type Config struct {
 	// asks the client to move to another server (NOTICE code 2, a drain),
 	// after the NOTICE is delivered. Session always sets it.
 	FollowMoves bool
-	// Dedupe, when set, drops pushed messages whose (sender, client id)
-	// it has seen, so that a message resent after a reconnect is shown
-	// once. Share one across a user's reconnects.
+	// Dedupe, when set, drops pushed messages (MSG and GROUP_MSG) whose
+	// (sender, client id) it has seen, so that a message resent after a
+	// reconnect is shown once, and keeps where each group's sequence
+	// stands. Share one across a user's reconnects.
 	Dedupe *Dedupe
+	// SendTimeout is the deadline SendWait gives a send whose context has
+	// none. Default 30 s.
+	SendTimeout time.Duration
+	// Now is the device's clock, which stamps the Time of messages sent
+	// (data for the recipient: the server orders by its own ids); nil is
+	// time.Now. A skewed clock changes nothing in delivery.
+	Now func() time.Time
 	// LoginRetry is how long Login keeps trying again when the login
 	// service answers RETRY with a hint (its queue is full, or the account
 	// backs off): it waits the hint, plus up to half of it at random so
@@ -86,10 +97,11 @@ func (c *Config) loginRetry() time.Duration {
 // Dedupe remembers recent (sender, client id) pairs, a bounded number.
 // Safe for concurrent use.
 type Dedupe struct {
-	mu   sync.Mutex
-	seen map[[2]uint64]struct{}
-	ring [][2]uint64
-	next int
+	mu     sync.Mutex
+	seen   map[[2]uint64]struct{}
+	ring   [][2]uint64
+	next   int
+	groups groupTracker
 }
 
 // NewDedupe remembers the last n pairs (n <= 0 means 65,536).
@@ -315,25 +327,32 @@ type Frame struct {
 // Conn is an authenticated session with an endpoint. Send methods are safe
 // for concurrent use; frames arrive on the channel Frames returns.
 type Conn struct {
-	nc       net.Conn
-	keys     *session.Keys
-	user     uint64
-	wmu      sync.Mutex
-	in       chan Frame
-	done     chan struct{}
-	errMu    sync.Mutex
-	err      error
-	nextCID  atomic.Uint64
-	nextReq  atomic.Uint32
-	closed   atomic.Bool
-	pongs    chan []byte
-	autoAck  bool
-	autoFet  bool
-	follow   bool
-	dedupe   *Dedupe
-	received atomic.Uint64
-	dups     atomic.Uint64
-	files    fileMux // transfers and file server requests in progress
+	nc          net.Conn
+	keys        *session.Keys
+	user        uint64
+	wmu         sync.Mutex
+	in          chan Frame
+	done        chan struct{}
+	errMu       sync.Mutex
+	err         error
+	nextCID     atomic.Uint64
+	nextReq     atomic.Uint32
+	closed      atomic.Bool
+	pongs       chan []byte
+	autoAck     bool
+	autoFet     bool
+	follow      bool
+	dedupe      *Dedupe
+	groups      *groupTracker // the Dedupe's, or the connection's own
+	waits       waiters       // sends waiting for their answer (SendWait)
+	gapMu       sync.Mutex
+	gapFetch    time.Time   // start of a group fetch filling gaps; zero when none runs
+	seeded      atomic.Bool // a complete group fetch ended on this connection
+	sendTimeout time.Duration
+	now         func() time.Time
+	received    atomic.Uint64
+	dups        atomic.Uint64
+	files       fileMux // transfers and file server requests in progress
 }
 
 // Dial connects to an endpoint and runs the IK handshake with token.
@@ -384,7 +403,20 @@ func handshake(ctx context.Context, cfg Config, nc net.Conn, serverKey []byte, t
 	c := &Conn{nc: nc, keys: keys, user: acc.UserID, in: make(chan Frame, 4096),
 		done: make(chan struct{}), pongs: make(chan []byte, 16), autoAck: cfg.AutoAck, autoFet: cfg.AutoFetch, follow: cfg.FollowMoves, dedupe: cfg.Dedupe}
 	c.nextCID.Store(uint64(time.Now().UnixNano()))
+	c.groups = &groupTracker{}
+	if c.dedupe != nil {
+		c.groups = &c.dedupe.groups
+	}
+	c.now = cfg.Now
+	if c.now == nil {
+		c.now = time.Now
+	}
+	c.sendTimeout = cfg.SendTimeout
+	if c.sendTimeout <= 0 {
+		c.sendTimeout = 30 * time.Second
+	}
 	go c.readLoop(r)
+	go c.gapWatch()
 	// The first sealed frame proves to the endpoint that this side holds
 	// the session keys: only then does it announce the session (a replayed
 	// first message gets this far and no further). The PING after it
@@ -431,6 +463,7 @@ func (c *Conn) Done() <-chan struct{} { return c.done }
 func (c *Conn) readLoop(r *bufio.Reader) {
 	defer close(c.in)
 	defer close(c.done)
+	defer c.waits.closeAll(ErrNotAcked)
 	for {
 		f, err := frame.Read(r, frame.MaxEncodable)
 		if err != nil {
@@ -471,13 +504,27 @@ func (c *Conn) readLoop(r *bufio.Reader) {
 			c.routeFile(f.Cmd(), f.QoS(), body) {
 			continue // a transfer or file server request took it (files.go)
 		}
+		switch f.Cmd() {
+		case frame.CmdAck, frame.CmdError:
+			c.answer(f.Cmd(), body)
+		case frame.CmdGroup:
+			c.groupAnswer(body)
+		case frame.CmdGroupMsg:
+			c.groupIn(Frame{Cmd: f.Cmd(), QoS: f.QoS(), Body: body})
+			continue
+		}
 		if c.autoAck {
 			c.ack(f.Cmd(), body)
 		}
-		if c.autoFet && f.Cmd() == frame.CmdFetch {
-			if fe := frame.Fetch(body); fe.Flags()&frame.FetchMore != 0 {
+		if f.Cmd() == frame.CmdFetch {
+			fe := frame.Fetch(body)
+			c.gapMu.Lock()
+			gapping := !c.gapFetch.IsZero()
+			c.gapMu.Unlock()
+			if fe.Flags()&frame.FetchMore != 0 && (c.autoFet || gapping && fe.Kind() == frame.FetchGroup) {
 				go func(kind byte, cursor uint64) { _, _ = c.Fetch(kind, cursor, 100) }(fe.Kind(), max(fe.Cursor(), 1))
 			}
+			c.fetchAnswer(fe)
 		}
 		if c.dedupe != nil && f.Cmd() == frame.CmdMsg {
 			if m := frame.Msg(body); c.dedupe.Seen(m.From(), m.CID()) {
@@ -502,9 +549,6 @@ func (c *Conn) ack(cmd frame.Cmd, body []byte) {
 	case frame.CmdMsg:
 		m := frame.Msg(body)
 		_ = c.Ack(m.MID(), m.From())
-	case frame.CmdGroupMsg:
-		m := frame.Msg(body)
-		_ = c.AckGroup(m.To(), m.MID())
 	}
 }
 
@@ -562,7 +606,7 @@ func (c *Conn) SendMsg(to uint64, q frame.QoS, content []byte) (uint64, error) {
 // after reconnect uses the original one, so that it is shown once).
 func (c *Conn) SendMsgCID(cmd frame.Cmd, to uint64, q frame.QoS, cid uint64, content []byte) error {
 	body := frame.AppendMsgHeader(make([]byte, 0, frame.MsgHeaderLen+len(content)),
-		frame.MsgHeader{From: c.user, To: to, Time: time.Now().UnixMilli(), CID: cid})
+		frame.MsgHeader{From: c.user, To: to, Time: c.now().UnixMilli(), CID: cid})
 	return c.Send(cmd, q, append(body, content...))
 }
 

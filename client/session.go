@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"github.com/myim/myim/frame"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -114,4 +115,52 @@ func (s *Session) connect(ctx context.Context) (*Conn, error) {
 		last = err
 	}
 	return nil, last
+}
+
+// Send sends a QoS 1 MSG or GROUP_MSG and waits for its ACK, sending it
+// again with the same CID, on the next connection when the current one
+// ends, after a retry ERROR, or when an attempt has no answer within
+// Config.SendTimeout, until ctx ends: the server shows it once whatever
+// the number of attempts. It returns the ACK, or the last attempt's
+// *SendError once ctx ends or the refusal is final (not retryable).
+func (s *Session) Send(ctx context.Context, cmd frame.Cmd, to uint64, content []byte) (Acked, error) {
+	var cid uint64
+	var last error
+	for {
+		c, changed := s.Conn()
+		if c != nil {
+			if cid == 0 {
+				cid = c.NewCID()
+			}
+			a, err := c.SendWait(ctx, cmd, to, cid, content)
+			if err == nil {
+				return a, nil
+			}
+			last = err
+			if !Retryable(err) || ctx.Err() != nil {
+				return Acked{}, err
+			}
+			wait := time.After(100 * time.Millisecond) // a retry ERROR: the server is busy
+			select {
+			case <-c.Done():
+				wait = nil // the connection ended: wait for the next one
+			default:
+			}
+			select {
+			case <-wait:
+			case <-changed:
+			case <-ctx.Done():
+				return Acked{}, last
+			}
+			continue
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			if last == nil {
+				last = &SendError{CID: cid, Err: errors.Join(ErrSendTimeout, ctx.Err())}
+			}
+			return Acked{}, last
+		}
+	}
 }

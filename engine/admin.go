@@ -35,7 +35,10 @@ type Admin struct {
 	Identity *Identity
 	Endpoint *EndpointHandler // nil on a node without the endpoint role
 	Center   *LocalCenter     // nil on a node without the center role
-	Monitor  *Monitor
+	// Revocations shares revoked tokens with the cluster (nil: the
+	// endpoint's own list only).
+	Revocations *RevocationList
+	Monitor     *Monitor
 	// Servers returns the server list, the same the login service returns.
 	Servers func(ctx context.Context) []ServerInfo
 	// PProf serves net/http/pprof under /debug/pprof/, behind the secret.
@@ -398,11 +401,21 @@ func (a *Admin) revoke(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "sid or token required")
 		return
 	}
-	if a.Endpoint == nil {
+	if a.Endpoint == nil && a.Revocations == nil {
 		writeErr(w, http.StatusNotFound, "no endpoint on this node")
 		return
 	}
-	n := a.Endpoint.Revoke(in.SID, until)
+	if a.Revocations != nil {
+		if err := a.Revocations.Revoke(r.Context(), in.SID, until); err != nil {
+			a.Logger.Error("admin revoke: not shared with the cluster", "sid", in.SID, "err", err)
+			writeErr(w, http.StatusServiceUnavailable, "revocation not stored; try again")
+			return
+		}
+	}
+	n := 0
+	if a.Endpoint != nil {
+		n = a.Endpoint.Revoke(in.SID, until)
+	}
 	a.Logger.Info("admin revoke", "sid", in.SID, "sessions", n)
 	writeJSON(w, http.StatusOK, map[string]any{"sid": in.SID, "kicked": n})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -29,7 +30,10 @@ type CenterConfig struct {
 	// offline store and QoS 0 is shed. Default 64.
 	Window int
 	// AckTimeout is how long a pushed QoS 1 message waits for the
-	// recipient's receipt before it is stored offline. Default 10 s.
+	// recipient's receipt before it is stored and its sender acked STORED;
+	// the push stays outstanding on the session (it is not pushed again
+	// there), and the late receipt deletes it from the store. Default
+	// 10 s (myimd --receipt-timeout).
 	AckTimeout time.Duration
 	// GroupTTL is how long a group message is kept for offline members.
 	// Default 7 days.
@@ -98,10 +102,13 @@ type LocalCenter struct {
 	pending [pendingShards]pendingShard
 
 	jobs     chan func()
+	lanes    []chan func() // group messages, one lane per group (center_delivery.go)
 	offline  chan offlineItem
-	xfers    xferTable    // user-to-user file transfers (files.go)
-	files    *fileService // the private file server; nil when off
-	cl       *cluster     // the other centers; nil when alone
+	storing  [storingShards]storingShard // messages on their way to the store, per recipient
+	spilling atomic.Int64                // sessions with spill set
+	xfers    xferTable                   // user-to-user file transfers (files.go)
+	files    *fileService                // the private file server; nil when off
+	cl       *cluster                    // the other centers; nil when alone
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	stopOnce sync.Once
@@ -120,30 +127,41 @@ type LocalCenter struct {
 	GroupPurged atomic.Uint64
 }
 
-// sessState is the center's view of one session.
+// sessState is the center's view of one session (see center_delivery.go
+// for the delivery state it keeps).
 type sessState struct {
 	ref    SessionRef
 	mu     sync.Mutex
 	status byte
-	text   string              // status text of the last PRESENCE, "" if none
-	flight map[uint64]struct{} // pushed, unacked p2p MIDs; made on the first push
-	// cursor of an offline fetch in progress: (time, mid) of the last sent
-	curTime int64
-	curMID  uint64
+	text   string // status text of the last PRESENCE, "" if none
+	// flight holds the pushed, unacked MIDs, made on the first push: true
+	// for a live push that is not in the store (a pending entry), false
+	// for one that is (drained, fetched, or stored at its receipt
+	// timeout).
+	flight map[uint64]bool
+	// fetchAfter is the MID cursor of a client's p2p FETCH in progress.
+	fetchAfter uint64
 	// cursor of a group fetch in progress: the last (group, seq) sent
 	gCurGroup, gCurSeq uint64
 	// acked holds the offline messages this session acknowledged whose
 	// delete has not committed yet, and groupAcked the highest seq it
-	// acknowledged per group: a FETCH skips them, so that a session
-	// reads its own acks even before the store has them.
+	// acknowledged per group: a FETCH or a drain skips them, so that a
+	// session reads its own acks even before the store has them.
 	acked      map[uint64]struct{}
 	groupAcked map[uint64]uint64
-	// spill is set while messages for this session's user wait in the
-	// store: new ones join them there, so that per-sender order holds,
-	// and a drain pushes them from the store as the window frees.
+	// spill is set while this session takes its messages from the store
+	// (from Online until the store holds nothing for it, and again from
+	// any message stored while it is online): new messages join the
+	// store, so that per-sender order holds, and a drain pushes them as
+	// the window frees. spillGen counts the times it was set.
 	spill    bool
 	draining bool
 	spillGen uint64
+	gone     bool // went offline: never spills again
+	// pushMu is held by the one drain or fetch pushing from the store to
+	// this session, so that they push in MID order and never the same
+	// message twice. Taken before mu.
+	pushMu sync.Mutex
 }
 
 type pendKey struct{ to, mid uint64 }
@@ -200,6 +218,7 @@ func NewLocalCenter(cfg CenterConfig) *LocalCenter {
 		c.wg.Add(1)
 		go c.worker()
 	}
+	c.startLanes()
 	c.wg.Add(4)
 	go c.groupSweeper()
 	go c.sweeper()
@@ -300,12 +319,20 @@ func (c *LocalCenter) endpoint(id uint32) Endpoint {
 // Online records a session and tells the user's friends when that changes
 // what they see of the user.
 func (c *LocalCenter) Online(user uint64, s SessionRef) {
-	st := &sessState{ref: s, status: frame.StatusOnline}
+	// A session starts by draining what the store holds for its user,
+	// before any newer message is pushed to it live (center_delivery.go).
+	st := &sessState{ref: s, status: frame.StatusOnline, spill: true, spillGen: 1, draining: true}
+	c.spilling.Add(1)
 	a := route.Addr{Endpoint: s.Endpoint, Center: c.cfg.ID, Session: s.Session}
 	before, beforeText := c.statusText(user)
 	c.routes.Put(user, a, st)
 	if c.cl != nil {
 		c.cl.publish(pubOp{user: user, a: a})
+	}
+	if !c.submit(func() { c.drain(user, st) }) {
+		st.mu.Lock()
+		st.draining = false // the first store or receipt starts it
+		st.mu.Unlock()
 	}
 	// Friends hear of the first session, and of a later one that changes
 	// what they see (online beside an away or busy session).
@@ -328,10 +355,17 @@ func (c *LocalCenter) Offline(user uint64, s SessionRef, bye bool) {
 	st := v.(*sessState)
 	st.mu.Lock()
 	mids := make([]uint64, 0, len(st.flight))
-	for mid := range st.flight {
-		mids = append(mids, mid)
+	for mid, live := range st.flight {
+		if live {
+			mids = append(mids, mid)
+		}
 	}
 	clear(st.flight)
+	st.gone = true
+	if st.spill {
+		st.spill = false
+		c.spilling.Add(-1)
+	}
 	st.mu.Unlock()
 	for _, mid := range mids {
 		c.dropFromPending(user, mid, st)
@@ -454,100 +488,16 @@ func (c *LocalCenter) p2p(user uint64, s SessionRef, buf *bytebufferpool.ByteBuf
 	c.route(buf, user, cid, qos, to, 0, c.cl != nil) // a MSG, or a FILE offer or cancel
 }
 
-// route pushes a point-to-point message, its MID set, to the sessions of
-// to on this center and tracks the receipts of QoS 1. When to has no
-// session here and remote is set, the message goes to the cluster's
-// routers (another center may hold to); otherwise what cannot be pushed is
-// stored offline. origin is the center that forwarded the message and is
-// answered in place of its sender; 0 for a sender of this center. A QoS 1
-// message forwarded for a user with no session here is not stored: origin
-// is answered moved and routes it again (center_cluster.go).
-// Ownership of buf passes.
-func (c *LocalCenter) route(buf *bytebufferpool.ByteBuffer, user, cid uint64, qos frame.QoS, to uint64,
-	origin uint32, remote bool) {
-	mid := frame.Msg(frame.Frame(buf.B).Body()).MID()
-	var p *pending
-	if qos == frame.QoS1 {
-		p = &pending{from: user, cid: cid, qos: qos, origin: origin, deadline: time.Now().Add(c.cfg.AckTimeout)}
-		p.sessions = p.one[:0]
-	}
-	pushed := 0
-	sh := &c.pending[mid%pendingShards]
-	// Hold the shard lock while pushing, so that a receipt arriving before
-	// the loop below ends finds the entry.
-	sh.mu.Lock()
-	online := c.routes.Lookup(to, func(a route.Addr, v any) {
-		st := v.(*sessState)
-		st.mu.Lock()
-		full := len(st.flight) >= c.cfg.Window || st.spill
-		st.mu.Unlock()
-		if full {
-			return
-		}
-		ep := c.endpoint(a.Endpoint)
-		if ep == nil {
-			return
-		}
-		out := bytebufferpool.Get()
-		out.B = append(out.B, buf.B...)
-		frame.Msg(frame.Frame(out.B).Body()).SetDSrv(a.Endpoint)
-		if ep.Deliver(st.ref, out) != nil {
-			bytebufferpool.Put(out)
-			return
-		}
-		pushed++
-		if qos == frame.QoS1 {
-			st.mu.Lock()
-			if st.flight == nil {
-				st.flight = make(map[uint64]struct{})
-			}
-			st.flight[mid] = struct{}{}
-			st.mu.Unlock()
-			p.sessions = append(p.sessions, st)
-		}
-	})
-	if pushed > 0 {
-		c.Delivered.Add(1)
-		if remote && c.cl != nil {
-			// The user's devices on other centers get a copy (relay
-			// copies buf before the lock that guards it is released).
-			c.cl.relay(to, buf.B)
-		}
-		if qos == frame.QoS1 {
-			p.buf = buf
-			sh.m[pendKey{to, mid}] = p
-			sh.mu.Unlock()
-			return
-		}
-		sh.mu.Unlock()
-		bytebufferpool.Put(buf)
-		return
-	}
-	sh.mu.Unlock()
-	if online == 0 && remote && c.cl.routeP2P(buf, user, cid, qos, to) {
-		return
-	}
-	if online == 0 && origin != 0 && qos == frame.QoS1 && c.cl.reroutes(origin) {
-		c.cl.moved(origin, to, mid) // the route origin followed was stale
-		bytebufferpool.Put(buf)
-		return
-	}
-	if qos == frame.QoS0 && online > 0 {
-		c.Shed.Add(1) // online but every window full: QoS 0 is shed first
-		bytebufferpool.Put(buf)
-		return
-	}
-	c.storeAndAck(buf, user, cid, qos, to, origin)
-}
-
 // storeAndAck keeps an undelivered message offline and, for QoS 1, acks it
 // to its sender once stored, or refuses it as retryable when the store
 // fails. Never an ack for what was not kept. A message forwarded by center
 // origin (non-zero) is answered to that center instead.
 func (c *LocalCenter) storeAndAck(buf *bytebufferpool.ByteBuffer, from, cid uint64, qos frame.QoS, to uint64, origin uint32) {
+	c.storingAdd(to, 1)
 	select {
 	case c.offline <- offlineItem{buf: buf, from: from, cid: cid, to: to, qos: qos, origin: origin}:
 	default:
+		c.storingDone(to)
 		mid := frame.Msg(frame.Frame(buf.B).Body()).MID()
 		bytebufferpool.Put(buf)
 		c.refuse(from, cid, qos, mid, to, origin, "server busy; retry")
@@ -593,14 +543,15 @@ type offlineItem struct {
 const maxStoreBatch = 256
 
 // offlineWriter is the one goroutine that writes undelivered messages. One
-// writer keeps commits in the order messages were handed over, which the
-// drain's cursor relies on; batching whatever queued up meanwhile into one
+// writer keeps commits in the order messages were handed over, so that one
+// sender's messages to one recipient are stored in MID order; batching whatever queued up meanwhile into one
 // StoreOffline call keeps it fast (one fsync, one multi-row INSERT).
 func (c *LocalCenter) offlineWriter() {
 	defer c.wg.Done()
 	items := make([]offlineItem, 0, maxStoreBatch)
 	msgs := make([]storage.Message, 0, maxStoreBatch)
 	var away []uint64 // stored for users with no session here: hinted to the other centers
+	var tos []uint64  // the recipients of the batch
 	for {
 		var first offlineItem
 		select {
@@ -625,6 +576,7 @@ func (c *LocalCenter) offlineWriter() {
 		if err != nil {
 			c.cfg.Logger.Warn("offline store failed", "messages", len(items), "err", err)
 		}
+		tos = tos[:0]
 		for i, it := range items {
 			switch {
 			case err != nil:
@@ -635,15 +587,25 @@ func (c *LocalCenter) offlineWriter() {
 					c.acked(it.from, it.cid, msgs[i].MID, it.to, it.origin, frame.AckStored)
 				}
 			}
+			tos = append(tos, it.to)
 			bytebufferpool.Put(it.buf)
 			items[i] = offlineItem{}
 		}
-		if err == nil {
+		// Every online session of each recipient drains the store now
+		// (after a failure too: the drain finds out whether anything is
+		// left); only then is the message no longer on its way, in that
+		// order (see drain).
+		for _, to := range tos {
+			c.spillTo(to)
+		}
+		for _, to := range tos {
+			c.storingDone(to)
+		}
+		if err == nil && c.cl != nil {
 			away = away[:0]
-			for _, it := range msgs {
-				c.spillTo(it.To)
-				if c.cl != nil && c.routes.Lookup(it.To, func(route.Addr, any) {}) == 0 {
-					away = append(away, it.To)
+			for _, to := range tos {
+				if c.routes.Lookup(to, func(route.Addr, any) {}) == 0 {
+					away = append(away, to)
 				}
 			}
 			if len(away) > 0 {
@@ -671,130 +633,6 @@ func collectBatch[T any](batch []T, first T, in <-chan T, limit int) []T {
 		}
 	}
 	return batch
-}
-
-// ack handles a client's receipt.
-func (c *LocalCenter) ack(user uint64, s SessionRef, a frame.Ack) {
-	mid := a.MID()
-	switch a.Status() {
-	case frame.AckReceived:
-		k := pendKey{user, mid}
-		sh := &c.pending[mid%pendingShards]
-		sh.mu.Lock()
-		p := sh.m[k]
-		delete(sh.m, k)
-		sh.mu.Unlock()
-		if p == nil { // a message fetched from the offline store
-			var st *sessState
-			c.routes.Lookup(user, func(a route.Addr, v any) {
-				if a.Session == s.Session {
-					st = v.(*sessState)
-					st.mu.Lock()
-					delete(st.flight, mid)
-					if st.acked == nil {
-						st.acked = make(map[uint64]struct{})
-					}
-					st.acked[mid] = struct{}{}
-					st.mu.Unlock()
-					c.resumeDrain(user, st)
-				}
-			})
-			unmark := func() {
-				if st != nil {
-					st.mu.Lock()
-					delete(st.acked, mid)
-					st.mu.Unlock()
-				}
-			}
-			if !c.submit(func() {
-				defer unmark()
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				if err := c.cfg.Store.DeleteOffline(ctx, user, []uint64{mid}); err != nil {
-					if ok, n := c.storeWarn.allow(); ok {
-						c.cfg.Logger.Warn("offline delete failed", "user", user, "err", err, "suppressed", n)
-					}
-					return
-				}
-				c.OfflineDeleted.Add(1)
-			}) {
-				unmark()
-				if ok, n := c.storeWarn.allow(); ok {
-					c.cfg.Logger.Warn("offline delete dropped: queue full", "user", user, "suppressed", n)
-				}
-			}
-			return
-		}
-		for _, st := range p.sessions {
-			st.mu.Lock()
-			delete(st.flight, mid)
-			st.mu.Unlock()
-			c.resumeDrain(user, st)
-		}
-		if p.qos == frame.QoS1 {
-			c.acked(p.from, p.cid, mid, user, p.origin, frame.AckDelivered)
-		}
-		bytebufferpool.Put(p.buf)
-	case frame.AckGroupRead:
-		group := a.Peer()
-		c.routes.Lookup(user, func(a route.Addr, v any) {
-			if a.Session == s.Session {
-				st := v.(*sessState)
-				st.mu.Lock()
-				if st.groupAcked == nil {
-					st.groupAcked = make(map[uint64]uint64)
-				}
-				st.groupAcked[group] = max(st.groupAcked[group], mid)
-				st.mu.Unlock()
-			}
-		})
-		c.submit(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := c.cfg.Store.AckGroup(ctx, group, user, mid); err != nil {
-				if ok, n := c.storeWarn.allow(); ok {
-					c.cfg.Logger.Warn("group ack failed", "group", group, "user", user, "err", err, "suppressed", n)
-				}
-			}
-		})
-	}
-}
-
-// sweeper stores pushed messages whose receipt is overdue.
-func (c *LocalCenter) sweeper() {
-	defer c.wg.Done()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	var expired []pendKey
-	var ps []*pending
-	for {
-		select {
-		case <-c.stop:
-			return
-		case now := <-t.C:
-			for i := range c.pending {
-				sh := &c.pending[i]
-				expired, ps = expired[:0], ps[:0]
-				sh.mu.Lock()
-				for k, p := range sh.m {
-					if now.After(p.deadline) {
-						expired = append(expired, k)
-						ps = append(ps, p)
-						delete(sh.m, k)
-					}
-				}
-				sh.mu.Unlock()
-				for j, p := range ps {
-					for _, st := range p.sessions {
-						st.mu.Lock()
-						delete(st.flight, expired[j].mid)
-						st.mu.Unlock()
-					}
-					c.storeAndAck(p.buf, p.from, p.cid, p.qos, expired[j].to, p.origin)
-				}
-			}
-		}
-	}
 }
 
 func (c *LocalCenter) seen(from, cid uint64) (uint64, bool) {
@@ -1006,14 +844,19 @@ func (c *LocalCenter) notifyFriends(user uint64, status byte) {
 	})
 }
 
+// maxFetch is the storage layer's cap on one fetch.
+const maxFetch = 1000
+
 // fetch sends a page of offline messages, then a FETCH answer. Cursor 0
-// starts from the oldest message; any other cursor continues after the
-// last message this session was sent.
+// starts from the lowest MID; any other cursor continues after the last
+// message this session was sent by a fetch. A p2p fetch skips what the
+// session already has (the drain pushes stored messages by itself) and
+// stops at the horizon.
 func (c *LocalCenter) fetch(user uint64, s SessionRef, req uint32, kind byte, cursor uint64, count uint16) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	limit := int(count)
-	if limit <= 0 || limit > 1000 {
+	if limit <= 0 || limit > maxFetch {
 		limit = 100
 	}
 	var st *sessState
@@ -1029,38 +872,61 @@ func (c *LocalCenter) fetch(user uint64, s SessionRef, req uint32, kind byte, cu
 	var last uint64
 	switch kind {
 	case frame.FetchP2P:
+		st.pushMu.Lock()
 		st.mu.Lock()
 		if cursor == 0 {
-			st.curTime, st.curMID = 0, 0
+			st.fetchAfter = 0
 		}
-		at, am, skip := st.curTime, st.curMID, len(st.acked)
+		after := st.fetchAfter
+		// The acks whose delete has not committed, taken before the read:
+		// a delete that commits after this point may still be missed by
+		// the read, so it must still be skipped even once it leaves
+		// st.acked; one that committed before it is not seen by the read.
+		var acked map[uint64]struct{}
+		if len(st.acked) > 0 {
+			acked = maps.Clone(st.acked)
+		}
+		have := len(st.flight) + len(acked)
 		st.mu.Unlock()
-		msgs, err := c.cfg.Store.FetchOffline(ctx, user, at, am, limit+1+skip)
+		h := c.horizon(user, st)
+		msgs, err := c.cfg.Store.FetchOffline(ctx, user, after, min(limit+have+1, maxFetch))
 		if err != nil {
+			st.pushMu.Unlock()
 			c.storeError(s, req, err)
 			return
 		}
-		if skip > 0 { // acked by this session, delete not committed yet
-			st.mu.Lock()
+		if len(acked) > 0 { // acked by this session, delete not committed yet
 			msgs = slices.DeleteFunc(msgs, func(m storage.Message) bool {
-				_, ok := st.acked[m.MID]
+				_, ok := acked[m.MID]
 				return ok
 			})
-			st.mu.Unlock()
-		}
-		if len(msgs) > limit {
-			msgs, more = msgs[:limit], true
 		}
 		for _, m := range msgs {
-			b := appendStored(m, s.Endpoint)
-			if c.sendRef(s, b) {
+			st.mu.Lock()
+			skip := st.skipped(m.MID)
+			st.mu.Unlock()
+			if skip {
+				continue
+			}
+			if m.MID >= h {
+				break // the drain pushes it once the horizon moves
+			}
+			if sent == limit {
+				more = true
+				break
+			}
+			if c.pushStored(st, m.MID, appendStored(m, s.Endpoint)) {
 				sent++
 			}
 			last = m.MID
 			st.mu.Lock()
-			st.curTime, st.curMID = m.Time, m.MID
+			st.fetchAfter = m.MID
 			st.mu.Unlock()
 		}
+		if !more && len(msgs) == min(limit+have+1, maxFetch) && sent > 0 {
+			more = true // a full read: there may be more past it
+		}
+		st.pushMu.Unlock()
 	case frame.FetchGroup:
 		groups, err := c.cfg.Store.UserGroups(ctx, user)
 		if err != nil {
@@ -1259,90 +1125,4 @@ func (c *LocalCenter) announce(user, friend uint64) {
 	st, text := c.presenceOf(context.Background(), friend)
 	b, _ := frame.AppendPresence(nil, frame.CmdFriendNotify, friend, time.Now().UnixMilli(), st, []byte(text))
 	c.sendTo(user, b)
-}
-
-// spillTo is called after a message for user was stored: every online
-// session of user drains the store from now on.
-func (c *LocalCenter) spillTo(user uint64) {
-	c.routes.Lookup(user, func(_ route.Addr, v any) {
-		st := v.(*sessState)
-		st.mu.Lock()
-		st.spill = true
-		st.spillGen++
-		start := !st.draining
-		st.draining = start || st.draining
-		st.mu.Unlock()
-		if start && !c.submit(func() { c.drain(user, st) }) {
-			st.mu.Lock()
-			st.draining = false
-			st.mu.Unlock()
-		}
-	})
-}
-
-// resumeDrain restarts a spilling session's drain once its window has room.
-func (c *LocalCenter) resumeDrain(user uint64, st *sessState) {
-	st.mu.Lock()
-	start := st.spill && !st.draining && len(st.flight) < c.cfg.Window
-	if start {
-		st.draining = true
-	}
-	st.mu.Unlock()
-	if start && !c.submit(func() { c.drain(user, st) }) {
-		st.mu.Lock()
-		st.draining = false
-		st.mu.Unlock()
-	}
-}
-
-// drain pushes a spilling session's stored messages, oldest first, as far
-// as its window allows; receipts delete them from the store and resume the
-// drain. When the store holds nothing more, the session goes back to live
-// pushes, unless a message was stored meanwhile (spillGen moved).
-func (c *LocalCenter) drain(user uint64, st *sessState) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for {
-		st.mu.Lock()
-		room := c.cfg.Window - len(st.flight)
-		at, am, gen := st.curTime, st.curMID, st.spillGen
-		if room <= 0 {
-			st.draining = false // resumeDrain restarts it on a receipt
-			st.mu.Unlock()
-			return
-		}
-		st.mu.Unlock()
-		msgs, err := c.cfg.Store.FetchOffline(ctx, user, at, am, room)
-		if err != nil {
-			st.mu.Lock()
-			st.draining = false // the next store or receipt retries
-			st.mu.Unlock()
-			return
-		}
-		for _, m := range msgs {
-			b := appendStored(m, st.ref.Endpoint)
-			st.mu.Lock()
-			if st.flight == nil {
-				st.flight = make(map[uint64]struct{})
-			}
-			st.flight[m.MID] = struct{}{}
-			st.curTime, st.curMID = m.Time, m.MID
-			st.mu.Unlock()
-			if !c.sendRef(st.ref, b) {
-				st.mu.Lock()
-				st.draining = false
-				st.mu.Unlock()
-				return
-			}
-		}
-		if len(msgs) < room {
-			st.mu.Lock()
-			if st.spillGen == gen {
-				st.spill, st.draining = false, false
-				st.mu.Unlock()
-				return
-			}
-			st.mu.Unlock() // stored meanwhile: go round again
-		}
-	}
 }

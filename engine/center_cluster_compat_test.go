@@ -131,7 +131,7 @@ func TestClusterOlderPeer(t *testing.T) {
 	if n := a.ClusterStats().Moved.Load(); n != 0 {
 		t.Fatalf("answered moved %d times", n)
 	}
-	msgs, err := a.cfg.Store.FetchOffline(ctx, 60, 0, 0, 10)
+	msgs, err := a.cfg.Store.FetchOffline(ctx, 60, 0, 10)
 	if err != nil || len(msgs) != 1 || msgs[0].MID != mid {
 		t.Fatalf("stored for user 60: %v, %v", msgs, err)
 	}

@@ -12,54 +12,107 @@ import (
 	"github.com/myim/myim/storage"
 )
 
-// groupMsg stores a group message under the group's next sequence number,
-// acks the sender once it is kept, then pushes it to the online members.
-// Offline members fetch it; each member's receipt adds to its sent count.
-func (c *LocalCenter) groupMsg(user uint64, s SessionRef, buf *bytebufferpool.ByteBuffer) {
-	ok := c.submit(func() {
-		defer bytebufferpool.Put(buf)
-		f := frame.Frame(buf.B)
-		m := frame.Msg(f.Body())
-		group, cid := m.To(), m.CID()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		members, err := c.cfg.Store.GroupMembers(ctx, group)
-		if err != nil {
-			c.storeError(s, uint32(cid), err)
-			return
-		}
-		isMember := false
-		for _, mb := range members {
-			if mb.User == user {
-				isMember = true
-				break
-			}
-		}
-		if !isMember {
-			c.refuseErr(s, cid, errNotMember)
-			return
-		}
-		now := time.Now()
-		seq, err := c.cfg.Store.AppendGroupMsg(ctx, storage.GroupMessage{Group: group, From: user, Time: m.Time(),
-			CID: cid, MID: c.nextMID(), ExpiresAt: now.Add(c.cfg.GroupTTL).UnixMilli(),
-			Content: append([]byte(nil), m.Content()...)})
-		if err != nil {
-			c.Refused.Add(1)
-			if f.QoS() == frame.QoS1 {
-				c.refuseErr(s, cid, err)
-			}
-			return
-		}
-		m.SetMID(seq)
-		if f.QoS() == frame.QoS1 {
-			c.ackTo(user, cid, seq, group, frame.AckStored)
-		}
-		c.fanout(members, buf.B)
-	})
-	if !ok {
-		bytebufferpool.Put(buf)
-		c.refuseErr(s, 0, errBusy)
+// startLanes starts the group lanes: a group's messages are appended and
+// pushed by one lane, one at a time, so that every member receives them in
+// sequence order (appends running side by side would commit in one order
+// and push in another). Lanes run side by side for different groups.
+func (c *LocalCenter) startLanes() {
+	n := c.cfg.Workers
+	c.lanes = make([]chan func(), n)
+	for i := range c.lanes {
+		c.lanes[i] = make(chan func(), max(c.cfg.QueueLen/n, 64))
+		c.wg.Add(1)
+		go c.lane(c.lanes[i])
 	}
+}
+
+func (c *LocalCenter) lane(in chan func()) {
+	defer c.wg.Done()
+	for {
+		select {
+		case f := <-in:
+			f()
+		case <-c.stop:
+			for {
+				select {
+				case f := <-in:
+					f()
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// groupMsg stores a group message under the group's next sequence number,
+// acks the sender once it is kept, then pushes it to the online members,
+// on the group's lane. Offline members fetch it; each member's receipt
+// adds to its sent count. A resend (same sender and CID, after a lost ACK
+// or a center failover) is acked DUPLICATE with the original number while
+// this center remembers it.
+func (c *LocalCenter) groupMsg(user uint64, s SessionRef, buf *bytebufferpool.ByteBuffer) {
+	f := frame.Frame(buf.B)
+	group := frame.Msg(f.Body()).To()
+	select {
+	case c.lanes[group%uint64(len(c.lanes))] <- func() { c.appendGroupMsg(user, s, buf) }:
+	default:
+		cid := frame.Msg(f.Body()).CID()
+		bytebufferpool.Put(buf)
+		c.refuseErr(s, cid, errBusy)
+	}
+}
+
+func (c *LocalCenter) appendGroupMsg(user uint64, s SessionRef, buf *bytebufferpool.ByteBuffer) {
+	defer bytebufferpool.Put(buf)
+	f := frame.Frame(buf.B)
+	m := frame.Msg(f.Body())
+	group, cid := m.To(), m.CID()
+	if cid != 0 {
+		if seq, dup := c.seen(user, cid); dup {
+			if f.QoS() == frame.QoS1 {
+				c.ackTo(user, cid, seq, group, frame.AckDuplicate)
+			}
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	members, err := c.cfg.Store.GroupMembers(ctx, group)
+	if err != nil {
+		c.storeError(s, uint32(cid), err)
+		return
+	}
+	isMember := false
+	for _, mb := range members {
+		if mb.User == user {
+			isMember = true
+			break
+		}
+	}
+	if !isMember {
+		c.refuseErr(s, cid, errNotMember)
+		return
+	}
+	now := time.Now()
+	seq, err := c.cfg.Store.AppendGroupMsg(ctx, storage.GroupMessage{Group: group, From: user, Time: m.Time(),
+		CID: cid, MID: c.nextMID(), ExpiresAt: now.Add(c.cfg.GroupTTL).UnixMilli(),
+		Content: append([]byte(nil), m.Content()...)})
+	if err != nil {
+		c.Refused.Add(1)
+		if f.QoS() == frame.QoS1 {
+			c.refuseErr(s, cid, err)
+		}
+		return
+	}
+	if cid != 0 {
+		c.remember(user, cid, seq)
+	}
+	m.SetMID(seq)
+	if f.QoS() == frame.QoS1 {
+		c.ackTo(user, cid, seq, group, frame.AckStored)
+	}
+	c.fanout(members, buf.B)
 }
 
 // fanout pushes a group frame to every online session of the members,

@@ -36,7 +36,10 @@ type EndpointConfig struct {
 	// HandshakeWorkers bounds the goroutines running handshakes. Default
 	// GOMAXPROCS.
 	HandshakeWorkers int
-	Logger           *slog.Logger
+	// Revocations is the cluster's list of revoked tokens, shared with the
+	// HTTP API; nil: a list of this endpoint's own.
+	Revocations *RevocationList
+	Logger      *slog.Logger
 }
 
 // EndpointHandler holds client sessions: the IK handshake with a token
@@ -50,7 +53,7 @@ type EndpointHandler struct {
 	drainGen  atomic.Uint64 // bumped by every Drain and Undrain: a spread drain stops when it moves
 	hs        HandshakeStats
 	delivery  LatencyHistogram
-	revoked   revocations
+	revoked   *RevocationList
 	limiter   *hsLimiter
 	replays   replayCache
 	pool      *hsPool
@@ -106,7 +109,12 @@ func NewEndpoint(cfg EndpointConfig) *EndpointHandler {
 	if cfg.HandshakeWorkers <= 0 {
 		cfg.HandshakeWorkers = runtime.GOMAXPROCS(0)
 	}
-	e := &EndpointHandler{cfg: cfg}
+	if cfg.Revocations == nil {
+		cfg.Revocations = NewRevocationList(nil, cfg.Logger)
+	}
+	e := &EndpointHandler{cfg: cfg, revoked: cfg.Revocations}
+	// A token revoked on another node: close its sessions here too.
+	e.revoked.Subscribe(func(sid string) { e.kickWhere(func(es *epSession) bool { return es.sid == sid }) })
 	if cfg.HandshakeRate > 0 {
 		e.limiter = newHSLimiter(cfg.HandshakeRate, cfg.HandshakeBurst)
 	}
@@ -232,8 +240,10 @@ func (e *EndpointHandler) KickDevice(user uint64, dev [32]byte) int {
 	return e.kickWhere(func(es *epSession) bool { return es.conn.User() == user && es.dev == dev })
 }
 
-// Revoke refuses the token session sid from now until until (a token's
-// expiry bounds it) and closes its live sessions. Safe for concurrent use.
+// Revoke refuses the token session sid on this endpoint from now until
+// until (a token's expiry bounds it) and closes its live sessions; the
+// Revocations list's Revoke also tells the rest of the cluster. Safe for
+// concurrent use.
 func (e *EndpointHandler) Revoke(sid string, until time.Time) int {
 	e.revoked.add(sid, until)
 	return e.kickWhere(func(es *epSession) bool { return es.sid == sid })
@@ -243,35 +253,6 @@ func (e *EndpointHandler) Revoke(sid string, until time.Time) int {
 // (out), by command code.
 func (e *EndpointHandler) FramesByCommand() (in, out *[256]atomic.Uint64) {
 	return &e.framesIn, &e.framesOut
-}
-
-// revocations is the set of revoked token sessions with their expiry; an
-// entry is dropped once the tokens it names could not be valid anyway.
-type revocations struct {
-	mu sync.Mutex
-	m  map[string]time.Time
-}
-
-func (r *revocations) add(sid string, until time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.m == nil {
-		r.m = make(map[string]time.Time)
-	}
-	now := time.Now()
-	for k, t := range r.m {
-		if now.After(t) {
-			delete(r.m, k)
-		}
-	}
-	r.m[sid] = until
-}
-
-func (r *revocations) has(sid string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	t, ok := r.m[sid]
-	return ok && time.Now().Before(t)
 }
 
 // Handshakes returns the endpoint's handshake counters.

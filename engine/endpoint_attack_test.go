@@ -2,14 +2,19 @@ package engine_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
+	"errors"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/myim/myim/client"
 	"github.com/myim/myim/engine"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
+	"github.com/myim/myim/route"
 	"github.com/myim/myim/session"
 )
 
@@ -56,7 +61,8 @@ func sendFirst(t *testing.T, srv *engine.Server, msg1 []byte) (net.Conn, *bufio.
 // after its owner left is refused before any crypto runs.
 func TestIKReplayAndPhantomSessions(t *testing.T) {
 	lc := startLinkCenter(t, nil)
-	ep := engine.NewEndpoint(engine.EndpointConfig{ID: 5, Identity: lc.id, Center: lc.center})
+	ep := engine.NewEndpoint(engine.EndpointConfig{ID: 5, Identity: lc.id, Center: lc.center,
+		HandshakeTimeout: 5 * time.Second})
 	srv := startServer(t, ep)
 	a, b := lc.user(t, "a"), lc.user(t, "b")
 	le := &linkedEndpoint{ep: ep, srv: srv}
@@ -92,6 +98,30 @@ func TestIKReplayAndPhantomSessions(t *testing.T) {
 	ack := frame.Ack(recvCmd(t, cb, frame.CmdAck, func(m []byte) bool { return frame.Ack(m).CID() == cid }))
 	if ack.Status() != frame.AckStored {
 		t.Fatalf("message to a: ack status %d, want stored (%d)", ack.Status(), frame.AckStored)
+	}
+	// PINGs do not keep it: it is closed at the handshake deadline.
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		for {
+			if _, err := phantom.Write(frame.Ping); err != nil {
+				return
+			}
+			_ = phantom.SetReadDeadline(time.Now().Add(time.Second))
+			if _, err := frame.Read(pr, frame.MaxEncodable); err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					continue
+				}
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a phantom session kept alive by PINGs past the handshake deadline")
 	}
 
 	// a connects for real, proves its keys, and leaves; the recording of
@@ -161,4 +191,69 @@ func TestHandshakeFloodLimited(t *testing.T) {
 		_, _, answer := sendFirst(t, srv, func() []byte { _, m := ikFirst(t, lc, a); return m }())
 		return answer.Cmd() == frame.CmdHandshake
 	})
+}
+
+// TestRevocationSharedAcrossEndpoints revokes a token on one endpoint's
+// list and uses it on another endpoint sharing the cluster's backend (the
+// store, then Redis): the other closes the token's live session and
+// refuses its handshake within a sync.
+func TestRevocationSharedAcrossEndpoints(t *testing.T) {
+	for _, backend := range []string{"store", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			lc := startLinkCenter(t, nil)
+			var shared engine.RevocationBackend = engine.StoreRevocations(lc.st)
+			if backend == "redis" {
+				addr := testenv.RedisAddr(t)
+				r, err := route.NewRedis(route.Options{Addr: addr, Prefix: testenv.RedisPrefix(t, addr)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { r.Close() })
+				shared = r
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			t.Cleanup(cancel)
+			listA, listB := engine.NewRevocationList(shared, nil), engine.NewRevocationList(shared, nil)
+			go listB.Run(ctx, 100*time.Millisecond)
+			epA := engine.NewEndpoint(engine.EndpointConfig{ID: 5, Identity: lc.id, Center: lc.center, Revocations: listA})
+			epB := engine.NewEndpoint(engine.EndpointConfig{ID: 6, Identity: lc.id, Center: lc.center, Revocations: listB})
+			srvB := startServer(t, epB)
+			_ = startServer(t, epA)
+			u := lc.user(t, "u")
+			tok, err := session.IssueToken(lc.id.TokenKey, session.TokenRequest{UserID: u, Audience: lc.id.Audience,
+				DeviceKey: lc.dev.PublicKey().Bytes(), TTL: time.Hour}, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			claims, err := session.VerifyToken(lc.id.TokenKeys(), tok, lc.id.Audience, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := client.Config{Device: lc.dev}
+			live, err := client.Dial(context.Background(), cfg, srvB.Addr().String(), lc.id.Static.PublicKey().Bytes(), tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer live.Close()
+			if err := listA.Revoke(context.Background(), claims.SessionID, claims.ExpiresAt); err != nil {
+				t.Fatal(err)
+			}
+			epA.Revoke(claims.SessionID, claims.ExpiresAt)
+			select {
+			case <-live.Done():
+			case <-time.After(10 * time.Second):
+				t.Fatal("the revoked token's session on the other endpoint is still open")
+			}
+			_, err = client.Dial(context.Background(), cfg, srvB.Addr().String(), lc.id.Static.PublicKey().Bytes(), tok)
+			var se *client.ServerError
+			if !errors.As(err, &se) || se.Text != "token revoked" {
+				t.Fatalf("the other endpoint: %v, want token revoked", err)
+			}
+			// A list made later, as after a restart, reads it too.
+			late := engine.NewRevocationList(shared, nil)
+			if err := late.Sync(context.Background()); err != nil || !late.Has(claims.SessionID) {
+				t.Fatalf("a fresh list: has %v, %v", late.Has(claims.SessionID), err)
+			}
+		})
+	}
 }

@@ -260,7 +260,7 @@ func (e *EndpointHandler) runHandshake(j hsJob) {
 	switch {
 	case err != nil:
 		fail(handshakeFailureOf(err), authText(err))
-	case e.revoked.has(hs.TokenClaims().SessionID):
+	case e.revoked.Has(hs.TokenClaims().SessionID):
 		fail(HandshakeTokenRevoked, "token revoked")
 	default:
 		res.claims = hs.TokenClaims()

@@ -91,17 +91,17 @@ var (
 	errNotMember = &groupError{http.StatusForbidden, frame.ErrCodeForbidden, "not a member of the group"}
 	errClosed    = &groupError{http.StatusForbidden, frame.ErrCodeForbidden,
 		"the group is closed or does not exist: ask a member for an invite"}
-	errNotAdmin    = &groupError{http.StatusForbidden, frame.ErrCodeForbidden, "only the group's owner and admins may do this"}
-	errNotOwner    = &groupError{http.StatusForbidden, frame.ErrCodeForbidden, "only the group's owner may do this"}
-	errOwnerStays  = &groupError{http.StatusConflict, frame.ErrCodeForbidden, "the owner leaves last: remove the others first"}
-	errNoSuchUser  = &groupError{http.StatusNotFound, frame.ErrCodeNotFound, "no such user"}
-	errNoSuchMemb  = &groupError{http.StatusNotFound, frame.ErrCodeNotFound, "no such member"}
-	errBadRole     = &groupError{http.StatusBadRequest, frame.ErrCodeBadRequest, `role must be "admin" or "member"`}
-	errBadName     = &groupError{http.StatusBadRequest, frame.ErrCodeBadRequest, "group name must be 1 to 128 bytes of UTF-8"}
-	errNeedUser    = &groupError{http.StatusBadRequest, frame.ErrCodeBadRequest, `"user" must name another user`}
-	errNeedOpen    = &groupError{http.StatusBadRequest, frame.ErrCodeBadRequest, `"open" must be true or false`}
-	errUnknownOp   = &groupError{http.StatusBadRequest, frame.ErrCodeBadRequest, "unknown group operation"}
-	errGroupFailed = &groupError{http.StatusServiceUnavailable, frame.ErrCodeRetry, "store unavailable; retry"}
+	errNotAdmin     = &groupError{http.StatusForbidden, frame.ErrCodeForbidden, "only the group's owner and admins may do this"}
+	errNotOwner     = &groupError{http.StatusForbidden, frame.ErrCodeForbidden, "only the group's owner may do this"}
+	errOwnerStays   = &groupError{http.StatusConflict, frame.ErrCodeForbidden, "the owner leaves last: remove the others first"}
+	errNoSuchUser   = &groupError{http.StatusNotFound, frame.ErrCodeNotFound, "no such user"}
+	errNoSuchMember = &groupError{http.StatusNotFound, frame.ErrCodeNotFound, "no such member"}
+	errBadRole      = &groupError{http.StatusBadRequest, frame.ErrCodeBadRequest, `role must be "admin" or "member"`}
+	errBadName      = &groupError{http.StatusBadRequest, frame.ErrCodeBadRequest, "group name must be 1 to 128 bytes of UTF-8"}
+	errNeedUser     = &groupError{http.StatusBadRequest, frame.ErrCodeBadRequest, `"user" must name another user`}
+	errNeedOpen     = &groupError{http.StatusBadRequest, frame.ErrCodeBadRequest, `"open" must be true or false`}
+	errUnknownOp    = &groupError{http.StatusBadRequest, frame.ErrCodeBadRequest, "unknown group operation"}
+	errGroupFailed  = &groupError{http.StatusServiceUnavailable, frame.ErrCodeRetry, "store unavailable; retry"}
 )
 
 // groupFailure turns an error of groupOp into a refusal, through the one
@@ -164,7 +164,7 @@ func loadRoster(ctx context.Context, st storage.Store, group, user uint64) (*ros
 func groupOp(ctx context.Context, st storage.Store, user uint64, op byte, group uint64, in groupIn) (any, error) {
 	switch op {
 	case frame.GroupCreate:
-		if err := storageName(in.Name); err != nil {
+		if err := checkGroupName(in.Name); err != nil {
 			return nil, err
 		}
 		id, err := st.CreateGroup(ctx, user, in.Name)
@@ -256,7 +256,7 @@ func groupOp(ctx context.Context, st storage.Store, user uint64, op byte, group 
 		}
 		m, ok := r.role(in.User)
 		if !ok {
-			return nil, errNoSuchMemb
+			return nil, errNoSuchMember
 		}
 		if m != want {
 			if err := st.SetGroupRole(ctx, group, in.User, want); err != nil {
@@ -268,7 +268,7 @@ func groupOp(ctx context.Context, st storage.Store, user uint64, op byte, group 
 	return nil, errUnknownOp
 }
 
-func storageName(name string) error {
+func checkGroupName(name string) error {
 	if name == "" || len(name) > storage.MaxNameLen {
 		return errBadName
 	}
@@ -336,7 +336,7 @@ func removeFromGroup(ctx context.Context, st storage.Store, user, group, who uin
 	}
 	target, ok := r.role(who)
 	if !ok {
-		return nil, errNoSuchMemb
+		return nil, errNoSuchMember
 	}
 	switch {
 	case role == storage.RoleMember:

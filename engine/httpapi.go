@@ -33,6 +33,9 @@ type API struct {
 	// RegisterRate, when set, limits registrations per client address
 	// (checked before anything is hashed).
 	RegisterRate *AddrRate
+	// Revocations, when set, refuses revoked tokens (the same list the
+	// endpoint checks).
+	Revocations *RevocationList
 
 	lookups     *lookupBudget // name lookups when there is no Center
 	lookupsOnce sync.Once
@@ -180,6 +183,10 @@ func (a *API) authed(f authedFunc) http.Handler {
 		claims, err := session.VerifyToken(a.Identity.TokenKeys(), tok, a.Identity.Audience, time.Now())
 		if err != nil {
 			writeErr(w, http.StatusUnauthorized, "invalid token")
+			return
+		}
+		if a.Revocations != nil && a.Revocations.Has(claims.SessionID) {
+			writeErr(w, http.StatusUnauthorized, "token revoked")
 			return
 		}
 		f(w, r, claims.UserID)

@@ -199,7 +199,12 @@ type LinkConfig struct {
 	// client frames plus 24 bytes, and center answers (member lists) can be
 	// larger than what a client may send.
 	MaxFrame int
-	Logger   *slog.Logger
+	// RecheckInterval is how often a TLS link checks its peer's
+	// certificate again (chain and deny list) and closes the link once it
+	// fails: a removed node loses its links within it. Default
+	// DenyPollInterval.
+	RecheckInterval time.Duration
+	Logger          *slog.Logger
 }
 
 func (c *LinkConfig) fillDefaults() {
@@ -221,6 +226,50 @@ func (c *LinkConfig) fillDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.RecheckInterval <= 0 {
+		c.RecheckInterval = DenyPollInterval
+	}
+}
+
+// watchedConn is a TLS link connection whose peer certificate is checked
+// again every interval (the tls.Config's VerifyConnection, which reads the
+// deny list); the connection is closed once it fails, or the watch ends
+// when the connection is closed.
+type watchedConn struct {
+	*tls.Conn
+	once sync.Once
+	stop chan struct{}
+}
+
+func (w *watchedConn) Close() error {
+	w.once.Do(func() { close(w.stop) })
+	return w.Conn.Close()
+}
+
+// watchPeer returns tc wrapped so that it closes itself once its peer no
+// longer verifies under cfg.
+func watchPeer(tc *tls.Conn, cfg *tls.Config, every time.Duration, log *slog.Logger) net.Conn {
+	if cfg.VerifyConnection == nil || every <= 0 {
+		return tc
+	}
+	w := &watchedConn{Conn: tc, stop: make(chan struct{})}
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-t.C:
+			}
+			if err := cfg.VerifyConnection(tc.ConnectionState()); err != nil {
+				log.Warn("link peer no longer trusted: closing the link", "remote", tc.RemoteAddr().String(), "err", err)
+				_ = w.Close()
+				return
+			}
+		}
+	}()
+	return w
 }
 
 // check refuses plain TCP that was not asked for.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/myim/myim/engine"
 	"github.com/myim/myim/frame"
 )
 
@@ -127,6 +128,12 @@ func TestPlaintextLinkAttacks(t *testing.T) {
 	recvCmd(t, cb, frame.CmdAck, func(m []byte) bool { return frame.Ack(m).CID() == cid })
 	if !ep1.rc.Connected() {
 		t.Fatal("endpoint 1 lost its link")
+	}
+	// Nor the id of the center's own in-process endpoint.
+	local := engine.NewEndpoint(engine.EndpointConfig{ID: 7, Identity: lc.id, Center: lc.center})
+	_ = startServer(t, local)
+	if _, ok := forgeLink(t, addr, testLinkSecret, 7, online); ok {
+		t.Fatal("a link took the id of the center's own endpoint")
 	}
 	// A link with the secret and a free id is accepted: the secret, not
 	// the address, is what admits a plain-text link.

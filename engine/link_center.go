@@ -214,7 +214,8 @@ func (s *LinkServer) serve(raw net.Conn) {
 			s.reject(raw, fmt.Errorf("%w: peer is a %s, not an endpoint or a center", ErrLinkRefused, p.Role))
 			return
 		}
-		peer, nc = &p, tc
+		peer, nc = &p, watchPeer(tc, s.cfg.Link.TLS, s.cfg.Link.RecheckInterval, s.cfg.Link.Logger)
+		defer nc.Close() // ends the watch
 	}
 	br := bufio.NewReaderSize(nc, 64<<10)
 	lr := linkReader{r: br, max: 64}
@@ -285,7 +286,8 @@ func (s *LinkServer) attach(re *remoteEndpoint) bool {
 		s.mu.Unlock()
 		return false
 	}
-	if s.links[re.id] != nil {
+	// A live link of that id, or the center's own in-process endpoint.
+	if s.links[re.id] != nil || s.cfg.Center.endpoint(re.id) != nil {
 		s.mu.Unlock()
 		return false
 	}

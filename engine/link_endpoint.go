@@ -94,6 +94,10 @@ type RemoteCenter struct {
 	Dropped   atomic.Uint64 // QoS 0 traffic dropped: queue full
 	Resent    atomic.Uint64 // QoS 1 messages written again after a reconnect
 	Failbacks atomic.Uint64 // moves back to the first center
+	// AnswersLost counts QoS 1 messages answered ERROR 5 by the endpoint
+	// because the link ended between the center taking them and their
+	// answer.
+	AnswersLost atomic.Uint64
 	// DeliveredMany counts DELIVER_MANY frames: group messages that crossed
 	// the link once for several sessions.
 	DeliveredMany atomic.Uint64
@@ -104,6 +108,9 @@ type remoteSess struct {
 	// announced: the center was told about it on some connection, so a
 	// re-announcement is a resumption.
 	announced bool
+	// unanswered holds the CIDs of the session's QoS 1 messages sent to
+	// the center that no ACK or ERROR has answered yet; made on first use.
+	unanswered map[uint64]struct{}
 }
 
 // NewRemoteCenter checks cfg and returns a center that connects once an
@@ -167,11 +174,33 @@ func (rc *RemoteCenter) Offline(user uint64, s SessionRef, bye bool) {
 func (rc *RemoteCenter) Handle(user uint64, s SessionRef, buf *bytebufferpool.ByteBuffer) {
 	f := frame.Frame(buf.B)
 	it := handleItem(user, s.Session, buf)
+	var cid uint64
 	switch f.Cmd() {
-	case frame.CmdMsg, frame.CmdFile:
-		it.retain = f.QoS() == frame.QoS1 && frame.Msg(f.Body()).CID() != 0
+	case frame.CmdMsg, frame.CmdGroupMsg, frame.CmdFile:
+		// Kept until the center confirms it, and written again on the next
+		// link (to a fallback center if this one died). A group message
+		// resent to another center may be appended twice; members drop
+		// the copy by its (sender, CID).
+		if f.QoS() == frame.QoS1 {
+			cid = frame.Msg(f.Body()).CID()
+			it.retain = cid != 0
+		}
 	}
-	if rc.q.push(it) {
+	rc.q.mu.Lock()
+	ok := rc.q.pushLocked(it)
+	if ok && cid != 0 {
+		// Until its answer passes back: if the link ends first, the
+		// center may have read it and died before answering, so the
+		// client is told to retry (answerLost).
+		if rs := rc.sessions[s.Session]; rs != nil {
+			if rs.unanswered == nil {
+				rs.unanswered = make(map[uint64]struct{})
+			}
+			rs.unanswered[cid] = struct{}{}
+		}
+	}
+	rc.q.mu.Unlock()
+	if ok {
 		return
 	}
 	rc.refuse(s, f)
@@ -474,8 +503,75 @@ func (rc *RemoteCenter) serve(nc net.Conn, br *bufio.Reader, log *slog.Logger) e
 	rc.connected, rc.nc = false, nil
 	rc.Resent.Add(uint64(len(rc.q.kept)))
 	rc.q.resetLocked(nil)
+	lost := rc.unansweredLocked()
 	rc.q.mu.Unlock()
+	rc.answerLost(lost)
 	return err
+}
+
+// lostSend is a QoS 1 message whose answer the link took with it.
+type lostSend struct{ session, cid uint64 }
+
+// unansweredLocked takes every session's unanswered CIDs. q.mu held.
+func (rc *RemoteCenter) unansweredLocked() []lostSend {
+	var out []lostSend
+	for id, rs := range rc.sessions {
+		for cid := range rs.unanswered {
+			out = append(out, lostSend{id, cid})
+		}
+		rs.unanswered = nil
+	}
+	return out
+}
+
+// answerLost tells the senders of the messages the center took and did
+// not answer before its link ended to send them again (ERROR 5, ref the
+// CID): the center may have died with them in its queues. Those still
+// kept are written again on the next link as well; whichever answer
+// comes first, the resend with the same CID is shown once.
+func (rc *RemoteCenter) answerLost(lost []lostSend) {
+	ep := rc.endpoint()
+	if ep == nil || len(lost) == 0 {
+		return
+	}
+	rc.AnswersLost.Add(uint64(len(lost)))
+	for _, l := range lost {
+		b := bytebufferpool.Get()
+		b.B, _ = frame.AppendError(b.B, frame.ErrCodeRetry, l.cid, "center link lost; retry")
+		if ep.Deliver(SessionRef{Endpoint: ep.ID(), Session: l.session}, b) != nil {
+			bytebufferpool.Put(b)
+		}
+	}
+}
+
+// answered forgets a session's message once its ACK or ERROR passes back
+// to the client.
+func (rc *RemoteCenter) answered(sess uint64, b []byte) {
+	f := frame.Frame(b)
+	var cid uint64
+	switch f.Cmd() {
+	case frame.CmdAck:
+		if len(f.Body()) >= frame.AckLen {
+			a := frame.Ack(f.Body())
+			if st := a.Status(); st != frame.AckReceived && st != frame.AckGroupRead {
+				cid = a.CID()
+			}
+		}
+	case frame.CmdError:
+		if len(f.Body()) >= frame.ErrorLen {
+			cid = frame.Error(f.Body()).Ref()
+		}
+	default:
+		return
+	}
+	if cid == 0 {
+		return
+	}
+	rc.q.mu.Lock()
+	if rs := rc.sessions[sess]; rs != nil && rs.unanswered != nil {
+		delete(rs.unanswered, cid)
+	}
+	rc.q.mu.Unlock()
 }
 
 // read handles what the center sends until the connection fails.
@@ -497,6 +593,7 @@ func (rc *RemoteCenter) read(nc net.Conn, br *bufio.Reader) error {
 			if err != nil {
 				return err
 			}
+			rc.answered(sess, buf.B)
 			if ep.Deliver(SessionRef{Endpoint: ep.ID(), Session: sess}, buf) != nil {
 				bytebufferpool.Put(buf) // the center's receipt timeout covers QoS 1
 			}

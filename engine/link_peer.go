@@ -73,7 +73,7 @@ func dialLink(ctx context.Context, addr string, lc *LinkConfig, want string, id 
 		if peer.Role != want {
 			return fail(fmt.Errorf("%w: peer is a %s, not a %s", ErrLinkRefused, peer.Role, want))
 		}
-		nc = tc
+		nc = watchPeer(tc, lc.TLS, lc.RecheckInterval, lc.Logger)
 	}
 	if err := writeHello(nc, id, flags, timeout); err != nil {
 		return fail(err)

@@ -42,7 +42,7 @@ var testLinkSecret = []byte("test link secret, 32 bytes long!")
 // fastLink makes a dead link show within a second in tests.
 func fastLink(tlsCfg *tls.Config) engine.LinkConfig {
 	lc := engine.LinkConfig{TLS: tlsCfg, Plaintext: tlsCfg == nil,
-		HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: time.Second}
+		HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: time.Second, RecheckInterval: 100 * time.Millisecond}
 	if tlsCfg == nil {
 		lc.Secret = testLinkSecret
 	}
@@ -429,6 +429,52 @@ func newToken(t testing.TB, caDir string, spec engine.JoinTokenSpec) string {
 		t.Fatal(err)
 	}
 	return token
+}
+
+// TestRemovedNodeLosesItsLinks removes a linked endpoint from the cluster:
+// the center, which holds the deny list, closes the endpoint's live link
+// at its next check and refuses its new ones, while another endpoint keeps
+// its link.
+func TestRemovedNodeLosesItsLinks(t *testing.T) {
+	ctx := context.Background()
+	caDir := t.TempDir()
+	if err := engine.InitCluster(caDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.IssueNodeCert(caDir, 100, engine.RoleCenter); err != nil {
+		t.Fatal(err)
+	}
+	joinURL := startJoinService(t, caDir)
+	var epTLS [3]*tls.Config
+	for id := uint32(1); id <= 2; id++ {
+		dir := t.TempDir()
+		if err := engine.Join(ctx, joinURL, newToken(t, caDir, engine.JoinTokenSpec{Role: engine.RoleEndpoint, NodeID: id}),
+			dir, id, engine.RoleEndpoint); err != nil {
+			t.Fatal(err)
+		}
+		_, epTLS[id], _ = engine.LoadNodeTLS(dir)
+	}
+	centerTLS, _, err := engine.LoadNodeTLS(caDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc := startLinkCenter(t, centerTLS)
+	ep1, ep2 := lc.endpoint(t, 1, epTLS[1], "", 0), lc.endpoint(t, 2, epTLS[2], "", 0)
+	eventually(t, 10*time.Second, func() bool { return len(lc.ls.Links()) == 2 })
+	c1 := lc.dial(t, ep1, lc.user(t, "a"))
+	roundTrip(t, c1)
+
+	if err := engine.RemoveNode(caDir, 1); err != nil {
+		t.Fatal(err)
+	}
+	rejected := lc.ls.Rejected.Load()
+	eventually(t, 10*time.Second, func() bool {
+		l := lc.ls.Links()
+		return len(l) == 1 && l[0] == 2 && lc.ls.Rejected.Load() > rejected && !ep1.rc.Connected()
+	})
+	if !ep2.rc.Connected() {
+		t.Fatal("the other endpoint lost its link")
+	}
 }
 
 // startJoinService serves the CA holder's join endpoint over HTTPS and

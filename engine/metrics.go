@@ -354,9 +354,9 @@ func (t *TimedStore) StoreOffline(ctx context.Context, msgs []storage.Message) e
 	return err
 }
 
-func (t *TimedStore) FetchOffline(ctx context.Context, user uint64, afterTime int64, afterMID uint64, limit int) ([]storage.Message, error) {
+func (t *TimedStore) FetchOffline(ctx context.Context, user uint64, afterMID uint64, limit int) ([]storage.Message, error) {
 	start := time.Now()
-	ms, err := t.Store.FetchOffline(ctx, user, afterTime, afterMID, limit)
+	ms, err := t.Store.FetchOffline(ctx, user, afterMID, limit)
 	t.done(mFetchOffline, start, err)
 	return ms, err
 }

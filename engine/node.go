@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -132,6 +133,7 @@ type Node struct {
 	admin   *http.Server
 	adminLn net.Listener
 	amux    *http.ServeMux
+	routes  []Route // what mux and amux were given, for Routes
 	mu      sync.Mutex
 	stopped bool
 	// fatal receives the first listener that stopped without Stop.
@@ -214,14 +216,40 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		m.HandleFunc("GET /healthz", healthz)
 		m.HandleFunc("GET /readyz", n.readyz)
 	}
+	for _, l := range []string{ListenerHTTP, ListenerAdmin} {
+		n.routes = append(n.routes, Route{l, "GET /healthz"}, Route{l, "GET /readyz"})
+	}
 	return n, nil
 }
 
 // HandleHTTP adds a route to the node's public HTTP API, before Start.
-func (n *Node) HandleHTTP(pattern string, h http.Handler) { n.mux.Handle(pattern, h) }
+func (n *Node) HandleHTTP(pattern string, h http.Handler) {
+	n.mux.Handle(pattern, h)
+	n.routes = append(n.routes, Route{ListenerHTTP, pattern})
+}
+
+// The HTTP listeners of a node, as Route.Listener names them.
+const (
+	ListenerHTTP  = "http"  // --http-addr: the public API
+	ListenerAdmin = "admin" // --admin-addr: operators
+)
+
+// Route is one HTTP route of a node.
+type Route struct {
+	Listener string // ListenerHTTP or ListenerAdmin
+	Pattern  string // as given to HandleHTTP or HandleAdmin: "GET /v1/friends"
+}
+
+// Routes returns the node's HTTP routes in the order they were added: what
+// docs/openapi.yaml is checked against. Not safe to call concurrently with
+// HandleHTTP or HandleAdmin.
+func (n *Node) Routes() []Route { return slices.Clone(n.routes) }
 
 // HandleAdmin adds a route to the node's admin listener, before Start.
-func (n *Node) HandleAdmin(pattern string, h http.Handler) { n.amux.Handle(pattern, h) }
+func (n *Node) HandleAdmin(pattern string, h http.Handler) {
+	n.amux.Handle(pattern, h)
+	n.routes = append(n.routes, Route{ListenerAdmin, pattern})
+}
 
 // SetDraining marks the node as emptying (true) or serving again (false):
 // while draining /readyz answers 503, so that load balancers send no one

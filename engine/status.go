@@ -382,12 +382,9 @@ func (m *Monitor) nodes(self NodeStatus) []NodeStatus {
 func (m *Monitor) Stats() *NodeStats {
 	st := &NodeStats{Node: m.cfg.ServerID, Version: m.cfg.Version, Uptime: time.Since(m.start).Seconds(),
 		Connections: map[string]int{}, DeliveryP99Ms: -1, DeliveryP50Ms: -1}
-	total := 0
 	if n := m.cfg.Node; n != nil {
 		for _, name := range n.order {
-			c := int(n.servers[name].Stats().Conns.Load())
-			st.Connections[name] = c
-			total += c
+			st.Connections[name] = int(n.servers[name].Stats().Conns.Load())
 		}
 	}
 	if e := m.cfg.Endpoint; e != nil {
@@ -439,7 +436,6 @@ func (m *Monitor) Stats() *NodeStats {
 		}
 	}
 	st.Goroutines, st.HeapBytes, st.RSSBytes = runtime.NumGoroutine(), heapBytes(), m.rss()
-	_ = total
 	st.Nodes = m.nodes(m.self(st))
 	return st
 }

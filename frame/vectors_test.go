@@ -165,6 +165,9 @@ var vectorTable = map[string]vectorWant{
 	"group-invite": {frame.CmdGroup, frame.QoS0, groupFields{7, frame.GroupInvite, team, `{"user":2}`}},
 	"group-invite-answer": {frame.CmdGroup, frame.QoS0, groupFields{7, frame.GroupInvite, team,
 		`{"group":16,"user":2,"join_seq":42,"role":"member"}`}},
+	"group-remove": {frame.CmdGroup, frame.QoS0, groupFields{11, frame.GroupRemove, team, `{"user":2}`}},
+	"group-open":   {frame.CmdGroup, frame.QoS0, groupFields{9, frame.GroupOpen, team, `{"open":true}`}},
+	"group-role":   {frame.CmdGroup, frame.QoS0, groupFields{10, frame.GroupRole, team, `{"user":2,"role":"admin"}`}},
 
 	"profile-request": {frame.CmdProfile, frame.QoS0, lookupFields{7, 0, `{"signature":"on holiday"}`}},
 }

@@ -179,7 +179,8 @@ stop() {
 # RSS (see myim-bench --help). Endpoints close a session after --idle-timeout without a frame. On two
 # shared cores the ramp of the whole run can outlast the default two
 # minutes before the bench's first keepalive, so the run allows ten.
-limits=(--max-conns 19800 --idle-timeout 10m --log-level warn)
+# The bench dials every session from a few addresses: no per-address handshake budget.
+limits=(--max-conns 19800 --idle-timeout 10m --log-level warn --handshake-rate -1)
 listen=(--endpoint-addr 127.0.0.1:0 --login-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --center-addr 127.0.0.1:0)
 
 {
@@ -206,8 +207,8 @@ start center --role center --server-id 1 --data-dir "$out/d1" --join-addr 127.0.
   --admin-secret "$secret" --pprof "${listen[@]}" "${common[@]}" "${limits[@]}"
 server_pids=$pid_center
 for k in $(seq 1 "$endpoints"); do
-  token=$("$myimd" cluster token --data-dir "$out/d1" --role endpoint --node $((k + 2)))
-  start "ep$k" --role endpoint --server-id $((k + 2)) --data-dir "$out/d$((k + 2))" --join "$token" \
+  "$myimd" cluster token --data-dir "$out/d1" --role endpoint --node $((k + 2)) >"$out/ep$k.join"
+  start "ep$k" --role endpoint --server-id $((k + 2)) --data-dir "$out/d$((k + 2))" --join-file "$out/ep$k.join" \
     --join-url "https://$(addr center join)" --center-link "$(addr center center)" \
     "${listen[@]}" "${common[@]}" "${limits[@]}"
   eval "server_pids=\$server_pids,\$pid_ep$k"

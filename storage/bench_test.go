@@ -114,7 +114,7 @@ func BenchmarkFetchDelete(b *testing.B) {
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			user := uint64(i%benchUsers) + 1
-			got, err := s.FetchOffline(ctx, user, 0, 0, fetchPage)
+			got, err := s.FetchOffline(ctx, user, 0, fetchPage)
 			if err != nil {
 				b.Fatal(err)
 			}

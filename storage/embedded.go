@@ -26,7 +26,7 @@ import (
 //	devices     user|keyHash(32)        -> device
 //	friends     user|friend             -> since       (both directions)
 //	friendreqs  to|from                 -> time
-//	offline     to|time|mid             -> message     (fetch order)
+//	offline     to|mid                  -> message     (fetch order)
 //	offmid      to|mid                  -> time|from|cid (delete by MID, dedup)
 //	offcid      to|from|cid             -> mid         (CID dedup, CID != 0)
 //	groups      id                      -> group
@@ -41,6 +41,7 @@ import (
 //	blobrefs    sha256(32)              -> refs        (files per content)
 //	fshares     file|kind(1)|target     -> ""          (kind 0 user, 1 group)
 //	fusage      owner                   -> bytes       (files + open uploads)
+//	revoked     sid                     -> until(8)    (revoked tokens, unix ms)
 //
 // The file buckets were added without a schema version bump: an older
 // binary opens the file and leaves them alone. Version 2 appended a flags
@@ -82,18 +83,21 @@ var (
 	bktBlobRefs   = []byte("blobrefs")
 	bktFShares    = []byte("fshares")
 	bktFUsage     = []byte("fusage")
+	bktRevoked    = []byte("revoked")
 
 	allBuckets = [][]byte{bktUsers, bktUserNames, bktDevices, bktFriends, bktFriendReqs,
 		bktOffline, bktOffMID, bktOffCID, bktGroups, bktGMembers, bktUGroups, bktGMsgs,
 		bktGExp, bktMeta, bktUploads, bktUpStale, bktFiles, bktOwnFiles, bktBlobRefs,
-		bktFShares, bktFUsage}
+		bktFShares, bktFUsage, bktRevoked}
 
 	keySchemaVersion = []byte("schema_version")
 )
 
 // embeddedSchemaVersion is bumped when the layout above changes; Open
-// refuses a file written by a newer version.
-const embeddedSchemaVersion = 2
+// refuses a file written by a newer version and migrates an older one.
+// Version 3 keys offline messages by to|mid instead of to|time|mid: the
+// order is the center's, not the sender's clock.
+const embeddedSchemaVersion = 3
 
 // embedded is the bbolt backend. Safe for concurrent use.
 type embedded struct {
@@ -138,9 +142,15 @@ func openEmbedded(cfg Config) (*embedded, error) {
 		}
 		meta := tx.Bucket(bktMeta)
 		if v := meta.Get(keySchemaVersion); v != nil {
-			if got := binary.BigEndian.Uint64(v); got > embeddedSchemaVersion {
+			got := binary.BigEndian.Uint64(v)
+			if got > embeddedSchemaVersion {
 				return fmt.Errorf("storage: %s has schema version %d, newer than this binary's %d",
 					embeddedFile, got, embeddedSchemaVersion)
+			}
+			if got < 3 {
+				if err := migrateOfflineKeys(tx); err != nil {
+					return fmt.Errorf("schema version 3: %w", err)
+				}
 			}
 		}
 		return meta.Put(keySchemaVersion, be64(embeddedSchemaVersion))
@@ -150,6 +160,33 @@ func openEmbedded(cfg Config) (*embedded, error) {
 		return nil, fmt.Errorf("storage: init %s: %w", embeddedFile, err)
 	}
 	return &embedded{db: db}, nil
+}
+
+// migrateOfflineKeys rewrites the offline keys of versions 1 and 2,
+// to|time|mid, as to|mid, in the transaction that records version 3: a
+// crash half way leaves the file as it was.
+func migrateOfflineKeys(tx *bolt.Tx) error {
+	off := tx.Bucket(bktOffline)
+	type kv struct{ k, v []byte }
+	var old []kv
+	err := off.ForEach(func(k, v []byte) error {
+		if len(k) == 24 {
+			old = append(old, kv{slices.Clone(k), slices.Clone(v)})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range old {
+		if err := off.Delete(r.k); err != nil {
+			return err
+		}
+		if err := off.Put(offlineKey(binary.BigEndian.Uint64(r.k), binary.BigEndian.Uint64(r.k[16:])), r.v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // view, update and batch run fn in a transaction after checking ctx and the
@@ -493,7 +530,7 @@ func (s *embedded) StoreOffline(ctx context.Context, msgs []Message) error {
 	keys := make([][]byte, len(msgs))
 	vals := make([][]byte, len(msgs))
 	for i := range msgs {
-		keys[i] = offlineKey(msgs[i].To, msgs[i].Time, msgs[i].MID)
+		keys[i] = offlineKey(msgs[i].To, msgs[i].MID)
 		vals[i] = encodeMessage(&msgs[i])
 	}
 	return s.batch(ctx, func(tx *bolt.Tx) error {
@@ -528,26 +565,20 @@ func (s *embedded) StoreOffline(ctx context.Context, msgs []Message) error {
 	})
 }
 
-func (s *embedded) FetchOffline(ctx context.Context, user uint64, afterTime int64, afterMID uint64, limit int) ([]Message, error) {
+func (s *embedded) FetchOffline(ctx context.Context, user uint64, afterMID uint64, limit int) ([]Message, error) {
 	limit = clampLimit(limit)
 	var out []Message
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		out = out[:0]
-		prefix := be64(user)
-		// The first key strictly after (afterTime, afterMID) is
-		// (afterTime, afterMID+1), or (afterTime+1, 0) when afterMID is
-		// the largest MID.
-		start := offlineKey(user, afterTime, afterMID+1)
 		if afterMID == ^uint64(0) {
-			if afterTime == int64(^uint64(0)>>1) {
-				return nil
-			}
-			start = offlineKey(user, afterTime+1, 0)
+			return nil
 		}
+		prefix := be64(user)
+		byMID := tx.Bucket(bktOffMID)
 		c := tx.Bucket(bktOffline).Cursor()
-		for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, v = c.Next() {
+		for k, v := c.Seek(offlineKey(user, afterMID+1)); k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, v = c.Next() {
 			var m Message
-			if err := decodeMessage(k, v, &m); err != nil {
+			if err := decodeMessage(k, v, byMID.Get(k), &m); err != nil {
 				return err
 			}
 			out = append(out, m)
@@ -572,7 +603,6 @@ func (s *embedded) DeleteOffline(ctx context.Context, user uint64, mids []uint64
 			if len(ref) != 24 {
 				return errCorrupt("offmid")
 			}
-			t := getTime(ref)
 			from, cid := binary.BigEndian.Uint64(ref[8:]), binary.BigEndian.Uint64(ref[16:])
 			// ref points into the page being changed: done with it
 			// before the first Delete.
@@ -584,7 +614,7 @@ func (s *embedded) DeleteOffline(ctx context.Context, user uint64, mids []uint64
 					return err
 				}
 			}
-			if err := off.Delete(offlineKey(user, t, mid)); err != nil {
+			if err := off.Delete(offlineKey(user, mid)); err != nil {
 				return err
 			}
 		}
@@ -598,6 +628,49 @@ func (s *embedded) CountOffline(ctx context.Context, user uint64) (int, error) {
 
 func (s *embedded) CountGroupMsgs(ctx context.Context, group uint64) (int, error) {
 	return s.countPrefix(ctx, bktGMsgs, be64(group))
+}
+
+func (s *embedded) RevokeToken(ctx context.Context, sid string, until int64) error {
+	if sid == "" || len(sid) > MaxSIDLen {
+		return fmt.Errorf("%w: token session id of %d bytes", ErrInvalid, len(sid))
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bktRevoked)
+		if v := b.Get([]byte(sid)); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) >= until {
+			return nil
+		}
+		return b.Put([]byte(sid), be64(uint64(until)))
+	})
+}
+
+func (s *embedded) RevokedTokens(ctx context.Context, now int64) (map[string]int64, error) {
+	out := map[string]int64{}
+	var stale [][]byte
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bktRevoked).ForEach(func(k, v []byte) error {
+			until := int64(binary.BigEndian.Uint64(v))
+			if until > now {
+				out[string(k)] = until
+			} else {
+				stale = append(stale, bytes.Clone(k))
+			}
+			return nil
+		})
+	})
+	if err != nil || len(stale) == 0 {
+		return out, err
+	}
+	return out, s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bktRevoked)
+		for _, k := range stale {
+			if v := b.Get(k); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) <= now {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 }
 
 func (s *embedded) countPrefix(ctx context.Context, bucket, prefix []byte) (int, error) {
@@ -1013,11 +1086,8 @@ func putTime(b []byte, t int64) []byte {
 
 func getTime(b []byte) int64 { return int64(binary.BigEndian.Uint64(b) ^ 1<<63) }
 
-func offlineKey(to uint64, t int64, mid uint64) []byte {
-	k := make([]byte, 0, 24)
-	k = binary.BigEndian.AppendUint64(k, to)
-	k = putTime(k, t)
-	return binary.BigEndian.AppendUint64(k, mid)
+func offlineKey(to, mid uint64) []byte {
+	return pair(to, mid)
 }
 
 // expKey is expiresAt|group|seq; its last 16 bytes are the gmsgs key.
@@ -1173,12 +1243,14 @@ func encodeMessage(m *Message) []byte {
 	return append(b, m.Content...)
 }
 
-func decodeMessage(k, v []byte, m *Message) error {
-	if len(k) != 24 {
+// decodeMessage reads an offline record: k is to|mid, ref its offmid
+// value (time|from|cid), which holds the sender's time.
+func decodeMessage(k, v, ref []byte, m *Message) error {
+	if len(k) != 16 || len(ref) != 24 {
 		return errCorrupt("offline")
 	}
 	r := reader{b: v}
-	*m = Message{To: binary.BigEndian.Uint64(k), Time: getTime(k[8:]), MID: binary.BigEndian.Uint64(k[16:])}
+	*m = Message{To: binary.BigEndian.Uint64(k), Time: getTime(ref), MID: binary.BigEndian.Uint64(k[8:])}
 	m.From = r.u64()
 	m.CID = r.u64()
 	m.Srv = r.u32()

@@ -293,6 +293,21 @@ var mysqlMigrations = [][]string{
 		"ALTER TABLE im_groups ADD COLUMN is_open TINYINT UNSIGNED NOT NULL DEFAULT 0",
 		"ALTER TABLE group_members ADD COLUMN role TINYINT UNSIGNED NOT NULL DEFAULT 0",
 	},
+	// Version 4: revoked access tokens, by session id, until they expire.
+	{
+		`CREATE TABLE IF NOT EXISTS revoked_tokens (
+			sid VARBINARY(64) NOT NULL,
+			until_ms BIGINT NOT NULL,
+			PRIMARY KEY (sid)
+		) ENGINE=InnoDB`,
+	},
+	// Version 5: offline messages are kept in the center's order (MID),
+	// not the sender's clock (time), so the clustered key that a fetch
+	// reads in one range becomes (to_user, mid). Rerunning it rebuilds
+	// the same key.
+	{
+		"ALTER TABLE offline_msgs DROP PRIMARY KEY, ADD PRIMARY KEY (to_user, mid)",
+	},
 }
 
 // migrate brings the schema to len(mysqlMigrations), holding a named lock
@@ -725,13 +740,9 @@ func offlineInsert(msgs []Message) (string, []any) {
 	return b.String(), args
 }
 
-func (s *mysqlStore) FetchOffline(ctx context.Context, user uint64, afterTime int64, afterMID uint64, limit int) ([]Message, error) {
-	// Same meaning as "(time, mid) > (?, ?)", spelled out because MariaDB
-	// does not turn a row comparison into an index range: it would scan
-	// the user's whole mailbox from the start.
+func (s *mysqlStore) FetchOffline(ctx context.Context, user uint64, afterMID uint64, limit int) ([]Message, error) {
 	rows, err := s.db.QueryContext(ctx, "SELECT `time`, mid, from_user, COALESCE(cid, 0), srv, qos, content "+
-		"FROM offline_msgs WHERE to_user = ? AND (`time` > ? OR (`time` = ? AND mid > ?)) "+
-		"ORDER BY `time`, mid LIMIT ?", user, afterTime, afterTime, afterMID, clampLimit(limit))
+		"FROM offline_msgs WHERE to_user = ? AND mid > ? ORDER BY mid LIMIT ?", user, afterMID, clampLimit(limit))
 	if err != nil {
 		return nil, s.fail("fetch offline", err)
 	}
@@ -1097,6 +1108,36 @@ func (s *mysqlStore) CountGroupMsgs(ctx context.Context, group uint64) (int, err
 	var n int
 	err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM group_msgs WHERE group_id = ?", group).Scan(&n)
 	return n, s.fail("count group messages", err)
+}
+
+func (s *mysqlStore) RevokeToken(ctx context.Context, sid string, until int64) error {
+	if sid == "" || len(sid) > MaxSIDLen {
+		return fmt.Errorf("%w: token session id of %d bytes", ErrInvalid, len(sid))
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO revoked_tokens (sid, until_ms) VALUES (?, ?)
+		ON DUPLICATE KEY UPDATE until_ms = GREATEST(until_ms, VALUES(until_ms))`, sid, until)
+	return s.fail("revoke token", err)
+}
+
+func (s *mysqlStore) RevokedTokens(ctx context.Context, now int64) (map[string]int64, error) {
+	if _, err := s.db.ExecContext(ctx, "DELETE FROM revoked_tokens WHERE until_ms <= ?", now); err != nil {
+		return nil, s.fail("revoked tokens", err)
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT sid, until_ms FROM revoked_tokens WHERE until_ms > ?", now)
+	if err != nil {
+		return nil, s.fail("revoked tokens", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var sid string
+		var until int64
+		if err := rows.Scan(&sid, &until); err != nil {
+			return nil, s.fail("revoked tokens", err)
+		}
+		out[sid] = until
+	}
+	return out, s.fail("revoked tokens", rows.Err())
 }
 
 // ---- files

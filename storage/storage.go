@@ -81,6 +81,9 @@ const (
 // by many goroutines. Every method may block on I/O and honours ctx
 // cancellation (the embedded backend checks ctx before it starts and before
 // it commits; a bbolt transaction cannot be interrupted half way).
+// MaxSIDLen bounds a revoked token's session id (tokens carry 22).
+const MaxSIDLen = 64
+
 type Store interface {
 	// CreateUser stores u with a new ID (IDs start at 1) and returns it.
 	// u.ID is ignored; CreatedAt 0 means now. ErrExists if the name is
@@ -126,11 +129,13 @@ type Store interface {
 	// same (To, MID), or with CID != 0 and the same (To, From, CID), is
 	// still stored, duplicates inside msgs included. Content is copied.
 	StoreOffline(ctx context.Context, msgs []Message) error
-	// FetchOffline returns up to limit of user's messages ordered by
-	// (Time, MID), strictly after the cursor (afterTime, afterMID). Start
-	// with (0, 0), then pass the last message's (Time, MID). limit <= 0
-	// means DefaultFetchLimit; it is capped at MaxFetchLimit.
-	FetchOffline(ctx context.Context, user uint64, afterTime int64, afterMID uint64, limit int) ([]Message, error)
+	// FetchOffline returns up to limit of user's messages ordered by MID,
+	// strictly after afterMID. Start with 0, then pass the last message's
+	// MID. The order is the center's (MIDs grow with the center's clock
+	// and counter), never the sender's Time, which is data: a sender whose
+	// clock is off cannot put its messages ahead of, or behind, another's.
+	// limit <= 0 means DefaultFetchLimit; it is capped at MaxFetchLimit.
+	FetchOffline(ctx context.Context, user uint64, afterMID uint64, limit int) ([]Message, error)
 	// DeleteOffline deletes user's messages with these MIDs (after the
 	// client acknowledged them); unknown MIDs are ignored.
 	DeleteOffline(ctx context.Context, user uint64, mids []uint64) error
@@ -191,6 +196,15 @@ type Store interface {
 	// CountGroupMsgs returns how many messages of the group are stored,
 	// expired ones not yet purged included.
 	CountGroupMsgs(ctx context.Context, group uint64) (int, error)
+
+	// RevokeToken records that access tokens with session id sid are
+	// refused until until (unix milliseconds; the token's expiry). Revoking
+	// again keeps the later time. ErrInvalid for an empty sid or one longer
+	// than MaxSIDLen.
+	RevokeToken(ctx context.Context, sid string, until int64) error
+	// RevokedTokens returns the revocations still in force at now (unix
+	// milliseconds), sid -> until, and forgets those that are not.
+	RevokedTokens(ctx context.Context, now int64) (map[string]int64, error)
 
 	// CreateUpload records an upload of u.Owner with a new ID (IDs start
 	// at 1) and reserves u.Size bytes of the owner's quota (see files.go).
@@ -261,7 +275,7 @@ type Message struct {
 	MID     uint64 // center-assigned, unique per recipient, never 0
 	From    uint64
 	To      uint64
-	Time    int64
+	Time    int64  // the sender's clock: data, never an order
 	CID     uint64 // sender's client id for deduplication; 0: none
 	Srv     uint32 // id of the server that accepted it
 	QoS     uint8

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -84,6 +85,7 @@ func runSuite(t *testing.T, newStore func(t *testing.T) Store, reopen func(t *te
 		{"Friends", testFriends},
 		{"OfflineOrder", testOfflineOrder},
 		{"OfflinePaging", testOfflinePaging},
+		{"OfflineSkewedClocks", testOfflineSkewedClocks},
 		{"OfflineIdempotent", testOfflineIdempotent},
 		{"OfflineAllOrNothing", testOfflineAllOrNothing},
 		{"OfflineDelete", testOfflineDelete},
@@ -96,6 +98,7 @@ func runSuite(t *testing.T, newStore func(t *testing.T) Store, reopen func(t *te
 		{"GroupExpiry", testGroupExpiry},
 		{"GroupConcurrentAppend", testGroupConcurrentAppend},
 		{"GroupConcurrentAck", testGroupConcurrentAck},
+		{"RevokedTokens", testRevokedTokens},
 		{"Context", testContext},
 		{"Closed", testClosed},
 	}
@@ -110,6 +113,32 @@ func runSuite(t *testing.T, newStore func(t *testing.T) Store, reopen func(t *te
 		t.Parallel()
 		testReopen(t, newStore(t), reopen)
 	})
+}
+
+// testRevokedTokens: a revocation holds until its time, revoking again
+// keeps the later time, and expired ones are forgotten.
+func testRevokedTokens(t *testing.T, s Store) {
+	ctx := context.Background()
+	if err := s.RevokeToken(ctx, "", 5); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("empty sid: %v", err)
+	}
+	if err := s.RevokeToken(ctx, strings.Repeat("x", MaxSIDLen+1), 5); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("long sid: %v", err)
+	}
+	must(0, s.RevokeToken(ctx, "a", 2000)).of(t)
+	must(0, s.RevokeToken(ctx, "a", 1000)).of(t) // the later time stays
+	must(0, s.RevokeToken(ctx, "b", 1500)).of(t)
+	if got := must(s.RevokedTokens(ctx, 1200)).of(t); len(got) != 2 || got["a"] != 2000 || got["b"] != 1500 {
+		t.Fatalf("at 1200: %v", got)
+	}
+	if got := must(s.RevokedTokens(ctx, 1500)).of(t); len(got) != 1 || got["a"] != 2000 {
+		t.Fatalf("at 1500: %v", got)
+	}
+	// b was forgotten: revoking it again for a short time is all there is.
+	must(0, s.RevokeToken(ctx, "b", 1600)).of(t)
+	if got := must(s.RevokedTokens(ctx, 1550)).of(t); got["b"] != 1600 {
+		t.Fatalf("b again: %v", got)
+	}
 }
 
 // ---- helpers
@@ -289,45 +318,78 @@ func testOfflineOrder(t *testing.T, s Store) {
 		{MID: 10, From: 3, To: 1, Time: 1000, Content: []byte("a")},
 		{MID: 5, From: 2, To: 1, Time: 2000},
 		{MID: 99, From: 2, To: 1, Time: 500, Content: []byte{0, 1, 2, 0xff}},
-		{MID: 20, From: 3, To: 1, Time: 1000, Content: []byte("b")},
+		{MID: 20, From: 3, To: 1, Time: -1000, Content: []byte("b")},
 		{MID: 1, From: 2, To: 7, Time: 1}, // another recipient
 	}
 	ok(t, s.StoreOffline(ctx, in))
-	got := must(s.FetchOffline(ctx, 1, 0, 0, 0)).of(t)
-	equal(t, "order by (time, mid)", mids(got), []uint64{99, 10, 20, 30, big, 5})
-	equal(t, "full record", got[4], in[1])
-	equal(t, "binary content", got[0].Content, []byte{0, 1, 2, 0xff})
-	if got[5].Content != nil {
-		t.Fatalf("empty content: %q", got[5].Content)
+	got := must(s.FetchOffline(ctx, 1, 0, 0)).of(t)
+	equal(t, "order by mid, whatever the time", mids(got), []uint64{5, 10, 20, 30, 99, big})
+	equal(t, "full record", got[5], in[1])
+	equal(t, "negative time kept", got[2].Time, int64(-1000))
+	equal(t, "binary content", got[4].Content, []byte{0, 1, 2, 0xff})
+	if got[0].Content != nil {
+		t.Fatalf("empty content: %q", got[0].Content)
 	}
 	equal(t, "count", must(s.CountOffline(ctx, 1)).of(t), 6)
-	equal(t, "other recipient", mids(must(s.FetchOffline(ctx, 7, 0, 0, 10)).of(t)), []uint64{1})
-	equal(t, "nobody", len(must(s.FetchOffline(ctx, 8, 0, 0, 10)).of(t)), 0)
+	equal(t, "other recipient", mids(must(s.FetchOffline(ctx, 7, 0, 10)).of(t)), []uint64{1})
+	equal(t, "nobody", len(must(s.FetchOffline(ctx, 8, 0, 10)).of(t)), 0)
 
-	// Strictly after the cursor, ties on time broken by MID.
-	equal(t, "after (1000,20)", mids(must(s.FetchOffline(ctx, 1, 1000, 20, 10)).of(t)), []uint64{30, big, 5})
-	equal(t, "after (1000,max)", mids(must(s.FetchOffline(ctx, 1, 1000, math.MaxUint64, 10)).of(t)), []uint64{5})
-	equal(t, "after (2000,5)", len(must(s.FetchOffline(ctx, 1, 2000, 5, 10)).of(t)), 0)
-	equal(t, "after (max,max)", len(must(s.FetchOffline(ctx, 1, math.MaxInt64, math.MaxUint64, 10)).of(t)), 0)
+	// Strictly after the cursor.
+	equal(t, "after 20", mids(must(s.FetchOffline(ctx, 1, 20, 10)).of(t)), []uint64{30, 99, big})
+	equal(t, "after 99", mids(must(s.FetchOffline(ctx, 1, 99, 10)).of(t)), []uint64{big})
+	equal(t, "after big", len(must(s.FetchOffline(ctx, 1, big, 10)).of(t)), 0)
+	equal(t, "after max", len(must(s.FetchOffline(ctx, 1, math.MaxUint64, 10)).of(t)), 0)
+}
 
-	// Negative times sort before positive ones.
-	ok(t, s.StoreOffline(ctx, []Message{{MID: 7, To: 9, Time: 5}, {MID: 8, To: 9, Time: -5}}))
-	equal(t, "negative time", mids(must(s.FetchOffline(ctx, 9, math.MinInt64, 0, 10)).of(t)), []uint64{8, 7})
+// testOfflineSkewedClocks stores the messages of two senders, one of whose
+// clocks is a minute ahead and the other's a minute behind, in the order
+// the center numbered them: the fetch order is the numbering, and paging
+// from a cursor finds every message, however the senders' times compare.
+func testOfflineSkewedClocks(t *testing.T, s Store) {
+	ctx := t.Context()
+	const now = 1767225600000
+	var in []Message
+	for i := range 40 {
+		skew := int64(60_000)
+		if i%2 == 1 {
+			skew = -60_000
+		}
+		in = append(in, Message{MID: uint64(100 + i), From: uint64(2 + i%2), To: 1, Time: now + skew + int64(i)})
+	}
+	// Stored in two batches, the later numbers first: the cursor of a
+	// reader that saw the first batch must not pass over the second.
+	ok(t, s.StoreOffline(ctx, in[20:]))
+	first := must(s.FetchOffline(ctx, 1, 0, 100)).of(t)
+	ok(t, s.StoreOffline(ctx, in[:20]))
+	equal(t, "first batch", mids(first), mids(in[20:]))
+	var all []Message
+	var after uint64
+	for {
+		got := must(s.FetchOffline(ctx, 1, after, 7)).of(t)
+		if len(got) == 0 {
+			break
+		}
+		all = append(all, got...)
+		after = got[len(got)-1].MID
+	}
+	equal(t, "every message in MID order", mids(all), mids(in))
+	for i := range all {
+		equal(t, "time is data", all[i].Time, in[i].Time)
+	}
 }
 
 func testOfflinePaging(t *testing.T, s Store) {
 	ctx := t.Context()
 	var in []Message
 	for i := range 25 {
-		// Five messages per millisecond, MIDs not in time order.
+		// Five messages per millisecond, times not in MID order.
 		in = append(in, Message{MID: uint64(1000 - i), From: 2, To: 1, Time: int64(100 + i/5)})
 	}
 	ok(t, s.StoreOffline(ctx, in))
 	var all []Message
-	var at int64
 	var mid uint64
 	for page := 0; ; page++ {
-		got := must(s.FetchOffline(ctx, 1, at, mid, 10)).of(t)
+		got := must(s.FetchOffline(ctx, 1, mid, 10)).of(t)
 		if len(got) == 0 {
 			break
 		}
@@ -335,15 +397,14 @@ func testOfflinePaging(t *testing.T, s Store) {
 			t.Fatalf("page %d: %d messages", page, len(got))
 		}
 		all = append(all, got...)
-		at, mid = got[len(got)-1].Time, got[len(got)-1].MID
+		mid = got[len(got)-1].MID
 	}
 	if len(all) != 25 {
 		t.Fatalf("paged %d messages, want 25", len(all))
 	}
 	for i := 1; i < len(all); i++ {
-		p, c := all[i-1], all[i]
-		if c.Time < p.Time || c.Time == p.Time && c.MID <= p.MID {
-			t.Fatalf("out of order at %d: (%d,%d) after (%d,%d)", i, c.Time, c.MID, p.Time, p.MID)
+		if p, c := all[i-1], all[i]; c.MID <= p.MID {
+			t.Fatalf("out of order at %d: %d after %d", i, c.MID, p.MID)
 		}
 	}
 
@@ -353,8 +414,8 @@ func testOfflinePaging(t *testing.T, s Store) {
 		many[i] = Message{MID: uint64(i + 1), To: 2, Time: 1}
 	}
 	ok(t, s.StoreOffline(ctx, many))
-	equal(t, "default limit", len(must(s.FetchOffline(ctx, 2, 0, 0, 0)).of(t)), DefaultFetchLimit)
-	equal(t, "max limit", len(must(s.FetchOffline(ctx, 2, 0, 0, MaxFetchLimit*2)).of(t)), MaxFetchLimit)
+	equal(t, "default limit", len(must(s.FetchOffline(ctx, 2, 0, 0)).of(t)), DefaultFetchLimit)
+	equal(t, "max limit", len(must(s.FetchOffline(ctx, 2, 0, MaxFetchLimit*2)).of(t)), MaxFetchLimit)
 }
 
 func testOfflineIdempotent(t *testing.T, s Store) {
@@ -372,7 +433,7 @@ func testOfflineIdempotent(t *testing.T, s Store) {
 	ok(t, s.StoreOffline(ctx, batch))
 	ok(t, s.StoreOffline(ctx, batch)) // a retried batch changes nothing
 	ok(t, s.StoreOffline(ctx, []Message{{MID: 8, From: 2, To: 1, Time: 1, CID: 78}}))
-	got := must(s.FetchOffline(ctx, 1, 0, 0, 100)).of(t)
+	got := must(s.FetchOffline(ctx, 1, 0, 100)).of(t)
 	equal(t, "stored", mids(got), []uint64{1, 2, 3, 4, 6})
 	equal(t, "first copy wins", string(got[0].Content), "x")
 	equal(t, "count", must(s.CountOffline(ctx, 1)).of(t), 5)
@@ -398,7 +459,7 @@ func testOfflineDelete(t *testing.T, s Store) {
 	in = append(in, Message{MID: 3, From: 2, To: 4, Time: 3}) // same MID, other recipient
 	ok(t, s.StoreOffline(ctx, in))
 	ok(t, s.DeleteOffline(ctx, 1, []uint64{2, 4, 6, 999, 4}))
-	equal(t, "after delete", mids(must(s.FetchOffline(ctx, 1, 0, 0, 100)).of(t)), []uint64{1, 3, 5, 7, 8, 9, 10})
+	equal(t, "after delete", mids(must(s.FetchOffline(ctx, 1, 0, 100)).of(t)), []uint64{1, 3, 5, 7, 8, 9, 10})
 	equal(t, "count", must(s.CountOffline(ctx, 1)).of(t), 7)
 	ok(t, s.DeleteOffline(ctx, 1, nil))
 	ok(t, s.DeleteOffline(ctx, 5, []uint64{3})) // not this recipient's
@@ -413,7 +474,7 @@ func testOfflineDelete(t *testing.T, s Store) {
 
 	// Fetch, delete, fetch again until empty: the delivery loop.
 	for {
-		got := must(s.FetchOffline(ctx, 1, 0, 0, 3)).of(t)
+		got := must(s.FetchOffline(ctx, 1, 0, 3)).of(t)
 		if len(got) == 0 {
 			break
 		}
@@ -435,7 +496,7 @@ func testOfflineLargeBatch(t *testing.T, s Store) {
 	in[0].Content, in[1].Content, in[2].Content = blob, blob, blob
 	ok(t, s.StoreOffline(ctx, in))
 	equal(t, "count", must(s.CountOffline(ctx, 1)).of(t), n)
-	got := must(s.FetchOffline(ctx, 1, 0, 0, 3)).of(t)
+	got := must(s.FetchOffline(ctx, 1, 0, 3)).of(t)
 	if !bytes.Equal(got[2].Content, blob) {
 		t.Fatal("large content changed")
 	}
@@ -783,7 +844,7 @@ func testContext(t *testing.T, s Store) {
 		"Ack":   s.AckGroup(cctx, 1, 1, 1),
 	}
 	_, calls["CreateUser"] = s.CreateUser(cctx, User{Name: "x"})
-	_, calls["Fetch"] = s.FetchOffline(cctx, 1, 0, 0, 10)
+	_, calls["Fetch"] = s.FetchOffline(cctx, 1, 0, 10)
 	_, calls["Append"] = s.AppendGroupMsg(cctx, GroupMessage{Group: 1})
 	_, calls["Count"] = s.CountOffline(cctx, 1)
 	for name, err := range calls {
@@ -797,7 +858,7 @@ func testContext(t *testing.T, s Store) {
 
 	dctx, cancel := context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
 	defer cancel()
-	_, err := s.FetchOffline(dctx, 1, 0, 0, 10)
+	_, err := s.FetchOffline(dctx, 1, 0, 10)
 	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrUnavailable) {
 		t.Errorf("passed deadline: %v, want DeadlineExceeded and ErrUnavailable", err)
 	}
@@ -811,7 +872,7 @@ func testClosed(t *testing.T, s Store) {
 	ok(t, s.Close()) // twice is fine
 	wantErr(t, s.Ping(t.Context()), ErrClosed)
 	wantErr(t, s.Ping(t.Context()), ErrUnavailable)
-	_, err := s.FetchOffline(t.Context(), 1, 0, 0, 1)
+	_, err := s.FetchOffline(t.Context(), 1, 0, 1)
 	wantErr(t, err, ErrClosed)
 	wantErr(t, s.StoreOffline(t.Context(), []Message{{MID: 1, To: 1}}), ErrClosed)
 }
@@ -827,7 +888,7 @@ func testReopen(t *testing.T, s Store, reopen func(*testing.T, Store) Store) {
 	s = reopen(t, s)
 	equal(t, "user", must(s.UserByName(ctx, "alice")).of(t).ID, uid)
 	equal(t, "device known", must(s.TouchDevice(ctx, Device{User: uid, KeyHash: [32]byte{9}})).of(t), false)
-	got := must(s.FetchOffline(ctx, uid, 0, 0, 10)).of(t)
+	got := must(s.FetchOffline(ctx, uid, 0, 10)).of(t)
 	if len(got) != 1 || string(got[0].Content) != "kept" {
 		t.Fatalf("offline after reopen: %+v", got)
 	}

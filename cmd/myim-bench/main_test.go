@@ -325,9 +325,12 @@ func TestSpreadProcs(t *testing.T) {
 	redis := testRedis(t)
 	prefix := fmt.Sprintf("benchtest%d:", time.Now().UnixNano())
 	dir1 := filepath.Join(t.TempDir(), "first")
-	out, err := exec.Command(myimdBin(t), "cluster", "init", "--data-dir", dir1, "--server-id", "1").Output()
-	if err != nil {
+	if err := exec.Command(myimdBin(t), "cluster", "init", "--data-dir", dir1, "--server-id", "1").Run(); err != nil {
 		t.Fatalf("cluster init: %v", err)
+	}
+	out, err := exec.Command(myimdBin(t), "cluster", "token", "--data-dir", dir1, "--role", "endpoint", "--node", "3").Output()
+	if err != nil {
+		t.Fatalf("cluster token: %v", err)
 	}
 	token := strings.TrimSpace(string(out))
 	common := []string{"--redis-addr", redis, "--redis-prefix", prefix}

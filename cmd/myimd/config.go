@@ -96,6 +96,11 @@ type Config struct {
 	// registrations one address may make per hour.
 	Registration     string
 	RegistrationRate int
+
+	// ReceiptTimeout is how long a pushed QoS 1 message waits for the
+	// recipient's receipt before it is stored and its sender acked STORED
+	// (engine.CenterConfig.AckTimeout).
+	ReceiptTimeout time.Duration
 }
 
 type option struct {
@@ -108,7 +113,7 @@ func (c *Config) options() []option {
 		{"role", "what this process runs: all, login, endpoint or center", (*roleValue)(&c.Role)},
 		{"endpoint-addr", "client (endpoint) listener address", (*addrValue)(&c.EndpointAddr)},
 		{"login-addr", "login center listener address", (*addrValue)(&c.LoginAddr)},
-		{"http-addr", "HTTP API listener address", (*addrValue)(&c.HTTPAddr)},
+		{"http-addr", "public HTTP listener: the user API, /healthz and /readyz (the operators' routes are on --admin-addr)", (*addrValue)(&c.HTTPAddr)},
 		{"center-addr", "center link listener address", (*addrValue)(&c.CenterAddr)},
 		{"data-dir", "directory for the embedded store and keys", (*stringValue)(&c.DataDir)},
 		{"mysql-dsn", "MySQL/MariaDB DSN (empty: embedded store)", (*stringValue)(&c.MySQLDSN)},
@@ -156,6 +161,7 @@ func (c *Config) options() []option {
 		{"group-sweep", "center: how often expired group messages are deleted from the store", (*durationValue)(&c.GroupSweep)},
 		{"registration", "who may register over the HTTP API: open (anyone, --registration-rate per address), invite (with a code from POST /v1/admin/invites) or closed (the admin API only)", &enumValue{&c.Registration, []string{"open", "invite", "closed"}}},
 		{"registration-rate", "registrations one client address may make per hour, the first ones at once (0: no limit)", (*intValue)(&c.RegistrationRate)},
+		{"receipt-timeout", "center role: how long a pushed QoS 1 message waits for the recipient's receipt before it is stored and its sender acked STORED (it is not pushed again to that session; the late receipt deletes it)", (*durationValue)(&c.ReceiptTimeout)},
 		{"gc-percent", "Go collector target: heap growth over live data, in percent, before a collection (Go's default is 100; lower holds less memory per session for some CPU under traffic; -1: off; Go's GOGC variable, when set, wins)", (*intValue)(&c.GCPercent)},
 	}
 }
@@ -198,6 +204,7 @@ func defaults() Config {
 		ShutdownGrace:     30 * time.Second,
 		Registration:      "open",
 		RegistrationRate:  30,
+		ReceiptTimeout:    10 * time.Second,
 	}
 }
 
@@ -259,6 +266,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if c.ServerID == 0 || c.ServerID > 65535 {
 		return c, fmt.Errorf("--server-id must be 1..65535, got %d", c.ServerID)
+	}
+	if c.ReceiptTimeout <= 0 {
+		return c, fmt.Errorf("--receipt-timeout must be positive, got %v", c.ReceiptTimeout)
 	}
 	if c.GCPercent != -1 && c.GCPercent < 10 {
 		return c, fmt.Errorf("--gc-percent must be -1 (off) or at least 10, got %d", c.GCPercent)

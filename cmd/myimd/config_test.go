@@ -66,3 +66,14 @@ func TestConfigErrorsOneLine(t *testing.T) {
 		t.Errorf("JSON error without its line: %v", err)
 	}
 }
+
+// TestExampleConfig loads the example config that deploy/ ships.
+func TestExampleConfig(t *testing.T) {
+	cfg, err := loadConfig([]string{"--config", "../../deploy/myimd.example.yaml"}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AdminAddr != "127.0.0.1:5281" || cfg.ShutdownGrace != 30*time.Second || cfg.LogFormat != "json" {
+		t.Fatalf("example config read as %+v", cfg)
+	}
+}

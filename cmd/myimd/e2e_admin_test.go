@@ -85,3 +85,42 @@ func TestAdminRevokeAndKickDevice(t *testing.T) {
 		t.Fatalf("frames by command: %v", n)
 	}
 }
+
+// TestRevokedTokenRefusedByHTTPAndAfterRestart revokes a token with the
+// admin API and uses it anyway: the HTTP API refuses it (it took it
+// before), and after a restart both the HTTP API and the endpoint still do,
+// while a fresh token of the same user works.
+func TestRevokedTokenRefusedByHTTPAndAfterRestart(t *testing.T) {
+	const secret = "s3cret-for-tests"
+	p := startMyimd(t, "--admin-secret", secret)
+	p.register(t, "rex", "password-rex")
+	dev := newDevice(t)
+	u := p.connect(t, "rex", dev)
+	tok := u.login.Token
+	if resp, body := p.httpCall(t, "GET", "/v1/friends", tok, nil, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("before the revocation: %d %s", resp.StatusCode, body)
+	}
+	if code, body := p.call(t, "POST", "/v1/admin/tokens/revoke", secret, fmt.Sprintf(`{"token":%q}`, tok)); code != http.StatusOK {
+		t.Fatalf("revoke: %d %s", code, body)
+	}
+	refused := func(p *proc, when string) {
+		t.Helper()
+		if resp, body := p.httpCall(t, "GET", "/v1/friends", tok, nil, nil); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("%s: HTTP API answered %d %s to a revoked token", when, resp.StatusCode, body)
+		}
+		s := u.login.Servers[0]
+		_, err := client.Dial(context.Background(), p.cfg(t, dev), p.addrs["endpoint"], s.Key, tok)
+		var se *client.ServerError
+		if !errors.As(err, &se) || se.Text != "token revoked" {
+			t.Fatalf("%s: endpoint: %v, want token revoked", when, err)
+		}
+	}
+	refused(p, "after the revocation")
+	p.stop(t)
+	p2 := p.restart(t)
+	refused(p2, "after a restart")
+	again := p2.connect(t, "rex", dev)
+	if resp, body := p2.httpCall(t, "GET", "/v1/friends", again.login.Token, nil, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("fresh token: %d %s", resp.StatusCode, body)
+	}
+}

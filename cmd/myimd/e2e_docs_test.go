@@ -363,4 +363,21 @@ func TestFindUserByName(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("sol's lookup: %d", code)
 	}
+	// Walking ids: SIGNATURE lookups of a stranger run out too (a larger
+	// budget), while looking oneself up never does.
+	refused = false
+	for i := 0; i < 2000 && !refused; i++ {
+		req, _ := ria.conn.Lookup(frame.CmdSignature, sol.id)
+		if _, err := lookupAnswer(t, ria.conn, frame.CmdSignature, req); err != nil {
+			wantServerErr(t, err, frame.ErrCodeRetry, "too many lookups")
+			refused = true
+		}
+	}
+	if !refused {
+		t.Fatal("2,000 SIGNATURE lookups of a stranger in a row, none refused")
+	}
+	req, _ = ria.conn.Lookup(frame.CmdSignature, 0)
+	if l, err := lookupAnswer(t, ria.conn, frame.CmdSignature, req); err != nil || l.Target() != ria.id {
+		t.Fatalf("looking oneself up over the budget: %v", err)
+	}
 }

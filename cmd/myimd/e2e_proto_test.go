@@ -131,7 +131,14 @@ func testFetchAfterAck(t *testing.T, p *proc) {
 		}
 		again, fe := fetchPage(t, ben.conn, frame.FetchP2P, 0, 100)
 		if len(again) != 0 || fe.Count() != 0 {
-			t.Fatalf("round %d: a FETCH right after acking all %d returned %d of them", round, n, len(again))
+			var first, second []uint64
+			for _, m := range msgs {
+				first = append(first, m.MID())
+			}
+			for _, m := range again {
+				second = append(second, m.MID())
+			}
+			t.Fatalf("round %d: a FETCH right after acking all %d returned %d of them: acked %v, got %v", round, n, len(again), first, second)
 		}
 		ben.conn.Close()
 	}

@@ -143,6 +143,10 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		reg = route.NewMemory()
 	}
 	b.onClose(func() { reg.Close() })
+	revs, err := b.revocations(reg, store)
+	if err != nil {
+		return nil, err
+	}
 	servers := func(ctx context.Context) []engine.ServerInfo {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
@@ -162,7 +166,7 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 	var center *engine.LocalCenter
 	if has(role, engine.RoleAll, engine.RoleCenter) {
 		ccfg := engine.CenterConfig{ID: uint32(cfg.ServerID), Store: store, Servers: servers,
-			Files: filesConfig(cfg), Logger: log.With("role", "center")}
+			AckTimeout: cfg.ReceiptTimeout, Files: filesConfig(cfg), Logger: log.With("role", "center")}
 		ccfg.GroupTTL, ccfg.GroupSweep = cfg.GroupTTL, cfg.GroupSweep
 		if ccfg.Cluster, err = b.clusterConfig(reg); err != nil {
 			return nil, err
@@ -184,7 +188,7 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		}
 		endpoint = engine.NewEndpoint(engine.EndpointConfig{ID: uint32(cfg.ServerID), Identity: id, Session: scfg,
 			Center: c, HandshakeTimeout: cfg.HandshakeTimeout, MaxSession: cfg.MaxSession,
-			HandshakeRate: cfg.HandshakeRate, HandshakeBurst: cfg.HandshakeBurst,
+			HandshakeRate: cfg.HandshakeRate, HandshakeBurst: cfg.HandshakeBurst, Revocations: revs,
 			Logger: log.With("role", "endpoint")})
 	}
 
@@ -284,7 +288,7 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		}
 	}
 	if store != nil {
-		api := &engine.API{Store: store, Hasher: regHasher, Identity: id, Center: center,
+		api := &engine.API{Store: store, Hasher: regHasher, Identity: id, Center: center, Revocations: revs,
 			Registration: cfg.Registration, Invites: invites}
 		if cfg.RegistrationRate > 0 {
 			api.RegisterRate = engine.NewAddrRate(time.Hour/time.Duration(cfg.RegistrationRate), cfg.RegistrationRate)
@@ -310,7 +314,7 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		st = store
 	}
 	b.endpoint, b.center, b.servers = endpoint, center, servers
-	(&engine.Admin{Secret: cfg.AdminSecret, Store: st, Hasher: hasher, Identity: id, Endpoint: endpoint,
+	(&engine.Admin{Secret: cfg.AdminSecret, Store: st, Hasher: hasher, Identity: id, Endpoint: endpoint, Revocations: revs,
 		Center: center, Monitor: mon, Servers: servers, PProf: cfg.PProf, Logger: log.With("role", "admin"),
 		Invites: invites, Node: n, OnDrain: func(bool) {
 			if b.advertise != nil {
@@ -366,6 +370,33 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		})
 	}
 	return n, nil
+}
+
+// revocations returns the node's list of revoked tokens: shared through
+// Redis when the cluster has one, else through the store (a single node,
+// or centers on one MySQL), else this node's own; read at start, so that a
+// revocation outlives a restart, and again every RevocationSyncInterval.
+func (b *node) revocations(reg route.Table, store *engine.TimedStore) (*engine.RevocationList, error) {
+	var backend engine.RevocationBackend
+	if rb, ok := reg.(engine.RevocationBackend); ok && b.cfg.RedisAddr != "" {
+		backend = rb
+	} else if store != nil {
+		backend = engine.StoreRevocations(store)
+	} else {
+		b.log.Warn("no --redis-addr and no store: tokens revoked elsewhere are not refused here")
+	}
+	revs := engine.NewRevocationList(backend, b.log.With("part", "revocations"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := revs.Sync(ctx); err != nil {
+		// Kept running: the sync retries, and a node that cannot reach
+		// Redis or its store has bigger troubles than this.
+		b.log.Error("revoked tokens unreadable at start; retrying", "err", err)
+	}
+	run, stop := context.WithCancel(context.Background())
+	b.onClose(stop)
+	go revs.Run(run, engine.RevocationSyncInterval)
+	return revs, nil
 }
 
 // clusterConfig joins the center to the cluster's other centers when the

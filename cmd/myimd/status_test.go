@@ -59,10 +59,19 @@ func TestStatusPageShowsCluster(t *testing.T) {
 		cancel()
 		t.Logf("screenshot saved to %s", abs)
 	}
+	// Nodes publish their figures every 5 s: wait for the ones made after
+	// the two sessions opened.
 	var dom string
-	waitFor(t, 30*time.Second, "three nodes on the page", func() bool {
+	waitFor(t, 45*time.Second, "three nodes on the page, the endpoints with a session each", func() bool {
 		dom = string(runChromium(t, bin, "--dump-dom", url))
-		return len(nodeRowRe.FindAllStringSubmatch(dom, -1)) == 3
+		rows := nodeRowRe.FindAllStringSubmatch(dom, -1)
+		with := 0
+		for _, m := range rows {
+			if (m[1] == "2" || m[1] == "3") && m[4] == "1" {
+				with++
+			}
+		}
+		return len(rows) == 3 && with == 2
 	})
 	want := map[string]string{"1": "all", "2": "endpoint", "3": "endpoint"}
 	for _, m := range nodeRowRe.FindAllStringSubmatch(dom, -1) {
