@@ -129,7 +129,7 @@ func (c *Config) options() []option {
 		{"first-frame-timeout", "close a connection with no frame this long after connect", (*durationValue)(&c.FirstFrameTimeout)},
 		{"handshake-timeout", "close a connection not authenticated this long after connect", (*durationValue)(&c.HandshakeTimeout)},
 		{"max-session", "end a session after this long even if its token lives longer; the client handshakes again (at most 24h)", (*durationValue)(&c.MaxSession)},
-		{"handshake-rate", "endpoint: handshakes a second one client address may start (negative: no limit)", (*floatValue)(&c.HandshakeRate)},
+		{"handshake-rate", "endpoint: handshakes a second one client address (IPv6: one /64) may start (negative: no limit)", (*floatValue)(&c.HandshakeRate)},
 		{"handshake-burst", "endpoint: handshakes one client address may start in a burst", (*intValue)(&c.HandshakeBurst)},
 		{"server-id", "this node's id in the cluster (1..65535)", (*uintValue)(&c.ServerID)},
 		{"center-link", "endpoint role: the center's link address host:port, then other centers to move to, comma-separated", (*stringValue)(&c.CenterLink)},
