@@ -351,6 +351,7 @@ func TestOpenAPIAnswers(t *testing.T) {
 	a.do("POST", "/debug/pprof/symbol", secret, []byte("0x0"), map[string]string{"Content-Type": "text/plain"}, http.StatusOK)
 	a.json("GET", "/debug/pprof/profile?seconds=1", secret, "", http.StatusOK)
 	a.json("GET", "/debug/pprof/trace?seconds=0.1", secret, "", http.StatusOK)
+	a.json("POST", "/v1/admin/invites", secret, "", http.StatusCreated)
 	a.json("GET", "/v1/admin/drain", secret, "", http.StatusOK)
 	a.json("POST", "/v1/admin/drain", secret, "", http.StatusOK) // last: the endpoint empties
 
