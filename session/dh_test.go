@@ -120,3 +120,24 @@ func TestHandshakeAgainstNoiseDH25519(t *testing.T) {
 		t.Fatal("handshake hashes differ")
 	}
 }
+
+// The lazily keyed AESGCM seals and opens as noise.CipherAESGCM does, for
+// the counters a handshake uses and Noise's rekey nonce.
+func TestLazyAESGCMMatchesNoise(t *testing.T) {
+	key := [32]byte{7, 1, 2, 3}
+	ref := noise.CipherAESGCM.Cipher(key)
+	c := (handshakeSuite{}).Cipher(key)
+	for _, n := range []uint64{0, 1, 2, 1 << 40, ^uint64(0)} {
+		ad, pt := []byte("ad"), []byte("plaintext of a handshake payload")
+		got, want := c.Encrypt(nil, n, ad, pt), ref.Encrypt(nil, n, ad, pt)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("nonce %d: sealed bytes differ", n)
+		}
+		if back, err := c.Decrypt(nil, n, ad, want); err != nil || !bytes.Equal(back, pt) {
+			t.Fatalf("nonce %d: open: %v", n, err)
+		}
+		if _, err := c.Decrypt(nil, n+1, ad, want); err == nil {
+			t.Fatalf("nonce %d: opened under the wrong counter", n)
+		}
+	}
+}
