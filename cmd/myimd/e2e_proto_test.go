@@ -120,9 +120,18 @@ func testFetchAfterAck(t *testing.T, p *proc) {
 			}
 		}
 		ben := p.connect(t, name, newDevice(t))
-		msgs, fe := fetchPage(t, ben.conn, frame.FetchP2P, 0, 100)
-		if len(msgs) != n || fe.Count() != n || fe.Flags()&frame.FetchMore != 0 {
-			t.Fatalf("round %d: fetched %d (answer count %d flags %d), want %d", round, len(msgs), fe.Count(), fe.Flags(), n)
+		// The stored messages come as the FETCH's page or pushed by the
+		// drain that an online session gets; either way each once.
+		msgs, _ := fetchPage(t, ben.conn, frame.FetchP2P, 0, 100)
+		for len(msgs) < n {
+			msgs = append(msgs, frame.Msg(recvCmd(t, ben.conn, frame.CmdMsg).Body))
+		}
+		seen := map[uint64]bool{}
+		for _, m := range msgs {
+			seen[m.MID()] = true
+		}
+		if len(msgs) != n || len(seen) != n {
+			t.Fatalf("round %d: got %d messages, %d distinct, want %d", round, len(msgs), len(seen), n)
 		}
 		for _, m := range msgs {
 			if err := ben.conn.Ack(m.MID(), m.From()); err != nil {
