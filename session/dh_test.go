@@ -141,3 +141,51 @@ func TestLazyAESGCMMatchesNoise(t *testing.T) {
 		}
 	}
 }
+
+// Handshakes on many goroutines share one parsed static key, as an
+// endpoint's worker pool does: the key is only read (run under -race).
+func TestHandshakesShareStaticKey(t *testing.T) {
+	p := newPKI(t)
+	tok := p.token(t)
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			for range 4 {
+				c, err := NewEndpointClient(p.cfg, p.device, p.epKey.PublicKey().Bytes(), tok)
+				if err != nil {
+					errs <- err
+					return
+				}
+				s, err := NewEndpointServer(p.cfg, p.epKey, p.tokenKeys, p.audience)
+				if err != nil {
+					errs <- err
+					return
+				}
+				m1, err := c.WriteFrame(nil, nil)
+				if err == nil {
+					_, err = s.ReadFrame(nil, frame.Frame(m1))
+				}
+				var m2 []byte
+				if err == nil {
+					m2, err = s.WriteFrame(nil, []byte{})
+				}
+				if err == nil {
+					_, err = c.ReadFrame(nil, frame.Frame(m2))
+				}
+				if err == nil && !bytes.Equal(c.ChannelBinding(), s.ChannelBinding()) {
+					err = errors.New("channel bindings differ")
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
