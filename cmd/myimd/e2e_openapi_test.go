@@ -340,6 +340,7 @@ func TestOpenAPIAnswers(t *testing.T) {
 	a.json("POST", "/v1/admin/tokens/revoke", secret, fmt.Sprintf(`{"sid":%q}`, cySID), http.StatusOK)
 	a.json("POST", "/v1/admin/tokens/revoke", secret, `{}`, http.StatusBadRequest)
 	a.json("POST", fmt.Sprintf("/v1/admin/users/%d/kick", bo.id), secret, "", http.StatusOK)
+	a.json("POST", "/v1/admin/invites", secret, "", http.StatusCreated)
 	a.json("POST", "/v1/admin/users/bulk", secret, `{"prefix":"load","first":1,"count":3,"password":"password-load"}`, http.StatusOK)
 	a.json("POST", "/v1/admin/users/bulk", secret, `{"prefix":"load","count":0,"password":"password-load"}`, http.StatusBadRequest)
 	key := base64.StdEncoding.EncodeToString(newDevice(t).PublicKey().Bytes())
