@@ -44,6 +44,9 @@ type Admin struct {
 	// PProf serves net/http/pprof under /debug/pprof/, behind the secret.
 	PProf  bool
 	Logger *slog.Logger
+	// Invites, when set, serves POST /v1/admin/invites: a single-use
+	// registration code for --registration invite.
+	Invites *Invites
 	// Node, when set, is marked ready again when a drain is undone.
 	Node *Node
 	// OnDrain, when set, is called after a drain starts (true) or is undone
@@ -83,6 +86,9 @@ func (a *Admin) Register(n *Node) {
 	handle("POST /v1/admin/drain", a.drain)
 	handle("GET /v1/admin/drain", a.drainState)
 	handle("GET /v1/admin/groups/{id}", a.group)
+	if a.Invites != nil {
+		handle("POST /v1/admin/invites", a.invite)
+	}
 	if a.PProf {
 		handle("GET /debug/pprof/", pprof.Index)
 		handle("GET /debug/pprof/cmdline", pprof.Cmdline)
@@ -635,4 +641,14 @@ func (a *Admin) tokens(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"tokens": toks, "servers": servers,
 		"expires_at": now.Add(ttl).UnixMilli()})
+}
+
+// invite issues a single-use registration code.
+func (a *Admin) invite(w http.ResponseWriter, _ *http.Request) {
+	code, exp, ok := a.Invites.Issue()
+	if !ok {
+		writeErr(w, http.StatusServiceUnavailable, "too many unused invite codes")
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"code": code, "expires_at": exp.UnixMilli()})
 }

@@ -158,6 +158,9 @@ type sessState struct {
 	draining bool
 	spillGen uint64
 	gone     bool // went offline: never spills again
+	// holdUntil: until then a drain waits for the client's first FETCH
+	// (zero once it came or the session was resumed).
+	holdUntil time.Time
 	// pushMu is held by the one drain or fetch pushing from the store to
 	// this session, so that they push in MID order and never the same
 	// message twice. Taken before mu.
@@ -319,9 +322,11 @@ func (c *LocalCenter) endpoint(id uint32) Endpoint {
 // Online records a session and tells the user's friends when that changes
 // what they see of the user.
 func (c *LocalCenter) Online(user uint64, s SessionRef) {
-	// A session starts by draining what the store holds for its user,
-	// before any newer message is pushed to it live (center_delivery.go).
-	st := &sessState{ref: s, status: frame.StatusOnline, spill: true, spillGen: 1, draining: true}
+	// A session starts by taking what the store holds for its user, before
+	// any newer message is pushed to it live (center_delivery.go): through
+	// the client's FETCH if one comes within drainGrace, else pushed.
+	st := &sessState{ref: s, status: frame.StatusOnline, spill: true, spillGen: 1, draining: true,
+		holdUntil: time.Now().Add(drainGrace)}
 	c.spilling.Add(1)
 	a := route.Addr{Endpoint: s.Endpoint, Center: c.cfg.ID, Session: s.Session}
 	before, beforeText := c.statusText(user)
@@ -331,9 +336,10 @@ func (c *LocalCenter) Online(user uint64, s SessionRef) {
 	}
 	if !c.submit(func() { c.drain(user, st) }) {
 		st.mu.Lock()
-		st.draining = false // the first store or receipt starts it
+		st.draining = false // the timer below, a store or a receipt starts it
 		st.mu.Unlock()
 	}
+	time.AfterFunc(drainGrace, func() { c.resumeDrain(user, st) })
 	// Friends hear of the first session, and of a later one that changes
 	// what they see (online beside an away or busy session).
 	if after, afterText := c.statusText(user); after != before || afterText != beforeText {
@@ -873,7 +879,9 @@ func (c *LocalCenter) fetch(user uint64, s SessionRef, req uint32, kind byte, cu
 	switch kind {
 	case frame.FetchP2P:
 		st.pushMu.Lock()
+		defer c.resumeDrain(user, st) // the rest, and back to live pushes
 		st.mu.Lock()
+		st.holdUntil = time.Time{}
 		if cursor == 0 {
 			st.fetchAfter = 0
 		}

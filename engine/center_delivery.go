@@ -83,6 +83,27 @@ func (c *LocalCenter) storingCount(user uint64) int {
 	return n
 }
 
+// drainGrace is how long a new session waits for its client's FETCH
+// before the server pushes the stored messages by itself: a client that
+// fetches at once (as the docs say) gets them as its FETCH answer, one
+// that does not gets them all the same.
+const drainGrace = 2 * time.Second
+
+// resumeSession ends the wait for a FETCH of a session an endpoint
+// announced again (its client stays connected and will not fetch): its
+// stored messages are pushed now.
+func (c *LocalCenter) resumeSession(user uint64, s SessionRef) {
+	c.routes.Lookup(user, func(a route.Addr, v any) {
+		if a.Session == s.Session {
+			st := v.(*sessState)
+			st.mu.Lock()
+			st.holdUntil = time.Time{}
+			st.mu.Unlock()
+			c.resumeDrain(user, st)
+		}
+	})
+}
+
 // maxSessionsPerPush is how many sessions of one user route handles
 // without allocating; more still work.
 const maxSessionsPerPush = 8
@@ -345,6 +366,9 @@ func (c *LocalCenter) drain(user uint64, st *sessState) {
 			st.mu.Unlock()
 			return
 		}
+		// A new session waits for its client's FETCH a little, when there
+		// is something to push (if the store is empty it goes live now).
+		hold := time.Now().Before(st.holdUntil)
 		st.mu.Unlock()
 		if room <= 0 {
 			stop() // resumeDrain restarts it on a receipt
@@ -371,6 +395,10 @@ func (c *LocalCenter) drain(user uint64, st *sessState) {
 			if m.MID >= h {
 				held = true
 				break
+			}
+			if hold {
+				stop() // the FETCH or the grace timer resumes it
+				return
 			}
 			if pushed == room {
 				break

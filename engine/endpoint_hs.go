@@ -200,11 +200,19 @@ const (
 	hsQueueLen = 4096
 )
 
-func hostOfAddr(addr string) string {
-	if h, _, err := net.SplitHostPort(addr); err == nil {
+// budgetKey is what a client address's handshake budget is kept under:
+// the IPv4 address, or the IPv6 /64 (one subscriber's prefix, which holds
+// more addresses than anyone could count one by one).
+func budgetKey(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		h = addr
+	}
+	ip := net.ParseIP(h)
+	if ip == nil || ip.To4() != nil {
 		return h
 	}
-	return addr
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
 // Handshake refusals.
@@ -223,7 +231,7 @@ func (e *EndpointHandler) startHandshake(c *Conn, ec *epConn, f frame.Frame) err
 		out.B, _ = frame.AppendError(out.B, code, 0, text)
 		return CloseWith(ReasonAuth, err)
 	}
-	if e.limiter != nil && !e.limiter.allow(hostOfAddr(c.RemoteAddr()), time.Now()) {
+	if e.limiter != nil && !e.limiter.allow(budgetKey(c.RemoteAddr()), time.Now()) {
 		return refuse(HandshakeRateLimited, frame.ErrCodeRetry, "too many handshakes from this address; retry later", errHandshakeRate)
 	}
 	body := f.Body()

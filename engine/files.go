@@ -41,7 +41,7 @@ type FilesConfig struct {
 	// a test double).
 	Blobs storage.BlobStore
 	// Quota is each user's file server quota in bytes: files plus open
-	// uploads. Default 10 GiB; negative means no limit.
+	// uploads. Default 1 GiB; negative means no limit.
 	Quota int64
 	// MaxFileSize caps one file server file. Default 4 GiB.
 	MaxFileSize int64
@@ -69,7 +69,7 @@ type FilesConfig struct {
 
 func (c *FilesConfig) fillDefaults() {
 	if c.Quota == 0 {
-		c.Quota = 10 << 30
+		c.Quota = 1 << 30
 	}
 	if c.MaxFileSize <= 0 {
 		c.MaxFileSize = 4 << 30

@@ -26,6 +26,13 @@ type API struct {
 	Identity *Identity
 	// Presence, when set, is told about friendship changes (nil is fine).
 	Center *LocalCenter
+	// Registration is RegistrationOpen (""), RegistrationInvite or
+	// RegistrationClosed; Invites holds the codes of the invite mode.
+	Registration string
+	Invites      *Invites
+	// RegisterRate, when set, limits registrations per client address
+	// (checked before anything is hashed).
+	RegisterRate *AddrRate
 	// Revocations, when set, refuses revoked tokens (the same list the
 	// endpoint checks).
 	Revocations *RevocationList
@@ -105,6 +112,18 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Name     string `json:"name"`
 		Password string `json:"password"`
+		Invite   string `json:"invite"`
+	}
+	if a.Registration == RegistrationClosed {
+		writeErr(w, http.StatusForbidden, "registration closed")
+		return
+	}
+	if a.RegisterRate != nil {
+		if ok, wait := a.RegisterRate.Allow(hostOf(r.RemoteAddr)); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+			writeErr(w, http.StatusTooManyRequests, "too many registrations from this address; retry later")
+			return
+		}
 	}
 	if !readJSON(w, r, &in) {
 		return
@@ -113,12 +132,26 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, msg)
 		return
 	}
+	created := false
+	if a.Registration == RegistrationInvite {
+		exp, ok := time.Time{}, false
+		if a.Invites != nil {
+			exp, ok = a.Invites.take(in.Invite)
+		}
+		if !ok {
+			writeErr(w, http.StatusForbidden, "a valid invite code is required")
+			return
+		}
+		defer func() {
+			if !created {
+				a.Invites.give(in.Invite, exp) // the code was not used up
+			}
+		}()
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	if _, err := a.Store.UserByName(ctx, in.Name); err == nil {
-		writeErr(w, http.StatusConflict, "name taken")
-		return
-	}
+	// The hash comes first, for a taken name too: the answer's timing does
+	// not tell which names exist.
 	hash, err := a.Hasher.Hash(ctx, []byte(in.Password))
 	if err != nil {
 		writeErr(w, http.StatusServiceUnavailable, "busy; retry")
@@ -133,6 +166,7 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 		a.storeErr(w, err)
 		return
 	}
+	created = true
 	writeJSON(w, http.StatusCreated, map[string]any{"id": id, "name": in.Name})
 }
 

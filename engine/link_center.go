@@ -339,7 +339,7 @@ func (s *LinkServer) read(re *remoteEndpoint, nc net.Conn, lr *linkReader) error
 					// The session stayed connected to its endpoint while
 					// the link was down: push what was stored for it
 					// meanwhile, since its client will not fetch.
-					c.spillTo(user)
+					c.resumeSession(user, ref)
 				}
 			case linkOffline:
 				delete(re.online, sess)

@@ -61,6 +61,11 @@ type Login struct {
 	// left before their password was checked.
 	queued           atomic.Int64
 	refused, dropped atomic.Uint64
+	// lastDone (Unix ns) and gap (ns, a moving average) time the
+	// completions of password checks while the queue is busy: the
+	// throughput actually reached, which admit trusts over the hasher's
+	// own figure when the machine is busier than the hasher sees.
+	lastDone, gap atomic.Int64
 }
 
 // LoginQueueStats is a snapshot of the login queue's counters.
@@ -178,7 +183,7 @@ func (l *Login) OnFrame(c *Conn, f frame.Frame) error {
 	l.wg.Add(1)
 	go func() { // argon2id and storage leave the loop
 		defer l.wg.Done()
-		defer l.queued.Add(-1)
+		defer l.done()
 		defer cancel()
 		reply, code, hint, err := l.check(ctx, req, device, addr)
 		clear(req.Password)
@@ -268,13 +273,37 @@ func (l *Login) admit() (time.Duration, bool) {
 	if per <= 0 {
 		per = defaultHashTime
 	}
+	slot := per / time.Duration(max(l.cfg.Hasher.Concurrency(), 1))
+	slot = max(slot, time.Duration(l.gap.Load())) // the throughput reached
 	q := l.queued.Load()
-	wait := time.Duration(q+1) * per / time.Duration(max(l.cfg.Hasher.Concurrency(), 1))
+	wait := time.Duration(q+1) * slot
 	if q < int64(l.cfg.Queue) && wait <= l.cfg.HandshakeTimeout/4 {
 		l.queued.Add(1)
 		return 0, true
 	}
 	return clampHint(wait), false
+}
+
+// done leaves the queue and times the completion: the gap since the
+// previous one counts when that one left work queued behind it.
+func (l *Login) done() {
+	now := time.Now().UnixNano()
+	prev := l.lastDone.Swap(now)
+	if d := now - prev; prev != 0 && d < int64(time.Minute) {
+		for {
+			old := l.gap.Load()
+			next := d
+			if old != 0 {
+				next = old + (d-old)/16
+			}
+			if l.gap.CompareAndSwap(old, next) {
+				break
+			}
+		}
+	}
+	if l.queued.Add(-1) == 0 {
+		l.lastDone.Store(0) // idle from here: the next gap does not count
+	}
 }
 
 // busyHint is the RETRY hint for an account or address with an attempt in

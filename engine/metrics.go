@@ -529,12 +529,18 @@ var (
 		"Always 1; the labels name the build this process runs.", []string{"version", "commit", "goversion", "role"}, nil)
 )
 
+// descAcceptErrors counts accepts that failed (EMFILE, ENFILE...) and
+// were retried after a backoff, per listener (http included).
+var descAcceptErrors = prometheus.NewDesc("myim_accept_errors_total",
+	"Accepts that failed (out of file descriptors, or another error) and were retried after a backoff, by listener.",
+	[]string{"listener"}, nil)
+
 // Describe sends every descriptor the monitor's metrics use.
 func (m *Monitor) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descAccepted, descFramesIn, descBytesIn, descBytesOut,
 		descWrites, descClosed, descLoopLag, descSessions, descDraining, descHandshakes, descHandshakeFail,
 		descMessages, descFramesByCmd, descGroupPushes, descGroupPurged, descOfflineDeleted, descOfflineDepth, descOfflineQueue, descPending, descStoreQueue, descStoreQueueCap, descOnline, descDelivery,
-		descCluster, descPeers, descStoreLat, descStoreErr, descUptime, descBuildInfo} {
+		descCluster, descPeers, descStoreLat, descStoreErr, descUptime, descBuildInfo, descAcceptErrors} {
 		ch <- d
 	}
 }
@@ -561,6 +567,10 @@ func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
 				counter(descClosed, st.Closed[r].Load(), name, r.String())
 			}
 			ch <- st.LoopLag.Snapshot().metric(descLoopLag, name)
+			counter(descAcceptErrors, st.AcceptErrors.Load(), name)
+		}
+		if errs, limit := n.HTTPStats(); limit > 0 {
+			counter(descAcceptErrors, errs, "http")
 		}
 	}
 	handshakes := func(role string, h *HandshakeStats) {

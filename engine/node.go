@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,15 @@ type NodeConfig struct {
 	// Ready reports whether the node's dependencies (store, Redis, center
 	// links) are usable; /readyz calls it. Nil means always ready.
 	Ready func(ctx context.Context) error
+	// FileReserve is how many file descriptors the listeners leave for
+	// everything else: the store, Redis, center links, files being
+	// transferred, logs. The listeners' connection caps are derived so
+	// that together they stay below RLIMIT_NOFILE minus it (see
+	// connShares). 0 means 64 plus a tenth of the limit.
+	FileReserve int
+	// HTTPMaxConns caps the HTTP API's connections (lowered to fit the
+	// file budget). 0 means 1,024.
+	HTTPMaxConns int
 }
 
 func (c *NodeConfig) fillDefaults() {
@@ -60,6 +70,54 @@ func (c *NodeConfig) fillDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.HTTPMaxConns <= 0 {
+		c.HTTPMaxConns = 1024
+	}
+}
+
+// HTTP server timeouts: a client gets ReadHeaderTimeout to send its
+// headers, httpReadTimeout for a whole request, httpWriteTimeout for the
+// answer, and an idle keep-alive connection is closed after
+// httpIdleTimeout. File uploads and downloads are long by nature: their
+// routes (/v1/files, /v1/uploads) lift the read and write deadlines and
+// are bounded by the file server's own timeouts.
+const (
+	httpReadHeaderTimeout = 10 * time.Second
+	httpReadTimeout       = 30 * time.Second
+	httpWriteTimeout      = 60 * time.Second
+	httpIdleTimeout       = 120 * time.Second
+)
+
+// connShares splits the file descriptors left after reserve among the
+// listeners: the endpoint takes most, the login and HTTP listeners an
+// eighth each, any other listener a sixteenth; a configured cap below its
+// share is kept. limit 0 (unknown or unlimited) leaves the caps as they
+// are.
+func connShares(limit, reserve int, names []string, caps map[string]int) map[string]int {
+	out := make(map[string]int, len(caps))
+	for k, v := range caps {
+		out[k] = v
+	}
+	if limit <= 0 {
+		return out
+	}
+	avail := max(limit-reserve, len(names))
+	left := avail
+	for _, n := range names {
+		if n == "endpoint" {
+			continue
+		}
+		share := avail / 8
+		if n != "login" && n != "http" {
+			share = avail / 16
+		}
+		out[n] = max(min(out[n], share), 1)
+		left -= out[n]
+	}
+	if _, ok := out["endpoint"]; ok {
+		out["endpoint"] = max(min(out["endpoint"], left), 1)
+	}
+	return out
 }
 
 // Node runs the listeners of one process's roles.
@@ -69,6 +127,8 @@ type Node struct {
 	order   []string
 	http    *http.Server
 	httpLn  net.Listener
+	httpLim *limitListener // httpLn, with its cap
+	httpCap int
 	mux     *http.ServeMux
 	admin   *http.Server
 	adminLn net.Listener
@@ -76,6 +136,8 @@ type Node struct {
 	routes  []Route // what mux and amux were given, for Routes
 	mu      sync.Mutex
 	stopped bool
+	// fatal receives the first listener that stopped without Stop.
+	fatal chan error
 	// draining turns /readyz to 503 while the node empties.
 	draining atomic.Bool
 }
@@ -83,13 +145,41 @@ type Node struct {
 // NewNode prepares a node; handlers for each listener come from the role.
 func NewNode(cfg NodeConfig) (*Node, error) {
 	cfg.fillDefaults()
-	n := &Node{cfg: cfg, servers: make(map[string]*Server), mux: http.NewServeMux(), amux: http.NewServeMux()}
+	n := &Node{cfg: cfg, servers: make(map[string]*Server), mux: http.NewServeMux(), amux: http.NewServeMux(),
+		fatal: make(chan error, 1)}
 	all := cfg.Role == RoleAll
+	// Connection caps: every listener's share of the file budget.
+	var names []string
+	caps := map[string]int{}
+	want := func(name, addr string, on bool) {
+		if on && addr != "" {
+			names = append(names, name)
+			caps[name] = cfg.Limits.MaxConns
+			if caps[name] <= 0 {
+				caps[name] = 1_000_000
+			}
+		}
+	}
+	want("login", cfg.LoginAddr, all || cfg.Role == RoleLogin)
+	want("endpoint", cfg.EndpointAddr, all || cfg.Role == RoleEndpoint)
+	want("center", cfg.CenterAddr, all || cfg.Role == RoleCenter)
+	if cfg.HTTPAddr != "" {
+		names = append(names, "http")
+		caps["http"] = cfg.HTTPMaxConns
+	}
+	limit := fileLimit()
+	reserve := cfg.FileReserve
+	if reserve <= 0 {
+		reserve = 64 + limit/10
+	}
+	caps = connShares(limit, reserve, names, caps)
+	n.httpCap = caps["http"]
 	add := func(name, addr string, h Handler) {
 		if addr == "" {
 			return
 		}
 		lim := cfg.Limits
+		lim.MaxConns = caps[name]
 		lim.Addr = addr
 		if lim.PreAuthMaxFrame == 0 {
 			lim.PreAuthMaxFrame = DefaultPreAuthMaxFrame
@@ -176,6 +266,13 @@ func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"status":"unready","error":"draining"}`))
 		return
 	}
+	for _, name := range n.order {
+		if err := n.servers[name].FailErr(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(w, `{"status":"unready","error":%q}`, name+" listener stopped: "+err.Error())
+			return
+		}
+	}
 	if n.cfg.Ready != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
@@ -195,6 +292,7 @@ func (n *Node) Start() error {
 			n.stopAll(context.Background())
 			return fmt.Errorf("%s listener: %w", name, err)
 		}
+		go n.watch(name, n.servers[name])
 	}
 	var err error
 	if n.http, n.httpLn, err = n.serveHTTP("http", n.cfg.HTTPAddr, n.cfg.HTTPTLS, n.mux); err != nil {
@@ -208,7 +306,11 @@ func (n *Node) Start() error {
 	return nil
 }
 
-// serveHTTP listens on addr (nothing when empty) and serves h there.
+// serveHTTP listens on addr (nothing when empty) and serves h there. The
+// public API ("http") gets a connection cap (its share of the file budget)
+// and read, write and idle timeouts; file transfers lift the read and
+// write deadlines (see httpReadTimeout). A server that stops with an
+// error is reported on Fatal.
 func (n *Node) serveHTTP(name, addr string, tcfg *tls.Config, h http.Handler) (*http.Server, net.Listener, error) {
 	if addr == "" {
 		return nil, nil, nil
@@ -217,18 +319,114 @@ func (n *Node) serveHTTP(name, addr string, tcfg *tls.Config, h http.Handler) (*
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s listener: %w", name, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tcfg,
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: httpReadHeaderTimeout, TLSConfig: tcfg,
 		ErrorLog: slog.NewLogLogger(n.cfg.Logger.Handler(), slog.LevelWarn)}
+	if name == "http" {
+		n.httpLim = newLimitListener(ln, n.httpCap)
+		ln = n.httpLim
+		srv.Handler = fileDeadlines(h)
+		srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout = httpReadTimeout, httpWriteTimeout, httpIdleTimeout
+	}
 	serve := func() error { return srv.Serve(ln) }
 	if tcfg != nil {
 		serve = func() error { return srv.ServeTLS(ln, "", "") }
 	}
 	go func() {
 		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			n.cfg.Logger.Error(name+" server", "err", err)
+			n.cfg.Logger.Error(name+" listener stopped", "err", err)
+			select {
+			case n.fatal <- fmt.Errorf("%s listener stopped: %w", name, err):
+			default:
+			}
 		}
 	}()
 	return srv, ln, nil
+}
+
+// fileDeadlines lifts the read and write deadlines of file transfers
+// (see httpReadTimeout).
+func fileDeadlines(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Path; strings.HasPrefix(p, "/v1/files") || strings.HasPrefix(p, "/v1/uploads") {
+			rc := http.NewResponseController(w)
+			_ = rc.SetReadDeadline(time.Time{})
+			_ = rc.SetWriteDeadline(time.Time{})
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// watch reports a listener that stops serving without Stop on Fatal.
+func (n *Node) watch(name string, s *Server) {
+	<-s.Failed()
+	select {
+	case n.fatal <- fmt.Errorf("%s listener stopped: %w", name, s.FailErr()):
+	default:
+	}
+}
+
+// Fatal delivers the first error that leaves the node unable to serve (a
+// listener that stopped without Stop); /readyz answers 503 from then on.
+// The process should log it and exit, so that its supervisor restarts it.
+func (n *Node) Fatal() <-chan error { return n.fatal }
+
+// HTTPStats returns the HTTP listener's accept errors and its connection
+// cap (0, 0 without an HTTP listener). Safe for concurrent use after Start.
+func (n *Node) HTTPStats() (acceptErrors uint64, maxConns int) {
+	if n.httpLim == nil {
+		return 0, 0
+	}
+	return n.httpLim.errors.Load(), n.httpCap
+}
+
+// limitListener caps the connections accepted and not yet closed: past the
+// cap, Accept waits, so that the excess waits in the kernel's backlog and
+// holds no file descriptor of the process. It counts failed accepts
+// (net/http retries them with a backoff).
+type limitListener struct {
+	net.Listener
+	sem    chan struct{}
+	done   chan struct{}
+	once   sync.Once
+	errors atomic.Uint64
+}
+
+func newLimitListener(l net.Listener, n int) *limitListener {
+	return &limitListener{Listener: l, sem: make(chan struct{}, max(n, 1)), done: make(chan struct{})}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		if !errors.Is(err, net.ErrClosed) {
+			l.errors.Add(1)
+		}
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+func (l *limitListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }
 
 // Addrs returns each listener's bound address by name: login, endpoint,

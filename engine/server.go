@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,6 +60,9 @@ type Stats struct {
 	BytesOut atomic.Uint64
 	Writes   atomic.Uint64
 	Closed   [reasonCount]atomic.Uint64
+	// AcceptErrors counts failed accepts (EMFILE, ENFILE, ENOBUFS...): the
+	// listener backs off and goes on.
+	AcceptErrors atomic.Uint64
 	// LoopLag is the delay between the ticker scheduling a loop's sweep and
 	// the loop running it: how far behind the event loops are.
 	LoopLag LatencyHistogram
@@ -79,6 +84,20 @@ type Server struct {
 	ready   chan error
 	done    chan error
 	stop    atomic.Bool
+
+	// ln is the listener the server accepts on itself (see Start); nil
+	// with ReusePort, where gnet accepts. sockDir holds gnet's own unused
+	// listener. failed is closed, with failErr set, when the listener or
+	// the loops stop without Stop.
+	ln       net.Listener
+	sockDir  string
+	failOnce sync.Once
+	failed   chan struct{}
+	failErr  error
+	// started is closed by the first tick: gnet calls OnBoot before its
+	// loops exist, and Register needs them.
+	startOnce sync.Once
+	started   chan struct{}
 }
 
 // loop is the per-event-loop state; only its own loop touches it, except
@@ -163,7 +182,7 @@ func New(h Handler, opts ...Option) *Server {
 	}
 	cfg.fillDefaults()
 	s := &Server{cfg: cfg, h: h, loops: make(map[gnet.EventLoop]*loop),
-		ready: make(chan error, 1), done: make(chan error, 1)}
+		ready: make(chan error, 1), done: make(chan error, 1), failed: make(chan struct{}), started: make(chan struct{})}
 	s.mh, _ = h.(MailHandler)
 	return s
 }
@@ -176,33 +195,155 @@ func (s *Server) Stats() *Stats { return &s.stats }
 
 // Start listens and runs the event loops in the background. It returns once
 // the listener is bound, or with the error that prevented it.
+//
+// The server accepts connections itself and hands them to gnet's loops
+// (Engine.Register): gnet treats any accept error as fatal and stops the
+// engine with every connection on it, so a moment without file
+// descriptors (EMFILE, ENFILE) would end the listener for good. Here a
+// failed accept is counted (Stats.AcceptErrors) and retried after a
+// backoff of 5 ms doubling to 1 s, as net/http does; gnet listens only on
+// a private Unix socket nobody dials. With ReusePort gnet accepts itself,
+// one listener per loop, and an accept error stops the server (Failed).
 func (s *Server) Start() error {
 	s.start = time.Now()
 	addr := s.cfg.Addr
 	if !strings.Contains(addr, "://") {
 		addr = "tcp://" + addr
 	}
+	opts := []gnet.Option{
+		gnet.WithNumEventLoop(s.cfg.Loops),
+		// A restarted server rebinds at once, while the old process's
+		// connections still sit in TIME_WAIT (Go's own listener below sets
+		// SO_REUSEADDR too).
+		gnet.WithReuseAddr(true),
+		gnet.WithTicker(true),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithLogger(gnetLogger{s.cfg.Logger}),
+	}
+	if s.cfg.ReusePort {
+		opts = append(opts, gnet.WithReusePort(true))
+	} else {
+		network, host, _ := strings.Cut(addr, "://")
+		lc := net.ListenConfig{KeepAlive: -1} // as gnet: no TCP keepalive
+		ln, err := lc.Listen(context.Background(), network, host)
+		if err != nil {
+			return fmt.Errorf("engine: listen %s: %w", s.cfg.Addr, err)
+		}
+		dir, err := os.MkdirTemp("", "myim-gnet-")
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("engine: listen %s: %w", s.cfg.Addr, err)
+		}
+		s.ln, s.sockDir, s.addr = ln, dir, ln.Addr()
+		addr = "unix://" + filepath.Join(dir, "loop.sock")
+		// Registered connections go round robin, as gnet's own accepts
+		// did: gnet's balancer is not safe for concurrent callers, and the
+		// accept loop is its only one (nobody dials the Unix socket).
+	}
 	go func() {
-		err := gnet.Run(&gnetHandler{s}, addr,
-			gnet.WithNumEventLoop(s.cfg.Loops),
-			gnet.WithReusePort(s.cfg.ReusePort),
-			// A restarted server rebinds at once, while the old process's
-			// connections still sit in TIME_WAIT.
-			gnet.WithReuseAddr(true),
-			gnet.WithTicker(true),
-			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithLogger(gnetLogger{s.cfg.Logger}),
-		)
+		err := gnet.Run(&gnetHandler{s}, addr, opts...)
 		select {
 		case s.ready <- err: // failed before boot
 		default:
 		}
+		if !s.stop.Load() {
+			s.fail(fmt.Errorf("event loops stopped: %w", errOr(err, errLoopsStopped)))
+		}
 		s.done <- err
 	}()
 	if err := <-s.ready; err != nil {
+		s.closeListener()
 		return fmt.Errorf("engine: listen %s: %w", s.cfg.Addr, err)
 	}
+	if s.ln != nil {
+		select {
+		case <-s.started:
+		case <-s.failed:
+			s.closeListener()
+			return fmt.Errorf("engine: listen %s: %w", s.cfg.Addr, s.FailErr())
+		}
+		go s.acceptLoop()
+	}
 	return nil
+}
+
+var errLoopsStopped = errors.New("engine: event loops stopped")
+
+func errOr(err, def error) error {
+	if err != nil {
+		return err
+	}
+	return def
+}
+
+// acceptLoop accepts connections and registers them with the loops until
+// the listener is closed.
+func (s *Server) acceptLoop() {
+	var backoff time.Duration
+	var logged time.Time
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			if s.stop.Load() || errors.Is(err, net.ErrClosed) {
+				if !s.stop.Load() {
+					s.fail(fmt.Errorf("listener closed: %w", err))
+				}
+				return
+			}
+			// EMFILE, ENFILE, ENOBUFS, ECONNABORTED...: none of them is the
+			// listener's fault; back off so as not to spin, and go on.
+			s.stats.AcceptErrors.Add(1)
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			if time.Since(logged) > 5*time.Second {
+				logged = time.Now()
+				s.cfg.Logger.Warn("accept failed; retrying", "err", err, "backoff", backoff)
+			}
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		ctx := gnet.NewNetConnContext(context.Background(), nc)
+		if _, err := s.eng.Register(ctx); err != nil {
+			// The engine is stopping, or its worker pool refused: the
+			// connection is dropped, the listener goes on.
+			_ = nc.Close()
+			s.stats.AcceptErrors.Add(1)
+		}
+	}
+}
+
+// fail records that the server stopped serving without Stop.
+func (s *Server) fail(err error) {
+	s.failOnce.Do(func() {
+		s.failErr = err
+		s.cfg.Logger.Error("listener stopped", "addr", s.cfg.Addr, "err", err)
+		close(s.failed)
+	})
+}
+
+// Failed is closed when the server stops serving without Stop (its event
+// loops ended, or its listener failed for good); FailErr then says why.
+// Safe for concurrent use.
+func (s *Server) Failed() <-chan struct{} { return s.failed }
+
+// FailErr returns why the server failed, nil while it has not. Safe for
+// concurrent use once Failed is closed.
+func (s *Server) FailErr() error {
+	select {
+	case <-s.failed:
+		return s.failErr
+	default:
+		return nil
+	}
+}
+
+func (s *Server) closeListener() {
+	if s.ln != nil {
+		_ = s.ln.Close()
+	}
+	if s.sockDir != "" {
+		_ = os.RemoveAll(s.sockDir)
+	}
 }
 
 // Addr returns the bound listen address (useful with port 0).
@@ -214,6 +355,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	if s.stop.Swap(true) {
 		return nil
 	}
+	s.closeListener()
 	err := s.eng.Stop(ctx)
 	select {
 	case <-s.done:
@@ -332,11 +474,13 @@ type gnetHandler struct{ s *Server }
 func (g *gnetHandler) OnBoot(eng gnet.Engine) gnet.Action {
 	s := g.s
 	s.eng = eng
-	if fd, err := eng.Dup(); err == nil {
-		if sa, err := syscall.Getsockname(fd); err == nil {
-			s.addr = sockaddrToTCP(sa)
+	if s.ln == nil { // gnet's own listeners (ReusePort)
+		if fd, err := eng.Dup(); err == nil {
+			if sa, err := syscall.Getsockname(fd); err == nil {
+				s.addr = sockaddrToTCP(sa)
+			}
+			_ = syscall.Close(fd)
 		}
-		_ = syscall.Close(fd)
 	}
 	s.ready <- nil
 	return gnet.None
@@ -460,6 +604,7 @@ func (g *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 
 func (g *gnetHandler) OnTick() (time.Duration, gnet.Action) {
 	s := g.s
+	s.startOnce.Do(func() { close(s.started) })
 	s.loopsMu.Lock()
 	now := int64(s.now())
 	for _, l := range s.loops {

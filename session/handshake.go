@@ -37,8 +37,9 @@ var (
 	ErrUnexpectedPayload = errors.New("session: unexpected handshake payload")
 )
 
-// suite is the only cipher suite: Noise_XX/IK_25519_AESGCM_SHA256.
-var suite = noise.NewCipherSuite(noise.DH25519, noise.CipherAESGCM, noise.HashSHA256)
+// The only cipher suite is Noise_XX/IK_25519_AESGCM_SHA256: each
+// Handshake gives noise a handshakeSuite of its own (dh.go), whose DH
+// function keeps the parsed keys.
 
 // Prologues: "MYIM", protocol version 1, pattern byte. Both sides mix the
 // prologue into the handshake hash, so a peer speaking another version or
@@ -99,6 +100,7 @@ type Handshake struct {
 	idx       int // messages done
 	hs        *noise.HandshakeState
 	static    noise.DHKey // our copy of the local static key, zeroed at the end
+	dh        x25519DH    // the suite's DH function: the parsed static and ephemeral keys
 
 	roots     []VerifyKey // login client
 	cert      []byte      // login server
@@ -185,8 +187,9 @@ func (h *Handshake) start(cfg *Config, static *ecdh.PrivateKey, p noise.Handshak
 		h.overhead = overheadIK
 	}
 	h.static = noise.DHKey{Private: static.Bytes(), Public: static.PublicKey().Bytes()}
+	h.dh = x25519DH{rand: h.cfg.Rand, static: static, staticBytes: h.static.Private}
 	hs, err := noise.NewHandshakeState(noise.Config{
-		CipherSuite:   suite,
+		CipherSuite:   handshakeSuite{&h.dh},
 		Pattern:       p,
 		Initiator:     h.initiator,
 		Prologue:      prologue,
@@ -195,6 +198,7 @@ func (h *Handshake) start(cfg *Config, static *ecdh.PrivateKey, p noise.Handshak
 		Random:        h.cfg.Rand,
 	})
 	if err != nil {
+		h.dh.wipe()
 		clear(h.static.Private)
 		return err
 	}
@@ -386,12 +390,14 @@ func (h *Handshake) fail(err error) error {
 
 // drop zeroes the private keys the Handshake can reach (its copy of the
 // static key, the ephemeral key Noise generated) and forgets the Noise
-// state. The chaining key inside noise is unreachable and left to the GC.
+// state and the parsed keys. The chaining key inside noise and the parsed
+// ephemeral key inside crypto/ecdh are unreachable and left to the GC.
 func (h *Handshake) drop() {
 	if h.hs != nil {
 		clear(h.hs.LocalEphemeral().Private)
 		h.hs = nil
 	}
+	h.dh.wipe()
 	clear(h.static.Private)
 }
 

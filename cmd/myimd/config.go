@@ -92,6 +92,10 @@ type Config struct {
 	HTTPTLSAuto             bool
 	// ShutdownGrace is how long SIGTERM drains before the process stops.
 	ShutdownGrace time.Duration
+	// Registration is open, invite or closed; RegistrationRate is how many
+	// registrations one address may make per hour.
+	Registration     string
+	RegistrationRate int
 
 	// ReceiptTimeout is how long a pushed QoS 1 message waits for the
 	// recipient's receipt before it is stored and its sender acked STORED
@@ -125,7 +129,7 @@ func (c *Config) options() []option {
 		{"first-frame-timeout", "close a connection with no frame this long after connect", (*durationValue)(&c.FirstFrameTimeout)},
 		{"handshake-timeout", "close a connection not authenticated this long after connect", (*durationValue)(&c.HandshakeTimeout)},
 		{"max-session", "end a session after this long even if its token lives longer; the client handshakes again (at most 24h)", (*durationValue)(&c.MaxSession)},
-		{"handshake-rate", "endpoint: handshakes a second one client address may start (negative: no limit)", (*floatValue)(&c.HandshakeRate)},
+		{"handshake-rate", "endpoint: handshakes a second one client address (IPv6: one /64) may start (negative: no limit)", (*floatValue)(&c.HandshakeRate)},
 		{"handshake-burst", "endpoint: handshakes one client address may start in a burst", (*intValue)(&c.HandshakeBurst)},
 		{"server-id", "this node's id in the cluster (1..65535)", (*uintValue)(&c.ServerID)},
 		{"center-link", "endpoint role: the center's link address host:port, then other centers to move to, comma-separated", (*stringValue)(&c.CenterLink)},
@@ -155,6 +159,8 @@ func (c *Config) options() []option {
 		{"shutdown-grace", "on SIGTERM: how long to drain (readiness 503, new sessions refused, clients told to move, spread over this time) before stopping; a second SIGTERM stops at once", (*durationValue)(&c.ShutdownGrace)},
 		{"group-ttl", "center: how long a group message is kept for members that have not acknowledged it", (*durationValue)(&c.GroupTTL)},
 		{"group-sweep", "center: how often expired group messages are deleted from the store", (*durationValue)(&c.GroupSweep)},
+		{"registration", "who may register over the HTTP API: open (anyone, --registration-rate per address), invite (with a code from POST /v1/admin/invites) or closed (the admin API only)", &enumValue{&c.Registration, []string{"open", "invite", "closed"}}},
+		{"registration-rate", "registrations one client address may make per hour, the first ones at once (0: no limit)", (*intValue)(&c.RegistrationRate)},
 		{"receipt-timeout", "center role: how long a pushed QoS 1 message waits for the recipient's receipt before it is stored and its sender acked STORED (it is not pushed again to that session; the late receipt deletes it)", (*durationValue)(&c.ReceiptTimeout)},
 		{"gc-percent", "Go collector target: heap growth over live data, in percent, before a collection (Go's default is 100; lower holds less memory per session for some CPU under traffic; -1: off; Go's GOGC variable, when set, wins)", (*intValue)(&c.GCPercent)},
 	}
@@ -184,7 +190,7 @@ func defaults() Config {
 		JoinAddr:          ":5270",
 		RedisPrefix:       "myim:",
 		ServerID:          1,
-		FileQuota:         10 << 30,
+		FileQuota:         1 << 30,
 		MaxFileSize:       4 << 30,
 		UploadTimeout:     time.Hour,
 		XferIdle:          10 * time.Minute,
@@ -196,6 +202,8 @@ func defaults() Config {
 		GCPercent:         50,
 		AdminAddr:         "127.0.0.1:5281",
 		ShutdownGrace:     30 * time.Second,
+		Registration:      "open",
+		RegistrationRate:  30,
 		ReceiptTimeout:    10 * time.Second,
 	}
 }

@@ -100,8 +100,19 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	say.data(abs, storeKind(cfg))
 	log.Info("started", "version", version, "role", cfg.Role, "server_id", cfg.ServerID, "open_file_limit", files, "gc_percent", gc)
 
-	s := <-sig
-	return parts.shutdown(n, s, sig)
+	select {
+	case s := <-sig:
+		return parts.shutdown(n, s, sig)
+	case err := <-n.Fatal():
+		// A listener that stopped does not come back by itself: exit so
+		// that the supervisor restarts the process (/readyz says 503 until
+		// then).
+		log.Error("exiting: a listener stopped serving; restart the process", "err", err)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = n.Stop(ctx)
+		return 1
+	}
 }
 
 // version is this build's version (internal/buildinfo).

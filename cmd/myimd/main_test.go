@@ -64,10 +64,18 @@ func startMyimd(t testing.TB, args ...string) *proc {
 // startMyimdDir is startMyimd on a given data dir, for restarts.
 func startMyimdDir(t testing.TB, dir string, args ...string) *proc {
 	t.Helper()
+	return startMyimdVia(t, dir, nil, args...)
+}
+
+// startMyimdVia is startMyimdDir with the binary run through a wrapper
+// command (e.g. sh -c 'ulimit -n 256; exec "$0" "$@"'), which must exec it.
+func startMyimdVia(t testing.TB, dir string, wrapper []string, args ...string) *proc {
+	t.Helper()
 	base := []string{"--data-dir", dir, "--endpoint-addr", "127.0.0.1:0",
 		"--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0",
 		"--admin-addr", "127.0.0.1:0", "--shutdown-grace", "5s"}
-	cmd := exec.Command(binPath, append(base, args...)...)
+	argv := append(append(append([]string(nil), wrapper...), binPath), append(base, args...)...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

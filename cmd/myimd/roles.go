@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -275,8 +276,23 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Registrations hash on their own share of the cores, so that a flood
+	// of them does not queue in front of logins.
+	var regHasher *session.Hasher
+	invites := engine.NewInvites(0)
 	if store != nil {
-		api := &engine.API{Store: store, Hasher: hasher, Identity: id, Center: center, Revocations: revs}
+		rcfg := *scfg
+		rcfg.HashConcurrency = max(1, runtime.GOMAXPROCS(0)/2)
+		if regHasher, err = session.NewHasher(&rcfg); err != nil {
+			return nil, err
+		}
+	}
+	if store != nil {
+		api := &engine.API{Store: store, Hasher: regHasher, Identity: id, Center: center, Revocations: revs,
+			Registration: cfg.Registration, Invites: invites}
+		if cfg.RegistrationRate > 0 {
+			api.RegisterRate = engine.NewAddrRate(time.Hour/time.Duration(cfg.RegistrationRate), cfg.RegistrationRate)
+		}
 		api.Register(n)
 		api.RegisterFiles(n)
 	}
@@ -300,7 +316,7 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 	b.endpoint, b.center, b.servers = endpoint, center, servers
 	(&engine.Admin{Secret: cfg.AdminSecret, Store: st, Hasher: hasher, Identity: id, Endpoint: endpoint, Revocations: revs,
 		Center: center, Monitor: mon, Servers: servers, PProf: cfg.PProf, Logger: log.With("role", "admin"),
-		Node: n, OnDrain: func(bool) {
+		Invites: invites, Node: n, OnDrain: func(bool) {
 			if b.advertise != nil {
 				b.advertise()
 			}

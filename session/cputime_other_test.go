@@ -1,0 +1,11 @@
+//go:build !linux
+
+package session
+
+import "time"
+
+var cpuEpoch = time.Now()
+
+// threadCPU falls back to wall time where the thread CPU clock is not
+// wired up.
+func threadCPU() time.Duration { return time.Since(cpuEpoch) }
