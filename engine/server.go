@@ -595,6 +595,12 @@ func (g *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 		s.stats.FramesIn.Add(uint64(frames))
 		s.stats.BytesIn.Add(uint64(bytes))
 	}
+	if c.closing {
+		// Nothing more is read from a closing connection: drop what it
+		// sent, or gnet would copy it into the connection's buffer first
+		// (up to a read's 64 KiB, for a peer refused at a frame header).
+		_, _ = gc.Discard(-1)
+	}
 	s.flush(l)
 	if c.closing && !c.closed.Swap(true) {
 		return gnet.Close // closing with nothing left to write
