@@ -71,7 +71,7 @@ func TestClusterOlderPeer(t *testing.T) {
 	// the older center. A message for user 40, routed to center 2, follows
 	// on the same link as a FORWARD: anything sent before it shows first.
 	sa := SessionRef{Endpoint: 1, Session: 1}
-	a.Online(10, sa)
+	online(t, a, 10, sa)
 	sendMsg(a, 10, 30, 1, sa)
 	if ack := ea.waitAck(t, 1); ack.Status() != frame.AckStored {
 		t.Fatalf("ack status %d, want stored", ack.Status())
@@ -148,7 +148,7 @@ func TestClusterReplaysHintsToLatePeer(t *testing.T) {
 	a, ea := cs[0], eps[0]
 	routes := tables(t)
 	sa := SessionRef{Endpoint: 1, Session: 1}
-	a.Online(10, sa)
+	online(t, a, 10, sa)
 	sendMsg(a, 10, 30, 1, sa)
 	if ack := ea.waitAck(t, 1); ack.Status() != frame.AckStored {
 		t.Fatalf("ack status %d, want stored", ack.Status())

@@ -16,10 +16,10 @@ func TestClusterDevicesOnSeveralCenters(t *testing.T) {
 	cs, eps := startCenters(t, 3, tables, nil)
 	routes := tables(t)
 	s1, s2, s3 := SessionRef{Endpoint: 1, Session: 1}, SessionRef{Endpoint: 2, Session: 1}, SessionRef{Endpoint: 3, Session: 1}
-	cs[0].Online(20, s1)
-	cs[1].Online(20, s2)
-	cs[2].Online(10, s3)
-	cs[0].Online(30, SessionRef{Endpoint: 1, Session: 2})
+	online(t, cs[0], 20, s1)
+	online(t, cs[1], 20, s2)
+	online(t, cs[2], 10, s3)
+	online(t, cs[0], 30, SessionRef{Endpoint: 1, Session: 2})
 	eventuallyRouted(t, routes, 20, 1)
 	eventuallyRouted(t, routes, 20, 2)
 

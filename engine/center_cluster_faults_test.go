@@ -38,8 +38,8 @@ func TestClusterStaleRouteForwardsAgain(t *testing.T) {
 	routes := tables(t)
 	ctx := context.Background()
 	sa, sc := SessionRef{Endpoint: 1, Session: 1}, SessionRef{Endpoint: 3, Session: 1}
-	a.Online(10, sa)
-	c.Online(20, sc)
+	online(t, a, 10, sa)
+	online(t, c, 20, sc)
 	eventuallyRouted(t, routes, 20, 3)
 	// 20 was on center 2 before it reconnected to center 3; center 2's
 	// route lingers, and center 1 tries it first (the lowest id).
@@ -93,9 +93,9 @@ func TestClusterRouteTableDownHoldsQoS1(t *testing.T) {
 	cs, eps := startCenters(t, 2, tables, func(cc *ClusterConfig) { cc.LookupRetry = 30 * time.Second })
 	a, b, ea, eb := cs[0], cs[1], eps[0], eps[1]
 	sa, sa2, sb := SessionRef{Endpoint: 1, Session: 1}, SessionRef{Endpoint: 1, Session: 2}, SessionRef{Endpoint: 2, Session: 1}
-	a.Online(10, sa)
-	a.Online(11, sa2)
-	b.Online(20, sb)
+	online(t, a, 10, sa)
+	online(t, a, 11, sa2)
+	online(t, b, 20, sb)
 	eventuallyRouted(t, tables(t), 20, 2)
 	rs.Save() // the restart below brings the routes back
 	rs.Kill()

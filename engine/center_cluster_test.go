@@ -203,8 +203,8 @@ func startPair(t *testing.T, tables func(t testing.TB) route.Table, tune func(*C
 	cs, eps := startCenters(t, 2, tables, tune)
 	p := &centerPair{a: cs[0], b: cs[1], ea: eps[0], eb: eps[1], routes: tables(t),
 		sa: SessionRef{Endpoint: 1, Session: 1}, sb: SessionRef{Endpoint: 2, Session: 1}}
-	p.a.Online(10, p.sa)
-	p.b.Online(20, p.sb)
+	online(t, p.a, 10, p.sa)
+	online(t, p.b, 20, p.sb)
 	eventuallyRouted(t, p.routes, 20, 2)
 	return p
 }
@@ -251,5 +251,26 @@ func eventuallyRouted(t *testing.T, routes route.Table, user uint64, center uint
 			}
 		}
 		return false
+	})
+}
+
+// online brings a session online and waits until it takes live pushes: a
+// session first drains what the store holds for its user (empty here), and
+// a message sent meanwhile would be stored and acked STORED, where these
+// tests check DELIVERED.
+func online(t testing.TB, c *LocalCenter, user uint64, s SessionRef) {
+	t.Helper()
+	c.Online(user, s)
+	waitUntil(t, 10*time.Second, "session live", func() bool {
+		live := false
+		c.routes.Lookup(user, func(a route.Addr, v any) {
+			if a.Session == s.Session {
+				st := v.(*sessState)
+				st.mu.Lock()
+				live = !st.spill
+				st.mu.Unlock()
+			}
+		})
+		return live
 	})
 }

@@ -1,7 +1,10 @@
 package session
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ecdh"
+	"encoding/binary"
 	"errors"
 	"hash"
 	"io"
@@ -115,7 +118,7 @@ func (d *x25519DH) wipe() {
 }
 
 // handshakeSuite is the cipher suite Noise_*_25519_AESGCM_SHA256 with
-// the handshake's own DH function. A one-pointer struct, so making it a
+// the handshake's own DH function and a lazily keyed AESGCM. A one-pointer struct, so making it a
 // noise.CipherSuite does not allocate.
 type handshakeSuite struct{ dh *x25519DH }
 
@@ -125,8 +128,46 @@ func (s handshakeSuite) GenerateKeypair(r io.Reader) (noise.DHKey, error) {
 func (s handshakeSuite) DH(priv, pub []byte) ([]byte, error) { return s.dh.DH(priv, pub) }
 func (s handshakeSuite) DHLen() int                          { return s.dh.DHLen() }
 func (s handshakeSuite) DHName() string                      { return s.dh.DHName() }
-func (s handshakeSuite) Cipher(k [32]byte) noise.Cipher      { return noise.CipherAESGCM.Cipher(k) }
+func (s handshakeSuite) Cipher(k [32]byte) noise.Cipher      { return &lazyAESGCM{key: k} }
 func (s handshakeSuite) CipherName() string                  { return noise.CipherAESGCM.CipherName() }
 func (s handshakeSuite) Hash() hash.Hash                     { return noise.HashSHA256.Hash() }
 func (s handshakeSuite) HashName() string                    { return noise.HashSHA256.HashName() }
 func (s handshakeSuite) Name() []byte                        { return suiteName }
+
+// lazyAESGCM is Noise's AESGCM cipher (RFC 5116 AES-256-GCM, nonce 4 zero
+// bytes then the counter big-endian, as noise.CipherAESGCM) that builds
+// its key schedule on first use. Noise makes a cipher at every MixKey and
+// two at Split, but an IK responder uses three of its six (the ee key is
+// replaced by se before it encrypts anything, and Keys builds its own
+// ciphers from Split's keys), and XX likewise; the nonce lives on the stack
+// instead of in a slice per call.
+type lazyAESGCM struct {
+	key  [32]byte // zeroed once aead is built
+	aead cipher.AEAD
+}
+
+func (c *lazyAESGCM) get() cipher.AEAD {
+	if c.aead == nil {
+		block, err := aes.NewCipher(c.key[:])
+		if err != nil {
+			panic(err) // only for a key that is not 16, 24 or 32 bytes
+		}
+		if c.aead, err = cipher.NewGCM(block); err != nil {
+			panic(err) // only for a block size other than 16
+		}
+		clear(c.key[:])
+	}
+	return c.aead
+}
+
+func (c *lazyAESGCM) Encrypt(out []byte, n uint64, ad, plaintext []byte) []byte {
+	var nonce [12]byte
+	binary.BigEndian.PutUint64(nonce[4:], n)
+	return c.get().Seal(out, nonce[:], plaintext, ad)
+}
+
+func (c *lazyAESGCM) Decrypt(out []byte, n uint64, ad, ciphertext []byte) ([]byte, error) {
+	var nonce [12]byte
+	binary.BigEndian.PutUint64(nonce[4:], n)
+	return c.get().Open(out, nonce[:], ciphertext, ad)
+}

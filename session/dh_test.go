@@ -120,3 +120,72 @@ func TestHandshakeAgainstNoiseDH25519(t *testing.T) {
 		t.Fatal("handshake hashes differ")
 	}
 }
+
+// The lazily keyed AESGCM seals and opens as noise.CipherAESGCM does, for
+// the counters a handshake uses and Noise's rekey nonce.
+func TestLazyAESGCMMatchesNoise(t *testing.T) {
+	key := [32]byte{7, 1, 2, 3}
+	ref := noise.CipherAESGCM.Cipher(key)
+	c := (handshakeSuite{}).Cipher(key)
+	for _, n := range []uint64{0, 1, 2, 1 << 40, ^uint64(0)} {
+		ad, pt := []byte("ad"), []byte("plaintext of a handshake payload")
+		got, want := c.Encrypt(nil, n, ad, pt), ref.Encrypt(nil, n, ad, pt)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("nonce %d: sealed bytes differ", n)
+		}
+		if back, err := c.Decrypt(nil, n, ad, want); err != nil || !bytes.Equal(back, pt) {
+			t.Fatalf("nonce %d: open: %v", n, err)
+		}
+		if _, err := c.Decrypt(nil, n+1, ad, want); err == nil {
+			t.Fatalf("nonce %d: opened under the wrong counter", n)
+		}
+	}
+}
+
+// Handshakes on many goroutines share one parsed static key, as an
+// endpoint's worker pool does: the key is only read (run under -race).
+func TestHandshakesShareStaticKey(t *testing.T) {
+	p := newPKI(t)
+	tok := p.token(t)
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			for range 4 {
+				c, err := NewEndpointClient(p.cfg, p.device, p.epKey.PublicKey().Bytes(), tok)
+				if err != nil {
+					errs <- err
+					return
+				}
+				s, err := NewEndpointServer(p.cfg, p.epKey, p.tokenKeys, p.audience)
+				if err != nil {
+					errs <- err
+					return
+				}
+				m1, err := c.WriteFrame(nil, nil)
+				if err == nil {
+					_, err = s.ReadFrame(nil, frame.Frame(m1))
+				}
+				var m2 []byte
+				if err == nil {
+					m2, err = s.WriteFrame(nil, []byte{})
+				}
+				if err == nil {
+					_, err = c.ReadFrame(nil, frame.Frame(m2))
+				}
+				if err == nil && !bytes.Equal(c.ChannelBinding(), s.ChannelBinding()) {
+					err = errors.New("channel bindings differ")
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -345,7 +345,7 @@ func (b *bconn) drop(abrupt bool) {
 	b.wmu.Lock()
 	nc := b.nc
 	b.wmu.Unlock()
-	if tc, ok := nc.(*net.TCPConn); ok && !abrupt {
+	if tc, ok := nc.(interface{ CloseWrite() error }); ok && !abrupt {
 		_ = tc.CloseWrite()
 		return
 	}

@@ -135,7 +135,11 @@ func (r *runner) open(ctx context.Context, i int) (net.Conn, codec, error) {
 	var c codec
 	switch r.cfg.Proto {
 	case "myim":
-		c, err = myimHandshake(nc, r.fl.dev, t.key, r.fl.users[i].token)
+		var mc *myimCodec
+		var sc net.Conn
+		if sc, mc, err = myimOpen(nc, r.fl.dev, t.key, r.fl.users[i].token); err == nil {
+			nc, c = sc, mc
+		}
 	case "fwd":
 		c, err = fwdHandshake(nc, uint64(r.cfg.First+i))
 	case "mqtt":

@@ -129,6 +129,71 @@ func myimHandshake(nc net.Conn, dev *sessionDevice, serverKey []byte, token stri
 	return &myimCodec{keys: keys, user: acc.UserID}, nil
 }
 
+// myimOpen runs the handshake, then proves the session keys with a sealed
+// frame (the endpoint announces a session only after its first sealed
+// frame opens) and waits for the PONG of a PING sent behind it, so the
+// session is online before the scenario starts. Frames that arrive before
+// that PONG (stored messages drained at connect) are kept, in order, for
+// the connection's reader: the returned net.Conn yields them first.
+func myimOpen(nc net.Conn, dev *sessionDevice, serverKey []byte, token string) (net.Conn, *myimCodec, error) {
+	m, err := myimHandshake(nc, dev, serverKey, token)
+	if err != nil {
+		return nil, nil, err
+	}
+	_ = nc.SetDeadline(time.Now().Add(15 * time.Second))
+	defer func() { _ = nc.SetDeadline(time.Time{}) }()
+	out, err := m.seal(nil, frame.CmdPong, frame.QoS0, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	out = append(out, frame.Ping...)
+	if _, err := nc.Write(out); err != nil {
+		return nil, nil, err
+	}
+	var early []byte
+	for {
+		f, err := frame.Read(nc, frame.MaxEncodable)
+		if err != nil {
+			return nil, nil, err
+		}
+		if f.Cmd() == frame.CmdPong && len(f.Body()) == 0 {
+			break
+		}
+		if f.Cmd() == frame.CmdError && len(f.Body()) >= frame.ErrorLen {
+			e := frame.Error(f.Body())
+			return nil, nil, fmt.Errorf("%w: code %d: %s", errServer, e.Code(), e.Text())
+		}
+		early = append(early, f...)
+	}
+	if len(early) == 0 {
+		return nc, m, nil
+	}
+	return &prefixConn{Conn: nc, pre: early}, m, nil
+}
+
+// prefixConn is a net.Conn whose first reads return pre.
+type prefixConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.pre) > 0 {
+		n := copy(b, p.pre)
+		p.pre = p.pre[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}
+
+// CloseWrite half-closes the connection underneath, when it can.
+func (p *prefixConn) CloseWrite() error {
+	if cw, ok := p.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return p.Conn.Close()
+}
+
 func (m *myimCodec) seal(dst []byte, c frame.Cmd, q frame.QoS, pt []byte) ([]byte, error) {
 	dst, err := m.keys.Seal(dst, c, q, pt)
 	if err != nil {

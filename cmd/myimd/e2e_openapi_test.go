@@ -340,6 +340,7 @@ func TestOpenAPIAnswers(t *testing.T) {
 	a.json("POST", "/v1/admin/tokens/revoke", secret, fmt.Sprintf(`{"sid":%q}`, cySID), http.StatusOK)
 	a.json("POST", "/v1/admin/tokens/revoke", secret, `{}`, http.StatusBadRequest)
 	a.json("POST", fmt.Sprintf("/v1/admin/users/%d/kick", bo.id), secret, "", http.StatusOK)
+	a.json("POST", "/v1/admin/invites", secret, "", http.StatusCreated)
 	a.json("POST", "/v1/admin/users/bulk", secret, `{"prefix":"load","first":1,"count":3,"password":"password-load"}`, http.StatusOK)
 	a.json("POST", "/v1/admin/users/bulk", secret, `{"prefix":"load","count":0,"password":"password-load"}`, http.StatusBadRequest)
 	key := base64.StdEncoding.EncodeToString(newDevice(t).PublicKey().Bytes())
@@ -351,7 +352,6 @@ func TestOpenAPIAnswers(t *testing.T) {
 	a.do("POST", "/debug/pprof/symbol", secret, []byte("0x0"), map[string]string{"Content-Type": "text/plain"}, http.StatusOK)
 	a.json("GET", "/debug/pprof/profile?seconds=1", secret, "", http.StatusOK)
 	a.json("GET", "/debug/pprof/trace?seconds=0.1", secret, "", http.StatusOK)
-	a.json("POST", "/v1/admin/invites", secret, "", http.StatusCreated)
 	a.json("GET", "/v1/admin/drain", secret, "", http.StatusOK)
 	a.json("POST", "/v1/admin/drain", secret, "", http.StatusOK) // last: the endpoint empties
 
@@ -363,3 +363,24 @@ func TestOpenAPIAnswers(t *testing.T) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// TestOpenAPIRegistration checks registration by invite against the doc:
+// refused without a code, taken with one from the admin API.
+func TestOpenAPIRegistration(t *testing.T) {
+	doc := loadOpenAPI(t)
+	const secret = "openapi-admin-secret"
+	p := startMyimd(t, "--admin-secret", secret, "--registration", "invite")
+	doc.Servers = openapi3.Servers{{URL: "http://" + p.addrs["http"]}, {URL: "http://" + p.addrs["admin"]}}
+	router, err := legacy.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &apiChecker{t: t, p: p, router: router, covered: map[string]int{}}
+	a.json("POST", "/v1/users", "", `{"name":"ivy","password":"password-ivy"}`, http.StatusForbidden)
+	var inv struct {
+		Code string `json:"code"`
+	}
+	_ = jsonUnmarshal(a.json("POST", "/v1/admin/invites", secret, "", http.StatusCreated), &inv)
+	a.json("POST", "/v1/users", "", fmt.Sprintf(`{"name":"ivy","password":"password-ivy","invite":%q}`, inv.Code), http.StatusCreated)
+	a.json("POST", "/v1/users", "", fmt.Sprintf(`{"name":"ivo","password":"password-ivo","invite":%q}`, inv.Code), http.StatusForbidden)
+}
