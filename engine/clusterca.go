@@ -218,11 +218,10 @@ func ParseJoinToken(token string) (fp [32]byte, secret []byte, err error) {
 
 // issuer signs node certificates with the CA key.
 type issuer struct {
-	ca     *x509.Certificate
-	key    crypto.Signer
-	caPEM  []byte // the CA bundle handed to nodes
-	caDER  []byte
-	prefix string
+	ca    *x509.Certificate
+	key   crypto.Signer
+	caPEM []byte // the CA bundle handed to nodes
+	caDER []byte
 }
 
 func loadIssuer(dir string) (*issuer, error) {

@@ -63,7 +63,6 @@ type EndpointHandler struct {
 
 // Errors an endpoint reports.
 var (
-	errTokenRevoked   = errors.New("engine: token revoked")
 	errUnknownSession = errors.New("engine: unknown session")
 	errForbidden      = errors.New("engine: sender is not the session's user")
 )

@@ -217,7 +217,6 @@ func TestIdleAndFirstFrameTimeouts(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	_ = live.SetReadDeadline(time.Now().Add(3 * time.Second))
-	start = time.Now()
 	readClosed(t, live, 5*time.Second)
 	if s.Stats().Closed[engine.ReasonIdle].Load() != 1 {
 		t.Fatal("idle close not counted")

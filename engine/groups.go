@@ -101,7 +101,6 @@ var (
 	errNeedUser     = &groupError{http.StatusBadRequest, frame.ErrCodeBadRequest, `"user" must name another user`}
 	errNeedOpen     = &groupError{http.StatusBadRequest, frame.ErrCodeBadRequest, `"open" must be true or false`}
 	errUnknownOp    = &groupError{http.StatusBadRequest, frame.ErrCodeBadRequest, "unknown group operation"}
-	errGroupFailed  = &groupError{http.StatusServiceUnavailable, frame.ErrCodeRetry, "store unavailable; retry"}
 )
 
 // groupFailure turns an error of groupOp into a refusal, through the one

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"sync"
@@ -479,9 +478,4 @@ func (l *Login) logFailure(addr func() string, name string, f HandshakeFailure, 
 		attrs = append(attrs, "suppressed", suppressed)
 	}
 	l.cfg.Logger.Warn("login failed", attrs...)
-}
-
-// constantTimeEqual compares secrets (admin tokens) in constant time.
-func constantTimeEqual(a, b string) bool {
-	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }

@@ -22,6 +22,11 @@ if [ -n "$unformatted" ]; then
   echo "gofmt would change: $unformatted" >&2
   exit 1
 fi
+echo "== staticcheck (both modules)"
+# Pinned, fetched through the Go module proxy on first use and cached after.
+staticcheck="honnef.co/go/tools/cmd/staticcheck@v0.8.2"
+go run "$staticcheck" ./...
+(cd benchmarks && go run "$staticcheck" ./...)
 echo "== Markdown code fences"
 bash ./scripts/lint-md.sh
 echo "== packaging (static binaries from an empty directory and environment, systemd unit)"

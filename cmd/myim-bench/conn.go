@@ -48,9 +48,6 @@ type sentMsg struct {
 	payload []byte
 }
 
-// errDropped marks a connection the bench closed on purpose.
-var errDropped = errors.New("bench: dropped on purpose")
-
 func newBconn(r *runner, idx int, user uint64, nc net.Conn, c codec) *bconn {
 	return &bconn{r: r, idx: idx, user: user, nc: nc, c: c,
 		rng: rand.New(rand.NewPCG(uint64(idx)+1, uint64(time.Now().UnixNano()))), ctl: make(chan event, 16)}

@@ -49,14 +49,6 @@ func (s *shardedHist) record(idx int, ns int64) {
 	sh.mu.Unlock()
 }
 
-func (s *shardedHist) reset() {
-	for i := range s.sh {
-		s.sh[i].mu.Lock()
-		s.sh[i].h.Reset()
-		s.sh[i].mu.Unlock()
-	}
-}
-
 func (s *shardedHist) merged() *hdrhistogram.Histogram {
 	out := hdrhistogram.New(histMin, histMax, histDigits)
 	for i := range s.sh {

@@ -214,9 +214,6 @@ func envName(flagName string) string {
 	return "MYIM_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// errUsage marks errors that should print usage and exit 2.
-var errUsage = errors.New("usage")
-
 // loadConfig fills a Config from defaults, the config file, the environment
 // and args, in that order.
 func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {

@@ -68,7 +68,6 @@ func (g genFile) sum(t testing.TB) string {
 type hashSink struct {
 	mu sync.Mutex
 	n  int64
-	h  [32]byte
 	hh interface {
 		io.Writer
 		Sum([]byte) []byte

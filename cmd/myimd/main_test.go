@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,8 +49,27 @@ type proc struct {
 	cmd   *exec.Cmd
 	addrs map[string]string
 	data  string // the banner's data line
-	out   *bytes.Buffer
+	out   *logBuf
 	done  chan error
+}
+
+// logBuf holds a process's stderr: exec's copier writes it while tests
+// read it, so both go through its lock.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 var listenRe = regexp.MustCompile(`^\s+(\w+)\s+listening on (\S+)`)
@@ -77,12 +97,12 @@ func startMyimdVia(t testing.TB, dir string, wrapper []string, args ...string) *
 	argv := append(append(append([]string(nil), wrapper...), binPath), append(base, args...)...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	stdout, _ := cmd.StdoutPipe()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &logBuf{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{argv: append(base, args...), dir: dir, cmd: cmd, addrs: map[string]string{}, out: &stderr, done: make(chan error, 1)}
+	p := &proc{argv: append(base, args...), dir: dir, cmd: cmd, addrs: map[string]string{}, out: stderr, done: make(chan error, 1)}
 	sc := bufio.NewScanner(stdout)
 	deadline := time.AfterFunc(20*time.Second, func() { _ = cmd.Process.Kill() })
 	for sc.Scan() {
