@@ -42,9 +42,11 @@ import (
 //	fshares     file|kind(1)|target     -> ""          (kind 0 user, 1 group)
 //	fusage      owner                   -> bytes       (files + open uploads)
 //	revoked     sid                     -> until(8)    (revoked tokens, unix ms)
+//	invites     sha256(code)(32)        -> issuer|expiresAt
+//	invitecount user                    -> issued(8)
 //
-// The file buckets were added without a schema version bump: an older
-// binary opens the file and leaves them alone. Version 2 appended a flags
+// The file and invite buckets were added without a schema version bump: an
+// older binary opens the file and leaves them alone. Version 2 appended a flags
 // byte to group records (bit 0: open) and a role byte to member records;
 // records written before it have neither and read as a closed group and a
 // plain member, so opening a version 1 file needs no rewrite. The bump
@@ -84,11 +86,13 @@ var (
 	bktFShares    = []byte("fshares")
 	bktFUsage     = []byte("fusage")
 	bktRevoked    = []byte("revoked")
+	bktInvites    = []byte("invites")
+	bktInviteN    = []byte("invitecount")
 
 	allBuckets = [][]byte{bktUsers, bktUserNames, bktDevices, bktFriends, bktFriendReqs,
 		bktOffline, bktOffMID, bktOffCID, bktGroups, bktGMembers, bktUGroups, bktGMsgs,
 		bktGExp, bktMeta, bktUploads, bktUpStale, bktFiles, bktOwnFiles, bktBlobRefs,
-		bktFShares, bktFUsage, bktRevoked}
+		bktFShares, bktFUsage, bktRevoked, bktInvites, bktInviteN}
 
 	keySchemaVersion = []byte("schema_version")
 )
@@ -641,6 +645,53 @@ func (s *embedded) RevokeToken(ctx context.Context, sid string, until int64) err
 		}
 		return b.Put([]byte(sid), be64(uint64(until)))
 	})
+}
+
+func (s *embedded) CreateInvite(ctx context.Context, inv Invite, limit int) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bktInvites)
+		if b.Get(inv.Hash[:]) != nil {
+			return fmt.Errorf("%w: invite", ErrExists)
+		}
+		if limit > 0 {
+			counts := tx.Bucket(bktInviteN)
+			var n uint64
+			if v := counts.Get(be64(inv.Issuer)); len(v) == 8 {
+				n = binary.BigEndian.Uint64(v)
+			}
+			if n >= uint64(limit) {
+				return fmt.Errorf("%w: user %d has issued %d invites", ErrQuota, inv.Issuer, n)
+			}
+			if err := counts.Put(be64(inv.Issuer), be64(n+1)); err != nil {
+				return err
+			}
+		}
+		return b.Put(inv.Hash[:], append(be64(inv.Issuer), be64(uint64(inv.ExpiresAt))...))
+	})
+}
+
+func (s *embedded) UseInvite(ctx context.Context, hash [32]byte, now int64) (Invite, error) {
+	inv := Invite{Hash: hash}
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bktInvites)
+		v := b.Get(hash[:])
+		if v == nil {
+			return fmt.Errorf("%w: invite", ErrNotFound)
+		}
+		if len(v) != 16 {
+			return errCorrupt("invites")
+		}
+		inv.Issuer = binary.BigEndian.Uint64(v)
+		inv.ExpiresAt = int64(binary.BigEndian.Uint64(v[8:]))
+		return b.Delete(hash[:])
+	})
+	if err == nil && inv.ExpiresAt <= now {
+		err = fmt.Errorf("%w: invite expired", ErrNotFound)
+	}
+	if err != nil {
+		return Invite{}, err
+	}
+	return inv, nil
 }
 
 func (s *embedded) RevokedTokens(ctx context.Context, now int64) (map[string]int64, error) {

@@ -308,6 +308,21 @@ var mysqlMigrations = [][]string{
 	{
 		"ALTER TABLE offline_msgs DROP PRIMARY KEY, ADD PRIMARY KEY (to_user, mid)",
 	},
+	// Version 6: registration invites (SHA-256 of the code) and how many
+	// each user has issued.
+	{
+		`CREATE TABLE IF NOT EXISTS invites (
+			hash BINARY(32) NOT NULL,
+			issuer BIGINT UNSIGNED NOT NULL,
+			expires_at BIGINT NOT NULL,
+			PRIMARY KEY (hash)
+		) ENGINE=InnoDB`,
+		`CREATE TABLE IF NOT EXISTS invite_counts (
+			user_id BIGINT UNSIGNED NOT NULL,
+			issued BIGINT UNSIGNED NOT NULL,
+			PRIMARY KEY (user_id)
+		) ENGINE=InnoDB`,
+	},
 }
 
 // migrate brings the schema to len(mysqlMigrations), holding a named lock
@@ -1138,6 +1153,57 @@ func (s *mysqlStore) RevokedTokens(ctx context.Context, now int64) (map[string]i
 		out[sid] = until
 	}
 	return out, s.fail("revoked tokens", rows.Err())
+}
+
+func (s *mysqlStore) CreateInvite(ctx context.Context, inv Invite, limit int) error {
+	return s.fail("create invite", s.withTx(ctx, nil, func(tx *sql.Tx) error {
+		if limit > 0 {
+			// The row lock taken by the upsert serializes one issuer's calls.
+			if _, err := tx.ExecContext(ctx, `INSERT INTO invite_counts (user_id, issued) VALUES (?, 0)
+				ON DUPLICATE KEY UPDATE issued = issued`, inv.Issuer); err != nil {
+				return err
+			}
+			res, err := tx.ExecContext(ctx, "UPDATE invite_counts SET issued = issued + 1 WHERE user_id = ? AND issued < ?",
+				inv.Issuer, limit)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				return fmt.Errorf("%w: user %d has issued %d invites", ErrQuota, inv.Issuer, limit)
+			}
+		}
+		_, err := tx.ExecContext(ctx, "INSERT INTO invites (hash, issuer, expires_at) VALUES (?, ?, ?)",
+			inv.Hash[:], inv.Issuer, inv.ExpiresAt)
+		if isMySQLError(err, erDupEntry) {
+			return fmt.Errorf("%w: invite", ErrExists)
+		}
+		return err
+	}))
+}
+
+func (s *mysqlStore) UseInvite(ctx context.Context, hash [32]byte, now int64) (Invite, error) {
+	var inv Invite
+	err := s.withTx(ctx, nil, func(tx *sql.Tx) error {
+		inv = Invite{Hash: hash}
+		err := tx.QueryRowContext(ctx, "SELECT issuer, expires_at FROM invites WHERE hash = ? FOR UPDATE",
+			hash[:]).Scan(&inv.Issuer, &inv.ExpiresAt)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: invite", ErrNotFound)
+		} else if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "DELETE FROM invites WHERE hash = ?", hash[:])
+		return err
+	})
+	if err == nil && inv.ExpiresAt <= now {
+		err = fmt.Errorf("%w: invite expired", ErrNotFound)
+	}
+	if err != nil {
+		return Invite{}, s.fail("use invite", err)
+	}
+	return inv, nil
 }
 
 // ---- files

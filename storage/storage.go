@@ -206,6 +206,17 @@ type Store interface {
 	// milliseconds), sid -> until, and forgets those that are not.
 	RevokedTokens(ctx context.Context, now int64) (map[string]int64, error)
 
+	// CreateInvite stores a registration invite (see Invite). When limit
+	// > 0 the code counts against inv.Issuer's allowance: ErrQuota once
+	// the issuer has issued limit codes, used or not (the count never goes
+	// down); limit <= 0 counts nothing. ErrExists if the hash is stored.
+	CreateInvite(ctx context.Context, inv Invite, limit int) error
+	// UseInvite deletes the invite with this hash and returns it, in one
+	// transaction: of concurrent callers, one gets it. ErrNotFound if there
+	// is none or it expired at now (unix milliseconds; an expired one is
+	// deleted too).
+	UseInvite(ctx context.Context, hash [32]byte, now int64) (Invite, error)
+
 	// CreateUpload records an upload of u.Owner with a new ID (IDs start
 	// at 1) and reserves u.Size bytes of the owner's quota (see files.go).
 	// ErrQuota if the owner's usage plus u.Size would exceed quota; quota
@@ -486,3 +497,11 @@ func ctxErr(err error) error {
 }
 
 func nowMilli() int64 { return time.Now().UnixMilli() }
+
+// Invite is a single-use registration code, kept as the SHA-256 of the
+// code so that a copy of the store does not hand out codes.
+type Invite struct {
+	Hash      [32]byte // SHA-256 of the code
+	Issuer    uint64   // the user who issued it; 0 for the admin API
+	ExpiresAt int64    // unix milliseconds; the code is refused from then on
+}

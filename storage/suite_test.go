@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,6 +100,7 @@ func runSuite(t *testing.T, newStore func(t *testing.T) Store, reopen func(t *te
 		{"GroupConcurrentAppend", testGroupConcurrentAppend},
 		{"GroupConcurrentAck", testGroupConcurrentAck},
 		{"RevokedTokens", testRevokedTokens},
+		{"Invites", testInvites},
 		{"Context", testContext},
 		{"Closed", testClosed},
 	}
@@ -113,6 +115,48 @@ func runSuite(t *testing.T, newStore func(t *testing.T) Store, reopen func(t *te
 		t.Parallel()
 		testReopen(t, newStore(t), reopen)
 	})
+}
+
+// testInvites: an invite is used once, not after it expires, and a
+// user's allowance counts every code issued.
+func testInvites(t *testing.T, s Store) {
+	ctx := context.Background()
+	a, b, c := Invite{Hash: [32]byte{1}, ExpiresAt: 2000}, Invite{Hash: [32]byte{2}, Issuer: 7, ExpiresAt: 2000},
+		Invite{Hash: [32]byte{3}, Issuer: 7, ExpiresAt: 1000}
+	must(0, s.CreateInvite(ctx, a, 0)).of(t)
+	wantErr(t, s.CreateInvite(ctx, a, 0), ErrExists)
+	must(0, s.CreateInvite(ctx, b, 2)).of(t)
+	must(0, s.CreateInvite(ctx, c, 2)).of(t)
+	wantErr(t, s.CreateInvite(ctx, Invite{Hash: [32]byte{4}, Issuer: 7, ExpiresAt: 2000}, 2), ErrQuota)
+	must(0, s.CreateInvite(ctx, Invite{Hash: [32]byte{4}, Issuer: 8, ExpiresAt: 2000}, 2)).of(t) // another user's own
+	equal(t, "used invite", must(s.UseInvite(ctx, b.Hash, 1500)).of(t), b)
+	_, err := s.UseInvite(ctx, b.Hash, 1500)
+	wantErr(t, err, ErrNotFound) // single use
+	_, err = s.UseInvite(ctx, c.Hash, 1000)
+	wantErr(t, err, ErrNotFound) // expired
+	_, err = s.UseInvite(ctx, [32]byte{9}, 0)
+	wantErr(t, err, ErrNotFound)
+	// A used code does not give the allowance back.
+	wantErr(t, s.CreateInvite(ctx, Invite{Hash: [32]byte{5}, Issuer: 7, ExpiresAt: 2000}, 2), ErrQuota)
+
+	// Of concurrent users of one code, exactly one gets it.
+	must(0, s.CreateInvite(ctx, Invite{Hash: [32]byte{6}, ExpiresAt: 2000}, 0)).of(t)
+	var wg sync.WaitGroup
+	var got atomic.Int32
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.UseInvite(ctx, [32]byte{6}, 1000); err == nil {
+				got.Add(1)
+			} else if !errors.Is(err, ErrNotFound) {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	equal(t, "winners", got.Load(), int32(1))
+	equal(t, "admin invite", must(s.UseInvite(ctx, a.Hash, 1999)).of(t), a)
 }
 
 // testRevokedTokens: a revocation holds until its time, revoking again
@@ -884,8 +928,11 @@ func testReopen(t *testing.T, s Store, reopen func(*testing.T, Store) Store) {
 	ok(t, s.StoreOffline(ctx, []Message{{MID: 1, From: 2, To: uid, Time: 5, CID: 3, Content: []byte("kept")}}))
 	g := must(s.CreateGroup(ctx, uid, "g")).of(t)
 	appendN(t, s, g, uid, 2, 0)
+	ok(t, s.CreateInvite(ctx, Invite{Hash: [32]byte{7}, Issuer: uid, ExpiresAt: 5000}, 1))
 
 	s = reopen(t, s)
+	equal(t, "invite kept", must(s.UseInvite(ctx, [32]byte{7}, 10)).of(t).Issuer, uid)
+	wantErr(t, s.CreateInvite(ctx, Invite{Hash: [32]byte{8}, Issuer: uid, ExpiresAt: 5000}, 1), ErrQuota)
 	equal(t, "user", must(s.UserByName(ctx, "alice")).of(t).ID, uid)
 	equal(t, "device known", must(s.TouchDevice(ctx, Device{User: uid, KeyHash: [32]byte{9}})).of(t), false)
 	got := must(s.FetchOffline(ctx, uid, 0, 10)).of(t)
