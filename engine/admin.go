@@ -644,10 +644,10 @@ func (a *Admin) tokens(w http.ResponseWriter, r *http.Request) {
 }
 
 // invite issues a single-use registration code.
-func (a *Admin) invite(w http.ResponseWriter, _ *http.Request) {
-	code, exp, ok := a.Invites.Issue()
-	if !ok {
-		writeErr(w, http.StatusServiceUnavailable, "too many unused invite codes")
+func (a *Admin) invite(w http.ResponseWriter, r *http.Request) {
+	code, exp, err := a.Invites.Issue(r.Context(), 0)
+	if err != nil {
+		writeRefusal(w, err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, map[string]any{"code": code, "expires_at": exp.UnixMilli()})

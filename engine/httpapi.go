@@ -27,7 +27,8 @@ type API struct {
 	// Presence, when set, is told about friendship changes (nil is fine).
 	Center *LocalCenter
 	// Registration is RegistrationOpen (""), RegistrationInvite or
-	// RegistrationClosed; Invites holds the codes of the invite mode.
+	// RegistrationClosed; Invites holds the codes of the invite mode and
+	// serves POST /v1/invites.
 	Registration string
 	Invites      *Invites
 	// RegisterRate, when set, limits registrations per client address
@@ -60,6 +61,9 @@ func (a *API) Register(n *Node) {
 	n.HandleHTTP("POST /v1/groups/{id}/remove", a.authed(a.groupRoute(frame.GroupRemove, http.StatusOK)))
 	n.HandleHTTP("POST /v1/groups/{id}/role", a.authed(a.groupRoute(frame.GroupRole, http.StatusOK)))
 	n.HandleHTTP("PUT /v1/me", a.authed(a.putMe))
+	if a.Invites != nil {
+		n.HandleHTTP("POST /v1/invites", a.authed(a.issueInvite))
+	}
 }
 
 var nameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -132,24 +136,31 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, msg)
 		return
 	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
 	created := false
 	if a.Registration == RegistrationInvite {
-		exp, ok := time.Time{}, false
-		if a.Invites != nil {
-			exp, ok = a.Invites.take(in.Invite)
+		// The code is used up before anything is hashed: a request without
+		// one costs no hash.
+		err := storage.ErrNotFound
+		var inv storage.Invite
+		if a.Invites != nil && in.Invite != "" {
+			inv, err = a.Invites.take(ctx, in.Invite)
 		}
-		if !ok {
-			writeErr(w, http.StatusForbidden, "a valid invite code is required")
+		if err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				writeErr(w, http.StatusForbidden, "a valid invite code is required")
+			} else {
+				a.storeErr(w, err)
+			}
 			return
 		}
 		defer func() {
 			if !created {
-				a.Invites.give(in.Invite, exp) // the code was not used up
+				a.Invites.give(inv) // the code was not used up
 			}
 		}()
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	defer cancel()
 	// The hash comes first, for a taken name too: the answer's timing does
 	// not tell which names exist.
 	hash, err := a.Hasher.Hash(ctx, []byte(in.Password))
@@ -331,4 +342,20 @@ func (a *API) putMe(w http.ResponseWriter, r *http.Request, user uint64) {
 		return
 	}
 	writeJSON(w, http.StatusOK, j)
+}
+
+// issueInvite gives a user a registration code, when Invites.PerUser lets
+// users issue them.
+func (a *API) issueInvite(w http.ResponseWriter, r *http.Request, user uint64) {
+	code, exp, err := a.Invites.Issue(r.Context(), user)
+	switch {
+	case errors.Is(err, ErrNoInviteRight):
+		writeErr(w, http.StatusForbidden, "users may not issue invites on this server")
+	case errors.Is(err, ErrInvitesUsedUp):
+		writeErr(w, http.StatusForbidden, "invite allowance used up")
+	case err != nil:
+		a.storeErr(w, err)
+	default:
+		writeJSON(w, http.StatusCreated, map[string]any{"code": code, "expires_at": exp.UnixMilli()})
+	}
 }

@@ -1,81 +1,80 @@
 package engine
 
 import (
+	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"sync"
 	"time"
+
+	"github.com/myim/myim/storage"
 )
 
 // Registration modes of the HTTP API's POST /v1/users.
 const (
 	RegistrationOpen   = "open"   // anyone may register (rate limited per address)
-	RegistrationInvite = "invite" // a single-use code from the admin API is needed
+	RegistrationInvite = "invite" // a single-use code from the admin API or a user is needed
 	RegistrationClosed = "closed" // only the admin API creates users
 )
 
-// Invites holds single-use registration codes issued by the admin API, in
-// this process's memory: a code is valid on the node that issued it until
-// it is used, it expires, or the process restarts. Safe for concurrent use.
+// Invites issues and takes single-use registration codes, kept in the
+// store as the SHA-256 of the code: a code works on every node of a
+// cluster and survives restarts, until it is used or expires. Safe for
+// concurrent use; its methods block on the store and must not run on an
+// event loop.
 type Invites struct {
-	mu    sync.Mutex
-	codes map[string]time.Time // code -> expiry
-	ttl   time.Duration
+	Store storage.Store
+	// TTL is how long a code lives (0: 7 days).
+	TTL time.Duration
+	// PerUser is how many codes each user may issue with POST /v1/invites
+	// in all (0: none; only the admin API issues codes).
+	PerUser int
 }
 
-// maxInvites bounds the codes held; issuing past it fails until some
-// expire or are used.
-const maxInvites = 100_000
+// Errors of Invites.Issue for a user.
+var (
+	ErrNoInviteRight = errors.New("engine: users may not issue invites")
+	ErrInvitesUsedUp = errors.New("engine: invite allowance used up")
+)
 
-// NewInvites returns an empty set whose codes live ttl (0: 7 days).
-func NewInvites(ttl time.Duration) *Invites {
-	if ttl <= 0 {
-		ttl = 7 * 24 * time.Hour
+// Issue returns a new code and its expiry. issuer 0 is the admin API, with
+// no limit; a user needs PerUser > 0 and spends one of them.
+func (v *Invites) Issue(ctx context.Context, issuer uint64) (code string, expires time.Time, err error) {
+	limit := 0
+	if issuer != 0 {
+		if v.PerUser <= 0 {
+			return "", time.Time{}, ErrNoInviteRight
+		}
+		limit = v.PerUser
 	}
-	return &Invites{codes: make(map[string]time.Time), ttl: ttl}
-}
-
-// Issue returns a new code and its expiry; ok is false when too many
-// unused codes are held.
-func (v *Invites) Issue() (code string, expires time.Time, ok bool) {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	code = base64.RawURLEncoding.EncodeToString(b[:])
-	now := time.Now()
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if len(v.codes) >= maxInvites {
-		for c, exp := range v.codes {
-			if now.After(exp) {
-				delete(v.codes, c)
-			}
-		}
-		if len(v.codes) >= maxInvites {
-			return "", time.Time{}, false
-		}
+	ttl := v.TTL
+	if ttl <= 0 {
+		ttl = 7 * 24 * time.Hour
 	}
-	expires = now.Add(v.ttl)
-	v.codes[code] = expires
-	return code, expires, true
+	expires = time.Now().Add(ttl)
+	err = v.Store.CreateInvite(ctx, storage.Invite{Hash: sha256.Sum256([]byte(code)), Issuer: issuer,
+		ExpiresAt: expires.UnixMilli()}, limit)
+	if errors.Is(err, storage.ErrQuota) {
+		err = ErrInvitesUsedUp
+	}
+	return code, expires, err
 }
 
-// take removes a valid code and returns its expiry, for give to put back
-// if the registration fails.
-func (v *Invites) take(code string) (time.Time, bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	exp, ok := v.codes[code]
-	if !ok {
-		return time.Time{}, false
-	}
-	delete(v.codes, code)
-	return exp, time.Now().Before(exp)
+// take uses up a valid code; storage.ErrNotFound if there is none. give
+// puts it back if the registration then fails.
+func (v *Invites) take(ctx context.Context, code string) (storage.Invite, error) {
+	return v.Store.UseInvite(ctx, sha256.Sum256([]byte(code)), time.Now().UnixMilli())
 }
 
-func (v *Invites) give(code string, exp time.Time) {
-	v.mu.Lock()
-	v.codes[code] = exp
-	v.mu.Unlock()
+func (v *Invites) give(inv storage.Invite) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = v.Store.CreateInvite(ctx, inv, 0) // not counted again
 }
 
 // AddrRate is a token bucket per client address: Burst at once, then one

@@ -96,6 +96,10 @@ type Config struct {
 	// registrations one address may make per hour.
 	Registration     string
 	RegistrationRate int
+	// UserInvites is how many invite codes each user may issue (0: none);
+	// InviteTTL is how long a code lives.
+	UserInvites int
+	InviteTTL   time.Duration
 
 	// ReceiptTimeout is how long a pushed QoS 1 message waits for the
 	// recipient's receipt before it is stored and its sender acked STORED
@@ -159,8 +163,10 @@ func (c *Config) options() []option {
 		{"shutdown-grace", "on SIGTERM: how long to drain (readiness 503, new sessions refused, clients told to move, spread over this time) before stopping; a second SIGTERM stops at once", (*durationValue)(&c.ShutdownGrace)},
 		{"group-ttl", "center: how long a group message is kept for members that have not acknowledged it", (*durationValue)(&c.GroupTTL)},
 		{"group-sweep", "center: how often expired group messages are deleted from the store", (*durationValue)(&c.GroupSweep)},
-		{"registration", "who may register over the HTTP API: open (anyone, --registration-rate per address), invite (with a code from POST /v1/admin/invites) or closed (the admin API only)", &enumValue{&c.Registration, []string{"open", "invite", "closed"}}},
+		{"registration", "who may register over the HTTP API: open (anyone, --registration-rate per address), invite (with a code from POST /v1/admin/invites or a user's POST /v1/invites) or closed (the admin API only)", &enumValue{&c.Registration, []string{"open", "invite", "closed"}}},
 		{"registration-rate", "registrations one client address may make per hour, the first ones at once (0: no limit)", (*intValue)(&c.RegistrationRate)},
+		{"user-invites", "invite codes each user may issue with POST /v1/invites, in all (0: only the admin API issues them)", (*intValue)(&c.UserInvites)},
+		{"invite-ttl", "how long an invite code lives", (*durationValue)(&c.InviteTTL)},
 		{"receipt-timeout", "center role: how long a pushed QoS 1 message waits for the recipient's receipt before it is stored and its sender acked STORED (it is not pushed again to that session; the late receipt deletes it)", (*durationValue)(&c.ReceiptTimeout)},
 		{"gc-percent", "Go collector target: heap growth over live data, in percent, before a collection (Go's default is 100; lower holds less memory per session for some CPU under traffic; -1: off; Go's GOGC variable, when set, wins)", (*intValue)(&c.GCPercent)},
 	}
@@ -204,6 +210,7 @@ func defaults() Config {
 		ShutdownGrace:     30 * time.Second,
 		Registration:      "open",
 		RegistrationRate:  30,
+		InviteTTL:         7 * 24 * time.Hour,
 		ReceiptTimeout:    10 * time.Second,
 	}
 }

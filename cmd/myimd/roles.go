@@ -279,8 +279,9 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 	// Registrations hash on their own share of the cores, so that a flood
 	// of them does not queue in front of logins.
 	var regHasher *session.Hasher
-	invites := engine.NewInvites(0)
+	var invites *engine.Invites
 	if store != nil {
+		invites = &engine.Invites{Store: store, TTL: cfg.InviteTTL, PerUser: cfg.UserInvites}
 		rcfg := *scfg
 		rcfg.HashConcurrency = max(1, runtime.GOMAXPROCS(0)/2)
 		if regHasher, err = session.NewHasher(&rcfg); err != nil {
