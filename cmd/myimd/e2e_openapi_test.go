@@ -209,7 +209,7 @@ func (a *apiChecker) json(method, path, token, body string, want int) []byte {
 func TestOpenAPIAnswers(t *testing.T) {
 	doc := loadOpenAPI(t)
 	const secret = "openapi-admin-secret"
-	p := startMyimd(t, "--admin-secret", secret, "--pprof")
+	p := startMyimd(t, "--admin-secret", secret, "--pprof", "--user-invites", "1")
 	// The doc names the default ports.
 	doc.Servers = openapi3.Servers{{URL: "http://" + p.addrs["http"]}, {URL: "http://" + p.addrs["admin"]}}
 	router, err := legacy.NewRouter(doc)
@@ -241,6 +241,9 @@ func TestOpenAPIAnswers(t *testing.T) {
 
 	a.json("PUT", "/v1/me", tok, `{"signature":"hello","profile":{"city":"Oslo"}}`, http.StatusOK)
 	a.json("PUT", "/v1/me", tok, `{"profile":[1]}`, http.StatusBadRequest)
+	a.json("POST", "/v1/invites", tok, "", http.StatusCreated)
+	a.json("POST", "/v1/invites", tok, "", http.StatusForbidden) // one each
+	a.json("POST", "/v1/invites", "", "", http.StatusUnauthorized)
 	a.json("POST", "/v1/friends/requests", tok, fmt.Sprintf(`{"to":%d}`, bo.id), http.StatusAccepted)
 	a.json("POST", "/v1/friends/requests", tok, `{"to":999999}`, http.StatusNotFound)
 	a.json("GET", "/v1/friends", bo.login.Token, "", http.StatusOK)
