@@ -211,15 +211,7 @@ func (g *groupTracker) track(group, seq uint64) (out []Frame, ack uint64) {
 				delete(s.held, q)
 			}
 		}
-		for {
-			h, ok := s.held[s.next]
-			if !ok {
-				break
-			}
-			delete(s.held, s.next)
-			out = append(out, h)
-			s.next++
-		}
+		out = s.releaseLocked(out)
 		if len(out) > 0 {
 			ack = s.next - 1
 		}
@@ -272,15 +264,7 @@ func (g *groupTracker) add(f Frame, now time.Time, seed bool) (out []Frame, ack 
 	}
 	out = append(out, f)
 	s.next++
-	for {
-		h, ok := s.held[s.next]
-		if !ok {
-			break
-		}
-		delete(s.held, s.next)
-		out = append(out, h)
-		s.next++
-	}
+	out = s.releaseLocked(out)
 	if len(s.held) > 0 {
 		s.since = now
 	}
@@ -304,6 +288,20 @@ func (g *groupTracker) seedAll() (out []Frame, acks map[uint64]uint64) {
 		acks[id] = s.next - 1
 	}
 	return out, acks
+}
+
+// releaseLocked appends to out the held messages that follow on from
+// next, moving next past them.
+func (s *groupSeq) releaseLocked(out []Frame) []Frame {
+	for {
+		h, ok := s.held[s.next]
+		if !ok {
+			return out
+		}
+		delete(s.held, s.next)
+		out = append(out, h)
+		s.next++
+	}
 }
 
 // skipLocked gives up the gap: the messages held are released from the
