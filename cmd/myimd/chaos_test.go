@@ -503,6 +503,21 @@ func (a *allInOne) killAndRestart(t *testing.T) {
 	a.mu.Unlock()
 }
 
+// streamAll starts a stream of n QoS 1 messages of cmd to `to` from each
+// of senders, shown to the users in rcpts, with window unanswered at most;
+// the WaitGroup ends when every stream has.
+func streamAll(senders []*chaosClient, cmd frame.Cmd, to uint64, rcpts []uint64, n, window int) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for _, s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.stream(cmd, to, rcpts, n, window, 60*time.Second)
+		}()
+	}
+	return &wg
+}
+
 // TestChaosKillAllInOne streams p2p messages from three senders to one
 // recipient and kills the all-in-one myimd with SIGKILL in the middle,
 // twice, on the embedded store and on MariaDB: after the restart every
@@ -534,14 +549,7 @@ func chaosKill(t *testing.T, backend string, args []string) {
 		cc.waitConnected(t)
 	}
 	n := 1500 * chaosScale()
-	var wg sync.WaitGroup
-	for _, s := range clients[1:] {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.stream(frame.CmdMsg, ids[0], ids[:1], n, 32, 60*time.Second)
-		}()
-	}
+	wg := streamAll(clients[1:], frame.CmdMsg, ids[0], ids[:1], n, 32)
 	for kill := range 2 {
 		waitFor(t, 120*time.Second, "a third of the stream acked", func() bool {
 			return tl.report().acked >= (kill+1)*len(clients[1:])*n/3
@@ -602,15 +610,7 @@ func TestChaosGroupMemberDrops(t *testing.T) {
 			}
 		}
 	}()
-	var wg sync.WaitGroup
-	for _, s := range clients[:2] {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.stream(frame.CmdGroupMsg, group, ids, n, 16, 60*time.Second)
-		}()
-	}
-	wg.Wait()
+	streamAll(clients[:2], frame.CmdGroupMsg, group, ids, n, 16).Wait()
 	close(stop)
 	dropper.Wait()
 	tl.waitShown(30 * time.Second)
@@ -660,15 +660,7 @@ func TestChaosSkewedClocks(t *testing.T) {
 	clients[0].ackDelay = 5 * time.Millisecond // slow enough for the window to fill
 	clients[0].drop()                          // reconnect with the slow acks
 	n := 1000 * chaosScale()
-	var wg sync.WaitGroup
-	for _, s := range clients[1:] {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.stream(frame.CmdMsg, ids[0], ids[:1], n, 48, 60*time.Second)
-		}()
-	}
-	wg.Wait()
+	streamAll(clients[1:], frame.CmdMsg, ids[0], ids[:1], n, 48).Wait()
 	tl.waitShown(30 * time.Second)
 	tl.report().check(t, "senders' clocks +-60 s")
 }
@@ -700,15 +692,7 @@ func TestChaosSlowAcker(t *testing.T) {
 		cc.waitConnected(t)
 	}
 	n := 50 * chaosScale()
-	var wg sync.WaitGroup
-	for _, s := range clients[1:] {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.stream(frame.CmdMsg, ids[0], ids[:1], n, 16, 60*time.Second)
-		}()
-	}
-	wg.Wait()
+	streamAll(clients[1:], frame.CmdMsg, ids[0], ids[:1], n, 16).Wait()
 	tl.waitShown(120 * time.Second)
 	r := tl.report()
 	r.check(t, "slow acker")
