@@ -42,16 +42,8 @@ func TestSIGTERMDrainsEndpoint(t *testing.T) {
 	xia, sess, shown := followingUser(t, ctx, first, "xia", 2)
 
 	const total = 200
-	acked := map[uint64]string{}
 	texts := map[uint64]string{}
-	ackCh := make(chan uint64, total)
-	go func() {
-		for f := range wes.conn.Frames() {
-			if f.Cmd == frame.CmdAck {
-				ackCh <- frame.Ack(f.Body).CID()
-			}
-		}
-	}()
+	ackCh := ackedCIDs(wes.conn, total)
 	var signalled time.Time
 	for i := 0; i < total; i++ {
 		text := fmt.Sprintf("m%03d", i)
@@ -86,15 +78,7 @@ func TestSIGTERMDrainsEndpoint(t *testing.T) {
 	if n := frame.Notice(recvCmd(t, yan.conn, frame.CmdNotice).Body); n.Code() != frame.NoticeMove {
 		t.Fatalf("yan got notice %d, want move", n.Code())
 	}
-	deadline := time.After(30 * time.Second)
-	for len(acked) < total {
-		select {
-		case cid := <-ackCh:
-			acked[cid] = texts[cid]
-		case <-deadline:
-			t.Fatalf("%d of %d acked\n%s", len(acked), total, second.out.String())
-		}
-	}
+	acked := waitAcked(t, ackCh, texts, second)
 	waitFor(t, 30*time.Second, "every acked message shown", func() bool {
 		shown.mu.Lock()
 		defer shown.mu.Unlock()

@@ -127,16 +127,8 @@ func TestDrainMovesClients(t *testing.T) {
 	mu, seen := &shown.mu, shown.seen
 
 	const total = 200
-	acked := map[uint64]string{}
 	texts := map[uint64]string{}
-	ackCh := make(chan uint64, total)
-	go func() {
-		for f := range wes.conn.Frames() {
-			if f.Cmd == frame.CmdAck {
-				ackCh <- frame.Ack(f.Body).CID()
-			}
-		}
-	}()
+	ackCh := ackedCIDs(wes.conn, total)
 	drained := false
 	for i := 0; i < total; i++ {
 		text := fmt.Sprintf("m%03d", i)
@@ -153,15 +145,7 @@ func TestDrainMovesClients(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	deadline := time.After(30 * time.Second)
-	for len(acked) < total {
-		select {
-		case cid := <-ackCh:
-			acked[cid] = texts[cid]
-		case <-deadline:
-			t.Fatalf("%d of %d acked\n%s", len(acked), total, first.out.String())
-		}
-	}
+	acked := waitAcked(t, ackCh, texts, first)
 	waitFor(t, 30*time.Second, "every acked message shown", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
@@ -180,4 +164,36 @@ func TestDrainMovesClients(t *testing.T) {
 	if c, _ := sess.Conn(); c == nil {
 		t.Fatal("xia not connected after the move")
 	}
+}
+
+// ackedCIDs follows c's frames and sends the CID of every ACK on the
+// returned channel, which holds n without a reader.
+func ackedCIDs(c *client.Conn, n int) <-chan uint64 {
+	ch := make(chan uint64, n)
+	go func() {
+		for f := range c.Frames() {
+			if f.Cmd == frame.CmdAck {
+				ch <- frame.Ack(f.Body).CID()
+			}
+		}
+	}()
+	return ch
+}
+
+// waitAcked takes an ACK for every message of texts (CID to text) from
+// ch within 30 s and returns the acked messages' texts; on failure it
+// shows p's log.
+func waitAcked(t *testing.T, ch <-chan uint64, texts map[uint64]string, p *proc) map[uint64]string {
+	t.Helper()
+	acked := map[uint64]string{}
+	deadline := time.After(30 * time.Second)
+	for len(acked) < len(texts) {
+		select {
+		case cid := <-ch:
+			acked[cid] = texts[cid]
+		case <-deadline:
+			t.Fatalf("%d of %d acked\n%s", len(acked), len(texts), p.out.String())
+		}
+	}
+	return acked
 }
