@@ -465,6 +465,15 @@ func TestStatusPageInChromium(t *testing.T) {
 	p.register(t, "sam", "password-sam")
 	sue := p.connect(t, "sue", newDevice(t))
 	sam := p.connect(t, "sam", newDevice(t))
+	// A session is routed once the center has taken its announcement,
+	// which may come after Connect returns: QoS 0 probes until one lands.
+	waitFor(t, 10*time.Second, "sam routed", func() bool {
+		_, _ = sue.conn.SendMsg(sam.id, frame.QoS0, []byte("probe"))
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_, err := sam.conn.Recv(ctx, func(f client.Frame) bool { return f.Cmd == frame.CmdMsg })
+		return err == nil
+	})
 	const n = 7
 	for i := 0; i < n; i++ {
 		_, _ = sue.conn.SendMsg(sam.id, frame.QoS0, []byte("x"))
