@@ -12,6 +12,7 @@ import (
 	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/route"
 	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
 )
 
 // recEndpoint records what a center delivers to it.
@@ -107,7 +108,7 @@ func redisTables(addr, prefix string) func(t testing.TB) route.Table {
 func startCenters(t *testing.T, n int, table func(t testing.TB) route.Table,
 	tune func(*ClusterConfig)) ([]*LocalCenter, []*recEndpoint) {
 	t.Helper()
-	st, err := storage.Open(storage.Config{DataDir: t.TempDir(), NoSync: true})
+	st, err := bolt.Open(bolt.Config{Dir: t.TempDir(), NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

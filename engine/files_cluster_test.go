@@ -23,6 +23,7 @@ import (
 	"github.com/myim/myim/route"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
 )
 
 // User-to-user file transfer between users of two centers, driven by the
@@ -52,7 +53,7 @@ func startXferCluster(t *testing.T) *xferCluster {
 	addr := testenv.RedisAddr(t)
 	prefix := testenv.RedisPrefix(t, addr)
 	dir := t.TempDir()
-	st, err := storage.Open(storage.Config{DataDir: dir, NoSync: true})
+	st, err := bolt.Open(bolt.Config{Dir: dir, NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,8 @@ import (
 	"github.com/myim/myim/route"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
+	"github.com/myim/myim/storage/mysql"
 )
 
 // node is one process's parts, wired by role:
@@ -102,7 +104,7 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		if role == engine.RoleLogin && cfg.MySQLDSN == "" {
 			return nil, errors.New("the login role needs --mysql-dsn: it shares the users with the center")
 		}
-		raw, err := storage.Open(storage.Config{MySQLDSN: cfg.MySQLDSN, DataDir: cfg.DataDir})
+		raw, err := openStore(cfg.MySQLDSN, cfg.DataDir)
 		if err != nil {
 			return nil, fmt.Errorf("store: %w", err)
 		}
@@ -699,4 +701,13 @@ func (b *node) drain(ctx context.Context, n *engine.Node) {
 		case <-t.C:
 		}
 	}
+}
+
+// openStore opens the MySQL store dsn names, or, without one, the embedded
+// store in dataDir.
+func openStore(dsn, dataDir string) (storage.Store, error) {
+	if dsn != "" {
+		return mysql.Open(mysql.Config{DSN: dsn})
+	}
+	return bolt.Open(bolt.Config{Dir: dataDir})
 }
