@@ -11,6 +11,7 @@ import (
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/route"
+	"github.com/myim/myim/route/redis"
 	"github.com/myim/myim/storage"
 	"github.com/myim/myim/storage/bolt"
 )
@@ -93,7 +94,7 @@ func (e *recEndpoint) count(cmd frame.Cmd) int {
 func redisTables(addr, prefix string) func(t testing.TB) route.Table {
 	return func(t testing.TB) route.Table {
 		t.Helper()
-		r, err := route.NewRedis(route.Options{Addr: addr, Prefix: prefix})
+		r, err := redis.New(redis.Options{Addr: addr, Prefix: prefix})
 		if err != nil {
 			t.Fatal(err)
 		}

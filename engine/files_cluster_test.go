@@ -21,6 +21,7 @@ import (
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/route"
+	"github.com/myim/myim/route/redis"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
 	"github.com/myim/myim/storage/bolt"
@@ -67,7 +68,7 @@ func startXferCluster(t *testing.T) *xferCluster {
 		t.Fatal(err)
 	}
 	table := func() route.Table {
-		r, err := route.NewRedis(route.Options{Addr: addr, Prefix: prefix})
+		r, err := redis.New(redis.Options{Addr: addr, Prefix: prefix})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -144,8 +144,10 @@ type Table interface {
 	Close() error
 }
 
-// sortServers puts servers in the order Table.Servers promises.
-func sortServers(s []Server) {
+// SortServers puts servers in the order Table.Servers promises: Priority,
+// then Load, then ID, each ascending. Backends call it; so may callers that
+// merge lists.
+func SortServers(s []Server) {
 	slices.SortFunc(s, func(a, b Server) int {
 		if c := cmp.Compare(a.Priority, b.Priority); c != 0 {
 			return c
@@ -157,23 +159,6 @@ func sortServers(s []Server) {
 	})
 }
 
-// validServer reports whether s may be registered.
-func validServer(s *Server) bool { return s.ID != 0 && s.Role != "" }
-
-// shardCount is the number of shards in Local and Memory. 64 keeps lock
-// contention negligible up to a few dozen cores (the chance that two of N
-// concurrent lookups collide is about N²/128) while the array of locks still
-// fits in a handful of cache lines' worth of headers. It must be a power of
-// two because shardOf keeps the top shardBits bits of a product.
-const (
-	shardBits  = 6
-	shardCount = 1 << shardBits
-)
-
-// shardOf maps a user id to a shard. User ids are often sequential, so the
-// id is mixed with a Fibonacci multiplier first and the top bits are used;
-// taking the low bits directly would be fine for sequential ids but cluster
-// badly for ids that share a low-bit pattern (e.g. per-region prefixes).
-func shardOf(user uint64) uint64 {
-	return (user * 0x9E3779B97F4A7C15) >> (64 - shardBits)
-}
+// ValidServer reports whether s may be registered: it needs an ID and a
+// Role (Table.RegisterServer returns ErrInvalidServer otherwise).
+func ValidServer(s *Server) bool { return s.ID != 0 && s.Role != "" }

@@ -17,6 +17,7 @@ import (
 	"github.com/myim/myim/engine"
 	"github.com/myim/myim/internal/buildinfo"
 	"github.com/myim/myim/route"
+	"github.com/myim/myim/route/redis"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
 	"github.com/myim/myim/storage/bolt"
@@ -133,7 +134,7 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 	// The server registry: Redis for a cluster, in-process otherwise.
 	var reg route.Table
 	if cfg.RedisAddr != "" {
-		r, err := route.NewRedis(route.Options{Addr: cfg.RedisAddr, Prefix: cfg.RedisPrefix})
+		r, err := redis.New(redis.Options{Addr: cfg.RedisAddr, Prefix: cfg.RedisPrefix})
 		if err != nil {
 			return nil, fmt.Errorf("redis: %w", err)
 		}
