@@ -8,9 +8,10 @@ import (
 )
 
 // Local is the table of sessions online on this process: user id → the
-// user's sessions here, each an Addr plus an opaque handle the engine stores
-// (typically its *session.Session). It is the first thing the engine asks on
-// delivery, so Lookup neither allocates nor takes a global lock.
+// user's sessions here, each an Addr plus an opaque handle the caller stores
+// (the center keeps its per-session delivery state there). It is the first
+// thing the center asks on delivery, so Lookup neither allocates nor takes a
+// global lock.
 //
 // Users are spread over shard.Count shards by a hash of the id, each shard a
 // map under its own RWMutex; no operation holds more than one shard lock, so

@@ -7,12 +7,15 @@
 // Two views exist:
 //
 //   - Local is this process's own sessions: a sharded in-memory map the
-//     engine consults on every delivery, built to answer without allocating.
+//     center consults on every delivery, built to answer without allocating.
 //   - Table is the cluster-wide view: Memory when MyIM runs as one process
-//     with no Redis, Redis otherwise. Entries carry a TTL that the owning
-//     endpoint refreshes, so a crashed endpoint's routes disappear on their
-//     own. The same Table also keeps the server registry (Server) the login
-//     center uses to hand out endpoints and centers.
+//     with no Redis, the Redis table of route/redis otherwise (a package of
+//     its own, so that code which needs the interface does not link a
+//     Redis client). Entries carry a TTL that the owning endpoint
+//     refreshes, so a crashed endpoint's routes disappear on their own.
+//     The same Table also keeps the server registry (Server) the login
+//     center uses to hand out endpoints and centers. Every backend passes
+//     the conformance suite in route/routetest.
 //
 // This package must not do frame I/O, session handling or message storage:
 // it maps ids to addresses and nothing else.

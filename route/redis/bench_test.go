@@ -30,7 +30,7 @@ func fillTable(b *testing.B, tb route.Table, n int) {
 // Routes are written through writer and read through tb. For Redis they
 // are separate clients, as in production where endpoints write and centers
 // read; reading through the writer would measure the recent-write bypass
-// (see Redis) instead of the cache.
+// (see Table) instead of the cache.
 type benchTable struct {
 	name       string
 	tb, writer route.Table

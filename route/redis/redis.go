@@ -1,3 +1,7 @@
+// Package redis is the cluster's route.Table: routes and the server
+// registry kept in Redis (standalone or cluster) through rueidis, shared by
+// every node, plus the cluster's revoked tokens (revoked.go). It passes the
+// conformance suite of route/routetest, as route.Memory does.
 package redis
 
 import (
@@ -56,7 +60,7 @@ import (
 // compared against the reading process's clock: nodes must keep their
 // clocks in sync (NTP) to well within the TTLs used, which are seconds.
 
-// Options configures NewRedis. The zero value connects to a local Redis.
+// Options configures New. The zero value connects to a local Redis.
 type Options struct {
 	// Addr is the Redis address (host:port), or one seed node of a
 	// cluster. Default "127.0.0.1:6379".
@@ -83,7 +87,8 @@ type Options struct {
 	DialTimeout time.Duration
 	// IOTimeout bounds the wait for any reply on an established connection
 	// (rueidis ConnWriteTimeout); a Redis that stops answering is declared
-	// dead after it and every pending command fails with ErrUnavailable.
+	// dead after it and every pending command fails with
+	// route.ErrUnavailable.
 	// Default 2s.
 	IOTimeout time.Duration
 	// KeepAlive is the TCP keep-alive period. Default 1s.
@@ -117,8 +122,8 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// Redis is a Table kept in Redis through rueidis, shared by every node of a
-// cluster. Get and GetMulti read through rueidis's client-side cache (RESP3
+// Table is a route.Table kept in Redis through rueidis, shared by every
+// node of a cluster. Get and GetMulti read through rueidis's client-side cache (RESP3
 // server-assisted invalidation), so a hot user's route is a local map hit
 // until it changes.
 //
@@ -137,7 +142,7 @@ func (o *Options) setDefaults() {
 // Redis that accepted the command and went silent, whatever the caller's
 // context says; a shorter context deadline is honoured too.
 //
-// Redis is safe for concurrent use; concurrent calls share connections and
+// Table is safe for concurrent use; concurrent calls share connections and
 // are pipelined automatically.
 type Table struct {
 	client   rueidis.Client
@@ -150,8 +155,8 @@ type Table struct {
 
 var _ route.Table = (*Table)(nil)
 
-// NewRedis connects to Redis as opt describes. A Redis that cannot be
-// reached gives an error wrapping ErrUnavailable.
+// New connects to Redis as opt describes. A Redis that cannot be reached
+// gives an error wrapping route.ErrUnavailable.
 func New(opt Options) (*Table, error) {
 	opt.setDefaults()
 	if strings.ContainsAny(opt.Prefix, "{}") {
@@ -374,7 +379,7 @@ func (r *Table) GetMulti(ctx context.Context, users []uint64) (map[uint64][]rout
 			distinct = append(distinct, u)
 		}
 	}
-	// Users this process wrote lately are read past the cache (see Redis),
+	// Users this process wrote lately are read past the cache (see Table),
 	// in a pipeline of their own.
 	keys := make([]string, len(distinct))
 	cmds := make([]rueidis.CacheableTTL, 0, len(distinct))

@@ -38,7 +38,7 @@ func TestAddrEncoding(t *testing.T) {
 
 func TestRedisPrefixWithBraces(t *testing.T) {
 	if _, err := New(Options{Addr: "127.0.0.1:1", Prefix: "a{b}:"}); err == nil || errors.Is(err, route.ErrUnavailable) {
-		t.Fatalf("NewRedis with braces in prefix = %v, want a validation error", err)
+		t.Fatalf("New with braces in prefix = %v, want a validation error", err)
 	}
 }
 
@@ -48,13 +48,13 @@ func TestRedisUnreachable(t *testing.T) {
 	r, err := New(Options{Addr: "127.0.0.1:1", DialTimeout: 500 * time.Millisecond})
 	if err == nil {
 		r.Close()
-		t.Fatal("NewRedis to a closed port succeeded")
+		t.Fatal("New to a closed port succeeded")
 	}
 	if !errors.Is(err, route.ErrUnavailable) {
-		t.Fatalf("NewRedis to a closed port = %v, want ErrUnavailable", err)
+		t.Fatalf("New to a closed port = %v, want ErrUnavailable", err)
 	}
 	if d := time.Since(start); d > time.Second {
-		t.Fatalf("NewRedis took %v to fail", d)
+		t.Fatalf("New took %v to fail", d)
 	}
 }
 

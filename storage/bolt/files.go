@@ -12,7 +12,8 @@ import (
 	"github.com/myim/myim/storage/internal/backend"
 )
 
-// fileRec encodes an Upload or a File: owner size created sha256 name.
+// encodeFileRec encodes an Upload or a File record: owner, size, created,
+// sha256, name.
 func encodeFileRec(owner uint64, size, created int64, sha [32]byte, name string) []byte {
 	b := make([]byte, 0, 56+len(name)+2)
 	b = binary.BigEndian.AppendUint64(b, owner)
