@@ -106,8 +106,10 @@ type loop struct {
 	el    gnet.EventLoop
 	wheel wheel
 	dirty []*Conn
-	mail  []*bytebufferpool.ByteBuffer // scratch for draining mailboxes
-	sweep gnet.RunnableFunc
+	// flushing is set while flush walks dirty (see flush).
+	flushing bool
+	mail     []*bytebufferpool.ByteBuffer // scratch for draining mailboxes
+	sweep    gnet.RunnableFunc
 
 	// Connections with posted buffers. Posters append under mailMu and
 	// schedule one drain task per loop while none is pending; gnet runs
@@ -132,17 +134,20 @@ type loop struct {
 	tail []byte
 }
 
-// addMail lists c as having posted buffers and schedules the loop's drain
-// unless one is pending. Safe for concurrent use.
-func (l *loop) addMail(c *Conn) {
+// addMail lists c as having posted buffers (or a Close) and schedules the
+// loop's drain unless one is pending. Safe for concurrent use.
+// It reports false when the loop refused the drain (it is stopping).
+func (l *loop) addMail(c *Conn) bool {
 	l.mailMu.Lock()
 	l.mailConns = append(l.mailConns, c)
 	l.mailMu.Unlock()
 	if l.wakeSet.CompareAndSwap(false, true) {
 		if err := l.el.Execute(context.Background(), l.drainMail); err != nil {
 			l.wakeSet.Store(false)
+			return false
 		}
 	}
+	return true
 }
 
 // takeMailConns swaps out the list of connections with mail. Loop only.
@@ -155,12 +160,15 @@ func (l *loop) takeMailConns() []*Conn {
 }
 
 // deliverMail hands every posted buffer of the listed connections to the
-// handler (or writes it). Loop only.
+// handler (or writes it), then marks for closing those that Close was
+// called for, so that the flush that follows writes their mail first.
+// Loop only.
 func (s *Server) deliverMail(l *loop) {
 	list := l.takeMailConns()
 	for i, c := range list {
 		list[i] = nil
-		l.mail = c.takeMail(l.mail[:0])
+		var shut bool
+		l.mail, shut = c.takeMail(l.mail[:0])
 		for j, b := range l.mail {
 			if !c.closing && !c.closed.Load() {
 				if s.mh != nil {
@@ -173,6 +181,10 @@ func (s *Server) deliverMail(l *loop) {
 			}
 			bytebufferpool.Put(b)
 			l.mail[j] = nil
+		}
+		if shut && !c.closing && !c.closed.Load() {
+			c.closeOnLoop(c.Reason())
+			c.markDirty()
 		}
 	}
 	l.mailSpare = list[:0]
@@ -418,9 +430,20 @@ func (s *Server) writeError(c *Conn, code uint16, text string) {
 
 // flush writes each dirty connection's batch in one call and closes those
 // marked for closing or over the outbound cap.
+//
+// A failed write makes gnet close the connection at once, so the handler's
+// OnClose runs inside this loop and may write to other connections: they
+// join l.dirty while it is walked, hence the index loop that rereads its
+// length, and the flushing flag that turns the flush OnClose asks for
+// into a no-op (this one reaches them).
 func (s *Server) flush(l *loop) {
+	if l.flushing {
+		return
+	}
+	l.flushing = true
 	var bytes, writes int
-	for i, c := range l.dirty {
+	for i := 0; i < len(l.dirty); i++ {
+		c := l.dirty[i]
 		l.dirty[i] = nil
 		c.dirty = false
 		if c.tc != nil {
@@ -452,6 +475,7 @@ func (s *Server) flush(l *loop) {
 		}
 	}
 	l.dirty = l.dirty[:0]
+	l.flushing = false
 	if writes > 0 {
 		s.stats.BytesOut.Add(uint64(bytes))
 		s.stats.Writes.Add(uint64(writes))
@@ -565,11 +589,15 @@ func (g *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 		}
 		c.tc.Release()
 	}
-	for _, b := range c.takeMail(nil) {
+	mail, _ := c.takeMail(nil)
+	for _, b := range mail {
 		bytebufferpool.Put(b)
 	}
 	if c.opened {
 		s.h.OnClose(c, reason)
+		// Send what OnClose wrote to other connections now, not at the
+		// next sweep (a no-op when a failed write in flush closed c).
+		s.flush(c.loop)
 	}
 	return gnet.None
 }
