@@ -24,7 +24,7 @@ type (
 
 // LoginConfig wires the login role.
 type LoginConfig struct {
-	Store    storage.Store
+	Store    storage.Users
 	Identity *Identity
 	Hasher   *session.Hasher
 	Session  *session.Config

@@ -25,9 +25,9 @@ type RevocationBackend interface {
 }
 
 // StoreRevocations keeps revocations in a store.
-func StoreRevocations(s storage.Store) RevocationBackend { return storeRevocations{s} }
+func StoreRevocations(s storage.Revocations) RevocationBackend { return storeRevocations{s} }
 
-type storeRevocations struct{ s storage.Store }
+type storeRevocations struct{ s storage.Revocations }
 
 func (r storeRevocations) RevokeToken(ctx context.Context, sid string, until time.Time) error {
 	return r.s.RevokeToken(ctx, sid, until.UnixMilli())

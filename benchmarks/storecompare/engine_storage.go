@@ -32,7 +32,7 @@ func (q *storageQueue) Append(msgs []Msg) error {
 }
 
 func (q *storageQueue) Fetch(user uint64, limit int, buf []Msg) ([]Msg, error) {
-	got, err := q.s.FetchOffline(q.ctx, user, 0, 0, limit)
+	got, err := q.s.FetchOffline(q.ctx, user, 0, limit)
 	if err != nil {
 		return buf[:0], err
 	}

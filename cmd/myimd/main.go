@@ -67,6 +67,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	// that comes right after start is a clean stop too.
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	collectOnSignal()
 	say := newBanner(cfg, stdout)
 	n, parts, err := buildNode(cfg, log, logs, say)
 	if err != nil {

@@ -199,6 +199,31 @@ func TestRawPingAndStop(t *testing.T) {
 	}
 }
 
+// SIGUSR1 is a forced collection, not a stop: the node keeps serving and
+// stops cleanly afterwards.
+func TestCollectSignal(t *testing.T) {
+	p := startMyimd(t)
+	for range 2 {
+		if err := p.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := net.Dial("tcp", p.addrs["endpoint"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte{0x03, 0x01, 0x01})
+	got := make([]byte, 3)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, []byte{0x03, 0x02, 0x00}) {
+		t.Fatalf("after SIGUSR1: got % x, %v; stderr:\n%s", got, err, p.out)
+	}
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("exit status %d after SIGTERM, want 0; stderr:\n%s", code, p.out)
+	}
+}
+
 func TestBadConfigExits2(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "f")
 	_ = os.WriteFile(file, nil, 0o400)
