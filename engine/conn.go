@@ -33,7 +33,9 @@ type Conn struct {
 	dirty     bool
 	closing   bool
 	ctx       any
-	remote    net.Addr // formatted when asked: most connections never are
+	remote    net.Addr                   // formatted when asked: most connections never are
+	tc        TransportConn              // nil without a transport
+	raw       *bytebufferpool.ByteBuffer // WriteRaw's bytes, with a transport
 
 	// Shared state.
 	user   atomic.Uint64 // the authenticated user, 0 before
@@ -41,7 +43,8 @@ type Conn struct {
 	closed atomic.Bool
 	opened bool       // OnOpen was called (loop only)
 	queued bool       // in its loop's mail list; guarded by mu
-	mu     sync.Mutex // guards box and queued
+	shut   bool       // Close was called; guarded by mu
+	mu     sync.Mutex // guards box, queued and shut
 	box    *mailbox   // made by the first Post: most connections get none
 }
 
@@ -144,6 +147,10 @@ func (c *Conn) Post(b *bytebufferpool.ByteBuffer) error {
 		return ErrClosed
 	}
 	c.mu.Lock()
+	if c.shut {
+		c.mu.Unlock()
+		return ErrClosed
+	}
 	if c.box == nil {
 		c.box = new(mailbox)
 	}
@@ -162,14 +169,25 @@ func (c *Conn) Post(b *bytebufferpool.ByteBuffer) error {
 	return nil
 }
 
-// Close closes the connection with reason r after what is queued is
-// flushed. Safe for concurrent use; the first reason given wins.
+// Close closes the connection with reason r once what is queued for it is
+// written: the loop's batch and every buffer posted before the call (a
+// Post after it fails with ErrClosed). The close happens on the
+// connection's loop, after the current callback when called from one.
+// Safe for concurrent use; the first reason given wins.
 func (c *Conn) Close(r CloseReason) {
 	c.reason.CompareAndSwap(0, uint32(r))
-	if c.closed.Swap(true) {
+	c.mu.Lock()
+	if c.shut || c.closed.Load() {
+		c.mu.Unlock()
 		return
 	}
-	_ = c.gc.Close()
+	c.shut = true
+	enqueue := !c.queued
+	c.queued = true
+	c.mu.Unlock()
+	if enqueue && !c.loop.addMail(c) && !c.closed.Swap(true) {
+		_ = c.gc.Close() // the loop is stopping: it flushes nothing more
+	}
 }
 
 // CloseOnLoop marks the connection for closing with reason r when the
@@ -182,6 +200,9 @@ func (c *Conn) CloseOnLoop(r CloseReason) { c.closeOnLoop(r) }
 func (c *Conn) closeOnLoop(r CloseReason) {
 	c.reason.CompareAndSwap(0, uint32(r))
 	c.closing = true
+	if c.tc != nil {
+		c.markDirty() // so that the flush sends the transport's close
+	}
 }
 
 // OpenedAt returns when the server accepted the connection. Safe for
@@ -224,9 +245,11 @@ func (c *Conn) expiryReason(now time.Duration) CloseReason {
 	}
 }
 
-// takeMail removes and returns the posted buffers.
-func (c *Conn) takeMail(dst []*bytebufferpool.ByteBuffer) []*bytebufferpool.ByteBuffer {
+// takeMail removes and returns the posted buffers, and whether Close was
+// called before them.
+func (c *Conn) takeMail(dst []*bytebufferpool.ByteBuffer) ([]*bytebufferpool.ByteBuffer, bool) {
 	c.mu.Lock()
+	shut := c.shut
 	if m := c.box; m != nil {
 		dst = append(dst, m.mail...)
 		clear(m.mail)
@@ -235,7 +258,7 @@ func (c *Conn) takeMail(dst []*bytebufferpool.ByteBuffer) []*bytebufferpool.Byte
 	}
 	c.queued = false
 	c.mu.Unlock()
-	return dst
+	return dst, shut
 }
 
 // outPool holds per-connection write batches. They are taken when a

@@ -31,6 +31,8 @@ echo "== Markdown code fences"
 bash ./scripts/lint-md.sh
 echo "== packaging (static binaries from an empty directory and environment, systemd unit)"
 bash ./scripts/check-packaging.sh
+echo "== TypeScript SDK (client/ts: locked dependencies, vectors, bundle budget, browser tests)"
+(cd client/ts && npm ci --no-audit --no-fund && npm test)
 echo "== go test -race"
 go test -race -count=1 -timeout 25m ./...
 echo "== scale tests at full size (the race detector slows crypto tenfold)"

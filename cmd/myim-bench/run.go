@@ -415,6 +415,15 @@ wait:
 		rep.ServerRSSKB = ps.RSSKB
 		rep.RSSPerSessionKB = float64(ps.RSSKB-rep.ServerRSSBaseKB) / float64(len(r.live))
 	}
+	if r.cfg.GCSignal && r.cfg.link == nil {
+		// The same sessions after a forced collection: the base was
+		// read after one too (--settle).
+		low, err := collect(ctx, r.cfg, r.srv)
+		if err != nil {
+			return err
+		}
+		rep.RSSPerSessionGCKB = float64(low-rep.ServerRSSBaseKB) / float64(len(r.live))
+	}
 	if l := r.cfg.link; l != nil {
 		// A child of --procs: the parent reads the servers while every
 		// child holds its sessions, then releases them all.

@@ -70,6 +70,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	// that comes right after start is a clean stop too.
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	collectOnSignal()
 	say := newBanner(cfg, stdout)
 	n, parts, err := buildNode(cfg, log, logs, say)
 	if err != nil {
@@ -91,11 +92,14 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	abs, _ := filepath.Abs(cfg.DataDir)
 	addrs := n.Addrs()
 	say.started(cfg)
-	for _, name := range []string{"endpoint", "login", "center", "http", "admin"} {
+	for _, name := range []string{"endpoint", "login", "center", "http", "admin", "ws"} {
 		if a := addrs[name]; a != nil {
 			note := ""
 			if name == "http" && (cfg.HTTPTLSCert != "" || cfg.HTTPTLSAuto) {
 				note = "TLS"
+			}
+			if name == "ws" {
+				note = "WebSocket /login /endpoint"
 			}
 			say.listening(name, a.String(), note)
 		}

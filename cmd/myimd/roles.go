@@ -20,8 +20,11 @@ import (
 	"github.com/myim/myim/engine/node"
 	"github.com/myim/myim/internal/buildinfo"
 	"github.com/myim/myim/route"
+	"github.com/myim/myim/route/redis"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
+	"github.com/myim/myim/storage/mysql"
 )
 
 // builder assembles one process's parts, wired by role:
@@ -105,7 +108,7 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		if role == im.RoleLogin && cfg.MySQLDSN == "" {
 			return nil, errors.New("the login role needs --mysql-dsn: it shares the users with the center")
 		}
-		raw, err := storage.Open(storage.Config{MySQLDSN: cfg.MySQLDSN, DataDir: cfg.DataDir})
+		raw, err := openStore(cfg.MySQLDSN, cfg.DataDir)
 		if err != nil {
 			return nil, fmt.Errorf("store: %w", err)
 		}
@@ -134,7 +137,7 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 	// The server registry: Redis for a cluster, in-process otherwise.
 	var reg route.Table
 	if cfg.RedisAddr != "" {
-		r, err := route.NewRedis(route.Options{Addr: cfg.RedisAddr, Prefix: cfg.RedisPrefix})
+		r, err := redis.New(redis.Options{Addr: cfg.RedisAddr, Prefix: cfg.RedisPrefix})
 		if err != nil {
 			return nil, fmt.Errorf("redis: %w", err)
 		}
@@ -253,6 +256,7 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 	if endpoint != nil {
 		eh = endpoint
 	}
+	wsh, wst := wsListener(cfg, lh, eh)
 	n, err := node.NewNode(node.NodeConfig{
 		Role:         role,
 		ServerID:     uint32(cfg.ServerID),
@@ -274,6 +278,9 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		Logger:           log,
 		LoginHandler:     lh,
 		EndpointHandler:  eh,
+		WSAddr:           cfg.WSAddr,
+		WSHandler:        wsh,
+		WSTransport:      wst,
 		Ready:            ready,
 	})
 	if err != nil {
@@ -702,4 +709,13 @@ func (b *builder) drain(ctx context.Context, n *node.Node) {
 		case <-t.C:
 		}
 	}
+}
+
+// openStore opens the MySQL store dsn names, or, without one, the embedded
+// store in dataDir.
+func openStore(dsn, dataDir string) (storage.Store, error) {
+	if dsn != "" {
+		return mysql.Open(mysql.Config{DSN: dsn})
+	}
+	return bolt.Open(bolt.Config{Dir: dataDir})
 }

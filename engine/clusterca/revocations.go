@@ -15,7 +15,7 @@ import (
 const RevocationSyncInterval = 2 * time.Second
 
 // RevocationBackend holds a cluster's revoked tokens where every node reads
-// them, and where they outlive a restart: Redis (route.Redis) when the
+// them, and where they outlive a restart: Redis (route/redis) when the
 // cluster has one, the store otherwise (StoreRevocations).
 type RevocationBackend interface {
 	// RevokeToken refuses tokens with session id sid until until.
@@ -25,9 +25,9 @@ type RevocationBackend interface {
 }
 
 // StoreRevocations keeps revocations in a store.
-func StoreRevocations(s storage.Store) RevocationBackend { return storeRevocations{s} }
+func StoreRevocations(s storage.Revocations) RevocationBackend { return storeRevocations{s} }
 
-type storeRevocations struct{ s storage.Store }
+type storeRevocations struct{ s storage.Revocations }
 
 func (r storeRevocations) RevokeToken(ctx context.Context, sid string, until time.Time) error {
 	return r.s.RevokeToken(ctx, sid, until.UnixMilli())

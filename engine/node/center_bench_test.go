@@ -8,7 +8,7 @@ import (
 
 	"github.com/myim/myim/engine/im"
 	"github.com/myim/myim/frame"
-	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
 )
 
 // sinkEndpoint stands for an endpoint's Deliver: it takes each frame and
@@ -31,7 +31,7 @@ func (e *sinkEndpoint) Deliver(s im.SessionRef, buf *bytebufferpool.ByteBuffer) 
 }
 
 func benchCenter(b *testing.B) (*LocalCenter, *sinkEndpoint) {
-	st, err := storage.Open(storage.Config{DataDir: b.TempDir()})
+	st, err := bolt.Open(bolt.Config{Dir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -134,7 +134,7 @@ func (r *roster) role(user uint64) (uint8, bool) {
 
 // loadRoster reads a group for user, who must be a member: a group that
 // does not exist is refused like one user is not in.
-func loadRoster(ctx context.Context, st storage.Store, group, user uint64) (*roster, uint8, error) {
+func loadRoster(ctx context.Context, st storage.Groups, group, user uint64) (*roster, uint8, error) {
 	info, err := st.GroupInfo(ctx, group)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, 0, errNotMember
@@ -157,10 +157,17 @@ func loadRoster(ctx context.Context, st storage.Store, group, user uint64) (*ros
 	return r, role, nil
 }
 
+// groupStore is what group operations need of the store: the groups, and
+// the users invited to them.
+type groupStore interface {
+	storage.Groups
+	storage.Users
+}
+
 // groupOp runs one group operation of user and returns its answer (one of
 // the Group* types above, or nil for LEAVE). It blocks on the store: never
 // on an event loop.
-func groupOp(ctx context.Context, st storage.Store, user uint64, op byte, group uint64, in groupIn) (any, error) {
+func groupOp(ctx context.Context, st groupStore, user uint64, op byte, group uint64, in groupIn) (any, error) {
 	switch op {
 	case frame.GroupCreate:
 		if err := checkGroupName(in.Name); err != nil {
@@ -277,7 +284,7 @@ func checkGroupName(name string) error {
 // joinGroup lets user in when the group is open; a member joining again
 // gets its membership back. A closed group and a group that does not exist
 // are refused alike.
-func joinGroup(ctx context.Context, st storage.Store, user, group uint64) (any, error) {
+func joinGroup(ctx context.Context, st storage.Groups, user, group uint64) (any, error) {
 	info, err := st.GroupInfo(ctx, group)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, errClosed
@@ -300,7 +307,7 @@ func joinGroup(ctx context.Context, st storage.Store, user, group uint64) (any, 
 }
 
 // inviteToGroup adds who to the group: the owner and admins may.
-func inviteToGroup(ctx context.Context, st storage.Store, user, group, who uint64) (any, error) {
+func inviteToGroup(ctx context.Context, st groupStore, user, group, who uint64) (any, error) {
 	if who == 0 || who == user {
 		return nil, errNeedUser
 	}
@@ -325,7 +332,7 @@ func inviteToGroup(ctx context.Context, st storage.Store, user, group, who uint6
 
 // removeFromGroup takes who out: the owner removes anyone else, an admin
 // plain members.
-func removeFromGroup(ctx context.Context, st storage.Store, user, group, who uint64) (any, error) {
+func removeFromGroup(ctx context.Context, st storage.Groups, user, group, who uint64) (any, error) {
 	if who == 0 || who == user {
 		return nil, errNeedUser
 	}
@@ -350,7 +357,7 @@ func removeFromGroup(ctx context.Context, st storage.Store, user, group, who uin
 }
 
 // membership reads user's membership of group as the store has it now.
-func membership(ctx context.Context, st storage.Store, group, user uint64) (GroupMembership, error) {
+func membership(ctx context.Context, st storage.Groups, group, user uint64) (GroupMembership, error) {
 	ms, err := st.GroupMembers(ctx, group)
 	if err != nil {
 		return GroupMembership{}, err

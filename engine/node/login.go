@@ -28,7 +28,7 @@ type (
 
 // LoginConfig wires the login role.
 type LoginConfig struct {
-	Store    storage.Store
+	Store    storage.Users
 	Identity *clusterca.Identity
 	Hasher   *session.Hasher
 	Session  *session.Config

@@ -28,72 +28,35 @@ func latencyMetric(s engine.LatencySnapshot, d *prometheus.Desc, labels ...strin
 	return prometheus.MustNewConstHistogram(d, cum+s.Counts[len(bounds)], s.Sum.Seconds(), buckets, labels...)
 }
 
-// storeMethods names the storage.Store methods TimedStore times; the index
-// is the method's slot in TimedStore.lat.
-var storeMethods = [...]string{
-	"CreateUser", "UserByName", "UserByID", "UpdateProfile", "TouchDevice", "Devices",
-	"RequestFriend", "AcceptFriend", "RemoveFriend", "Friends", "PendingFriendRequests",
-	"StoreOffline", "FetchOffline", "DeleteOffline", "CountOffline",
-	"CreateGroup", "JoinGroup", "LeaveGroup", "GroupMembers", "UserGroups", "GroupInfo",
-	"AppendGroupMsg", "FetchGroup", "AckGroup", "PurgeExpiredGroupMsgs", "CountGroupMsgs",
-	"Ping",
-}
-
-const (
-	mCreateUser = iota
-	mUserByName
-	mUserByID
-	mUpdateProfile
-	mTouchDevice
-	mDevices
-	mRequestFriend
-	mAcceptFriend
-	mRemoveFriend
-	mFriends
-	mPendingFriendRequests
-	mStoreOffline
-	mFetchOffline
-	mDeleteOffline
-	mCountOffline
-	mCreateGroup
-	mJoinGroup
-	mLeaveGroup
-	mGroupMembers
-	mUserGroups
-	mGroupInfo
-	mAppendGroupMsg
-	mFetchGroup
-	mAckGroup
-	mPurgeExpiredGroupMsgs
-	mCountGroupMsgs
-	mPing
-	storeMethodCount
-)
-
 // TimedStore is a storage.Store that records each call's latency, by
-// method, and counts failed calls. Safe for concurrent use, as the store it
-// wraps; timing costs no lock and no allocation.
+// method, and counts failed calls (storage.Observe does the timing). Safe
+// for concurrent use, as the store it wraps; timing costs no lock and no
+// allocation.
 type TimedStore struct {
 	storage.Store
-	lat    [storeMethodCount]engine.LatencyHistogram
-	errors [storeMethodCount]atomic.Uint64
+	lat    [storage.MethodCount]engine.LatencyHistogram
+	errors [storage.MethodCount]atomic.Uint64
 }
 
 // NewTimedStore wraps s.
-func NewTimedStore(s storage.Store) *TimedStore { return &TimedStore{Store: s} }
+func NewTimedStore(s storage.Store) *TimedStore {
+	t := &TimedStore{}
+	t.Store = storage.Observe(s, t.observe)
+	return t
+}
 
 // Latency returns the histogram of the named method, or nil.
 func (t *TimedStore) Latency(method string) *engine.LatencyHistogram {
-	for i, m := range storeMethods {
-		if m == method {
-			return &t.lat[i]
+	for m := range storage.MethodCount {
+		if m.String() == method {
+			return &t.lat[m]
 		}
 	}
 	return nil
 }
 
-func (t *TimedStore) done(m int, start time.Time, err error) {
-	t.lat[m].Observe(time.Since(start))
+func (t *TimedStore) observe(m storage.Method, d time.Duration, err error) {
+	t.lat[m].Observe(d)
 	if storeFailed(err) {
 		t.errors[m].Add(1)
 	}
@@ -105,200 +68,6 @@ func storeFailed(err error) bool {
 	return err != nil && !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrExists) &&
 		!errors.Is(err, storage.ErrInvalid) && !errors.Is(err, context.Canceled)
 }
-
-// The methods below are storage.Store's, each timed.
-
-func (t *TimedStore) CreateUser(ctx context.Context, u storage.User) (uint64, error) {
-	start := time.Now()
-	id, err := t.Store.CreateUser(ctx, u)
-	t.done(mCreateUser, start, err)
-	return id, err
-}
-
-func (t *TimedStore) UserByName(ctx context.Context, name string) (storage.User, error) {
-	start := time.Now()
-	u, err := t.Store.UserByName(ctx, name)
-	t.done(mUserByName, start, err)
-	return u, err
-}
-
-func (t *TimedStore) UserByID(ctx context.Context, id uint64) (storage.User, error) {
-	start := time.Now()
-	u, err := t.Store.UserByID(ctx, id)
-	t.done(mUserByID, start, err)
-	return u, err
-}
-
-func (t *TimedStore) UpdateProfile(ctx context.Context, id uint64, signature string, profile []byte) error {
-	start := time.Now()
-	err := t.Store.UpdateProfile(ctx, id, signature, profile)
-	t.done(mUpdateProfile, start, err)
-	return err
-}
-
-func (t *TimedStore) TouchDevice(ctx context.Context, d storage.Device) (bool, error) {
-	start := time.Now()
-	isNew, err := t.Store.TouchDevice(ctx, d)
-	t.done(mTouchDevice, start, err)
-	return isNew, err
-}
-
-func (t *TimedStore) Devices(ctx context.Context, user uint64) ([]storage.Device, error) {
-	start := time.Now()
-	ds, err := t.Store.Devices(ctx, user)
-	t.done(mDevices, start, err)
-	return ds, err
-}
-
-func (t *TimedStore) RequestFriend(ctx context.Context, from, to uint64) error {
-	start := time.Now()
-	err := t.Store.RequestFriend(ctx, from, to)
-	t.done(mRequestFriend, start, err)
-	return err
-}
-
-func (t *TimedStore) AcceptFriend(ctx context.Context, user, requester uint64) error {
-	start := time.Now()
-	err := t.Store.AcceptFriend(ctx, user, requester)
-	t.done(mAcceptFriend, start, err)
-	return err
-}
-
-func (t *TimedStore) RemoveFriend(ctx context.Context, a, b uint64) error {
-	start := time.Now()
-	err := t.Store.RemoveFriend(ctx, a, b)
-	t.done(mRemoveFriend, start, err)
-	return err
-}
-
-func (t *TimedStore) Friends(ctx context.Context, user uint64) ([]uint64, error) {
-	start := time.Now()
-	fs, err := t.Store.Friends(ctx, user)
-	t.done(mFriends, start, err)
-	return fs, err
-}
-
-func (t *TimedStore) PendingFriendRequests(ctx context.Context, user uint64) ([]uint64, error) {
-	start := time.Now()
-	fs, err := t.Store.PendingFriendRequests(ctx, user)
-	t.done(mPendingFriendRequests, start, err)
-	return fs, err
-}
-
-func (t *TimedStore) StoreOffline(ctx context.Context, msgs []storage.Message) error {
-	start := time.Now()
-	err := t.Store.StoreOffline(ctx, msgs)
-	t.done(mStoreOffline, start, err)
-	return err
-}
-
-func (t *TimedStore) FetchOffline(ctx context.Context, user uint64, afterMID uint64, limit int) ([]storage.Message, error) {
-	start := time.Now()
-	ms, err := t.Store.FetchOffline(ctx, user, afterMID, limit)
-	t.done(mFetchOffline, start, err)
-	return ms, err
-}
-
-func (t *TimedStore) DeleteOffline(ctx context.Context, user uint64, mids []uint64) error {
-	start := time.Now()
-	err := t.Store.DeleteOffline(ctx, user, mids)
-	t.done(mDeleteOffline, start, err)
-	return err
-}
-
-func (t *TimedStore) CountOffline(ctx context.Context, user uint64) (int, error) {
-	start := time.Now()
-	n, err := t.Store.CountOffline(ctx, user)
-	t.done(mCountOffline, start, err)
-	return n, err
-}
-
-func (t *TimedStore) CreateGroup(ctx context.Context, owner uint64, name string) (uint64, error) {
-	start := time.Now()
-	id, err := t.Store.CreateGroup(ctx, owner, name)
-	t.done(mCreateGroup, start, err)
-	return id, err
-}
-
-func (t *TimedStore) JoinGroup(ctx context.Context, group, user uint64) (uint64, error) {
-	start := time.Now()
-	seq, err := t.Store.JoinGroup(ctx, group, user)
-	t.done(mJoinGroup, start, err)
-	return seq, err
-}
-
-func (t *TimedStore) LeaveGroup(ctx context.Context, group, user uint64) error {
-	start := time.Now()
-	err := t.Store.LeaveGroup(ctx, group, user)
-	t.done(mLeaveGroup, start, err)
-	return err
-}
-
-func (t *TimedStore) GroupMembers(ctx context.Context, group uint64) ([]storage.Member, error) {
-	start := time.Now()
-	ms, err := t.Store.GroupMembers(ctx, group)
-	t.done(mGroupMembers, start, err)
-	return ms, err
-}
-
-func (t *TimedStore) UserGroups(ctx context.Context, user uint64) ([]uint64, error) {
-	start := time.Now()
-	gs, err := t.Store.UserGroups(ctx, user)
-	t.done(mUserGroups, start, err)
-	return gs, err
-}
-
-func (t *TimedStore) GroupInfo(ctx context.Context, group uint64) (storage.Group, error) {
-	start := time.Now()
-	g, err := t.Store.GroupInfo(ctx, group)
-	t.done(mGroupInfo, start, err)
-	return g, err
-}
-
-func (t *TimedStore) AppendGroupMsg(ctx context.Context, m storage.GroupMessage) (uint64, error) {
-	start := time.Now()
-	seq, err := t.Store.AppendGroupMsg(ctx, m)
-	t.done(mAppendGroupMsg, start, err)
-	return seq, err
-}
-
-func (t *TimedStore) FetchGroup(ctx context.Context, group, user uint64, afterSeq uint64, limit int) ([]storage.GroupMessage, error) {
-	start := time.Now()
-	ms, err := t.Store.FetchGroup(ctx, group, user, afterSeq, limit)
-	t.done(mFetchGroup, start, err)
-	return ms, err
-}
-
-func (t *TimedStore) AckGroup(ctx context.Context, group, user, seq uint64) error {
-	start := time.Now()
-	err := t.Store.AckGroup(ctx, group, user, seq)
-	t.done(mAckGroup, start, err)
-	return err
-}
-
-func (t *TimedStore) PurgeExpiredGroupMsgs(ctx context.Context, now int64) (int, error) {
-	start := time.Now()
-	n, err := t.Store.PurgeExpiredGroupMsgs(ctx, now)
-	t.done(mPurgeExpiredGroupMsgs, start, err)
-	return n, err
-}
-
-func (t *TimedStore) CountGroupMsgs(ctx context.Context, group uint64) (int, error) {
-	start := time.Now()
-	n, err := t.Store.CountGroupMsgs(ctx, group)
-	t.done(mCountGroupMsgs, start, err)
-	return n, err
-}
-
-func (t *TimedStore) Ping(ctx context.Context) error {
-	start := time.Now()
-	err := t.Store.Ping(ctx)
-	t.done(mPing, start, err)
-	return err
-}
-
-// Close closes the wrapped store; it is not timed.
-func (t *TimedStore) Close() error { return t.Store.Close() }
 
 var _ storage.Store = (*TimedStore)(nil)
 
@@ -466,9 +235,9 @@ func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	if t := m.cfg.Store; t != nil {
-		for i, name := range storeMethods {
-			ch <- latencyMetric(t.lat[i].Snapshot(), descStoreLat, name)
-			counter(descStoreErr, t.errors[i].Load(), name)
+		for m := range storage.MethodCount {
+			ch <- latencyMetric(t.lat[m].Snapshot(), descStoreLat, m.String())
+			counter(descStoreErr, t.errors[m].Load(), m.String())
 		}
 	}
 	gauge(descUptime, time.Since(m.start).Seconds())

@@ -13,10 +13,11 @@ import (
 	"github.com/myim/myim/engine/im"
 	"github.com/myim/myim/engine/node"
 	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
 )
 
 func TestTimedStoreRecordsLatency(t *testing.T) {
-	raw, err := storage.Open(storage.Config{DataDir: t.TempDir(), NoSync: true})
+	raw, err := bolt.Open(bolt.Config{Dir: t.TempDir(), NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,6 +38,13 @@ type NodeConfig struct {
 	// Handlers for each listener; a nil one refuses everything but PING
 	// until authenticated peers exist for it.
 	LoginHandler, EndpointHandler, CenterHandler engine.Handler
+	// WSAddr is the WebSocket listener (empty: none), served by WSHandler
+	// (engine/ws's Mux over the login and endpoint handlers) through
+	// WSTransport (engine/ws's Transport), with the client listeners'
+	// limits. Both are needed for the listener to exist.
+	WSAddr      string
+	WSHandler   engine.Handler
+	WSTransport engine.Transport
 	// Ready reports whether the node's dependencies (store, Redis, center
 	// links) are usable; /readyz calls it. Nil means always ready.
 	Ready func(ctx context.Context) error
@@ -158,6 +165,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	want("login", cfg.LoginAddr, all || cfg.Role == im.RoleLogin)
 	want("endpoint", cfg.EndpointAddr, all || cfg.Role == im.RoleEndpoint)
 	want("center", cfg.CenterAddr, all || cfg.Role == im.RoleCenter)
+	want("ws", cfg.WSAddr, cfg.WSHandler != nil && cfg.WSTransport != nil)
 	if cfg.HTTPAddr != "" {
 		names = append(names, "http")
 		caps["http"] = cfg.HTTPMaxConns
@@ -180,6 +188,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 			lim.PreAuthMaxFrame = engine.DefaultPreAuthMaxFrame
 		}
 		lim.Logger = cfg.Logger.With("listener", name)
+		if name == "ws" {
+			lim.Transport = cfg.WSTransport
+		}
 		n.servers[name] = engine.New(h, engine.WithConfig(lim))
 		n.order = append(n.order, name)
 	}
@@ -202,6 +213,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	}
 	if all || cfg.Role == im.RoleCenter {
 		add("center", cfg.CenterAddr, or(cfg.CenterHandler))
+	}
+	if cfg.WSHandler != nil && cfg.WSTransport != nil {
+		add("ws", cfg.WSAddr, cfg.WSHandler)
 	}
 	healthz := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -25,7 +25,7 @@ const (
 // concurrent use; its methods block on the store and must not run on an
 // event loop.
 type Invites struct {
-	Store storage.Store
+	Store storage.Invites
 	// TTL is how long a code lives (0: 7 days).
 	TTL time.Duration
 	// PerUser is how many codes each user may issue with POST /v1/invites

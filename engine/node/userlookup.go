@@ -81,7 +81,7 @@ type UserCard struct {
 
 // findUser looks up the exact name for user, spending its budget. It
 // blocks on the store.
-func findUser(ctx context.Context, st storage.Store, b *lookupBudget, user uint64, name string) (storage.User, error) {
+func findUser(ctx context.Context, st storage.Users, b *lookupBudget, user uint64, name string) (storage.User, error) {
 	if name == "" || len(name) > storage.MaxNameLen {
 		return storage.User{}, storage.ErrNotFound
 	}
