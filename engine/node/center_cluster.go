@@ -910,8 +910,6 @@ func (cl *cluster) result(origin uint32, to, mid uint64, status byte) {
 	// Otherwise the origin stores the message when its RESULT is overdue.
 }
 
-// moved answers a QoS 1 message forwarded by origin for a user with no
-// session here: origin routes it again.
 // reroutes reports whether center id may be answered RESULT moved: false
 // only for a center whose HELLO said it is older, which gets the message
 // stored here and RESULT stored, as before moved existed. With no link to
@@ -927,6 +925,8 @@ func (cl *cluster) reroutes(id uint32) bool {
 	return !p.helloSeen || p.rerouting
 }
 
+// moved answers a QoS 1 message forwarded by origin for a user with no
+// session here: origin routes it again.
 func (cl *cluster) moved(origin uint32, to, mid uint64) {
 	cl.Moved.Add(1)
 	cl.result(origin, to, mid, resultMoved)

@@ -25,7 +25,9 @@ type API struct {
 	Store    storage.Store
 	Hasher   *session.Hasher
 	Identity *clusterca.Identity
-	// Presence, when set, is told about friendship changes (nil is fine).
+	// Center, when set, is told about friendship changes (each friend then
+	// sees the other's presence) and serves profile updates and the file
+	// routes; nil is fine (a login-only node), and those routes answer 404.
 	Center *LocalCenter
 	// Registration is RegistrationOpen (""), RegistrationInvite or
 	// RegistrationClosed; Invites holds the codes of the invite mode and
