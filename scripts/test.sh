@@ -36,7 +36,7 @@ echo "== TypeScript SDK (client/ts: locked dependencies, vectors, bundle budget,
 echo "== go test -race"
 go test -race -count=1 -timeout 25m ./...
 echo "== scale tests at full size (the race detector slows crypto tenfold)"
-go test -count=1 -timeout 10m -run 'TestLargeGroup|TestHoldsIdleConnections' -v ./engine ./cmd/myimd | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|members|idle connections'
+go test -count=1 -timeout 10m -run 'TestLargeGroup|TestHoldsIdleConnections' -v ./engine/node ./cmd/myimd | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|members|idle connections'
 echo "== fuzz ($fuzztime each)"
 # Every Fuzz target in the module, found by name, run for a bounded count.
 grep -rl --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]*\(f \*testing\.F\)' . | sort | while read -r file; do
