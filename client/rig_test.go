@@ -14,6 +14,7 @@ import (
 	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
 )
 
 // testArgon2 keeps password hashing cheap on a shared machine; the login
@@ -39,7 +40,7 @@ type rig struct {
 func startRig(t testing.TB) *rig {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := storage.Open(storage.Config{DataDir: dir, NoSync: true})
+	st, err := bolt.Open(bolt.Config{Dir: dir, NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

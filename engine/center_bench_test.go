@@ -7,7 +7,7 @@ import (
 	"github.com/valyala/bytebufferpool"
 
 	"github.com/myim/myim/frame"
-	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
 )
 
 // sinkEndpoint stands for an endpoint's Deliver: it takes each frame and
@@ -30,7 +30,7 @@ func (e *sinkEndpoint) Deliver(s SessionRef, buf *bytebufferpool.ByteBuffer) err
 }
 
 func benchCenter(b *testing.B) (*LocalCenter, *sinkEndpoint) {
-	st, err := storage.Open(storage.Config{DataDir: b.TempDir()})
+	st, err := bolt.Open(bolt.Config{Dir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}

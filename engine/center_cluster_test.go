@@ -11,7 +11,9 @@ import (
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/route"
+	"github.com/myim/myim/route/redis"
 	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
 )
 
 // recEndpoint records what a center delivers to it.
@@ -92,7 +94,7 @@ func (e *recEndpoint) count(cmd frame.Cmd) int {
 func redisTables(addr, prefix string) func(t testing.TB) route.Table {
 	return func(t testing.TB) route.Table {
 		t.Helper()
-		r, err := route.NewRedis(route.Options{Addr: addr, Prefix: prefix})
+		r, err := redis.New(redis.Options{Addr: addr, Prefix: prefix})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,7 +109,7 @@ func redisTables(addr, prefix string) func(t testing.TB) route.Table {
 func startCenters(t *testing.T, n int, table func(t testing.TB) route.Table,
 	tune func(*ClusterConfig)) ([]*LocalCenter, []*recEndpoint) {
 	t.Helper()
-	st, err := storage.Open(storage.Config{DataDir: t.TempDir(), NoSync: true})
+	st, err := bolt.Open(bolt.Config{Dir: t.TempDir(), NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

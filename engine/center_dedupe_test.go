@@ -3,13 +3,13 @@ package engine
 import (
 	"testing"
 
-	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
 )
 
 // The idempotence table starts empty, grows to its bound and then forgets
 // the oldest (sender, cid) for each new one, per shard.
 func TestDedupeRingBounded(t *testing.T) {
-	st, err := storage.Open(storage.Config{DataDir: t.TempDir()})
+	st, err := bolt.Open(bolt.Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

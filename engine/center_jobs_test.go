@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/myim/myim/frame"
-	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
 )
 
 // lockedBuffer is a log sink safe for the center's goroutines.
@@ -33,7 +33,7 @@ func (l *lockedBuffer) String() string {
 // no room for its delete; the warning it logs from the event loop is
 // limited to a burst per interval, however many receipts come.
 func TestFullJobQueueWarnsRateLimited(t *testing.T) {
-	st, err := storage.Open(storage.Config{DataDir: t.TempDir()})
+	st, err := bolt.Open(bolt.Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,14 +12,16 @@ import (
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/route"
+	"github.com/myim/myim/route/redis"
 	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
 )
 
 // presenceTable connects a Redis route table on addr under prefix, closed
 // when the test ends.
-func presenceTable(t *testing.T, addr, prefix string) *route.Redis {
+func presenceTable(t *testing.T, addr, prefix string) *redis.Table {
 	t.Helper()
-	r, err := route.NewRedis(route.Options{Addr: addr, Prefix: prefix,
+	r, err := redis.New(redis.Options{Addr: addr, Prefix: prefix,
 		DialTimeout: 300 * time.Millisecond, IOTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +45,7 @@ func presenceCenter(t *testing.T, id uint32, st storage.Store, routes route.Tabl
 // the first befriending all the others; it returns their ids in order.
 func presenceStore(t *testing.T, names ...string) (storage.Store, []uint64) {
 	t.Helper()
-	st, err := storage.Open(storage.Config{DataDir: t.TempDir(), NoSync: true})
+	st, err := bolt.Open(bolt.Config{Dir: t.TempDir(), NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

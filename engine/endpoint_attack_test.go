@@ -14,7 +14,7 @@ import (
 	"github.com/myim/myim/engine"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/internal/testenv"
-	"github.com/myim/myim/route"
+	"github.com/myim/myim/route/redis"
 	"github.com/myim/myim/session"
 )
 
@@ -204,7 +204,7 @@ func TestRevocationSharedAcrossEndpoints(t *testing.T) {
 			var shared engine.RevocationBackend = engine.StoreRevocations(lc.st)
 			if backend == "redis" {
 				addr := testenv.RedisAddr(t)
-				r, err := route.NewRedis(route.Options{Addr: addr, Prefix: testenv.RedisPrefix(t, addr)})
+				r, err := redis.New(redis.Options{Addr: addr, Prefix: testenv.RedisPrefix(t, addr)})
 				if err != nil {
 					t.Fatal(err)
 				}

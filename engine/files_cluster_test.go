@@ -21,8 +21,10 @@ import (
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/route"
+	"github.com/myim/myim/route/redis"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
 )
 
 // User-to-user file transfer between users of two centers, driven by the
@@ -52,7 +54,7 @@ func startXferCluster(t *testing.T) *xferCluster {
 	addr := testenv.RedisAddr(t)
 	prefix := testenv.RedisPrefix(t, addr)
 	dir := t.TempDir()
-	st, err := storage.Open(storage.Config{DataDir: dir, NoSync: true})
+	st, err := bolt.Open(bolt.Config{Dir: dir, NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +68,7 @@ func startXferCluster(t *testing.T) *xferCluster {
 		t.Fatal(err)
 	}
 	table := func() route.Table {
-		r, err := route.NewRedis(route.Options{Addr: addr, Prefix: prefix})
+		r, err := redis.New(redis.Options{Addr: addr, Prefix: prefix})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
 )
 
 // TestLargeGroup sends one message to a 10,000-member group: every online
@@ -29,7 +30,7 @@ func TestLargeGroup(t *testing.T) {
 		members, wave = 1000, 500
 	}
 	dir := t.TempDir()
-	st, err := storage.Open(storage.Config{DataDir: dir})
+	st, err := bolt.Open(bolt.Config{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

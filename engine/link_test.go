@@ -18,6 +18,7 @@ import (
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
 )
 
 // linkCluster is one LocalCenter behind a LinkServer, with endpoint servers
@@ -52,7 +53,7 @@ func fastLink(tlsCfg *tls.Config) engine.LinkConfig {
 func startLinkCenter(t testing.TB, serverTLS *tls.Config) *linkCluster {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := storage.Open(storage.Config{DataDir: dir})
+	st, err := bolt.Open(bolt.Config{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
 )
 
 // testArgon2 is cheaper than the OWASP baseline so that the tests that
@@ -36,7 +37,7 @@ type loginRig struct {
 func startLogin(t testing.TB, mod func(*engine.LoginConfig), opts ...engine.Option) *loginRig {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := storage.Open(storage.Config{DataDir: dir, NoSync: true})
+	st, err := bolt.Open(bolt.Config{Dir: dir, NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/myim/myim/engine"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
 )
 
 func TestLatencyHistogramQuantile(t *testing.T) {
@@ -45,7 +46,7 @@ func TestLatencyHistogramQuantile(t *testing.T) {
 }
 
 func TestTimedStoreRecordsLatency(t *testing.T) {
-	raw, err := storage.Open(storage.Config{DataDir: t.TempDir(), NoSync: true})
+	raw, err := bolt.Open(bolt.Config{Dir: t.TempDir(), NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

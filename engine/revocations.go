@@ -15,7 +15,7 @@ import (
 const RevocationSyncInterval = 2 * time.Second
 
 // RevocationBackend holds a cluster's revoked tokens where every node reads
-// them, and where they outlive a restart: Redis (route.Redis) when the
+// them, and where they outlive a restart: Redis (route/redis) when the
 // cluster has one, the store otherwise (StoreRevocations).
 type RevocationBackend interface {
 	// RevokeToken refuses tokens with session id sid until until.

@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
 )
 
 // TestObserveAllocs checks that observing a call allocates nothing beyond
 // what the call itself allocates.
 func TestObserveAllocs(t *testing.T) {
-	raw, err := storage.Open(storage.Config{DataDir: t.TempDir(), NoSync: true})
+	raw, err := bolt.Open(bolt.Config{Dir: t.TempDir(), NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
 )
 
 // TestObserveNamesEveryMethod checks that the Method table names every
@@ -56,7 +57,7 @@ func (r *recorder) observe(m storage.Method, d time.Duration, err error) {
 }
 
 func TestObserveReportsCalls(t *testing.T) {
-	raw, err := storage.Open(storage.Config{DataDir: t.TempDir(), NoSync: true})
+	raw, err := bolt.Open(bolt.Config{Dir: t.TempDir(), NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,22 +7,19 @@
 // loop: callers hand the work to a worker goroutine and bring the result
 // back through the engine's asynchronous write path.
 //
-// Two backends sit behind the one Store interface: MySQL (mysql.go), chosen
-// when Config.MySQLDSN is set, and an embedded single-file bbolt store
-// (embedded.go) for single-node deployments. Both pass the same conformance
-// suite (suite_test.go), so callers cannot tell them apart except by speed
-// and operations.
+// This package holds the interfaces (store.go), the records, the limits and
+// the errors; it links no database. Two backends implement Store, each in
+// its own package: storage/mysql (MySQL or MariaDB, for clusters) and
+// storage/bolt (an embedded single-file bbolt store, for single-node
+// deployments). Both pass the conformance suite in storage/storagetest, so
+// callers cannot tell them apart except by speed and operations.
 //
 // All times are Unix milliseconds (int64).
 package storage
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"time"
-	"unicode/utf8"
 )
 
 // Sentinel errors. Backends wrap them with %w; classify with errors.Is.
@@ -150,172 +147,6 @@ type Member struct {
 	JoinedAt int64
 	Role     uint8 // RoleMember, RoleAdmin, or RoleOwner for Group.Owner
 }
-
-// Config selects and tunes the backend. The zero value opens an embedded
-// store in ./data.
-type Config struct {
-	// MySQLDSN selects the MySQL backend when non-empty, in
-	// go-sql-driver/mysql form ("user:pass@tcp(host:3306)/myim"). The
-	// database must exist; tables are created and migrated by Open. Options
-	// the store relies on are forced: see openMySQL.
-	MySQLDSN string
-	// DataDir holds the embedded store's file, myim.db; it is created if
-	// missing. Default "data". Ignored when MySQLDSN is set.
-	DataDir string
-	// MaxConns is the MySQL pool size, open and idle alike. Default 16.
-	MaxConns int
-	// DialTimeout bounds connecting to MySQL (default 5 s; Open gives its
-	// first connection, dial and handshake, twice that) and waiting for
-	// the embedded file's lock (default 1 s: the file belongs to one
-	// process, a second one should fail fast, not hang).
-	DialTimeout time.Duration
-	// IOTimeout is MySQL's per-read/per-write network timeout, unless the
-	// DSN sets its own. Default 30 s.
-	IOTimeout time.Duration
-	// OpenTimeout bounds Open for MySQL: connect and migrate. Default 60 s.
-	OpenTimeout time.Duration
-	// NoSync turns off fsync in the embedded store. Tests and benchmarks
-	// only: a crash loses recent commits.
-	NoSync bool
-	// Logger receives rare events (schema migrations). Default: discard.
-	Logger *slog.Logger
-}
-
-func (c *Config) ensureDefaults() {
-	if c.DataDir == "" {
-		c.DataDir = "data"
-	}
-	if c.MaxConns <= 0 {
-		c.MaxConns = 16
-	}
-	if c.IOTimeout <= 0 {
-		c.IOTimeout = 30 * time.Second
-	}
-	if c.OpenTimeout <= 0 {
-		c.OpenTimeout = 60 * time.Second
-	}
-	if c.DialTimeout <= 0 {
-		c.DialTimeout = time.Second
-		if c.MySQLDSN != "" {
-			c.DialTimeout = 5 * time.Second
-		}
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-}
-
-// Open opens the backend cfg selects: MySQL if cfg.MySQLDSN is set (tables
-// are created or migrated first), else the embedded store in cfg.DataDir. A
-// MySQL server that cannot be reached, or an embedded file locked by another
-// process, yields an error matching ErrUnavailable. The Store is safe for
-// concurrent use; Open itself blocks on I/O like every Store method.
-func Open(cfg Config) (Store, error) {
-	cfg.ensureDefaults()
-	if cfg.MySQLDSN != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.OpenTimeout)
-		defer cancel()
-		return openMySQL(ctx, cfg)
-	}
-	return openEmbedded(cfg)
-}
-
-// clampLimit applies DefaultFetchLimit and MaxFetchLimit.
-func clampLimit(limit int) int {
-	if limit <= 0 {
-		return DefaultFetchLimit
-	}
-	return min(limit, MaxFetchLimit)
-}
-
-func checkText(what, s string, max int) error {
-	if len(s) > max {
-		return fmt.Errorf("%w: %s longer than %d bytes", ErrInvalid, what, max)
-	}
-	if !utf8.ValidString(s) {
-		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalid, what)
-	}
-	return nil
-}
-
-func checkName(what, s string) error {
-	if s == "" {
-		return fmt.Errorf("%w: empty %s", ErrInvalid, what)
-	}
-	return checkText(what, s, MaxNameLen)
-}
-
-func checkUser(u *User) error {
-	if err := checkName("user name", u.Name); err != nil {
-		return err
-	}
-	if err := checkText("password hash", u.PassHash, MaxShortText); err != nil {
-		return err
-	}
-	return checkProfile(u.Signature, u.Profile)
-}
-
-func checkProfile(signature string, profile []byte) error {
-	if err := checkText("signature", signature, MaxShortText); err != nil {
-		return err
-	}
-	if len(profile) > MaxProfileLen {
-		return fmt.Errorf("%w: profile longer than %d bytes", ErrInvalid, MaxProfileLen)
-	}
-	return nil
-}
-
-func checkDevice(d *Device) error {
-	if d.User == 0 {
-		return fmt.Errorf("%w: device without user", ErrInvalid)
-	}
-	if err := checkText("fingerprint", d.Fingerprint, MaxShortText); err != nil {
-		return err
-	}
-	return checkText("device address", d.Addr, MaxShortText)
-}
-
-func checkMessages(msgs []Message) error {
-	for i := range msgs {
-		m := &msgs[i]
-		if m.To == 0 || m.MID == 0 {
-			return fmt.Errorf("%w: offline message needs To and MID", ErrInvalid)
-		}
-		if len(m.Content) > MaxContentLen {
-			return fmt.Errorf("%w: content longer than %d bytes", ErrInvalid, MaxContentLen)
-		}
-	}
-	return nil
-}
-
-func checkGroupMsg(m *GroupMessage) error {
-	if m.ExpiresAt < 0 {
-		return fmt.Errorf("%w: negative ExpiresAt", ErrInvalid)
-	}
-	if len(m.Content) > MaxContentLen {
-		return fmt.Errorf("%w: content longer than %d bytes", ErrInvalid, MaxContentLen)
-	}
-	return nil
-}
-
-func checkFriends(a, b uint64) error {
-	if a == 0 || b == 0 || a == b {
-		return fmt.Errorf("%w: friendship needs two distinct users", ErrInvalid)
-	}
-	return nil
-}
-
-// ctxErr reports a context error: a passed deadline also matches
-// ErrUnavailable (the store did not answer in time), a cancellation stays
-// just context.Canceled (the caller gave up; nothing is wrong with the store).
-func ctxErr(err error) error {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	return err
-}
-
-func nowMilli() int64 { return time.Now().UnixMilli() }
 
 // Invite is a single-use registration code, kept as the SHA-256 of the
 // code so that a copy of the store does not hand out codes.

@@ -17,8 +17,11 @@ import (
 	"github.com/myim/myim/engine"
 	"github.com/myim/myim/internal/buildinfo"
 	"github.com/myim/myim/route"
+	"github.com/myim/myim/route/redis"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
+	"github.com/myim/myim/storage/mysql"
 )
 
 // node is one process's parts, wired by role:
@@ -102,7 +105,7 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		if role == engine.RoleLogin && cfg.MySQLDSN == "" {
 			return nil, errors.New("the login role needs --mysql-dsn: it shares the users with the center")
 		}
-		raw, err := storage.Open(storage.Config{MySQLDSN: cfg.MySQLDSN, DataDir: cfg.DataDir})
+		raw, err := openStore(cfg.MySQLDSN, cfg.DataDir)
 		if err != nil {
 			return nil, fmt.Errorf("store: %w", err)
 		}
@@ -131,7 +134,7 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 	// The server registry: Redis for a cluster, in-process otherwise.
 	var reg route.Table
 	if cfg.RedisAddr != "" {
-		r, err := route.NewRedis(route.Options{Addr: cfg.RedisAddr, Prefix: cfg.RedisPrefix})
+		r, err := redis.New(redis.Options{Addr: cfg.RedisAddr, Prefix: cfg.RedisPrefix})
 		if err != nil {
 			return nil, fmt.Errorf("redis: %w", err)
 		}
@@ -250,6 +253,7 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 	if endpoint != nil {
 		eh = endpoint
 	}
+	wsh, wst := wsListener(cfg, lh, eh)
 	n, err := engine.NewNode(engine.NodeConfig{
 		Role:         role,
 		ServerID:     uint32(cfg.ServerID),
@@ -271,6 +275,9 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		Logger:           log,
 		LoginHandler:     lh,
 		EndpointHandler:  eh,
+		WSAddr:           cfg.WSAddr,
+		WSHandler:        wsh,
+		WSTransport:      wst,
 		Ready:            ready,
 	})
 	if err != nil {
@@ -699,4 +706,13 @@ func (b *node) drain(ctx context.Context, n *engine.Node) {
 		case <-t.C:
 		}
 	}
+}
+
+// openStore opens the MySQL store dsn names, or, without one, the embedded
+// store in dataDir.
+func openStore(dsn, dataDir string) (storage.Store, error) {
+	if dsn != "" {
+		return mysql.Open(mysql.Config{DSN: dsn})
+	}
+	return bolt.Open(bolt.Config{Dir: dataDir})
 }

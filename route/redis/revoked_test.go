@@ -1,4 +1,4 @@
-package route
+package redis
 
 import (
 	"fmt"
@@ -6,16 +6,17 @@ import (
 	"time"
 
 	"github.com/myim/myim/internal/testenv"
+	"github.com/myim/myim/route/routetest"
 )
 
-// TestRedisRevokedTokens: a revocation written by one client is read by
+// TestRevokedTokens: a revocation written by one client is read by
 // another, revoking again keeps the later time, and a lapsed one is gone.
-func TestRedisRevokedTokens(t *testing.T) {
+func TestRevokedTokens(t *testing.T) {
 	t.Parallel()
 	prefix := testenv.RedisPrefix(t, testenv.RedisAddr(t))
 	a := startRedis(t, Options{Prefix: prefix})
 	b := startRedis(t, Options{Prefix: prefix})
-	ctx := testCtx(t)
+	ctx := routetest.Context(t)
 	later := time.Now().Add(time.Hour).Truncate(time.Millisecond)
 	if err := a.RevokeToken(ctx, "sid-1", later); err != nil {
 		t.Fatal(err)
@@ -33,7 +34,7 @@ func TestRedisRevokedTokens(t *testing.T) {
 	if len(got) != 2 || !got["sid-1"].Equal(later) {
 		t.Fatalf("revoked %v", got)
 	}
-	eventually(t, 5*time.Second, func() error {
+	routetest.Eventually(t, 5*time.Second, func() error {
 		got, err := b.RevokedTokens(ctx)
 		if err == nil && (len(got) != 1 || !got["sid-1"].Equal(later)) {
 			return fmt.Errorf("revoked %v, want sid-1 only", got)

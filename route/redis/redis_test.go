@@ -1,4 +1,4 @@
-package route
+package redis
 
 import (
 	"errors"
@@ -8,14 +8,16 @@ import (
 	"time"
 
 	"github.com/myim/myim/internal/testenv"
+	"github.com/myim/myim/route"
+	"github.com/myim/myim/route/routetest"
 )
 
 // Redis-specific tests: key layout, client-side cache behaviour across
 // processes, and outages. The behaviour every Table shares is in
-// suite_test.go.
+// routetest.
 
 func TestAddrEncoding(t *testing.T) {
-	for _, a := range []Addr{
+	for _, a := range []route.Addr{
 		{},
 		{Endpoint: 1, Center: 2, Session: 3},
 		{Endpoint: ^uint32(0), Center: 0x01020304, Session: ^uint64(0)},
@@ -35,24 +37,24 @@ func TestAddrEncoding(t *testing.T) {
 }
 
 func TestRedisPrefixWithBraces(t *testing.T) {
-	if _, err := NewRedis(Options{Addr: "127.0.0.1:1", Prefix: "a{b}:"}); err == nil || errors.Is(err, ErrUnavailable) {
-		t.Fatalf("NewRedis with braces in prefix = %v, want a validation error", err)
+	if _, err := New(Options{Addr: "127.0.0.1:1", Prefix: "a{b}:"}); err == nil || errors.Is(err, route.ErrUnavailable) {
+		t.Fatalf("New with braces in prefix = %v, want a validation error", err)
 	}
 }
 
 func TestRedisUnreachable(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
-	r, err := NewRedis(Options{Addr: "127.0.0.1:1", DialTimeout: 500 * time.Millisecond})
+	r, err := New(Options{Addr: "127.0.0.1:1", DialTimeout: 500 * time.Millisecond})
 	if err == nil {
 		r.Close()
-		t.Fatal("NewRedis to a closed port succeeded")
+		t.Fatal("New to a closed port succeeded")
 	}
-	if !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("NewRedis to a closed port = %v, want ErrUnavailable", err)
+	if !errors.Is(err, route.ErrUnavailable) {
+		t.Fatalf("New to a closed port = %v, want ErrUnavailable", err)
 	}
 	if d := time.Since(start); d > time.Second {
-		t.Fatalf("NewRedis took %v to fail", d)
+		t.Fatalf("New took %v to fail", d)
 	}
 }
 
@@ -62,9 +64,9 @@ func TestRedisOutage(t *testing.T) {
 	prefix := testenv.RedisPrefix(t, addr)
 	p := testenv.StartProxy(t, addr)
 	r := startRedis(t, Options{Addr: p.Addr(), Prefix: prefix, DialTimeout: 300 * time.Millisecond, IOTimeout: 500 * time.Millisecond})
-	ctx := testCtx(t)
-	a := Addr{Endpoint: 1, Center: 1, Session: 1}
-	if err := r.Set(ctx, 1, a, ttlLong); err != nil {
+	ctx := routetest.Context(t)
+	a := route.Addr{Endpoint: 1, Center: 1, Session: 1}
+	if err := r.Set(ctx, 1, a, routetest.TTLLong); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.Get(ctx, 1); err != nil {
@@ -77,20 +79,20 @@ func TestRedisOutage(t *testing.T) {
 	calls := map[string]func() error{
 		"Get":      func() error { _, err := r.Get(ctx, 1); return err },
 		"GetMulti": func() error { _, err := r.GetMulti(ctx, []uint64{1, 2}); return err },
-		"Set":      func() error { return r.Set(ctx, 1, a, ttlLong) },
+		"Set":      func() error { return r.Set(ctx, 1, a, routetest.TTLLong) },
 		"Del":      func() error { return r.Del(ctx, 1, a) },
-		"Refresh":  func() error { return r.Refresh(ctx, 1, a, ttlLong) },
+		"Refresh":  func() error { return r.Refresh(ctx, 1, a, routetest.TTLLong) },
 		"Servers":  func() error { _, err := r.Servers(ctx, "endpoint"); return err },
-		"Register": func() error { return r.RegisterServer(ctx, Server{ID: 1, Role: "endpoint"}, ttlLong) },
+		"Register": func() error { return r.RegisterServer(ctx, route.Server{ID: 1, Role: "endpoint"}, routetest.TTLLong) },
 	}
 	for name, call := range calls {
-		eventually(t, 3*time.Second, func() error {
+		routetest.Eventually(t, 3*time.Second, func() error {
 			start := time.Now()
 			err := call()
 			if d := time.Since(start); d > time.Second {
 				t.Fatalf("%s took %v during the outage", name, d)
 			}
-			if !errors.Is(err, ErrUnavailable) {
+			if !errors.Is(err, route.ErrUnavailable) {
 				return errors.New(name + " did not report ErrUnavailable")
 			}
 			return nil
@@ -103,45 +105,45 @@ func TestRedisInvalidationAcrossClients(t *testing.T) {
 	prefix := testenv.RedisPrefix(t, testenv.RedisAddr(t))
 	writer := startRedis(t, Options{Prefix: prefix})
 	reader := startRedis(t, Options{Prefix: prefix})
-	ctx := testCtx(t)
+	ctx := routetest.Context(t)
 	const user = 5
-	a := Addr{Endpoint: 1, Center: 2, Session: 3}
-	b := Addr{Endpoint: 4, Center: 2, Session: 5}
-	if err := writer.Set(ctx, user, a, ttlLong); err != nil {
+	a := route.Addr{Endpoint: 1, Center: 2, Session: 3}
+	b := route.Addr{Endpoint: 4, Center: 2, Session: 5}
+	if err := writer.Set(ctx, user, a, routetest.TTLLong); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Second, func() error { return sameAddrs(mustGet(t, reader, user), []Addr{a}) })
+	routetest.Eventually(t, 2*time.Second, func() error { return routetest.SameAddrs(routetest.MustGet(t, reader, user), []route.Addr{a}) })
 	// The reader has not written user, so its reads are served from its
 	// cache from now on.
 	key := reader.routeKey(user)
 	if !reader.client.DoCache(ctx, reader.rangeCmd(key), time.Minute).IsCacheHit() {
 		t.Fatal("second read of an unchanged route was not a cache hit")
 	}
-	step := func(name string, write func() error, want []Addr) {
+	step := func(name string, write func() error, want []route.Addr) {
 		t.Helper()
 		if err := write(); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 2*time.Second, func() error {
-			if err := sameAddrs(mustGet(t, reader, user), want); err != nil {
+		routetest.Eventually(t, 2*time.Second, func() error {
+			if err := routetest.SameAddrs(routetest.MustGet(t, reader, user), want); err != nil {
 				return errors.New(name + ": Get: " + err.Error())
 			}
 			m, err := reader.GetMulti(ctx, []uint64{user})
 			if err != nil {
 				return err
 			}
-			return sameAddrs(m[user], want)
+			return routetest.SameAddrs(m[user], want)
 		})
 	}
-	step("Set", func() error { return writer.Set(ctx, user, b, ttlLong) }, []Addr{a, b})
-	step("Del", func() error { return writer.Del(ctx, user, a) }, []Addr{b})
+	step("Set", func() error { return writer.Set(ctx, user, b, routetest.TTLLong) }, []route.Addr{a, b})
+	step("Del", func() error { return writer.Del(ctx, user, a) }, []route.Addr{b})
 	step("Del last", func() error { return writer.Del(ctx, user, b) }, nil)
 }
 
 func TestRedisKeyLayout(t *testing.T) {
 	t.Parallel()
 	r := startRedis(t, Options{})
-	ctx := testCtx(t)
+	ctx := routetest.Context(t)
 	c := r.client
 	key := r.routeKey(8)
 	if !strings.HasSuffix(key, "route:{8}") {
@@ -163,8 +165,8 @@ func TestRedisKeyLayout(t *testing.T) {
 		}
 		return n
 	}
-	a := Addr{Endpoint: 1, Session: 1}
-	b := Addr{Endpoint: 2, Session: 2}
+	a := route.Addr{Endpoint: 1, Session: 1}
+	b := route.Addr{Endpoint: 2, Session: 2}
 	if err := r.Set(ctx, 8, a, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -190,10 +192,10 @@ func TestRedisKeyLayout(t *testing.T) {
 		t.Fatalf("key PTTL after shortening Refresh = %d, want (10s, 20s]", n)
 	}
 	// An expired member is cleaned up by the next read that sees it.
-	if err := r.Set(ctx, 8, a, ttlShort); err != nil {
+	if err := r.Set(ctx, 8, a, routetest.TTLShort); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Second, func() error { return sameAddrs(mustGet(t, r, 8), []Addr{b}) })
+	routetest.Eventually(t, 3*time.Second, func() error { return routetest.SameAddrs(routetest.MustGet(t, r, 8), []route.Addr{b}) })
 	if n := card(); n != 1 {
 		t.Fatalf("ZCARD after a read past an expired member = %d, want 1", n)
 	}
@@ -208,12 +210,12 @@ func TestRedisKeyLayout(t *testing.T) {
 func TestRedisServerPruning(t *testing.T) {
 	t.Parallel()
 	r := startRedis(t, Options{})
-	ctx := testCtx(t)
+	ctx := routetest.Context(t)
 	c := r.client
-	if err := r.RegisterServer(ctx, Server{ID: 1, Role: "center"}, ttlShort); err != nil {
+	if err := r.RegisterServer(ctx, route.Server{ID: 1, Role: "center"}, routetest.TTLShort); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.RegisterServer(ctx, Server{ID: 2, Role: "center"}, ttlLong); err != nil {
+	if err := r.RegisterServer(ctx, route.Server{ID: 2, Role: "center"}, routetest.TTLLong); err != nil {
 		t.Fatal(err)
 	}
 	hlen := func(key string) int64 {
@@ -224,16 +226,16 @@ func TestRedisServerPruning(t *testing.T) {
 		}
 		return n
 	}
-	eventually(t, 3*time.Second, func() error { return wantServers(t, r, "center", 2) })
+	routetest.Eventually(t, 3*time.Second, func() error { return routetest.WantServers(t, r, "center", 2) })
 	if n, m := hlen(r.roleKey("center")), hlen(r.indexKey()); n != 1 || m != 1 {
 		t.Fatalf("after Servers saw a dead server: role hash %d, index %d entries; want 1, 1", n, m)
 	}
 	// Registration also prunes the dead of its role.
-	if err := r.RegisterServer(ctx, Server{ID: 3, Role: "center"}, ttlShort); err != nil {
+	if err := r.RegisterServer(ctx, route.Server{ID: 3, Role: "center"}, routetest.TTLShort); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Second, func() error {
-		if err := r.RegisterServer(ctx, Server{ID: 4, Role: "center"}, ttlLong); err != nil {
+	routetest.Eventually(t, 3*time.Second, func() error {
+		if err := r.RegisterServer(ctx, route.Server{ID: 4, Role: "center"}, routetest.TTLLong); err != nil {
 			return err
 		}
 		if n, m := hlen(r.roleKey("center")), hlen(r.indexKey()); n != 2 || m != 2 {
@@ -300,16 +302,16 @@ func TestScoreEncoding(t *testing.T) {
 func TestRedisStatusLayout(t *testing.T) {
 	t.Parallel()
 	r := startRedis(t, Options{})
-	ctx := testCtx(t)
+	ctx := routetest.Context(t)
 	c := r.client
 	const user = 12
 	key := r.routeKey(user)
-	a := Addr{Endpoint: 1, Center: 2, Session: 3, Status: 3}
-	if err := r.Set(ctx, user, a, ttlLong); err != nil {
+	a := route.Addr{Endpoint: 1, Center: 2, Session: 3, Status: 3}
+	if err := r.Set(ctx, user, a, routetest.TTLLong); err != nil {
 		t.Fatal(err)
 	}
 	a.Status = 4
-	if err := r.Set(ctx, user, a, ttlLong); err != nil {
+	if err := r.Set(ctx, user, a, routetest.TTLLong); err != nil {
 		t.Fatal(err)
 	}
 	members, err := c.Do(ctx, c.B().Zrange().Key(key).Min("0").Max("-1").Withscores().Build()).AsZScores()
@@ -324,27 +326,27 @@ func TestRedisStatusLayout(t *testing.T) {
 	}
 
 	// An entry as written before the status was carried: a whole score.
-	old := Addr{Endpoint: 9, Center: 9, Session: 9}
-	exp := float64(time.Now().Add(ttlLong).UnixMilli())
+	old := route.Addr{Endpoint: 9, Center: 9, Session: 9}
+	exp := float64(time.Now().Add(routetest.TTLLong).UnixMilli())
 	if err := c.Do(ctx, c.B().Zadd().Key(key).ScoreMember().ScoreMember(exp, encodeAddr(old)).Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
 	r.markWritten(user) // the raw write above bypassed the read-your-writes bookkeeping
-	if err := sameAddrs(mustGet(t, r, user), []Addr{a, old}); err != nil {
+	if err := routetest.SameAddrs(routetest.MustGet(t, r, user), []route.Addr{a, old}); err != nil {
 		t.Fatalf("entry without status: %v", err)
 	}
 	// Rewriting it with a status replaces it, and Del removes it.
 	old.Status = 2
-	if err := r.Set(ctx, user, old, ttlLong); err != nil {
+	if err := r.Set(ctx, user, old, routetest.TTLLong); err != nil {
 		t.Fatal(err)
 	}
-	if err := sameAddrs(mustGet(t, r, user), []Addr{a, old}); err != nil {
+	if err := routetest.SameAddrs(routetest.MustGet(t, r, user), []route.Addr{a, old}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Del(ctx, user, Addr{Endpoint: 9, Center: 9, Session: 9}); err != nil {
+	if err := r.Del(ctx, user, route.Addr{Endpoint: 9, Center: 9, Session: 9}); err != nil {
 		t.Fatal(err)
 	}
-	if err := sameAddrs(mustGet(t, r, user), []Addr{a}); err != nil {
+	if err := routetest.SameAddrs(routetest.MustGet(t, r, user), []route.Addr{a}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -356,25 +358,25 @@ func TestRedisStatusInvalidation(t *testing.T) {
 	prefix := testenv.RedisPrefix(t, testenv.RedisAddr(t))
 	writer := startRedis(t, Options{Prefix: prefix})
 	reader := startRedis(t, Options{Prefix: prefix})
-	ctx := testCtx(t)
+	ctx := routetest.Context(t)
 	const user = 6
-	a := Addr{Endpoint: 1, Center: 2, Session: 3, Status: 1}
-	if err := writer.Set(ctx, user, a, ttlLong); err != nil {
+	a := route.Addr{Endpoint: 1, Center: 2, Session: 3, Status: 1}
+	if err := writer.Set(ctx, user, a, routetest.TTLLong); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Second, func() error { return sameAddrs(mustGet(t, reader, user), []Addr{a}) })
+	routetest.Eventually(t, 2*time.Second, func() error { return routetest.SameAddrs(routetest.MustGet(t, reader, user), []route.Addr{a}) })
 	if !reader.client.DoCache(ctx, reader.rangeCmd(reader.routeKey(user)), time.Minute).IsCacheHit() {
 		t.Fatal("second read of an unchanged route was not a cache hit")
 	}
 	a.Status = 3
-	if err := writer.Set(ctx, user, a, ttlLong); err != nil {
+	if err := writer.Set(ctx, user, a, routetest.TTLLong); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Second, func() error {
+	routetest.Eventually(t, 2*time.Second, func() error {
 		m, err := reader.GetMulti(ctx, []uint64{user})
 		if err != nil {
 			return err
 		}
-		return sameAddrs(m[user], []Addr{a})
+		return routetest.SameAddrs(m[user], []route.Addr{a})
 	})
 }

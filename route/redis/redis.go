@@ -1,22 +1,24 @@
-package route
+// Package redis is the cluster's route.Table: routes and the server
+// registry kept in Redis (standalone or cluster) through rueidis, shared by
+// every node, plus the cluster's revoked tokens (revoked.go). It passes the
+// conformance suite of route/routetest, as route.Memory does.
+package redis
 
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"math"
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/redis/rueidis"
+
+	"github.com/myim/myim/route"
 )
 
 // Key layout.
@@ -58,7 +60,7 @@ import (
 // compared against the reading process's clock: nodes must keep their
 // clocks in sync (NTP) to well within the TTLs used, which are seconds.
 
-// Options configures NewRedis. The zero value connects to a local Redis.
+// Options configures New. The zero value connects to a local Redis.
 type Options struct {
 	// Addr is the Redis address (host:port), or one seed node of a
 	// cluster. Default "127.0.0.1:6379".
@@ -85,7 +87,8 @@ type Options struct {
 	DialTimeout time.Duration
 	// IOTimeout bounds the wait for any reply on an established connection
 	// (rueidis ConnWriteTimeout); a Redis that stops answering is declared
-	// dead after it and every pending command fails with ErrUnavailable.
+	// dead after it and every pending command fails with
+	// route.ErrUnavailable.
 	// Default 2s.
 	IOTimeout time.Duration
 	// KeepAlive is the TCP keep-alive period. Default 1s.
@@ -119,8 +122,8 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// Redis is a Table kept in Redis through rueidis, shared by every node of a
-// cluster. Get and GetMulti read through rueidis's client-side cache (RESP3
+// Table is a route.Table kept in Redis through rueidis, shared by every
+// node of a cluster. Get and GetMulti read through rueidis's client-side cache (RESP3
 // server-assisted invalidation), so a hot user's route is a local map hit
 // until it changes.
 //
@@ -139,9 +142,9 @@ func (o *Options) setDefaults() {
 // Redis that accepted the command and went silent, whatever the caller's
 // context says; a shorter context deadline is honoured too.
 //
-// Redis is safe for concurrent use; concurrent calls share connections and
+// Table is safe for concurrent use; concurrent calls share connections and
 // are pipelined automatically.
-type Redis struct {
+type Table struct {
 	client   rueidis.Client
 	prefix   string
 	cacheTTL time.Duration
@@ -150,11 +153,11 @@ type Redis struct {
 	recent   recentWrites // users this process wrote lately; nil maps when !cached
 }
 
-var _ Table = (*Redis)(nil)
+var _ route.Table = (*Table)(nil)
 
-// NewRedis connects to Redis as opt describes. A Redis that cannot be
-// reached gives an error wrapping ErrUnavailable.
-func NewRedis(opt Options) (*Redis, error) {
+// New connects to Redis as opt describes. A Redis that cannot be reached
+// gives an error wrapping route.ErrUnavailable.
+func New(opt Options) (*Table, error) {
 	opt.setDefaults()
 	if strings.ContainsAny(opt.Prefix, "{}") {
 		return nil, fmt.Errorf("route: prefix %q must not contain braces", opt.Prefix)
@@ -170,20 +173,20 @@ func NewRedis(opt Options) (*Redis, error) {
 		Dialer:           net.Dialer{Timeout: opt.DialTimeout, KeepAlive: opt.KeepAlive},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: connect %s: %w", ErrUnavailable, opt.Addr, err)
+		return nil, fmt.Errorf("%w: connect %s: %w", route.ErrUnavailable, opt.Addr, err)
 	}
-	r := &Redis{client: client, prefix: opt.Prefix, cacheTTL: opt.CacheTTL, cached: !opt.DisableCache}
+	r := &Table{client: client, prefix: opt.Prefix, cacheTTL: opt.CacheTTL, cached: !opt.DisableCache}
 	r.recent.epoch = time.Now()
 	return r, nil
 }
 
 // unavailable wraps a rueidis or Redis failure.
 func unavailable(err error) error {
-	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	return fmt.Errorf("%w: %w", route.ErrUnavailable, err)
 }
 
 // routeKey returns <prefix>route:{<user>}.
-func (r *Redis) routeKey(user uint64) string {
+func (r *Table) routeKey(user uint64) string {
 	var buf [64]byte
 	b := append(buf[:0], r.prefix...)
 	b = append(b, "route:{"...)
@@ -197,7 +200,7 @@ const addrLen = 16
 
 // encodeAddr returns the sorted-set member for a: its identity (Endpoint,
 // Center, Session). The Status goes in the score (encodeScore).
-func encodeAddr(a Addr) string {
+func encodeAddr(a route.Addr) string {
 	var b [addrLen]byte
 	binary.BigEndian.PutUint32(b[0:], a.Endpoint)
 	binary.BigEndian.PutUint32(b[4:], a.Center)
@@ -206,11 +209,11 @@ func encodeAddr(a Addr) string {
 }
 
 // decodeAddr parses a member written by encodeAddr; Status is left zero.
-func decodeAddr(s string) (Addr, bool) {
+func decodeAddr(s string) (route.Addr, bool) {
 	if len(s) != addrLen {
-		return Addr{}, false
+		return route.Addr{}, false
 	}
-	return Addr{
+	return route.Addr{
 		Endpoint: uint32(s[0])<<24 | uint32(s[1])<<16 | uint32(s[2])<<8 | uint32(s[3]),
 		Center:   uint32(s[4])<<24 | uint32(s[5])<<16 | uint32(s[6])<<8 | uint32(s[7]),
 		Session: uint64(s[8])<<56 | uint64(s[9])<<48 | uint64(s[10])<<40 | uint64(s[11])<<32 |
@@ -278,22 +281,22 @@ return 1
 `)
 
 // Set implements Table. Safe for concurrent use.
-func (r *Redis) Set(ctx context.Context, user uint64, a Addr, ttl time.Duration) error {
+func (r *Table) Set(ctx context.Context, user uint64, a route.Addr, ttl time.Duration) error {
 	return r.set(ctx, user, a, ttl, "")
 }
 
 // Refresh implements Table. Safe for concurrent use.
-func (r *Redis) Refresh(ctx context.Context, user uint64, a Addr, ttl time.Duration) error {
+func (r *Table) Refresh(ctx context.Context, user uint64, a route.Addr, ttl time.Duration) error {
 	return r.set(ctx, user, a, ttl, "xx")
 }
 
 // set runs setScript for Set (mode "") and Refresh (mode "xx").
-func (r *Redis) set(ctx context.Context, user uint64, a Addr, ttl time.Duration, mode string) error {
+func (r *Table) set(ctx context.Context, user uint64, a route.Addr, ttl time.Duration, mode string) error {
 	if r.closed.Load() {
-		return ErrClosed
+		return route.ErrClosed
 	}
 	if ttl <= 0 {
-		return ErrInvalidTTL
+		return route.ErrInvalidTTL
 	}
 	now := nowMs()
 	n, err := setScript.Exec(ctx, r.client,
@@ -305,15 +308,15 @@ func (r *Redis) set(ctx context.Context, user uint64, a Addr, ttl time.Duration,
 		return unavailable(err)
 	}
 	if n == 0 {
-		return ErrNotFound
+		return route.ErrNotFound
 	}
 	return nil
 }
 
 // Del implements Table. Safe for concurrent use.
-func (r *Redis) Del(ctx context.Context, user uint64, a Addr) error {
+func (r *Table) Del(ctx context.Context, user uint64, a route.Addr) error {
 	if r.closed.Load() {
-		return ErrClosed
+		return route.ErrClosed
 	}
 	cmd := r.client.B().Zrem().Key(r.routeKey(user)).Member(encodeAddr(a)).Build()
 	err := r.client.Do(ctx, cmd).Error()
@@ -325,19 +328,19 @@ func (r *Redis) Del(ctx context.Context, user uint64, a Addr) error {
 }
 
 // rangeCmd is the cacheable read of one route key.
-func (r *Redis) rangeCmd(key string) rueidis.Cacheable {
+func (r *Table) rangeCmd(key string) rueidis.Cacheable {
 	return r.client.B().Zrange().Key(key).Min("0").Max("-1").Withscores().Cache()
 }
 
 // rangeDirect is the same read sent past the client-side cache.
-func (r *Redis) rangeDirect(key string) rueidis.Completed {
+func (r *Table) rangeDirect(key string) rueidis.Completed {
 	return r.client.B().Zrange().Key(key).Min("0").Max("-1").Withscores().Build()
 }
 
 // Get implements Table. Safe for concurrent use.
-func (r *Redis) Get(ctx context.Context, user uint64) ([]Addr, error) {
+func (r *Table) Get(ctx context.Context, user uint64) ([]route.Addr, error) {
 	if r.closed.Load() {
-		return nil, ErrClosed
+		return nil, route.ErrClosed
 	}
 	key := r.routeKey(user)
 	var resp rueidis.RedisResult
@@ -360,11 +363,11 @@ func (r *Redis) Get(ctx context.Context, user uint64) ([]Addr, error) {
 // GetMulti implements Table. It sends one cacheable ZRANGE per distinct user
 // in a single pipeline; users whose route is cached are answered locally.
 // Safe for concurrent use.
-func (r *Redis) GetMulti(ctx context.Context, users []uint64) (map[uint64][]Addr, error) {
+func (r *Table) GetMulti(ctx context.Context, users []uint64) (map[uint64][]route.Addr, error) {
 	if r.closed.Load() {
-		return nil, ErrClosed
+		return nil, route.ErrClosed
 	}
-	out := make(map[uint64][]Addr, len(users))
+	out := make(map[uint64][]route.Addr, len(users))
 	if len(users) == 0 {
 		return out, nil
 	}
@@ -376,7 +379,7 @@ func (r *Redis) GetMulti(ctx context.Context, users []uint64) (map[uint64][]Addr
 			distinct = append(distinct, u)
 		}
 	}
-	// Users this process wrote lately are read past the cache (see Redis),
+	// Users this process wrote lately are read past the cache (see Table),
 	// in a pipeline of their own.
 	keys := make([]string, len(distinct))
 	cmds := make([]rueidis.CacheableTTL, 0, len(distinct))
@@ -432,7 +435,7 @@ func (r *Redis) GetMulti(ctx context.Context, users []uint64) (map[uint64][]Addr
 // expired members. It reads the reply in place: with RESP3 the reply is an
 // array of [member, score] pairs, with RESP2 a flat member, score, … array;
 // both are accepted.
-func decodeRoutes(resp rueidis.RedisResult, now int64, dst []Addr) ([]Addr, bool, error) {
+func decodeRoutes(resp rueidis.RedisResult, now int64, dst []route.Addr) ([]route.Addr, bool, error) {
 	items, err := resp.ToArray()
 	if err != nil {
 		return nil, false, err
@@ -484,7 +487,7 @@ var errMalformed = errors.New("route: malformed redis reply")
 // prune removes members that expired by now from keys. It is best effort:
 // readers already skip expired members, so a failure only delays cleanup
 // and is not reported.
-func (r *Redis) prune(ctx context.Context, now int64, keys ...string) {
+func (r *Table) prune(ctx context.Context, now int64, keys ...string) {
 	upTo := expiredUpTo(now)
 	cmds := make(rueidis.Commands, len(keys))
 	for i, k := range keys {
@@ -493,289 +496,12 @@ func (r *Redis) prune(ctx context.Context, now int64, keys ...string) {
 	_ = r.client.DoMulti(ctx, cmds...)
 }
 
-// serverRecord is a Server as stored in the registry.
-type serverRecord struct {
-	ID        uint32 `json:"id"`
-	Role      string `json:"role"`
-	Addr      string `json:"addr"`
-	Priority  int    `json:"prio"`
-	Load      int    `json:"load"`
-	StaticKey []byte `json:"key,omitempty"`
-	Cert      []byte `json:"cert,omitempty"`
-	Updated   int64  `json:"upd"`
-	Expires   int64  `json:"exp"` // Unix ms
-	Info      []byte `json:"info,omitempty"`
-}
-
-// roleKey returns <prefix>{servers}:<role>.
-func (r *Redis) roleKey(role string) string { return r.prefix + "{servers}:" + role }
-
-// indexKey returns <prefix>{servers}:index, the id → role hash.
-func (r *Redis) indexKey() string { return r.prefix + "{servers}:index" }
-
-// casAttempts bounds the read-then-compare-and-set loops of the registry. A
-// conflict means another process wrote the same server id between our read
-// and our script, which only a misconfiguration (two servers sharing an id)
-// does repeatedly.
-const casAttempts = 4
-
-// registerScript stores a server record under its role and in the index,
-// removing it from its previous role, but only if the index still says the
-// previous role is ARGV[4] (returns 0 otherwise, and the caller retries). It
-// also drops expired records of the role it writes to, so that role hashes
-// do not grow with servers that died without unregistering.
-//
-// KEYS[1] role key; KEYS[2] index key; KEYS[3] previous role key (any key
-// of the registry when there is none). ARGV[1] id; ARGV[2] role; ARGV[3]
-// record; ARGV[4] previous role or ""; ARGV[5] now ms.
-var registerScript = rueidis.NewLuaScript(`
-local cur = redis.call('HGET', KEYS[2], ARGV[1]) or ''
-if cur ~= ARGV[4] then return 0 end
-if cur ~= '' and cur ~= ARGV[2] then redis.call('HDEL', KEYS[3], ARGV[1]) end
-local now = tonumber(ARGV[5])
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-	local ok, rec = pcall(cjson.decode, all[i+1])
-	if ok and type(rec) == 'table' and tonumber(rec.exp) and tonumber(rec.exp) <= now then
-		redis.call('HDEL', KEYS[1], all[i])
-		if redis.call('HGET', KEYS[2], all[i]) == ARGV[2] then
-			redis.call('HDEL', KEYS[2], all[i])
-		end
-	end
-end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-return 1
-`)
-
-// unregisterScript removes server ARGV[1] from role key KEYS[1] and the
-// index KEYS[2] if the index still says its role is ARGV[2]; it returns 0
-// when the index says otherwise (the caller retries) and 1 when done or
-// already gone.
-var unregisterScript = rueidis.NewLuaScript(`
-local cur = redis.call('HGET', KEYS[2], ARGV[1])
-if not cur then return 1 end
-if cur ~= ARGV[2] then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-return 1
-`)
-
-// pruneServerScript removes server ARGV[1] from role key KEYS[1] if its
-// record is still exactly ARGV[2] (the expired one a reader saw), and from
-// the index KEYS[2] if the index still maps it to role ARGV[3].
-var pruneServerScript = rueidis.NewLuaScript(`
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-	redis.call('HDEL', KEYS[1], ARGV[1])
-	if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[3] then
-		redis.call('HDEL', KEYS[2], ARGV[1])
-	end
-end
-return 1
-`)
-
-// indexRole returns the role the index holds for id, or "" if none.
-func (r *Redis) indexRole(ctx context.Context, id string) (string, error) {
-	role, err := r.client.Do(ctx, r.client.B().Hget().Key(r.indexKey()).Field(id).Build()).ToString()
-	if rueidis.IsRedisNil(err) {
-		return "", nil
-	}
-	return role, err
-}
-
-// RegisterServer implements Table. Safe for concurrent use.
-func (r *Redis) RegisterServer(ctx context.Context, s Server, ttl time.Duration) error {
-	if r.closed.Load() {
-		return ErrClosed
-	}
-	if ttl <= 0 {
-		return ErrInvalidTTL
-	}
-	if !validServer(&s) {
-		return ErrInvalidServer
-	}
-	now := nowMs()
-	rec, err := json.Marshal(serverRecord{
-		ID: s.ID, Role: s.Role, Addr: s.Addr, Priority: s.Priority, Load: s.Load,
-		StaticKey: s.StaticKey, Cert: s.Cert, Updated: now, Expires: now + ttlMs(ttl), Info: s.Info,
-	})
-	if err != nil {
-		return fmt.Errorf("route: encode server: %w", err)
-	}
-	id := strconv.FormatUint(uint64(s.ID), 10)
-	for range casAttempts {
-		prev, err := r.indexRole(ctx, id)
-		if err != nil {
-			return unavailable(err)
-		}
-		prevKey := r.roleKey(s.Role)
-		if prev != "" {
-			prevKey = r.roleKey(prev)
-		}
-		n, err := registerScript.Exec(ctx, r.client,
-			[]string{r.roleKey(s.Role), r.indexKey(), prevKey},
-			[]string{id, s.Role, string(rec), prev, strconv.FormatInt(now, 10)},
-		).AsInt64()
-		if err != nil {
-			return unavailable(err)
-		}
-		if n == 1 {
-			return nil
-		}
-	}
-	return fmt.Errorf("%w: server %d is being registered concurrently", ErrUnavailable, s.ID)
-}
-
-// Servers implements Table. Expired records seen on the way are removed
-// (best effort). Safe for concurrent use.
-func (r *Redis) Servers(ctx context.Context, role string) ([]Server, error) {
-	if r.closed.Load() {
-		return nil, ErrClosed
-	}
-	key := r.roleKey(role)
-	recs, err := r.client.Do(ctx, r.client.B().Hgetall().Key(key).Build()).AsStrMap()
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	now := nowMs()
-	out := make([]Server, 0, len(recs))
-	var dead []rueidis.LuaExec
-	for id, raw := range recs {
-		var rec serverRecord
-		if err := json.Unmarshal([]byte(raw), &rec); err != nil {
-			continue // not ours to interpret; left for an operator
-		}
-		if rec.Expires <= now {
-			dead = append(dead, rueidis.LuaExec{
-				Keys: []string{key, r.indexKey()},
-				Args: []string{id, raw, role},
-			})
-			continue
-		}
-		out = append(out, Server{
-			ID: rec.ID, Role: rec.Role, Addr: rec.Addr, Priority: rec.Priority, Load: rec.Load,
-			StaticKey: rec.StaticKey, Cert: rec.Cert, Updated: rec.Updated, Info: rec.Info,
-		})
-	}
-	if len(dead) > 0 {
-		_ = pruneServerScript.ExecMulti(ctx, r.client, dead...)
-	}
-	sortServers(out)
-	return out, nil
-}
-
-// UnregisterServer implements Table. Safe for concurrent use.
-func (r *Redis) UnregisterServer(ctx context.Context, id uint32) error {
-	if r.closed.Load() {
-		return ErrClosed
-	}
-	sid := strconv.FormatUint(uint64(id), 10)
-	for range casAttempts {
-		role, err := r.indexRole(ctx, sid)
-		if err != nil {
-			return unavailable(err)
-		}
-		if role == "" {
-			return nil
-		}
-		n, err := unregisterScript.Exec(ctx, r.client,
-			[]string{r.roleKey(role), r.indexKey()},
-			[]string{sid, role},
-		).AsInt64()
-		if err != nil {
-			return unavailable(err)
-		}
-		if n == 1 {
-			return nil
-		}
-	}
-	return fmt.Errorf("%w: server %d is being re-registered concurrently", ErrUnavailable, id)
-}
-
 // Close implements Table: it closes the connections; pending calls fail.
 // Safe for concurrent use.
-func (r *Redis) Close() error {
+func (r *Table) Close() error {
 	if r.closed.Swap(true) {
 		return nil
 	}
 	r.client.Close()
 	return nil
-}
-
-// recentWindow is how long after writing a user this process reads the
-// user's routes past the client-side cache. The invalidation it waits for
-// is queued by Redis right behind the write and normally lands within a
-// round trip; a second covers a connection that is deep in a pipeline or
-// briefly stalled, and costs little: a user is written at login, logout and
-// each refresh (tens of seconds apart), so at most a few percent of the
-// user's reads go uncached.
-const recentWindow = time.Second
-
-// recentWrites remembers which users this process wrote in the last
-// recentWindow. It is sharded like Local; no method holds two shard locks.
-type recentWrites struct {
-	epoch  time.Time    // monotonic origin of the deadlines
-	until  atomic.Int64 // latest deadline of any entry: nothing is recent after it
-	shards [shardCount]recentShard
-}
-
-// recentShard maps user → deadline (nanoseconds since epoch).
-type recentShard struct {
-	mu      sync.Mutex
-	users   map[uint64]int64 // guarded by mu
-	sweepAt int              // guarded by mu; len(users) that triggers a sweep
-	_       [128 - unsafe.Sizeof(sync.Mutex{}) - unsafe.Sizeof(map[uint64]int64(nil)) - unsafe.Sizeof(0)]byte
-}
-
-// markWritten records that user was just written. It is called whether or
-// not the write succeeded: a failed write may still have been applied.
-// Safe for concurrent use.
-func (r *Redis) markWritten(user uint64) {
-	if r.cached {
-		r.recent.add(user)
-	}
-}
-
-// add records a write of user now.
-func (w *recentWrites) add(user uint64) {
-	deadline := int64(time.Since(w.epoch) + recentWindow)
-	for {
-		cur := w.until.Load()
-		if cur >= deadline || w.until.CompareAndSwap(cur, deadline) {
-			break
-		}
-	}
-	sh := &w.shards[shardOf(user)]
-	sh.mu.Lock()
-	if sh.users == nil {
-		sh.users = make(map[uint64]int64)
-	}
-	sh.users[user] = deadline
-	// Users written once and never read again would otherwise stay; sweep
-	// when the map has doubled since the last sweep, which keeps the cost
-	// amortised constant per add.
-	if len(sh.users) >= sh.sweepAt {
-		now := deadline - int64(recentWindow)
-		maps.DeleteFunc(sh.users, func(_ uint64, d int64) bool { return d <= now })
-		sh.sweepAt = max(64, 2*len(sh.users))
-	}
-	sh.mu.Unlock()
-}
-
-// has reports whether user was written within recentWindow. When nothing
-// was written lately it costs one atomic load.
-func (w *recentWrites) has(user uint64) bool {
-	now := int64(time.Since(w.epoch))
-	if w.until.Load() <= now {
-		return false
-	}
-	sh := &w.shards[shardOf(user)]
-	sh.mu.Lock()
-	d, ok := sh.users[user]
-	if ok && d <= now {
-		delete(sh.users, user)
-		ok = false
-	}
-	sh.mu.Unlock()
-	return ok
 }

@@ -1,11 +1,13 @@
-package route
+package redis
 
 import (
-	"github.com/redis/rueidis"
-
 	"context"
 	"strconv"
 	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/myim/myim/route"
 )
 
 // Revoked access tokens, shared by every node of a cluster through Redis:
@@ -13,13 +15,13 @@ import (
 // score = until when it is refused (unix milliseconds). Entries past their
 // time are trimmed on every write and read.
 
-func (r *Redis) revokedKey() string { return r.prefix + "{revoked}" }
+func (r *Table) revokedKey() string { return r.prefix + "{revoked}" }
 
 // RevokeToken records that tokens with session id sid are refused until
 // until. Revoking again keeps the later time. Safe for concurrent use.
-func (r *Redis) RevokeToken(ctx context.Context, sid string, until time.Time) error {
+func (r *Table) RevokeToken(ctx context.Context, sid string, until time.Time) error {
 	if r.closed.Load() {
-		return ErrClosed
+		return route.ErrClosed
 	}
 	key := r.revokedKey()
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
@@ -37,9 +39,9 @@ func (r *Redis) RevokeToken(ctx context.Context, sid string, until time.Time) er
 
 // RevokedTokens returns the revocations in force, session id -> until.
 // Safe for concurrent use.
-func (r *Redis) RevokedTokens(ctx context.Context) (map[string]time.Time, error) {
+func (r *Table) RevokedTokens(ctx context.Context) (map[string]time.Time, error) {
 	if r.closed.Load() {
-		return nil, ErrClosed
+		return nil, route.ErrClosed
 	}
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	zs, err := r.client.Do(ctx, r.client.B().Zrange().Key(r.revokedKey()).Min("("+now).Max("+inf").Byscore().
