@@ -33,7 +33,9 @@ type Conn struct {
 	dirty     bool
 	closing   bool
 	ctx       any
-	remote    net.Addr // formatted when asked: most connections never are
+	remote    net.Addr                   // formatted when asked: most connections never are
+	tc        TransportConn              // nil without a transport
+	raw       *bytebufferpool.ByteBuffer // WriteRaw's bytes, with a transport
 
 	// Shared state.
 	user   atomic.Uint64 // the authenticated user, 0 before
@@ -192,6 +194,9 @@ func (c *Conn) Close(r CloseReason) {
 func (c *Conn) closeOnLoop(r CloseReason) {
 	c.reason.CompareAndSwap(0, uint32(r))
 	c.closing = true
+	if c.tc != nil {
+		c.markDirty() // so that the flush sends the transport's close
+	}
 }
 
 // Reason returns the close reason, ReasonNone while open. Safe for

@@ -43,6 +43,13 @@ type NodeConfig struct {
 	// Handlers for each listener; a nil one refuses everything but PING
 	// until authenticated peers exist for it.
 	LoginHandler, EndpointHandler, CenterHandler Handler
+	// WSAddr is the WebSocket listener (empty: none), served by WSHandler
+	// (engine/ws's Mux over the login and endpoint handlers) through
+	// WSTransport (engine/ws's Transport), with the client listeners'
+	// limits. Both are needed for the listener to exist.
+	WSAddr      string
+	WSHandler   Handler
+	WSTransport Transport
 	// Ready reports whether the node's dependencies (store, Redis, center
 	// links) are usable; /readyz calls it. Nil means always ready.
 	Ready func(ctx context.Context) error
@@ -163,6 +170,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	want("login", cfg.LoginAddr, all || cfg.Role == RoleLogin)
 	want("endpoint", cfg.EndpointAddr, all || cfg.Role == RoleEndpoint)
 	want("center", cfg.CenterAddr, all || cfg.Role == RoleCenter)
+	want("ws", cfg.WSAddr, cfg.WSHandler != nil && cfg.WSTransport != nil)
 	if cfg.HTTPAddr != "" {
 		names = append(names, "http")
 		caps["http"] = cfg.HTTPMaxConns
@@ -185,6 +193,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 			lim.PreAuthMaxFrame = DefaultPreAuthMaxFrame
 		}
 		lim.Logger = cfg.Logger.With("listener", name)
+		if name == "ws" {
+			lim.Transport = cfg.WSTransport
+		}
 		n.servers[name] = New(h, WithConfig(lim))
 		n.order = append(n.order, name)
 	}
@@ -207,6 +218,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	}
 	if all || cfg.Role == RoleCenter {
 		add("center", cfg.CenterAddr, or(cfg.CenterHandler))
+	}
+	if cfg.WSHandler != nil && cfg.WSTransport != nil {
+		add("ws", cfg.WSAddr, cfg.WSHandler)
 	}
 	healthz := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

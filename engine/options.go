@@ -48,6 +48,9 @@ type Config struct {
 	ReusePort bool
 	// Logger receives the engine's logs; nil discards them.
 	Logger *slog.Logger
+	// Transport, when set, is an outer framing between the sockets and
+	// the frame parser (a WebSocket); nil means plain MyIM frames.
+	Transport Transport
 }
 
 func (c *Config) fillDefaults() {

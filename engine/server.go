@@ -127,6 +127,11 @@ type loop struct {
 	// the loop.
 	sweepAt atomic.Int64
 	srv     *Server
+
+	// Scratch for flushes through a transport.
+	iov  [4][]byte
+	hdr  [16]byte
+	tail []byte
 }
 
 // addMail lists c as having posted buffers (or a Close) and schedules the
@@ -441,7 +446,14 @@ func (s *Server) flush(l *loop) {
 		c := l.dirty[i]
 		l.dirty[i] = nil
 		c.dirty = false
-		if out := c.out; out != nil {
+		if c.tc != nil {
+			if n, err := s.flushTransport(l, c); err != nil {
+				c.closeOnLoop(ReasonPeer)
+			} else if n > 0 {
+				bytes += n
+				writes++
+			}
+		} else if out := c.out; out != nil {
 			// Detach the buffer first: a failed write closes the
 			// connection at once, and OnClose must not release it too.
 			c.out = nil
@@ -520,6 +532,9 @@ func (g *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c := &Conn{gc: gc, srv: s, loop: l, id: s.nextID.Add(1), openedAt: s.now(), wheelTick: -1}
 	c.remote = ownAddr(gc.RemoteAddr())
 	gc.SetContext(c)
+	if t := s.cfg.Transport; t != nil {
+		c.tc = t.Open(c)
+	}
 	if n > int64(s.cfg.MaxConns) || s.stop.Load() {
 		r := ReasonMaxConns
 		if s.stop.Load() {
@@ -527,13 +542,20 @@ func (g *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		}
 		c.reason.Store(uint32(r))
 		c.closed.Store(true)
-		out, _ := frame.AppendError(nil, frame.ErrCodeRetry, 0, "server full")
+		var out []byte
+		if c.tc != nil {
+			out = c.tc.AppendClose(nil, r)
+		} else {
+			out, _ = frame.AppendError(nil, frame.ErrCodeRetry, 0, "server full")
+		}
 		return out, gnet.Close
 	}
 	l.wheel.schedule(c, c.nextDeadline())
-	c.opened = true
-	if err := s.h.OnOpen(c); err != nil {
-		s.handlerError(c, err)
+	if c.tc == nil { // with a transport, once it is ready
+		c.opened = true
+		if err := s.h.OnOpen(c); err != nil {
+			s.handlerError(c, err)
+		}
 	}
 	s.flush(l)
 	return nil, gnet.None
@@ -560,6 +582,13 @@ func (g *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 		outPool.Put(c.out)
 		c.out = nil
 	}
+	if c.tc != nil {
+		if c.raw != nil {
+			outPool.Put(c.raw)
+			c.raw = nil
+		}
+		c.tc.Release()
+	}
 	mail, _ := c.takeMail(nil)
 	for _, b := range mail {
 		bytebufferpool.Put(b)
@@ -581,42 +610,10 @@ func (g *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	var frames, bytes int
-	for !c.closing {
-		n := gc.InboundBuffered()
-		if n == 0 {
-			break
-		}
-		hdr, _ := gc.Peek(min(n, frame.MaxLengthBytes))
-		limit := s.cfg.MaxFrame
-		if c.user.Load() == 0 {
-			limit = s.cfg.PreAuthMaxFrame // nothing big before authentication
-		}
-		size, err := frame.Split(hdr, limit)
-		if err != nil {
-			s.frameError(c, err)
-			break
-		}
-		if size == 0 || n < size {
-			break // wait for the rest; the idle deadline bounds the wait
-		}
-		buf, err := gc.Peek(size)
-		if err != nil {
-			break
-		}
-		f := frame.Frame(buf)
-		if err := frame.CheckEnvelope(f); err != nil {
-			s.frameError(c, err)
-			break
-		}
-		frames++
-		bytes += size
-		if f.Cmd() == frame.CmdPing {
-			out := c.Out()
-			out.B = pongFor(out.B, f)
-		} else if err := s.h.OnFrame(c, f); err != nil {
-			s.handlerError(c, err)
-		}
-		_, _ = gc.Discard(size)
+	if c.tc != nil {
+		frames, bytes = s.readTransport(c, gc)
+	} else {
+		frames, bytes = s.readFrames(c, gc)
 	}
 	if frames > 0 {
 		c.lastFrame = s.now()
@@ -669,3 +666,51 @@ func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug(fmt.Sprintf(f, a...),
 func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn(fmt.Sprintf(f, a...), "src", "gnet") }
 func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...), "src", "gnet") }
 func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...), "src", "gnet") }
+
+// readFrames handles the whole frames a connection without a transport
+// has buffered and returns the frames and bytes handled.
+func (s *Server) readFrames(c *Conn, gc gnet.Conn) (frames, bytes int) {
+	for !c.closing {
+		n := gc.InboundBuffered()
+		if n == 0 {
+			break
+		}
+		hdr, _ := gc.Peek(min(n, frame.MaxLengthBytes))
+		limit := s.cfg.MaxFrame
+		if c.user.Load() == 0 {
+			limit = s.cfg.PreAuthMaxFrame // nothing big before authentication
+		}
+		size, err := frame.Split(hdr, limit)
+		if err != nil {
+			s.frameError(c, err)
+			break
+		}
+		if size == 0 || n < size {
+			break // wait for the rest; the idle deadline bounds the wait
+		}
+		buf, err := gc.Peek(size)
+		if err != nil {
+			break
+		}
+		frames++
+		bytes += size
+		s.dispatch(c, frame.Frame(buf))
+		_, _ = gc.Discard(size)
+	}
+	return frames, bytes
+}
+
+// dispatch checks a whole frame's envelope, answers PING and hands the
+// rest to the handler.
+func (s *Server) dispatch(c *Conn, f frame.Frame) {
+	if err := frame.CheckEnvelope(f); err != nil {
+		s.frameError(c, err)
+		return
+	}
+	if f.Cmd() == frame.CmdPing {
+		out := c.Out()
+		out.B = pongFor(out.B, f)
+	} else if err := s.h.OnFrame(c, f); err != nil {
+		s.handlerError(c, err)
+	}
+}

@@ -89,11 +89,14 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	abs, _ := filepath.Abs(cfg.DataDir)
 	addrs := n.Addrs()
 	say.started(cfg)
-	for _, name := range []string{"endpoint", "login", "center", "http", "admin"} {
+	for _, name := range []string{"endpoint", "login", "center", "http", "admin", "ws"} {
 		if a := addrs[name]; a != nil {
 			note := ""
 			if name == "http" && (cfg.HTTPTLSCert != "" || cfg.HTTPTLSAuto) {
 				note = "TLS"
+			}
+			if name == "ws" {
+				note = "WebSocket /login /endpoint"
 			}
 			say.listening(name, a.String(), note)
 		}

@@ -93,7 +93,7 @@ func startMyimdVia(t testing.TB, dir string, wrapper []string, args ...string) *
 	t.Helper()
 	base := []string{"--data-dir", dir, "--endpoint-addr", "127.0.0.1:0",
 		"--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0",
-		"--admin-addr", "127.0.0.1:0", "--shutdown-grace", "5s"}
+		"--admin-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0", "--shutdown-grace", "5s"}
 	argv := append(append(append([]string(nil), wrapper...), binPath), append(base, args...)...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	stdout, _ := cmd.StdoutPipe()

@@ -253,6 +253,7 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 	if endpoint != nil {
 		eh = endpoint
 	}
+	wsh, wst := wsListener(cfg, lh, eh)
 	n, err := engine.NewNode(engine.NodeConfig{
 		Role:         role,
 		ServerID:     uint32(cfg.ServerID),
@@ -274,6 +275,9 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		Logger:           log,
 		LoginHandler:     lh,
 		EndpointHandler:  eh,
+		WSAddr:           cfg.WSAddr,
+		WSHandler:        wsh,
+		WSTransport:      wst,
 		Ready:            ready,
 	})
 	if err != nil {
