@@ -91,8 +91,9 @@ const (
 )
 
 // connShares splits the file descriptors left after reserve among the
-// listeners: the endpoint takes most, the login and HTTP listeners an
-// eighth each, any other listener a sixteenth; a configured cap below its
+// listeners: the endpoint takes most, the WebSocket listener a quarter,
+// the login and HTTP listeners an eighth each, any other listener a
+// sixteenth; a configured cap below its
 // share is kept. limit 0 (unknown or unlimited) leaves the caps as they
 // are.
 func connShares(limit, reserve int, names []string, caps map[string]int) map[string]int {
@@ -110,7 +111,11 @@ func connShares(limit, reserve int, names []string, caps map[string]int) map[str
 			continue
 		}
 		share := avail / 8
-		if n != "login" && n != "http" {
+		switch n {
+		case "login", "http":
+		case "ws": // browsers' sessions: a quarter of what the endpoint holds
+			share = avail / 4
+		default:
 			share = avail / 16
 		}
 		out[n] = max(min(out[n], share), 1)
