@@ -256,7 +256,6 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 	if endpoint != nil {
 		eh = endpoint
 	}
-	wsh, wst := wsListener(cfg, lh, eh)
 	n, err := node.NewNode(node.NodeConfig{
 		Role:         role,
 		ServerID:     uint32(cfg.ServerID),
@@ -279,8 +278,7 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		LoginHandler:     lh,
 		EndpointHandler:  eh,
 		WSAddr:           cfg.WSAddr,
-		WSHandler:        wsh,
-		WSTransport:      wst,
+		WSOrigins:        splitList(cfg.WSOrigins),
 		Ready:            ready,
 	})
 	if err != nil {
