@@ -10,6 +10,8 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/engine"
+	"github.com/myim/myim/engine/clusterca"
+	"github.com/myim/myim/engine/node"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/session"
@@ -28,10 +30,10 @@ var testArgon2 = session.Argon2Params{Memory: 8192, Time: 1, Threads: 1, SaltLen
 type rig struct {
 	t       testing.TB
 	store   storage.Store
-	id      *engine.Identity
-	center  *engine.LocalCenter
+	id      *clusterca.Identity
+	center  *node.LocalCenter
 	login   *engine.Server
-	eps     [2]*engine.EndpointHandler
+	eps     [2]*node.EndpointHandler
 	proxies [2]*testenv.Proxy
 	// dials counts the connections clients opened to endpoint 0.
 	dials atomic.Int64
@@ -45,17 +47,17 @@ func startRig(t testing.TB) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	id, err := engine.LoadIdentity(dir, 1, time.Now())
+	id, err := clusterca.LoadIdentity(dir, 1, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &rig{t: t, store: st, id: id}
-	r.center = engine.NewLocalCenter(engine.CenterConfig{ID: 1, Store: st,
-		Files: engine.FilesConfig{Dir: t.TempDir()}})
+	r.center = node.NewLocalCenter(node.CenterConfig{ID: 1, Store: st,
+		Files: node.FilesConfig{Dir: t.TempDir()}})
 	t.Cleanup(r.center.Close)
 	scfg := &session.Config{Argon2: testArgon2}
 	for i := range r.eps {
-		r.eps[i] = engine.NewEndpoint(engine.EndpointConfig{ID: uint32(i + 1), Identity: id, Session: scfg,
+		r.eps[i] = node.NewEndpoint(node.EndpointConfig{ID: uint32(i + 1), Identity: id, Session: scfg,
 			Center: r.center})
 		srv := startServer(t, r.eps[i])
 		r.proxies[i] = testenv.StartProxy(t, srv.Addr().String())
@@ -64,10 +66,10 @@ func startRig(t testing.TB) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	servers := func(context.Context) []engine.ServerInfo {
-		out := make([]engine.ServerInfo, len(r.proxies))
+	servers := func(context.Context) []node.ServerInfo {
+		out := make([]node.ServerInfo, len(r.proxies))
 		for i, p := range r.proxies {
-			out[i] = engine.ServerInfo{ID: uint32(i + 1), Addr: p.Addr(), Priority: i,
+			out[i] = node.ServerInfo{ID: uint32(i + 1), Addr: p.Addr(), Priority: i,
 				Key: id.Static.PublicKey().Bytes(), Cert: cert}
 		}
 		return out
@@ -76,7 +78,7 @@ func startRig(t testing.TB) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := engine.NewLogin(engine.LoginConfig{Store: st, Identity: id, Hasher: hasher, Session: scfg,
+	l := node.NewLogin(node.LoginConfig{Store: st, Identity: id, Hasher: hasher, Session: scfg,
 		Servers: servers, Notify: r.center.Notify})
 	r.login = startServer(t, l)
 	t.Cleanup(l.Wait) // after the server stops (cleanups run last first)

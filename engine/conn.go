@@ -190,6 +190,12 @@ func (c *Conn) Close(r CloseReason) {
 	}
 }
 
+// CloseOnLoop marks the connection for closing with reason r when the
+// current callback returns, after the output the callback queued is flushed.
+// Call it only on the connection's event loop, from a Handler callback or a
+// mail handler; from elsewhere use Close. The first reason given wins.
+func (c *Conn) CloseOnLoop(r CloseReason) { c.closeOnLoop(r) }
+
 // closeOnLoop marks the connection for closing at the end of this callback.
 func (c *Conn) closeOnLoop(r CloseReason) {
 	c.reason.CompareAndSwap(0, uint32(r))
@@ -198,6 +204,16 @@ func (c *Conn) closeOnLoop(r CloseReason) {
 		c.markDirty() // so that the flush sends the transport's close
 	}
 }
+
+// OpenedAt returns when the server accepted the connection. Safe for
+// concurrent use.
+func (c *Conn) OpenedAt() time.Time { return c.srv.start.Add(c.openedAt) }
+
+// SetUser records the user the connection authenticated as, which User
+// returns from then on. From the next frame on, the connection is held to
+// the server's MaxFrame rather than PreAuthMaxFrame. Call it on the
+// connection's event loop.
+func (c *Conn) SetUser(user uint64) { c.user.Store(user) }
 
 // Reason returns the close reason, ReasonNone while open. Safe for
 // concurrent use.

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/myim/myim/engine"
+	"github.com/myim/myim/engine/clusterca"
 	"github.com/myim/myim/frame"
 )
 
@@ -365,7 +365,7 @@ func TestClusterCommands(t *testing.T) {
 	if rc := run([]string{"cluster", "token", "--data-dir", dir, "--role", "endpoint", "--node", "4", "--uses=2", "--ttl", "10m"}, env, &out, &errb); rc != 0 {
 		t.Fatalf("token: %d %s", rc, errb.String())
 	}
-	if _, _, err := engine.ParseJoinToken(out.String()); err != nil {
+	if _, _, err := clusterca.ParseJoinToken(out.String()); err != nil {
 		t.Fatalf("token %q: %v", out.String(), err)
 	}
 	var id string

@@ -117,16 +117,21 @@ func (w *conn) Ready() bool { return w.state == stateOpen }
 
 // Unwrap implements engine.TransportConn.
 func (w *conn) Unwrap(c *engine.Conn, in []byte) (int, []byte, int, error) {
+	if w.state == stateUpgrade {
+		return w.upgrade(c, in)
+	}
+	return w.unwrapOpen(c, in)
+}
+
+// unwrapOpen is Unwrap after the upgrade.
+func (w *conn) unwrapOpen(c peer, in []byte) (int, []byte, int, error) {
 	if w.fragDone {
 		w.releaseFrag()
 	}
-	switch w.state {
-	case stateUpgrade:
-		return w.upgrade(c, in)
-	case stateOpen:
-		return w.message(c, in)
+	if w.state != stateOpen {
+		return len(in), nil, 0, nil // after a close: ignored
 	}
-	return len(in), nil, 0, nil // after a close: ignored
+	return w.message(c, in)
 }
 
 // upgrade answers the upgrade request at the start of in.
@@ -204,8 +209,15 @@ func (t *Transport) originOK(r *Request) bool {
 	return false
 }
 
+// peer is what message needs of the connection: *engine.Conn, or a
+// stand-in in the fuzz test.
+type peer interface {
+	User() uint64
+	WriteRaw(b []byte)
+}
+
 // message handles the frame at the start of in.
-func (w *conn) message(c *engine.Conn, in []byte) (int, []byte, int, error) {
+func (w *conn) message(c peer, in []byte) (int, []byte, int, error) {
 	h, need, ok, err := wswire.ParseHeader(in)
 	if err != nil {
 		return 0, nil, 0, w.fail(1002, engine.ReasonMalformed, err)
@@ -268,7 +280,7 @@ func (w *conn) message(c *engine.Conn, in []byte) (int, []byte, int, error) {
 }
 
 // peerClose answers the peer's close message by echoing its code.
-func (w *conn) peerClose(c *engine.Conn, p []byte) error {
+func (w *conn) peerClose(c peer, p []byte) error {
 	if len(p) == 1 {
 		return w.fail(1002, engine.ReasonMalformed, wswire.ErrBadClose)
 	}
