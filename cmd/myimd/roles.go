@@ -259,7 +259,6 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 	if ep != nil {
 		eh = ep
 	}
-	wsh, wst := wsListener(cfg, lh, eh)
 	n, err := node.NewNode(node.NodeConfig{
 		Role:         role,
 		ServerID:     uint32(cfg.ServerID),
@@ -282,8 +281,7 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		LoginHandler:     lh,
 		EndpointHandler:  eh,
 		WSAddr:           cfg.WSAddr,
-		WSHandler:        wsh,
-		WSTransport:      wst,
+		WSOrigins:        splitList(cfg.WSOrigins),
 		Ready:            ready,
 	})
 	if err != nil {
