@@ -115,6 +115,9 @@ var errPeerClose = errors.New("ws: closed by the peer")
 // Ready implements engine.TransportConn.
 func (w *conn) Ready() bool { return w.state == stateOpen }
 
+// wsConn returns the WebSocket state, for Mux.
+func (w *conn) wsConn() *conn { return w }
+
 // Unwrap implements engine.TransportConn.
 func (w *conn) Unwrap(c *engine.Conn, in []byte) (int, []byte, int, error) {
 	if w.state == stateUpgrade {
