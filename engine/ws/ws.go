@@ -65,9 +65,8 @@ func (c *Config) fillDefaults() {
 
 // Transport is the WebSocket engine.Transport. Safe for concurrent use.
 type Transport struct {
-	cfg      Config
-	anyOrig  bool
-	maxPaths int
+	cfg     Config
+	anyOrig bool
 }
 
 // New returns a WebSocket transport for engine.WithTransport.
