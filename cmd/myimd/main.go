@@ -101,6 +101,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			}
 			if name == "ws" {
 				note = "WebSocket /login /endpoint"
+				if cfg.HTTPTLSCert != "" || cfg.HTTPTLSAuto {
+					note = "wss:// /login /endpoint"
+				}
 			}
 			say.listening(name, a.String(), note)
 		}

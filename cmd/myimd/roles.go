@@ -282,6 +282,7 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		EndpointHandler:  eh,
 		WSAddr:           cfg.WSAddr,
 		WSOrigins:        splitList(cfg.WSOrigins),
+		WSTLS:            httpTLS,
 		Ready:            ready,
 	})
 	if err != nil {
