@@ -238,7 +238,7 @@ func (w *conn) message(c peer, in []byte) (int, []byte, int, error) {
 	if w.frag != nil {
 		joined = len(w.frag.B)
 	}
-	if h.Length > int64(limit-joined) {
+	if h.Op < wswire.OpClose && h.Length > int64(limit-joined) { // data frames
 		return 0, nil, 0, w.fail(1009, engine.ReasonTooLarge, wswire.ErrTooLarge)
 	}
 	total := h.Size + int(h.Length)
