@@ -215,7 +215,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	switch cfg.Role {
 	case im.RoleAll, im.RoleLogin, im.RoleEndpoint, im.RoleCenter:
 	default:
-		return nil, fmt.Errorf("engine: unknown role %q", cfg.Role)
+		return nil, fmt.Errorf("node: unknown role %q", cfg.Role)
 	}
 	or := func(h engine.Handler) engine.Handler {
 		if h == nil {
