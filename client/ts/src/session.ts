@@ -181,6 +181,11 @@ export class Session extends Emitter<SessionEvents> {
     throw last;
   }
 
+  /** A fresh client message id, for a send whose CID the caller wants to know first (its group echo carries it). */
+  newCID(): bigint {
+    return ++this.nextCID;
+  }
+
   /**
    * Sends a MSG (or GROUP_MSG with group: true). QoS 1 (the default) is
    * sent again with the same CID on the next connection when the current
@@ -189,8 +194,8 @@ export class Session extends Emitter<SessionEvents> {
    * shows it once whatever the number of attempts. signal ends the
    * attempts (the last SendError is thrown).
    */
-  async send(to: bigint, content: Uint8Array | string, opts: { qos?: 0 | 1; group?: boolean; signal?: AbortSignal } = {}): Promise<Acked | null> {
-    const cid = ++this.nextCID;
+  async send(to: bigint, content: Uint8Array | string, opts: { qos?: 0 | 1; group?: boolean; cid?: bigint; signal?: AbortSignal } = {}): Promise<Acked | null> {
+    const cid = opts.cid ?? this.newCID();
     let last: Error | null = null;
     for (;;) {
       if (opts.signal?.aborted) throw last ?? new SendError(cid, new ClosedError("aborted"));
