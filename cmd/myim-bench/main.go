@@ -33,6 +33,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/myim/myim/client"
 	"github.com/myim/myim/internal/buildinfo"
 )
 
@@ -41,6 +42,11 @@ import (
 type Config struct {
 	Scenario string // idle, ping, p2p, group, login-storm, reconnect-storm
 	Proto    string // myim (default), fwd, mqtt
+	// Transport carries MyIM over tcp (default) or ws: WebSocket to
+	// WSAddr's /login and /endpoint, in place of the server list's
+	// addresses.
+	Transport string
+	WSAddr    string
 
 	// Server addresses. Endpoint defaults to what the token answer lists
 	// (MyIM) and is required for the peers.
@@ -82,6 +88,10 @@ type Config struct {
 	Spread     bool // session i goes to server i mod len(list), not one endpoint
 	MinServers int  // spread: wait until the server list has this many endpoints
 	Settle     bool // before the ramp: a GC in the server at HTTP, then RSS settles
+	// GCSignal: the --server-pid processes take SIGUSR1 as a forced
+	// collection; Settle signals them instead of asking myimd's pprof, and
+	// the idle scenario reads RSS a second time after one more.
+	GCSignal   bool
 	JSON       string
 	Plot       string
 	Progress   time.Duration
@@ -215,6 +225,8 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Scenario, "scenario", "p2p", "idle, ping, p2p, group, login-storm or reconnect-storm")
 	fs.StringVar(&c.Proto, "proto", "myim", "myim, or a peer of benchmarks/: fwd (length-prefixed forwarders) or mqtt")
+	fs.StringVar(&c.Transport, "transport", "tcp", "MyIM over tcp, or ws: WebSocket to --ws-addr (/login and /endpoint) for every session and login")
+	fs.StringVar(&c.WSAddr, "ws-addr", "127.0.0.1:5290", "myimd's WebSocket listener, with --transport ws")
 	fs.StringVar(&c.Endpoint, "addr", "", "endpoint address (MyIM: default from the server list; required for peers)")
 	fs.StringVar(&c.Login, "login-addr", "127.0.0.1:5223", "login listener")
 	fs.StringVar(&c.HTTP, "http-addr", "127.0.0.1:5280", "HTTP API address")
@@ -247,6 +259,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.BoolVar(&c.Spread, "spread", false, "spread the sessions over every endpoint of the server list (session i to server i mod the list's length) instead of one")
 	fs.IntVar(&c.MinServers, "min-servers", 0, "with --spread: wait up to 60s until the server list has this many endpoints")
 	fs.BoolVar(&c.Settle, "settle", false, "before the ramp, have the server at --http-addr collect the garbage of provisioning (myimd --pprof) and wait until the --server-pid processes' RSS stops falling, so that it is not taken off the sessions' growth")
+	fs.BoolVar(&c.GCSignal, "gc-signal", false, "the --server-pid processes collect their garbage and return it to the kernel on SIGUSR1 (myimd and the peers of benchmarks/ do): --settle sends it instead of asking myimd's pprof, and idle reads RSS per session again after one more")
 	fs.StringVar(&c.JSON, "json", "", "write the report as JSON to this file")
 	fs.StringVar(&c.Plot, "plot", "", "draw the latency distribution as SVG to this file")
 	fs.DurationVar(&c.Progress, "progress", time.Second, "progress line interval")
@@ -276,11 +289,20 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	if c.Spread && (c.Proto != "myim" || c.Endpoint != "") {
 		return c, errors.New("--spread needs --proto myim and no --addr: it takes the server list that comes with the tokens")
 	}
-	if c.Settle && (c.Admin == "" || len(c.ServerPIDs) == 0) {
-		return c, errors.New("--settle needs --admin-secret and --server-pid")
+	if c.Settle && (c.Admin == "" && !c.GCSignal || len(c.ServerPIDs) == 0) {
+		return c, errors.New("--settle needs --server-pid and --admin-secret or --gc-signal")
+	}
+	if c.GCSignal && len(c.ServerPIDs) == 0 {
+		return c, errors.New("--gc-signal needs --server-pid")
 	}
 	if c.MinServers > 0 && (!c.Spread || c.Admin == "") {
 		return c, errors.New("--min-servers needs --spread and --admin-secret")
+	}
+	switch {
+	case c.Transport == "ws" && c.Proto != "myim":
+		return c, errors.New("--transport ws needs --proto myim")
+	case c.Transport != "tcp" && c.Transport != "ws":
+		return c, fmt.Errorf("unknown transport %q", c.Transport)
 	}
 	switch c.Scenario {
 	case "idle", "ping", "p2p", "group", "login-storm", "reconnect-storm":
@@ -344,4 +366,13 @@ func parseSources(s string) ([]string, error) {
 		out = append(out, part)
 	}
 	return out, nil
+}
+
+// webSocket is the SDK's WebSocket configuration for --transport ws, nil
+// for TCP.
+func (c *Config) webSocket() *client.WebSocketConfig {
+	if c.Transport != "ws" {
+		return nil
+	}
+	return &client.WebSocketConfig{Addr: c.WSAddr}
 }

@@ -238,6 +238,8 @@ func TestFlags(t *testing.T) {
 		{"--spread", "--addr", "127.0.0.1:1"},
 		{"--min-servers", "2"},              // needs --spread
 		{"--settle", "--admin-secret", "s"}, // needs --server-pid
+		{"--settle", "--server-pid", "1"},   // needs --admin-secret or --gc-signal
+		{"--gc-signal"},                     // needs --server-pid
 		{"--server-pid", "12,x"},
 	} {
 		if _, err := parseFlags(args, io.Discard); err == nil {

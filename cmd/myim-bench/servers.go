@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -195,9 +196,17 @@ const (
 // garbage in that server (argon2id's 19 MiB buffer per bulk call, the JSON
 // of thousands of users and tokens) that would otherwise be freed during
 // the ramp and taken off the sessions' growth.
+//
+// With --gc-signal it sends SIGUSR1 to every --server-pid process instead,
+// which every system of benchmarks/compare takes as runtime.GC and
+// debug.FreeOSMemory, so that all are measured alike.
 func settle(ctx context.Context, cfg *Config, srv *serverProcs) error {
 	ctx, cancel := context.WithTimeout(ctx, settleLimit)
 	defer cancel()
+	if cfg.GCSignal {
+		_, err := collect(ctx, cfg, srv)
+		return err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+cfg.AdminAPI+"/debug/pprof/heap?gc=1", nil)
 	if err != nil {
 		return err
@@ -212,8 +221,28 @@ func settle(ctx context.Context, cfg *Config, srv *serverProcs) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("--settle: GET /debug/pprof/heap: %s (the server needs --pprof and the admin secret)", resp.Status)
 	}
+	_, err = settleRSS(ctx, cfg, srv)
+	return err
+}
+
+// collect sends SIGUSR1 (--gc-signal) to every server process, waits
+// until their RSS stops falling, and returns the lowest sum it read (KiB).
+func collect(ctx context.Context, cfg *Config, srv *serverProcs) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, settleLimit)
+	defer cancel()
+	for _, pid := range srv.pids {
+		if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+			return 0, fmt.Errorf("--gc-signal: process %d: %w", pid, err)
+		}
+	}
+	return settleRSS(ctx, cfg, srv)
+}
+
+// settleRSS waits until the server processes' RSS stops falling or ctx
+// ends, and returns the lowest summed RSS it read (KiB).
+func settleRSS(ctx context.Context, cfg *Config, srv *serverProcs) (int64, error) {
 	start := time.Now()
-	first, low, lowAt := int64(-1), int64(-1), start
+	first, low, lowAt, least := int64(-1), int64(-1), start, int64(-1)
 	defer func() {
 		if !cfg.Quiet {
 			fmt.Fprintf(cfg.Out, "settle: server RSS %.1f -> %.1f MiB in %.1fs\n", float64(first)/1024, float64(low)/1024, time.Since(start).Seconds())
@@ -224,10 +253,13 @@ func settle(ctx context.Context, cfg *Config, srv *serverProcs) error {
 	for time.Since(lowAt) < settleQuiet {
 		sum, _, err := srv.read()
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if first < 0 {
 			first = sum.RSSKB
+		}
+		if least < 0 || sum.RSSKB < least {
+			least = sum.RSSKB
 		}
 		if low < 0 || sum.RSSKB < low-settleSlack {
 			low, lowAt = sum.RSSKB, time.Now()
@@ -235,8 +267,8 @@ func settle(ctx context.Context, cfg *Config, srv *serverProcs) error {
 		select {
 		case <-t.C:
 		case <-ctx.Done():
-			return nil // still falling: measured as it is
+			return least, nil // still falling: measured as it is
 		}
 	}
-	return nil
+	return least, nil
 }

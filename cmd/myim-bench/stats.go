@@ -195,15 +195,17 @@ func summarize(h *hdrhistogram.Histogram) Latency {
 
 // Report is a run's result; --json writes it as is.
 type Report struct {
-	Scenario string  `json:"scenario"`
-	Proto    string  `json:"proto"`
-	Conns    int     `json:"conns"`
-	Wanted   int     `json:"conns_wanted"`
-	QoS      int     `json:"qos"`
-	Size     int     `json:"size"`
-	Window   int     `json:"window"`
-	Rate     float64 `json:"offered_rate,omitempty"`
-	Seconds  float64 `json:"seconds"`
+	Scenario string `json:"scenario"`
+	Proto    string `json:"proto"`
+	// Transport is tcp or ws (MyIM over WebSocket).
+	Transport string  `json:"transport,omitempty"`
+	Conns     int     `json:"conns"`
+	Wanted    int     `json:"conns_wanted"`
+	QoS       int     `json:"qos"`
+	Size      int     `json:"size"`
+	Window    int     `json:"window"`
+	Rate      float64 `json:"offered_rate,omitempty"`
+	Seconds   float64 `json:"seconds"`
 
 	Sent       int64   `json:"sent"`
 	Delivered  int64   `json:"delivered"`
@@ -219,12 +221,16 @@ type Report struct {
 	Throughput float64 `json:"throughput_per_s"`
 	Latency    Latency `json:"latency"`
 
-	ServerPID        int     `json:"server_pid,omitempty"`
-	ServerRSSKB      int64   `json:"server_rss_kb,omitempty"`
-	ServerRSSBaseKB  int64   `json:"server_rss_base_kb,omitempty"`
-	RSSPerSessionKB  float64 `json:"server_rss_per_session_kb,omitempty"`
-	ServerCPUSeconds float64 `json:"server_cpu_s,omitempty"`
-	CPUPerMillion    float64 `json:"server_cpu_s_per_million,omitempty"`
+	ServerPID       int     `json:"server_pid,omitempty"`
+	ServerRSSKB     int64   `json:"server_rss_kb,omitempty"`
+	ServerRSSBaseKB int64   `json:"server_rss_base_kb,omitempty"`
+	RSSPerSessionKB float64 `json:"server_rss_per_session_kb,omitempty"`
+	// RSSPerSessionGCKB is RSSPerSessionKB read again after a forced
+	// collection (--gc-signal): what the sessions keep live, without the
+	// collector's headroom.
+	RSSPerSessionGCKB float64 `json:"server_rss_per_session_gc_kb,omitempty"`
+	ServerCPUSeconds  float64 `json:"server_cpu_s,omitempty"`
+	CPUPerMillion     float64 `json:"server_cpu_s_per_million,omitempty"`
 	// KernelSlabPerConnKB is the growth of the kernel's slab memory per
 	// connection while the sessions opened: both ends of each connection
 	// when the server runs on this machine, and whatever else the machine
@@ -318,6 +324,9 @@ func (r *Report) WriteTable(w io.Writer) {
 		row("server RSS", fmt.Sprintf("%.1f MiB (%.1f MiB before the sessions)", float64(r.ServerRSSKB)/1024, float64(r.ServerRSSBaseKB)/1024))
 		if r.RSSPerSessionKB > 0 {
 			row("server RSS per session", fmt.Sprintf("%.2f KiB", r.RSSPerSessionKB))
+		}
+		if r.RSSPerSessionGCKB > 0 {
+			row("server RSS per session after a forced collection", fmt.Sprintf("%.2f KiB", r.RSSPerSessionGCKB))
 		}
 		if r.KernelSlabPerConnKB > 0 {
 			row("kernel slab per connection", fmt.Sprintf("%.2f KiB (both ends, machine-wide)", r.KernelSlabPerConnKB))

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/myim/myim/engine"
+	"github.com/myim/myim/engine/clusterca"
 	"github.com/myim/myim/frame"
 )
 
@@ -93,7 +93,7 @@ func startMyimdVia(t testing.TB, dir string, wrapper []string, args ...string) *
 	t.Helper()
 	base := []string{"--data-dir", dir, "--endpoint-addr", "127.0.0.1:0",
 		"--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0",
-		"--admin-addr", "127.0.0.1:0", "--shutdown-grace", "5s"}
+		"--admin-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0", "--shutdown-grace", "5s"}
 	argv := append(append(append([]string(nil), wrapper...), binPath), append(base, args...)...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	stdout, _ := cmd.StdoutPipe()
@@ -193,6 +193,31 @@ func TestRawPingAndStop(t *testing.T) {
 	f, _, err := frame.Decode(rest, 0)
 	if err != nil || f.Cmd() != frame.CmdError || frame.Error(f.Body()).Code() != frame.ErrCodeUnauthorized {
 		t.Fatalf("want unauthorized error, got % x", rest)
+	}
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("exit status %d after SIGTERM, want 0; stderr:\n%s", code, p.out)
+	}
+}
+
+// SIGUSR1 is a forced collection, not a stop: the node keeps serving and
+// stops cleanly afterwards.
+func TestCollectSignal(t *testing.T) {
+	p := startMyimd(t)
+	for range 2 {
+		if err := p.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := net.Dial("tcp", p.addrs["endpoint"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte{0x03, 0x01, 0x01})
+	got := make([]byte, 3)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, []byte{0x03, 0x02, 0x00}) {
+		t.Fatalf("after SIGUSR1: got % x, %v; stderr:\n%s", got, err, p.out)
 	}
 	if code := p.stop(t); code != 0 {
 		t.Fatalf("exit status %d after SIGTERM, want 0; stderr:\n%s", code, p.out)
@@ -340,7 +365,7 @@ func TestClusterCommands(t *testing.T) {
 	if rc := run([]string{"cluster", "token", "--data-dir", dir, "--role", "endpoint", "--node", "4", "--uses=2", "--ttl", "10m"}, env, &out, &errb); rc != 0 {
 		t.Fatalf("token: %d %s", rc, errb.String())
 	}
-	if _, _, err := engine.ParseJoinToken(out.String()); err != nil {
+	if _, _, err := clusterca.ParseJoinToken(out.String()); err != nil {
 		t.Fatalf("token %q: %v", out.String(), err)
 	}
 	var id string

@@ -1,10 +1,12 @@
 // Command compare runs MyIM and its peers side by side on this machine with
 // the same load generator (cmd/myim-bench) and prints a markdown table of
-// medians with min and max, and each peer's ratio to MyIM.
+// medians with min and max, and MyIM's ratio to the best peer of each row.
 //
 // Each system runs as its own process, started fresh for every figure, in
-// turn: A B C D, A B C D, ... for --rounds rounds, so that drift of a
-// shared machine spreads over all of them. Run it from benchmarks/:
+// turn: A B C D E, A B C D E, ... for --rounds rounds, so that drift of a
+// shared machine spreads over all of them. Every server takes SIGUSR1 as a
+// forced collection, which the compare sends alike to all of them before
+// the idle ramp and once more after the hold. Run it from benchmarks/:
 //
 //	go run ./cmd/compare            # or: bash run.sh
 //
@@ -20,7 +22,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -44,6 +45,7 @@ type options struct {
 	p2pDur, pingDur     time.Duration
 	groupDur, loginDur  time.Duration
 	rate                float64
+	halfPeak            bool
 	window, pingWindow  int
 	size, loops, mochiQ int
 	hold                time.Duration
@@ -53,10 +55,12 @@ type options struct {
 type report struct {
 	Conns         int     `json:"conns"`
 	Throughput    float64 `json:"throughput_per_s"`
+	Offered       float64 `json:"offered_rate"`
 	Errors        int64   `json:"errors"`
 	Lost          int64   `json:"lost"`
 	LastError     string  `json:"last_error"`
 	RSSPerSession float64 `json:"server_rss_per_session_kb"`
+	RSSPerSessGC  float64 `json:"server_rss_per_session_gc_kb"`
 	CPUPerMillion float64 `json:"server_cpu_s_per_million"`
 	WritesPerMsg  float64 `json:"server_writes_per_msg"`
 	Latency       struct {
@@ -69,18 +73,33 @@ type system struct {
 	key, name, proto string
 }
 
-var systems = []system{
-	{"myim", "MyIM", "myim"},
-	{"mochi", "mochi-mqtt", "mqtt"},
-	{"gnet", "bare gnet forwarder", "fwd"},
-	{"conn", "goroutine-per-conn forwarder", "fwd"},
+// systemsFor lists the systems in column order, MyIM first. The bare gnet
+// forwarder runs twice: with one loop per CPU (or --loops) and with one
+// loop, which on two cores is the faster of the two (no cross-loop
+// AsyncWrite, no second loop to wake).
+func systemsFor(o options) []system {
+	loops := "1 loop per CPU"
+	if o.loops > 0 {
+		loops = fmt.Sprintf("%d loops", o.loops)
+	}
+	return []system{
+		{"myim", "MyIM", "myim"},
+		{"mochi", "mochi-mqtt", "mqtt"},
+		{"gnet", "bare gnet forwarder, " + loops, "fwd"},
+		{"gnet1", "bare gnet forwarder, 1 loop", "fwd"},
+		{"conn", "goroutine-per-conn forwarder", "fwd"},
+	}
 }
 
-// metric is one row of the table, read from a run's report.
+// metric is one row of the table, read from a run's report. higher says
+// which way is better, for picking a row's best peer; a plain row (the
+// rate offered to all alike) judges nothing.
 type metric struct {
 	label  string
 	get    func(report) float64
 	format string
+	higher bool
+	plain  bool
 }
 
 // figure is one bench run per system and round; it yields one or more rows.
@@ -90,6 +109,9 @@ type figure struct {
 	only     []string // systems it applies to; nil means all
 	metrics  []metric
 	mustLose bool // fail the run if messages were lost
+	// halfPeak: offer half the rate MyIM's p2p figure reached in the same
+	// round (--rate), to every system alike.
+	halfPeak bool
 }
 
 func main() {
@@ -97,7 +119,7 @@ func main() {
 	flag.StringVar(&o.repo, "repo", "..", "the MyIM repository (root module)")
 	flag.StringVar(&o.myimd, "myimd", "", "use this myimd binary instead of building one (to compare builds)")
 	flag.StringVar(&o.out, "out", "", "keep logs and JSON reports here (default: a temporary directory)")
-	flag.StringVar(&o.only, "only", "", "comma-separated figures to run: idle,p2p,rate,ping,group,login (default all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated figures to run: idle,p2p,rate,half,ping,group,login (default all)")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds (each runs every system once per figure)")
 	flag.IntVar(&o.idleN, "idle-n", 10000, "idle sessions (at most about 19,000: one process's file limit)")
 	flag.IntVar(&o.p2pN, "p2p-n", 1000, "p2p connections")
@@ -114,6 +136,7 @@ func main() {
 	// counts the ramp, not what the sessions keep.
 	flag.DurationVar(&o.hold, "hold", 30*time.Second, "idle: hold before measuring")
 	flag.Float64Var(&o.rate, "rate", 10000, "p2p offered rate for the fixed-rate latency row (0 skips it)")
+	flag.BoolVar(&o.halfPeak, "half-peak", true, "also offer half of MyIM's p2p peak of the same round to every system (needs the p2p figure)")
 	flag.IntVar(&o.window, "window", 16, "p2p messages in flight per client")
 	flag.IntVar(&o.pingWindow, "ping-window", 1, "pings in flight per client")
 	flag.IntVar(&o.size, "size", 256, "payload bytes")
@@ -130,14 +153,19 @@ func main() {
 
 func figures(o options) []figure {
 	common := []string{"--size", strconv.Itoa(o.size), "--quiet"}
-	perMsg := metric{"server CPU per message (µs)", func(r report) float64 { return r.CPUPerMillion }, "%.1f"}
-	writes := metric{"server write calls per message", func(r report) float64 { return r.WritesPerMsg }, "%.2f"}
-	p99 := metric{"p99 (ms)", func(r report) float64 { return float64(r.Latency.P99) / 1000 }, "%.1f"}
-	rate := func(l string) metric { return metric{l, func(r report) float64 { return r.Throughput }, "%.0f"} }
+	perMsg := metric{"server CPU per message (µs)", func(r report) float64 { return r.CPUPerMillion }, "%.1f", false, false}
+	writes := metric{"server write calls per message", func(r report) float64 { return r.WritesPerMsg }, "%.2f", false, false}
+	p99 := metric{"p99 (ms)", func(r report) float64 { return float64(r.Latency.P99) / 1000 }, "%.1f", false, false}
+	rate := func(l string) metric {
+		return metric{l, func(r report) float64 { return r.Throughput }, "%.0f", true, false}
+	}
 	fs := []figure{
 		{key: "idle", args: []string{"--scenario", "idle", "--n", strconv.Itoa(o.idleN), "--hold", o.hold.String()},
-			metrics: []metric{{fmt.Sprintf("server RSS per idle session at %d sessions (KiB)", o.idleN),
-				func(r report) float64 { return r.RSSPerSession }, "%.2f"}}},
+			metrics: []metric{
+				{fmt.Sprintf("server RSS per idle session at %d sessions (KiB)", o.idleN),
+					func(r report) float64 { return r.RSSPerSession }, "%.2f", false, false},
+				{"same, after a forced collection (SIGUSR1) (KiB)",
+					func(r report) float64 { return r.RSSPerSessGC }, "%.2f", false, false}}},
 		{key: "p2p", args: []string{"--scenario", "p2p", "--qos", "1", "--n", strconv.Itoa(o.p2pN),
 			"--window", strconv.Itoa(o.window), "--duration", o.p2pDur.String()}, mustLose: true,
 			metrics: []metric{
@@ -152,6 +180,15 @@ func figures(o options) []figure {
 			metrics: []metric{
 				withLabel(p99, fmt.Sprintf("p2p QoS 1 p99 at %.0f msgs/s offered (ms)", o.rate)),
 				withLabel(perMsg, fmt.Sprintf("p2p QoS 1 server CPU per message at %.0f msgs/s (µs)", o.rate))}})
+	}
+	if o.halfPeak {
+		fs = append(fs, figure{key: "half", halfPeak: true, args: []string{"--scenario", "p2p", "--qos", "1", "--n", strconv.Itoa(o.p2pN),
+			"--window", strconv.Itoa(o.window), "--duration", o.p2pDur.String()}, mustLose: true,
+			metrics: []metric{
+				{label: "p2p QoS 1 rate offered at half MyIM's peak (msgs/s)", get: func(r report) float64 { return r.Offered },
+					format: "%.0f", plain: true},
+				withLabel(p99, "p2p QoS 1 p99 at half the peak (ms)"),
+				withLabel(perMsg, "p2p QoS 1 server CPU per message at half the peak (µs)")}})
 	}
 	fs = append(fs,
 		figure{key: "ping", args: []string{"--scenario", "ping", "--n", strconv.Itoa(o.pingN),
@@ -215,11 +252,19 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	figs := figures(o)
+	systems := systemsFor(o)
 	// results[figure][system][metric] = one value per round
 	results := map[string]map[string][][]float64{}
 	start := time.Now()
 	for round := 1; round <= o.rounds; round++ {
+		peak := 0.0 // MyIM's p2p rate in this round
 		for _, f := range figs {
+			if f.halfPeak {
+				if peak <= 0 {
+					return errors.New("--half-peak needs the p2p figure before it (--only p2p,half)")
+				}
+				f.args = append(slices.Clone(f.args), "--rate", fmt.Sprintf("%.0f", peak/2))
+			}
 			for _, s := range systems {
 				if f.only != nil && !slices.Contains(f.only, s.key) {
 					continue
@@ -240,12 +285,15 @@ func run(ctx context.Context, o options) error {
 					vals[i] = m.get(rep)
 				}
 				results[f.key][s.key] = append(results[f.key][s.key], vals)
-				fmt.Fprintf(os.Stderr, "compare: round %d %-6s %-30s %s (%.0fs, errors %d)\n", round, f.key, s.name,
+				if f.key == "p2p" && s.key == "myim" {
+					peak = rep.Throughput
+				}
+				fmt.Fprintf(os.Stderr, "compare: round %d %-6s %-34s %s (%.0fs, errors %d)\n", round, f.key, s.name,
 					fmtVals(f, vals), time.Since(t0).Seconds(), rep.Errors)
 			}
 		}
 	}
-	md := table(o, figs, results, time.Since(start))
+	md := table(o, systems, figs, results, time.Since(start))
 	fmt.Print(md)
 	return os.WriteFile(filepath.Join(o.out, "table.md"), []byte(md), 0o644)
 }
@@ -353,11 +401,8 @@ func runOne(ctx context.Context, o options, bin string, round int, f figure, s s
 			return rep, err
 		}
 		defer os.RemoveAll(dir)
-		// --settle: the bulk user creation leaves hashing garbage that
-		// the ramp would free and take off the sessions' cost; the peers
-		// create no users and need no settling.
 		bargs = append(bargs, "--http-addr", p.addrs["http"], "--admin-addr", p.addrs["admin"], "--login-addr", p.addrs["login"],
-			"--admin-secret", "compare-secret", "--root", filepath.Join(dir, "root.pub"), "--settle")
+			"--admin-secret", "compare-secret", "--root", filepath.Join(dir, "root.pub"))
 	case "mochi":
 		args := []string{"--addr", addr}
 		if o.mochiQ > 0 {
@@ -370,6 +415,8 @@ func runOne(ctx context.Context, o options, bin string, round int, f figure, s s
 			args = append(args, "--loops", strconv.Itoa(o.loops))
 		}
 		p, err = start(ctx, logPath, "gnetfwd", filepath.Join(bin, "gnetfwd"), args...)
+	case "gnet1":
+		p, err = start(ctx, logPath, "gnetfwd", filepath.Join(bin, "gnetfwd"), "--addr", addr, "--loops", "1")
 	case "conn":
 		p, err = start(ctx, logPath, "connfwd", filepath.Join(bin, "connfwd"), "--addr", addr)
 	}
@@ -380,7 +427,12 @@ func runOne(ctx context.Context, o options, bin string, round int, f figure, s s
 	if s.key != "myim" {
 		bargs = append(bargs, "--addr", addr)
 	}
-	bargs = append(bargs, "--server-pid", strconv.Itoa(p.cmd.Process.Pid))
+	// --settle --gc-signal, for every system alike: before the ramp each
+	// server collects its garbage (MyIM's bulk user creation leaves
+	// hashing garbage that the ramp would free and take off the sessions'
+	// cost) and returns it to the kernel; idle reads RSS again after one
+	// more collection at the end of the hold.
+	bargs = append(bargs, "--server-pid", strconv.Itoa(p.cmd.Process.Pid), "--settle", "--gc-signal")
 	time.Sleep(300 * time.Millisecond) // let the server settle before its baseline RSS is read
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "myim-bench"), bargs...)
 	out, err := cmd.CombinedOutput()
@@ -406,61 +458,6 @@ func tail(b []byte, n int) []byte {
 		return b[len(b)-n:]
 	}
 	return b
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
-// table renders the medians, ranges and ratios as markdown.
-func table(o options, figs []figure, res map[string]map[string][][]float64, took time.Duration) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "\n%s\n\n", machine())
-	fmt.Fprintf(&b, "Medians of %d rounds (min–max); in the peer columns, × is the peer's median over MyIM's. "+
-		"Server and load generator share the machine; CPU is the server's utime+stime over the measured window. "+
-		"Whole run: %.0f s.\n\n", o.rounds, took.Seconds())
-	b.WriteString("| figure |")
-	for _, s := range systems {
-		fmt.Fprintf(&b, " %s |", s.name)
-	}
-	b.WriteString("\n|---|")
-	for range systems {
-		b.WriteString("---|")
-	}
-	b.WriteString("\n")
-	for _, f := range figs {
-		for mi, m := range f.metrics {
-			fmt.Fprintf(&b, "| %s |", m.label)
-			var base float64
-			for si, s := range systems {
-				runs := res[f.key][s.key]
-				if len(runs) == 0 {
-					b.WriteString(" – |")
-					continue
-				}
-				vals := make([]float64, len(runs))
-				for i, r := range runs {
-					vals[i] = r[mi]
-				}
-				med := median(vals)
-				cell := fmt.Sprintf(m.format, med) + " (" + fmt.Sprintf(m.format, slices.Min(vals)) + "–" + fmt.Sprintf(m.format, slices.Max(vals)) + ")"
-				if si == 0 {
-					base = med
-				} else if base != 0 && !math.IsNaN(med) {
-					cell += fmt.Sprintf(", %.2f×", med/base)
-				}
-				fmt.Fprintf(&b, " %s |", cell)
-			}
-			b.WriteString("\n")
-		}
-	}
-	return b.String()
 }
 
 // machine describes this machine: cores, memory, CPU, kernel, Go.

@@ -74,6 +74,7 @@ func (s *server) serve(nc net.Conn) {
 func main() {
 	addr := flag.String("addr", "127.0.0.1:5301", "listen address")
 	flag.Parse()
+	peer.CollectOnSignal()
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "connfwd:", err)

@@ -112,6 +112,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:5300", "listen address")
 	loops := flag.Int("loops", runtime.NumCPU(), "event loops")
 	flag.Parse()
+	peer.CollectOnSignal()
 	s := &server{}
 	for i := range s.tab {
 		s.tab[i].m = make(map[uint64]entry)

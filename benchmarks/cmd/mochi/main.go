@@ -16,12 +16,15 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/myim/myim/benchmarks/internal/peer"
 )
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:5302", "listen address")
 	queue := flag.Int("write-queue", 0, "per-client queue of pending writes (0: the library default, 8192)")
 	flag.Parse()
+	peer.CollectOnSignal()
 	caps := mqtt.NewDefaultServerCapabilities()
 	if *queue > 0 {
 		caps.MaximumClientWritesPending = int32(*queue)
