@@ -256,8 +256,9 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 	if endpoint != nil {
 		eh = endpoint
 	}
-	wsh, wst := wsListener(cfg, lh, eh)
-	n, err := node.NewNode(node.NodeConfig{
+	var n *node.Node
+	wsh, wst := wsListener(cfg, lh, eh, func() []string { return boundPorts(n, "http") })
+	n, err = node.NewNode(node.NodeConfig{
 		Role:         role,
 		ServerID:     uint32(cfg.ServerID),
 		EndpointAddr: cfg.EndpointAddr,
@@ -306,6 +307,9 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		}
 		api.Register(n)
 		api.RegisterFiles(n)
+	}
+	if wsh != nil && login != nil && endpoint != nil && id != nil {
+		serveChat(n, id)
 	}
 	bi := buildinfo.Get()
 	mcfg := node.MonitorConfig{Node: n, Center: center, Endpoint: endpoint, Login: login,

@@ -9,8 +9,10 @@ import (
 
 // wsListener returns the handler and transport of the WebSocket listener:
 // /login and /endpoint on one address, for the roles this process runs
-// (nil, nil when it runs neither, or --ws-addr is empty).
-func wsListener(cfg Config, login, endpoint engine.Handler) (engine.Handler, engine.Transport) {
+// (nil, nil when it runs neither, or --ws-addr is empty). httpPorts
+// returns the bound ports of the public HTTP listener, whose /chat page
+// may connect when --ws-origins is empty.
+func wsListener(cfg Config, login, endpoint engine.Handler, httpPorts func() []string) (engine.Handler, engine.Transport) {
 	if cfg.WSAddr == "" {
 		return nil, nil
 	}
@@ -31,5 +33,5 @@ func wsListener(cfg Config, login, endpoint engine.Handler) (engine.Handler, eng
 			origins = append(origins, o)
 		}
 	}
-	return mux, ws.New(ws.Config{Paths: mux.Paths(), Origins: origins, MaxMessage: cfg.MaxFrame + 4<<10})
+	return mux, ws.New(ws.Config{Paths: mux.Paths(), Origins: origins, OriginPorts: httpPorts, MaxMessage: cfg.MaxFrame + 4<<10})
 }

@@ -19,6 +19,8 @@ package ws
 import (
 	"bytes"
 	"errors"
+	"net"
+	"slices"
 	"strings"
 
 	"github.com/valyala/bytebufferpool"
@@ -37,8 +39,15 @@ type Config struct {
 	// Origins lists the Origin values accepted from browsers, such as
 	// "https://chat.example.com"; "*" accepts any. A request without an
 	// Origin header (not a browser) is always accepted. With an empty
-	// list, only an Origin whose host and port are the request's Host is.
+	// list, only an Origin whose host and port are the request's Host is,
+	// or one on the request's host at a port OriginPorts returns.
 	Origins []string
+	// OriginPorts, with an empty Origins, returns more ports whose pages
+	// on the request's host are accepted: the server's own HTTP listener,
+	// which serves the /chat page that connects here. Called on the event
+	// loop for each upgrade with an Origin, so it must not block; nil
+	// means none.
+	OriginPorts func() []string
 	// MaxMessage caps a message's size (after joining fragments). Default
 	// frame.DefaultMaxFrame plus 4 KiB.
 	MaxMessage int
@@ -199,7 +208,13 @@ func (t *Transport) originOK(r *Request) bool {
 		// Same origin: the Origin's host[:port] is the Host the browser
 		// asked for.
 		_, hostport, ok := bytes.Cut(r.Origin, []byte("://"))
-		return ok && strings.EqualFold(string(hostport), string(r.Host))
+		if !ok {
+			return false
+		}
+		if strings.EqualFold(string(hostport), string(r.Host)) {
+			return true
+		}
+		return t.siblingPort(string(hostport), string(r.Host))
 	}
 	for _, o := range t.cfg.Origins {
 		if strings.EqualFold(o, string(r.Origin)) {
@@ -207,6 +222,26 @@ func (t *Transport) originOK(r *Request) bool {
 		}
 	}
 	return false
+}
+
+// siblingPort reports whether origin (host:port) is on host's host at one
+// of Config.OriginPorts.
+func (t *Transport) siblingPort(origin, host string) bool {
+	if t.cfg.OriginPorts == nil {
+		return false
+	}
+	oh, op, err := net.SplitHostPort(origin)
+	if err != nil {
+		return false
+	}
+	hh, _, err := net.SplitHostPort(host)
+	if err != nil {
+		hh = host // a Host without a port
+	}
+	if !strings.EqualFold(oh, hh) {
+		return false
+	}
+	return slices.Contains(t.cfg.OriginPorts(), op)
 }
 
 // peer is what message needs of the connection: *engine.Conn, or a

@@ -293,3 +293,23 @@ func TestFramingViolations(t *testing.T) {
 		})
 	}
 }
+
+// With no --ws-origins, a page served by the server's own HTTP listener
+// (same host, another port) may connect; other ports and hosts may not.
+func TestOriginPorts(t *testing.T) {
+	s := startServer(t, ws.Config{OriginPorts: func() []string { return []string{"8080"} }})
+	for _, tc := range []struct {
+		origin string
+		status int
+	}{
+		{"http://127.0.0.1:8080", 101},
+		{"http://127.0.0.1:9090", 403},
+		{"http://evil.example:8080", 403},
+		{"http://127.0.0.1", 101}, // the listener's own Host
+	} {
+		c := dialTCP(t, s)
+		if _, resp := upgrade(t, c, "Origin: "+tc.origin+"\r\n"); resp.StatusCode != tc.status {
+			t.Fatalf("origin %s: status %d, want %d", tc.origin, resp.StatusCode, tc.status)
+		}
+	}
+}

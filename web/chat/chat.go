@@ -22,20 +22,21 @@ type Config struct {
 	// one "<key id>:<public key>" a line. The page trusts the server that
 	// serves it for these, so serve it over HTTPS outside loopback.
 	Roots string
-	// WebSocket is the WebSocket listener: a port (":5290" or "5290", on
-	// the host the page was loaded from) or a whole ws:// or wss:// URL.
-	WebSocket string
+	// WebSocket returns the WebSocket listener: a port ("5290", on the
+	// host the page was loaded from) or a whole ws:// or wss:// URL. It is
+	// asked on every request, so that a listener bound to port 0 is known.
+	WebSocket func() string
 }
 
 // Handler returns the page with cfg written into it. Safe for concurrent
-// use; the page is built once.
+// use.
 func Handler(cfg Config) http.Handler {
-	js, _ := json.Marshal(struct {
-		Roots string `json:"roots"`
-		WS    string `json:"ws"`
-	}{cfg.Roots, cfg.WebSocket})
-	body := bytes.Replace(page, []byte("__MYIM_CONFIG__"), js, 1)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		js, _ := json.Marshal(struct {
+			Roots string `json:"roots"`
+			WS    string `json:"ws"`
+		}{cfg.Roots, cfg.WebSocket()})
+		body := bytes.Replace(page, []byte("__MYIM_CONFIG__"), js, 1)
 		h := w.Header()
 		h.Set("Content-Type", "text/html; charset=utf-8")
 		h.Set("Cache-Control", "no-cache")

@@ -10,7 +10,7 @@ import (
 )
 
 func TestPageCarriesConfig(t *testing.T) {
-	h := Handler(Config{Roots: "5eed0001:irJLJ3OTSl3vKBmkkyrdB6X8YfdQ3560NV8RsFYArHM", WebSocket: ":5290</script>"})
+	h := Handler(Config{Roots: "5eed0001:irJLJ3OTSl3vKBmkkyrdB6X8YfdQ3560NV8RsFYArHM", WebSocket: func() string { return ":5290</script>" }})
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/chat", nil))
 	if rec.Code != 200 || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/html") {

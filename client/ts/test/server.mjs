@@ -1,7 +1,7 @@
 // Starts a real myimd for the tests: built once from the repository into a
 // temporary binary, run on loopback with every listener on a random port and
 // a temporary data directory, stopped (by its pid) when the test ends.
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,12 +26,13 @@ export function hasWebSocket() {
   return help.includes("--ws-addr");
 }
 
+let help = null;
 function spawnSyncHelp() {
-  try {
-    return execFileSync(build(), ["--help"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-  } catch (e) {
-    return String(e.stdout ?? "") + String(e.stderr ?? "");
+  if (help === null) {
+    const r = spawnSync(build(), ["--help"], { encoding: "utf8" });
+    help = `${r.stdout}${r.stderr}`;
   }
+  return help;
 }
 
 /**
