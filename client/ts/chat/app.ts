@@ -67,7 +67,7 @@ async function start(register: boolean): Promise<void> {
     $("me").textContent = name;
     $("login").style.display = "none";
     $("app").style.display = "flex";
-    setInterval(() => void refreshFriends(), 3000);
+    setInterval(() => void refreshFriends(), 2000);
   } catch (e) {
     if (e instanceof ServerError && e.code === 13) showError("error", new Error("wrong name or password"));
     else if (e instanceof HTTPError && e.status === 409) showError("error", new Error("that name is taken"));
@@ -75,18 +75,30 @@ async function start(register: boolean): Promise<void> {
   }
 }
 
-async function refresh(): Promise<void> {
-  await refreshFriends();
-  const { groups } = await api.groups();
-  for (const g of groups) {
-    const key = `group:${g}`;
-    if (peers.has(key)) continue;
-    const info = await api.groupMembers(g);
-    addPeer({ kind: "group", id: BigInt(g), name: info.name, status: -1, unread: 0 });
-  }
+let refreshing: Promise<void> | null = null;
+let friendsRefreshing: Promise<void> | null = null;
+
+/** Reloads friends and groups; concurrent calls share one run. */
+function refresh(): Promise<void> {
+  refreshing ??= (async () => {
+    await refreshFriends();
+    const { groups } = await api.groups();
+    for (const g of groups) {
+      if (peers.has(`group:${g}`)) continue;
+      const info = await api.groupMembers(g);
+      if (!peers.has(`group:${g}`)) addPeer({ kind: "group", id: BigInt(g), name: info.name, status: -1, unread: 0 });
+    }
+  })().finally(() => (refreshing = null));
+  return refreshing;
 }
 
-async function refreshFriends(): Promise<void> {
+/** Reloads friends, their presence and the requests waiting; concurrent calls share one run. */
+function refreshFriends(): Promise<void> {
+  friendsRefreshing ??= loadFriends().finally(() => (friendsRefreshing = null));
+  return friendsRefreshing;
+}
+
+async function loadFriends(): Promise<void> {
   const s = session;
   if (!s || !s.conn) return;
   const { friends, requests } = await api.friends();
@@ -96,12 +108,11 @@ async function refreshFriends(): Promise<void> {
     const key = `p2p:${f}`;
     if (!peers.has(key)) {
       const card = await s.conn.userCard(BigInt(f));
-      addPeer({ kind: "p2p", id: BigInt(f), name: card.name, status: 0, unread: 0 });
+      if (!peers.has(key)) addPeer({ kind: "p2p", id: BigInt(f), name: card.name, status: 0, unread: 0 });
     }
     setStatus(key, online.get(String(f)) ?? 0);
   }
-  const ul = $("requests");
-  ul.replaceChildren();
+  const items: HTMLElement[] = [];
   for (const r of requests) {
     const card = await s.conn.userCard(BigInt(r));
     const li = document.createElement("li");
@@ -113,12 +124,14 @@ async function refreshFriends(): Promise<void> {
     const b = document.createElement("button");
     b.textContent = "Accept";
     b.onclick = async () => {
+      li.remove();
       await api.acceptFriend(r);
       void refreshFriends();
     };
     li.append(span, b);
-    ul.append(li);
+    items.push(li);
   }
+  $("requests").replaceChildren(...items);
 }
 
 function addPeer(p: Peer): void {
@@ -279,11 +292,12 @@ async function addFriend(): Promise<void> {
   const name = $<HTMLInputElement>("friend-name").value.trim();
   if (!name) return;
   $("side-error").textContent = "";
+  $("side-note").textContent = "";
   try {
     const u = await api.findUser(name);
     await api.requestFriend(u.user);
     $<HTMLInputElement>("friend-name").value = "";
-    $("side-error").textContent = `asked ${name}`;
+    $("side-note").textContent = `asked ${name}`;
   } catch (e) {
     showError("side-error", e);
   }
@@ -310,7 +324,7 @@ async function invite(): Promise<void> {
     const u = await api.findUser(name);
     await api.inviteToGroup(p.id, u.user);
     $<HTMLInputElement>("invite-name").value = "";
-    $("side-error").textContent = `${name} is in ${p.name}`;
+    $("side-note").textContent = `${name} is in ${p.name}`;
   } catch (e) {
     showError("side-error", e);
   }
