@@ -181,7 +181,7 @@ stop() {
 # minutes before the bench's first keepalive, so the run allows ten.
 # The bench dials every session from a few addresses: no per-address handshake budget.
 limits=(--max-conns 19800 --idle-timeout 10m --log-level warn --handshake-rate -1)
-listen=(--endpoint-addr 127.0.0.1:0 --login-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --center-addr 127.0.0.1:0)
+listen=(--endpoint-addr 127.0.0.1:0 --login-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --center-addr 127.0.0.1:0 --ws-addr 127.0.0.1:0)
 
 {
   echo "# Past one process: $endpoints endpoints, $(date -u +%Y-%m-%dT%H:%M:%SZ)"

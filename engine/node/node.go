@@ -16,6 +16,8 @@ import (
 
 	"github.com/myim/myim/engine"
 	"github.com/myim/myim/engine/im"
+	"github.com/myim/myim/engine/ws"
+	"github.com/myim/myim/frame"
 )
 
 // NodeConfig describes one MyIM process. Empty addresses disable their
@@ -38,13 +40,12 @@ type NodeConfig struct {
 	// Handlers for each listener; a nil one refuses everything but PING
 	// until authenticated peers exist for it.
 	LoginHandler, EndpointHandler, CenterHandler engine.Handler
-	// WSAddr is the WebSocket listener (empty: none), served by WSHandler
-	// (engine/ws's Mux over the login and endpoint handlers) through
-	// WSTransport (engine/ws's Transport), with the client listeners'
-	// limits. Both are needed for the listener to exist.
-	WSAddr      string
-	WSHandler   engine.Handler
-	WSTransport engine.Transport
+	// WSAddr is the WebSocket listener (empty: none): /login and
+	// /endpoint for the roles the node runs, on engine/ws, with the client
+	// listeners' limits. WSOrigins are the browser origins it accepts
+	// besides its own (ws.Config.Origins).
+	WSAddr    string
+	WSOrigins []string
 	// Ready reports whether the node's dependencies (store, Redis, center
 	// links) are usable; /readyz calls it. Nil means always ready.
 	Ready func(ctx context.Context) error
@@ -135,14 +136,17 @@ type Node struct {
 	http    *http.Server
 	httpLn  net.Listener
 	httpLim *limitListener // httpLn, with its cap
-	httpCap int
-	mux     *http.ServeMux
-	admin   *http.Server
-	adminLn net.Listener
-	amux    *http.ServeMux
-	routes  []Route // what mux and amux were given, for Routes
-	mu      sync.Mutex
-	stopped bool
+	// httpPort is httpLn's port once bound: the WebSocket listener's
+	// Origin check reads it on its event loops.
+	httpPort atomic.Pointer[string]
+	httpCap  int
+	mux      *http.ServeMux
+	admin    *http.Server
+	adminLn  net.Listener
+	amux     *http.ServeMux
+	routes   []Route // what mux and amux were given, for Routes
+	mu       sync.Mutex
+	stopped  bool
 	// fatal receives the first listener that stopped without Stop.
 	fatal chan error
 	// draining turns /readyz to 503 while the node empties.
@@ -170,7 +174,8 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	want("login", cfg.LoginAddr, all || cfg.Role == im.RoleLogin)
 	want("endpoint", cfg.EndpointAddr, all || cfg.Role == im.RoleEndpoint)
 	want("center", cfg.CenterAddr, all || cfg.Role == im.RoleCenter)
-	want("ws", cfg.WSAddr, cfg.WSHandler != nil && cfg.WSTransport != nil)
+	wsRoutes := cfg.wsRoutes()
+	want("ws", cfg.WSAddr, len(wsRoutes) > 0)
 	if cfg.HTTPAddr != "" {
 		names = append(names, "http")
 		caps["http"] = cfg.HTTPMaxConns
@@ -194,7 +199,10 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		}
 		lim.Logger = cfg.Logger.With("listener", name)
 		if name == "ws" {
-			lim.Transport = cfg.WSTransport
+			// Pages of the node's own HTTP listener (the /chat page) may
+			// connect when no origins are configured.
+			lim.Transport = ws.New(ws.Config{Paths: h.(*ws.Mux).Paths(), Origins: cfg.WSOrigins, OriginPorts: n.httpPorts,
+				MaxMessage: max(lim.MaxFrame, frame.DefaultMaxFrame) + 4<<10})
 		}
 		n.servers[name] = engine.New(h, engine.WithConfig(lim))
 		n.order = append(n.order, name)
@@ -219,8 +227,11 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if all || cfg.Role == im.RoleCenter {
 		add("center", cfg.CenterAddr, or(cfg.CenterHandler))
 	}
-	if cfg.WSHandler != nil && cfg.WSTransport != nil {
-		add("ws", cfg.WSAddr, cfg.WSHandler)
+	if len(wsRoutes) > 0 {
+		for i := range wsRoutes {
+			wsRoutes[i].Handler = or(wsRoutes[i].Handler)
+		}
+		add("ws", cfg.WSAddr, ws.NewMux(wsRoutes...))
 	}
 	healthz := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -234,6 +245,15 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		n.routes = append(n.routes, Route{l, "GET /healthz"}, Route{l, "GET /readyz"})
 	}
 	return n, nil
+}
+
+// httpPorts returns the port the public HTTP listener is bound to (none
+// before it is, or without one). Safe for concurrent use.
+func (n *Node) httpPorts() []string {
+	if p := n.httpPort.Load(); p != nil {
+		return []string{*p}
+	}
+	return nil
 }
 
 // HandleHTTP adds a route to the node's public HTTP API, before Start.
@@ -312,6 +332,11 @@ func (n *Node) Start() error {
 	if n.http, n.httpLn, err = n.serveHTTP("http", n.cfg.HTTPAddr, n.cfg.HTTPTLS, n.mux); err != nil {
 		n.stopAll(context.Background())
 		return err
+	}
+	if n.httpLn != nil {
+		if _, port, err := net.SplitHostPort(n.httpLn.Addr().String()); err == nil {
+			n.httpPort.Store(&port)
+		}
 	}
 	if n.admin, n.adminLn, err = n.serveHTTP("admin", n.cfg.AdminAddr, nil, n.amux); err != nil {
 		n.stopAll(context.Background())
@@ -492,4 +517,22 @@ func (n *Node) stopAll(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// wsRoutes are the WebSocket listener's paths: /login and /endpoint for
+// the roles the node runs (nil handlers stand for PreAuthHandler, as on
+// TCP); none without --ws-addr.
+func (c *NodeConfig) wsRoutes() []ws.Route {
+	if c.WSAddr == "" {
+		return nil
+	}
+	all := c.Role == im.RoleAll
+	var r []ws.Route
+	if all || c.Role == im.RoleLogin {
+		r = append(r, ws.Route{Path: "/login", Handler: c.LoginHandler})
+	}
+	if all || c.Role == im.RoleEndpoint {
+		r = append(r, ws.Route{Path: "/endpoint", Handler: c.EndpointHandler})
+	}
+	return r
 }
