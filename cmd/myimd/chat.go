@@ -20,23 +20,17 @@ func serveChat(n *node.Node, id *clusterca.Identity) {
 	}
 	n.HandleHTTP("GET /chat", chat.Handler(chat.Config{
 		Roots:     strings.Join(roots, "\n"),
-		WebSocket: func() string { return strings.Join(boundPorts(n, "ws"), "") },
+		WebSocket: func() string { return wsPort(n) },
 	}))
 }
 
-// boundPorts returns the port the node's listener name is bound to, once
-// it is (nil before, or when the node has no such listener).
-func boundPorts(n *node.Node, name string) []string {
-	if n == nil {
-		return nil
+// wsPort returns the port the WebSocket listener is bound to ("" before).
+// The HTTP listener, which asks, starts after it.
+func wsPort(n *node.Node) string {
+	s := n.Server("ws")
+	if s == nil || s.Addr() == nil {
+		return ""
 	}
-	a := n.Addrs()[name]
-	if a == nil {
-		return nil
-	}
-	_, port, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return nil
-	}
-	return []string{port}
+	_, port, _ := net.SplitHostPort(s.Addr().String())
+	return port
 }

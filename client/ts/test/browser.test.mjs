@@ -7,7 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -20,8 +20,11 @@ const repo = fileURLToPath(new URL("../../..", import.meta.url));
 /** Starts the Go SDK peer (test/gopeer) and returns a line-protocol handle. */
 function goPeer(t, srv) {
   const dir = mkdtempSync(join(tmpdir(), "gopeer-"));
-  const bin = join(dir, "gopeer");
-  execFileSync("go", ["build", "-o", bin, "./client/ts/test/gopeer"], { cwd: repo, stdio: ["ignore", "inherit", "inherit"] });
+  let bin = fileURLToPath(new URL("./.bin/gopeer", import.meta.url));
+  if (!existsSync(bin)) {
+    bin = join(dir, "gopeer");
+    execFileSync("go", ["build", "-o", bin, "./client/ts/test/gopeer"], { cwd: repo, stdio: ["ignore", "inherit", "inherit"] });
+  }
   const p = spawn(bin, ["-login", srv.addrs.login, "-http", srv.http, "-roots", join(srv.dir, "root.pub")], { stdio: ["pipe", "pipe", "inherit"] });
   const lines = [];
   let wake = null;

@@ -2,7 +2,7 @@
 // temporary binary, run on loopback with every listener on a random port and
 // a temporary data directory, stopped (by its pid) when the test ends.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,6 +13,8 @@ let binary = null;
 
 function build() {
   if (binary) return binary;
+  const prebuilt = fileURLToPath(new URL("./.bin/myimd", import.meta.url));
+  if (existsSync(prebuilt)) return (binary = prebuilt);
   const dir = mkdtempSync(join(tmpdir(), "myimd-bin-"));
   binary = join(dir, "myimd");
   execFileSync("go", ["build", "-o", binary, "./cmd/myimd"], { cwd: repo, stdio: ["ignore", "inherit", "inherit"] });
