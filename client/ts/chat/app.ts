@@ -134,6 +134,21 @@ async function loadFriends(): Promise<void> {
   $("requests").replaceChildren(...items);
 }
 
+/** Lists a sender who is not (yet) a friend, so that its messages can be read. */
+function addStranger(id: bigint): void {
+  const key = `p2p:${id}`;
+  addPeer({ kind: "p2p", id, name: `user ${id}`, status: 0, unread: 0 });
+  void session?.conn?.userCard(id).then((card) => {
+    const p = peers.get(key);
+    const el = peerEl(key);
+    if (!p || !el) return;
+    p.name = card.name;
+    el.dataset.name = card.name;
+    el.querySelector("span:nth-child(2)")!.textContent = `${card.name} (not a friend)`;
+    if (active === key) head(p);
+  });
+}
+
 function addPeer(p: Peer): void {
   const key = `${p.kind}:${p.id}`;
   peers.set(key, p);
@@ -244,7 +259,7 @@ function onMessage(m: Message): void {
   }
   if (!peers.has(key)) {
     if (m.kind === "group") void refresh();
-    else void refreshFriends();
+    else addStranger(m.from);
   }
   if (m.time < connectedAt && !awayShown.has(key)) {
     awayShown.add(key);

@@ -415,11 +415,11 @@ export class Conn extends Emitter<ConnEvents> {
    * (retryable or not) on an ERROR, a closed connection or no answer within
    * Config.sendTimeoutMs. Pass cid to resend a message with its original id.
    */
-  sendMessage(to: bigint, content: Uint8Array | string, opts: { qos?: 0 | 1; group?: boolean; cid?: bigint } = {}): Promise<Acked | null> {
+  sendMessage(to: bigint | number, content: Uint8Array | string, opts: { qos?: 0 | 1; group?: boolean; cid?: bigint } = {}): Promise<Acked | null> {
     const qos = opts.qos ?? 1;
     const cid = opts.cid ?? this.newCID();
     const data = typeof content === "string" ? F.utf8(content) : content;
-    const body = F.msgBody({ from: this.user, to, time: BigInt(this.c.now()), cid }, data);
+    const body = F.msgBody({ from: this.user, to: BigInt(to), time: BigInt(this.c.now()), cid }, data);
     const cmd = opts.group ? Cmd.GroupMsg : Cmd.Msg;
     if (qos === 0) {
       this.send(cmd, 0, body);

@@ -194,14 +194,14 @@ export class Session extends Emitter<SessionEvents> {
    * shows it once whatever the number of attempts. signal ends the
    * attempts (the last SendError is thrown).
    */
-  async send(to: bigint, content: Uint8Array | string, opts: { qos?: 0 | 1; group?: boolean; cid?: bigint; signal?: AbortSignal } = {}): Promise<Acked | null> {
+  async send(to: bigint | number, content: Uint8Array | string, opts: { qos?: 0 | 1; group?: boolean; cid?: bigint; signal?: AbortSignal } = {}): Promise<Acked | null> {
     const cid = opts.cid ?? this.newCID();
     let last: Error | null = null;
     for (;;) {
       if (opts.signal?.aborted) throw last ?? new SendError(cid, new ClosedError("aborted"));
       const c = await this.connected();
       try {
-        return await c.sendMessage(to, content, { qos: opts.qos ?? 1, group: opts.group, cid });
+        return await c.sendMessage(BigInt(to), content, { qos: opts.qos ?? 1, group: opts.group, cid });
       } catch (e) {
         last = e as Error;
         if (!(e instanceof SendError) || !e.retryable) throw e;
