@@ -74,9 +74,8 @@ func (c *Config) fillDefaults() {
 
 // Transport is the WebSocket engine.Transport. Safe for concurrent use.
 type Transport struct {
-	cfg      Config
-	anyOrig  bool
-	maxPaths int
+	cfg     Config
+	anyOrig bool
 }
 
 // New returns a WebSocket transport for engine.WithTransport.
@@ -123,6 +122,9 @@ var errPeerClose = errors.New("ws: closed by the peer")
 
 // Ready implements engine.TransportConn.
 func (w *conn) Ready() bool { return w.state == stateOpen }
+
+// wsConn returns the WebSocket state, for Mux.
+func (w *conn) wsConn() *conn { return w }
 
 // Unwrap implements engine.TransportConn.
 func (w *conn) Unwrap(c *engine.Conn, in []byte) (int, []byte, int, error) {
