@@ -9,7 +9,7 @@ import { type Acked, Conn, type ConnEvents, cidBase, connect } from "./conn.js";
 import { Dedupe } from "./delivery.js";
 import { Emitter } from "./emitter.js";
 import { ClosedError, ErrorCode, MovedError, MyIMError, SendError, ServerError } from "./errors.js";
-import { type LoginResult, login } from "./login.js";
+import { type LoginResult, type Server, login } from "./login.js";
 
 export interface SessionEvents extends ConnEvents {
   /** A connection is up (the first, or a new one after a reconnect). */
@@ -68,6 +68,11 @@ export class Session extends Emitter<SessionEvents> {
   /** The session's user, once logged in. */
   get user(): bigint {
     return this.res?.user ?? 0n;
+  }
+
+  /** The server of the current connection, from the server list (null between connections). */
+  get server(): Server | null {
+    return this.current && this.res ? (this.res.servers[this.lastServer] ?? null) : null;
   }
 
   /** The current access token (for the HTTP API). */
