@@ -110,6 +110,11 @@ async function loadFriends(): Promise<void> {
       const card = await s.conn.userCard(BigInt(f));
       if (!peers.has(key)) addPeer({ kind: "p2p", id: BigInt(f), name: card.name, status: 0, unread: 0 });
     }
+    const el = peerEl(key);
+    if (el?.dataset.stranger) {
+      delete el.dataset.stranger;
+      el.querySelector("span:nth-child(2)")!.textContent = peers.get(key)!.name;
+    }
     setStatus(key, online.get(String(f)) ?? 0);
   }
   const items: HTMLElement[] = [];
@@ -138,6 +143,7 @@ async function loadFriends(): Promise<void> {
 function addStranger(id: bigint): void {
   const key = `p2p:${id}`;
   addPeer({ kind: "p2p", id, name: `user ${id}`, status: 0, unread: 0 });
+  peerEl(key)!.dataset.stranger = "1";
   void session?.conn?.userCard(id).then((card) => {
     const p = peers.get(key);
     const el = peerEl(key);
@@ -188,7 +194,8 @@ function setStatus(key: string, status: number): void {
 const STATUS_TEXT = ["offline", "online", "away", "busy"];
 
 function head(p: Peer): void {
-  $("head").textContent = p.kind === "group" ? `# ${p.name}` : `${p.name} · ${STATUS_TEXT[p.status] ?? "offline"}`;
+  const friend = document.getElementById("friends")!.contains(peerEl(`${p.kind}:${p.id}`)) && !peerEl(`${p.kind}:${p.id}`)!.dataset.stranger;
+  $("head").textContent = p.kind === "group" ? `# ${p.name}` : friend ? `${p.name} · ${STATUS_TEXT[p.status] ?? "offline"}` : `${p.name} · not a friend`;
 }
 
 function open(key: string): void {
