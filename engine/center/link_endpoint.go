@@ -283,11 +283,15 @@ func (rc *RemoteCenter) Close() {
 	}
 	rc.stopped = true
 	close(rc.stop)
-	if rc.nc != nil {
-		rc.nc.Close()
-	}
+	nc := rc.nc // no new one once stopped (serve checks)
 	started := rc.ep != nil
 	rc.q.mu.Unlock()
+	if nc != nil {
+		// Outside the queue's lock: closing a TLS link waits for its
+		// close_notify to be written, and producers on event loops must
+		// not wait behind that.
+		nc.Close()
+	}
 	if started {
 		<-rc.done
 	}

@@ -149,10 +149,11 @@ func (p *peerLink) close() {
 	}
 	p.stopped = true
 	close(p.stop)
-	if p.nc != nil {
-		p.nc.Close()
-	}
+	nc := p.nc // no new one once stopped (serve checks)
 	p.q.mu.Unlock()
+	if nc != nil {
+		nc.Close() // outside the queue's lock, as RemoteCenter.Close
+	}
 	<-p.done
 }
 

@@ -139,17 +139,14 @@ type Node struct {
 	http    *http.Server
 	httpLn  net.Listener
 	httpLim *limitListener // httpLn, with its cap
-	// httpPort is httpLn's port once bound: the WebSocket listener's
-	// Origin check reads it on its event loops.
-	httpPort atomic.Pointer[string]
-	httpCap  int
-	mux      *http.ServeMux
-	admin    *http.Server
-	adminLn  net.Listener
-	amux     *http.ServeMux
-	routes   []Route // what mux and amux were given, for Routes
-	mu       sync.Mutex
-	stopped  bool
+	httpCap int
+	mux     *http.ServeMux
+	admin   *http.Server
+	adminLn net.Listener
+	amux    *http.ServeMux
+	routes  []Route // what mux and amux were given, for Routes
+	mu      sync.Mutex
+	stopped bool
 	// fatal receives the first listener that stopped without Stop.
 	fatal chan error
 	// draining turns /readyz to 503 while the node empties.
@@ -202,9 +199,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		}
 		lim.Logger = cfg.Logger.With("listener", name)
 		if name == "ws" {
-			// Pages of the node's own HTTP listener (the /chat page) may
-			// connect when no origins are configured.
-			t := ws.New(ws.Config{Paths: h.(*ws.Mux).Paths(), Origins: cfg.WSOrigins, OriginPorts: n.httpPorts,
+			t := ws.New(ws.Config{Paths: h.(*ws.Mux).Paths(), Origins: cfg.WSOrigins,
 				MaxMessage: max(lim.MaxFrame, frame.DefaultMaxFrame) + 4<<10})
 			lim.Transport = t
 			if cfg.WSTLS != nil {
@@ -255,15 +250,6 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		n.routes = append(n.routes, Route{l, "GET /healthz"}, Route{l, "GET /readyz"})
 	}
 	return n, nil
-}
-
-// httpPorts returns the port the public HTTP listener is bound to (none
-// before it is, or without one). Safe for concurrent use.
-func (n *Node) httpPorts() []string {
-	if p := n.httpPort.Load(); p != nil {
-		return []string{*p}
-	}
-	return nil
 }
 
 // HandleHTTP adds a route to the node's public HTTP API, before Start.
@@ -342,11 +328,6 @@ func (n *Node) Start() error {
 	if n.http, n.httpLn, err = n.serveHTTP("http", n.cfg.HTTPAddr, n.cfg.HTTPTLS, n.mux); err != nil {
 		n.stopAll(context.Background())
 		return err
-	}
-	if n.httpLn != nil {
-		if _, port, err := net.SplitHostPort(n.httpLn.Addr().String()); err == nil {
-			n.httpPort.Store(&port)
-		}
 	}
 	if n.admin, n.adminLn, err = n.serveHTTP("admin", n.cfg.AdminAddr, nil, n.amux); err != nil {
 		n.stopAll(context.Background())

@@ -20,7 +20,6 @@ import (
 	"bytes"
 	"errors"
 	"net"
-	"slices"
 	"strings"
 
 	"github.com/valyala/bytebufferpool"
@@ -39,15 +38,11 @@ type Config struct {
 	// Origins lists the Origin values accepted from browsers, such as
 	// "https://chat.example.com"; "*" accepts any. A request without an
 	// Origin header (not a browser) is always accepted. With an empty
-	// list, only an Origin whose host and port are the request's Host is,
-	// or one on the request's host at a port OriginPorts returns.
+	// list, only an Origin whose host is the request's Host's (any port:
+	// the node's own pages come from its HTTP listener) is. MyIM
+	// authenticates in its own handshakes, not with cookies, so the check
+	// is a policy on which pages may connect, not a guard for credentials.
 	Origins []string
-	// OriginPorts, with an empty Origins, returns more ports whose pages
-	// on the request's host are accepted: the server's own HTTP listener,
-	// which serves the /chat page that connects here. Called on the event
-	// loop for each upgrade with an Origin, so it must not block; nil
-	// means none.
-	OriginPorts func() []string
 	// MaxMessage caps a message's size (after joining fragments). Default
 	// frame.DefaultMaxFrame plus 4 KiB.
 	MaxMessage int
@@ -207,16 +202,10 @@ func (t *Transport) originOK(r *Request) bool {
 		return true
 	}
 	if len(t.cfg.Origins) == 0 {
-		// Same origin: the Origin's host[:port] is the Host the browser
-		// asked for.
+		// Same host: the page came from the host the browser asks, on any
+		// port (myimd's own pages are on the HTTP listener's port).
 		_, hostport, ok := bytes.Cut(r.Origin, []byte("://"))
-		if !ok {
-			return false
-		}
-		if strings.EqualFold(string(hostport), string(r.Host)) {
-			return true
-		}
-		return t.siblingPort(string(hostport), string(r.Host))
+		return ok && strings.EqualFold(hostOnly(string(hostport)), hostOnly(string(r.Host)))
 	}
 	for _, o := range t.cfg.Origins {
 		if strings.EqualFold(o, string(r.Origin)) {
@@ -224,26 +213,6 @@ func (t *Transport) originOK(r *Request) bool {
 		}
 	}
 	return false
-}
-
-// siblingPort reports whether origin (host:port) is on host's host at one
-// of Config.OriginPorts.
-func (t *Transport) siblingPort(origin, host string) bool {
-	if t.cfg.OriginPorts == nil {
-		return false
-	}
-	oh, op, err := net.SplitHostPort(origin)
-	if err != nil {
-		return false
-	}
-	hh, _, err := net.SplitHostPort(host)
-	if err != nil {
-		hh = host // a Host without a port
-	}
-	if !strings.EqualFold(oh, hh) {
-		return false
-	}
-	return slices.Contains(t.cfg.OriginPorts(), op)
 }
 
 // peer is what message needs of the connection: *engine.Conn, or a
@@ -273,7 +242,7 @@ func (w *conn) message(c peer, in []byte) (int, []byte, int, error) {
 	if w.frag != nil {
 		joined = len(w.frag.B)
 	}
-	if h.Length > int64(limit-joined) {
+	if h.Op < wswire.OpClose && h.Length > int64(limit-joined) { // data frames
 		return 0, nil, 0, w.fail(1009, engine.ReasonTooLarge, wswire.ErrTooLarge)
 	}
 	total := h.Size + int(h.Length)
@@ -420,4 +389,12 @@ func CloseCode(r engine.CloseReason) uint16 {
 		return 1013
 	}
 	return 4000 + uint16(r)
+}
+
+// hostOnly strips the port from host[:port] (IPv6 in brackets included).
+func hostOnly(hp string) string {
+	if h, _, err := net.SplitHostPort(hp); err == nil {
+		return h
+	}
+	return strings.Trim(hp, "[]")
 }

@@ -232,6 +232,15 @@ func TestRefusedUpgrades(t *testing.T) {
 	if _, resp := upgrade(t, c, "Origin: https://chat.example\r\n"); resp.StatusCode != 101 {
 		t.Fatalf("allowed origin: %d", resp.StatusCode)
 	}
+	// Without a list: the request's own host, on any port.
+	s = startServer(t, ws.Config{})
+	for origin, status := range map[string]int{"http://127.0.0.1:5280": 101, "https://127.0.0.1": 101,
+		"http://evil.example": 403, "null": 403} {
+		c := dialTCP(t, s)
+		if _, resp := upgrade(t, c, "Origin: "+origin+"\r\n"); resp.StatusCode != status {
+			t.Errorf("origin %s: %d, want %d", origin, resp.StatusCode, status)
+		}
+	}
 }
 
 func TestSlowUpgrade(t *testing.T) {
@@ -291,26 +300,6 @@ func TestFramingViolations(t *testing.T) {
 				t.Fatalf("after the close: %v, want EOF", err)
 			}
 		})
-	}
-}
-
-// With no --ws-origins, a page served by the server's own HTTP listener
-// (same host, another port) may connect; other ports and hosts may not.
-func TestOriginPorts(t *testing.T) {
-	s := startServer(t, ws.Config{OriginPorts: func() []string { return []string{"8080"} }})
-	for _, tc := range []struct {
-		origin string
-		status int
-	}{
-		{"http://127.0.0.1:8080", 101},
-		{"http://127.0.0.1:9090", 403},
-		{"http://evil.example:8080", 403},
-		{"http://127.0.0.1", 101}, // the listener's own Host
-	} {
-		c := dialTCP(t, s)
-		if _, resp := upgrade(t, c, "Origin: "+tc.origin+"\r\n"); resp.StatusCode != tc.status {
-			t.Fatalf("origin %s: status %d, want %d", tc.origin, resp.StatusCode, tc.status)
-		}
 	}
 }
 
