@@ -139,6 +139,10 @@ type xferTable struct {
 	// rare next to chunks, so one lock is enough.
 	mu      sync.Mutex
 	perUser map[uint64]int
+	// byUser indexes the transfers by both their users, sender and
+	// receiver (guarded by mu), so that a closing session visits its own
+	// transfers, not every transfer of the center.
+	byUser map[uint64]map[xferKey]struct{}
 	// legsPer counts each receiver's legs (guarded by mu); legsN all of
 	// them.
 	legsPer map[uint64]int
@@ -153,6 +157,7 @@ func (t *xferTable) init() {
 		t.shards[i].legs = make(map[xferKey]*xferLeg)
 	}
 	t.perUser = make(map[uint64]int)
+	t.byUser = make(map[uint64]map[xferKey]struct{})
 	t.legsPer = make(map[uint64]int)
 	t.route = make(chan xferJob, xferRouteQueue)
 }
@@ -161,33 +166,70 @@ func (t *xferTable) shard(k xferKey) *xferShard {
 	return &t.shards[(k.from^k.xfer*0x9E3779B97F4A7C15)%xferShards]
 }
 
-// add counts a new transfer of from; false when from has too many.
-func (t *xferTable) add(from uint64, limit int) bool {
+// add counts a new transfer k of k.from to user to and indexes it by both;
+// false when k.from has too many. k's shard lock must be held.
+func (t *xferTable) add(k xferKey, to uint64, limit int) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.perUser[from] >= limit {
+	if t.perUser[k.from] >= limit {
 		return false
 	}
-	t.perUser[from]++
+	t.perUser[k.from]++
+	t.index(k.from, k)
+	t.index(to, k)
 	t.active.Add(1)
 	return true
 }
 
-func (t *xferTable) done(from uint64) {
-	t.mu.Lock()
-	if t.perUser[from]--; t.perUser[from] <= 0 {
-		delete(t.perUser, from)
+// index files k under user; t.mu must be held.
+func (t *xferTable) index(user uint64, k xferKey) {
+	ks := t.byUser[user]
+	if ks == nil {
+		ks = make(map[xferKey]struct{})
+		t.byUser[user] = ks
 	}
+	ks[k] = struct{}{}
+}
+
+// unindex removes k from user's transfers; t.mu must be held.
+func (t *xferTable) unindex(user uint64, k xferKey) {
+	if ks := t.byUser[user]; ks != nil {
+		delete(ks, k)
+		if len(ks) == 0 {
+			delete(t.byUser, user)
+		}
+	}
+}
+
+// done uncounts and unindexes transfer k, sent to user to.
+func (t *xferTable) done(k xferKey, to uint64) {
+	t.mu.Lock()
+	if t.perUser[k.from]--; t.perUser[k.from] <= 0 {
+		delete(t.perUser, k.from)
+	}
+	t.unindex(k.from, k)
+	t.unindex(to, k)
 	t.mu.Unlock()
 	t.active.Add(-1)
 }
 
-// remove deletes a transfer; lock must be held.
+// remove deletes a transfer; sh's lock must be held.
 func (t *xferTable) remove(sh *xferShard, k xferKey) {
-	if _, ok := sh.m[k]; ok {
+	if st, ok := sh.m[k]; ok {
 		delete(sh.m, k)
-		t.done(k.from)
+		t.done(k, st.to)
 	}
+}
+
+// keysOf returns the transfers user sends or receives, a copy taken under
+// the index's lock (the transfers may end meanwhile: look each up again).
+func (t *xferTable) keysOf(user uint64, dst []xferKey) []xferKey {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k := range t.byUser[user] {
+		dst = append(dst, k)
+	}
+	return dst
 }
 
 // fileFrame handles a FILE frame from user's session s. Offers, answers,
@@ -384,7 +426,7 @@ func (c *LocalCenter) xferOffer(user uint64, s im.SessionRef, to, xfer uint64, d
 		st.accepted = false // chunks wait for the receiver's ACCEPT
 		return true, st.rs, ""
 	}
-	if !c.xfers.add(user, c.cfg.Files.MaxXfers) {
+	if !c.xfers.add(k, to, c.cfg.Files.MaxXfers) {
 		return false, rs, fmt.Sprintf("too many transfers: at most %d at a time", c.cfg.Files.MaxXfers)
 	}
 	sh.m[k] = &xferState{to: to, size: uint64(o.Size), chunk: uint64(o.Chunk), sha: [32]byte(sum), ss: s, touched: now}
@@ -480,17 +522,16 @@ func (c *LocalCenter) xferOffline(user uint64, s im.SessionRef) {
 		text string
 	}
 	var notes []note
-	for i := range c.xfers.shards {
-		sh := &c.xfers.shards[i]
+	for _, k := range c.xfers.keysOf(user, nil) {
+		sh := c.xfers.shard(k)
 		sh.mu.Lock()
-		for k, st := range sh.m {
-			switch {
-			case st.accepted && st.to == user && st.rs == s:
-				st.accepted = false
-				notes = append(notes, note{k.from, k.xfer, fmt.Sprintf("receiver offline; transfer %d paused", k.xfer)})
-			case k.from == user && st.ss == s:
-				notes = append(notes, note{st.to, k.xfer, fmt.Sprintf("sender offline; transfer %d paused", k.xfer)})
-			}
+		switch st := sh.m[k]; {
+		case st == nil: // ended meanwhile
+		case st.accepted && st.to == user && st.rs == s:
+			st.accepted = false
+			notes = append(notes, note{k.from, k.xfer, fmt.Sprintf("receiver offline; transfer %d paused", k.xfer)})
+		case k.from == user && st.ss == s:
+			notes = append(notes, note{st.to, k.xfer, fmt.Sprintf("sender offline; transfer %d paused", k.xfer)})
 		}
 		sh.mu.Unlock()
 	}

@@ -273,12 +273,19 @@ func (rc *RemoteCenter) Queued() int {
 // Close stops the link for good; queued frames are dropped.
 func (rc *RemoteCenter) Close() {
 	rc.q.mu.Lock()
-	if !rc.shutLocked() {
+	nc, ok := rc.shutLocked()
+	if !ok {
 		rc.q.mu.Unlock()
 		return
 	}
 	started := rc.ep != nil
 	rc.q.mu.Unlock()
+	if nc != nil {
+		// Outside the queue's lock: closing a TLS link waits for its
+		// close_notify to be written, and producers on event loops must
+		// not wait behind that.
+		nc.Close()
+	}
 	if started {
 		<-rc.done
 	}

@@ -138,8 +138,11 @@ func (p *peerLink) up() bool {
 // close stops the link and waits for its goroutine.
 func (p *peerLink) close() {
 	p.q.mu.Lock()
-	p.shutLocked()
+	nc, _ := p.shutLocked()
 	p.q.mu.Unlock()
+	if nc != nil {
+		nc.Close() // outside the queue's lock, as RemoteCenter.Close
+	}
 	<-p.done
 }
 

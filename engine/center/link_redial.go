@@ -112,19 +112,18 @@ func (r *redialer) upLocked(nc net.Conn) bool {
 // downLocked records that the connection ended. q.mu held.
 func (r *redialer) downLocked() { r.connected, r.nc = false, nil }
 
-// shutLocked stops the redialer: run returns and the connection being
-// served is closed. It reports false when it was stopped already. q.mu
-// held.
-func (r *redialer) shutLocked() bool {
+// shutLocked stops the redialer: run returns, and upLocked takes no new
+// connection. It returns the connection being served, which the caller
+// closes once it has released q.mu (closing a TLS link waits for its
+// close_notify to be written, and producers on event loops must not wait
+// behind that), and false when it was stopped already. q.mu held.
+func (r *redialer) shutLocked() (net.Conn, bool) {
 	if r.stopped {
-		return false
+		return nil, false
 	}
 	r.stopped = true
 	close(r.stop)
-	if r.nc != nil {
-		r.nc.Close()
-	}
-	return true
+	return r.nc, true
 }
 
 // backoff returns the wait before reconnect attempt n (from 0): an
