@@ -27,6 +27,12 @@ echo "== staticcheck (both modules)"
 staticcheck="honnef.co/go/tools/cmd/staticcheck@v0.8.2"
 go run "$staticcheck" ./...
 (cd benchmarks && go run "$staticcheck" ./...)
+echo "== storage and route link no third-party package (drivers live in storage/bolt, storage/mysql, route/redis)"
+linked=$(go list -deps -f '{{if .Module}}{{if not .Module.Main}}{{.ImportPath}}{{end}}{{end}}' ./storage ./route)
+if [ -n "$linked" ]; then
+  echo "storage or route links: $linked" >&2
+  exit 1
+fi
 echo "== Markdown code fences"
 bash ./scripts/lint-md.sh
 echo "== packaging (static binaries from an empty directory and environment, systemd unit)"

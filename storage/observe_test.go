@@ -104,3 +104,46 @@ func TestObserveReportsCalls(t *testing.T) {
 		t.Fatalf("%d calls observed, want Close unobserved and Ping observed", n)
 	}
 }
+
+// TestObserveForwardsEachMethod calls every Store method of an observed
+// (closed) store through reflection and checks that the call reached the
+// store and was reported under its own name.
+func TestObserveForwardsEachMethod(t *testing.T) {
+	raw, err := bolt.Open(bolt.Config{Dir: t.TempDir(), NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec recorder
+	s := storage.Observe(raw, rec.observe)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	v := reflect.ValueOf(s)
+	ctx := reflect.ValueOf(context.Background())
+	st := reflect.TypeFor[storage.Store]()
+	for i := range st.NumMethod() {
+		name := st.Method(i).Name
+		if name == "Close" {
+			continue
+		}
+		m := v.MethodByName(name)
+		args := []reflect.Value{ctx}
+		for j := 1; j < m.Type().NumIn(); j++ {
+			args = append(args, reflect.Zero(m.Type().In(j)))
+		}
+		out := m.Call(args)
+		err, _ := out[len(out)-1].Interface().(error)
+		if err == nil {
+			t.Errorf("%s on a closed store succeeded", name)
+		}
+		rec.mu.Lock()
+		last := rec.calls[len(rec.calls)-1]
+		rec.mu.Unlock()
+		if last.m.String() != name || !errors.Is(last.err, err) {
+			t.Errorf("%s reported as %v with %v, returned %v", name, last.m, last.err, err)
+		}
+	}
+	if n := len(rec.calls); n != int(storage.MethodCount) {
+		t.Errorf("%d calls reported, want %d", n, storage.MethodCount)
+	}
+}
