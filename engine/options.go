@@ -51,6 +51,9 @@ type Config struct {
 	// Transport, when set, is an outer framing between the sockets and
 	// the frame parser (a WebSocket); nil means plain MyIM frames.
 	Transport Transport
+	// Gate, when set, caps this server's connections together with the
+	// other servers given the same gate, besides MaxConns.
+	Gate *ConnGate
 }
 
 func (c *Config) fillDefaults() {

@@ -350,6 +350,11 @@ func RunProcs(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rampSecs := time.Since(t0).Seconds()
 	ramped, _, err := srv.mark(momentRamped)
+	opened := 0
+	for _, c := range kids {
+		opened += c.ramped.Conns
+	}
+	fmt.Fprintf(cfg.Out, "ramp: %d of %d sessions open in %.1f s\n", opened, cfg.Conns, rampSecs)
 	if err != nil {
 		return nil, err
 	}

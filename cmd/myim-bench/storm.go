@@ -90,7 +90,6 @@ func (r *runner) storm(ctx context.Context) *StormFigures {
 		var err error
 		for attempt := 0; attempt < stormAttempts; attempt++ {
 			if attempt > 0 {
-				r.noteErr(err)
 				retries.Add(1)
 				pause := time.Duration(attempt)*100*time.Millisecond + rand.N(100*time.Millisecond)
 				select {
@@ -104,6 +103,7 @@ func (r *runner) storm(ctx context.Context) *StormFigures {
 				return newBconn(r, i, r.userID(i), nc, c), nil
 			}
 			err = oerr
+			r.noteErr(fmt.Errorf("storm: session %d: %w", i, err))
 		}
 		return nil, err
 	})
@@ -132,11 +132,11 @@ func (r *runner) storm(ctx context.Context) *StormFigures {
 	if stopErr != nil {
 		st.Stopped = stopErr.Error()
 	}
-	if st.Failed > 0 {
-		r.fail(fmt.Errorf("storm: %d of %d sessions did not come back", st.Failed, st.Dropped))
-	}
 	if err := r.lastError(); err != nil && (st.Failed > 0 || st.Retries > 0) {
 		st.LastError = err.Error()
+	}
+	if st.Failed > 0 {
+		r.fail(fmt.Errorf("storm: %d of %d sessions did not come back", st.Failed, st.Dropped))
 	}
 	if st.Seconds > 0 {
 		st.SessionsPerSecond = float64(st.Back) / st.Seconds
