@@ -11,6 +11,8 @@ import (
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/engine"
 	"github.com/myim/myim/engine/clusterca"
+	"github.com/myim/myim/engine/endpoint"
+	"github.com/myim/myim/engine/login"
 	"github.com/myim/myim/engine/node"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/internal/testenv"
@@ -33,7 +35,7 @@ type rig struct {
 	id      *clusterca.Identity
 	center  *node.LocalCenter
 	login   *engine.Server
-	eps     [2]*node.EndpointHandler
+	eps     [2]*endpoint.EndpointHandler
 	proxies [2]*testenv.Proxy
 	// dials counts the connections clients opened to endpoint 0.
 	dials atomic.Int64
@@ -57,7 +59,7 @@ func startRig(t testing.TB) *rig {
 	t.Cleanup(r.center.Close)
 	scfg := &session.Config{Argon2: testArgon2}
 	for i := range r.eps {
-		r.eps[i] = node.NewEndpoint(node.EndpointConfig{ID: uint32(i + 1), Identity: id, Session: scfg,
+		r.eps[i] = endpoint.NewEndpoint(endpoint.EndpointConfig{ID: uint32(i + 1), Identity: id, Session: scfg,
 			Center: r.center})
 		srv := startServer(t, r.eps[i])
 		r.proxies[i] = testenv.StartProxy(t, srv.Addr().String())
@@ -66,10 +68,10 @@ func startRig(t testing.TB) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	servers := func(context.Context) []node.ServerInfo {
-		out := make([]node.ServerInfo, len(r.proxies))
+	servers := func(context.Context) []login.ServerInfo {
+		out := make([]login.ServerInfo, len(r.proxies))
 		for i, p := range r.proxies {
-			out[i] = node.ServerInfo{ID: uint32(i + 1), Addr: p.Addr(), Priority: i,
+			out[i] = login.ServerInfo{ID: uint32(i + 1), Addr: p.Addr(), Priority: i,
 				Key: id.Static.PublicKey().Bytes(), Cert: cert}
 		}
 		return out
@@ -78,7 +80,7 @@ func startRig(t testing.TB) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := node.NewLogin(node.LoginConfig{Store: st, Identity: id, Hasher: hasher, Session: scfg,
+	l := login.NewLogin(login.LoginConfig{Store: st, Identity: id, Hasher: hasher, Session: scfg,
 		Servers: servers, Notify: r.center.Notify})
 	r.login = startServer(t, l)
 	t.Cleanup(l.Wait) // after the server stops (cleanups run last first)

@@ -82,8 +82,8 @@ func startServer(t testing.TB) *server {
 func startMyimd(t testing.TB, dir string, args ...string) *server {
 	t.Helper()
 	cmd := exec.Command(myimdBin(t), append([]string{"--data-dir", dir,
-		"--endpoint-addr", "127.0.0.1:0", "--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--shutdown-grace", "5s",
-		"--center-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0", "--log-level", "warn"}, args...)...)
+		"--endpoint-addr", "127.0.0.1:0", "--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--shutdown-grace", "5s", "--ws-addr", "127.0.0.1:0",
+		"--center-addr", "127.0.0.1:0", "--log-level", "warn"}, args...)...)
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -195,6 +195,14 @@ func TestScenarios(t *testing.T) {
 		}
 		if b, _ := os.ReadFile(cfg.Plot); !bytes.Contains(b, []byte("<polyline")) {
 			t.Error("plot has no curve")
+		}
+	})
+	t.Run("p2p-qos1-ws", func(t *testing.T) {
+		cfg := s.config("p2p", "pw")
+		cfg.Transport, cfg.WSAddr = "ws", s.addrs["ws"]
+		rep := runScenario(t, cfg)
+		if rep.Sent == 0 || rep.Acked != rep.Sent || rep.Delivered+rep.Stored < rep.Acked || rep.Lost != 0 {
+			t.Errorf("QoS 1 over WebSocket: sent %d, acked %d, delivered %d, stored %d", rep.Sent, rep.Acked, rep.Delivered, rep.Stored)
 		}
 	})
 	t.Run("p2p-qos0-rate", func(t *testing.T) {

@@ -16,7 +16,9 @@ import (
 
 	"github.com/myim/myim/engine"
 	"github.com/myim/myim/engine/clusterca"
+	"github.com/myim/myim/engine/endpoint"
 	"github.com/myim/myim/engine/im"
+	"github.com/myim/myim/engine/login"
 	"github.com/myim/myim/engine/node"
 	"github.com/myim/myim/internal/buildinfo"
 	"github.com/myim/myim/route"
@@ -49,9 +51,9 @@ type builder struct {
 	closed  bool
 
 	// Set by build for the shutdown drain.
-	endpoint  *node.EndpointHandler
+	endpoint  *endpoint.EndpointHandler
 	center    *node.LocalCenter
-	servers   func(context.Context) []node.ServerInfo
+	servers   func(context.Context) []login.ServerInfo
 	advertise func() // re-registers the endpoint at once (its priority follows the drain)
 }
 
@@ -153,7 +155,7 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	servers := func(ctx context.Context) []node.ServerInfo {
+	servers := func(ctx context.Context) []login.ServerInfo {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		list, err := reg.Servers(ctx, im.RoleEndpoint)
@@ -161,9 +163,9 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 			log.Warn("server list", "err", err)
 			return nil
 		}
-		out := make([]node.ServerInfo, len(list))
+		out := make([]login.ServerInfo, len(list))
 		for i, s := range list {
-			out[i] = node.ServerInfo{ID: s.ID, Addr: s.Addr, Priority: s.Priority, Load: s.Load, Key: s.StaticKey, Cert: s.Cert}
+			out[i] = login.ServerInfo{ID: s.ID, Addr: s.Addr, Priority: s.Priority, Load: s.Load, Key: s.StaticKey, Cert: s.Cert}
 		}
 		return out
 	}
@@ -181,7 +183,7 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		b.onClose(center.Close)
 	}
 
-	var endpoint *node.EndpointHandler
+	var ep *endpoint.EndpointHandler
 	var remote *node.RemoteCenter
 	if has(role, im.RoleAll, im.RoleEndpoint) {
 		var c im.Center = center
@@ -192,13 +194,13 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 			b.onClose(remote.Close)
 			c = remote
 		}
-		endpoint = node.NewEndpoint(node.EndpointConfig{ID: uint32(cfg.ServerID), Identity: id, Session: scfg,
+		ep = endpoint.NewEndpoint(endpoint.EndpointConfig{ID: uint32(cfg.ServerID), Identity: id, Session: scfg,
 			Center: c, HandshakeTimeout: cfg.HandshakeTimeout, MaxSession: cfg.MaxSession,
 			HandshakeRate: cfg.HandshakeRate, HandshakeBurst: cfg.HandshakeBurst, Revocations: revs,
 			Logger: log.With("role", "endpoint")})
 	}
 
-	var login *node.Login
+	var lg *login.Login
 	var hasher *session.Hasher
 	if store != nil {
 		if hasher, err = session.NewHasher(scfg); err != nil {
@@ -210,9 +212,9 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		if center != nil {
 			notify = center.Notify
 		}
-		login = node.NewLogin(node.LoginConfig{Store: store, Identity: id, Hasher: hasher, Session: scfg,
+		lg = login.NewLogin(login.LoginConfig{Store: store, Identity: id, Hasher: hasher, Session: scfg,
 			Servers: servers, Notify: notify, Logger: log.With("role", "login"), HandshakeTimeout: cfg.HandshakeTimeout})
-		b.onClose(login.Wait)
+		b.onClose(lg.Wait)
 	}
 
 	// The center link listener replaces the bare center listener when
@@ -238,7 +240,7 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		return nil, err
 	}
 	ready := func(ctx context.Context) error {
-		if endpoint != nil && endpoint.Draining() {
+		if ep != nil && ep.Draining() {
 			return errors.New("draining") // load balancers send no one new
 		}
 		if remote != nil {
@@ -250,13 +252,12 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		return nil
 	}
 	var lh, eh engine.Handler
-	if login != nil {
-		lh = login
+	if lg != nil {
+		lh = lg
 	}
-	if endpoint != nil {
-		eh = endpoint
+	if ep != nil {
+		eh = ep
 	}
-	wsh, wst := wsListener(cfg, lh, eh)
 	n, err := node.NewNode(node.NodeConfig{
 		Role:         role,
 		ServerID:     uint32(cfg.ServerID),
@@ -279,8 +280,7 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		LoginHandler:     lh,
 		EndpointHandler:  eh,
 		WSAddr:           cfg.WSAddr,
-		WSHandler:        wsh,
-		WSTransport:      wst,
+		WSOrigins:        splitList(cfg.WSOrigins),
 		Ready:            ready,
 	})
 	if err != nil {
@@ -308,7 +308,7 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		api.RegisterFiles(n)
 	}
 	bi := buildinfo.Get()
-	mcfg := node.MonitorConfig{Node: n, Center: center, Endpoint: endpoint, Login: login,
+	mcfg := node.MonitorConfig{Node: n, Center: center, Endpoint: ep, Login: lg,
 		Store: store, Logs: logs, ServerID: uint32(cfg.ServerID), Version: bi.Version, Commit: bi.Commit,
 		Registry: reg}
 	mon := node.NewMonitor(mcfg)
@@ -324,8 +324,8 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 	if store != nil {
 		st = store
 	}
-	b.endpoint, b.center, b.servers = endpoint, center, servers
-	(&node.Admin{Secret: cfg.AdminSecret, Store: st, Hasher: hasher, Identity: id, Endpoint: endpoint, Revocations: revs,
+	b.endpoint, b.center, b.servers = ep, center, servers
+	(&node.Admin{Secret: cfg.AdminSecret, Store: st, Hasher: hasher, Identity: id, Endpoint: ep, Revocations: revs,
 		Center: center, Monitor: mon, Servers: servers, PProf: cfg.PProf, Logger: log.With("role", "admin"),
 		Invites: invites, Node: n, OnDrain: func(bool) {
 			if b.advertise != nil {
@@ -351,11 +351,11 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		}
 		b.say.rootKey(id.Root.Verify().String(), filepath.Join(cfg.DataDir, "root.pub"))
 	}
-	if endpoint != nil {
+	if ep != nil {
 		b.onStart(func() {
 			// The first registration is made before the node says it
 			// started, so that a login right after start lists it.
-			adv := b.advertiser(n.Addrs()["endpoint"], reg, id, endpoint)
+			adv := b.advertiser(n.Addrs()["endpoint"], reg, id, ep)
 			adv(bg)
 			b.advertise = func() { adv(bg) }
 			done := make(chan struct{})
@@ -606,7 +606,7 @@ func (b *builder) serveJoins(ctx context.Context, id *clusterca.Identity) error 
 // advertiser returns the registration of this endpoint in the server
 // registry, with its current load; it is made every few seconds and lapses
 // if the process dies.
-func (b *builder) advertiser(bound net.Addr, reg route.Table, id *clusterca.Identity, ep *node.EndpointHandler) func(context.Context) {
+func (b *builder) advertiser(bound net.Addr, reg route.Table, id *clusterca.Identity, ep *endpoint.EndpointHandler) func(context.Context) {
 	const ttl = 15 * time.Second
 	cert, _ := id.EndpointCert.MarshalBinary()
 	addr := b.cfg.AdvertiseAddr

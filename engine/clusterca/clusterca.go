@@ -98,12 +98,12 @@ const (
 
 // Cluster CA errors.
 var (
-	ErrNoClusterCA  = errors.New("engine: no cluster CA in the data directory")
-	ErrNoNodeCert   = errors.New("engine: no node certificate; join the cluster first")
-	ErrJoinToken    = errors.New("engine: malformed join token")
-	ErrJoinRefused  = errors.New("engine: join refused")
-	ErrCAMismatch   = errors.New("engine: server's CA does not match the join token")
-	ErrPeerIdentity = errors.New("engine: peer certificate names no cluster node")
+	ErrNoClusterCA  = errors.New("clusterca: no cluster CA in the data directory")
+	ErrNoNodeCert   = errors.New("clusterca: no node certificate; join the cluster first")
+	ErrJoinToken    = errors.New("clusterca: malformed join token")
+	ErrJoinRefused  = errors.New("clusterca: join refused")
+	ErrCAMismatch   = errors.New("clusterca: server's CA does not match the join token")
+	ErrPeerIdentity = errors.New("clusterca: peer certificate names no cluster node")
 )
 
 // NodeIdentity is what a node certificate says: the node's role and id,
@@ -275,7 +275,7 @@ func (is *issuer) issue(pub crypto.PublicKey, id NodeIdentity, now time.Time) ([
 // The node is recorded as enrolled by `cluster init`.
 func IssueNodeCert(dataDir string, nodeID uint32, role string) error {
 	if nodeID == 0 || !validRole(role) {
-		return fmt.Errorf("engine: bad node identity %s/%d", role, nodeID)
+		return fmt.Errorf("clusterca: bad node identity %s/%d", role, nodeID)
 	}
 	is, err := loadIssuer(dataDir)
 	if err != nil {
@@ -559,7 +559,7 @@ func Renew(ctx context.Context, baseURL, dataDir string) error {
 // the CA bundle returned must hold the pinned CA.
 func requestCert(ctx context.Context, baseURL, dataDir string, cfg *tls.Config, req joinRequest, fp *[32]byte) error {
 	if req.NodeID == 0 || !validRole(req.Role) {
-		return fmt.Errorf("engine: bad node identity %s/%d", req.Role, req.NodeID)
+		return fmt.Errorf("clusterca: bad node identity %s/%d", req.Role, req.NodeID)
 	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return err
@@ -958,11 +958,11 @@ func FetchDenyList(ctx context.Context, baseURL, dataDir string) error {
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("engine: deny list: %s: %s", resp.Status, strings.TrimSpace(string(b)))
+		return fmt.Errorf("clusterca: deny list: %s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
 	var dl denyList
 	if err := json.Unmarshal(b, &dl); err != nil {
-		return fmt.Errorf("engine: deny list: %w", err)
+		return fmt.Errorf("clusterca: deny list: %w", err)
 	}
 	path := filepath.Join(dataDir, denyFile)
 	if old, err := os.ReadFile(path); err == nil {

@@ -21,7 +21,9 @@ import (
 
 	"github.com/myim/myim/engine"
 	"github.com/myim/myim/engine/clusterca"
+	"github.com/myim/myim/engine/endpoint"
 	"github.com/myim/myim/engine/im"
+	"github.com/myim/myim/engine/login"
 	"github.com/myim/myim/route"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
@@ -36,14 +38,14 @@ type Admin struct {
 	Store    storage.Store
 	Hasher   *session.Hasher
 	Identity *clusterca.Identity
-	Endpoint *EndpointHandler // nil on a node without the endpoint role
-	Center   *LocalCenter     // nil on a node without the center role
+	Endpoint *endpoint.EndpointHandler // nil on a node without the endpoint role
+	Center   *LocalCenter              // nil on a node without the center role
 	// Revocations shares revoked tokens with the cluster (nil: the
 	// endpoint's own list only).
 	Revocations *clusterca.RevocationList
 	Monitor     *Monitor
 	// Servers returns the server list, the same the login service returns.
-	Servers func(ctx context.Context) []ServerInfo
+	Servers func(ctx context.Context) []login.ServerInfo
 	// PProf serves net/http/pprof under /debug/pprof/, behind the secret.
 	PProf  bool
 	Logger *slog.Logger
@@ -239,7 +241,7 @@ func (a *Admin) online(w http.ResponseWriter, r *http.Request) {
 	case a.Endpoint != nil:
 		total = a.Endpoint.Sessions()
 		cid := a.centerID()
-		a.Endpoint.RangeSessions(func(s SessionInfo) bool {
+		a.Endpoint.RangeSessions(func(s endpoint.SessionInfo) bool {
 			if len(list) == limit {
 				truncated = true
 				return false
@@ -266,9 +268,9 @@ func (a *Admin) online(w http.ResponseWriter, r *http.Request) {
 // routing table when this node runs one, else from the endpoint's sessions.
 func (a *Admin) sessionsOf(user uint64) []OnlineSession {
 	list := []OnlineSession{}
-	local := map[uint64]SessionInfo{}
+	local := map[uint64]endpoint.SessionInfo{}
 	if a.Endpoint != nil {
-		a.Endpoint.RangeSessions(func(s SessionInfo) bool {
+		a.Endpoint.RangeSessions(func(s endpoint.SessionInfo) bool {
 			if s.User == user {
 				local[s.Session] = s
 			}
@@ -638,7 +640,7 @@ func (a *Admin) tokens(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	servers := []ServerInfo{}
+	servers := []login.ServerInfo{}
 	if a.Servers != nil {
 		servers = a.Servers(r.Context())
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/myim/myim/engine/im"
 	"github.com/myim/myim/engine/internal/lograte"
+	"github.com/myim/myim/engine/login"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/route"
 	"github.com/myim/myim/storage"
@@ -27,7 +28,7 @@ type CenterConfig struct {
 	ID    uint32
 	Store storage.Store
 	// Servers returns the server list (SERVER_LIST lookups).
-	Servers func(ctx context.Context) []ServerInfo
+	Servers func(ctx context.Context) []login.ServerInfo
 	// Window caps unacked pushes per session; beyond it QoS 1 goes to the
 	// offline store and QoS 0 is shed. Default 64.
 	Window int
@@ -1094,7 +1095,7 @@ func (c *LocalCenter) lookup(user uint64, s im.SessionRef, cmd frame.Cmd, req ui
 		}
 		doc = list
 	case frame.CmdServerList:
-		var list []ServerInfo
+		var list []login.ServerInfo
 		if c.cfg.Servers != nil {
 			list = c.cfg.Servers(ctx)
 		}

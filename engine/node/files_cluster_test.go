@@ -19,6 +19,7 @@ import (
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/engine"
 	"github.com/myim/myim/engine/clusterca"
+	"github.com/myim/myim/engine/endpoint"
 	"github.com/myim/myim/engine/node"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/internal/testenv"
@@ -99,7 +100,7 @@ func startXferCluster(t *testing.T) *xferCluster {
 		}
 		// Registered after the center's cleanup, so stopped before it: the
 		// sessions go offline at a running center.
-		xc.srvs[i] = startServer(t, node.NewEndpoint(node.EndpointConfig{ID: cid, Identity: id, Center: c}))
+		xc.srvs[i] = startServer(t, endpoint.NewEndpoint(endpoint.EndpointConfig{ID: cid, Identity: id, Center: c}))
 		xc.centers[i] = c
 	}
 	eventually(t, 10*time.Second, func() bool { return xc.centers[0].PeersUp() == 1 && xc.centers[1].PeersUp() == 1 })

@@ -12,6 +12,7 @@ import (
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/engine"
 	"github.com/myim/myim/engine/clusterca"
+	"github.com/myim/myim/engine/endpoint"
 	"github.com/myim/myim/engine/node"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/session"
@@ -43,7 +44,7 @@ func TestLargeGroup(t *testing.T) {
 	}
 	center := node.NewLocalCenter(node.CenterConfig{ID: 1, Store: st})
 	t.Cleanup(center.Close)
-	ep := node.NewEndpoint(node.EndpointConfig{ID: 1, Identity: id, Center: center, HandshakeRate: -1})
+	ep := endpoint.NewEndpoint(endpoint.EndpointConfig{ID: 1, Identity: id, Center: center, HandshakeRate: -1})
 	srv := startServer(t, ep, engine.WithIdleTimeout(10*time.Minute))
 
 	ctx := context.Background()

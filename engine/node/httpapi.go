@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -126,7 +127,7 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if a.RegisterRate != nil {
-		if ok, wait := a.RegisterRate.Allow(hostOf(r.RemoteAddr)); !ok {
+		if ok, wait := a.RegisterRate.Allow(clientHost(r.RemoteAddr)); !ok {
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
 			writeErr(w, http.StatusTooManyRequests, "too many registrations from this address; retry later")
 			return
@@ -361,4 +362,13 @@ func (a *API) issueInvite(w http.ResponseWriter, r *http.Request, user uint64) {
 	default:
 		writeJSON(w, http.StatusCreated, map[string]any{"code": code, "expires_at": exp.UnixMilli()})
 	}
+}
+
+// clientHost is the host part of a client's address (the whole address
+// when it has no port).
+func clientHost(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
 }

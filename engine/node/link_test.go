@@ -16,6 +16,7 @@ import (
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/engine"
 	"github.com/myim/myim/engine/clusterca"
+	"github.com/myim/myim/engine/endpoint"
 	"github.com/myim/myim/engine/im"
 	"github.com/myim/myim/engine/node"
 	"github.com/myim/myim/frame"
@@ -36,7 +37,7 @@ type linkCluster struct {
 
 type linkedEndpoint struct {
 	rc  *node.RemoteCenter
-	ep  *node.EndpointHandler
+	ep  *endpoint.EndpointHandler
 	srv *engine.Server
 }
 
@@ -96,7 +97,7 @@ func (lc *linkCluster) endpoint(t testing.TB, id uint32, clientTLS *tls.Config, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep := node.NewEndpoint(node.EndpointConfig{ID: id, Identity: lc.id, Center: rc})
+	ep := endpoint.NewEndpoint(endpoint.EndpointConfig{ID: id, Identity: lc.id, Center: rc})
 	srv := startServer(t, ep)
 	t.Cleanup(rc.Close) // runs before the server stops: sessions close on a closed link
 	return &linkedEndpoint{rc: rc, ep: ep, srv: srv}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/myim/myim/engine"
 	"github.com/myim/myim/engine/im"
+	"github.com/myim/myim/engine/ws"
+	"github.com/myim/myim/frame"
 )
 
 // NodeConfig describes one MyIM process. Empty addresses disable their
@@ -38,13 +40,12 @@ type NodeConfig struct {
 	// Handlers for each listener; a nil one refuses everything but PING
 	// until authenticated peers exist for it.
 	LoginHandler, EndpointHandler, CenterHandler engine.Handler
-	// WSAddr is the WebSocket listener (empty: none), served by WSHandler
-	// (engine/ws's Mux over the login and endpoint handlers) through
-	// WSTransport (engine/ws's Transport), with the client listeners'
-	// limits. Both are needed for the listener to exist.
-	WSAddr      string
-	WSHandler   engine.Handler
-	WSTransport engine.Transport
+	// WSAddr is the WebSocket listener (empty: none): /login and
+	// /endpoint for the roles the node runs, on engine/ws, with the client
+	// listeners' limits. WSOrigins are the browser origins it accepts
+	// besides its own (ws.Config.Origins).
+	WSAddr    string
+	WSOrigins []string
 	// Ready reports whether the node's dependencies (store, Redis, center
 	// links) are usable; /readyz calls it. Nil means always ready.
 	Ready func(ctx context.Context) error
@@ -177,7 +178,8 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	want("login", cfg.LoginAddr, all || cfg.Role == im.RoleLogin)
 	want("endpoint", cfg.EndpointAddr, all || cfg.Role == im.RoleEndpoint)
 	want("center", cfg.CenterAddr, all || cfg.Role == im.RoleCenter)
-	want("ws", cfg.WSAddr, cfg.WSHandler != nil && cfg.WSTransport != nil)
+	wsRoutes := cfg.wsRoutes()
+	want("ws", cfg.WSAddr, len(wsRoutes) > 0)
 	if cfg.HTTPAddr != "" {
 		names = append(names, "http")
 		caps["http"] = cfg.HTTPMaxConns
@@ -210,7 +212,8 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		}
 		lim.Logger = cfg.Logger.With("listener", name)
 		if name == "ws" {
-			lim.Transport = cfg.WSTransport
+			lim.Transport = ws.New(ws.Config{Paths: h.(*ws.Mux).Paths(), Origins: cfg.WSOrigins,
+				MaxMessage: max(lim.MaxFrame, frame.DefaultMaxFrame) + 4<<10})
 		}
 		n.servers[name] = engine.New(h, engine.WithConfig(lim))
 		n.order = append(n.order, name)
@@ -235,8 +238,11 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if all || cfg.Role == im.RoleCenter {
 		add("center", cfg.CenterAddr, or(cfg.CenterHandler))
 	}
-	if cfg.WSHandler != nil && cfg.WSTransport != nil {
-		add("ws", cfg.WSAddr, cfg.WSHandler)
+	if len(wsRoutes) > 0 {
+		for i := range wsRoutes {
+			wsRoutes[i].Handler = or(wsRoutes[i].Handler)
+		}
+		add("ws", cfg.WSAddr, ws.NewMux(wsRoutes...))
 	}
 	healthz := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -508,4 +514,22 @@ func (n *Node) stopAll(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// wsRoutes are the WebSocket listener's paths: /login and /endpoint for
+// the roles the node runs (nil handlers stand for PreAuthHandler, as on
+// TCP); none without --ws-addr.
+func (c *NodeConfig) wsRoutes() []ws.Route {
+	if c.WSAddr == "" {
+		return nil
+	}
+	all := c.Role == im.RoleAll
+	var r []ws.Route
+	if all || c.Role == im.RoleLogin {
+		r = append(r, ws.Route{Path: "/login", Handler: c.LoginHandler})
+	}
+	if all || c.Role == im.RoleEndpoint {
+		r = append(r, ws.Route{Path: "/endpoint", Handler: c.EndpointHandler})
+	}
+	return r
 }

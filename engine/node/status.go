@@ -19,7 +19,9 @@ import (
 	"github.com/prometheus/procfs"
 
 	"github.com/myim/myim/engine"
+	"github.com/myim/myim/engine/endpoint"
 	"github.com/myim/myim/engine/im"
+	"github.com/myim/myim/engine/login"
 	"github.com/myim/myim/route"
 )
 
@@ -28,8 +30,8 @@ import (
 type MonitorConfig struct {
 	Node     *Node
 	Center   *LocalCenter
-	Endpoint *EndpointHandler
-	Login    *Login
+	Endpoint *endpoint.EndpointHandler
+	Login    *login.Login
 	Store    *TimedStore
 	// Logs holds recent warnings and errors for the status page.
 	Logs *LogRing
@@ -205,7 +207,7 @@ func (m *Monitor) read(now time.Time) sample {
 		}
 	}
 	if e := m.cfg.Endpoint; e != nil {
-		s.delivery = e.delivery.Snapshot()
+		s.delivery = e.DeliveryLatency().Snapshot()
 	}
 	if l := m.cfg.Login; l != nil {
 		h := l.Handshakes()

@@ -293,3 +293,20 @@ func TestFramingViolations(t *testing.T) {
 		})
 	}
 }
+
+func TestFullServerAnswers503(t *testing.T) {
+	s := startServer(t, ws.Config{}, engine.WithMaxConns(1))
+	c := dialTCP(t, s)
+	if _, resp := upgrade(t, c, ""); resp.StatusCode != 101 {
+		t.Fatalf("first: %d", resp.StatusCode)
+	}
+	c2 := dialTCP(t, s)
+	_, _ = io.WriteString(c2, upgradeRequest("/endpoint", ""))
+	resp, err := http.ReadResponse(bufio.NewReader(c2), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 503 {
+		t.Fatalf("second: %d, want 503", resp.StatusCode)
+	}
+}

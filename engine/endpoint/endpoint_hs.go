@@ -1,4 +1,4 @@
-package node
+package endpoint
 
 // The endpoint's handshake, off the event loops.
 //
@@ -219,10 +219,10 @@ func budgetKey(addr string) string {
 
 // Handshake refusals.
 var (
-	errHandshakeRate   = errors.New("engine: too many handshakes from this address")
-	errHandshakeReplay = errors.New("engine: handshake replayed")
-	errHandshakeBusy   = errors.New("engine: handshake queue full")
-	errHandshakeEarly  = errors.New("engine: frame before the handshake's answer")
+	errHandshakeRate   = errors.New("endpoint: too many handshakes from this address")
+	errHandshakeReplay = errors.New("endpoint: handshake replayed")
+	errHandshakeBusy   = errors.New("endpoint: handshake queue full")
+	errHandshakeEarly  = errors.New("endpoint: frame before the handshake's answer")
 )
 
 // startHandshake runs on the loop for the first HANDSHAKE frame.

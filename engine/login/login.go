@@ -1,4 +1,4 @@
-package node
+package login
 
 import (
 	"context"
@@ -251,7 +251,7 @@ func (l *Login) OnClose(c *engine.Conn, _ engine.CloseReason) {
 }
 
 // errLoginQueueFull closes a login refused by admission control.
-var errLoginQueueFull = errors.New("engine: login queue full")
+var errLoginQueueFull = errors.New("login: login queue full")
 
 // Retry hints: never less than minRetryHint, so that refused clients do
 // not come back at once, and never more than maxRetryHint.

@@ -1,4 +1,4 @@
-package node_test
+package login_test
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/engine"
 	"github.com/myim/myim/engine/clusterca"
-	"github.com/myim/myim/engine/node"
+	"github.com/myim/myim/engine/login"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
@@ -30,13 +30,13 @@ var testArgon2 = session.Argon2Params{Memory: 8192, Time: 1, Threads: 1, SaltLen
 // loginRig is a login listener on loopback with its store and hasher.
 type loginRig struct {
 	srv    *engine.Server
-	login  *node.Login
+	login  *login.Login
 	store  storage.Store
 	hasher *session.Hasher
 	roots  []session.VerifyKey
 }
 
-func startLogin(t testing.TB, mod func(*node.LoginConfig), opts ...engine.Option) *loginRig {
+func startLogin(t testing.TB, mod func(*login.LoginConfig), opts ...engine.Option) *loginRig {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := bolt.Open(bolt.Config{Dir: dir, NoSync: true})
@@ -53,11 +53,11 @@ func startLogin(t testing.TB, mod func(*node.LoginConfig), opts ...engine.Option
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := node.LoginConfig{Store: st, Identity: id, Hasher: h, Session: scfg}
+	cfg := login.LoginConfig{Store: st, Identity: id, Hasher: h, Session: scfg}
 	if mod != nil {
 		mod(&cfg)
 	}
-	l := node.NewLogin(cfg)
+	l := login.NewLogin(cfg)
 	srv := startServer(t, l, opts...)
 	t.Cleanup(l.Wait) // after the server stops (cleanups run last first)
 	return &loginRig{srv: srv, login: l, store: st, hasher: cfg.Hasher, roots: []session.VerifyKey{id.Root.Verify()}}
@@ -118,8 +118,8 @@ func serverCode(err error) uint16 {
 // reach the hasher until the pair's first backoff ends.
 func TestLoginConcurrentGuessesStayWithinTheBudget(t *testing.T) {
 	const guesses = 400
-	lim := node.NewLimiter(node.LimiterConfig{Base: time.Minute})
-	r := startLogin(t, func(c *node.LoginConfig) { c.Limiter = lim })
+	lim := login.NewLimiter(login.LimiterConfig{Base: time.Minute})
+	r := startLogin(t, func(c *login.LoginConfig) { c.Limiter = lim })
 	r.addUser(t, "kim", "correct horse battery")
 	cfg := r.cfg(newKey(t), "")
 	var wg sync.WaitGroup
@@ -180,8 +180,8 @@ func TestLoginConcurrentGuessesStayWithinTheBudget(t *testing.T) {
 // account out everywhere. The lock is per (account, address) now and the
 // account's own backoff does not apply to a device the account knows.
 func TestLoginLockoutSparesTheOwnersKnownDevice(t *testing.T) {
-	lim := node.NewLimiter(node.LimiterConfig{Base: time.Minute})
-	r := startLogin(t, func(c *node.LoginConfig) { c.Limiter = lim })
+	lim := login.NewLimiter(login.LimiterConfig{Base: time.Minute})
+	r := startLogin(t, func(c *login.LoginConfig) { c.Limiter = lim })
 	r.addUser(t, "kim", "correct horse battery")
 	ctx := context.Background()
 	owner := newKey(t)
@@ -224,7 +224,7 @@ func TestLoginLockoutSparesTheOwnersKnownDevice(t *testing.T) {
 // PINGs kept a connection that never logged in alive for ever.
 func TestLoginHandshakeDeadlineIgnoresPing(t *testing.T) {
 	const deadline = 1500 * time.Millisecond
-	r := startLogin(t, func(c *node.LoginConfig) { c.HandshakeTimeout = deadline })
+	r := startLogin(t, func(c *login.LoginConfig) { c.HandshakeTimeout = deadline })
 	hs, err := session.NewLoginClient(nil, newKey(t), r.roots)
 	if err != nil {
 		t.Fatal(err)
@@ -293,7 +293,7 @@ func TestLoginBurstAllSucceed(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		logins = 50 // the race detector makes hashes and handshakes ten times slower
 	}
-	r := startLogin(t, func(c *node.LoginConfig) {
+	r := startLogin(t, func(c *login.LoginConfig) {
 		h, err := session.NewHasher(&session.Config{Argon2: testArgon2, HashConcurrency: 1})
 		if err != nil {
 			t.Fatal(err)

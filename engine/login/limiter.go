@@ -1,4 +1,4 @@
-package node
+package login
 
 import (
 	"errors"
@@ -51,10 +51,10 @@ type LimiterConfig struct {
 var (
 	// ErrLoginBackoff: the pair, the address or the account is backing
 	// off after failures.
-	ErrLoginBackoff = errors.New("engine: too many failed logins")
+	ErrLoginBackoff = errors.New("login: too many failed logins")
 	// ErrLoginBusy: the account or the address already has as many
 	// attempts in flight as it may.
-	ErrLoginBusy = errors.New("engine: login attempt already in progress")
+	ErrLoginBusy = errors.New("login: login attempt already in progress")
 )
 
 // Limiter throttles logins per (account, address) pair, per address and per

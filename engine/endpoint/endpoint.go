@@ -1,4 +1,4 @@
-package node
+package endpoint
 
 import (
 	"encoding/hex"
@@ -66,7 +66,7 @@ type EndpointHandler struct {
 
 // Errors an endpoint reports.
 var (
-	errForbidden = errors.New("engine: sender is not the session's user")
+	errForbidden = errors.New("endpoint: sender is not the session's user")
 )
 
 // epConn is a connection's endpoint state: loop-only, but for es, which is
@@ -382,7 +382,7 @@ func (e *EndpointHandler) Undrain() {
 }
 
 // errDraining refuses connections while the endpoint drains.
-var errDraining = errors.New("engine: endpoint draining")
+var errDraining = errors.New("endpoint: endpoint draining")
 
 // OnOpen starts the server side of the IK handshake.
 func (e *EndpointHandler) OnOpen(c *engine.Conn) error {
