@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/myim/myim/engine"
+	"github.com/myim/myim/engine/center"
 	"github.com/myim/myim/engine/clusterca"
 	"github.com/myim/myim/engine/endpoint"
 	"github.com/myim/myim/engine/im"
@@ -41,7 +42,7 @@ import (
 // the token it prints. A further center (role all or center with
 // --join-url) joins the same way and gets its keys from the first node;
 // with --redis-addr the centers find each other in the server registry
-// and route to each other's users (node.ClusterConfig).
+// and route to each other's users (center.ClusterConfig).
 type builder struct {
 	cfg     Config
 	log     *slog.Logger
@@ -52,7 +53,7 @@ type builder struct {
 
 	// Set by build for the shutdown drain.
 	endpoint  *endpoint.EndpointHandler
-	center    *node.LocalCenter
+	ctr       *center.LocalCenter
 	servers   func(context.Context) []login.ServerInfo
 	advertise func() // re-registers the endpoint at once (its priority follows the drain)
 }
@@ -171,22 +172,22 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 	}
 
 	scfg := &session.Config{}
-	var center *node.LocalCenter
+	var ctr *center.LocalCenter
 	if has(role, im.RoleAll, im.RoleCenter) {
-		ccfg := node.CenterConfig{ID: uint32(cfg.ServerID), Store: store, Servers: servers,
+		ccfg := center.CenterConfig{ID: uint32(cfg.ServerID), Store: store, Servers: servers,
 			AckTimeout: cfg.ReceiptTimeout, Files: filesConfig(cfg), Logger: log.With("role", "center")}
 		ccfg.GroupTTL, ccfg.GroupSweep = cfg.GroupTTL, cfg.GroupSweep
 		if ccfg.Cluster, err = b.clusterConfig(reg); err != nil {
 			return nil, err
 		}
-		center = node.NewLocalCenter(ccfg)
-		b.onClose(center.Close)
+		ctr = center.NewLocalCenter(ccfg)
+		b.onClose(ctr.Close)
 	}
 
 	var ep *endpoint.EndpointHandler
-	var remote *node.RemoteCenter
+	var remote *center.RemoteCenter
 	if has(role, im.RoleAll, im.RoleEndpoint) {
-		var c im.Center = center
+		var c im.Center = ctr
 		if role == im.RoleEndpoint {
 			if remote, err = b.remoteCenter(); err != nil {
 				return nil, err
@@ -209,8 +210,8 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 	}
 	if has(role, im.RoleAll, im.RoleLogin) {
 		var notify func(uint64, uint16, []byte)
-		if center != nil {
-			notify = center.Notify
+		if ctr != nil {
+			notify = ctr.Notify
 		}
 		lg = login.NewLogin(login.LoginConfig{Store: store, Identity: id, Hasher: hasher, Session: scfg,
 			Servers: servers, Notify: notify, Logger: log.With("role", "login"), HandshakeTimeout: cfg.HandshakeTimeout})
@@ -221,14 +222,14 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 	// links are possible: over TLS once the cluster CA exists, or in plain
 	// text when asked.
 	centerAddr := cfg.CenterAddr
-	var links *node.LinkServer
-	if center != nil && cfg.CenterAddr != "" {
+	var links *center.LinkServer
+	if ctr != nil && cfg.CenterAddr != "" {
 		lc, ok, err := b.linkConfig(true)
 		if err != nil {
 			return nil, err
 		}
 		if ok {
-			if links, err = node.NewLinkServer(node.LinkServerConfig{Addr: cfg.CenterAddr, Center: center, Link: lc}); err != nil {
+			if links, err = center.NewLinkServer(center.LinkServerConfig{Addr: cfg.CenterAddr, Center: ctr, Link: lc}); err != nil {
 				return nil, err
 			}
 			centerAddr = ""
@@ -281,6 +282,7 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		EndpointHandler:  eh,
 		WSAddr:           cfg.WSAddr,
 		WSOrigins:        splitList(cfg.WSOrigins),
+		WSTLS:            httpTLS,
 		Ready:            ready,
 	})
 	if err != nil {
@@ -299,7 +301,7 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		}
 	}
 	if store != nil {
-		api := &node.API{Store: store, Hasher: regHasher, Identity: id, Center: center, Revocations: revs,
+		api := &node.API{Store: store, Hasher: regHasher, Identity: id, Center: ctr, Revocations: revs,
 			Registration: cfg.Registration, Invites: invites}
 		if cfg.RegistrationRate > 0 {
 			api.RegisterRate = node.NewAddrRate(time.Hour/time.Duration(cfg.RegistrationRate), cfg.RegistrationRate)
@@ -308,7 +310,7 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		api.RegisterFiles(n)
 	}
 	bi := buildinfo.Get()
-	mcfg := node.MonitorConfig{Node: n, Center: center, Endpoint: ep, Login: lg,
+	mcfg := node.MonitorConfig{Node: n, Center: ctr, Endpoint: ep, Login: lg,
 		Store: store, Logs: logs, ServerID: uint32(cfg.ServerID), Version: bi.Version, Commit: bi.Commit,
 		Registry: reg}
 	mon := node.NewMonitor(mcfg)
@@ -324,9 +326,9 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 	if store != nil {
 		st = store
 	}
-	b.endpoint, b.center, b.servers = ep, center, servers
+	b.endpoint, b.ctr, b.servers = ep, ctr, servers
 	(&node.Admin{Secret: cfg.AdminSecret, Store: st, Hasher: hasher, Identity: id, Endpoint: ep, Revocations: revs,
-		Center: center, Monitor: mon, Servers: servers, PProf: cfg.PProf, Logger: log.With("role", "admin"),
+		Center: ctr, Monitor: mon, Servers: servers, PProf: cfg.PProf, Logger: log.With("role", "admin"),
 		Invites: invites, Node: n, OnDrain: func(bool) {
 			if b.advertise != nil {
 				b.advertise()
@@ -341,7 +343,7 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		}
 		b.onClose(func() { _ = links.Close() })
 		b.say.listening("center", links.Addr().String(), "links")
-		if center.ClusterStats() != nil {
+		if ctr.ClusterStats() != nil {
 			b.advertiseCenter(bg, links.Addr(), reg)
 		}
 	}
@@ -412,7 +414,7 @@ func (b *builder) revocations(reg route.Table, store *node.TimedStore) (*cluster
 
 // clusterConfig joins the center to the cluster's other centers when the
 // route table is shared (Redis) and links are possible; nil otherwise.
-func (b *builder) clusterConfig(reg route.Table) (*node.ClusterConfig, error) {
+func (b *builder) clusterConfig(reg route.Table) (*center.ClusterConfig, error) {
 	if b.cfg.RedisAddr == "" || b.cfg.CenterAddr == "" {
 		return nil, nil
 	}
@@ -427,12 +429,12 @@ func (b *builder) clusterConfig(reg route.Table) (*node.ClusterConfig, error) {
 	lc.Logger = b.log.With("part", "cluster")
 	retry := b.cfg.RouteRetry
 	if retry == 0 {
-		retry = -1 // engine: store at once
+		retry = -1 // -1 tells the center: store at once
 	}
 	if b.cfg.RouteTTL < 3*time.Second {
 		return nil, fmt.Errorf("--route-ttl %v: at least 3s", b.cfg.RouteTTL)
 	}
-	return &node.ClusterConfig{Routes: reg, Link: lc, LookupRetry: retry, RouteTTL: b.cfg.RouteTTL}, nil
+	return &center.ClusterConfig{Routes: reg, Link: lc, LookupRetry: retry, RouteTTL: b.cfg.RouteTTL}, nil
 }
 
 // advertiseCenter registers this center's link address in the server
@@ -450,7 +452,7 @@ func (b *builder) advertiseCenter(ctx context.Context, bound net.Addr, reg route
 			b.log.Warn("center link address to advertise is a wildcard: set --link-advertise-addr", "addr", addr)
 		}
 	}
-	srv := node.CenterServer(uint32(b.cfg.ServerID), addr)
+	srv := center.CenterServer(uint32(b.cfg.ServerID), addr)
 	register := func() {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
@@ -522,8 +524,8 @@ func (b *builder) joinIdentity(ctx context.Context, role string) (*clusterca.Ide
 // linkConfig returns the link settings: mutual TLS with this node's
 // cluster certificate, or plain text when --link-plaintext is set. ok is
 // false when neither is possible (no certificate, no plain text).
-func (b *builder) linkConfig(server bool) (node.LinkConfig, bool, error) {
-	lc := node.LinkConfig{Logger: b.log.With("part", "link")}
+func (b *builder) linkConfig(server bool) (center.LinkConfig, bool, error) {
+	lc := center.LinkConfig{Logger: b.log.With("part", "link")}
 	if b.cfg.LinkPlaintext {
 		lc.Plaintext, lc.Secret = true, []byte(b.cfg.LinkSecret)
 		if len(lc.Secret) < 16 {
@@ -545,7 +547,7 @@ func (b *builder) linkConfig(server bool) (node.LinkConfig, bool, error) {
 	return lc, true, nil
 }
 
-func (b *builder) remoteCenter() (*node.RemoteCenter, error) {
+func (b *builder) remoteCenter() (*center.RemoteCenter, error) {
 	if b.cfg.CenterLink == "" {
 		return nil, errors.New("the endpoint role needs --center-link host:port")
 	}
@@ -563,9 +565,9 @@ func (b *builder) remoteCenter() (*node.RemoteCenter, error) {
 	}
 	failback := b.cfg.Failback
 	if failback == 0 {
-		failback = -1 // engine: never
+		failback = -1 // -1 tells the link: never
 	}
-	return node.NewRemoteCenter(node.RemoteCenterConfig{Addr: addrs[0], Fallbacks: addrs[1:], Link: lc,
+	return center.NewRemoteCenter(center.RemoteCenterConfig{Addr: addrs[0], Fallbacks: addrs[1:], Link: lc,
 		FailbackInterval: failback})
 }
 
@@ -697,8 +699,8 @@ func (b *builder) drain(ctx context.Context, n *node.Node) {
 		if b.endpoint != nil && !alone {
 			left += b.endpoint.Sessions()
 		}
-		if b.center != nil {
-			left += b.center.InFlight()
+		if b.ctr != nil {
+			left += b.ctr.InFlight()
 		}
 		if left == 0 {
 			return

@@ -46,6 +46,9 @@ type NodeConfig struct {
 	// besides its own (ws.Config.Origins).
 	WSAddr    string
 	WSOrigins []string
+	// WSTLS, when set, makes the WebSocket listener wss:// (ws.NewTLS):
+	// MyIM serves it with the HTTP listener's certificate.
+	WSTLS *tls.Config
 	// Ready reports whether the node's dependencies (store, Redis, center
 	// links) are usable; /readyz calls it. Nil means always ready.
 	Ready func(ctx context.Context) error
@@ -212,8 +215,15 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		}
 		lim.Logger = cfg.Logger.With("listener", name)
 		if name == "ws" {
-			lim.Transport = ws.New(ws.Config{Paths: h.(*ws.Mux).Paths(), Origins: cfg.WSOrigins,
+			t := ws.New(ws.Config{Paths: h.(*ws.Mux).Paths(), Origins: cfg.WSOrigins,
 				MaxMessage: max(lim.MaxFrame, frame.DefaultMaxFrame) + 4<<10})
+			lim.Transport = t
+			if cfg.WSTLS != nil {
+				tc := cfg.WSTLS.Clone()
+				tc.NextProtos = []string{"http/1.1"}
+				wss := ws.NewTLS(ws.TLSConfig{TLS: tc, HandshakeTimeout: cfg.HandshakeTimeout})
+				lim.WrapListener, lim.Transport = wss.Listener, wss.Wrap(t)
+			}
 		}
 		n.servers[name] = engine.New(h, engine.WithConfig(lim))
 		n.order = append(n.order, name)
@@ -221,7 +231,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	switch cfg.Role {
 	case im.RoleAll, im.RoleLogin, im.RoleEndpoint, im.RoleCenter:
 	default:
-		return nil, fmt.Errorf("engine: unknown role %q", cfg.Role)
+		return nil, fmt.Errorf("node: unknown role %q", cfg.Role)
 	}
 	or := func(h engine.Handler) engine.Handler {
 		if h == nil {
