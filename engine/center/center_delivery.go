@@ -313,15 +313,26 @@ func (c *LocalCenter) horizon(user uint64, st *sessState) uint64 {
 }
 
 // pushStored pushes a stored message to st and records it in its window.
-// pushMu must be held. False when the session is gone.
+// pushMu must be held. False when the endpoint refused it (a slow reader's
+// full queue) or the session is gone: the message is then taken out of
+// the window again, so that the next drain or FETCH pushes it.
 func (c *LocalCenter) pushStored(st *sessState, mid uint64, b []byte) bool {
+	// Recorded before the push: a receipt may come before sendRef returns.
 	st.mu.Lock()
 	if st.flight == nil {
 		st.flight = make(map[uint64]bool)
 	}
 	st.flight[mid] = false
 	st.mu.Unlock()
-	return c.sendRef(st.ref, b)
+	if c.sendRef(st.ref, b) {
+		return true
+	}
+	st.mu.Lock()
+	if live, ok := st.flight[mid]; ok && !live {
+		delete(st.flight, mid)
+	}
+	st.mu.Unlock()
+	return false
 }
 
 // skipped reports whether a stored message is already with st (pushed

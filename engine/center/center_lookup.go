@@ -115,9 +115,10 @@ func (c *LocalCenter) fetchP2P(ctx context.Context, user uint64, s im.SessionRef
 			more = true
 			break
 		}
-		if c.pushStored(st, m.MID, appendStored(m, s.Endpoint)) {
-			sent++
+		if !c.pushStored(st, m.MID, appendStored(m, s.Endpoint)) {
+			break // refused: the drain pushes it and what follows, in order
 		}
+		sent++
 		last = m.MID
 		st.mu.Lock()
 		st.fetchAfter = m.MID
