@@ -194,19 +194,27 @@ func goLive(t *testing.T, c *LocalCenter, ep *fakeEndpoint, user uint64, s im.Se
 }
 
 // aliceSends hands the center alice's QoS 1 message cid for bob.
-func aliceSends(c *LocalCenter, cid uint64) {
+func aliceSends(c *LocalCenter, cid uint64) { aliceSendsTo(c, bob, cid) }
+
+// aliceSendsTo hands the center alice's QoS 1 message cid for user to.
+func aliceSendsTo(c *LocalCenter, to, cid uint64) {
 	buf := bytebufferpool.Get()
-	buf.B, _ = frame.AppendMsg(buf.B, frame.CmdMsg, frame.QoS1, frame.MsgHeader{From: alice, To: bob, CID: cid,
+	buf.B, _ = frame.AppendMsg(buf.B, frame.CmdMsg, frame.QoS1, frame.MsgHeader{From: alice, To: to, CID: cid,
 		Time: time.Now().UnixMilli()}, []byte("hello"))
 	c.Handle(alice, aliceS, buf)
 }
 
 // ackMsg sends bob's receipt of m from session s.
 func ackMsg(c *LocalCenter, ep *fakeEndpoint, s im.SessionRef, m frame.Msg) {
+	ackMsgOf(c, ep, bob, s, m)
+}
+
+// ackMsgOf sends user's receipt of m from session s.
+func ackMsgOf(c *LocalCenter, ep *fakeEndpoint, user uint64, s im.SessionRef, m frame.Msg) {
 	ep.receipted(s)
 	buf := bytebufferpool.Get()
 	buf.B, _ = frame.AppendAck(buf.B, 0, m.MID(), m.From(), frame.AckReceived)
-	c.Handle(bob, s, buf)
+	c.Handle(user, s, buf)
 }
 
 // storedMIDs returns the MIDs the store holds for user, in order.
@@ -495,5 +503,40 @@ func TestWindowOfflineInFlight(t *testing.T) {
 	eventually(t, "new session live", func() bool { return settled(c, bob, bobS2) })
 	if n := len(ep.msgs(bobS2)); n != 3 {
 		t.Fatalf("the new session was pushed %d messages, want 3", n)
+	}
+}
+
+// A client that reconnects at once finds its old session's unacked live
+// push still on its way to the store; its FETCH and the drain must still
+// push what the store holds in MID order, each once. Several rounds, each
+// with its own recipient, give the race a chance to show.
+func TestWindowReconnectAtOnce(t *testing.T) {
+	c, ep, st := windowCenter(t, CenterConfig{Window: 2, AckTimeout: time.Hour})
+	for round := range uint64(20) {
+		to := 1000 + round
+		old := im.SessionRef{Endpoint: 1, Session: 100 + 2*round}
+		next := im.SessionRef{Endpoint: 1, Session: 101 + 2*round}
+		goLive(t, c, ep, to, old)
+		for cid := uint64(1); cid <= 4; cid++ {
+			aliceSendsTo(c, to, round*10+cid) // 1 and 2 live, 3 and 4 stored
+		}
+		eventually(t, "overflow stored", func() bool { return len(storedMIDs(t, st, to)) == 2 })
+		ackMsgOf(c, ep, to, old, ep.msgs(old)[0])
+		eventually(t, "third drained", func() bool { return len(ep.msgs(old)) == 3 })
+
+		c.Offline(to, old, false)
+		c.Online(to, next)
+		fetchStored(t, c, ep, to, next, uint32(round+1))
+		done := 0
+		eventually(t, "all pushed to the new session", func() bool {
+			ms := ep.msgs(next)
+			for _, m := range ms[done:] {
+				ackMsgOf(c, ep, to, next, m)
+			}
+			done = len(ms)
+			return done >= 3
+		})
+		checkOrder(t, ep.msgs(next), round*10+2, round*10+3, round*10+4)
+		eventually(t, "store emptied", func() bool { return len(storedMIDs(t, st, to)) == 0 })
 	}
 }
