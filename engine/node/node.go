@@ -95,9 +95,8 @@ const (
 )
 
 // connShares splits the file descriptors left after reserve among the
-// listeners: the endpoint takes most, the WebSocket listener a quarter,
-// the login and HTTP listeners an eighth each, any other listener a
-// sixteenth; a configured cap below its
+// listeners: the endpoint takes most, the login, HTTP and WebSocket
+// listeners an eighth each, any other listener a sixteenth; a configured cap below its
 // share is kept. limit 0 (unknown or unlimited) leaves the caps as they
 // are.
 func connShares(limit, reserve int, names []string, caps map[string]int) map[string]int {
@@ -116,9 +115,7 @@ func connShares(limit, reserve int, names []string, caps map[string]int) map[str
 		}
 		share := avail / 8
 		switch n {
-		case "login", "http":
-		case "ws": // browsers' sessions: a quarter of what the endpoint holds
-			share = avail / 4
+		case "login", "http", "ws":
 		default:
 			share = avail / 16
 		}
