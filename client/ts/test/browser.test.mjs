@@ -97,7 +97,7 @@ async function accept(page, name) {
   await page.click(sel);
 }
 
-test("two browsers and a Go client chat through /chat", { skip: !haveChromium() && "no chromium", timeout: 180000 }, async (t) => {
+test("two browsers and a Go client chat through /chat", { skip: !haveChromium() && process.env.CI !== "true" && "no chromium (under CI=true this fails)", timeout: 180000 }, async (t) => {
   assert.ok(hasWebSocket(), "myimd has no --ws-addr");
   const t0 = Date.now();
   const mark = (what) => t.diagnostic(`${what}: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
