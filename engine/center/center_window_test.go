@@ -508,9 +508,20 @@ func TestWindowOfflineInFlight(t *testing.T) {
 
 // A client that reconnects at once finds its old session's unacked live
 // push still on its way to the store; its FETCH and the drain must still
-// push what the store holds in MID order, each once. Several rounds, each
-// with its own recipient, give the race a chance to show.
-func TestWindowReconnectAtOnce(t *testing.T) {
+// push what the store holds in MID order, each once.
+func TestWindowReconnectAtOnce(t *testing.T) { reconnectRounds(t, false) }
+
+// The same when the new connection comes before the old one is seen to
+// close, and the old one goes while the new one FETCHes.
+func TestWindowReconnectBeforeOffline(t *testing.T) { reconnectRounds(t, true) }
+
+// reconnectRounds runs 20 rounds, each with its own recipient, of a
+// session going away with cid 2 pushed live and unacked and cid 3 pushed
+// from the store, and the recipient's next session fetching: it must get
+// 2, 3 and 4 in that order, each once. With early, the next session comes
+// online first and the old one goes while it FETCHes. The rounds give the
+// races a chance to show.
+func reconnectRounds(t *testing.T, early bool) {
 	c, ep, st := windowCenter(t, CenterConfig{Window: 2, AckTimeout: time.Hour})
 	for round := range uint64(20) {
 		to := 1000 + round
@@ -524,9 +535,17 @@ func TestWindowReconnectAtOnce(t *testing.T) {
 		ackMsgOf(c, ep, to, old, ep.msgs(old)[0])
 		eventually(t, "third drained", func() bool { return len(ep.msgs(old)) == 3 })
 
-		c.Offline(to, old, false)
-		c.Online(to, next)
-		fetchStored(t, c, ep, to, next, uint32(round+1))
+		if early {
+			c.Online(to, next)
+			var wg sync.WaitGroup
+			wg.Go(func() { c.Offline(to, old, false) })
+			fetchStored(t, c, ep, to, next, uint32(round+1))
+			wg.Wait()
+		} else {
+			c.Offline(to, old, false)
+			c.Online(to, next)
+			fetchStored(t, c, ep, to, next, uint32(round+1))
+		}
 		done := 0
 		eventually(t, "all pushed to the new session", func() bool {
 			ms := ep.msgs(next)
