@@ -413,6 +413,36 @@ func TestWindowSlowReaderStored(t *testing.T) {
 	checkAcks(t, ep, want)
 }
 
+// A slow reader that holds an unacked push needs no FETCH: once it reads
+// again, its receipt of that push restarts the drain, which pushes what
+// was stored meanwhile in MID order, each once.
+func TestWindowSlowReaderResumesOnReceipt(t *testing.T) {
+	c, ep, st := windowCenter(t, CenterConfig{Window: 8, AckTimeout: time.Hour})
+	aliceSends(c, 1)
+	first := ep.msgs(bobS)
+	if len(first) != 1 {
+		t.Fatalf("bob was pushed %d messages, want 1", len(first))
+	}
+	ep.setRefuse(bobS, engine.ErrSlowReader)
+	want := map[uint64]byte{1: frame.AckDelivered}
+	for cid := uint64(2); cid <= 6; cid++ {
+		aliceSends(c, cid)
+		want[cid] = frame.AckStored
+	}
+	eventually(t, "refused messages stored", func() bool { return len(storedMIDs(t, st, bob)) == 5 })
+	eventually(t, "drains stopped", func() bool {
+		s := sessOf(c, bob, bobS)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return !s.draining
+	})
+	ep.setRefuse(bobS, nil)
+	checkOrder(t, receiveAll(t, c, ep, bobS, 6), 1, 2, 3, 4, 5, 6)
+	eventually(t, "store emptied", func() bool { return len(storedMIDs(t, st, bob)) == 0 })
+	eventually(t, "every message acked", func() bool { return len(ep.acks(aliceS)) == 6 })
+	checkAcks(t, ep, want)
+}
+
 // fetchStored sends a FETCH of stored messages from session s of user and
 // waits for its answer.
 func fetchStored(t *testing.T, c *LocalCenter, ep *fakeEndpoint, user uint64, s im.SessionRef, req uint32) {
