@@ -19,12 +19,13 @@ func TestSendTimeoutThenResendShownOnce(t *testing.T) {
 	bo := r.addUser("bo")
 	a := r.connect(r.cfg(), "ada")
 	b := r.connect(r.cfg(), "bo") // no AutoAck: the first send gets no answer
+	untilLive(t, a, b, bo)
 	cid := a.NewCID()
 	short, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	_, err := a.SendWait(short, frame.CmdMsg, bo, cid, []byte("once"))
+	got, err := a.SendWait(short, frame.CmdMsg, bo, cid, []byte("once"))
 	if !errors.Is(err, client.ErrSendTimeout) || !client.Retryable(err) {
-		t.Fatalf("unanswered send: %v, want a retryable ErrSendTimeout", err)
+		t.Fatalf("unanswered send: %+v, %v, want a retryable ErrSendTimeout", got, err)
 	}
 	m := frame.Msg(recv(t, b, frame.CmdMsg).Body)
 	ctx, cancel2 := context.WithTimeout(context.Background(), 20*time.Second)
@@ -96,4 +97,25 @@ func TestLoginWaitsRetryHint(t *testing.T) {
 	if res.Token == "" || len(res.Servers) == 0 {
 		t.Fatalf("login answer %+v", res.LoginReply)
 	}
+}
+
+// untilLive sends probes from a to b (user to), which b acks, until one is
+// acked DELIVERED: a new session takes what the store holds first, and
+// until its drain has run, messages to it are stored (answered STORED)
+// and pushed from the store.
+func untilLive(t testing.TB, a, b *client.Conn, to uint64) {
+	t.Helper()
+	for i := 0; i < 20; i++ {
+		if _, err := a.SendMsg(to, frame.QoS1, []byte("probe")); err != nil {
+			t.Fatal(err)
+		}
+		m := frame.Msg(recv(t, b, frame.CmdMsg).Body)
+		if err := b.Ack(m.MID(), m.From()); err != nil {
+			t.Fatal(err)
+		}
+		if frame.Ack(recv(t, a, frame.CmdAck).Body).Status() == frame.AckDelivered {
+			return
+		}
+	}
+	t.Fatal("the receiver's session never went live")
 }

@@ -82,8 +82,10 @@ func startRig(t testing.TB) *rig {
 	}
 	l := login.NewLogin(login.LoginConfig{Store: st, Identity: id, Hasher: hasher, Session: scfg,
 		Servers: servers, Notify: r.ctr.Notify})
+	// Registered before the server's Stop, so that it runs after it
+	// (cleanups run last first): Wait must not race a login still coming in.
+	t.Cleanup(l.Wait)
 	r.login = startServer(t, l)
-	t.Cleanup(l.Wait) // after the server stops (cleanups run last first)
 	return r
 }
 

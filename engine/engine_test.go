@@ -267,6 +267,38 @@ func TestMaxConns(t *testing.T) {
 	}
 }
 
+// TestConnGate has two servers share one cap of two connections: with one
+// held on each, a third on either is refused, and once one closes, a new
+// one fits.
+func TestConnGate(t *testing.T) {
+	g := engine.NewConnGate(2)
+	gate := engine.Option(func(c *engine.Config) { c.Gate = g })
+	s1, s2 := startServer(t, echo{}, gate), startServer(t, echo{}, gate)
+	a, b := dial(t, s1), dial(t, s2)
+	for _, c := range []net.Conn{a, b} {
+		_, _ = c.Write(frame.Ping)
+		readN(t, c, 3)
+	}
+	refused := func(s *engine.Server) {
+		t.Helper()
+		out := readClosed(t, dial(t, s), 5*time.Second)
+		f, _, err := frame.Decode(out, 0)
+		if err != nil || frame.Error(f.Body()).Code() != frame.ErrCodeRetry {
+			t.Fatalf("want a retry error, got % x", out)
+		}
+	}
+	refused(s1)
+	refused(s2)
+	a.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for g.Conns() > 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	c := dial(t, s2)
+	_, _ = c.Write(frame.Ping)
+	readN(t, c, 3)
+}
+
 // poster forwards every MSG it receives to the connection named by its To
 // field, through Post, as another goroutine would.
 type poster struct {

@@ -52,6 +52,9 @@ type Config struct {
 	// Transport, when set, is an outer framing between the sockets and
 	// the frame parser (a WebSocket); nil means plain MyIM frames.
 	Transport Transport
+	// Gate, when set, caps this server's connections together with the
+	// other servers given the same gate, besides MaxConns.
+	Gate *ConnGate
 	// WrapListener, when set, wraps the listener Start opens on Addr
 	// (a TLS handshake before the loops, for instance); ReusePort does
 	// not apply. The wrapper's Accept must return connections gnet can

@@ -538,7 +538,11 @@ func (g *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	if t := s.cfg.Transport; t != nil {
 		c.tc = t.Open(c)
 	}
-	if n > int64(s.cfg.MaxConns) || s.stop.Load() {
+	full := n > int64(s.cfg.MaxConns)
+	if g := s.cfg.Gate; g != nil && !g.enter() {
+		full = true
+	}
+	if full || s.stop.Load() {
 		r := ReasonMaxConns
 		if s.stop.Load() {
 			r = ReasonShutdown
@@ -572,6 +576,9 @@ func (g *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	s := g.s
 	c, _ := gc.Context().(*Conn)
 	s.stats.Conns.Add(-1)
+	if g := s.cfg.Gate; g != nil {
+		g.leave()
+	}
 	if c == nil {
 		return gnet.None
 	}

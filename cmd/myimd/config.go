@@ -123,7 +123,7 @@ func (c *Config) options() []option {
 		{"http-addr", "public HTTP listener: the user API, /healthz and /readyz (the operators' routes are on --admin-addr)", (*addrValue)(&c.HTTPAddr)},
 		{"center-addr", "center link listener address", (*addrValue)(&c.CenterAddr)},
 		{"ws-addr", "WebSocket listener for browsers: /login and /endpoint, the same frames and handshakes as TCP; wss:// with the --http-tls-cert or --http-tls-auto certificate, else ws:// (keep that on loopback); empty: off", (*addrValue)(&c.WSAddr)},
-		{"ws-origins", "WebSocket: browser origins accepted, comma-separated (e.g. https://chat.example.com; * for any); empty: the page's origin must be the listener's host", (*stringValue)(&c.WSOrigins)},
+		{"ws-origins", "WebSocket: browser origins accepted, comma-separated (e.g. https://chat.example.com; * for any); empty: pages from the listener's own host, any port", (*stringValue)(&c.WSOrigins)},
 		{"data-dir", "directory for the embedded store and keys", (*stringValue)(&c.DataDir)},
 		{"mysql-dsn", "MySQL/MariaDB DSN (empty: embedded store)", (*stringValue)(&c.MySQLDSN)},
 		{"redis-addr", "Redis address (empty: in-process routing)", (*stringValue)(&c.RedisAddr)},

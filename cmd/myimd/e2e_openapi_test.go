@@ -221,6 +221,7 @@ func TestOpenAPIAnswers(t *testing.T) {
 	a.json("GET", "/healthz", "", "", http.StatusOK)
 	a.json("GET", "/readyz", "", "", http.StatusOK)
 	a.json("GET", "/", "", "", http.StatusOK)
+	a.json("GET", "/chat", "", "", http.StatusOK)
 	a.json("GET", "/metrics", "", "", http.StatusOK)
 	a.json("GET", "/v1/status", "", "", http.StatusOK)
 

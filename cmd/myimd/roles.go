@@ -166,7 +166,7 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		}
 		out := make([]login.ServerInfo, len(list))
 		for i, s := range list {
-			out[i] = login.ServerInfo{ID: s.ID, Addr: s.Addr, Priority: s.Priority, Load: s.Load, Key: s.StaticKey, Cert: s.Cert}
+			out[i] = login.ServerInfo{ID: s.ID, Addr: s.Addr, WS: s.WSAddr, Priority: s.Priority, Load: s.Load, Key: s.StaticKey, Cert: s.Cert}
 		}
 		return out
 	}
@@ -309,6 +309,9 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		api.Register(n)
 		api.RegisterFiles(n)
 	}
+	if cfg.WSAddr != "" && lg != nil && ep != nil && id != nil {
+		serveChat(n, id)
+	}
 	bi := buildinfo.Get()
 	mcfg := node.MonitorConfig{Node: n, Center: ctr, Endpoint: ep, Login: lg,
 		Store: store, Logs: logs, ServerID: uint32(cfg.ServerID), Version: bi.Version, Commit: bi.Commit,
@@ -357,7 +360,7 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		b.onStart(func() {
 			// The first registration is made before the node says it
 			// started, so that a login right after start lists it.
-			adv := b.advertiser(n.Addrs()["endpoint"], reg, id, ep)
+			adv := b.advertiser(n.Addrs()["endpoint"], n.Addrs()["ws"], reg, id, ep)
 			adv(bg)
 			b.advertise = func() { adv(bg) }
 			done := make(chan struct{})
@@ -608,16 +611,23 @@ func (b *builder) serveJoins(ctx context.Context, id *clusterca.Identity) error 
 // advertiser returns the registration of this endpoint in the server
 // registry, with its current load; it is made every few seconds and lapses
 // if the process dies.
-func (b *builder) advertiser(bound net.Addr, reg route.Table, id *clusterca.Identity, ep *endpoint.EndpointHandler) func(context.Context) {
+func (b *builder) advertiser(bound, wsBound net.Addr, reg route.Table, id *clusterca.Identity, ep *endpoint.EndpointHandler) func(context.Context) {
 	const ttl = 15 * time.Second
 	cert, _ := id.EndpointCert.MarshalBinary()
 	addr := b.cfg.AdvertiseAddr
 	if addr == "" && bound != nil {
-		// The listener's port, with the host it was configured with: an
-		// empty host tells clients to use the host they logged in at.
-		_, port, _ := net.SplitHostPort(bound.String())
-		host, _, _ := net.SplitHostPort(b.cfg.EndpointAddr)
-		addr = net.JoinHostPort(host, port)
+		addr = advertised(bound, b.cfg.EndpointAddr)
+	}
+	// Browsers reach the endpoint on its WebSocket listener: the same host
+	// as addr (or the configured one), the bound port.
+	var wsAddr string
+	if wsBound != nil {
+		wsAddr = advertised(wsBound, b.cfg.WSAddr)
+		if b.cfg.AdvertiseAddr != "" {
+			host, _, _ := net.SplitHostPort(b.cfg.AdvertiseAddr)
+			_, port, _ := net.SplitHostPort(wsBound.String())
+			wsAddr = net.JoinHostPort(host, port)
+		}
 	}
 	return func(ctx context.Context) {
 		if addr == "" {
@@ -629,12 +639,20 @@ func (b *builder) advertiser(bound net.Addr, reg route.Table, id *clusterca.Iden
 		if ep.Draining() {
 			prio += 1 << 20 // last on every list while it empties
 		}
-		err := reg.RegisterServer(rctx, route.Server{ID: uint32(b.cfg.ServerID), Role: im.RoleEndpoint, Addr: addr,
+		err := reg.RegisterServer(rctx, route.Server{ID: uint32(b.cfg.ServerID), Role: im.RoleEndpoint, Addr: addr, WSAddr: wsAddr,
 			Priority: prio, Load: ep.Sessions(), StaticKey: id.Static.PublicKey().Bytes(), Cert: cert}, ttl)
 		if err != nil && ctx.Err() == nil {
 			b.log.Warn("server registry", "err", err)
 		}
 	}
+}
+
+// advertised is a bound listener's port with the host it was configured
+// with: an empty host tells clients to use the host they logged in at.
+func advertised(bound net.Addr, configured string) string {
+	_, port, _ := net.SplitHostPort(bound.String())
+	host, _, _ := net.SplitHostPort(configured)
+	return net.JoinHostPort(host, port)
 }
 
 // httpTLS is the public HTTP listener's TLS configuration, nil for plain

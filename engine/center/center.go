@@ -187,10 +187,9 @@ const (
 	dedupePerShard = 8192
 )
 
-type pendingShard struct {
-	mu sync.Mutex
-	m  map[pendKey]*pending
-}
+type pendingShard = deadlineShard[pendKey, *pending]
+
+func (p *pending) due() time.Time { return p.deadline }
 
 type dedupeKey struct{ from, cid uint64 }
 

@@ -655,32 +655,10 @@ func (cl *cluster) peerDown(peer uint32) {
 // fwdSweeper stores forwarded messages whose RESULT is overdue.
 func (cl *cluster) fwdSweeper() {
 	defer cl.wg.Done()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-cl.stop:
-			return
-		case now := <-t.C:
-			for i := range cl.fwd {
-				sh := &cl.fwd[i]
-				var es []*fwdEntry
-				var ks []fwdKey
-				sh.mu.Lock()
-				for k, e := range sh.m {
-					if now.After(e.deadline) {
-						es, ks = append(es, e), append(ks, k)
-						delete(sh.m, k)
-					}
-				}
-				sh.mu.Unlock()
-				for j, e := range es {
-					cl.ForwardStored.Add(1)
-					cl.c.storeAndAck(e.buf, e.from, e.cid, e.qos, ks[j].to, 0)
-				}
-			}
-		}
-	}
+	sweepExpired(cl.stop, time.Second, cl.fwd[:], func(k fwdKey, e *fwdEntry) {
+		cl.ForwardStored.Add(1)
+		cl.c.storeAndAck(e.buf, e.from, e.cid, e.qos, k.to, 0)
+	})
 }
 
 // ---- peers ----

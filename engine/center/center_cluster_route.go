@@ -2,7 +2,6 @@ package center
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/valyala/bytebufferpool"
@@ -61,10 +60,9 @@ type fwdEntry struct {
 	tried centerList
 }
 
-type fwdShard struct {
-	mu sync.Mutex
-	m  map[fwdKey]*fwdEntry
-}
+type fwdShard = deadlineShard[fwdKey, *fwdEntry]
+
+func (e *fwdEntry) due() time.Time { return e.deadline }
 
 // router looks up the recipients of the jobs in, a batch at a time, and
 // forwards or disposes of them. QoS 1 messages whose lookup failed wait in

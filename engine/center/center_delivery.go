@@ -537,38 +537,15 @@ func (c *LocalCenter) ackStored(user uint64, s im.SessionRef, mid uint64) {
 // the stored copy reaches the user's next session in MID order.
 func (c *LocalCenter) sweeper() {
 	defer c.wg.Done()
-	t := time.NewTicker(min(time.Second, max(c.cfg.AckTimeout/4, 10*time.Millisecond)))
-	defer t.Stop()
-	var expired []pendKey
-	var ps []*pending
-	for {
-		select {
-		case <-c.stop:
-			return
-		case now := <-t.C:
-			for i := range c.pending {
-				sh := &c.pending[i]
-				expired, ps = expired[:0], ps[:0]
-				sh.mu.Lock()
-				for k, p := range sh.m {
-					if now.After(p.deadline) {
-						expired = append(expired, k)
-						ps = append(ps, p)
-						delete(sh.m, k)
-					}
-				}
-				sh.mu.Unlock()
-				for j, p := range ps {
-					for _, st := range p.sessions {
-						st.mu.Lock()
-						if _, ok := st.flight[expired[j].mid]; ok {
-							st.flight[expired[j].mid] = false
-						}
-						st.mu.Unlock()
-					}
-					c.storeAndAck(p.buf, p.from, p.cid, p.qos, expired[j].to, p.origin)
-				}
+	every := min(time.Second, max(c.cfg.AckTimeout/4, 10*time.Millisecond))
+	sweepExpired(c.stop, every, c.pending[:], func(k pendKey, p *pending) {
+		for _, st := range p.sessions {
+			st.mu.Lock()
+			if _, ok := st.flight[k.mid]; ok {
+				st.flight[k.mid] = false
 			}
+			st.mu.Unlock()
 		}
-	}
+		c.storeAndAck(p.buf, p.from, p.cid, p.qos, k.to, p.origin)
+	})
 }

@@ -54,7 +54,8 @@ func TestRemoteCenterClosesOutsideQueueLock(t *testing.T) {
 	var lc LinkConfig
 	lc.fillDefaults()
 	nc := newSlowCloseConn()
-	rc := &RemoteCenter{q: newLinkQueue(&lc), nc: nc, stop: make(chan struct{}), done: make(chan struct{})}
+	rc := &RemoteCenter{q: newLinkQueue(&lc), redialer: newRedialer(time.Second, time.Second)}
+	rc.nc = nc
 	closed := make(chan struct{})
 	go func() {
 		rc.Close()
@@ -68,7 +69,8 @@ func TestPeerLinkClosesOutsideQueueLock(t *testing.T) {
 	var lc LinkConfig
 	lc.fillDefaults()
 	nc := newSlowCloseConn()
-	p := &peerLink{q: newLinkQueue(&lc), nc: nc, stop: make(chan struct{}), done: make(chan struct{})}
+	p := &peerLink{q: newLinkQueue(&lc), redialer: newRedialer(time.Second, time.Second)}
+	p.nc = nc
 	closed := make(chan struct{})
 	go func() {
 		p.close()

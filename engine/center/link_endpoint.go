@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -77,17 +76,12 @@ type RemoteCenter struct {
 	cfg RemoteCenterConfig
 	q   *linkQueue
 	ep  im.Endpoint
-	cur int // index into addrs of the center tried now; run goroutine only
+	redialer
 
 	// Guarded by q.mu.
-	sessions  map[uint64]*remoteSess // by session id
-	connected bool
-	stopped   bool
-	nc        net.Conn
+	sessions map[uint64]*remoteSess // by session id
 
 	startOnce sync.Once
-	stop      chan struct{}
-	done      chan struct{}
 
 	// Stats, for metrics and tests.
 	Connects  atomic.Uint64 // links established
@@ -126,7 +120,7 @@ func NewRemoteCenter(cfg RemoteCenterConfig) (*RemoteCenter, error) {
 		return nil, errors.New("center: remote center needs an address")
 	}
 	return &RemoteCenter{cfg: cfg, q: newLinkQueue(&cfg.Link), sessions: make(map[uint64]*remoteSess),
-		stop: make(chan struct{}), done: make(chan struct{})}, nil
+		redialer: newRedialer(cfg.MinBackoff, cfg.MaxBackoff)}, nil
 }
 
 // Attach registers the endpoint that receives DELIVERs and starts the link.
@@ -135,7 +129,9 @@ func (rc *RemoteCenter) Attach(ep im.Endpoint) {
 	rc.q.mu.Lock()
 	rc.ep = ep
 	rc.q.mu.Unlock()
-	rc.startOnce.Do(func() { go rc.run() })
+	rc.startOnce.Do(func() {
+		go rc.redialer.run(&remoteSide{rc: rc, addrs: append([]string{rc.cfg.Addr}, rc.cfg.Fallbacks...)})
+	})
 }
 
 func (rc *RemoteCenter) endpoint() im.Endpoint {
@@ -277,13 +273,11 @@ func (rc *RemoteCenter) Queued() int {
 // Close stops the link for good; queued frames are dropped.
 func (rc *RemoteCenter) Close() {
 	rc.q.mu.Lock()
-	if rc.stopped {
+	nc, ok := rc.shutLocked()
+	if !ok {
 		rc.q.mu.Unlock()
 		return
 	}
-	rc.stopped = true
-	close(rc.stop)
-	nc := rc.nc // no new one once stopped (serve checks)
 	started := rc.ep != nil
 	rc.q.mu.Unlock()
 	if nc != nil {
@@ -300,114 +294,65 @@ func (rc *RemoteCenter) Close() {
 	rc.q.mu.Unlock()
 }
 
-// backoff returns the wait before reconnect attempt n (from 0): an
-// exponential ceiling from lo to hi, of which a random half to all is
-// waited, so that the links of a restarted peer do not all come back at
-// once.
-func backoff(n int, lo, hi time.Duration) time.Duration {
-	d := hi
-	if n < 30 {
-		d = min(lo<<n, hi)
-	}
-	return d/2 + rand.N(d/2+1)
+// remoteSide makes RemoteCenter's attempts: the centers in turn, and back
+// to the first one when a probe finds it again while on a fallback. Run
+// goroutine only.
+type remoteSide struct {
+	rc    *RemoteCenter
+	addrs []string  // the first center, then the fallbacks
+	cur   int       // index into addrs of the center tried now
+	back  *handover // a link to the first center, ready to take over
 }
 
-// stoppableContext returns a context that ends after timeout or when stop
-// closes, whichever comes first: a dial that shutdown can interrupt.
-func stoppableContext(stop <-chan struct{}, timeout time.Duration) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	go func() {
-		select {
-		case <-stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, cancel
+func (s *remoteSide) dial() (net.Conn, *bufio.Reader, error) {
+	if b := s.back; b != nil {
+		s.cur, s.back = 0, nil
+		return b.nc, b.br, nil
+	}
+	return s.rc.connect(s.addrs[s.cur])
 }
 
-// sleepUnless waits d and reports true, or returns false at once when stop
-// closes.
-func sleepUnless(stop <-chan struct{}, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-stop:
-		return false
-	case <-t.C:
-		return true
-	}
+func (s *remoteSide) dialFailed(n int, err error, wait time.Duration) {
+	s.rc.DialFails.Add(1)
+	s.rc.cfg.Link.Logger.Warn("center link: connect failed", "center", s.addrs[s.cur], "err", err,
+		"attempt", n, "retry_in", wait)
+	s.cur = (s.cur + 1) % len(s.addrs) // the next center, in turn
 }
 
-func (rc *RemoteCenter) run() {
-	defer close(rc.done)
-	addrs := append([]string{rc.cfg.Addr}, rc.cfg.Fallbacks...)
-	attempt := 0
-	var back *handover // a link to the first center, ready to take over
-	for {
-		var nc net.Conn
-		var br *bufio.Reader
-		var err error
-		if back != nil {
-			rc.cur, nc, br, back = 0, back.nc, back.br, nil
-		} else {
-			nc, br, err = rc.connect(addrs[rc.cur])
-		}
-		addr := addrs[rc.cur]
-		log := rc.cfg.Link.Logger.With("center", addr)
-		if err != nil {
-			select {
-			case <-rc.stop:
-				return
-			default:
-			}
-			rc.DialFails.Add(1)
-			rc.cur = (rc.cur + 1) % len(addrs) // the next center, in turn
-			wait := backoff(attempt, rc.cfg.MinBackoff, rc.cfg.MaxBackoff)
-			attempt++
-			log.Warn("center link: connect failed", "err", err, "attempt", attempt, "retry_in", wait)
-			if !sleepUnless(rc.stop, wait) {
-				return
-			}
-			continue
-		}
-		rc.Connects.Add(1)
-		start := time.Now()
-		var fb *failback
-		if rc.cur != 0 && rc.cfg.FailbackInterval > 0 {
-			fb = &failback{quit: make(chan struct{})}
-			go rc.probeFirst(addrs[0], nc, fb)
-		}
-		err = rc.serve(nc, br, log)
-		if fb != nil {
-			back = fb.end()
-		}
-		select {
-		case <-rc.stop:
-			if back != nil {
-				back.nc.Close()
-			}
-			return
-		default:
-		}
-		if back != nil {
-			rc.Failbacks.Add(1)
-			log.Info("center link: moving back to the first center", "first", addrs[0],
-				"up_for", time.Since(start).Round(time.Millisecond))
-			attempt = 0
-			continue
-		}
-		if time.Since(start) > rc.cfg.MaxBackoff {
-			attempt = 0 // the link held: start over from the shortest wait
-		}
-		wait := backoff(attempt, rc.cfg.MinBackoff, rc.cfg.MaxBackoff)
-		attempt++
-		log.Warn("center link down", "err", err, "up_for", time.Since(start).Round(time.Millisecond),
-			"queued", rc.Queued(), "retry_in", wait)
-		if !sleepUnless(rc.stop, wait) {
-			return
-		}
+// serve runs a link, and on a fallback probes the first center meanwhile:
+// when it answers, the link ends with errHandover and the run loop serves
+// the new one at once.
+func (s *remoteSide) serve(nc net.Conn, br *bufio.Reader) error {
+	rc := s.rc
+	rc.Connects.Add(1)
+	start := time.Now()
+	log := rc.cfg.Link.Logger.With("center", s.addrs[s.cur])
+	var fb *failback
+	if s.cur != 0 && rc.cfg.FailbackInterval > 0 {
+		fb = &failback{quit: make(chan struct{})}
+		go rc.probeFirst(s.addrs[0], nc, fb)
 	}
+	err := rc.serve(nc, br, log)
+	if fb != nil {
+		s.back = fb.end()
+	}
+	if s.back == nil {
+		return err
+	}
+	if rc.stopping() {
+		s.back.nc.Close()
+		s.back = nil
+		return err
+	}
+	rc.Failbacks.Add(1)
+	log.Info("center link: moving back to the first center", "first", s.addrs[0],
+		"up_for", time.Since(start).Round(time.Millisecond))
+	return errHandover
+}
+
+func (s *remoteSide) down(err error, upFor, wait time.Duration) {
+	s.rc.cfg.Link.Logger.Warn("center link down", "center", s.addrs[s.cur], "err", err,
+		"up_for", upFor.Round(time.Millisecond), "queued", s.rc.Queued(), "retry_in", wait)
 }
 
 // handover is a link to the first center, dialed while the endpoint was
@@ -481,9 +426,8 @@ func (rc *RemoteCenter) connect(addr string) (net.Conn, *bufio.Reader, error) {
 // connection, then what waited meanwhile.
 func (rc *RemoteCenter) serve(nc net.Conn, br *bufio.Reader, log *slog.Logger) error {
 	rc.q.mu.Lock()
-	if rc.stopped {
+	if !rc.upLocked(nc) {
 		rc.q.mu.Unlock()
-		nc.Close()
 		return engine.ErrClosed
 	}
 	front := make([]linkItem, 0, len(rc.sessions))
@@ -496,7 +440,6 @@ func (rc *RemoteCenter) serve(nc net.Conn, br *bufio.Reader, log *slog.Logger) e
 		front = append(front, sessItem(linkOnline, s.user, id, flag))
 	}
 	rc.q.resetLocked(front)
-	rc.connected, rc.nc = true, nc
 	queued := rc.q.data
 	rc.q.mu.Unlock()
 	log.Info("center link up", "sessions", len(front), "queued", queued, "tls", rc.cfg.Link.TLS != nil)
@@ -506,7 +449,7 @@ func (rc *RemoteCenter) serve(nc net.Conn, br *bufio.Reader, log *slog.Logger) e
 
 	err := rc.q.serve(nc, &rc.cfg.Link, func() error { return rc.read(nc, br) })
 	rc.q.mu.Lock()
-	rc.connected, rc.nc = false, nil
+	rc.downLocked()
 	rc.Resent.Add(uint64(len(rc.q.kept)))
 	rc.q.resetLocked(nil)
 	lost := rc.unansweredLocked()

@@ -101,21 +101,17 @@ type peerLink struct {
 	addr string
 	cl   *cluster
 	q    *linkQueue
+	log  *slog.Logger
+	redialer
 	// Guarded by q.mu.
-	connected bool
-	nc        net.Conn
-	stopped   bool
 	rerouting bool // the peer's HELLO set linkHelloRerouting
 	helloSeen bool // a HELLO came back: rerouting is known
-
-	stop chan struct{}
-	done chan struct{}
 }
 
 func newPeerLink(cl *cluster, id uint32, addr string) *peerLink {
 	p := &peerLink{id: id, addr: addr, cl: cl, q: newLinkQueue(&cl.cfg.Link),
-		stop: make(chan struct{}), done: make(chan struct{})}
-	go p.run()
+		log: cl.log.With("peer_center", id, "addr", addr), redialer: newRedialer(peerMinBackoff, peerMaxBackoff)}
+	go p.redialer.run(p)
 	return p
 }
 
@@ -142,14 +138,7 @@ func (p *peerLink) up() bool {
 // close stops the link and waits for its goroutine.
 func (p *peerLink) close() {
 	p.q.mu.Lock()
-	if p.stopped {
-		p.q.mu.Unlock()
-		<-p.done
-		return
-	}
-	p.stopped = true
-	close(p.stop)
-	nc := p.nc // no new one once stopped (serve checks)
+	nc, _ := p.shutLocked()
 	p.q.mu.Unlock()
 	if nc != nil {
 		nc.Close() // outside the queue's lock, as RemoteCenter.Close
@@ -157,42 +146,15 @@ func (p *peerLink) close() {
 	<-p.done
 }
 
-func (p *peerLink) run() {
-	defer close(p.done)
-	log := p.cl.log.With("peer_center", p.id, "addr", p.addr)
-	attempt := 0
-	for {
-		nc, br, err := p.connect()
-		if err == nil {
-			start := time.Now()
-			err = p.serve(nc, br, log)
-			if time.Since(start) > peerMaxBackoff {
-				attempt = 0
-			}
-			p.cl.peerDown(p.id)
-			select {
-			case <-p.stop:
-				return
-			default:
-			}
-			log.Warn("center peer link down", "err", err, "up_for", time.Since(start).Round(time.Millisecond))
-		} else {
-			select {
-			case <-p.stop:
-				return
-			default:
-			}
-			p.cl.PeerDialFails.Add(1)
-			if attempt == 0 || attempt%20 == 0 {
-				log.Warn("center peer link: connect failed", "err", err, "attempt", attempt+1)
-			}
-		}
-		wait := backoff(attempt, peerMinBackoff, peerMaxBackoff)
-		attempt++
-		if !sleepUnless(p.stop, wait) {
-			return
-		}
+func (p *peerLink) dialFailed(n int, err error, _ time.Duration) {
+	p.cl.PeerDialFails.Add(1)
+	if n == 1 || (n-1)%20 == 0 {
+		p.log.Warn("center peer link: connect failed", "err", err, "attempt", n)
 	}
+}
+
+func (p *peerLink) down(err error, upFor, _ time.Duration) {
+	p.log.Warn("center peer link down", "err", err, "up_for", upFor.Round(time.Millisecond))
 }
 
 // Peer reconnect backoff: a restarted center is back within seconds, and
@@ -203,7 +165,7 @@ const (
 	peerMaxBackoff = 2 * time.Second
 )
 
-func (p *peerLink) connect() (net.Conn, *bufio.Reader, error) {
+func (p *peerLink) dial() (net.Conn, *bufio.Reader, error) {
 	timeout := p.cl.cfg.DialTimeout
 	ctx, cancel := stoppableContext(p.stop, timeout)
 	defer cancel()
@@ -226,24 +188,24 @@ func (p *peerLink) connect() (net.Conn, *bufio.Reader, error) {
 	return nc, br, nil
 }
 
-// serve runs one connection until it fails.
-func (p *peerLink) serve(nc net.Conn, br *bufio.Reader, log *slog.Logger) error {
+// serve runs one connection until it fails; the cluster then hears that
+// the peer is down.
+func (p *peerLink) serve(nc net.Conn, br *bufio.Reader) error {
+	defer p.cl.peerDown(p.id)
 	p.q.mu.Lock()
-	if p.stopped {
+	if !p.upLocked(nc) {
 		p.q.mu.Unlock()
-		nc.Close()
 		return engine.ErrClosed
 	}
 	p.q.resetLocked(nil)
-	p.connected, p.nc = true, nc
 	p.q.mu.Unlock()
 	p.cl.PeerConnects.Add(1)
-	log.Info("center peer link up", "tls", p.cl.cfg.Link.TLS != nil)
+	p.log.Info("center peer link up", "tls", p.cl.cfg.Link.TLS != nil)
 	p.cl.replayStored(p)
 
 	err := p.q.serve(nc, &p.cl.cfg.Link, func() error { return p.read(nc, br) })
 	p.q.mu.Lock()
-	p.connected, p.nc = false, nil
+	p.downLocked()
 	// What was queued and not written is dropped: the forwarded QoS 1
 	// messages among it are still held by the cluster and go to the
 	// offline store in peerDown.

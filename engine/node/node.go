@@ -95,11 +95,14 @@ const (
 )
 
 // connShares splits the file descriptors left after reserve among the
-// listeners: the endpoint takes most, the WebSocket listener a quarter,
-// the login and HTTP listeners an eighth each, any other listener a
-// sixteenth; a configured cap below its
-// share is kept. limit 0 (unknown or unlimited) leaves the caps as they
-// are.
+// listeners: the login and HTTP listeners an eighth each, any other
+// listener a sixteenth, and the endpoint what is left; a configured cap
+// below its share is kept. The WebSocket listener of a process with an
+// endpoint carries the same sessions and gets the endpoint's cap: the two
+// share it through one engine.ConnGate (see NewNode), so that on a machine
+// whose clients all use TCP the WebSocket listener keeps no files from
+// the endpoint. Without an endpoint it takes a quarter. limit 0 (unknown
+// or unlimited) leaves the caps as they are.
 func connShares(limit, reserve int, names []string, caps map[string]int) map[string]int {
 	out := make(map[string]int, len(caps))
 	for k, v := range caps {
@@ -110,14 +113,15 @@ func connShares(limit, reserve int, names []string, caps map[string]int) map[str
 	}
 	avail := max(limit-reserve, len(names))
 	left := avail
+	_, endpoint := out["endpoint"]
 	for _, n := range names {
-		if n == "endpoint" {
+		if n == "endpoint" || n == "ws" && endpoint {
 			continue
 		}
 		share := avail / 8
 		switch n {
 		case "login", "http":
-		case "ws": // browsers' sessions: a quarter of what the endpoint holds
+		case "ws": // logins only (no endpoint here): a quarter
 			share = avail / 4
 		default:
 			share = avail / 16
@@ -125,8 +129,11 @@ func connShares(limit, reserve int, names []string, caps map[string]int) map[str
 		out[n] = max(min(out[n], share), 1)
 		left -= out[n]
 	}
-	if _, ok := out["endpoint"]; ok {
+	if endpoint {
 		out["endpoint"] = max(min(out["endpoint"], left), 1)
+		if _, ok := out["ws"]; ok {
+			out["ws"] = out["endpoint"]
+		}
 	}
 	return out
 }
@@ -187,12 +194,21 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	}
 	caps = connShares(limit, reserve, names, caps)
 	n.httpCap = caps["http"]
+	// The endpoint's TCP and WebSocket listeners hold sessions alike: one
+	// cap for both.
+	var sessions *engine.ConnGate
+	if _, ok := caps["ws"]; ok && caps["endpoint"] > 0 {
+		sessions = engine.NewConnGate(caps["endpoint"])
+	}
 	add := func(name, addr string, h engine.Handler) {
 		if addr == "" {
 			return
 		}
 		lim := cfg.Limits
 		lim.MaxConns = caps[name]
+		if name == "endpoint" || name == "ws" {
+			lim.Gate = sessions
+		}
 		lim.Addr = addr
 		if lim.PreAuthMaxFrame == 0 {
 			lim.PreAuthMaxFrame = engine.DefaultPreAuthMaxFrame

@@ -232,6 +232,15 @@ func TestRefusedUpgrades(t *testing.T) {
 	if _, resp := upgrade(t, c, "Origin: https://chat.example\r\n"); resp.StatusCode != 101 {
 		t.Fatalf("allowed origin: %d", resp.StatusCode)
 	}
+	// Without a list: the request's own host, on any port.
+	s = startServer(t, ws.Config{})
+	for origin, status := range map[string]int{"http://127.0.0.1:5280": 101, "https://127.0.0.1": 101,
+		"http://evil.example": 403, "null": 403} {
+		c := dialTCP(t, s)
+		if _, resp := upgrade(t, c, "Origin: "+origin+"\r\n"); resp.StatusCode != status {
+			t.Errorf("origin %s: %d, want %d", origin, resp.StatusCode, status)
+		}
+	}
 }
 
 func TestSlowUpgrade(t *testing.T) {
