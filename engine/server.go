@@ -117,9 +117,20 @@ type loop struct {
 	// wake-up per loop, not one per connection.
 	mailMu    sync.Mutex
 	mailConns []*Conn
+	jobs      []func()    // Conn.Exec's functions; guarded by mailMu
 	mailSpare []*Conn     // loop only
+	jobSpare  []func()    // loop only
 	wakeSet   atomic.Bool // a drain is scheduled through Execute
 	drainMail gnet.RunnableFunc
+	// reading is set while the loop runs a read callback (OnTraffic),
+	// whose end sees to the mail posted meanwhile (endRead): a post from
+	// a handler on this loop (a push between two of its connections) or
+	// from another goroutine then needs no Execute of its own. Written by
+	// the loop only.
+	reading atomic.Bool
+	// lastBusy is when the loop last finished a read or a mail drain
+	// (since srv.start). Loop only.
+	lastBusy time.Duration
 	// sweepAt is when the ticker scheduled the pending sweep (since
 	// srv.start, in ns), 0 when none is pending. Set by the ticker, taken by
 	// the loop.
@@ -128,11 +139,20 @@ type loop struct {
 }
 
 // addMail lists c as having posted buffers and schedules the loop's drain
-// unless one is pending. Safe for concurrent use.
+// unless one is pending or the loop is in a read callback, whose end takes
+// the mail (OnTraffic). Safe for concurrent use.
+//
+// The list is appended to before reading is loaded, and the loop clears
+// reading before it takes the list: a poster that still sees reading set
+// has its entry taken by the callback's end (or, if the set it saw is a
+// later callback's, by that one's end).
 func (l *loop) addMail(c *Conn) {
 	l.mailMu.Lock()
 	l.mailConns = append(l.mailConns, c)
 	l.mailMu.Unlock()
+	if l.reading.Load() {
+		return
+	}
 	if l.wakeSet.CompareAndSwap(false, true) {
 		if err := l.el.Execute(context.Background(), l.drainMail); err != nil {
 			l.wakeSet.Store(false)
@@ -140,19 +160,41 @@ func (l *loop) addMail(c *Conn) {
 	}
 }
 
-// takeMailConns swaps out the list of connections with mail. Loop only.
-func (l *loop) takeMailConns() []*Conn {
+// addJob queues fn for the loop and schedules a drain as addMail does.
+// Safe for concurrent use.
+func (l *loop) addJob(fn func()) {
 	l.mailMu.Lock()
-	list := l.mailConns
-	l.mailConns = l.mailSpare[:0]
+	l.jobs = append(l.jobs, fn)
 	l.mailMu.Unlock()
-	return list
+	if l.reading.Load() {
+		return
+	}
+	if l.wakeSet.CompareAndSwap(false, true) {
+		if err := l.el.Execute(context.Background(), l.drainMail); err != nil {
+			l.wakeSet.Store(false)
+		}
+	}
+}
+
+// takeMailConns swaps out the list of connections with mail and the jobs.
+// Loop only.
+func (l *loop) takeMailConns() ([]*Conn, []func()) {
+	l.mailMu.Lock()
+	list, jobs := l.mailConns, l.jobs
+	l.mailConns, l.jobs = l.mailSpare[:0], l.jobSpare[:0]
+	l.mailMu.Unlock()
+	return list, jobs
 }
 
 // deliverMail hands every posted buffer of the listed connections to the
 // handler (or writes it). Loop only.
 func (s *Server) deliverMail(l *loop) {
-	list := l.takeMailConns()
+	list, jobs := l.takeMailConns()
+	for i, fn := range jobs {
+		jobs[i] = nil
+		fn()
+	}
+	l.jobSpare = jobs[:0]
 	for i, c := range list {
 		list[i] = nil
 		l.mail = c.takeMail(l.mail[:0])
@@ -381,11 +423,43 @@ func (s *Server) loopFor(el gnet.EventLoop) *loop {
 			l.wakeSet.Store(false)
 			s.deliverMail(l)
 			s.flush(l)
+			l.lastBusy = s.now()
 			return nil
 		}
 		s.loops[el] = l
 	}
 	return l
+}
+
+// quietGap tells a loop that waited for its read from one that is working
+// through a batch of them: reads of one epoll batch follow each other
+// within a microsecond or two, and a busy loop's next batch comes after
+// one epoll_wait that returns at once. A read that began longer than this
+// after the loop last finished something was most likely alone.
+const quietGap = 10 * time.Microsecond
+
+// endRead sees to the mail posted while a read callback that began at
+// began ran. After a quiet gap the read was most likely the only one of
+// its batch: the mail is delivered now, into this read's flush, which
+// saves a wake-up (an eventfd write and an epoll round) per push and lets
+// a push between two connections of the loop go out at once. A loop
+// working through a batch leaves the mail to one drain task after the
+// batch instead, so that each connection gets the batch's messages in one
+// write. Loop only.
+func (s *Server) endRead(l *loop, began time.Duration) {
+	l.reading.Store(false)
+	if began-l.lastBusy > quietGap {
+		s.deliverMail(l)
+		return
+	}
+	l.mailMu.Lock()
+	waiting := len(l.mailConns) > 0 || len(l.jobs) > 0
+	l.mailMu.Unlock()
+	if waiting && l.wakeSet.CompareAndSwap(false, true) {
+		if err := l.el.Execute(context.Background(), l.drainMail); err != nil {
+			l.wakeSet.Store(false)
+		}
+	}
 }
 
 // sweep runs on the loop: expire deadlines, then flush what expiry wrote.
@@ -552,6 +626,8 @@ func (g *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 	if c.closing {
 		return gnet.Close
 	}
+	l.reading.Store(true)
+	began := s.now()
 	var frames, bytes int
 	for !c.closing {
 		n := gc.InboundBuffered()
@@ -591,7 +667,7 @@ func (g *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 		_, _ = gc.Discard(size)
 	}
 	if frames > 0 {
-		c.lastFrame = s.now()
+		c.lastFrame = began
 		s.stats.FramesIn.Add(uint64(frames))
 		s.stats.BytesIn.Add(uint64(bytes))
 	}
@@ -601,7 +677,9 @@ func (g *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 		// (up to a read's 64 KiB, for a peer refused at a frame header).
 		_, _ = gc.Discard(-1)
 	}
+	s.endRead(l, began)
 	s.flush(l)
+	l.lastBusy = s.now()
 	if c.closing && !c.closed.Swap(true) {
 		return gnet.Close // closing with nothing left to write
 	}
