@@ -519,6 +519,12 @@ func (e *EndpointHandler) OnMail(c *Conn, b []byte) error {
 	}
 	f := frame.Frame(b)
 	e.framesOut[f.Cmd()].Add(1)
+	return e.seal(c, ec, f)
+}
+
+// seal seals plaintext frame f into c's write batch, with a rekey when
+// one is due. Loop only.
+func (e *EndpointHandler) seal(c *Conn, ec *epConn, f frame.Frame) error {
 	out := c.Out()
 	var err error
 	if out.B, err = ec.keys.Seal(out.B, f.Cmd(), f.QoS(), f.Body()); err != nil {
