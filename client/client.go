@@ -77,14 +77,8 @@ type Config struct {
 	// pick the local address or go through a proxy); nil means a
 	// net.Dialer.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
-}
-
-func (c *Config) dial(ctx context.Context, addr string) (net.Conn, error) {
-	if c.DialContext != nil {
-		return c.DialContext(ctx, "tcp", addr)
-	}
-	var d net.Dialer
-	return d.DialContext(ctx, "tcp", addr)
+	// WebSocket, when set, connects over WebSocket instead of raw TCP.
+	WebSocket *WebSocketConfig
 }
 
 func (c *Config) loginRetry() time.Duration {
@@ -213,7 +207,7 @@ func retryHint(err error) (time.Duration, bool) {
 func loginOnce(ctx context.Context, cfg Config, addr, name string, password []byte) (*LoginResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout())
 	defer cancel()
-	nc, err := cfg.dial(ctx, addr)
+	nc, err := cfg.dial(ctx, addr, "/login")
 	if err != nil {
 		return nil, err
 	}
@@ -360,7 +354,7 @@ type Conn struct {
 func Dial(ctx context.Context, cfg Config, addr string, serverKey []byte, token string) (*Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout())
 	defer cancel()
-	nc, err := cfg.dial(ctx, addr)
+	nc, err := cfg.dial(ctx, addr, "/endpoint")
 	if err != nil {
 		return nil, err
 	}

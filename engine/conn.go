@@ -33,7 +33,9 @@ type Conn struct {
 	dirty     bool
 	closing   bool
 	ctx       any
-	remote    net.Addr // formatted when asked: most connections never are
+	remote    net.Addr                   // formatted when asked: most connections never are
+	tc        TransportConn              // nil without a transport
+	raw       *bytebufferpool.ByteBuffer // WriteRaw's bytes, with a transport
 
 	// Shared state.
 	user   atomic.Uint64 // the authenticated user, 0 before
@@ -41,7 +43,8 @@ type Conn struct {
 	closed atomic.Bool
 	opened bool       // OnOpen was called (loop only)
 	queued bool       // in its loop's mail list; guarded by mu
-	mu     sync.Mutex // guards box and queued
+	shut   bool       // Close was called; guarded by mu
+	mu     sync.Mutex // guards box, queued and shut
 	box    *mailbox   // made by the first Post: most connections get none
 }
 
@@ -144,6 +147,10 @@ func (c *Conn) Post(b *bytebufferpool.ByteBuffer) error {
 		return ErrClosed
 	}
 	c.mu.Lock()
+	if c.shut {
+		c.mu.Unlock()
+		return ErrClosed
+	}
 	if c.box == nil {
 		c.box = new(mailbox)
 	}
@@ -181,21 +188,51 @@ func (c *Conn) Exec(fn func()) error {
 // concurrent use; from another goroutine the answer may be stale at once.
 func (c *Conn) Closed() bool { return c.closed.Load() }
 
-// Close closes the connection with reason r after what is queued is
-// flushed. Safe for concurrent use; the first reason given wins.
+// Close closes the connection with reason r once what is queued for it is
+// written: the loop's batch and every buffer posted before the call (a
+// Post after it fails with ErrClosed). The close happens on the
+// connection's loop, after the current callback when called from one.
+// Safe for concurrent use; the first reason given wins.
 func (c *Conn) Close(r CloseReason) {
 	c.reason.CompareAndSwap(0, uint32(r))
-	if c.closed.Swap(true) {
+	c.mu.Lock()
+	if c.shut || c.closed.Load() {
+		c.mu.Unlock()
 		return
 	}
-	_ = c.gc.Close()
+	c.shut = true
+	enqueue := !c.queued
+	c.queued = true
+	c.mu.Unlock()
+	if enqueue && !c.loop.addMail(c) && !c.closed.Swap(true) {
+		_ = c.gc.Close() // the loop is stopping: it flushes nothing more
+	}
 }
+
+// CloseOnLoop marks the connection for closing with reason r when the
+// current callback returns, after the output the callback queued is flushed.
+// Call it only on the connection's event loop, from a Handler callback or a
+// mail handler; from elsewhere use Close. The first reason given wins.
+func (c *Conn) CloseOnLoop(r CloseReason) { c.closeOnLoop(r) }
 
 // closeOnLoop marks the connection for closing at the end of this callback.
 func (c *Conn) closeOnLoop(r CloseReason) {
 	c.reason.CompareAndSwap(0, uint32(r))
 	c.closing = true
+	if c.tc != nil {
+		c.markDirty() // so that the flush sends the transport's close
+	}
 }
+
+// OpenedAt returns when the server accepted the connection. Safe for
+// concurrent use.
+func (c *Conn) OpenedAt() time.Time { return c.srv.start.Add(c.openedAt) }
+
+// SetUser records the user the connection authenticated as, which User
+// returns from then on. From the next frame on, the connection is held to
+// the server's MaxFrame rather than PreAuthMaxFrame. Call it on the
+// connection's event loop.
+func (c *Conn) SetUser(user uint64) { c.user.Store(user) }
 
 // Reason returns the close reason, ReasonNone while open. Safe for
 // concurrent use.
@@ -227,9 +264,11 @@ func (c *Conn) expiryReason(now time.Duration) CloseReason {
 	}
 }
 
-// takeMail removes and returns the posted buffers.
-func (c *Conn) takeMail(dst []*bytebufferpool.ByteBuffer) []*bytebufferpool.ByteBuffer {
+// takeMail removes and returns the posted buffers, and whether Close was
+// called before them.
+func (c *Conn) takeMail(dst []*bytebufferpool.ByteBuffer) ([]*bytebufferpool.ByteBuffer, bool) {
 	c.mu.Lock()
+	shut := c.shut
 	if m := c.box; m != nil {
 		dst = append(dst, m.mail...)
 		clear(m.mail)
@@ -238,7 +277,7 @@ func (c *Conn) takeMail(dst []*bytebufferpool.ByteBuffer) []*bytebufferpool.Byte
 	}
 	c.queued = false
 	c.mu.Unlock()
-	return dst
+	return dst, shut
 }
 
 // outPool holds per-connection write batches. They are taken when a

@@ -48,6 +48,9 @@ type Config struct {
 	ReusePort bool
 	// Logger receives the engine's logs; nil discards them.
 	Logger *slog.Logger
+	// Transport, when set, is an outer framing between the sockets and
+	// the frame parser (a WebSocket); nil means plain MyIM frames.
+	Transport Transport
 }
 
 func (c *Config) fillDefaults() {
@@ -78,7 +81,7 @@ func (c *Config) fillDefaults() {
 	if c.MaxConns <= 0 {
 		c.MaxConns = 1_000_000
 	}
-	if limit := fileLimit(); limit > 0 {
+	if limit := FileLimit(); limit > 0 {
 		// Keep a tenth of the files, at most 1,024, for the other
 		// listeners, the store, Redis and the logs.
 		room := max(limit-min(1024, limit/10), 1)
@@ -133,8 +136,9 @@ func WithMaxConns(n int) Option { return func(c *Config) { c.MaxConns = n } }
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(c *Config) { c.Logger = l } }
 
-// fileLimit returns the process's open-file limit, 0 if unknown.
-func fileLimit() int {
+// FileLimit returns the process's open-file limit (the soft RLIMIT_NOFILE),
+// 0 if unknown.
+func FileLimit() int {
 	var r syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil || r.Cur > 1<<30 {
 		return 0
@@ -150,5 +154,5 @@ func RaiseFileLimit() int {
 		r.Cur = r.Max
 		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &r)
 	}
-	return fileLimit()
+	return FileLimit()
 }

@@ -26,6 +26,10 @@ const (
 	reasonCount
 )
 
+// NumReasons is the number of close reasons: every CloseReason is below it,
+// so that a table indexed by reason has NumReasons entries.
+const NumReasons = reasonCount
+
 var reasonNames = [reasonCount]string{
 	"none", "peer", "malformed", "too_large", "first_frame_timeout", "idle",
 	"deadline", "slow_reader", "max_conns", "handler", "crypto", "auth",

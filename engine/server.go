@@ -106,8 +106,10 @@ type loop struct {
 	el    gnet.EventLoop
 	wheel wheel
 	dirty []*Conn
-	mail  []*bytebufferpool.ByteBuffer // scratch for draining mailboxes
-	sweep gnet.RunnableFunc
+	// flushing is set while flush walks dirty (see flush).
+	flushing bool
+	mail     []*bytebufferpool.ByteBuffer // scratch for draining mailboxes
+	sweep    gnet.RunnableFunc
 
 	// Connections with posted buffers. Posters append under mailMu and
 	// schedule one drain task per loop while none is pending; gnet runs
@@ -136,28 +138,36 @@ type loop struct {
 	// the loop.
 	sweepAt atomic.Int64
 	srv     *Server
+
+	// Scratch for flushes through a transport.
+	iov  [4][]byte
+	hdr  [16]byte
+	tail []byte
 }
 
-// addMail lists c as having posted buffers and schedules the loop's drain
-// unless one is pending or the loop is in a read callback, whose end takes
-// the mail (OnTraffic). Safe for concurrent use.
+// addMail lists c as having posted buffers (or a Close) and schedules the
+// loop's drain unless one is pending or the loop is in a read callback,
+// whose end takes the mail (OnTraffic). Safe for concurrent use. It
+// reports false when the loop refused the drain (it is stopping).
 //
 // The list is appended to before reading is loaded, and the loop clears
 // reading before it takes the list: a poster that still sees reading set
 // has its entry taken by the callback's end (or, if the set it saw is a
 // later callback's, by that one's end).
-func (l *loop) addMail(c *Conn) {
+func (l *loop) addMail(c *Conn) bool {
 	l.mailMu.Lock()
 	l.mailConns = append(l.mailConns, c)
 	l.mailMu.Unlock()
 	if l.reading.Load() {
-		return
+		return true
 	}
 	if l.wakeSet.CompareAndSwap(false, true) {
 		if err := l.el.Execute(context.Background(), l.drainMail); err != nil {
 			l.wakeSet.Store(false)
+			return false
 		}
 	}
+	return true
 }
 
 // addJob queues fn for the loop and schedules a drain as addMail does.
@@ -187,7 +197,9 @@ func (l *loop) takeMailConns() ([]*Conn, []func()) {
 }
 
 // deliverMail hands every posted buffer of the listed connections to the
-// handler (or writes it). Loop only.
+// handler (or writes it), then marks for closing those that Close was
+// called for, so that the flush that follows writes their mail first.
+// Loop only.
 func (s *Server) deliverMail(l *loop) {
 	list, jobs := l.takeMailConns()
 	for i, fn := range jobs {
@@ -197,7 +209,8 @@ func (s *Server) deliverMail(l *loop) {
 	l.jobSpare = jobs[:0]
 	for i, c := range list {
 		list[i] = nil
-		l.mail = c.takeMail(l.mail[:0])
+		var shut bool
+		l.mail, shut = c.takeMail(l.mail[:0])
 		for j, b := range l.mail {
 			if !c.closing && !c.closed.Load() {
 				if s.mh != nil {
@@ -210,6 +223,10 @@ func (s *Server) deliverMail(l *loop) {
 			}
 			bytebufferpool.Put(b)
 			l.mail[j] = nil
+		}
+		if shut && !c.closing && !c.closed.Load() {
+			c.closeOnLoop(c.Reason())
+			c.markDirty()
 		}
 	}
 	l.mailSpare = list[:0]
@@ -487,12 +504,30 @@ func (s *Server) writeError(c *Conn, code uint16, text string) {
 
 // flush writes each dirty connection's batch in one call and closes those
 // marked for closing or over the outbound cap.
+//
+// A failed write makes gnet close the connection at once, so the handler's
+// OnClose runs inside this loop and may write to other connections: they
+// join l.dirty while it is walked, hence the index loop that rereads its
+// length, and the flushing flag that turns the flush OnClose asks for
+// into a no-op (this one reaches them).
 func (s *Server) flush(l *loop) {
+	if l.flushing {
+		return
+	}
+	l.flushing = true
 	var bytes, writes int
-	for i, c := range l.dirty {
+	for i := 0; i < len(l.dirty); i++ {
+		c := l.dirty[i]
 		l.dirty[i] = nil
 		c.dirty = false
-		if out := c.out; out != nil {
+		if c.tc != nil {
+			if n, err := s.flushTransport(l, c); err != nil {
+				c.closeOnLoop(ReasonPeer)
+			} else if n > 0 {
+				bytes += n
+				writes++
+			}
+		} else if out := c.out; out != nil {
 			// Detach the buffer first: a failed write closes the
 			// connection at once, and OnClose must not release it too.
 			c.out = nil
@@ -514,6 +549,7 @@ func (s *Server) flush(l *loop) {
 		}
 	}
 	l.dirty = l.dirty[:0]
+	l.flushing = false
 	if writes > 0 {
 		s.stats.BytesOut.Add(uint64(bytes))
 		s.stats.Writes.Add(uint64(writes))
@@ -570,6 +606,9 @@ func (g *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c := &Conn{gc: gc, srv: s, loop: l, id: s.nextID.Add(1), openedAt: s.now(), wheelTick: -1}
 	c.remote = ownAddr(gc.RemoteAddr())
 	gc.SetContext(c)
+	if t := s.cfg.Transport; t != nil {
+		c.tc = t.Open(c)
+	}
 	if n > int64(s.cfg.MaxConns) || s.stop.Load() {
 		r := ReasonMaxConns
 		if s.stop.Load() {
@@ -577,13 +616,20 @@ func (g *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		}
 		c.reason.Store(uint32(r))
 		c.closed.Store(true)
-		out, _ := frame.AppendError(nil, frame.ErrCodeRetry, 0, "server full")
+		var out []byte
+		if c.tc != nil {
+			out = c.tc.AppendClose(nil, r)
+		} else {
+			out, _ = frame.AppendError(nil, frame.ErrCodeRetry, 0, "server full")
+		}
 		return out, gnet.Close
 	}
 	l.wheel.schedule(c, c.nextDeadline())
-	c.opened = true
-	if err := s.h.OnOpen(c); err != nil {
-		s.handlerError(c, err)
+	if c.tc == nil { // with a transport, once it is ready
+		c.opened = true
+		if err := s.h.OnOpen(c); err != nil {
+			s.handlerError(c, err)
+		}
 	}
 	s.flush(l)
 	return nil, gnet.None
@@ -610,11 +656,22 @@ func (g *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 		outPool.Put(c.out)
 		c.out = nil
 	}
-	for _, b := range c.takeMail(nil) {
+	if c.tc != nil {
+		if c.raw != nil {
+			outPool.Put(c.raw)
+			c.raw = nil
+		}
+		c.tc.Release()
+	}
+	mail, _ := c.takeMail(nil)
+	for _, b := range mail {
 		bytebufferpool.Put(b)
 	}
 	if c.opened {
 		s.h.OnClose(c, reason)
+		// Send what OnClose wrote to other connections now, not at the
+		// next sweep (a no-op when a failed write in flush closed c).
+		s.flush(c.loop)
 	}
 	return gnet.None
 }
@@ -629,42 +686,10 @@ func (g *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 	l.reading.Store(true)
 	began := s.now()
 	var frames, bytes int
-	for !c.closing {
-		n := gc.InboundBuffered()
-		if n == 0 {
-			break
-		}
-		hdr, _ := gc.Peek(min(n, frame.MaxLengthBytes))
-		limit := s.cfg.MaxFrame
-		if c.user.Load() == 0 {
-			limit = s.cfg.PreAuthMaxFrame // nothing big before authentication
-		}
-		size, err := frame.Split(hdr, limit)
-		if err != nil {
-			s.frameError(c, err)
-			break
-		}
-		if size == 0 || n < size {
-			break // wait for the rest; the idle deadline bounds the wait
-		}
-		buf, err := gc.Peek(size)
-		if err != nil {
-			break
-		}
-		f := frame.Frame(buf)
-		if err := frame.CheckEnvelope(f); err != nil {
-			s.frameError(c, err)
-			break
-		}
-		frames++
-		bytes += size
-		if f.Cmd() == frame.CmdPing {
-			out := c.Out()
-			out.B = pongFor(out.B, f)
-		} else if err := s.h.OnFrame(c, f); err != nil {
-			s.handlerError(c, err)
-		}
-		_, _ = gc.Discard(size)
+	if c.tc != nil {
+		frames, bytes = s.readTransport(c, gc)
+	} else {
+		frames, bytes = s.readFrames(c, gc)
 	}
 	if frames > 0 {
 		c.lastFrame = began
@@ -719,3 +744,51 @@ func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug(fmt.Sprintf(f, a...),
 func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn(fmt.Sprintf(f, a...), "src", "gnet") }
 func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...), "src", "gnet") }
 func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...), "src", "gnet") }
+
+// readFrames handles the whole frames a connection without a transport
+// has buffered and returns the frames and bytes handled.
+func (s *Server) readFrames(c *Conn, gc gnet.Conn) (frames, bytes int) {
+	for !c.closing {
+		n := gc.InboundBuffered()
+		if n == 0 {
+			break
+		}
+		hdr, _ := gc.Peek(min(n, frame.MaxLengthBytes))
+		limit := s.cfg.MaxFrame
+		if c.user.Load() == 0 {
+			limit = s.cfg.PreAuthMaxFrame // nothing big before authentication
+		}
+		size, err := frame.Split(hdr, limit)
+		if err != nil {
+			s.frameError(c, err)
+			break
+		}
+		if size == 0 || n < size {
+			break // wait for the rest; the idle deadline bounds the wait
+		}
+		buf, err := gc.Peek(size)
+		if err != nil {
+			break
+		}
+		frames++
+		bytes += size
+		s.dispatch(c, frame.Frame(buf))
+		_, _ = gc.Discard(size)
+	}
+	return frames, bytes
+}
+
+// dispatch checks a whole frame's envelope, answers PING and hands the
+// rest to the handler.
+func (s *Server) dispatch(c *Conn, f frame.Frame) {
+	if err := frame.CheckEnvelope(f); err != nil {
+		s.frameError(c, err)
+		return
+	}
+	if f.Cmd() == frame.CmdPing {
+		out := c.Out()
+		out.B = pongFor(out.B, f)
+	} else if err := s.h.OnFrame(c, f); err != nil {
+		s.handlerError(c, err)
+	}
+}

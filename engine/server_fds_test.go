@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"syscall"
 	"testing"
@@ -92,45 +91,6 @@ func TestAcceptSurvivesFileExhaustion(t *testing.T) {
 		t.Fatalf("server failed: %v", err)
 	}
 	t.Logf("%d accept errors while the file table was full; the connection was served after", errs)
-}
-
-// A listener that stops anyway turns /readyz to 503 and is reported on
-// Node.Fatal, for the process to exit.
-func TestStoppedListenerFailsReadiness(t *testing.T) {
-	n, err := NewNode(NodeConfig{Role: RoleLogin, LoginAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		Limits: Config{Loops: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = n.Stop(ctx)
-	})
-	ready := func() int {
-		resp, err := http.Get("http://" + n.Addrs()["http"].String() + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	if code := ready(); code != http.StatusOK {
-		t.Fatalf("/readyz %d before", code)
-	}
-	_ = n.Server("login").ln.Close() // the listener dies under the server
-	select {
-	case err := <-n.Fatal():
-		t.Logf("fatal: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("no fatal error reported")
-	}
-	if code := ready(); code != http.StatusServiceUnavailable {
-		t.Fatalf("/readyz %d after the listener stopped", code)
-	}
 }
 
 func countFDs(t *testing.T) int {

@@ -3,21 +3,24 @@ package route
 import (
 	"sync"
 	"unsafe"
+
+	"github.com/myim/myim/route/internal/shard"
 )
 
 // Local is the table of sessions online on this process: user id → the
-// user's sessions here, each an Addr plus an opaque handle the engine stores
-// (typically its *session.Session). It is the first thing the engine asks on
-// delivery, so Lookup neither allocates nor takes a global lock.
+// user's sessions here, each an Addr plus an opaque handle the caller stores
+// (the center keeps its per-session delivery state there). It is the first
+// thing the center asks on delivery, so Lookup neither allocates nor takes a
+// global lock.
 //
-// Users are spread over shardCount shards by a hash of the id, each shard a
+// Users are spread over shard.Count shards by a hash of the id, each shard a
 // map under its own RWMutex; no operation holds more than one shard lock, so
 // there is no lock ordering to respect.
 //
 // The zero value is ready to use. Local is safe for concurrent use and must
 // not be copied after first use.
 type Local struct {
-	shards [shardCount]localShard
+	shards [shard.Count]localShard
 }
 
 // localShard is one lock and the users it guards. Shards sit side by side in
@@ -44,7 +47,7 @@ func NewLocal() *Local { return new(Local) }
 // replaced and the previous handle is returned with replaced set. Safe for
 // concurrent use.
 func (l *Local) Put(user uint64, a Addr, v any) (prev any, replaced bool) {
-	sh := &l.shards[shardOf(user)]
+	sh := &l.shards[shard.Of(user)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sessions := sh.users[user]
@@ -66,7 +69,7 @@ func (l *Local) Put(user uint64, a Addr, v any) (prev any, replaced bool) {
 // when there was no such session. The user disappears from the table with
 // the last session. Safe for concurrent use.
 func (l *Local) Remove(user, sess uint64) (v any, ok bool) {
-	sh := &l.shards[shardOf(user)]
+	sh := &l.shards[shard.Of(user)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sessions := sh.users[user]
@@ -95,7 +98,7 @@ func (l *Local) Remove(user, sess uint64) (v any, ok bool) {
 // call any method of l (a pending writer would deadlock it). Copy what you
 // need out of fn rather than block in it. Safe for concurrent use.
 func (l *Local) Lookup(user uint64, fn func(a Addr, v any)) int {
-	sh := &l.shards[shardOf(user)]
+	sh := &l.shards[shard.Of(user)]
 	sh.mu.RLock()
 	sessions := sh.users[user]
 	for i := range sessions {
@@ -109,7 +112,7 @@ func (l *Local) Lookup(user uint64, fn func(a Addr, v any)) int {
 // returns the extended slice; it allocates only if dst lacks capacity. Safe
 // for concurrent use.
 func (l *Local) Addrs(dst []Addr, user uint64) []Addr {
-	sh := &l.shards[shardOf(user)]
+	sh := &l.shards[shard.Of(user)]
 	sh.mu.RLock()
 	for _, s := range sh.users[user] {
 		dst = append(dst, s.addr)

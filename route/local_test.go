@@ -114,18 +114,3 @@ func TestLocalConcurrent(t *testing.T) {
 		t.Fatalf("Len = %d after every session was removed", l.Len())
 	}
 }
-
-func TestShardSpread(t *testing.T) {
-	// Sequential ids and ids sharing their low bits both spread evenly.
-	for _, stride := range []uint64{1, 64, 1 << 20} {
-		var counts [shardCount]int
-		for i := range uint64(64 * shardCount) {
-			counts[shardOf(i*stride)]++
-		}
-		for s, n := range counts {
-			if n < 32 || n > 96 {
-				t.Fatalf("stride %d: shard %d got %d of %d ids", stride, s, n, 64*shardCount)
-			}
-		}
-	}
-}

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/myim/myim/route/internal/shard"
 )
 
 // Memory is a Table kept entirely in this process, for the all-in-one mode
@@ -23,7 +25,7 @@ import (
 //
 // Memory is safe for concurrent use and must not be copied after first use.
 type Memory struct {
-	shards [shardCount]memShard
+	shards [shard.Count]memShard
 	epoch  time.Time // monotonic origin of the expiry stamps
 	closed atomic.Bool
 
@@ -104,7 +106,7 @@ func (m *Memory) Set(ctx context.Context, user uint64, a Addr, ttl time.Duration
 		return ErrInvalidTTL
 	}
 	now := m.now()
-	sh := &m.shards[shardOf(user)]
+	sh := &m.shards[shard.Of(user)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	rs := pruneRoutes(sh.users[user], now)
@@ -132,7 +134,7 @@ func (m *Memory) Del(ctx context.Context, user uint64, a Addr) error {
 		return err
 	}
 	now := m.now()
-	sh := &m.shards[shardOf(user)]
+	sh := &m.shards[shard.Of(user)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	rs, ok := sh.users[user]
@@ -159,7 +161,7 @@ func (m *Memory) Refresh(ctx context.Context, user uint64, a Addr, ttl time.Dura
 		return ErrInvalidTTL
 	}
 	now := m.now()
-	sh := &m.shards[shardOf(user)]
+	sh := &m.shards[shard.Of(user)]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	rs, ok := sh.users[user]
@@ -187,7 +189,7 @@ func (m *Memory) Get(ctx context.Context, user uint64) ([]Addr, error) {
 
 // get appends user's live addresses to dst.
 func (m *Memory) get(user uint64, now int64, dst []Addr) []Addr {
-	sh := &m.shards[shardOf(user)]
+	sh := &m.shards[shard.Of(user)]
 	sh.mu.RLock()
 	for _, r := range sh.users[user] {
 		if r.exp > now {
@@ -224,7 +226,7 @@ func (m *Memory) RegisterServer(ctx context.Context, s Server, ttl time.Duration
 	if ttl <= 0 {
 		return ErrInvalidTTL
 	}
-	if !validServer(&s) {
+	if !ValidServer(&s) {
 		return ErrInvalidServer
 	}
 	s.StaticKey = append([]byte(nil), s.StaticKey...)
@@ -256,7 +258,7 @@ func (m *Memory) Servers(ctx context.Context, role string) ([]Server, error) {
 		}
 	}
 	m.smu.Unlock()
-	sortServers(out)
+	SortServers(out)
 	return out, nil
 }
 

@@ -7,12 +7,15 @@
 // Two views exist:
 //
 //   - Local is this process's own sessions: a sharded in-memory map the
-//     engine consults on every delivery, built to answer without allocating.
+//     center consults on every delivery, built to answer without allocating.
 //   - Table is the cluster-wide view: Memory when MyIM runs as one process
-//     with no Redis, Redis otherwise. Entries carry a TTL that the owning
-//     endpoint refreshes, so a crashed endpoint's routes disappear on their
-//     own. The same Table also keeps the server registry (Server) the login
-//     center uses to hand out endpoints and centers.
+//     with no Redis, the Redis table of route/redis otherwise (a package of
+//     its own, so that code which needs the interface does not link a
+//     Redis client). Entries carry a TTL that the owning endpoint
+//     refreshes, so a crashed endpoint's routes disappear on their own.
+//     The same Table also keeps the server registry (Server) the login
+//     center uses to hand out endpoints and centers. Every backend passes
+//     the conformance suite in route/routetest.
 //
 // This package must not do frame I/O, session handling or message storage:
 // it maps ids to addresses and nothing else.
@@ -144,8 +147,10 @@ type Table interface {
 	Close() error
 }
 
-// sortServers puts servers in the order Table.Servers promises.
-func sortServers(s []Server) {
+// SortServers puts servers in the order Table.Servers promises: Priority,
+// then Load, then ID, each ascending. Backends call it; so may callers that
+// merge lists.
+func SortServers(s []Server) {
 	slices.SortFunc(s, func(a, b Server) int {
 		if c := cmp.Compare(a.Priority, b.Priority); c != 0 {
 			return c
@@ -157,23 +162,6 @@ func sortServers(s []Server) {
 	})
 }
 
-// validServer reports whether s may be registered.
-func validServer(s *Server) bool { return s.ID != 0 && s.Role != "" }
-
-// shardCount is the number of shards in Local and Memory. 64 keeps lock
-// contention negligible up to a few dozen cores (the chance that two of N
-// concurrent lookups collide is about N²/128) while the array of locks still
-// fits in a handful of cache lines' worth of headers. It must be a power of
-// two because shardOf keeps the top shardBits bits of a product.
-const (
-	shardBits  = 6
-	shardCount = 1 << shardBits
-)
-
-// shardOf maps a user id to a shard. User ids are often sequential, so the
-// id is mixed with a Fibonacci multiplier first and the top bits are used;
-// taking the low bits directly would be fine for sequential ids but cluster
-// badly for ids that share a low-bit pattern (e.g. per-region prefixes).
-func shardOf(user uint64) uint64 {
-	return (user * 0x9E3779B97F4A7C15) >> (64 - shardBits)
-}
+// ValidServer reports whether s may be registered: it needs an ID and a
+// Role (Table.RegisterServer returns ErrInvalidServer otherwise).
+func ValidServer(s *Server) bool { return s.ID != 0 && s.Role != "" }

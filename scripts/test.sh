@@ -27,14 +27,22 @@ echo "== staticcheck (both modules)"
 staticcheck="honnef.co/go/tools/cmd/staticcheck@v0.8.2"
 go run "$staticcheck" ./...
 (cd benchmarks && go run "$staticcheck" ./...)
+echo "== storage and route link no third-party package (drivers live in storage/bolt, storage/mysql, route/redis)"
+linked=$(go list -deps -f '{{if .Module}}{{if not .Module.Main}}{{.ImportPath}}{{end}}{{end}}' ./storage ./route)
+if [ -n "$linked" ]; then
+  echo "storage or route links: $linked" >&2
+  exit 1
+fi
 echo "== Markdown code fences"
 bash ./scripts/lint-md.sh
 echo "== packaging (static binaries from an empty directory and environment, systemd unit)"
 bash ./scripts/check-packaging.sh
+echo "== TypeScript SDK (client/ts: locked dependencies, vectors, bundle budget, browser tests)"
+(cd client/ts && npm ci --no-audit --no-fund && npm test)
 echo "== go test -race"
 go test -race -count=1 -timeout 25m ./...
 echo "== scale tests at full size (the race detector slows crypto tenfold)"
-go test -count=1 -timeout 10m -run 'TestLargeGroup|TestHoldsIdleConnections' -v ./engine ./cmd/myimd | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|members|idle connections'
+go test -count=1 -timeout 10m -run 'TestLargeGroup|TestHoldsIdleConnections' -v ./engine/node ./cmd/myimd | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|members|idle connections'
 echo "== fuzz ($fuzztime each)"
 # Every Fuzz target in the module, found by name, run for a bounded count.
 grep -rl --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]*\(f \*testing\.F\)' . | sort | while read -r file; do

@@ -62,16 +62,6 @@ type Share struct {
 	Group uint64
 }
 
-func checkUpload(u *Upload) error {
-	if u.Owner == 0 {
-		return fmt.Errorf("%w: upload without owner", ErrInvalid)
-	}
-	if u.Size < 0 {
-		return fmt.Errorf("%w: negative file size", ErrInvalid)
-	}
-	return CheckFileName(u.Name)
-}
-
 // CheckFileName reports why name cannot name a file, or nil. A file name is
 // 1 to MaxFileName bytes of UTF-8 with no control character (NUL, the C0 and
 // C1 ranges, DEL), no path separator ('/' or '\\') and is not "." or "..":
@@ -91,13 +81,6 @@ func CheckFileName(name string) error {
 		return fmt.Errorf("%w: file name contains a path separator", ErrInvalid)
 	case strings.ContainsFunc(name, unicode.IsControl):
 		return fmt.Errorf("%w: file name contains a control character", ErrInvalid)
-	}
-	return nil
-}
-
-func checkShare(s *Share) error {
-	if s.File == 0 || (s.User == 0) == (s.Group == 0) {
-		return fmt.Errorf("%w: a share names a file and one user or one group", ErrInvalid)
 	}
 	return nil
 }

@@ -4,10 +4,11 @@ import (
 	"context"
 
 	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
 )
 
 // storageQueue runs the workload through the real embedded store
-// (storage.Open with a DataDir): bbolt plus the storage package's MID and
+// (storage/bolt): bbolt plus the embedded store's MID and
 // CID indexes, validation and group commit.
 type storageQueue struct {
 	s   storage.Store
@@ -15,7 +16,7 @@ type storageQueue struct {
 }
 
 func openStorageQueue(dir string, noSync bool) (Queue, error) {
-	s, err := storage.Open(storage.Config{DataDir: dir, NoSync: noSync})
+	s, err := bolt.Open(bolt.Config{Dir: dir, NoSync: noSync})
 	if err != nil {
 		return nil, err
 	}
@@ -32,7 +33,7 @@ func (q *storageQueue) Append(msgs []Msg) error {
 }
 
 func (q *storageQueue) Fetch(user uint64, limit int, buf []Msg) ([]Msg, error) {
-	got, err := q.s.FetchOffline(q.ctx, user, 0, 0, limit)
+	got, err := q.s.FetchOffline(q.ctx, user, 0, limit)
 	if err != nil {
 		return buf[:0], err
 	}

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/myim/myim/internal/wswire"
 )
 
 // fdReserve is what a bench process keeps for itself beyond its
@@ -82,6 +84,7 @@ type dialer struct {
 	srcs []*net.TCPAddr
 	next atomic.Uint64
 	to   time.Duration
+	ws   bool // upgrade to WebSocket at /endpoint
 }
 
 func newDialer(sources []string, target string) (*dialer, error) {
@@ -103,6 +106,17 @@ func newDialer(sources []string, target string) (*dialer, error) {
 }
 
 func (d *dialer) dial(ctx context.Context, addr string) (net.Conn, error) {
+	if d.ws {
+		ctx, cancel := context.WithTimeout(ctx, d.to)
+		defer cancel()
+		return wswire.Dial(ctx, "ws://"+addr+"/endpoint", wswire.DialConfig{Dial: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return d.dialTCP(ctx, addr)
+		}})
+	}
+	return d.dialTCP(ctx, addr)
+}
+
+func (d *dialer) dialTCP(ctx context.Context, addr string) (net.Conn, error) {
 	nd := net.Dialer{Timeout: d.to}
 	if len(d.srcs) > 0 {
 		nd.LocalAddr = d.srcs[d.next.Add(1)%uint64(len(d.srcs))]

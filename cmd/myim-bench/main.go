@@ -33,6 +33,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/myim/myim/client"
 	"github.com/myim/myim/internal/buildinfo"
 )
 
@@ -41,6 +42,11 @@ import (
 type Config struct {
 	Scenario string // idle, ping, p2p, group, login-storm, reconnect-storm
 	Proto    string // myim (default), fwd, mqtt
+	// Transport carries MyIM over tcp (default) or ws: WebSocket to
+	// WSAddr's /login and /endpoint, in place of the server list's
+	// addresses.
+	Transport string
+	WSAddr    string
 
 	// Server addresses. Endpoint defaults to what the token answer lists
 	// (MyIM) and is required for the peers.
@@ -219,6 +225,8 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Scenario, "scenario", "p2p", "idle, ping, p2p, group, login-storm or reconnect-storm")
 	fs.StringVar(&c.Proto, "proto", "myim", "myim, or a peer of benchmarks/: fwd (length-prefixed forwarders) or mqtt")
+	fs.StringVar(&c.Transport, "transport", "tcp", "MyIM over tcp, or ws: WebSocket to --ws-addr (/login and /endpoint) for every session and login")
+	fs.StringVar(&c.WSAddr, "ws-addr", "127.0.0.1:5290", "myimd's WebSocket listener, with --transport ws")
 	fs.StringVar(&c.Endpoint, "addr", "", "endpoint address (MyIM: default from the server list; required for peers)")
 	fs.StringVar(&c.Login, "login-addr", "127.0.0.1:5223", "login listener")
 	fs.StringVar(&c.HTTP, "http-addr", "127.0.0.1:5280", "HTTP API address")
@@ -290,6 +298,12 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	if c.MinServers > 0 && (!c.Spread || c.Admin == "") {
 		return c, errors.New("--min-servers needs --spread and --admin-secret")
 	}
+	switch {
+	case c.Transport == "ws" && c.Proto != "myim":
+		return c, errors.New("--transport ws needs --proto myim")
+	case c.Transport != "tcp" && c.Transport != "ws":
+		return c, fmt.Errorf("unknown transport %q", c.Transport)
+	}
 	switch c.Scenario {
 	case "idle", "ping", "p2p", "group", "login-storm", "reconnect-storm":
 	default:
@@ -352,4 +366,13 @@ func parseSources(s string) ([]string, error) {
 		out = append(out, part)
 	}
 	return out, nil
+}
+
+// webSocket is the SDK's WebSocket configuration for --transport ws, nil
+// for TCP.
+func (c *Config) webSocket() *client.WebSocketConfig {
+	if c.Transport != "ws" {
+		return nil
+	}
+	return &client.WebSocketConfig{Addr: c.WSAddr}
 }

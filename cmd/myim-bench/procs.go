@@ -243,7 +243,7 @@ func RunProcs(ctx context.Context, cfg Config) (*Report, error) {
 	start := time.Now()
 	// The children's lines and the parent's own share the output.
 	cfg.Out = &lockedWriter{w: cfg.Out}
-	rep := &Report{Scenario: cfg.Scenario, Proto: cfg.Proto, Wanted: cfg.Conns, Procs: cfg.Procs}
+	rep := &Report{Scenario: cfg.Scenario, Proto: cfg.Proto, Transport: cfg.Transport, Wanted: cfg.Conns, Procs: cfg.Procs}
 	if len(cfg.ServerPIDs) > 0 {
 		rep.ServerPID = cfg.ServerPIDs[0]
 	}

@@ -285,7 +285,7 @@ func provisionSlow(ctx context.Context, cfg *Config, api *httpAPI, fl *fleet, n 
 			return err
 		}
 	}
-	ccfg := client.Config{Roots: roots, Device: fl.dev.key}
+	ccfg := client.Config{Roots: roots, Device: fl.dev.key, WebSocket: cfg.webSocket()}
 	fl.users = make([]account, n)
 	var next, done atomic.Int64
 	var mu sync.Mutex

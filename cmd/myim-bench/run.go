@@ -184,7 +184,7 @@ func (r *runner) markServers(m int) (procStat, bool) {
 // Run runs cfg's scenario and returns its report.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.fillDefaults()
-	rep := &Report{Scenario: cfg.Scenario, Proto: cfg.Proto, Wanted: cfg.Conns, QoS: cfg.QoS, Size: cfg.Size,
+	rep := &Report{Scenario: cfg.Scenario, Proto: cfg.Proto, Transport: cfg.Transport, Wanted: cfg.Conns, QoS: cfg.QoS, Size: cfg.Size,
 		Window: cfg.Window, Rate: cfg.Rate}
 	if len(cfg.ServerPIDs) > 0 {
 		rep.ServerPID = cfg.ServerPIDs[0]
@@ -230,9 +230,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
+	if cfg.Transport == "ws" {
+		for i := range r.targets {
+			r.targets[i].addr = cfg.WSAddr
+		}
+	}
 	if r.d, err = newDialer(cfg.Sources, r.targets[0].addr); err != nil {
 		return nil, err
 	}
+	r.d.ws = cfg.Transport == "ws"
 	switch cfg.Scenario {
 	case "ping":
 		r.kind = loadPing

@@ -100,7 +100,7 @@ func loginStorm(ctx context.Context, r *runner, rep *Report) error {
 	if r.fl, err = provision(ctx, cfg, n, false); err != nil {
 		return err
 	}
-	ccfg := client.Config{Roots: roots, Device: r.fl.dev.key}
+	ccfg := client.Config{Roots: roots, Device: r.fl.dev.key, WebSocket: cfg.webSocket()}
 	cpu0, haveProc := r.serverStat()
 	rep.ServerRSSBaseKB = cpu0.RSSKB
 	var next, ok atomic.Int64

@@ -195,15 +195,17 @@ func summarize(h *hdrhistogram.Histogram) Latency {
 
 // Report is a run's result; --json writes it as is.
 type Report struct {
-	Scenario string  `json:"scenario"`
-	Proto    string  `json:"proto"`
-	Conns    int     `json:"conns"`
-	Wanted   int     `json:"conns_wanted"`
-	QoS      int     `json:"qos"`
-	Size     int     `json:"size"`
-	Window   int     `json:"window"`
-	Rate     float64 `json:"offered_rate,omitempty"`
-	Seconds  float64 `json:"seconds"`
+	Scenario string `json:"scenario"`
+	Proto    string `json:"proto"`
+	// Transport is tcp or ws (MyIM over WebSocket).
+	Transport string  `json:"transport,omitempty"`
+	Conns     int     `json:"conns"`
+	Wanted    int     `json:"conns_wanted"`
+	QoS       int     `json:"qos"`
+	Size      int     `json:"size"`
+	Window    int     `json:"window"`
+	Rate      float64 `json:"offered_rate,omitempty"`
+	Seconds   float64 `json:"seconds"`
 
 	Sent       int64   `json:"sent"`
 	Delivered  int64   `json:"delivered"`

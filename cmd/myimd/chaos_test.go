@@ -18,7 +18,7 @@ import (
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/internal/testenv"
-	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
 )
 
 // The fault suite: `go test -run Chaos ./cmd/myimd`. Each scenario streams
@@ -701,7 +701,7 @@ func TestChaosSlowAcker(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	cancel()
 	a.proc().stop(t)
-	st, err := storage.Open(storage.Config{DataDir: a.dir})
+	st, err := bolt.Open(bolt.Config{Dir: a.dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -90,6 +90,9 @@ type Config struct {
 	// or one made at start from the cluster CA (self-signed without one).
 	HTTPTLSCert, HTTPTLSKey string
 	HTTPTLSAuto             bool
+	// WSAddr is the WebSocket listener (/login and /endpoint; empty: off);
+	// WSOrigins the browser origins it accepts, comma-separated.
+	WSAddr, WSOrigins string
 	// ShutdownGrace is how long SIGTERM drains before the process stops.
 	ShutdownGrace time.Duration
 	// Registration is open, invite or closed; RegistrationRate is how many
@@ -119,6 +122,8 @@ func (c *Config) options() []option {
 		{"login-addr", "login center listener address", (*addrValue)(&c.LoginAddr)},
 		{"http-addr", "public HTTP listener: the user API, /healthz and /readyz (the operators' routes are on --admin-addr)", (*addrValue)(&c.HTTPAddr)},
 		{"center-addr", "center link listener address", (*addrValue)(&c.CenterAddr)},
+		{"ws-addr", "WebSocket listener for browsers: /login and /endpoint, the same frames and handshakes as TCP; plain ws:// (for wss:// put a TLS-terminating proxy in front); empty: off", (*addrValue)(&c.WSAddr)},
+		{"ws-origins", "WebSocket: browser origins accepted, comma-separated (e.g. https://chat.example.com; * for any); empty: the page's origin must be the listener's host", (*stringValue)(&c.WSOrigins)},
 		{"data-dir", "directory for the embedded store and keys", (*stringValue)(&c.DataDir)},
 		{"mysql-dsn", "MySQL/MariaDB DSN (empty: embedded store)", (*stringValue)(&c.MySQLDSN)},
 		{"redis-addr", "Redis address (empty: in-process routing)", (*stringValue)(&c.RedisAddr)},
@@ -180,6 +185,7 @@ func defaults() Config {
 		LoginAddr:         ":5223",
 		HTTPAddr:          ":5280",
 		CenterAddr:        ":5269",
+		WSAddr:            ":5290",
 		DataDir:           "./myim-data",
 		LogFormat:         "text",
 		LogLevel:          "info",

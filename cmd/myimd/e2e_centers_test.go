@@ -11,6 +11,7 @@ import (
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/route"
+	"github.com/myim/myim/route/redis"
 )
 
 // startCenters starts two centers as separate processes, each of role all
@@ -21,20 +22,20 @@ import (
 // table on the same Redis.
 func startCenters(t *testing.T) (first, second *proc, routes route.Table) {
 	t.Helper()
-	redis := testenv.RedisAddr(t)
+	redisAddr := testenv.RedisAddr(t)
 	dsn := testenv.MySQLDatabase(t)
-	prefix := testenv.RedisPrefix(t, redis)
+	prefix := testenv.RedisPrefix(t, redisAddr)
 	dir1 := t.TempDir()
 	if err := exec.Command(binPath, "cluster", "init", "--data-dir", dir1, "--server-id", "1").Run(); err != nil {
 		t.Fatalf("cluster init: %v", err)
 	}
 	token := joinFile(t, dir1, "center", 2)
-	common := []string{"--redis-addr", redis, "--redis-prefix", prefix, "--mysql-dsn", dsn}
+	common := []string{"--redis-addr", redisAddr, "--redis-prefix", prefix, "--mysql-dsn", dsn}
 	first = startMyimdDir(t, dir1, append([]string{"--server-id", "1", "--join-addr", "127.0.0.1:0", "--priority", "5"},
 		common...)...)
 	second = startMyimdDir(t, t.TempDir(), append([]string{"--server-id", "2", "--join-file", token,
 		"--join-url", "https://" + first.addrs["join"]}, common...)...)
-	r, err := route.NewRedis(route.Options{Addr: redis, Prefix: prefix, DisableCache: true})
+	r, err := redis.New(redis.Options{Addr: redisAddr, Prefix: prefix, DisableCache: true})
 	if err != nil {
 		t.Fatal(err)
 	}

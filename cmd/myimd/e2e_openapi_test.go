@@ -20,7 +20,7 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
 
-	"github.com/myim/myim/engine"
+	"github.com/myim/myim/engine/node"
 )
 
 const openAPIDoc = "../../docs/openapi.yaml"
@@ -43,7 +43,7 @@ func loadOpenAPI(t testing.TB) *openapi3.T {
 func docListeners(item *openapi3.PathItem) []string {
 	v, ok := item.Extensions["x-myim-listener"].([]any)
 	if !ok {
-		return []string{engine.ListenerHTTP}
+		return []string{node.ListenerHTTP}
 	}
 	var out []string
 	for _, l := range v {
@@ -90,7 +90,7 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	n, parts, err := buildNode(cfg, log, engine.NewLogRing(log.Handler(), 1), newBanner(cfg, io.Discard))
+	n, parts, err := buildNode(cfg, log, node.NewLogRing(log.Handler(), 1), newBanner(cfg, io.Discard))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func (a *apiChecker) addr(path string) string {
 	for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
 		req.Method = m
 		if route, _, err := a.router.FindRoute(req); err == nil {
-			if slices.Contains(docListeners(route.PathItem), engine.ListenerHTTP) {
+			if slices.Contains(docListeners(route.PathItem), node.ListenerHTTP) {
 				return a.p.addrs["http"]
 			}
 			return a.p.addrs["admin"]

@@ -17,6 +17,7 @@ import (
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/route"
+	"github.com/myim/myim/route/redis"
 )
 
 // restart starts p again on its data dir with args (its old ones when
@@ -151,7 +152,7 @@ func TestTopology(t *testing.T) {
 	prefix := fmt.Sprintf("myimtopo%d:", time.Now().UnixNano())
 	tp.common = []string{"--redis-addr", tp.redis.Addr(), "--redis-prefix", prefix}
 	var err error
-	if tp.routes, err = route.NewRedis(route.Options{Addr: tp.redis.Addr(), Prefix: prefix, DisableCache: true}); err != nil {
+	if tp.routes, err = redis.New(redis.Options{Addr: tp.redis.Addr(), Prefix: prefix, DisableCache: true}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tp.routes.Close() })

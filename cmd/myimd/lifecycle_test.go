@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/myim/myim/engine"
+	"github.com/myim/myim/engine/clusterca"
 	"github.com/myim/myim/frame"
 )
 
@@ -206,7 +206,7 @@ func TestPublicTLS(t *testing.T) {
 // same code as --http-tls-auto without a CA.
 func selfSigned(t testing.TB) (certPEM, keyPEM []byte) {
 	t.Helper()
-	c, err := engine.HTTPCertificate(t.TempDir(), nil)
+	c, err := clusterca.HTTPCertificate(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,9 @@ import (
 	"time"
 
 	"github.com/myim/myim/engine"
+	"github.com/myim/myim/engine/clusterca"
+	"github.com/myim/myim/engine/im"
+	"github.com/myim/myim/engine/node"
 	"github.com/myim/myim/internal/buildinfo"
 )
 
@@ -89,11 +92,14 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	abs, _ := filepath.Abs(cfg.DataDir)
 	addrs := n.Addrs()
 	say.started(cfg)
-	for _, name := range []string{"endpoint", "login", "center", "http", "admin"} {
+	for _, name := range []string{"endpoint", "login", "center", "http", "admin", "ws"} {
 		if a := addrs[name]; a != nil {
 			note := ""
 			if name == "http" && (cfg.HTTPTLSCert != "" || cfg.HTTPTLSAuto) {
 				note = "TLS"
+			}
+			if name == "ws" {
+				note = "WebSocket /login /endpoint"
 			}
 			say.listening(name, a.String(), note)
 		}
@@ -125,7 +131,7 @@ var version = buildinfo.Get().Version
 // waits until its sessions have left and the QoS 1 messages in flight are
 // receipted or stored. The grace running out or a second signal stops it
 // at once. It returns the exit status.
-func (b *node) shutdown(n *engine.Node, first os.Signal, sig <-chan os.Signal) int {
+func (b *builder) shutdown(n *node.Node, first os.Signal, sig <-chan os.Signal) int {
 	log, grace := b.log, b.cfg.ShutdownGrace
 	log.Info("draining", "signal", first.String(), "grace", grace)
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
@@ -172,7 +178,7 @@ func (b *node) shutdown(n *engine.Node, first os.Signal, sig <-chan os.Signal) i
 // storeKind names the store the node opens; an endpoint has none.
 func storeKind(cfg Config) string {
 	switch {
-	case cfg.Role == engine.RoleEndpoint:
+	case cfg.Role == im.RoleEndpoint:
 		return "keys only: an endpoint keeps no store"
 	case cfg.MySQLDSN != "":
 		return "MySQL store"
@@ -199,7 +205,7 @@ const recentErrors = 20
 
 // newLogger returns the process's logger, which also keeps the recent
 // warnings and errors for the status page.
-func newLogger(cfg Config, w io.Writer) (*slog.Logger, *engine.LogRing) {
+func newLogger(cfg Config, w io.Writer) (*slog.Logger, *node.LogRing) {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
 	opts := &slog.HandlerOptions{Level: lvl}
@@ -207,7 +213,7 @@ func newLogger(cfg Config, w io.Writer) (*slog.Logger, *engine.LogRing) {
 	if cfg.LogFormat == "json" {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	ring := engine.NewLogRing(h, recentErrors)
+	ring := node.NewLogRing(h, recentErrors)
 	return slog.New(ring), ring
 }
 
@@ -237,7 +243,7 @@ func splitClusterFlags(args []string) (clusterFlags, []string, error) {
 	fs.StringVar(&cf.role, "role", "", "")
 	fs.UintVar(&cf.node, "node", 0, "")
 	fs.IntVar(&cf.uses, "uses", 1, "")
-	fs.DurationVar(&cf.ttl, "ttl", engine.JoinTokenTTL, "")
+	fs.DurationVar(&cf.ttl, "ttl", clusterca.JoinTokenTTL, "")
 	fs.BoolVar(&cf.replace, "replace", false, "")
 	fs.StringVar(&cf.revoke, "revoke", "", "")
 	var mine, rest []string
@@ -303,22 +309,22 @@ func runCluster(args []string, getenv func(string) string, stdout, stderr io.Wri
 	}
 	switch {
 	case cmd == "init":
-		err = engine.InitCluster(cfg.DataDir)
+		err = clusterca.InitCluster(cfg.DataDir)
 		if err == nil {
-			err = engine.IssueNodeCert(cfg.DataDir, uint32(cfg.ServerID), engine.RoleCenter)
+			err = clusterca.IssueNodeCert(cfg.DataDir, uint32(cfg.ServerID), im.RoleCenter)
 		}
 		if err == nil { // the session root, so that joined nodes get keys
-			_, err = engine.LoadIdentity(cfg.DataDir, uint32(cfg.ServerID), time.Now())
+			_, err = clusterca.LoadIdentity(cfg.DataDir, uint32(cfg.ServerID), time.Now())
 		}
 		if err == nil {
 			fmt.Fprintln(stderr, "cluster CA ready; make a join token per node with 'myimd cluster token --role ROLE --node N'")
 		}
 	case cmd == "remove":
-		if err = engine.RemoveNode(cfg.DataDir, uint32(target)); err == nil {
-			fmt.Fprintf(stderr, "node %d removed: every node refuses it within %v\n", target, 3*engine.DenyPollInterval)
+		if err = clusterca.RemoveNode(cfg.DataDir, uint32(target)); err == nil {
+			fmt.Fprintf(stderr, "node %d removed: every node refuses it within %v\n", target, 3*clusterca.DenyPollInterval)
 		}
 	case cf.revoke != "":
-		if err = engine.RevokeJoinToken(cfg.DataDir, cf.revoke); err == nil {
+		if err = clusterca.RevokeJoinToken(cfg.DataDir, cf.revoke); err == nil {
 			fmt.Fprintln(stderr, "join token revoked")
 		}
 	default:
@@ -327,7 +333,7 @@ func runCluster(args []string, getenv func(string) string, stdout, stderr io.Wri
 			return 2
 		}
 		var token, id string
-		token, id, err = engine.NewJoinToken(cfg.DataDir, engine.JoinTokenSpec{Role: cf.role, NodeID: uint32(cf.node),
+		token, id, err = clusterca.NewJoinToken(cfg.DataDir, clusterca.JoinTokenSpec{Role: cf.role, NodeID: uint32(cf.node),
 			Uses: cf.uses, TTL: cf.ttl, Replace: cf.replace})
 		if err == nil {
 			fmt.Fprintln(stdout, token)
@@ -365,7 +371,7 @@ func clusterHelp(w io.Writer, cmd string) {
 			"  --uses      how many nodes may join with it (default 1)\n"+
 			"  --ttl       how long it is valid (default %v)\n"+
 			"  --replace   let it replace a node that holds the id\n"+
-			"  --revoke    revoke a token, by its id or itself\n", engine.JoinTokenTTL)
+			"  --revoke    revoke a token, by its id or itself\n", clusterca.JoinTokenTTL)
 	case "remove":
 		fmt.Fprintf(w, "Usage: myimd cluster remove NODE [--data-dir DIR]\n\nTakes a node out of the cluster: every node refuses it.\n\n")
 	}
@@ -381,7 +387,7 @@ func nodeText(n uint) string {
 
 // filesConfig is the file server's and file transfer's part of cfg; file
 // contents live under the data directory.
-func filesConfig(cfg Config) engine.FilesConfig {
-	return engine.FilesConfig{Dir: filepath.Join(cfg.DataDir, "files"), Quota: int64(cfg.FileQuota),
+func filesConfig(cfg Config) node.FilesConfig {
+	return node.FilesConfig{Dir: filepath.Join(cfg.DataDir, "files"), Quota: int64(cfg.FileQuota),
 		MaxFileSize: int64(cfg.MaxFileSize), UploadTimeout: cfg.UploadTimeout, XferIdle: cfg.XferIdle}
 }

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/myim/myim/engine"
+	"github.com/myim/myim/engine/clusterca"
 	"github.com/myim/myim/frame"
 )
 
@@ -93,7 +93,7 @@ func startMyimdVia(t testing.TB, dir string, wrapper []string, args ...string) *
 	t.Helper()
 	base := []string{"--data-dir", dir, "--endpoint-addr", "127.0.0.1:0",
 		"--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0",
-		"--admin-addr", "127.0.0.1:0", "--shutdown-grace", "5s"}
+		"--admin-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0", "--shutdown-grace", "5s"}
 	argv := append(append(append([]string(nil), wrapper...), binPath), append(base, args...)...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	stdout, _ := cmd.StdoutPipe()
@@ -365,7 +365,7 @@ func TestClusterCommands(t *testing.T) {
 	if rc := run([]string{"cluster", "token", "--data-dir", dir, "--role", "endpoint", "--node", "4", "--uses=2", "--ttl", "10m"}, env, &out, &errb); rc != 0 {
 		t.Fatalf("token: %d %s", rc, errb.String())
 	}
-	if _, _, err := engine.ParseJoinToken(out.String()); err != nil {
+	if _, _, err := clusterca.ParseJoinToken(out.String()); err != nil {
 		t.Fatalf("token %q: %v", out.String(), err)
 	}
 	var id string

@@ -15,13 +15,19 @@ import (
 	"time"
 
 	"github.com/myim/myim/engine"
+	"github.com/myim/myim/engine/clusterca"
+	"github.com/myim/myim/engine/im"
+	"github.com/myim/myim/engine/node"
 	"github.com/myim/myim/internal/buildinfo"
 	"github.com/myim/myim/route"
+	"github.com/myim/myim/route/redis"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
+	"github.com/myim/myim/storage/bolt"
+	"github.com/myim/myim/storage/mysql"
 )
 
-// node is one process's parts, wired by role:
+// builder assembles one process's parts, wired by role:
 //
 //	all       store, keys, center, endpoint, login, HTTP API (the default)
 //	center    store, keys (the cluster's first node), center, link listener
@@ -33,8 +39,8 @@ import (
 // the token it prints. A further center (role all or center with
 // --join-url) joins the same way and gets its keys from the first node;
 // with --redis-addr the centers find each other in the server registry
-// and route to each other's users (engine.ClusterConfig).
-type node struct {
+// and route to each other's users (node.ClusterConfig).
+type builder struct {
 	cfg     Config
 	log     *slog.Logger
 	say     *banner
@@ -43,24 +49,24 @@ type node struct {
 	closed  bool
 
 	// Set by build for the shutdown drain.
-	endpoint  *engine.EndpointHandler
-	center    *engine.LocalCenter
-	servers   func(context.Context) []engine.ServerInfo
+	endpoint  *node.EndpointHandler
+	center    *node.LocalCenter
+	servers   func(context.Context) []node.ServerInfo
 	advertise func() // re-registers the endpoint at once (its priority follows the drain)
 }
 
-func (b *node) onClose(f func()) { b.closers = append(b.closers, f) }
+func (b *builder) onClose(f func()) { b.closers = append(b.closers, f) }
 
 // onStart runs f once the listeners are bound.
-func (b *node) onStart(f func()) { b.starts = append(b.starts, f) }
+func (b *builder) onStart(f func()) { b.starts = append(b.starts, f) }
 
-func (b *node) started() {
+func (b *builder) started() {
 	for _, f := range b.starts {
 		f()
 	}
 }
 
-func (b *node) close() {
+func (b *builder) close() {
 	if b.closed {
 		return
 	}
@@ -81,8 +87,8 @@ func has(role string, want ...string) bool {
 
 // buildNode wires the roles the config asks for. The caller starts the
 // returned engine node, then calls started, and close at the end.
-func buildNode(cfg Config, log *slog.Logger, logs *engine.LogRing, say *banner) (*engine.Node, *node, error) {
-	b := &node{cfg: cfg, log: log, say: say}
+func buildNode(cfg Config, log *slog.Logger, logs *node.LogRing, say *banner) (*node.Node, *builder, error) {
+	b := &builder{cfg: cfg, log: log, say: say}
 	n, err := b.build(logs)
 	if err != nil {
 		b.close()
@@ -91,37 +97,37 @@ func buildNode(cfg Config, log *slog.Logger, logs *engine.LogRing, say *banner) 
 	return n, b, nil
 }
 
-func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
+func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 	cfg, log := b.cfg, b.log
 	role := cfg.Role
 	ctx := context.Background()
 
 	// Durable state: users, messages, groups.
-	var store *engine.TimedStore
-	if has(role, engine.RoleAll, engine.RoleCenter, engine.RoleLogin) {
-		if role == engine.RoleLogin && cfg.MySQLDSN == "" {
+	var store *node.TimedStore
+	if has(role, im.RoleAll, im.RoleCenter, im.RoleLogin) {
+		if role == im.RoleLogin && cfg.MySQLDSN == "" {
 			return nil, errors.New("the login role needs --mysql-dsn: it shares the users with the center")
 		}
-		raw, err := storage.Open(storage.Config{MySQLDSN: cfg.MySQLDSN, DataDir: cfg.DataDir})
+		raw, err := openStore(cfg.MySQLDSN, cfg.DataDir)
 		if err != nil {
 			return nil, fmt.Errorf("store: %w", err)
 		}
-		store = engine.NewTimedStore(raw)
+		store = node.NewTimedStore(raw)
 		b.onClose(func() { store.Close() })
 	}
 
 	// Keys: the first node makes them, the others get theirs at join.
-	var id *engine.Identity
+	var id *clusterca.Identity
 	var err error
-	if has(role, engine.RoleAll, engine.RoleCenter) && cfg.JoinURL != "" {
+	if has(role, im.RoleAll, im.RoleCenter) && cfg.JoinURL != "" {
 		if cfg.MySQLDSN == "" {
 			return nil, errors.New("a joining center needs --mysql-dsn: centers share the store")
 		}
-		if id, err = b.joinIdentity(ctx, engine.RoleCenter); err != nil {
+		if id, err = b.joinIdentity(ctx, im.RoleCenter); err != nil {
 			return nil, err
 		}
-	} else if has(role, engine.RoleAll, engine.RoleCenter) {
-		if id, err = engine.LoadIdentity(cfg.DataDir, uint32(cfg.ServerID), time.Now()); err != nil {
+	} else if has(role, im.RoleAll, im.RoleCenter) {
+		if id, err = clusterca.LoadIdentity(cfg.DataDir, uint32(cfg.ServerID), time.Now()); err != nil {
 			return nil, fmt.Errorf("keys: %w", err)
 		}
 	} else if id, err = b.joinIdentity(ctx, role); err != nil {
@@ -131,13 +137,13 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 	// The server registry: Redis for a cluster, in-process otherwise.
 	var reg route.Table
 	if cfg.RedisAddr != "" {
-		r, err := route.NewRedis(route.Options{Addr: cfg.RedisAddr, Prefix: cfg.RedisPrefix})
+		r, err := redis.New(redis.Options{Addr: cfg.RedisAddr, Prefix: cfg.RedisPrefix})
 		if err != nil {
 			return nil, fmt.Errorf("redis: %w", err)
 		}
 		reg = r
 	} else {
-		if role == engine.RoleEndpoint || role == engine.RoleLogin {
+		if role == im.RoleEndpoint || role == im.RoleLogin {
 			log.Warn("no --redis-addr: this node's server list holds only itself")
 		}
 		reg = route.NewMemory()
@@ -147,64 +153,64 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	servers := func(ctx context.Context) []engine.ServerInfo {
+	servers := func(ctx context.Context) []node.ServerInfo {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		list, err := reg.Servers(ctx, engine.RoleEndpoint)
+		list, err := reg.Servers(ctx, im.RoleEndpoint)
 		if err != nil {
 			log.Warn("server list", "err", err)
 			return nil
 		}
-		out := make([]engine.ServerInfo, len(list))
+		out := make([]node.ServerInfo, len(list))
 		for i, s := range list {
-			out[i] = engine.ServerInfo{ID: s.ID, Addr: s.Addr, Priority: s.Priority, Load: s.Load, Key: s.StaticKey, Cert: s.Cert}
+			out[i] = node.ServerInfo{ID: s.ID, Addr: s.Addr, Priority: s.Priority, Load: s.Load, Key: s.StaticKey, Cert: s.Cert}
 		}
 		return out
 	}
 
 	scfg := &session.Config{}
-	var center *engine.LocalCenter
-	if has(role, engine.RoleAll, engine.RoleCenter) {
-		ccfg := engine.CenterConfig{ID: uint32(cfg.ServerID), Store: store, Servers: servers,
+	var center *node.LocalCenter
+	if has(role, im.RoleAll, im.RoleCenter) {
+		ccfg := node.CenterConfig{ID: uint32(cfg.ServerID), Store: store, Servers: servers,
 			AckTimeout: cfg.ReceiptTimeout, Files: filesConfig(cfg), Logger: log.With("role", "center")}
 		ccfg.GroupTTL, ccfg.GroupSweep = cfg.GroupTTL, cfg.GroupSweep
 		if ccfg.Cluster, err = b.clusterConfig(reg); err != nil {
 			return nil, err
 		}
-		center = engine.NewLocalCenter(ccfg)
+		center = node.NewLocalCenter(ccfg)
 		b.onClose(center.Close)
 	}
 
-	var endpoint *engine.EndpointHandler
-	var remote *engine.RemoteCenter
-	if has(role, engine.RoleAll, engine.RoleEndpoint) {
-		var c engine.Center = center
-		if role == engine.RoleEndpoint {
+	var endpoint *node.EndpointHandler
+	var remote *node.RemoteCenter
+	if has(role, im.RoleAll, im.RoleEndpoint) {
+		var c im.Center = center
+		if role == im.RoleEndpoint {
 			if remote, err = b.remoteCenter(); err != nil {
 				return nil, err
 			}
 			b.onClose(remote.Close)
 			c = remote
 		}
-		endpoint = engine.NewEndpoint(engine.EndpointConfig{ID: uint32(cfg.ServerID), Identity: id, Session: scfg,
+		endpoint = node.NewEndpoint(node.EndpointConfig{ID: uint32(cfg.ServerID), Identity: id, Session: scfg,
 			Center: c, HandshakeTimeout: cfg.HandshakeTimeout, MaxSession: cfg.MaxSession,
 			HandshakeRate: cfg.HandshakeRate, HandshakeBurst: cfg.HandshakeBurst, Revocations: revs,
 			Logger: log.With("role", "endpoint")})
 	}
 
-	var login *engine.Login
+	var login *node.Login
 	var hasher *session.Hasher
 	if store != nil {
 		if hasher, err = session.NewHasher(scfg); err != nil {
 			return nil, err
 		}
 	}
-	if has(role, engine.RoleAll, engine.RoleLogin) {
+	if has(role, im.RoleAll, im.RoleLogin) {
 		var notify func(uint64, uint16, []byte)
 		if center != nil {
 			notify = center.Notify
 		}
-		login = engine.NewLogin(engine.LoginConfig{Store: store, Identity: id, Hasher: hasher, Session: scfg,
+		login = node.NewLogin(node.LoginConfig{Store: store, Identity: id, Hasher: hasher, Session: scfg,
 			Servers: servers, Notify: notify, Logger: log.With("role", "login"), HandshakeTimeout: cfg.HandshakeTimeout})
 		b.onClose(login.Wait)
 	}
@@ -213,14 +219,14 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 	// links are possible: over TLS once the cluster CA exists, or in plain
 	// text when asked.
 	centerAddr := cfg.CenterAddr
-	var links *engine.LinkServer
+	var links *node.LinkServer
 	if center != nil && cfg.CenterAddr != "" {
 		lc, ok, err := b.linkConfig(true)
 		if err != nil {
 			return nil, err
 		}
 		if ok {
-			if links, err = engine.NewLinkServer(engine.LinkServerConfig{Addr: cfg.CenterAddr, Center: center, Link: lc}); err != nil {
+			if links, err = node.NewLinkServer(node.LinkServerConfig{Addr: cfg.CenterAddr, Center: center, Link: lc}); err != nil {
 				return nil, err
 			}
 			centerAddr = ""
@@ -250,7 +256,8 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 	if endpoint != nil {
 		eh = endpoint
 	}
-	n, err := engine.NewNode(engine.NodeConfig{
+	wsh, wst := wsListener(cfg, lh, eh)
+	n, err := node.NewNode(node.NodeConfig{
 		Role:         role,
 		ServerID:     uint32(cfg.ServerID),
 		EndpointAddr: cfg.EndpointAddr,
@@ -271,6 +278,9 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		Logger:           log,
 		LoginHandler:     lh,
 		EndpointHandler:  eh,
+		WSAddr:           cfg.WSAddr,
+		WSHandler:        wsh,
+		WSTransport:      wst,
 		Ready:            ready,
 	})
 	if err != nil {
@@ -279,9 +289,9 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 	// Registrations hash on their own share of the cores, so that a flood
 	// of them does not queue in front of logins.
 	var regHasher *session.Hasher
-	var invites *engine.Invites
+	var invites *node.Invites
 	if store != nil {
-		invites = &engine.Invites{Store: store, TTL: cfg.InviteTTL, PerUser: cfg.UserInvites}
+		invites = &node.Invites{Store: store, TTL: cfg.InviteTTL, PerUser: cfg.UserInvites}
 		rcfg := *scfg
 		rcfg.HashConcurrency = max(1, runtime.GOMAXPROCS(0)/2)
 		if regHasher, err = session.NewHasher(&rcfg); err != nil {
@@ -289,19 +299,19 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		}
 	}
 	if store != nil {
-		api := &engine.API{Store: store, Hasher: regHasher, Identity: id, Center: center, Revocations: revs,
+		api := &node.API{Store: store, Hasher: regHasher, Identity: id, Center: center, Revocations: revs,
 			Registration: cfg.Registration, Invites: invites}
 		if cfg.RegistrationRate > 0 {
-			api.RegisterRate = engine.NewAddrRate(time.Hour/time.Duration(cfg.RegistrationRate), cfg.RegistrationRate)
+			api.RegisterRate = node.NewAddrRate(time.Hour/time.Duration(cfg.RegistrationRate), cfg.RegistrationRate)
 		}
 		api.Register(n)
 		api.RegisterFiles(n)
 	}
 	bi := buildinfo.Get()
-	mcfg := engine.MonitorConfig{Node: n, Center: center, Endpoint: endpoint, Login: login,
+	mcfg := node.MonitorConfig{Node: n, Center: center, Endpoint: endpoint, Login: login,
 		Store: store, Logs: logs, ServerID: uint32(cfg.ServerID), Version: bi.Version, Commit: bi.Commit,
 		Registry: reg}
-	mon := engine.NewMonitor(mcfg)
+	mon := node.NewMonitor(mcfg)
 	mon.Register(n)
 	b.onClose(mon.Close)
 	b.onStart(func() { // the admin address is known once bound
@@ -315,7 +325,7 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 		st = store
 	}
 	b.endpoint, b.center, b.servers = endpoint, center, servers
-	(&engine.Admin{Secret: cfg.AdminSecret, Store: st, Hasher: hasher, Identity: id, Endpoint: endpoint, Revocations: revs,
+	(&node.Admin{Secret: cfg.AdminSecret, Store: st, Hasher: hasher, Identity: id, Endpoint: endpoint, Revocations: revs,
 		Center: center, Monitor: mon, Servers: servers, PProf: cfg.PProf, Logger: log.With("role", "admin"),
 		Invites: invites, Node: n, OnDrain: func(bool) {
 			if b.advertise != nil {
@@ -335,7 +345,7 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 			b.advertiseCenter(bg, links.Addr(), reg)
 		}
 	}
-	if has(role, engine.RoleAll, engine.RoleCenter) && id.Root != nil {
+	if has(role, im.RoleAll, im.RoleCenter) && id.Root != nil {
 		if err := b.serveJoins(bg, id); err != nil {
 			return nil, err
 		}
@@ -377,16 +387,16 @@ func (b *node) build(logs *engine.LogRing) (*engine.Node, error) {
 // Redis when the cluster has one, else through the store (a single node,
 // or centers on one MySQL), else this node's own; read at start, so that a
 // revocation outlives a restart, and again every RevocationSyncInterval.
-func (b *node) revocations(reg route.Table, store *engine.TimedStore) (*engine.RevocationList, error) {
-	var backend engine.RevocationBackend
-	if rb, ok := reg.(engine.RevocationBackend); ok && b.cfg.RedisAddr != "" {
+func (b *builder) revocations(reg route.Table, store *node.TimedStore) (*clusterca.RevocationList, error) {
+	var backend clusterca.RevocationBackend
+	if rb, ok := reg.(clusterca.RevocationBackend); ok && b.cfg.RedisAddr != "" {
 		backend = rb
 	} else if store != nil {
-		backend = engine.StoreRevocations(store)
+		backend = clusterca.StoreRevocations(store)
 	} else {
 		b.log.Warn("no --redis-addr and no store: tokens revoked elsewhere are not refused here")
 	}
-	revs := engine.NewRevocationList(backend, b.log.With("part", "revocations"))
+	revs := clusterca.NewRevocationList(backend, b.log.With("part", "revocations"))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := revs.Sync(ctx); err != nil {
@@ -396,13 +406,13 @@ func (b *node) revocations(reg route.Table, store *engine.TimedStore) (*engine.R
 	}
 	run, stop := context.WithCancel(context.Background())
 	b.onClose(stop)
-	go revs.Run(run, engine.RevocationSyncInterval)
+	go revs.Run(run, clusterca.RevocationSyncInterval)
 	return revs, nil
 }
 
 // clusterConfig joins the center to the cluster's other centers when the
 // route table is shared (Redis) and links are possible; nil otherwise.
-func (b *node) clusterConfig(reg route.Table) (*engine.ClusterConfig, error) {
+func (b *builder) clusterConfig(reg route.Table) (*node.ClusterConfig, error) {
 	if b.cfg.RedisAddr == "" || b.cfg.CenterAddr == "" {
 		return nil, nil
 	}
@@ -422,13 +432,13 @@ func (b *node) clusterConfig(reg route.Table) (*engine.ClusterConfig, error) {
 	if b.cfg.RouteTTL < 3*time.Second {
 		return nil, fmt.Errorf("--route-ttl %v: at least 3s", b.cfg.RouteTTL)
 	}
-	return &engine.ClusterConfig{Routes: reg, Link: lc, LookupRetry: retry, RouteTTL: b.cfg.RouteTTL}, nil
+	return &node.ClusterConfig{Routes: reg, Link: lc, LookupRetry: retry, RouteTTL: b.cfg.RouteTTL}, nil
 }
 
 // advertiseCenter registers this center's link address in the server
 // registry, where the other centers find it, every few seconds; the entry
 // lapses if the process dies and is removed at a clean stop.
-func (b *node) advertiseCenter(ctx context.Context, bound net.Addr, reg route.Table) {
+func (b *builder) advertiseCenter(ctx context.Context, bound net.Addr, reg route.Table) {
 	const ttl = 15 * time.Second
 	addr := b.cfg.LinkAdvertise
 	if addr == "" {
@@ -440,7 +450,7 @@ func (b *node) advertiseCenter(ctx context.Context, bound net.Addr, reg route.Ta
 			b.log.Warn("center link address to advertise is a wildcard: set --link-advertise-addr", "addr", addr)
 		}
 	}
-	srv := engine.CenterServer(uint32(b.cfg.ServerID), addr)
+	srv := node.CenterServer(uint32(b.cfg.ServerID), addr)
 	register := func() {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
@@ -472,12 +482,12 @@ func (b *node) advertiseCenter(ctx context.Context, bound net.Addr, reg route.Ta
 
 // joinIdentity gets the link certificate (joining with the token on first
 // start) and then the session keys from the first node.
-func (b *node) joinIdentity(ctx context.Context, role string) (*engine.Identity, error) {
+func (b *builder) joinIdentity(ctx context.Context, role string) (*clusterca.Identity, error) {
 	cfg := b.cfg
 	if cfg.JoinURL == "" {
 		return nil, fmt.Errorf("the %s role needs --join-url (and a join token on first start)", role)
 	}
-	if _, err := engine.ReadNodeCert(cfg.DataDir); err != nil {
+	if _, err := clusterca.ReadNodeCert(cfg.DataDir); err != nil {
 		token := cfg.Join
 		if token == "" && cfg.JoinFile != "" {
 			b, err := os.ReadFile(cfg.JoinFile)
@@ -491,29 +501,29 @@ func (b *node) joinIdentity(ctx context.Context, role string) (*engine.Identity,
 		}
 		jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		if err := engine.Join(jctx, cfg.JoinURL, token, cfg.DataDir, uint32(cfg.ServerID), role); err != nil {
+		if err := clusterca.Join(jctx, cfg.JoinURL, token, cfg.DataDir, uint32(cfg.ServerID), role); err != nil {
 			return nil, fmt.Errorf("join: %w", err)
 		}
 		b.log.Info("joined the cluster", "role", role, "node", cfg.ServerID)
 	}
 	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	id, err := engine.FetchIdentity(fctx, cfg.JoinURL, cfg.DataDir)
+	id, err := clusterca.FetchIdentity(fctx, cfg.JoinURL, cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
 	renew, stop := context.WithCancel(context.Background())
 	b.onClose(stop)
-	go engine.RenewLoop(renew, cfg.JoinURL, cfg.DataDir, b.log)
-	go engine.DenyLoop(renew, cfg.JoinURL, cfg.DataDir, b.log)
+	go clusterca.RenewLoop(renew, cfg.JoinURL, cfg.DataDir, b.log)
+	go clusterca.DenyLoop(renew, cfg.JoinURL, cfg.DataDir, b.log)
 	return id, nil
 }
 
 // linkConfig returns the link settings: mutual TLS with this node's
 // cluster certificate, or plain text when --link-plaintext is set. ok is
 // false when neither is possible (no certificate, no plain text).
-func (b *node) linkConfig(server bool) (engine.LinkConfig, bool, error) {
-	lc := engine.LinkConfig{Logger: b.log.With("part", "link")}
+func (b *builder) linkConfig(server bool) (node.LinkConfig, bool, error) {
+	lc := node.LinkConfig{Logger: b.log.With("part", "link")}
 	if b.cfg.LinkPlaintext {
 		lc.Plaintext, lc.Secret = true, []byte(b.cfg.LinkSecret)
 		if len(lc.Secret) < 16 {
@@ -521,10 +531,10 @@ func (b *node) linkConfig(server bool) (engine.LinkConfig, bool, error) {
 		}
 		return lc, true, nil
 	}
-	if _, err := engine.ReadNodeCert(b.cfg.DataDir); err != nil {
+	if _, err := clusterca.ReadNodeCert(b.cfg.DataDir); err != nil {
 		return lc, false, nil
 	}
-	srv, cli, err := engine.LoadNodeTLS(b.cfg.DataDir)
+	srv, cli, err := clusterca.LoadNodeTLS(b.cfg.DataDir)
 	if err != nil {
 		return lc, false, err
 	}
@@ -535,7 +545,7 @@ func (b *node) linkConfig(server bool) (engine.LinkConfig, bool, error) {
 	return lc, true, nil
 }
 
-func (b *node) remoteCenter() (*engine.RemoteCenter, error) {
+func (b *builder) remoteCenter() (*node.RemoteCenter, error) {
 	if b.cfg.CenterLink == "" {
 		return nil, errors.New("the endpoint role needs --center-link host:port")
 	}
@@ -555,20 +565,20 @@ func (b *node) remoteCenter() (*engine.RemoteCenter, error) {
 	if failback == 0 {
 		failback = -1 // engine: never
 	}
-	return engine.NewRemoteCenter(engine.RemoteCenterConfig{Addr: addrs[0], Fallbacks: addrs[1:], Link: lc,
+	return node.NewRemoteCenter(node.RemoteCenterConfig{Addr: addrs[0], Fallbacks: addrs[1:], Link: lc,
 		FailbackInterval: failback})
 }
 
 // serveJoins runs the join listener (TLS, certificates from the CA) when
 // this first node has run `myimd cluster init`.
-func (b *node) serveJoins(ctx context.Context, id *engine.Identity) error {
+func (b *builder) serveJoins(ctx context.Context, id *clusterca.Identity) error {
 	if b.cfg.JoinAddr == "" {
 		return nil
 	}
-	if _, err := engine.ReadNodeCert(b.cfg.DataDir); err != nil {
+	if _, err := clusterca.ReadNodeCert(b.cfg.DataDir); err != nil {
 		return nil // no CA yet: nothing to join
 	}
-	svc, err := engine.JoinHandler(b.cfg.DataDir, b.log.With("part", "join"))
+	svc, err := clusterca.JoinHandler(b.cfg.DataDir, b.log.With("part", "join"))
 	if err != nil {
 		return err
 	}
@@ -577,9 +587,9 @@ func (b *node) serveJoins(ctx context.Context, id *engine.Identity) error {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle(engine.JoinPath, svc)
-	mux.Handle(engine.IdentityPath, engine.IdentityHandler(id, svc, b.log.With("part", "join")))
-	mux.HandleFunc("GET "+engine.DenyPath, svc.ServeDenied)
+	mux.Handle(clusterca.JoinPath, svc)
+	mux.Handle(clusterca.IdentityPath, clusterca.IdentityHandler(id, svc, b.log.With("part", "join")))
+	mux.HandleFunc("GET "+clusterca.DenyPath, svc.ServeDenied)
 	ln, err := net.Listen("tcp", b.cfg.JoinAddr)
 	if err != nil {
 		return fmt.Errorf("join listener: %w", err)
@@ -588,7 +598,7 @@ func (b *node) serveJoins(ctx context.Context, id *engine.Identity) error {
 		ErrorLog: slog.NewLogLogger(b.log.Handler(), slog.LevelWarn)}
 	go func() { _ = hs.Serve(tls.NewListener(ln, tcfg)) }()
 	b.onClose(func() { _ = hs.Close() })
-	go engine.RenewLoop(ctx, "", b.cfg.DataDir, b.log)
+	go clusterca.RenewLoop(ctx, "", b.cfg.DataDir, b.log)
 	b.say.listening("join", ln.Addr().String(), "cluster joins")
 	return nil
 }
@@ -596,7 +606,7 @@ func (b *node) serveJoins(ctx context.Context, id *engine.Identity) error {
 // advertiser returns the registration of this endpoint in the server
 // registry, with its current load; it is made every few seconds and lapses
 // if the process dies.
-func (b *node) advertiser(bound net.Addr, reg route.Table, id *engine.Identity, ep *engine.EndpointHandler) func(context.Context) {
+func (b *builder) advertiser(bound net.Addr, reg route.Table, id *clusterca.Identity, ep *node.EndpointHandler) func(context.Context) {
 	const ttl = 15 * time.Second
 	cert, _ := id.EndpointCert.MarshalBinary()
 	addr := b.cfg.AdvertiseAddr
@@ -617,7 +627,7 @@ func (b *node) advertiser(bound net.Addr, reg route.Table, id *engine.Identity, 
 		if ep.Draining() {
 			prio += 1 << 20 // last on every list while it empties
 		}
-		err := reg.RegisterServer(rctx, route.Server{ID: uint32(b.cfg.ServerID), Role: engine.RoleEndpoint, Addr: addr,
+		err := reg.RegisterServer(rctx, route.Server{ID: uint32(b.cfg.ServerID), Role: im.RoleEndpoint, Addr: addr,
 			Priority: prio, Load: ep.Sessions(), StaticKey: id.Static.PublicKey().Bytes(), Cert: cert}, ttl)
 		if err != nil && ctx.Err() == nil {
 			b.log.Warn("server registry", "err", err)
@@ -627,7 +637,7 @@ func (b *node) advertiser(bound net.Addr, reg route.Table, id *engine.Identity, 
 
 // httpTLS is the public HTTP listener's TLS configuration, nil for plain
 // HTTP.
-func (b *node) httpTLS() (*tls.Config, error) {
+func (b *builder) httpTLS() (*tls.Config, error) {
 	var cert tls.Certificate
 	var err error
 	switch {
@@ -642,7 +652,7 @@ func (b *node) httpTLS() (*tls.Config, error) {
 				hosts = append(hosts, h)
 			}
 		}
-		if cert, err = engine.HTTPCertificate(b.cfg.DataDir, hosts); err != nil {
+		if cert, err = clusterca.HTTPCertificate(b.cfg.DataDir, hosts); err != nil {
 			return nil, fmt.Errorf("--http-tls-auto: %w", err)
 		}
 	default:
@@ -660,7 +670,7 @@ const drainPoll = 50 * time.Millisecond
 // the grace (all at once, and no waiting for them, when there is no other
 // endpoint to go to); then it waits until the sessions are gone and the
 // center's QoS 1 messages in flight are receipted or stored.
-func (b *node) drain(ctx context.Context, n *engine.Node) {
+func (b *builder) drain(ctx context.Context, n *node.Node) {
 	n.SetDraining(true)
 	alone := true
 	if b.endpoint != nil {
@@ -699,4 +709,13 @@ func (b *node) drain(ctx context.Context, n *engine.Node) {
 		case <-t.C:
 		}
 	}
+}
+
+// openStore opens the MySQL store dsn names, or, without one, the embedded
+// store in dataDir.
+func openStore(dsn, dataDir string) (storage.Store, error) {
+	if dsn != "" {
+		return mysql.Open(mysql.Config{DSN: dsn})
+	}
+	return bolt.Open(bolt.Config{Dir: dataDir})
 }
