@@ -56,7 +56,7 @@ func (s *sinkConn) Read(p []byte) (int, error) {
 	}
 }
 
-func startPushNode(b *testing.B, loops, n int, autoAck bool) *pushNode {
+func startPushNode(b testing.TB, loops, n int, autoAck bool) *pushNode {
 	b.Helper()
 	dir := b.TempDir()
 	st, err := bolt.Open(bolt.Config{Dir: dir})
@@ -245,5 +245,30 @@ func BenchmarkGroupPush(b *testing.B) {
 			b.ReportMetric(cpu/deliveries, "cpu-ns/delivery")
 			b.ReportMetric(float64(p.srv.Stats().Writes.Load()-writes0)/deliveries, "writes/delivery")
 		})
+	}
+}
+
+// Sessions that went quiet drop their cipher state after two cooling
+// rounds and carry messages on both ways afterwards.
+func TestCooledSessionsCarryOn(t *testing.T) {
+	p := startPushNode(t, 2, 2, true)
+	a, c := p.conns[0], p.conns[1]
+	for _, cc := range p.conns {
+		go func() {
+			for range cc.Frames() {
+			}
+		}()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for round := 0; round < 3; round++ {
+		for _, pair := range [][2]*client.Conn{{a, c}, {c, a}} {
+			if _, err := pair[0].SendWait(ctx, frame.CmdMsg, pair[1].UserID(), 0, []byte("after cooling")); err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		p.ep.CoolRound() // warm: marked
+		p.ep.CoolRound() // quiet since: cooled
+		time.Sleep(50 * time.Millisecond)
 	}
 }
