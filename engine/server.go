@@ -448,31 +448,40 @@ func (s *Server) loopFor(el gnet.EventLoop) *loop {
 	return l
 }
 
-// quietGap tells a loop that waited for its read from one that is working
-// through a batch of them: reads of one epoll batch follow each other
-// within a microsecond or two, and a busy loop's next batch comes after
-// one epoll_wait that returns at once. A read that began longer than this
-// after the loop last finished something was most likely alone.
-const quietGap = 10 * time.Microsecond
+// A read is quiet when it began more than quietGap after the loop last
+// finished something, carried at most quietFrames frames and left at most
+// quietMail connections (or jobs) with mail. Reads of one epoll batch
+// follow each other within a microsecond or two; but a loop that the
+// kernel preempts on a busy machine shows gaps too, so the gap alone would
+// take a loaded loop for an idle one: a loaded loop's reads carry several
+// frames each (clients keep a window in flight) and leave mail for several
+// connections, which then waits for the batch's drain.
+const (
+	quietGap    = 10 * time.Microsecond
+	quietFrames = 2
+	quietMail   = 2
+)
 
 // endRead sees to the mail posted while a read callback that began at
-// began ran. After a quiet gap the read was most likely the only one of
-// its batch: the mail is delivered now, into this read's flush, which
-// saves a wake-up (an eventfd write and an epoll round) per push and lets
-// a push between two connections of the loop go out at once. A loop
-// working through a batch leaves the mail to one drain task after the
-// batch instead, so that each connection gets the batch's messages in one
-// write. Loop only.
-func (s *Server) endRead(l *loop, began time.Duration) {
+// began and carried frames frames ran. After a quiet read, most likely the
+// only one of its batch, the mail is delivered now, into this read's
+// flush: that saves a wake-up (an eventfd write and an epoll round) per
+// push and lets a push between two connections of the loop go out at
+// once. Otherwise the mail is left to one drain task after the batch, so
+// that each connection gets the batch's messages in one write. Loop only.
+func (s *Server) endRead(l *loop, began time.Duration, frames int) {
 	l.reading.Store(false)
-	if began-l.lastBusy > quietGap {
+	l.mailMu.Lock()
+	pending := len(l.mailConns) + len(l.jobs)
+	l.mailMu.Unlock()
+	if pending == 0 {
+		return
+	}
+	if began-l.lastBusy > quietGap && frames <= quietFrames && pending <= quietMail {
 		s.deliverMail(l)
 		return
 	}
-	l.mailMu.Lock()
-	waiting := len(l.mailConns) > 0 || len(l.jobs) > 0
-	l.mailMu.Unlock()
-	if waiting && l.wakeSet.CompareAndSwap(false, true) {
+	if l.wakeSet.CompareAndSwap(false, true) {
 		if err := l.el.Execute(context.Background(), l.drainMail); err != nil {
 			l.wakeSet.Store(false)
 		}
@@ -702,7 +711,7 @@ func (g *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 		// (up to a read's 64 KiB, for a peer refused at a frame header).
 		_, _ = gc.Discard(-1)
 	}
-	s.endRead(l, began)
+	s.endRead(l, began, frames)
 	s.flush(l)
 	l.lastBusy = s.now()
 	if c.closing && !c.closed.Swap(true) {
