@@ -77,7 +77,9 @@ func TestSendErrorsTyped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := r.connect(r.cfg(), "kai")
+	cfg := r.cfg()
+	cfg.AutoAck = true // its note to itself is acked DELIVERED
+	c := r.connect(cfg, "kai")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	_, err = c.SendWait(ctx, frame.CmdGroupMsg, group, 0, []byte("hi"))

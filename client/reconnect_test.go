@@ -85,3 +85,28 @@ func TestSessionFollowsMoveNotice(t *testing.T) {
 		t.Fatalf("renewals %d, want 1", n)
 	}
 }
+
+// A session the server closes (an operator's kick) logs in again and
+// reconnects.
+func TestSessionReconnectsAfterKick(t *testing.T) {
+	r := startRig(t)
+	cy := r.addUser("cy")
+	s := r.runSession(r.cfg(), "cy")
+	c1 := waitConn(t, s, nil)
+	eventually(t, 10*time.Second, "session on endpoint 1", func() bool { return r.eps[0].Sessions() == 1 })
+	if n := r.eps[0].Kick(cy); n != 1 {
+		t.Fatalf("kick closed %d sessions, want 1", n)
+	}
+	c2 := waitConn(t, s, c1)
+	if c1.Err() == nil {
+		t.Fatal("the kicked connection has no error")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c2.Ping(ctx); err != nil {
+		t.Fatalf("ping after the kick: %v", err)
+	}
+	if n := s.Renewals(); n != 1 {
+		t.Fatalf("renewals %d, want 1", n)
+	}
+}

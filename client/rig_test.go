@@ -10,8 +10,10 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/engine"
+	"github.com/myim/myim/engine/center"
 	"github.com/myim/myim/engine/clusterca"
-	"github.com/myim/myim/engine/node"
+	"github.com/myim/myim/engine/endpoint"
+	"github.com/myim/myim/engine/login"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/session"
@@ -31,9 +33,9 @@ type rig struct {
 	t       testing.TB
 	store   storage.Store
 	id      *clusterca.Identity
-	center  *node.LocalCenter
+	ctr     *center.LocalCenter
 	login   *engine.Server
-	eps     [2]*node.EndpointHandler
+	eps     [2]*endpoint.EndpointHandler
 	proxies [2]*testenv.Proxy
 	// dials counts the connections clients opened to endpoint 0.
 	dials atomic.Int64
@@ -52,13 +54,13 @@ func startRig(t testing.TB) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{t: t, store: st, id: id}
-	r.center = node.NewLocalCenter(node.CenterConfig{ID: 1, Store: st,
-		Files: node.FilesConfig{Dir: t.TempDir()}})
-	t.Cleanup(r.center.Close)
+	r.ctr = center.NewLocalCenter(center.CenterConfig{ID: 1, Store: st,
+		Files: center.FilesConfig{Dir: t.TempDir()}})
+	t.Cleanup(r.ctr.Close)
 	scfg := &session.Config{Argon2: testArgon2}
 	for i := range r.eps {
-		r.eps[i] = node.NewEndpoint(node.EndpointConfig{ID: uint32(i + 1), Identity: id, Session: scfg,
-			Center: r.center})
+		r.eps[i] = endpoint.NewEndpoint(endpoint.EndpointConfig{ID: uint32(i + 1), Identity: id, Session: scfg,
+			Center: r.ctr})
 		srv := startServer(t, r.eps[i])
 		r.proxies[i] = testenv.StartProxy(t, srv.Addr().String())
 	}
@@ -66,10 +68,10 @@ func startRig(t testing.TB) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	servers := func(context.Context) []node.ServerInfo {
-		out := make([]node.ServerInfo, len(r.proxies))
+	servers := func(context.Context) []login.ServerInfo {
+		out := make([]login.ServerInfo, len(r.proxies))
 		for i, p := range r.proxies {
-			out[i] = node.ServerInfo{ID: uint32(i + 1), Addr: p.Addr(), Priority: i,
+			out[i] = login.ServerInfo{ID: uint32(i + 1), Addr: p.Addr(), Priority: i,
 				Key: id.Static.PublicKey().Bytes(), Cert: cert}
 		}
 		return out
@@ -78,10 +80,12 @@ func startRig(t testing.TB) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := node.NewLogin(node.LoginConfig{Store: st, Identity: id, Hasher: hasher, Session: scfg,
-		Servers: servers, Notify: r.center.Notify})
+	l := login.NewLogin(login.LoginConfig{Store: st, Identity: id, Hasher: hasher, Session: scfg,
+		Servers: servers, Notify: r.ctr.Notify})
+	// Registered before the server's Stop, so that it runs after it
+	// (cleanups run last first): Wait must not race a login still coming in.
+	t.Cleanup(l.Wait)
 	r.login = startServer(t, l)
-	t.Cleanup(l.Wait) // after the server stops (cleanups run last first)
 	return r
 }
 

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"log/slog"
+	"net"
 	"runtime"
 	"syscall"
 	"time"
@@ -51,6 +52,14 @@ type Config struct {
 	// Transport, when set, is an outer framing between the sockets and
 	// the frame parser (a WebSocket); nil means plain MyIM frames.
 	Transport Transport
+	// Gate, when set, caps this server's connections together with the
+	// other servers given the same gate, besides MaxConns.
+	Gate *ConnGate
+	// WrapListener, when set, wraps the listener Start opens on Addr
+	// (a TLS handshake before the loops, for instance); ReusePort does
+	// not apply. The wrapper's Accept must return connections gnet can
+	// take over: *net.TCPConn or *net.UnixConn. Stop closes it.
+	WrapListener func(net.Listener) net.Listener
 }
 
 func (c *Config) fillDefaults() {
@@ -103,6 +112,11 @@ const DefaultPreAuthMaxFrame = 4 << 10
 
 // Option sets one field of a server's Config.
 type Option func(*Config)
+
+// WithWrapListener sets Config.WrapListener.
+func WithWrapListener(w func(net.Listener) net.Listener) Option {
+	return func(c *Config) { c.WrapListener = w }
+}
 
 // WithConfig replaces the whole Config; later options still apply.
 func WithConfig(c Config) Option { return func(dst *Config) { *dst = c } }

@@ -279,7 +279,7 @@ func (s *Server) Start() error {
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithLogger(gnetLogger{s.cfg.Logger}),
 	}
-	if s.cfg.ReusePort {
+	if s.cfg.ReusePort && s.cfg.WrapListener == nil {
 		opts = append(opts, gnet.WithReusePort(true))
 	} else {
 		network, host, _ := strings.Cut(addr, "://")
@@ -287,6 +287,9 @@ func (s *Server) Start() error {
 		ln, err := lc.Listen(context.Background(), network, host)
 		if err != nil {
 			return fmt.Errorf("engine: listen %s: %w", s.cfg.Addr, err)
+		}
+		if w := s.cfg.WrapListener; w != nil {
+			ln = w(ln)
 		}
 		dir, err := os.MkdirTemp("", "myim-gnet-")
 		if err != nil {
@@ -618,7 +621,11 @@ func (g *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	if t := s.cfg.Transport; t != nil {
 		c.tc = t.Open(c)
 	}
-	if n > int64(s.cfg.MaxConns) || s.stop.Load() {
+	full := n > int64(s.cfg.MaxConns)
+	if g := s.cfg.Gate; g != nil && !g.enter() {
+		full = true
+	}
+	if full || s.stop.Load() {
 		r := ReasonMaxConns
 		if s.stop.Load() {
 			r = ReasonShutdown
@@ -639,6 +646,10 @@ func (g *gnetHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		if err := s.h.OnOpen(c); err != nil {
 			s.handlerError(c, err)
 		}
+	} else if frames, bytes := s.readTransport(c, gc, true); frames > 0 {
+		// A transport may hold input from before the loop took the
+		// connection (the end of a TLS handshake).
+		s.noteFrames(c, frames, bytes)
 	}
 	s.flush(l)
 	return nil, gnet.None
@@ -648,6 +659,9 @@ func (g *gnetHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	s := g.s
 	c, _ := gc.Context().(*Conn)
 	s.stats.Conns.Add(-1)
+	if g := s.cfg.Gate; g != nil {
+		g.leave()
+	}
 	if c == nil {
 		return gnet.None
 	}
@@ -696,14 +710,12 @@ func (g *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 	began := s.now()
 	var frames, bytes int
 	if c.tc != nil {
-		frames, bytes = s.readTransport(c, gc)
+		frames, bytes = s.readTransport(c, gc, false)
 	} else {
 		frames, bytes = s.readFrames(c, gc)
 	}
 	if frames > 0 {
-		c.lastFrame = began
-		s.stats.FramesIn.Add(uint64(frames))
-		s.stats.BytesIn.Add(uint64(bytes))
+		s.noteFrames(c, frames, bytes)
 	}
 	if c.closing {
 		// Nothing more is read from a closing connection: drop what it
@@ -800,4 +812,11 @@ func (s *Server) dispatch(c *Conn, f frame.Frame) {
 	} else if err := s.h.OnFrame(c, f); err != nil {
 		s.handlerError(c, err)
 	}
+}
+
+// noteFrames records the frames a read handled.
+func (s *Server) noteFrames(c *Conn, frames, bytes int) {
+	c.lastFrame = s.now()
+	s.stats.FramesIn.Add(uint64(frames))
+	s.stats.BytesIn.Add(uint64(bytes))
 }

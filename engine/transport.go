@@ -42,8 +42,11 @@ type TransportConn interface {
 	// it returns n == 0 and need, the number of bytes it wants to see
 	// (the unit's size when known, else an upper bound), and must have
 	// changed nothing: the engine calls again with up to need bytes when
-	// it has more than in, or after the next read. An error closes the connection, with the
-	// reason of a ReasonError (see CloseWith).
+	// it has more than in, or after the next read. need < 0 says instead
+	// that the transport holds input of its own (a TLS layer's decrypted
+	// bytes): the engine calls again even with nothing new, in empty. An
+	// error closes the connection, with the reason of a ReasonError (see
+	// CloseWith).
 	//
 	// Bytes the transport answers with itself (an upgrade response, a
 	// pong) go out with Conn.WriteRaw.
@@ -61,6 +64,14 @@ type TransportConn interface {
 	AppendClose(dst []byte, r CloseReason) []byte
 	// Release is called once when the connection is gone.
 	Release()
+}
+
+// TransportSealer is implemented by a TransportConn that transforms every
+// byte written (TLS): Seal returns what to write for the bytes of one
+// flush, iov, which it must not keep. The result may alias the
+// transport's buffers until the next call. Called on the loop.
+type TransportSealer interface {
+	Seal(iov [][]byte) ([][]byte, error)
 }
 
 // WithTransport sets the listener's transport.
@@ -99,26 +110,30 @@ func (c *Conn) WriteRaw(b []byte) {
 }
 
 // readTransport unwraps and handles what a connection with a transport
-// has buffered, one transport unit at a time, and returns the frames and
-// bytes handled.
-func (s *Server) readTransport(c *Conn, gc gnet.Conn) (frames, bytes int) {
+// has buffered, one transport unit at a time (more: the transport may
+// hold input already), and returns the frames and bytes handled.
+func (s *Server) readTransport(c *Conn, gc gnet.Conn, more bool) (frames, bytes int) {
 	for !c.closing {
 		avail := gc.InboundBuffered()
-		if avail == 0 {
+		if avail == 0 && !more {
 			break
 		}
-		in, _ := gc.Peek(min(avail, transportPeek))
+		var in []byte
+		if avail > 0 {
+			in, _ = gc.Peek(min(avail, transportPeek))
+		}
 		n, payload, need, err := c.tc.Unwrap(c, in)
-		if err == nil && n == 0 && need > len(in) && avail > len(in) {
+		if err == nil && n == 0 && payload == nil && need > len(in) && avail > len(in) {
 			// A unit longer than the first look: show what there is.
 			in, _ = gc.Peek(min(need, avail))
-			n, payload, _, err = c.tc.Unwrap(c, in)
+			n, payload, need, err = c.tc.Unwrap(c, in)
 		}
 		if err != nil {
 			s.handlerError(c, err)
 			break
 		}
-		if n == 0 {
+		more = need < 0
+		if n == 0 && payload == nil && !more {
 			break // wait for the rest; the deadlines bound the wait
 		}
 		if !c.opened && c.tc.Ready() {
@@ -130,7 +145,9 @@ func (s *Server) readTransport(c *Conn, gc gnet.Conn) (frames, bytes int) {
 		f, b := s.payloadFrames(c, payload)
 		frames += f
 		bytes += b
-		_, _ = gc.Discard(n)
+		if n > 0 {
+			_, _ = gc.Discard(n)
+		}
 	}
 	return frames, bytes
 }
@@ -182,7 +199,13 @@ func (s *Server) flushTransport(l *loop, c *Conn) (int, error) {
 	}
 	var n int
 	var err error
-	if len(iov) > 0 && !c.closed.Load() {
+	if sl, ok := c.tc.(TransportSealer); ok && !c.closed.Load() {
+		var sealed [][]byte
+		sealed, err = sl.Seal(iov)
+		clear(iov)
+		iov = sealed
+	}
+	if err == nil && len(iov) > 0 && !c.closed.Load() {
 		n, err = c.gc.Writev(iov)
 	}
 	clear(iov)

@@ -85,6 +85,9 @@ type Server struct {
 	Role string
 	// Addr is the address clients or peers dial, e.g. "10.0.0.7:7000".
 	Addr string
+	// WSAddr is an endpoint's WebSocket listener (host:port, an empty
+	// host meaning the host the client logged in at), or empty.
+	WSAddr string
 	// Priority orders servers of a role; lower is preferred.
 	Priority int
 	// Load breaks ties between equal priorities; lower is preferred.

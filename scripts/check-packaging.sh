@@ -23,7 +23,7 @@ done
 mkdir "$work/empty"
 cd "$work/empty"
 env -i "$work/bin/myimd" --endpoint-addr 127.0.0.1:0 --login-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
-  --admin-addr 127.0.0.1:0 --center-addr 127.0.0.1:0 >"$work/out" 2>"$work/err" &
+  --admin-addr 127.0.0.1:0 --center-addr 127.0.0.1:0 --ws-addr 127.0.0.1:0 >"$work/out" 2>"$work/err" &
 pid=$!
 for _ in $(seq 1 200); do
   grep -q '^  data ' "$work/out" && break

@@ -15,10 +15,12 @@ type LoginReply struct {
 // lower Priority first, then lower Load. Key is the endpoint's static X25519
 // public key and Cert its certificate from the cluster root, which a client
 // checks (VerifyCert) before its IK handshake. An Addr with an empty or
-// wildcard host means "the host you reached the login service at".
+// wildcard host means "the host you reached the login service at"; so does
+// WS's, the endpoint's WebSocket listener (empty when it has none).
 type ServerInfo struct {
 	ID       uint32 `json:"id"`
 	Addr     string `json:"addr"`
+	WS       string `json:"ws,omitempty"`
 	Priority int    `json:"priority"`
 	Load     int    `json:"load"`
 	Key      []byte `json:"key"`

@@ -88,6 +88,7 @@ type Config struct {
 	Spread     bool // session i goes to server i mod len(list), not one endpoint
 	MinServers int  // spread: wait until the server list has this many endpoints
 	Settle     bool // before the ramp: a GC in the server at HTTP, then RSS settles
+	Storm      bool // idle: once all are held, every session drops and reopens
 	// GCSignal: the --server-pid processes take SIGUSR1 as a forced
 	// collection; Settle signals them instead of asking myimd's pprof, and
 	// the idle scenario reads RSS a second time after one more.
@@ -258,6 +259,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.Procs, "procs", 1, "idle: run the sessions in this many child processes of the bench (one process holds at most its open-file limit), each with its own user range, share of --n and source addresses; one combined report")
 	fs.BoolVar(&c.Spread, "spread", false, "spread the sessions over every endpoint of the server list (session i to server i mod the list's length) instead of one")
 	fs.IntVar(&c.MinServers, "min-servers", 0, "with --spread: wait up to 60s until the server list has this many endpoints")
+	fs.BoolVar(&c.Storm, "storm", false, "idle: once every session is held and has answered a PING, drop them all at once and open each again with its token (through the ramp's dialers, retrying a failed attempt); report the time until every one is back and has answered a PING")
 	fs.BoolVar(&c.Settle, "settle", false, "before the ramp, have the server at --http-addr collect the garbage of provisioning (myimd --pprof) and wait until the --server-pid processes' RSS stops falling, so that it is not taken off the sessions' growth")
 	fs.BoolVar(&c.GCSignal, "gc-signal", false, "the --server-pid processes collect their garbage and return it to the kernel on SIGUSR1 (myimd and the peers of benchmarks/ do): --settle sends it instead of asking myimd's pprof, and idle reads RSS per session again after one more")
 	fs.StringVar(&c.JSON, "json", "", "write the report as JSON to this file")
@@ -282,6 +284,9 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	}
 	if c.Procs > 1 && c.Scenario != "idle" {
 		return c, fmt.Errorf("--procs runs the idle scenario only (the others measure across their own sessions)")
+	}
+	if c.Storm && c.Scenario != "idle" {
+		return c, errors.New("--storm runs in the idle scenario (reconnect-storm drops sessions under load)")
 	}
 	if c.Procs > maxProcs {
 		return c, fmt.Errorf("--procs: at most %d", maxProcs)

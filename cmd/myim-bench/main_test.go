@@ -82,7 +82,7 @@ func startServer(t testing.TB) *server {
 func startMyimd(t testing.TB, dir string, args ...string) *server {
 	t.Helper()
 	cmd := exec.Command(myimdBin(t), append([]string{"--data-dir", dir,
-		"--endpoint-addr", "127.0.0.1:0", "--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--shutdown-grace", "5s",
+		"--endpoint-addr", "127.0.0.1:0", "--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--shutdown-grace", "5s", "--ws-addr", "127.0.0.1:0",
 		"--center-addr", "127.0.0.1:0", "--log-level", "warn"}, args...)...)
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer
@@ -162,6 +162,15 @@ func TestScenarios(t *testing.T) {
 			t.Error("no server RSS")
 		}
 	})
+	t.Run("idle-storm", func(t *testing.T) {
+		cfg := s.config("idle", "st")
+		cfg.Storm = true
+		rep := runScenario(t, cfg)
+		st := rep.Storm
+		if st == nil || st.Dropped != cfg.Conns || st.Back != cfg.Conns || st.Failed != 0 || st.Seconds <= 0 || st.ServerCPUSeconds <= 0 {
+			t.Errorf("storm: %+v, want all %d sessions back", st, cfg.Conns)
+		}
+	})
 	t.Run("ping", func(t *testing.T) {
 		rep := runScenario(t, s.config("ping", "ping"))
 		if rep.Delivered == 0 || rep.Delivered != rep.Sent || rep.Latency.Count != rep.Delivered {
@@ -186,6 +195,14 @@ func TestScenarios(t *testing.T) {
 		}
 		if b, _ := os.ReadFile(cfg.Plot); !bytes.Contains(b, []byte("<polyline")) {
 			t.Error("plot has no curve")
+		}
+	})
+	t.Run("p2p-qos1-ws", func(t *testing.T) {
+		cfg := s.config("p2p", "pw")
+		cfg.Transport, cfg.WSAddr = "ws", s.addrs["ws"]
+		rep := runScenario(t, cfg)
+		if rep.Sent == 0 || rep.Acked != rep.Sent || rep.Delivered+rep.Stored < rep.Acked || rep.Lost != 0 {
+			t.Errorf("QoS 1 over WebSocket: sent %d, acked %d, delivered %d, stored %d", rep.Sent, rep.Acked, rep.Delivered, rep.Stored)
 		}
 	})
 	t.Run("p2p-qos0-rate", func(t *testing.T) {
@@ -240,6 +257,7 @@ func TestFlags(t *testing.T) {
 		{"--settle", "--admin-secret", "s"}, // needs --server-pid
 		{"--settle", "--server-pid", "1"},   // needs --admin-secret or --gc-signal
 		{"--gc-signal"},                     // needs --server-pid
+		{"--scenario", "ping", "--storm"},   // idle only
 		{"--server-pid", "12,x"},
 	} {
 		if _, err := parseFlags(args, io.Discard); err == nil {
@@ -286,13 +304,20 @@ func (s *server) args(prefix string, n int) []string {
 
 // TestProcs runs the idle scenario in two child processes of the bench
 // against one myimd: the parent splits the users, sources and sessions,
-// reads the server while both children hold theirs, and combines.
+// reads the server while both children hold theirs, has every session drop
+// and come back (--storm), and combines.
 func TestProcs(t *testing.T) {
 	s := startServer(t)
 	rep, out := runProcs(t, append(s.args("pr", 30), "--procs", "2", "--first", "101",
-		"--src", "127.0.0.2-127.0.0.5", "--server-pid", strconv.Itoa(s.pid), "--settle")...)
+		"--src", "127.0.0.2-127.0.0.5", "--server-pid", strconv.Itoa(s.pid), "--settle", "--storm")...)
 	if rep.Procs != 2 || rep.Conns != 30 || rep.Wanted != 30 || rep.Errors != 0 {
 		t.Fatalf("procs %d, %d of %d sessions, %d errors (%s)", rep.Procs, rep.Conns, rep.Wanted, rep.Errors, rep.LastError)
+	}
+	if st := rep.Storm; st == nil || st.Dropped != 30 || st.Back != 30 || st.Failed != 0 || st.Seconds <= 0 {
+		t.Errorf("storm: %+v, want all 30 sessions back", st)
+	}
+	if !strings.Contains(out, "storm: settled") {
+		t.Error("no storm line in the output")
 	}
 	if len(rep.Children) != 2 {
 		t.Fatalf("%d children", len(rep.Children))

@@ -23,8 +23,9 @@ import (
 //
 //	child -> parent, fd 3: one JSON childMsg per line: ready (provisioned),
 //	    ramped (sessions open), held (every session answered a ping and is
-//	    still held), done (the child's report; last line)
-//	parent -> child, stdin: one word per line: ramp, release
+//	    still held), stormed (with --storm: every session dropped, opened
+//	    again and answered a ping), done (the child's report; last line)
+//	parent -> child, stdin: one word per line: ramp, storm (--storm), release
 //
 // The parent waits for every child at each step, so that it reads the
 // server processes once for all the sessions: before the first opens
@@ -48,13 +49,14 @@ const phaseLimit = 15 * time.Minute
 
 // Phases a child reports, in order; done is always last.
 const (
-	phaseReady  = "ready"
-	phaseRamped = "ramped"
-	phaseHeld   = "held"
-	phaseDone   = "done"
+	phaseReady   = "ready"
+	phaseRamped  = "ramped"
+	phaseHeld    = "held"
+	phaseStormed = "stormed"
+	phaseDone    = "done"
 )
 
-var phaseRank = map[string]int{phaseReady: 1, phaseRamped: 2, phaseHeld: 3, phaseDone: 4}
+var phaseRank = map[string]int{phaseReady: 1, phaseRamped: 2, phaseHeld: 3, phaseStormed: 4, phaseDone: 5}
 
 // Words the parent sends.
 const (
@@ -69,6 +71,7 @@ type childMsg struct {
 	RampSeconds float64        `json:"ramp_s,omitempty"`
 	ByEndpoint  map[string]int `json:"by_endpoint,omitempty"`
 	LimitHit    string         `json:"limit_hit,omitempty"`
+	Storm       *StormFigures  `json:"storm,omitempty"`
 	Report      *Report        `json:"report,omitempty"`
 	Err         string         `json:"error,omitempty"`
 }
@@ -180,6 +183,7 @@ type child struct {
 	src        string
 	rank       int // highest phase reported; phaseRank
 	ramped     childMsg
+	storm      *StormFigures
 	rep        *Report
 	err        string
 	exited     chan struct{} // closed when the process has been waited for
@@ -304,6 +308,8 @@ func RunProcs(ctx context.Context, cfg Config) (*Report, error) {
 					switch ev.msg.Phase {
 					case phaseRamped:
 						c.ramped = ev.msg
+					case phaseStormed:
+						c.storm = ev.msg.Storm
 					case phaseDone:
 						c.rep, c.err = ev.msg.Report, ev.msg.Err
 					}
@@ -344,6 +350,11 @@ func RunProcs(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rampSecs := time.Since(t0).Seconds()
 	ramped, _, err := srv.mark(momentRamped)
+	opened := 0
+	for _, c := range kids {
+		opened += c.ramped.Conns
+	}
+	fmt.Fprintf(cfg.Out, "ramp: %d of %d sessions open in %.1f s\n", opened, cfg.Conns, rampSecs)
 	if err != nil {
 		return nil, err
 	}
@@ -366,6 +377,11 @@ func RunProcs(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	slab1 := slabKB()
+	if cfg.Storm {
+		if rep.Storm, err = procsStorm(&cfg, rep.Conns, srv, kids, tell, await); err != nil {
+			return nil, err
+		}
+	}
 	tell(wordRelease)
 	if err := await(phaseDone); err != nil {
 		return nil, err
@@ -523,4 +539,44 @@ func stopChildren(kids []*child) {
 		}
 		return
 	}
+}
+
+// procsStorm starts the storm in every child at once and waits until all
+// have settled; the storm's time is the parent's, from the word to the
+// last child's answer.
+func procsStorm(cfg *Config, conns int, srv *serverProcs, kids []*child, tell func(string), await func(string) error) (*StormFigures, error) {
+	before, _, err := srv.read()
+	if err != nil {
+		return nil, fmt.Errorf("server /proc: %w", err)
+	}
+	fmt.Fprintf(cfg.Out, "storm: all %d sessions drop now and reconnect\n", conns)
+	t0 := time.Now()
+	tell(wordStorm)
+	if err := await(phaseStormed); err != nil {
+		return nil, err
+	}
+	st := &StormFigures{Seconds: time.Since(t0).Seconds()}
+	for _, c := range kids {
+		if c.storm == nil {
+			continue
+		}
+		st.Dropped += c.storm.Dropped
+		st.Back += c.storm.Back
+		st.Failed += c.storm.Failed
+		st.Retries += c.storm.Retries
+		if st.Stopped == "" && c.storm.Stopped != "" {
+			st.Stopped = fmt.Sprintf("process %d: %s", c.k+1, c.storm.Stopped)
+		}
+		if st.LastError == "" && c.storm.LastError != "" {
+			st.LastError = fmt.Sprintf("process %d: %s", c.k+1, c.storm.LastError)
+		}
+	}
+	if st.Seconds > 0 {
+		st.SessionsPerSecond = float64(st.Back) / st.Seconds
+	}
+	if after, _, err := srv.read(); err == nil && srv.enabled() {
+		st.serverFigures(before, after)
+	}
+	fmt.Fprintf(cfg.Out, "storm: settled in %.1f s, %d of %d sessions back\n", st.Seconds, st.Back, st.Dropped)
+	return st, nil
 }

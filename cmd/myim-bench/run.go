@@ -51,6 +51,9 @@ type runner struct {
 	budget  atomic.Int64
 	limited bool
 	readers sync.WaitGroup
+	// slabHeld is the kernel's slab memory while every idle session is
+	// held (before a storm).
+	slabHeld int64
 
 	sent, delivered, acked, stored, errs, dups atomic.Int64
 	resent, reconnects, keepalives, skipped    atomic.Int64
@@ -324,7 +327,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	switch cfg.Scenario {
 	case "idle":
 		err = idle(ctx, r, rep)
-		if s := slabKB(); s > slab0 && slab0 > 0 {
+		if s := r.slabHeld; s > slab0 && slab0 > 0 {
 			rep.KernelSlabPerConnKB = float64(s-slab0) / float64(len(r.live))
 		}
 	case "group":
@@ -430,15 +433,33 @@ wait:
 		}
 		rep.RSSPerSessionGCKB = float64(low-rep.ServerRSSBaseKB) / float64(len(r.live))
 	}
+	r.slabHeld = slabKB()
 	if l := r.cfg.link; l != nil {
 		// A child of --procs: the parent reads the servers while every
-		// child holds its sessions, then releases them all.
+		// child holds its sessions, starts the storm in all at once, then
+		// releases them all.
 		if err := l.send(childMsg{Phase: phaseHeld, Conns: len(r.live)}); err != nil {
 			return err
 		}
-		if err := l.wait(ctx, wordRelease); err != nil {
-			return err
+		if r.cfg.Storm {
+			if err := l.wait(ctx, wordStorm); err != nil {
+				return err
+			}
+			if err := l.send(childMsg{Phase: phaseStormed, Storm: r.storm(ctx)}); err != nil {
+				return err
+			}
 		}
+		return l.wait(ctx, wordRelease)
+	}
+	if r.cfg.Storm {
+		before, _ := r.serverStat()
+		fmt.Fprintf(r.cfg.Out, "storm: all %d sessions drop now and reconnect\n", len(r.live))
+		rep.Storm = r.storm(ctx)
+		if after, ok := r.serverStat(); ok {
+			rep.Storm.serverFigures(before, after)
+		}
+		fmt.Fprintf(r.cfg.Out, "storm: settled in %.1f s, %d of %d sessions back\n", rep.Storm.Seconds, rep.Storm.Back, rep.Storm.Dropped)
+		return ctx.Err()
 	}
 	return nil
 }

@@ -254,6 +254,8 @@ type Report struct {
 	ByEndpoint map[string]int `json:"sessions_by_endpoint,omitempty"`
 	// Servers are the figures of each --server-pid process.
 	Servers []ServerFigures `json:"servers,omitempty"`
+	// Storm is the reconnect storm of --storm.
+	Storm *StormFigures `json:"storm,omitempty"`
 	// Procs and Children describe a --procs run: its bench processes.
 	Procs    int            `json:"procs,omitempty"`
 	Children []ChildFigures `json:"children,omitempty"`
@@ -315,6 +317,20 @@ func (r *Report) WriteTable(w io.Writer) {
 		l := r.Latency
 		row("latency p50/p90/p99", fmt.Sprintf("%s / %s / %s", fmtUS(l.P50), fmtUS(l.P90), fmtUS(l.P99)))
 		row("latency p99.9/max", fmt.Sprintf("%s / %s", fmtUS(l.P999), fmtUS(l.Max)))
+	}
+	if st := r.Storm; st != nil {
+		row("storm: sessions back", fmt.Sprintf("%d of %d dropped, %d failed, %d attempts retried", st.Back, st.Dropped, st.Failed, st.Retries))
+		row("storm: time to settle", fmt.Sprintf("%.1f s (%.0f sessions/s)", st.Seconds, st.SessionsPerSecond))
+		if st.ServerCPUSeconds > 0 {
+			row("storm: server CPU", fmt.Sprintf("%.1f s (%.0f µs per session back); RSS after %.1f MiB",
+				st.ServerCPUSeconds, st.CPUPerSessionUS, float64(st.ServerRSSKB)/1024))
+		}
+		if st.Stopped != "" {
+			row("storm: stopped by", st.Stopped)
+		}
+		if st.LastError != "" {
+			row("storm: last error", st.LastError)
+		}
 	}
 	row("errors", strconv.FormatInt(r.Errors, 10))
 	if r.LastError != "" {

@@ -83,7 +83,7 @@ func routeKey(pattern string) string {
 func TestOpenAPIMatchesRouter(t *testing.T) {
 	doc := loadOpenAPI(t)
 	cfg, err := loadConfig([]string{"--data-dir", t.TempDir(), "--endpoint-addr", "127.0.0.1:0",
-		"--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0",
+		"--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0",
 		"--admin-addr", "127.0.0.1:0", "--admin-secret", "openapi-secret", "--pprof"},
 		func(string) string { return "" }, io.Discard)
 	if err != nil {
@@ -221,6 +221,7 @@ func TestOpenAPIAnswers(t *testing.T) {
 	a.json("GET", "/healthz", "", "", http.StatusOK)
 	a.json("GET", "/readyz", "", "", http.StatusOK)
 	a.json("GET", "/", "", "", http.StatusOK)
+	a.json("GET", "/chat", "", "", http.StatusOK)
 	a.json("GET", "/metrics", "", "", http.StatusOK)
 	a.json("GET", "/v1/status", "", "", http.StatusOK)
 

@@ -2,7 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/frame"
@@ -13,12 +21,51 @@ import (
 // a client on TCP.
 func TestWebSocketSession(t *testing.T) {
 	p := startMyimd(t)
-	p.register(t, "alice", "password-alice")
-	p.register(t, "bob", "password-bob")
+	for _, name := range []string{"alice", "bob"} {
+		p.register(t, name, "password-"+name)
+	}
+	wsSession(t, p, &client.WebSocketConfig{Addr: p.addrs["ws"], Origin: "http://" + p.addrs["ws"]})
+}
+
+// TestSecureWebSocketSession does the same over wss://, with the HTTP
+// listener's certificate from the cluster CA (--http-tls-auto).
+func TestSecureWebSocketSession(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command(binPath, "cluster", "init", "--data-dir", dir).CombinedOutput(); err != nil {
+		t.Fatalf("cluster init: %v\n%s", err, out)
+	}
+	p := startMyimdDir(t, dir, "--http-tls-auto")
+	ca, err := os.ReadFile(filepath.Join(dir, "cluster-ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		t.Fatal("no certificate in cluster-ca.pem")
+	}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	for _, name := range []string{"alice", "bob"} {
+		resp, err := hc.Post("https://"+p.addrs["http"]+"/v1/users", "application/json",
+			strings.NewReader(`{"name":"`+name+`","password":"password-`+name+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("register %s: %s", name, resp.Status)
+		}
+	}
+	wsSession(t, p, &client.WebSocketConfig{Addr: p.addrs["ws"], TLS: &tls.Config{RootCAs: pool}})
+}
+
+// wsSession logs alice in over wsc and has her exchange QoS 1 messages
+// with bob on TCP; both are registered.
+func wsSession(t *testing.T, p *proc, wsc *client.WebSocketConfig) {
+	t.Helper()
 	ctx := context.Background()
-	dev := newDevice(t)
-	cfg := p.cfg(t, dev)
-	cfg.WebSocket = &client.WebSocketConfig{Addr: p.addrs["ws"], Origin: "http://" + p.addrs["ws"]}
+	bob := p.connect(t, "bob", newDevice(t)) // routed while alice logs in
+	cfg := p.cfg(t, newDevice(t))
+	cfg.WebSocket = wsc
 	res, err := client.Login(ctx, cfg, "", "alice", []byte("password-alice"))
 	if err != nil {
 		t.Fatalf("login over WebSocket: %v", err)
@@ -28,7 +75,6 @@ func TestWebSocketSession(t *testing.T) {
 		t.Fatalf("connect over WebSocket: %v", err)
 	}
 	t.Cleanup(func() { ws.Close() })
-	bob := p.connect(t, "bob", newDevice(t))
 	if _, err := ws.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}

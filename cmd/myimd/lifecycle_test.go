@@ -44,7 +44,7 @@ func TestRestartRebindsAtOnce(t *testing.T) {
 	recvCmd(t, roy.conn, frame.CmdMsg)
 	// The server closes first, so the TIME_WAIT sockets are on its side.
 	ports := []string{"--endpoint-addr", p.addrs["endpoint"], "--login-addr", p.addrs["login"],
-		"--http-addr", p.addrs["http"], "--admin-addr", p.addrs["admin"], "--center-addr", p.addrs["center"]}
+		"--http-addr", p.addrs["http"], "--admin-addr", p.addrs["admin"], "--center-addr", p.addrs["center"], "--ws-addr", p.addrs["ws"]}
 	if code := p.stop(t); code != 0 {
 		t.Fatalf("exit %d after SIGTERM:\n%s", code, p.out)
 	}
@@ -103,7 +103,7 @@ func TestPortInUseExits2(t *testing.T) {
 	defer ln.Close()
 	for _, flag := range []string{"--endpoint-addr", "--http-addr", "--admin-addr"} {
 		args := []string{"--data-dir", t.TempDir(), "--endpoint-addr", "127.0.0.1:0", "--login-addr", "127.0.0.1:0",
-			"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0",
+			"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0",
 			flag, ln.Addr().String()}
 		cmd := exec.Command(binPath, args...)
 		var stderr bytes.Buffer
@@ -264,7 +264,7 @@ func goVersion(t testing.TB) string {
 func TestJSONBanner(t *testing.T) {
 	cmd := exec.Command(binPath, "--data-dir", t.TempDir(), "--log-format", "json", "--endpoint-addr", "127.0.0.1:0",
 		"--login-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-		"--center-addr", "127.0.0.1:0")
+		"--center-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0")
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/myim/myim/engine"
+	"github.com/myim/myim/engine/center"
 	"github.com/myim/myim/engine/clusterca"
 	"github.com/myim/myim/engine/im"
 	"github.com/myim/myim/engine/node"
@@ -100,6 +101,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			}
 			if name == "ws" {
 				note = "WebSocket /login /endpoint"
+				if cfg.HTTPTLSCert != "" || cfg.HTTPTLSAuto {
+					note = "wss:// /login /endpoint"
+				}
 			}
 			say.listening(name, a.String(), note)
 		}
@@ -387,7 +391,7 @@ func nodeText(n uint) string {
 
 // filesConfig is the file server's and file transfer's part of cfg; file
 // contents live under the data directory.
-func filesConfig(cfg Config) node.FilesConfig {
-	return node.FilesConfig{Dir: filepath.Join(cfg.DataDir, "files"), Quota: int64(cfg.FileQuota),
+func filesConfig(cfg Config) center.FilesConfig {
+	return center.FilesConfig{Dir: filepath.Join(cfg.DataDir, "files"), Quota: int64(cfg.FileQuota),
 		MaxFileSize: int64(cfg.MaxFileSize), UploadTimeout: cfg.UploadTimeout, XferIdle: cfg.XferIdle}
 }

@@ -15,8 +15,11 @@ import (
 	"time"
 
 	"github.com/myim/myim/engine"
+	"github.com/myim/myim/engine/center"
 	"github.com/myim/myim/engine/clusterca"
+	"github.com/myim/myim/engine/endpoint"
 	"github.com/myim/myim/engine/im"
+	"github.com/myim/myim/engine/login"
 	"github.com/myim/myim/engine/node"
 	"github.com/myim/myim/internal/buildinfo"
 	"github.com/myim/myim/route"
@@ -39,7 +42,7 @@ import (
 // the token it prints. A further center (role all or center with
 // --join-url) joins the same way and gets its keys from the first node;
 // with --redis-addr the centers find each other in the server registry
-// and route to each other's users (node.ClusterConfig).
+// and route to each other's users (center.ClusterConfig).
 type builder struct {
 	cfg     Config
 	log     *slog.Logger
@@ -49,9 +52,9 @@ type builder struct {
 	closed  bool
 
 	// Set by build for the shutdown drain.
-	endpoint  *node.EndpointHandler
-	center    *node.LocalCenter
-	servers   func(context.Context) []node.ServerInfo
+	endpoint  *endpoint.EndpointHandler
+	ctr       *center.LocalCenter
+	servers   func(context.Context) []login.ServerInfo
 	advertise func() // re-registers the endpoint at once (its priority follows the drain)
 }
 
@@ -153,7 +156,7 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	servers := func(ctx context.Context) []node.ServerInfo {
+	servers := func(ctx context.Context) []login.ServerInfo {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		list, err := reg.Servers(ctx, im.RoleEndpoint)
@@ -161,30 +164,30 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 			log.Warn("server list", "err", err)
 			return nil
 		}
-		out := make([]node.ServerInfo, len(list))
+		out := make([]login.ServerInfo, len(list))
 		for i, s := range list {
-			out[i] = node.ServerInfo{ID: s.ID, Addr: s.Addr, Priority: s.Priority, Load: s.Load, Key: s.StaticKey, Cert: s.Cert}
+			out[i] = login.ServerInfo{ID: s.ID, Addr: s.Addr, WS: s.WSAddr, Priority: s.Priority, Load: s.Load, Key: s.StaticKey, Cert: s.Cert}
 		}
 		return out
 	}
 
 	scfg := &session.Config{}
-	var center *node.LocalCenter
+	var ctr *center.LocalCenter
 	if has(role, im.RoleAll, im.RoleCenter) {
-		ccfg := node.CenterConfig{ID: uint32(cfg.ServerID), Store: store, Servers: servers,
+		ccfg := center.CenterConfig{ID: uint32(cfg.ServerID), Store: store, Servers: servers,
 			AckTimeout: cfg.ReceiptTimeout, Files: filesConfig(cfg), Logger: log.With("role", "center")}
 		ccfg.GroupTTL, ccfg.GroupSweep = cfg.GroupTTL, cfg.GroupSweep
 		if ccfg.Cluster, err = b.clusterConfig(reg); err != nil {
 			return nil, err
 		}
-		center = node.NewLocalCenter(ccfg)
-		b.onClose(center.Close)
+		ctr = center.NewLocalCenter(ccfg)
+		b.onClose(ctr.Close)
 	}
 
-	var endpoint *node.EndpointHandler
-	var remote *node.RemoteCenter
+	var ep *endpoint.EndpointHandler
+	var remote *center.RemoteCenter
 	if has(role, im.RoleAll, im.RoleEndpoint) {
-		var c im.Center = center
+		var c im.Center = ctr
 		if role == im.RoleEndpoint {
 			if remote, err = b.remoteCenter(); err != nil {
 				return nil, err
@@ -192,13 +195,13 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 			b.onClose(remote.Close)
 			c = remote
 		}
-		endpoint = node.NewEndpoint(node.EndpointConfig{ID: uint32(cfg.ServerID), Identity: id, Session: scfg,
+		ep = endpoint.NewEndpoint(endpoint.EndpointConfig{ID: uint32(cfg.ServerID), Identity: id, Session: scfg,
 			Center: c, HandshakeTimeout: cfg.HandshakeTimeout, MaxSession: cfg.MaxSession,
 			HandshakeRate: cfg.HandshakeRate, HandshakeBurst: cfg.HandshakeBurst, Revocations: revs,
 			Logger: log.With("role", "endpoint")})
 	}
 
-	var login *node.Login
+	var lg *login.Login
 	var hasher *session.Hasher
 	if store != nil {
 		if hasher, err = session.NewHasher(scfg); err != nil {
@@ -207,26 +210,26 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 	}
 	if has(role, im.RoleAll, im.RoleLogin) {
 		var notify func(uint64, uint16, []byte)
-		if center != nil {
-			notify = center.Notify
+		if ctr != nil {
+			notify = ctr.Notify
 		}
-		login = node.NewLogin(node.LoginConfig{Store: store, Identity: id, Hasher: hasher, Session: scfg,
+		lg = login.NewLogin(login.LoginConfig{Store: store, Identity: id, Hasher: hasher, Session: scfg,
 			Servers: servers, Notify: notify, Logger: log.With("role", "login"), HandshakeTimeout: cfg.HandshakeTimeout})
-		b.onClose(login.Wait)
+		b.onClose(lg.Wait)
 	}
 
 	// The center link listener replaces the bare center listener when
 	// links are possible: over TLS once the cluster CA exists, or in plain
 	// text when asked.
 	centerAddr := cfg.CenterAddr
-	var links *node.LinkServer
-	if center != nil && cfg.CenterAddr != "" {
+	var links *center.LinkServer
+	if ctr != nil && cfg.CenterAddr != "" {
 		lc, ok, err := b.linkConfig(true)
 		if err != nil {
 			return nil, err
 		}
 		if ok {
-			if links, err = node.NewLinkServer(node.LinkServerConfig{Addr: cfg.CenterAddr, Center: center, Link: lc}); err != nil {
+			if links, err = center.NewLinkServer(center.LinkServerConfig{Addr: cfg.CenterAddr, Center: ctr, Link: lc}); err != nil {
 				return nil, err
 			}
 			centerAddr = ""
@@ -238,7 +241,7 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		return nil, err
 	}
 	ready := func(ctx context.Context) error {
-		if endpoint != nil && endpoint.Draining() {
+		if ep != nil && ep.Draining() {
 			return errors.New("draining") // load balancers send no one new
 		}
 		if remote != nil {
@@ -250,13 +253,12 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		return nil
 	}
 	var lh, eh engine.Handler
-	if login != nil {
-		lh = login
+	if lg != nil {
+		lh = lg
 	}
-	if endpoint != nil {
-		eh = endpoint
+	if ep != nil {
+		eh = ep
 	}
-	wsh, wst := wsListener(cfg, lh, eh)
 	n, err := node.NewNode(node.NodeConfig{
 		Role:         role,
 		ServerID:     uint32(cfg.ServerID),
@@ -279,8 +281,8 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		LoginHandler:     lh,
 		EndpointHandler:  eh,
 		WSAddr:           cfg.WSAddr,
-		WSHandler:        wsh,
-		WSTransport:      wst,
+		WSOrigins:        splitList(cfg.WSOrigins),
+		WSTLS:            httpTLS,
 		Ready:            ready,
 	})
 	if err != nil {
@@ -299,7 +301,7 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		}
 	}
 	if store != nil {
-		api := &node.API{Store: store, Hasher: regHasher, Identity: id, Center: center, Revocations: revs,
+		api := &node.API{Store: store, Hasher: regHasher, Identity: id, Center: ctr, Revocations: revs,
 			Registration: cfg.Registration, Invites: invites}
 		if cfg.RegistrationRate > 0 {
 			api.RegisterRate = node.NewAddrRate(time.Hour/time.Duration(cfg.RegistrationRate), cfg.RegistrationRate)
@@ -307,8 +309,11 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		api.Register(n)
 		api.RegisterFiles(n)
 	}
+	if cfg.WSAddr != "" && lg != nil && ep != nil && id != nil {
+		serveChat(n, id)
+	}
 	bi := buildinfo.Get()
-	mcfg := node.MonitorConfig{Node: n, Center: center, Endpoint: endpoint, Login: login,
+	mcfg := node.MonitorConfig{Node: n, Center: ctr, Endpoint: ep, Login: lg,
 		Store: store, Logs: logs, ServerID: uint32(cfg.ServerID), Version: bi.Version, Commit: bi.Commit,
 		Registry: reg}
 	mon := node.NewMonitor(mcfg)
@@ -324,9 +329,9 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 	if store != nil {
 		st = store
 	}
-	b.endpoint, b.center, b.servers = endpoint, center, servers
-	(&node.Admin{Secret: cfg.AdminSecret, Store: st, Hasher: hasher, Identity: id, Endpoint: endpoint, Revocations: revs,
-		Center: center, Monitor: mon, Servers: servers, PProf: cfg.PProf, Logger: log.With("role", "admin"),
+	b.endpoint, b.ctr, b.servers = ep, ctr, servers
+	(&node.Admin{Secret: cfg.AdminSecret, Store: st, Hasher: hasher, Identity: id, Endpoint: ep, Revocations: revs,
+		Center: ctr, Monitor: mon, Servers: servers, PProf: cfg.PProf, Logger: log.With("role", "admin"),
 		Invites: invites, Node: n, OnDrain: func(bool) {
 			if b.advertise != nil {
 				b.advertise()
@@ -341,7 +346,7 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		}
 		b.onClose(func() { _ = links.Close() })
 		b.say.listening("center", links.Addr().String(), "links")
-		if center.ClusterStats() != nil {
+		if ctr.ClusterStats() != nil {
 			b.advertiseCenter(bg, links.Addr(), reg)
 		}
 	}
@@ -351,11 +356,11 @@ func (b *builder) build(logs *node.LogRing) (*node.Node, error) {
 		}
 		b.say.rootKey(id.Root.Verify().String(), filepath.Join(cfg.DataDir, "root.pub"))
 	}
-	if endpoint != nil {
+	if ep != nil {
 		b.onStart(func() {
 			// The first registration is made before the node says it
 			// started, so that a login right after start lists it.
-			adv := b.advertiser(n.Addrs()["endpoint"], reg, id, endpoint)
+			adv := b.advertiser(n.Addrs()["endpoint"], n.Addrs()["ws"], reg, id, ep)
 			adv(bg)
 			b.advertise = func() { adv(bg) }
 			done := make(chan struct{})
@@ -412,7 +417,7 @@ func (b *builder) revocations(reg route.Table, store *node.TimedStore) (*cluster
 
 // clusterConfig joins the center to the cluster's other centers when the
 // route table is shared (Redis) and links are possible; nil otherwise.
-func (b *builder) clusterConfig(reg route.Table) (*node.ClusterConfig, error) {
+func (b *builder) clusterConfig(reg route.Table) (*center.ClusterConfig, error) {
 	if b.cfg.RedisAddr == "" || b.cfg.CenterAddr == "" {
 		return nil, nil
 	}
@@ -427,12 +432,12 @@ func (b *builder) clusterConfig(reg route.Table) (*node.ClusterConfig, error) {
 	lc.Logger = b.log.With("part", "cluster")
 	retry := b.cfg.RouteRetry
 	if retry == 0 {
-		retry = -1 // engine: store at once
+		retry = -1 // -1 tells the center: store at once
 	}
 	if b.cfg.RouteTTL < 3*time.Second {
 		return nil, fmt.Errorf("--route-ttl %v: at least 3s", b.cfg.RouteTTL)
 	}
-	return &node.ClusterConfig{Routes: reg, Link: lc, LookupRetry: retry, RouteTTL: b.cfg.RouteTTL}, nil
+	return &center.ClusterConfig{Routes: reg, Link: lc, LookupRetry: retry, RouteTTL: b.cfg.RouteTTL}, nil
 }
 
 // advertiseCenter registers this center's link address in the server
@@ -450,7 +455,7 @@ func (b *builder) advertiseCenter(ctx context.Context, bound net.Addr, reg route
 			b.log.Warn("center link address to advertise is a wildcard: set --link-advertise-addr", "addr", addr)
 		}
 	}
-	srv := node.CenterServer(uint32(b.cfg.ServerID), addr)
+	srv := center.CenterServer(uint32(b.cfg.ServerID), addr)
 	register := func() {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
@@ -522,8 +527,8 @@ func (b *builder) joinIdentity(ctx context.Context, role string) (*clusterca.Ide
 // linkConfig returns the link settings: mutual TLS with this node's
 // cluster certificate, or plain text when --link-plaintext is set. ok is
 // false when neither is possible (no certificate, no plain text).
-func (b *builder) linkConfig(server bool) (node.LinkConfig, bool, error) {
-	lc := node.LinkConfig{Logger: b.log.With("part", "link")}
+func (b *builder) linkConfig(server bool) (center.LinkConfig, bool, error) {
+	lc := center.LinkConfig{Logger: b.log.With("part", "link")}
 	if b.cfg.LinkPlaintext {
 		lc.Plaintext, lc.Secret = true, []byte(b.cfg.LinkSecret)
 		if len(lc.Secret) < 16 {
@@ -545,7 +550,7 @@ func (b *builder) linkConfig(server bool) (node.LinkConfig, bool, error) {
 	return lc, true, nil
 }
 
-func (b *builder) remoteCenter() (*node.RemoteCenter, error) {
+func (b *builder) remoteCenter() (*center.RemoteCenter, error) {
 	if b.cfg.CenterLink == "" {
 		return nil, errors.New("the endpoint role needs --center-link host:port")
 	}
@@ -563,9 +568,9 @@ func (b *builder) remoteCenter() (*node.RemoteCenter, error) {
 	}
 	failback := b.cfg.Failback
 	if failback == 0 {
-		failback = -1 // engine: never
+		failback = -1 // -1 tells the link: never
 	}
-	return node.NewRemoteCenter(node.RemoteCenterConfig{Addr: addrs[0], Fallbacks: addrs[1:], Link: lc,
+	return center.NewRemoteCenter(center.RemoteCenterConfig{Addr: addrs[0], Fallbacks: addrs[1:], Link: lc,
 		FailbackInterval: failback})
 }
 
@@ -606,16 +611,23 @@ func (b *builder) serveJoins(ctx context.Context, id *clusterca.Identity) error 
 // advertiser returns the registration of this endpoint in the server
 // registry, with its current load; it is made every few seconds and lapses
 // if the process dies.
-func (b *builder) advertiser(bound net.Addr, reg route.Table, id *clusterca.Identity, ep *node.EndpointHandler) func(context.Context) {
+func (b *builder) advertiser(bound, wsBound net.Addr, reg route.Table, id *clusterca.Identity, ep *endpoint.EndpointHandler) func(context.Context) {
 	const ttl = 15 * time.Second
 	cert, _ := id.EndpointCert.MarshalBinary()
 	addr := b.cfg.AdvertiseAddr
 	if addr == "" && bound != nil {
-		// The listener's port, with the host it was configured with: an
-		// empty host tells clients to use the host they logged in at.
-		_, port, _ := net.SplitHostPort(bound.String())
-		host, _, _ := net.SplitHostPort(b.cfg.EndpointAddr)
-		addr = net.JoinHostPort(host, port)
+		addr = advertised(bound, b.cfg.EndpointAddr)
+	}
+	// Browsers reach the endpoint on its WebSocket listener: the same host
+	// as addr (or the configured one), the bound port.
+	var wsAddr string
+	if wsBound != nil {
+		wsAddr = advertised(wsBound, b.cfg.WSAddr)
+		if b.cfg.AdvertiseAddr != "" {
+			host, _, _ := net.SplitHostPort(b.cfg.AdvertiseAddr)
+			_, port, _ := net.SplitHostPort(wsBound.String())
+			wsAddr = net.JoinHostPort(host, port)
+		}
 	}
 	return func(ctx context.Context) {
 		if addr == "" {
@@ -627,12 +639,20 @@ func (b *builder) advertiser(bound net.Addr, reg route.Table, id *clusterca.Iden
 		if ep.Draining() {
 			prio += 1 << 20 // last on every list while it empties
 		}
-		err := reg.RegisterServer(rctx, route.Server{ID: uint32(b.cfg.ServerID), Role: im.RoleEndpoint, Addr: addr,
+		err := reg.RegisterServer(rctx, route.Server{ID: uint32(b.cfg.ServerID), Role: im.RoleEndpoint, Addr: addr, WSAddr: wsAddr,
 			Priority: prio, Load: ep.Sessions(), StaticKey: id.Static.PublicKey().Bytes(), Cert: cert}, ttl)
 		if err != nil && ctx.Err() == nil {
 			b.log.Warn("server registry", "err", err)
 		}
 	}
+}
+
+// advertised is a bound listener's port with the host it was configured
+// with: an empty host tells clients to use the host they logged in at.
+func advertised(bound net.Addr, configured string) string {
+	_, port, _ := net.SplitHostPort(bound.String())
+	host, _, _ := net.SplitHostPort(configured)
+	return net.JoinHostPort(host, port)
 }
 
 // httpTLS is the public HTTP listener's TLS configuration, nil for plain
@@ -697,8 +717,8 @@ func (b *builder) drain(ctx context.Context, n *node.Node) {
 		if b.endpoint != nil && !alone {
 			left += b.endpoint.Sessions()
 		}
-		if b.center != nil {
-			left += b.center.InFlight()
+		if b.ctr != nil {
+			left += b.ctr.InFlight()
 		}
 		if left == 0 {
 			return

@@ -49,10 +49,10 @@ const (
 
 // Enrolment errors.
 var (
-	ErrNodeEnrolled = errors.New("engine: node id already enrolled")
-	ErrNodeRemoved  = errors.New("engine: node removed from the cluster")
-	ErrNoSuchToken  = errors.New("engine: no such join token")
-	ErrNoSuchNode   = errors.New("engine: no such node")
+	ErrNodeEnrolled = errors.New("clusterca: node id already enrolled")
+	ErrNodeRemoved  = errors.New("clusterca: node removed from the cluster")
+	ErrNoSuchToken  = errors.New("clusterca: no such join token")
+	ErrNoSuchNode   = errors.New("clusterca: no such node")
 )
 
 // JoinTokenSpec says what a join token admits. Zero values are the
@@ -181,10 +181,10 @@ func nodeKey(id uint32) string { return strconv.FormatUint(uint64(id), 10) }
 // used-up tokens are pruned.
 func NewJoinToken(dataDir string, spec JoinTokenSpec) (token, id string, err error) {
 	if !validRole(spec.Role) {
-		return "", "", fmt.Errorf("engine: join token: role %q: want center, endpoint, login or all", spec.Role)
+		return "", "", fmt.Errorf("clusterca: join token: role %q: want center, endpoint, login or all", spec.Role)
 	}
 	if spec.Replace && spec.NodeID == 0 {
-		return "", "", errors.New("engine: join token: replacing needs the node id")
+		return "", "", errors.New("clusterca: join token: replacing needs the node id")
 	}
 	if spec.Uses <= 0 {
 		spec.Uses = 1

@@ -142,16 +142,16 @@ func FetchIdentity(ctx context.Context, baseURL, dataDir string) (*Identity, err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("engine: fetch identity: %w", err)
+		return nil, fmt.Errorf("clusterca: fetch identity: %w", err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("engine: fetch identity: %s: %s", resp.Status, strings.TrimSpace(string(b)))
+		return nil, fmt.Errorf("clusterca: fetch identity: %s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
 	var rep identityReply
 	if err := json.Unmarshal(b, &rep); err != nil {
-		return nil, fmt.Errorf("engine: fetch identity: %w", err)
+		return nil, fmt.Errorf("clusterca: fetch identity: %w", err)
 	}
 	id := &Identity{Static: static, Audience: rep.Audience}
 	for _, s := range rep.Roots {
@@ -194,7 +194,7 @@ func FetchIdentity(ctx context.Context, baseURL, dataDir string) (*Identity, err
 	}
 	if node.Role == im.RoleLogin || node.Role == im.RoleCenter {
 		if len(rep.TokenKey) != ed25519.SeedSize {
-			return nil, errors.New("engine: fetch identity: no token key for a login node or center")
+			return nil, errors.New("clusterca: fetch identity: no token key for a login node or center")
 		}
 		id.TokenKey = &session.SigningKey{ID: rep.TokenKID, Private: ed25519.NewKeyFromSeed(rep.TokenKey)}
 	}

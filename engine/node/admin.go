@@ -20,8 +20,12 @@ import (
 	"github.com/bytedance/sonic"
 
 	"github.com/myim/myim/engine"
+	"github.com/myim/myim/engine/center"
 	"github.com/myim/myim/engine/clusterca"
+	"github.com/myim/myim/engine/endpoint"
 	"github.com/myim/myim/engine/im"
+	"github.com/myim/myim/engine/internal/httpjson"
+	"github.com/myim/myim/engine/login"
 	"github.com/myim/myim/route"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
@@ -36,14 +40,14 @@ type Admin struct {
 	Store    storage.Store
 	Hasher   *session.Hasher
 	Identity *clusterca.Identity
-	Endpoint *EndpointHandler // nil on a node without the endpoint role
-	Center   *LocalCenter     // nil on a node without the center role
+	Endpoint *endpoint.EndpointHandler // nil on a node without the endpoint role
+	Center   *center.LocalCenter       // nil on a node without the center role
 	// Revocations shares revoked tokens with the cluster (nil: the
 	// endpoint's own list only).
 	Revocations *clusterca.RevocationList
 	Monitor     *Monitor
 	// Servers returns the server list, the same the login service returns.
-	Servers func(ctx context.Context) []ServerInfo
+	Servers func(ctx context.Context) []login.ServerInfo
 	// PProf serves net/http/pprof under /debug/pprof/, behind the secret.
 	PProf  bool
 	Logger *slog.Logger
@@ -111,7 +115,7 @@ func (a *Admin) guard(want [32]byte, f http.HandlerFunc) http.Handler {
 		got := sha256.Sum256([]byte(tok))
 		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="myim-admin"`)
-			writeErr(w, http.StatusUnauthorized, "admin secret required")
+			httpjson.Error(w, http.StatusUnauthorized, "admin secret required")
 			a.Logger.Warn("admin call refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 			return
 		}
@@ -143,11 +147,11 @@ func (s *statusRecorder) Flush() {
 func readAdminJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	b, err := io.ReadAll(io.LimitReader(r.Body, maxAdminBody+1))
 	if err != nil || len(b) > maxAdminBody {
-		writeErr(w, http.StatusRequestEntityTooLarge, "body too large")
+		httpjson.Error(w, http.StatusRequestEntityTooLarge, "body too large")
 		return false
 	}
 	if sonic.Unmarshal(b, v) != nil {
-		writeErr(w, http.StatusBadRequest, "body must be a JSON object")
+		httpjson.Error(w, http.StatusBadRequest, "body must be a JSON object")
 		return false
 	}
 	return true
@@ -200,7 +204,7 @@ func (a *Admin) stats(w http.ResponseWriter, r *http.Request) {
 	if a.Monitor != nil && a.Monitor.cfg.Login != nil {
 		hs("login", a.Monitor.cfg.Login.Handshakes())
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpjson.Write(w, http.StatusOK, out)
 }
 
 // OnlineSession is one session as the admin API lists it: the address of
@@ -218,7 +222,7 @@ type OnlineSession struct {
 
 func (a *Admin) centerID() uint32 {
 	if a.Center != nil {
-		return a.Center.cfg.ID
+		return a.Center.ID()
 	}
 	return 0
 }
@@ -228,7 +232,7 @@ func (a *Admin) online(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 {
-			writeErr(w, http.StatusBadRequest, "limit must be a positive integer")
+			httpjson.Error(w, http.StatusBadRequest, "limit must be a positive integer")
 			return
 		}
 		limit = min(n, maxOnlineList)
@@ -239,7 +243,7 @@ func (a *Admin) online(w http.ResponseWriter, r *http.Request) {
 	case a.Endpoint != nil:
 		total = a.Endpoint.Sessions()
 		cid := a.centerID()
-		a.Endpoint.RangeSessions(func(s SessionInfo) bool {
+		a.Endpoint.RangeSessions(func(s endpoint.SessionInfo) bool {
 			if len(list) == limit {
 				truncated = true
 				return false
@@ -249,8 +253,8 @@ func (a *Admin) online(w http.ResponseWriter, r *http.Request) {
 			return true
 		})
 	case a.Center != nil:
-		total = a.Center.routes.Len()
-		a.Center.routes.Range(func(user uint64, ad route.Addr, _ any) bool {
+		total = a.Center.Routes().Len()
+		a.Center.Routes().Range(func(user uint64, ad route.Addr, _ any) bool {
 			if len(list) == limit {
 				truncated = true
 				return false
@@ -259,16 +263,16 @@ func (a *Admin) online(w http.ResponseWriter, r *http.Request) {
 			return true
 		})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"sessions": list, "total": total, "truncated": truncated})
+	httpjson.Write(w, http.StatusOK, map[string]any{"sessions": list, "total": total, "truncated": truncated})
 }
 
 // sessionsOf returns the addresses of user's sessions: from the center's
 // routing table when this node runs one, else from the endpoint's sessions.
 func (a *Admin) sessionsOf(user uint64) []OnlineSession {
 	list := []OnlineSession{}
-	local := map[uint64]SessionInfo{}
+	local := map[uint64]endpoint.SessionInfo{}
 	if a.Endpoint != nil {
-		a.Endpoint.RangeSessions(func(s SessionInfo) bool {
+		a.Endpoint.RangeSessions(func(s endpoint.SessionInfo) bool {
 			if s.User == user {
 				local[s.Session] = s
 			}
@@ -276,7 +280,7 @@ func (a *Admin) sessionsOf(user uint64) []OnlineSession {
 		})
 	}
 	if a.Center != nil {
-		a.Center.routes.Lookup(user, func(ad route.Addr, _ any) {
+		a.Center.Routes().Lookup(user, func(ad route.Addr, _ any) {
 			o := OnlineSession{User: user, Endpoint: ad.Endpoint, Center: ad.Center, Session: ad.Session}
 			if s, ok := local[ad.Session]; ok && ad.Endpoint == s.Endpoint {
 				o.Remote, o.Since = s.Remote, s.Since
@@ -292,7 +296,7 @@ func (a *Admin) sessionsOf(user uint64) []OnlineSession {
 }
 
 func (a *Admin) user(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
+	id, ok := httpjson.PathID(w, r)
 	if !ok {
 		return
 	}
@@ -303,16 +307,16 @@ func (a *Admin) user(w http.ResponseWriter, r *http.Request) {
 	}
 	devs, err := a.Store.Devices(r.Context(), id)
 	if err != nil {
-		writeRefusal(w, err)
+		center.WriteRefusal(w, err)
 		return
 	}
 	offline, err := a.Store.CountOffline(r.Context(), id)
 	if err != nil {
-		writeRefusal(w, err)
+		center.WriteRefusal(w, err)
 		return
 	}
 	s := a.sessionsOf(id)
-	writeJSON(w, http.StatusOK, map[string]any{"id": u.ID, "name": u.Name, "online": len(s) > 0, "sessions": s,
+	httpjson.Write(w, http.StatusOK, map[string]any{"id": u.ID, "name": u.Name, "online": len(s) > 0, "sessions": s,
 		"devices": deviceJSONs(devs), "offline": offline})
 }
 
@@ -339,45 +343,45 @@ func deviceJSONs(ds []storage.Device) []DeviceJSON {
 // messages the store holds (expired ones the sweep has not deleted yet
 // included).
 func (a *Admin) group(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
+	id, ok := httpjson.PathID(w, r)
 	if !ok {
 		return
 	}
 	g, err := a.Store.GroupInfo(r.Context(), id)
 	if err != nil {
-		writeRefusal(w, err)
+		center.WriteRefusal(w, err)
 		return
 	}
 	n, err := a.Store.CountGroupMsgs(r.Context(), id)
 	if err != nil {
-		writeRefusal(w, err)
+		center.WriteRefusal(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": g.ID, "name": g.Name, "owner": g.Owner,
+	httpjson.Write(w, http.StatusOK, map[string]any{"id": g.ID, "name": g.Name, "owner": g.Owner,
 		"highest_seq": g.HighestSeq, "members": g.Members, "stored_messages": n})
 }
 
 // kickDevice closes a user's sessions on one device, named by the hex hash
 // of its key (the "device" of the online list).
 func (a *Admin) kickDevice(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
+	id, ok := httpjson.PathID(w, r)
 	if !ok {
 		return
 	}
 	var dev [32]byte
 	if b, err := hex.DecodeString(r.PathValue("device")); err != nil || len(b) != len(dev) {
-		writeErr(w, http.StatusBadRequest, "device must be the 64 hex digits of the device key hash")
+		httpjson.Error(w, http.StatusBadRequest, "device must be the 64 hex digits of the device key hash")
 		return
 	} else {
 		copy(dev[:], b)
 	}
 	if a.Endpoint == nil {
-		writeErr(w, http.StatusNotFound, "no endpoint on this node")
+		httpjson.Error(w, http.StatusNotFound, "no endpoint on this node")
 		return
 	}
 	n := a.Endpoint.KickDevice(id, dev)
 	a.Logger.Info("admin kick device", "user", id, "device", r.PathValue("device"), "sessions", n)
-	writeJSON(w, http.StatusOK, map[string]any{"user": id, "kicked": n})
+	httpjson.Write(w, http.StatusOK, map[string]any{"user": id, "kicked": n})
 }
 
 // revoke refuses a token from now on and closes its sessions. The body
@@ -388,30 +392,30 @@ func (a *Admin) revoke(w http.ResponseWriter, r *http.Request) {
 		SID   string `json:"sid"`
 		Token string `json:"token"`
 	}
-	if !readJSON(w, r, &in) {
+	if !httpjson.Read(w, r, &in) {
 		return
 	}
 	until := time.Now().Add(session.MaxTokenTTL + session.Leeway)
 	if in.Token != "" {
 		claims, err := session.VerifyToken(a.Identity.TokenKeys(), in.Token, a.Identity.Audience, time.Now())
 		if err != nil {
-			writeErr(w, http.StatusBadRequest, "not a valid token of this cluster")
+			httpjson.Error(w, http.StatusBadRequest, "not a valid token of this cluster")
 			return
 		}
 		in.SID, until = claims.SessionID, claims.ExpiresAt.Add(session.Leeway)
 	}
 	if in.SID == "" {
-		writeErr(w, http.StatusBadRequest, "sid or token required")
+		httpjson.Error(w, http.StatusBadRequest, "sid or token required")
 		return
 	}
 	if a.Endpoint == nil && a.Revocations == nil {
-		writeErr(w, http.StatusNotFound, "no endpoint on this node")
+		httpjson.Error(w, http.StatusNotFound, "no endpoint on this node")
 		return
 	}
 	if a.Revocations != nil {
 		if err := a.Revocations.Revoke(r.Context(), in.SID, until); err != nil {
 			a.Logger.Error("admin revoke: not shared with the cluster", "sid", in.SID, "err", err)
-			writeErr(w, http.StatusServiceUnavailable, "revocation not stored; try again")
+			httpjson.Error(w, http.StatusServiceUnavailable, "revocation not stored; try again")
 			return
 		}
 	}
@@ -420,21 +424,21 @@ func (a *Admin) revoke(w http.ResponseWriter, r *http.Request) {
 		n = a.Endpoint.Revoke(in.SID, until)
 	}
 	a.Logger.Info("admin revoke", "sid", in.SID, "sessions", n)
-	writeJSON(w, http.StatusOK, map[string]any{"sid": in.SID, "kicked": n})
+	httpjson.Write(w, http.StatusOK, map[string]any{"sid": in.SID, "kicked": n})
 }
 
 func (a *Admin) kick(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
+	id, ok := httpjson.PathID(w, r)
 	if !ok {
 		return
 	}
 	if a.Endpoint == nil {
-		writeErr(w, http.StatusNotFound, "no endpoint on this node")
+		httpjson.Error(w, http.StatusNotFound, "no endpoint on this node")
 		return
 	}
 	n := a.Endpoint.Kick(id)
 	a.Logger.Info("admin kick", "user", id, "sessions", n)
-	writeJSON(w, http.StatusOK, map[string]any{"user": id, "kicked": n})
+	httpjson.Write(w, http.StatusOK, map[string]any{"user": id, "kicked": n})
 }
 
 // drain starts or ends a drain. The body is optional: {"draining":false}
@@ -442,7 +446,7 @@ func (a *Admin) kick(w http.ResponseWriter, r *http.Request) {
 // one, the move notices spread over "spread" (default: all at once).
 func (a *Admin) drain(w http.ResponseWriter, r *http.Request) {
 	if a.Endpoint == nil {
-		writeErr(w, http.StatusNotFound, "no endpoint on this node")
+		httpjson.Error(w, http.StatusNotFound, "no endpoint on this node")
 		return
 	}
 	in := struct {
@@ -452,7 +456,7 @@ func (a *Admin) drain(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 {
 		b, err := io.ReadAll(io.LimitReader(r.Body, 4<<10))
 		if err != nil || (len(strings.TrimSpace(string(b))) > 0 && sonic.Unmarshal(b, &in) != nil) {
-			writeErr(w, http.StatusBadRequest, `body must be {"draining":true|false,"spread":"30s"}`)
+			httpjson.Error(w, http.StatusBadRequest, `body must be {"draining":true|false,"spread":"30s"}`)
 			return
 		}
 	}
@@ -460,7 +464,7 @@ func (a *Admin) drain(w http.ResponseWriter, r *http.Request) {
 	if in.Spread != "" {
 		d, err := time.ParseDuration(in.Spread)
 		if err != nil || d < 0 || d > time.Hour {
-			writeErr(w, http.StatusBadRequest, "spread must be a duration up to 1h")
+			httpjson.Error(w, http.StatusBadRequest, "spread must be a duration up to 1h")
 			return
 		}
 		spread = d
@@ -473,22 +477,22 @@ func (a *Admin) drain(w http.ResponseWriter, r *http.Request) {
 		if a.OnDrain != nil {
 			a.OnDrain(false)
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"draining": false, "sessions": a.Endpoint.Sessions()})
+		httpjson.Write(w, http.StatusOK, map[string]any{"draining": false, "sessions": a.Endpoint.Sessions()})
 		return
 	}
 	n := a.Endpoint.DrainOver(spread)
 	if a.OnDrain != nil {
 		a.OnDrain(true)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"draining": true, "notified": n, "sessions": a.Endpoint.Sessions()})
+	httpjson.Write(w, http.StatusOK, map[string]any{"draining": true, "notified": n, "sessions": a.Endpoint.Sessions()})
 }
 
 func (a *Admin) drainState(w http.ResponseWriter, r *http.Request) {
 	if a.Endpoint == nil {
-		writeErr(w, http.StatusNotFound, "no endpoint on this node")
+		httpjson.Error(w, http.StatusNotFound, "no endpoint on this node")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"draining": a.Endpoint.Draining(), "sessions": a.Endpoint.Sessions()})
+	httpjson.Write(w, http.StatusOK, map[string]any{"draining": a.Endpoint.Draining(), "sessions": a.Endpoint.Sessions()})
 }
 
 // BulkUser is one entry of POST /v1/admin/users/bulk's answer.
@@ -511,20 +515,20 @@ func (a *Admin) bulkUsers(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case in.Count <= 0 || in.Count > maxAdminBatch:
-		writeErr(w, http.StatusBadRequest, fmt.Sprintf("count must be 1 to %d", maxAdminBatch))
+		httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("count must be 1 to %d", maxAdminBatch))
 		return
 	case in.First < 0:
-		writeErr(w, http.StatusBadRequest, "first must not be negative")
+		httpjson.Error(w, http.StatusBadRequest, "first must not be negative")
 		return
 	}
 	if msg := checkCredentials(in.Prefix+strconv.FormatInt(in.First+int64(in.Count)-1, 10), in.Password); msg != "" {
-		writeErr(w, http.StatusBadRequest, "prefix+N: "+msg)
+		httpjson.Error(w, http.StatusBadRequest, "prefix+N: "+msg)
 		return
 	}
 	ctx := r.Context()
 	hash, err := a.Hasher.Hash(ctx, []byte(in.Password))
 	if err != nil {
-		writeErr(w, http.StatusServiceUnavailable, "busy; retry")
+		httpjson.Error(w, http.StatusServiceUnavailable, "busy; retry")
 		return
 	}
 	users := make([]BulkUser, in.Count)
@@ -578,7 +582,7 @@ feed:
 		(&API{}).storeErr(w, firstErr)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"users": users, "created": created})
+	httpjson.Write(w, http.StatusOK, map[string]any{"users": users, "created": created})
 }
 
 // ensureUser returns the id of the user called name, creating it with hash
@@ -609,18 +613,18 @@ func (a *Admin) tokens(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(in.Users) == 0 || len(in.Users) > maxAdminBatch {
-		writeErr(w, http.StatusBadRequest, fmt.Sprintf("users must list 1 to %d ids", maxAdminBatch))
+		httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("users must list 1 to %d ids", maxAdminBatch))
 		return
 	}
 	key, err := base64.StdEncoding.DecodeString(in.DeviceKey)
 	if err != nil || len(key) != 32 {
-		writeErr(w, http.StatusBadRequest, "device_key must be a standard base64 32-byte X25519 public key")
+		httpjson.Error(w, http.StatusBadRequest, "device_key must be a standard base64 32-byte X25519 public key")
 		return
 	}
 	ttl := time.Hour
 	if in.TTL != "" {
 		if ttl, err = time.ParseDuration(in.TTL); err != nil || ttl <= 0 || ttl > session.MaxTokenTTL {
-			writeErr(w, http.StatusBadRequest, fmt.Sprintf("ttl must be a duration up to %v", session.MaxTokenTTL))
+			httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("ttl must be a duration up to %v", session.MaxTokenTTL))
 			return
 		}
 	}
@@ -628,21 +632,21 @@ func (a *Admin) tokens(w http.ResponseWriter, r *http.Request) {
 	toks := make([]string, len(in.Users))
 	for i, u := range in.Users {
 		if u == 0 {
-			writeErr(w, http.StatusBadRequest, "user id 0")
+			httpjson.Error(w, http.StatusBadRequest, "user id 0")
 			return
 		}
 		toks[i], err = session.IssueToken(a.Identity.TokenKey, session.TokenRequest{UserID: u,
 			Audience: a.Identity.Audience, DeviceKey: key, TTL: ttl}, now)
 		if err != nil {
-			writeErr(w, http.StatusBadRequest, "token: "+err.Error())
+			httpjson.Error(w, http.StatusBadRequest, "token: "+err.Error())
 			return
 		}
 	}
-	servers := []ServerInfo{}
+	servers := []login.ServerInfo{}
 	if a.Servers != nil {
 		servers = a.Servers(r.Context())
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"tokens": toks, "servers": servers,
+	httpjson.Write(w, http.StatusOK, map[string]any{"tokens": toks, "servers": servers,
 		"expires_at": now.Add(ttl).UnixMilli()})
 }
 
@@ -650,8 +654,8 @@ func (a *Admin) tokens(w http.ResponseWriter, r *http.Request) {
 func (a *Admin) invite(w http.ResponseWriter, r *http.Request) {
 	code, exp, err := a.Invites.Issue(r.Context(), 0)
 	if err != nil {
-		writeRefusal(w, err)
+		center.WriteRefusal(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"code": code, "expires_at": exp.UnixMilli()})
+	httpjson.Write(w, http.StatusCreated, map[string]any{"code": code, "expires_at": exp.UnixMilli()})
 }

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/myim/myim/client"
+	"github.com/myim/myim/engine/endpoint"
 	"github.com/myim/myim/engine/im"
-	"github.com/myim/myim/engine/node"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/session"
 )
@@ -18,7 +18,7 @@ import (
 // new sessions are refused meanwhile.
 func TestDrainOverTellsEverySession(t *testing.T) {
 	lc := startLinkCenter(t, nil)
-	ep := node.NewEndpoint(node.EndpointConfig{ID: 5, Identity: lc.id, Center: lc.center})
+	ep := endpoint.NewEndpoint(endpoint.EndpointConfig{ID: 5, Identity: lc.id, Center: lc.ctr})
 	le := &linkedEndpoint{ep: ep, srv: startServer(t, ep)}
 	var conns []*client.Conn
 	for i := range 5 {
@@ -62,7 +62,7 @@ func dialErr(lc *linkCluster, e *linkedEndpoint, user uint64) error {
 // taken again.
 func TestUndrainStopsTheNotices(t *testing.T) {
 	lc := startLinkCenter(t, nil)
-	ep := node.NewEndpoint(node.EndpointConfig{ID: 5, Identity: lc.id, Center: lc.center})
+	ep := endpoint.NewEndpoint(endpoint.EndpointConfig{ID: 5, Identity: lc.id, Center: lc.ctr})
 	le := &linkedEndpoint{ep: ep, srv: startServer(t, ep)}
 	c := lc.dial(t, le, lc.user(t, "stay"))
 	ep.DrainOver(time.Hour)

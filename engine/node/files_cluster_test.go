@@ -18,8 +18,9 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/engine"
+	"github.com/myim/myim/engine/center"
 	"github.com/myim/myim/engine/clusterca"
-	"github.com/myim/myim/engine/node"
+	"github.com/myim/myim/engine/endpoint"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/route"
@@ -45,7 +46,7 @@ type xferCluster struct {
 	id      *clusterca.Identity
 	dev     *ecdh.PrivateKey
 	routes  route.Table // the test's own client, to watch the routes
-	centers [2]*node.LocalCenter
+	centers [2]*center.LocalCenter
 	srvs    [2]*engine.Server
 }
 
@@ -78,15 +79,15 @@ func startXferCluster(t *testing.T) *xferCluster {
 		return r
 	}
 	xc := &xferCluster{st: st, id: id, dev: dev, routes: table()}
-	link := node.LinkConfig{Plaintext: true, Secret: []byte("test link secret, 32 bytes long!"), HeartbeatInterval: 100 * time.Millisecond}
+	link := center.LinkConfig{Plaintext: true, Secret: []byte("test link secret, 32 bytes long!"), HeartbeatInterval: 100 * time.Millisecond}
 	for i := range xc.centers {
 		cid := uint32(i + 1)
 		routes := table()
-		c := node.NewLocalCenter(node.CenterConfig{ID: cid, Store: st,
-			Files: node.FilesConfig{Window: xferWindow},
-			Cluster: &node.ClusterConfig{Routes: routes, Link: link,
+		c := center.NewLocalCenter(center.CenterConfig{ID: cid, Store: st,
+			Files: center.FilesConfig{Window: xferWindow},
+			Cluster: &center.ClusterConfig{Routes: routes, Link: link,
 				PeerInterval: 50 * time.Millisecond, RefreshInterval: 100 * time.Millisecond}})
-		ls, err := node.NewLinkServer(node.LinkServerConfig{Addr: "127.0.0.1:0", Center: c, Link: link})
+		ls, err := center.NewLinkServer(center.LinkServerConfig{Addr: "127.0.0.1:0", Center: c, Link: link})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,12 +95,12 @@ func startXferCluster(t *testing.T) *xferCluster {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = ls.Close(); c.Close() })
-		if err := routes.RegisterServer(context.Background(), node.CenterServer(cid, ls.Addr().String()), time.Minute); err != nil {
+		if err := routes.RegisterServer(context.Background(), center.CenterServer(cid, ls.Addr().String()), time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		// Registered after the center's cleanup, so stopped before it: the
 		// sessions go offline at a running center.
-		xc.srvs[i] = startServer(t, node.NewEndpoint(node.EndpointConfig{ID: cid, Identity: id, Center: c}))
+		xc.srvs[i] = startServer(t, endpoint.NewEndpoint(endpoint.EndpointConfig{ID: cid, Identity: id, Center: c}))
 		xc.centers[i] = c
 	}
 	eventually(t, 10*time.Second, func() bool { return xc.centers[0].PeersUp() == 1 && xc.centers[1].PeersUp() == 1 })

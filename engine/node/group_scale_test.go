@@ -11,8 +11,9 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/engine"
+	"github.com/myim/myim/engine/center"
 	"github.com/myim/myim/engine/clusterca"
-	"github.com/myim/myim/engine/node"
+	"github.com/myim/myim/engine/endpoint"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
@@ -41,9 +42,9 @@ func TestLargeGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	center := node.NewLocalCenter(node.CenterConfig{ID: 1, Store: st})
-	t.Cleanup(center.Close)
-	ep := node.NewEndpoint(node.EndpointConfig{ID: 1, Identity: id, Center: center, HandshakeRate: -1})
+	ctr := center.NewLocalCenter(center.CenterConfig{ID: 1, Store: st})
+	t.Cleanup(ctr.Close)
+	ep := endpoint.NewEndpoint(endpoint.EndpointConfig{ID: 1, Identity: id, Center: ctr, HandshakeRate: -1})
 	srv := startServer(t, ep, engine.WithIdleTimeout(10*time.Minute))
 
 	ctx := context.Background()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -11,9 +12,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bytedance/sonic"
-
+	"github.com/myim/myim/engine/center"
 	"github.com/myim/myim/engine/clusterca"
+	"github.com/myim/myim/engine/internal/httpjson"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
@@ -28,7 +29,7 @@ type API struct {
 	// Center, when set, is told about friendship changes (each friend then
 	// sees the other's presence) and serves profile updates and the file
 	// routes; nil is fine (a login-only node), and those routes answer 404.
-	Center *LocalCenter
+	Center *center.LocalCenter
 	// Registration is RegistrationOpen (""), RegistrationInvite or
 	// RegistrationClosed; Invites holds the codes of the invite mode and
 	// serves POST /v1/invites.
@@ -41,14 +42,14 @@ type API struct {
 	// endpoint checks).
 	Revocations *clusterca.RevocationList
 
-	lookups     *lookupBudget // name lookups when there is no Center
+	lookups     *center.LookupBudget // name lookups when there is no Center
 	lookupsOnce sync.Once
 }
 
 // Register adds the API's routes to a node.
 func (a *API) Register(n *Node) {
 	n.HandleHTTP("POST /v1/users", http.HandlerFunc(a.createUser))
-	a.lookupsOnce.Do(func() { a.lookups = newLookupBudget(nameLookups) })
+	a.lookupsOnce.Do(func() { a.lookups = center.NewLookupBudget(center.NameLookups) })
 	n.HandleHTTP("GET /v1/users", a.authed(a.findUserHTTP))
 	n.HandleHTTP("POST /v1/friends/requests", a.authed(a.requestFriend))
 	n.HandleHTTP("POST /v1/friends/accept", a.authed(a.acceptFriend))
@@ -78,29 +79,9 @@ const (
 	maxPassword = session.MaxPassword
 )
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	b, _ := sonic.Marshal(v)
-	_, _ = w.Write(b)
-}
-
-func writeErr(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]string{"error": msg})
-}
-
-func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	b, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
-	if err != nil || sonic.Unmarshal(b, v) != nil {
-		writeErr(w, http.StatusBadRequest, "body must be a JSON object")
-		return false
-	}
-	return true
-}
-
 // storeErr answers a failed Store call through the one mapping of
 // refusal.go.
-func (a *API) storeErr(w http.ResponseWriter, err error) { writeRefusal(w, err) }
+func (a *API) storeErr(w http.ResponseWriter, err error) { center.WriteRefusal(w, err) }
 
 // checkCredentials returns why a name or password is refused, or "".
 func checkCredentials(name, password string) string {
@@ -122,21 +103,21 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 		Invite   string `json:"invite"`
 	}
 	if a.Registration == RegistrationClosed {
-		writeErr(w, http.StatusForbidden, "registration closed")
+		httpjson.Error(w, http.StatusForbidden, "registration closed")
 		return
 	}
 	if a.RegisterRate != nil {
-		if ok, wait := a.RegisterRate.Allow(hostOf(r.RemoteAddr)); !ok {
+		if ok, wait := a.RegisterRate.Allow(clientHost(r.RemoteAddr)); !ok {
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
-			writeErr(w, http.StatusTooManyRequests, "too many registrations from this address; retry later")
+			httpjson.Error(w, http.StatusTooManyRequests, "too many registrations from this address; retry later")
 			return
 		}
 	}
-	if !readJSON(w, r, &in) {
+	if !httpjson.Read(w, r, &in) {
 		return
 	}
 	if msg := checkCredentials(in.Name, in.Password); msg != "" {
-		writeErr(w, http.StatusBadRequest, msg)
+		httpjson.Error(w, http.StatusBadRequest, msg)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
@@ -152,7 +133,7 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 		}
 		if err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
-				writeErr(w, http.StatusForbidden, "a valid invite code is required")
+				httpjson.Error(w, http.StatusForbidden, "a valid invite code is required")
 			} else {
 				a.storeErr(w, err)
 			}
@@ -168,20 +149,20 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 	// not tell which names exist.
 	hash, err := a.Hasher.Hash(ctx, []byte(in.Password))
 	if err != nil {
-		writeErr(w, http.StatusServiceUnavailable, "busy; retry")
+		httpjson.Error(w, http.StatusServiceUnavailable, "busy; retry")
 		return
 	}
 	id, err := a.Store.CreateUser(ctx, storage.User{Name: in.Name, PassHash: hash, CreatedAt: time.Now().UnixMilli()})
 	if err != nil {
 		if errors.Is(err, storage.ErrExists) {
-			writeErr(w, http.StatusConflict, "name taken")
+			httpjson.Error(w, http.StatusConflict, "name taken")
 			return
 		}
 		a.storeErr(w, err)
 		return
 	}
 	created = true
-	writeJSON(w, http.StatusCreated, map[string]any{"id": id, "name": in.Name})
+	httpjson.Write(w, http.StatusCreated, map[string]any{"id": id, "name": in.Name})
 }
 
 type authedFunc func(w http.ResponseWriter, r *http.Request, user uint64)
@@ -191,40 +172,31 @@ func (a *API) authed(f authedFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok {
-			writeErr(w, http.StatusUnauthorized, "bearer token required")
+			httpjson.Error(w, http.StatusUnauthorized, "bearer token required")
 			return
 		}
 		claims, err := session.VerifyToken(a.Identity.TokenKeys(), tok, a.Identity.Audience, time.Now())
 		if err != nil {
-			writeErr(w, http.StatusUnauthorized, "invalid token")
+			httpjson.Error(w, http.StatusUnauthorized, "invalid token")
 			return
 		}
 		if a.Revocations != nil && a.Revocations.Has(claims.SessionID) {
-			writeErr(w, http.StatusUnauthorized, "token revoked")
+			httpjson.Error(w, http.StatusUnauthorized, "token revoked")
 			return
 		}
 		f(w, r, claims.UserID)
 	})
 }
 
-func pathID(w http.ResponseWriter, r *http.Request) (uint64, bool) {
-	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
-	if err != nil || id == 0 {
-		writeErr(w, http.StatusBadRequest, "bad id")
-		return 0, false
-	}
-	return id, true
-}
-
 func (a *API) requestFriend(w http.ResponseWriter, r *http.Request, user uint64) {
 	var in struct {
 		To uint64 `json:"to"`
 	}
-	if !readJSON(w, r, &in) {
+	if !httpjson.Read(w, r, &in) {
 		return
 	}
 	if in.To == 0 || in.To == user {
-		writeErr(w, http.StatusBadRequest, "bad friend id")
+		httpjson.Error(w, http.StatusBadRequest, "bad friend id")
 		return
 	}
 	if _, err := a.Store.UserByID(r.Context(), in.To); err != nil {
@@ -235,14 +207,14 @@ func (a *API) requestFriend(w http.ResponseWriter, r *http.Request, user uint64)
 		a.storeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, map[string]any{"from": user, "to": in.To, "state": "requested"})
+	httpjson.Write(w, http.StatusAccepted, map[string]any{"from": user, "to": in.To, "state": "requested"})
 }
 
 func (a *API) acceptFriend(w http.ResponseWriter, r *http.Request, user uint64) {
 	var in struct {
 		From uint64 `json:"from"`
 	}
-	if !readJSON(w, r, &in) {
+	if !httpjson.Read(w, r, &in) {
 		return
 	}
 	if err := a.Store.AcceptFriend(r.Context(), user, in.From); err != nil {
@@ -250,14 +222,14 @@ func (a *API) acceptFriend(w http.ResponseWriter, r *http.Request, user uint64) 
 		return
 	}
 	if a.Center != nil { // each now sees the other's presence
-		a.Center.announce(user, in.From)
-		a.Center.announce(in.From, user)
+		a.Center.Announce(user, in.From)
+		a.Center.Announce(in.From, user)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"user": user, "friend": in.From, "state": "friends"})
+	httpjson.Write(w, http.StatusOK, map[string]any{"user": user, "friend": in.From, "state": "friends"})
 }
 
 func (a *API) removeFriend(w http.ResponseWriter, r *http.Request, user uint64) {
-	id, ok := pathID(w, r)
+	id, ok := httpjson.PathID(w, r)
 	if !ok {
 		return
 	}
@@ -285,7 +257,7 @@ func (a *API) listFriends(w http.ResponseWriter, r *http.Request, user uint64) {
 	if pending == nil {
 		pending = []uint64{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"friends": friends, "requests": pending})
+	httpjson.Write(w, http.StatusOK, map[string]any{"friends": friends, "requests": pending})
 }
 
 // groupRoute serves a group operation (groups.go) over HTTP: the path's
@@ -296,29 +268,29 @@ func (a *API) groupRoute(op byte, ok int) authedFunc {
 	return func(w http.ResponseWriter, r *http.Request, user uint64) {
 		var group uint64
 		if r.PathValue("id") != "" {
-			id, good := pathID(w, r)
+			id, good := httpjson.PathID(w, r)
 			if !good {
 				return
 			}
 			group = id
 		}
-		var in groupIn
-		if r.Method != http.MethodGet && r.ContentLength != 0 && !readJSON(w, r, &in) {
+		var in center.GroupRequest
+		if r.Method != http.MethodGet && r.ContentLength != 0 && !httpjson.Read(w, r, &in) {
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
-		out, err := groupOp(ctx, a.Store, user, op, group, in)
+		out, err := center.GroupOp(ctx, a.Store, user, op, group, in)
 		if err != nil {
-			ge := groupFailure(err)
-			writeErr(w, ge.status, ge.msg)
+			ge := center.GroupFailure(err)
+			httpjson.Error(w, ge.Status, ge.Msg)
 			return
 		}
 		if ok == http.StatusNoContent {
 			w.WriteHeader(ok)
 			return
 		}
-		writeJSON(w, ok, out)
+		httpjson.Write(w, ok, out)
 	}
 }
 
@@ -327,24 +299,24 @@ func (a *API) groupRoute(op byte, ok int) authedFunc {
 func (a *API) putMe(w http.ResponseWriter, r *http.Request, user uint64) {
 	b, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 	if err != nil {
-		writeErr(w, http.StatusBadRequest, "body must be a JSON object")
+		httpjson.Error(w, http.StatusBadRequest, "body must be a JSON object")
 		return
 	}
-	in, err := parseProfile(b)
+	in, err := center.ParseProfile(b)
 	if err != nil {
-		writeRefusal(w, err)
+		center.WriteRefusal(w, err)
 		return
 	}
 	if a.Center == nil {
-		writeErr(w, http.StatusNotFound, "no center on this node")
+		httpjson.Error(w, http.StatusNotFound, "no center on this node")
 		return
 	}
-	j, err := a.Center.updateProfile(r.Context(), user, in)
+	j, err := a.Center.UpdateProfile(r.Context(), user, in)
 	if err != nil {
-		writeRefusal(w, err)
+		center.WriteRefusal(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, j)
+	httpjson.Write(w, http.StatusOK, j)
 }
 
 // issueInvite gives a user a registration code, when Invites.PerUser lets
@@ -353,12 +325,50 @@ func (a *API) issueInvite(w http.ResponseWriter, r *http.Request, user uint64) {
 	code, exp, err := a.Invites.Issue(r.Context(), user)
 	switch {
 	case errors.Is(err, ErrNoInviteRight):
-		writeErr(w, http.StatusForbidden, "users may not issue invites on this server")
+		httpjson.Error(w, http.StatusForbidden, "users may not issue invites on this server")
 	case errors.Is(err, ErrInvitesUsedUp):
-		writeErr(w, http.StatusForbidden, "invite allowance used up")
+		httpjson.Error(w, http.StatusForbidden, "invite allowance used up")
 	case err != nil:
 		a.storeErr(w, err)
 	default:
-		writeJSON(w, http.StatusCreated, map[string]any{"code": code, "expires_at": exp.UnixMilli()})
+		httpjson.Write(w, http.StatusCreated, map[string]any{"code": code, "expires_at": exp.UnixMilli()})
+	}
+}
+
+// clientHost is the host part of a client's address (the whole address
+// when it has no port).
+func clientHost(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}
+
+// findUserHTTP serves GET /v1/users?name=N.
+func (a *API) findUserHTTP(w http.ResponseWriter, r *http.Request, user uint64) {
+	b := a.lookups
+	if a.Center != nil {
+		b = a.Center.NameLookupBudget() // one budget for frames and HTTP
+	}
+	u, err := center.FindUser(r.Context(), a.Store, b, user, r.URL.Query().Get("name"))
+	switch {
+	case errors.Is(err, center.ErrLookupLimit):
+		w.Header().Set("Retry-After", "60")
+		httpjson.Error(w, http.StatusTooManyRequests, "too many lookups; retry later")
+	case errors.Is(err, storage.ErrNotFound):
+		httpjson.Error(w, http.StatusNotFound, "no such user")
+	case err != nil:
+		a.storeErr(w, err)
+	default:
+		httpjson.Write(w, http.StatusOK, center.UserCard{User: u.ID, Name: u.Name, Signature: u.Signature})
+	}
+}
+
+// RegisterFiles adds the file server's routes (files_http.go); a no-op
+// when the node has no center or its center no file server.
+func (a *API) RegisterFiles(n *Node) {
+	if a.Center != nil {
+		a.Center.RegisterFiles(n.HandleHTTP,
+			func(f func(http.ResponseWriter, *http.Request, uint64)) http.Handler { return a.authed(f) })
 	}
 }

@@ -15,9 +15,10 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/engine"
+	"github.com/myim/myim/engine/center"
 	"github.com/myim/myim/engine/clusterca"
+	"github.com/myim/myim/engine/endpoint"
 	"github.com/myim/myim/engine/im"
-	"github.com/myim/myim/engine/node"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
@@ -27,16 +28,16 @@ import (
 // linkCluster is one LocalCenter behind a LinkServer, with endpoint servers
 // linked to it, all in process on loopback.
 type linkCluster struct {
-	st     storage.Store
-	id     *clusterca.Identity
-	center *node.LocalCenter
-	ls     *node.LinkServer
-	dev    *ecdh.PrivateKey
+	st  storage.Store
+	id  *clusterca.Identity
+	ctr *center.LocalCenter
+	ls  *center.LinkServer
+	dev *ecdh.PrivateKey
 }
 
 type linkedEndpoint struct {
-	rc  *node.RemoteCenter
-	ep  *node.EndpointHandler
+	rc  *center.RemoteCenter
+	ep  *endpoint.EndpointHandler
 	srv *engine.Server
 }
 
@@ -44,8 +45,8 @@ type linkedEndpoint struct {
 var testLinkSecret = []byte("test link secret, 32 bytes long!")
 
 // fastLink makes a dead link show within a second in tests.
-func fastLink(tlsCfg *tls.Config) node.LinkConfig {
-	lc := node.LinkConfig{TLS: tlsCfg, Plaintext: tlsCfg == nil,
+func fastLink(tlsCfg *tls.Config) center.LinkConfig {
+	lc := center.LinkConfig{TLS: tlsCfg, Plaintext: tlsCfg == nil,
 		HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: time.Second, RecheckInterval: 100 * time.Millisecond}
 	if tlsCfg == nil {
 		lc.Secret = testLinkSecret
@@ -65,9 +66,9 @@ func startLinkCenter(t testing.TB, serverTLS *tls.Config) *linkCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	center := node.NewLocalCenter(node.CenterConfig{ID: 1, Store: st})
-	t.Cleanup(center.Close)
-	ls, err := node.NewLinkServer(node.LinkServerConfig{Addr: "127.0.0.1:0", Center: center, Link: fastLink(serverTLS)})
+	ctr := center.NewLocalCenter(center.CenterConfig{ID: 1, Store: st})
+	t.Cleanup(ctr.Close)
+	ls, err := center.NewLinkServer(center.LinkServerConfig{Addr: "127.0.0.1:0", Center: ctr, Link: fastLink(serverTLS)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +80,7 @@ func startLinkCenter(t testing.TB, serverTLS *tls.Config) *linkCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &linkCluster{st: st, id: id, center: center, ls: ls, dev: dev}
+	return &linkCluster{st: st, id: id, ctr: ctr, ls: ls, dev: dev}
 }
 
 // endpoint starts endpoint server id linked to the center at addr (the
@@ -91,12 +92,12 @@ func (lc *linkCluster) endpoint(t testing.TB, id uint32, clientTLS *tls.Config, 
 	}
 	link := fastLink(clientTLS)
 	link.QueueLen = queueLen
-	rc, err := node.NewRemoteCenter(node.RemoteCenterConfig{Addr: addr, Link: link,
+	rc, err := center.NewRemoteCenter(center.RemoteCenterConfig{Addr: addr, Link: link,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep := node.NewEndpoint(node.EndpointConfig{ID: id, Identity: lc.id, Center: rc})
+	ep := endpoint.NewEndpoint(endpoint.EndpointConfig{ID: id, Identity: lc.id, Center: rc})
 	srv := startServer(t, ep)
 	t.Cleanup(rc.Close) // runs before the server stops: sessions close on a closed link
 	return &linkedEndpoint{rc: rc, ep: ep, srv: srv}

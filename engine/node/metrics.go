@@ -213,11 +213,11 @@ func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
 		counter(descOfflineDeleted, c.OfflineDeleted.Load())
 		counter(descGroupPurged, c.GroupPurged.Load())
 		gauge(descOfflineDepth, float64(max(int64(c.StoredOffline.Load())-int64(c.OfflineDeleted.Load()), 0)))
-		gauge(descOfflineQueue, float64(len(c.offline)))
-		gauge(descPending, float64(c.pendingReceipts()))
-		gauge(descStoreQueue, float64(len(c.jobs)))
-		gauge(descStoreQueueCap, float64(cap(c.jobs)))
-		gauge(descOnline, float64(c.routes.Len()))
+		gauge(descOfflineQueue, float64(c.Queues().Offline))
+		gauge(descPending, float64(c.PendingReceipts()))
+		gauge(descStoreQueue, float64(c.Queues().Jobs))
+		gauge(descStoreQueueCap, float64(c.Queues().JobsCap))
+		gauge(descOnline, float64(c.Routes().Len()))
 		if cs := c.ClusterStats(); cs != nil {
 			for _, e := range []struct {
 				name string
@@ -243,27 +243,9 @@ func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
 	gauge(descUptime, time.Since(m.start).Seconds())
 }
 
-// pendingReceipts counts pushed QoS 1 messages awaiting receipts; it takes
-// each pending shard's lock in turn (a scrape, not the hot path).
-func (c *LocalCenter) pendingReceipts() int {
-	n := 0
-	for i := range c.pending {
-		sh := &c.pending[i]
-		sh.mu.Lock()
-		n += len(sh.m)
-		sh.mu.Unlock()
-	}
-	return n
-}
-
 func b2f(b bool) float64 {
 	if b {
 		return 1
 	}
 	return 0
 }
-
-// InFlight returns the QoS 1 messages pushed and awaiting receipts plus
-// the storage jobs queued: what a stopping center waits for. Safe for
-// concurrent use.
-func (c *LocalCenter) InFlight() int { return c.pendingReceipts() + len(c.jobs) }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/myim/myim/engine/center"
 	"github.com/myim/myim/engine/im"
 	"github.com/myim/myim/engine/node"
 	"github.com/myim/myim/storage"
@@ -73,9 +74,9 @@ func TestMonitorServes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	center := node.NewLocalCenter(node.CenterConfig{})
-	defer center.Close()
-	mon := node.NewMonitor(node.MonitorConfig{Node: n, Center: center, ServerID: 1, Version: "test"})
+	ctr := center.NewLocalCenter(center.CenterConfig{})
+	defer ctr.Close()
+	mon := node.NewMonitor(node.MonitorConfig{Node: n, Center: ctr, ServerID: 1, Version: "test"})
 	defer mon.Close()
 	mon.Register(n)
 	if err := n.Start(); err != nil {
@@ -87,7 +88,7 @@ func TestMonitorServes(t *testing.T) {
 	if _, err := reg.Gather(); err != nil {
 		t.Fatal(err)
 	}
-	center.Delivered.Add(3)
+	ctr.Delivered.Add(3)
 	base := "http://" + n.Addrs()["admin"].String()
 	for path, want := range map[string]string{
 		"/metrics":   `myim_messages_total{outcome="delivered"} 3`,

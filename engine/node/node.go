@@ -16,6 +16,8 @@ import (
 
 	"github.com/myim/myim/engine"
 	"github.com/myim/myim/engine/im"
+	"github.com/myim/myim/engine/ws"
+	"github.com/myim/myim/frame"
 )
 
 // NodeConfig describes one MyIM process. Empty addresses disable their
@@ -38,13 +40,15 @@ type NodeConfig struct {
 	// Handlers for each listener; a nil one refuses everything but PING
 	// until authenticated peers exist for it.
 	LoginHandler, EndpointHandler, CenterHandler engine.Handler
-	// WSAddr is the WebSocket listener (empty: none), served by WSHandler
-	// (engine/ws's Mux over the login and endpoint handlers) through
-	// WSTransport (engine/ws's Transport), with the client listeners'
-	// limits. Both are needed for the listener to exist.
-	WSAddr      string
-	WSHandler   engine.Handler
-	WSTransport engine.Transport
+	// WSAddr is the WebSocket listener (empty: none): /login and
+	// /endpoint for the roles the node runs, on engine/ws, with the client
+	// listeners' limits. WSOrigins are the browser origins it accepts
+	// besides its own (ws.Config.Origins).
+	WSAddr    string
+	WSOrigins []string
+	// WSTLS, when set, makes the WebSocket listener wss:// (ws.NewTLS):
+	// MyIM serves it with the HTTP listener's certificate.
+	WSTLS *tls.Config
 	// Ready reports whether the node's dependencies (store, Redis, center
 	// links) are usable; /readyz calls it. Nil means always ready.
 	Ready func(ctx context.Context) error
@@ -91,11 +95,14 @@ const (
 )
 
 // connShares splits the file descriptors left after reserve among the
-// listeners: the endpoint takes most, the WebSocket listener a quarter,
-// the login and HTTP listeners an eighth each, any other listener a
-// sixteenth; a configured cap below its
-// share is kept. limit 0 (unknown or unlimited) leaves the caps as they
-// are.
+// listeners: the login and HTTP listeners an eighth each, any other
+// listener a sixteenth, and the endpoint what is left; a configured cap
+// below its share is kept. The WebSocket listener of a process with an
+// endpoint carries the same sessions and gets the endpoint's cap: the two
+// share it through one engine.ConnGate (see NewNode), so that on a machine
+// whose clients all use TCP the WebSocket listener keeps no files from
+// the endpoint. Without an endpoint it takes a quarter. limit 0 (unknown
+// or unlimited) leaves the caps as they are.
 func connShares(limit, reserve int, names []string, caps map[string]int) map[string]int {
 	out := make(map[string]int, len(caps))
 	for k, v := range caps {
@@ -106,14 +113,15 @@ func connShares(limit, reserve int, names []string, caps map[string]int) map[str
 	}
 	avail := max(limit-reserve, len(names))
 	left := avail
+	_, endpoint := out["endpoint"]
 	for _, n := range names {
-		if n == "endpoint" {
+		if n == "endpoint" || n == "ws" && endpoint {
 			continue
 		}
 		share := avail / 8
 		switch n {
 		case "login", "http":
-		case "ws": // browsers' sessions: a quarter of what the endpoint holds
+		case "ws": // logins only (no endpoint here): a quarter
 			share = avail / 4
 		default:
 			share = avail / 16
@@ -121,8 +129,11 @@ func connShares(limit, reserve int, names []string, caps map[string]int) map[str
 		out[n] = max(min(out[n], share), 1)
 		left -= out[n]
 	}
-	if _, ok := out["endpoint"]; ok {
+	if endpoint {
 		out["endpoint"] = max(min(out["endpoint"], left), 1)
+		if _, ok := out["ws"]; ok {
+			out["ws"] = out["endpoint"]
+		}
 	}
 	return out
 }
@@ -170,7 +181,8 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	want("login", cfg.LoginAddr, all || cfg.Role == im.RoleLogin)
 	want("endpoint", cfg.EndpointAddr, all || cfg.Role == im.RoleEndpoint)
 	want("center", cfg.CenterAddr, all || cfg.Role == im.RoleCenter)
-	want("ws", cfg.WSAddr, cfg.WSHandler != nil && cfg.WSTransport != nil)
+	wsRoutes := cfg.wsRoutes()
+	want("ws", cfg.WSAddr, len(wsRoutes) > 0)
 	if cfg.HTTPAddr != "" {
 		names = append(names, "http")
 		caps["http"] = cfg.HTTPMaxConns
@@ -182,19 +194,36 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	}
 	caps = connShares(limit, reserve, names, caps)
 	n.httpCap = caps["http"]
+	// The endpoint's TCP and WebSocket listeners hold sessions alike: one
+	// cap for both.
+	var sessions *engine.ConnGate
+	if _, ok := caps["ws"]; ok && caps["endpoint"] > 0 {
+		sessions = engine.NewConnGate(caps["endpoint"])
+	}
 	add := func(name, addr string, h engine.Handler) {
 		if addr == "" {
 			return
 		}
 		lim := cfg.Limits
 		lim.MaxConns = caps[name]
+		if name == "endpoint" || name == "ws" {
+			lim.Gate = sessions
+		}
 		lim.Addr = addr
 		if lim.PreAuthMaxFrame == 0 {
 			lim.PreAuthMaxFrame = engine.DefaultPreAuthMaxFrame
 		}
 		lim.Logger = cfg.Logger.With("listener", name)
 		if name == "ws" {
-			lim.Transport = cfg.WSTransport
+			t := ws.New(ws.Config{Paths: h.(*ws.Mux).Paths(), Origins: cfg.WSOrigins,
+				MaxMessage: max(lim.MaxFrame, frame.DefaultMaxFrame) + 4<<10})
+			lim.Transport = t
+			if cfg.WSTLS != nil {
+				tc := cfg.WSTLS.Clone()
+				tc.NextProtos = []string{"http/1.1"}
+				wss := ws.NewTLS(ws.TLSConfig{TLS: tc, HandshakeTimeout: cfg.HandshakeTimeout})
+				lim.WrapListener, lim.Transport = wss.Listener, wss.Wrap(t)
+			}
 		}
 		n.servers[name] = engine.New(h, engine.WithConfig(lim))
 		n.order = append(n.order, name)
@@ -202,7 +231,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	switch cfg.Role {
 	case im.RoleAll, im.RoleLogin, im.RoleEndpoint, im.RoleCenter:
 	default:
-		return nil, fmt.Errorf("engine: unknown role %q", cfg.Role)
+		return nil, fmt.Errorf("node: unknown role %q", cfg.Role)
 	}
 	or := func(h engine.Handler) engine.Handler {
 		if h == nil {
@@ -219,8 +248,11 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if all || cfg.Role == im.RoleCenter {
 		add("center", cfg.CenterAddr, or(cfg.CenterHandler))
 	}
-	if cfg.WSHandler != nil && cfg.WSTransport != nil {
-		add("ws", cfg.WSAddr, cfg.WSHandler)
+	if len(wsRoutes) > 0 {
+		for i := range wsRoutes {
+			wsRoutes[i].Handler = or(wsRoutes[i].Handler)
+		}
+		add("ws", cfg.WSAddr, ws.NewMux(wsRoutes...))
 	}
 	healthz := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -492,4 +524,22 @@ func (n *Node) stopAll(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// wsRoutes are the WebSocket listener's paths: /login and /endpoint for
+// the roles the node runs (nil handlers stand for PreAuthHandler, as on
+// TCP); none without --ws-addr.
+func (c *NodeConfig) wsRoutes() []ws.Route {
+	if c.WSAddr == "" {
+		return nil
+	}
+	all := c.Role == im.RoleAll
+	var r []ws.Route
+	if all || c.Role == im.RoleLogin {
+		r = append(r, ws.Route{Path: "/login", Handler: c.LoginHandler})
+	}
+	if all || c.Role == im.RoleEndpoint {
+		r = append(r, ws.Route{Path: "/endpoint", Handler: c.EndpointHandler})
+	}
+	return r
 }

@@ -11,8 +11,9 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/engine"
+	"github.com/myim/myim/engine/center"
 	"github.com/myim/myim/engine/clusterca"
-	"github.com/myim/myim/engine/node"
+	"github.com/myim/myim/engine/endpoint"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
@@ -30,7 +31,7 @@ func processCPU() int64 {
 // sessions for users 1..n, each one client.Conn that acks what it gets.
 type pushNode struct {
 	srv   *engine.Server
-	ep    *node.EndpointHandler
+	ep    *endpoint.EndpointHandler
 	st    storage.Store
 	conns []*client.Conn
 	raw   []*sinkConn // each session's socket, as the client reads it
@@ -68,9 +69,9 @@ func startPushNode(b testing.TB, loops, n int, autoAck bool) *pushNode {
 	if err != nil {
 		b.Fatal(err)
 	}
-	center := node.NewLocalCenter(node.CenterConfig{ID: 1, Store: st})
-	b.Cleanup(center.Close)
-	ep := node.NewEndpoint(node.EndpointConfig{ID: 1, Identity: id, Center: center, HandshakeRate: -1})
+	ctr := center.NewLocalCenter(center.CenterConfig{ID: 1, Store: st})
+	b.Cleanup(ctr.Close)
+	ep := endpoint.NewEndpoint(endpoint.EndpointConfig{ID: 1, Identity: id, Center: ctr, HandshakeRate: -1})
 	p := &pushNode{srv: startServer(b, ep, engine.WithLoops(loops), engine.WithIdleTimeout(10*time.Minute)), ep: ep, st: st}
 	dev, _ := session.NewStaticKey()
 	var raw *sinkConn
@@ -245,30 +246,5 @@ func BenchmarkGroupPush(b *testing.B) {
 			b.ReportMetric(cpu/deliveries, "cpu-ns/delivery")
 			b.ReportMetric(float64(p.srv.Stats().Writes.Load()-writes0)/deliveries, "writes/delivery")
 		})
-	}
-}
-
-// Sessions that went quiet drop their cipher state after two cooling
-// rounds and carry messages on both ways afterwards.
-func TestCooledSessionsCarryOn(t *testing.T) {
-	p := startPushNode(t, 2, 2, true)
-	a, c := p.conns[0], p.conns[1]
-	for _, cc := range p.conns {
-		go func() {
-			for range cc.Frames() {
-			}
-		}()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for round := 0; round < 3; round++ {
-		for _, pair := range [][2]*client.Conn{{a, c}, {c, a}} {
-			if _, err := pair[0].SendWait(ctx, frame.CmdMsg, pair[1].UserID(), 0, []byte("after cooling")); err != nil {
-				t.Fatalf("round %d: %v", round, err)
-			}
-		}
-		p.ep.CoolRound() // warm: marked
-		p.ep.CoolRound() // quiet since: cooled
-		time.Sleep(50 * time.Millisecond)
 	}
 }

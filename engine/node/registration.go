@@ -35,8 +35,8 @@ type Invites struct {
 
 // Errors of Invites.Issue for a user.
 var (
-	ErrNoInviteRight = errors.New("engine: users may not issue invites")
-	ErrInvitesUsedUp = errors.New("engine: invite allowance used up")
+	ErrNoInviteRight = errors.New("node: users may not issue invites")
+	ErrInvitesUsedUp = errors.New("node: invite allowance used up")
 )
 
 // Issue returns a new code and its expiry. issuer 0 is the admin API, with

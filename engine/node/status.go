@@ -19,7 +19,11 @@ import (
 	"github.com/prometheus/procfs"
 
 	"github.com/myim/myim/engine"
+	"github.com/myim/myim/engine/center"
+	"github.com/myim/myim/engine/endpoint"
 	"github.com/myim/myim/engine/im"
+	"github.com/myim/myim/engine/internal/httpjson"
+	"github.com/myim/myim/engine/login"
 	"github.com/myim/myim/route"
 )
 
@@ -27,9 +31,9 @@ import (
 // without a center has no message figures.
 type MonitorConfig struct {
 	Node     *Node
-	Center   *LocalCenter
-	Endpoint *EndpointHandler
-	Login    *Login
+	Center   *center.LocalCenter
+	Endpoint *endpoint.EndpointHandler
+	Login    *login.Login
 	Store    *TimedStore
 	// Logs holds recent warnings and errors for the status page.
 	Logs *LogRing
@@ -205,7 +209,7 @@ func (m *Monitor) read(now time.Time) sample {
 		}
 	}
 	if e := m.cfg.Endpoint; e != nil {
-		s.delivery = e.delivery.Snapshot()
+		s.delivery = e.DeliveryLatency().Snapshot()
 	}
 	if l := m.cfg.Login; l != nil {
 		h := l.Handshakes()
@@ -396,8 +400,8 @@ func (m *Monitor) Stats() *NodeStats {
 	if c := m.cfg.Center; c != nil {
 		st.Delivered, st.Stored = c.Delivered.Load(), c.StoredOffline.Load()
 		st.Refused, st.Shed = c.Refused.Load(), c.Shed.Load()
-		st.Pending = c.pendingReceipts()
-		st.StoreQueue = len(c.jobs)
+		st.Pending = c.PendingReceipts()
+		st.StoreQueue = c.Queues().Jobs
 	}
 	m.mu.Lock()
 	h := m.history()
@@ -455,7 +459,7 @@ func (m *Monitor) Register(n *Node) {
 	n.HandleAdmin("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	n.HandleAdmin("GET /v1/status", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		writeJSON(w, http.StatusOK, m.Stats())
+		httpjson.Write(w, http.StatusOK, m.Stats())
 	}))
 	n.HandleAdmin("GET /{$}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")

@@ -37,11 +37,14 @@ func (m *Mux) Paths() []string {
 }
 
 func (m *Mux) handler(c *engine.Conn) engine.Handler {
-	w, _ := c.Transport().(*conn)
-	if w == nil || int(w.route) >= len(m.routes) {
+	s, _ := c.Transport().(interface{ wsConn() *conn })
+	if s == nil {
 		return nil
 	}
-	return m.routes[w.route].Handler
+	if w := s.wsConn(); int(w.route) < len(m.routes) {
+		return m.routes[w.route].Handler
+	}
+	return nil
 }
 
 // OnOpen implements engine.Handler.

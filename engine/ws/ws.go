@@ -19,6 +19,7 @@ package ws
 import (
 	"bytes"
 	"errors"
+	"net"
 	"strings"
 
 	"github.com/valyala/bytebufferpool"
@@ -37,7 +38,10 @@ type Config struct {
 	// Origins lists the Origin values accepted from browsers, such as
 	// "https://chat.example.com"; "*" accepts any. A request without an
 	// Origin header (not a browser) is always accepted. With an empty
-	// list, only an Origin whose host and port are the request's Host is.
+	// list, only an Origin whose host is the request's Host's (any port:
+	// the node's own pages come from its HTTP listener) is. MyIM
+	// authenticates in its own handshakes, not with cookies, so the check
+	// is a policy on which pages may connect, not a guard for credentials.
 	Origins []string
 	// MaxMessage caps a message's size (after joining fragments). Default
 	// frame.DefaultMaxFrame plus 4 KiB.
@@ -65,9 +69,8 @@ func (c *Config) fillDefaults() {
 
 // Transport is the WebSocket engine.Transport. Safe for concurrent use.
 type Transport struct {
-	cfg      Config
-	anyOrig  bool
-	maxPaths int
+	cfg     Config
+	anyOrig bool
 }
 
 // New returns a WebSocket transport for engine.WithTransport.
@@ -114,6 +117,9 @@ var errPeerClose = errors.New("ws: closed by the peer")
 
 // Ready implements engine.TransportConn.
 func (w *conn) Ready() bool { return w.state == stateOpen }
+
+// wsConn returns the WebSocket state, for Mux.
+func (w *conn) wsConn() *conn { return w }
 
 // Unwrap implements engine.TransportConn.
 func (w *conn) Unwrap(c *engine.Conn, in []byte) (int, []byte, int, error) {
@@ -196,10 +202,10 @@ func (t *Transport) originOK(r *Request) bool {
 		return true
 	}
 	if len(t.cfg.Origins) == 0 {
-		// Same origin: the Origin's host[:port] is the Host the browser
-		// asked for.
+		// Same host: the page came from the host the browser asks, on any
+		// port (myimd's own pages are on the HTTP listener's port).
 		_, hostport, ok := bytes.Cut(r.Origin, []byte("://"))
-		return ok && strings.EqualFold(string(hostport), string(r.Host))
+		return ok && strings.EqualFold(hostOnly(string(hostport)), hostOnly(string(r.Host)))
 	}
 	for _, o := range t.cfg.Origins {
 		if strings.EqualFold(o, string(r.Origin)) {
@@ -236,7 +242,7 @@ func (w *conn) message(c peer, in []byte) (int, []byte, int, error) {
 	if w.frag != nil {
 		joined = len(w.frag.B)
 	}
-	if h.Length > int64(limit-joined) {
+	if h.Op < wswire.OpClose && h.Length > int64(limit-joined) { // data frames
 		return 0, nil, 0, w.fail(1009, engine.ReasonTooLarge, wswire.ErrTooLarge)
 	}
 	total := h.Size + int(h.Length)
@@ -383,4 +389,12 @@ func CloseCode(r engine.CloseReason) uint16 {
 		return 1013
 	}
 	return 4000 + uint16(r)
+}
+
+// hostOnly strips the port from host[:port] (IPv6 in brackets included).
+func hostOnly(hp string) string {
+	if h, _, err := net.SplitHostPort(hp); err == nil {
+		return h
+	}
+	return strings.Trim(hp, "[]")
 }

@@ -232,6 +232,15 @@ func TestRefusedUpgrades(t *testing.T) {
 	if _, resp := upgrade(t, c, "Origin: https://chat.example\r\n"); resp.StatusCode != 101 {
 		t.Fatalf("allowed origin: %d", resp.StatusCode)
 	}
+	// Without a list: the request's own host, on any port.
+	s = startServer(t, ws.Config{})
+	for origin, status := range map[string]int{"http://127.0.0.1:5280": 101, "https://127.0.0.1": 101,
+		"http://evil.example": 403, "null": 403} {
+		c := dialTCP(t, s)
+		if _, resp := upgrade(t, c, "Origin: "+origin+"\r\n"); resp.StatusCode != status {
+			t.Errorf("origin %s: %d, want %d", origin, resp.StatusCode, status)
+		}
+	}
 }
 
 func TestSlowUpgrade(t *testing.T) {
@@ -291,5 +300,22 @@ func TestFramingViolations(t *testing.T) {
 				t.Fatalf("after the close: %v, want EOF", err)
 			}
 		})
+	}
+}
+
+func TestFullServerAnswers503(t *testing.T) {
+	s := startServer(t, ws.Config{}, engine.WithMaxConns(1))
+	c := dialTCP(t, s)
+	if _, resp := upgrade(t, c, ""); resp.StatusCode != 101 {
+		t.Fatalf("first: %d", resp.StatusCode)
+	}
+	c2 := dialTCP(t, s)
+	_, _ = io.WriteString(c2, upgradeRequest("/endpoint", ""))
+	resp, err := http.ReadResponse(bufio.NewReader(c2), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 503 {
+		t.Fatalf("second: %d, want 503", resp.StatusCode)
 	}
 }

@@ -17,6 +17,7 @@ type serverRecord struct {
 	ID        uint32 `json:"id"`
 	Role      string `json:"role"`
 	Addr      string `json:"addr"`
+	WSAddr    string `json:"ws,omitempty"`
 	Priority  int    `json:"prio"`
 	Load      int    `json:"load"`
 	StaticKey []byte `json:"key,omitempty"`
@@ -115,7 +116,7 @@ func (r *Table) RegisterServer(ctx context.Context, s route.Server, ttl time.Dur
 	}
 	now := nowMs()
 	rec, err := json.Marshal(serverRecord{
-		ID: s.ID, Role: s.Role, Addr: s.Addr, Priority: s.Priority, Load: s.Load,
+		ID: s.ID, Role: s.Role, Addr: s.Addr, WSAddr: s.WSAddr, Priority: s.Priority, Load: s.Load,
 		StaticKey: s.StaticKey, Cert: s.Cert, Updated: now, Expires: now + ttlMs(ttl), Info: s.Info,
 	})
 	if err != nil {
@@ -172,7 +173,7 @@ func (r *Table) Servers(ctx context.Context, role string) ([]route.Server, error
 			continue
 		}
 		out = append(out, route.Server{
-			ID: rec.ID, Role: rec.Role, Addr: rec.Addr, Priority: rec.Priority, Load: rec.Load,
+			ID: rec.ID, Role: rec.Role, Addr: rec.Addr, WSAddr: rec.WSAddr, Priority: rec.Priority, Load: rec.Load,
 			StaticKey: rec.StaticKey, Cert: rec.Cert, Updated: rec.Updated, Info: rec.Info,
 		})
 	}

@@ -38,7 +38,7 @@ func testServerOrdering(t *testing.T, tb route.Table) {
 	for _, s := range []route.Server{
 		{ID: 1, Role: "endpoint", Addr: "10.0.0.1:7000", Priority: 2, Load: 0},
 		{ID: 2, Role: "endpoint", Addr: "10.0.0.2:7000", Priority: 1, Load: 50},
-		{ID: 3, Role: "endpoint", Addr: "10.0.0.3:7000", Priority: 1, Load: 10, StaticKey: []byte{0, 1, 2, 255}},
+		{ID: 3, Role: "endpoint", Addr: "10.0.0.3:7000", WSAddr: ":5290", Priority: 1, Load: 10, StaticKey: []byte{0, 1, 2, 255}},
 		{ID: 4, Role: "endpoint", Addr: "10.0.0.4:7000", Priority: 1, Load: 10},
 		{ID: 5, Role: "center", Addr: "10.0.1.1:7100", Priority: 0, Load: 0},
 	} {
@@ -60,7 +60,7 @@ func testServerOrdering(t *testing.T, tb route.Table) {
 		t.Fatal(err)
 	}
 	got := ss[0]
-	if got.Role != "endpoint" || got.Addr != "10.0.0.3:7000" || got.Priority != 1 || got.Load != 10 ||
+	if got.Role != "endpoint" || got.Addr != "10.0.0.3:7000" || got.WSAddr != ":5290" || got.Priority != 1 || got.Load != 10 ||
 		string(got.StaticKey) != "\x00\x01\x02\xff" || got.Updated < before {
 		t.Fatalf("server 3 read back as %+v", got)
 	}

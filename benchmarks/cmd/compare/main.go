@@ -392,8 +392,8 @@ func runOne(ctx context.Context, o options, bin string, round int, f figure, s s
 	case "myim":
 		dir := filepath.Join(o.out, tag+".data")
 		args := []string{"--data-dir", dir, "--endpoint-addr", addr, "--login-addr", "127.0.0.1:0",
-			"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0", "--shutdown-grace", "5s", "--admin-secret", "compare-secret",
-			"--log-level", "warn", "--pprof", "--handshake-rate", "-1", "--ws-addr", "127.0.0.1:0"}
+			"--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--center-addr", "127.0.0.1:0", "--ws-addr", "127.0.0.1:0", "--shutdown-grace", "5s", "--admin-secret", "compare-secret",
+			"--log-level", "warn", "--pprof", "--handshake-rate", "-1"}
 		if o.loops > 0 {
 			args = append(args, "--loops", strconv.Itoa(o.loops))
 		}

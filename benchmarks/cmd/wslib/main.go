@@ -5,6 +5,7 @@
 // the baseline. For each it reads the server's RSS per idle connection
 // (after one message each, and after a forced collection) and its CPU per
 // echoed message (a 64-byte MyIM frame, one in flight per connection).
+// gnet-wss is engine/ws under its TLS layer (wss://).
 //
 //	go run ./cmd/wslib -n 2000 -duration 10s
 //
@@ -14,9 +15,15 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -91,11 +98,19 @@ func runServer(lib string) error {
 	}
 	addr := ln.Addr().String()
 	switch lib {
-	case "tcp", "gnet-ws":
+	case "tcp", "gnet-ws", "gnet-wss":
 		_ = ln.Close()
 		opts := []engine.Option{engine.WithAddr(addr), engine.WithLoops(1), engine.WithMaxConns(100_000)}
-		if lib == "gnet-ws" {
+		switch lib {
+		case "gnet-ws":
 			opts = append(opts, engine.WithTransport(ws.New(ws.Config{})))
+		case "gnet-wss":
+			cert, err := selfSigned()
+			if err != nil {
+				return err
+			}
+			wss := ws.NewTLS(ws.TLSConfig{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
+			opts = append(opts, engine.WithWrapListener(wss.Listener), engine.WithTransport(wss.Wrap(ws.New(ws.Config{}))))
 		}
 		s := engine.New(echo{}, opts...)
 		if err := s.Start(); err != nil {
@@ -207,8 +222,11 @@ func measure(lib string, n, busy int, dur time.Duration) (result, error) {
 func dial(lib, addr string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if lib == "tcp" {
+	switch lib {
+	case "tcp":
 		return net.DialTimeout("tcp", addr, 10*time.Second)
+	case "gnet-wss":
+		return wswire.Dial(ctx, "wss://"+addr+"/", wswire.DialConfig{TLS: &tls.Config{InsecureSkipVerify: true}})
 	}
 	return wswire.Dial(ctx, "ws://"+addr+"/", wswire.DialConfig{})
 }
@@ -243,4 +261,19 @@ func cpuTicks(pid int) int64 {
 	u, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return u + st
+}
+
+// selfSigned makes a throwaway certificate for the wss:// server.
+func selfSigned() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Minute),
+		NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }

@@ -1,6 +1,7 @@
 import { parseRootKeys, type RootKey } from "./credentials.js";
-import type { WebSocketLike } from "./transport.js";
+import type { WebSocketLike, Wire } from "./transport.js";
 import { randomBytes } from "./crypto.js";
+import { openWebSocket } from "./transport.js";
 
 /** What a device needs to talk to a MyIM cluster. Zero values are documented per field. */
 export interface Config {
@@ -31,6 +32,12 @@ export interface Config {
   loginRetryMs?: number;
   /** The device's clock, stamping messages' Time; Date.now by default. */
   now?: () => number;
+  /**
+   * Opens a connection to a login or endpoint URL; a WebSocket by default.
+   * Another transport carrying the same frames (raw TCP in a Node program)
+   * plugs in here.
+   */
+  openWire?: (url: string, timeoutMs: number) => Promise<Wire>;
 }
 
 /** Config with its defaults filled in: the one place defaults live. */
@@ -46,6 +53,7 @@ export interface Resolved {
   requestTimeoutMs: number;
   loginRetryMs: number;
   now: () => number;
+  openWire: (url: string, timeoutMs: number) => Promise<Wire>;
 }
 
 export function resolve(c: Config): Resolved {
@@ -61,6 +69,7 @@ export function resolve(c: Config): Resolved {
     requestTimeoutMs: c.requestTimeoutMs ?? 10_000,
     loginRetryMs: c.loginRetryMs ?? 60_000,
     now: c.now ?? Date.now,
+    openWire: c.openWire ?? ((url, t) => openWebSocket(url, t, c.WebSocket)),
   };
 }
 

@@ -12,7 +12,7 @@ import { Cmd, type Frame } from "./frame.js";
 import { Keys } from "./keys.js";
 import { type LoginResult, PrologueIK, type Server, parseServers, serverError } from "./login.js";
 import { HandshakeState, IK } from "./noise.js";
-import { openWebSocket, type Wire } from "./transport.js";
+import type { Wire } from "./transport.js";
 import { Emitter } from "./emitter.js";
 
 /** A message received, pushed or fetched. */
@@ -102,7 +102,7 @@ export class Conn extends Emitter<ConnEvents> {
   readonly serverTime: bigint;
   private sends = new Map<bigint, Pending>();
   private reqs = new Map<number, Pending>();
-  private pongs: Array<() => void> = [];
+  private pongs: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   private nextReq = 0;
   private nextCID: bigint;
   private err: Error | null = null;
@@ -139,7 +139,7 @@ export class Conn extends Emitter<ConnEvents> {
    */
   static async dial(config: Config, url: string, serverKey: Uint8Array, token: string, opts: ConnOptions = {}): Promise<Conn> {
     const c = resolve(config);
-    const wire = await openWebSocket(url, c.timeoutMs, c.WebSocket);
+    const wire = await c.openWire(url, c.timeoutMs);
     try {
       const hs = new HandshakeState({ pattern: IK, initiator: true, prologue: PrologueIK, static: c.device, remoteStatic: serverKey });
       wire.send(F.encode(Cmd.Handshake, 0, hs.write(F.utf8(token))));
@@ -154,7 +154,7 @@ export class Conn extends Emitter<ConnEvents> {
       // The first sealed frame proves this side holds the keys: only then
       // does the endpoint announce the session. The PING after it returns
       // once the endpoint handled it.
-      conn.send(Cmd.Pong, 0, new Uint8Array(0));
+      wire.send(keys.seal(Cmd.Pong, 0, new Uint8Array(0)));
       await conn.ping();
       if (o.autoFetch) {
         conn.fetch(F.FetchKind.P2P).catch(() => {});
@@ -200,6 +200,7 @@ export class Conn extends Emitter<ConnEvents> {
       p.reject(new ClosedError("connection closed before the answer", { cause: e }));
     }
     this.reqs.clear();
+    for (const p of this.pongs.splice(0)) p.reject(new ClosedError("connection closed before the PONG", { cause: e }));
     this.emit("close", e);
   }
 
@@ -236,7 +237,7 @@ export class Conn extends Emitter<ConnEvents> {
   private handle(f: Frame): void {
     switch (f.cmd) {
       case Cmd.Pong:
-        this.pongs.shift()?.();
+        this.pongs.shift()?.resolve();
         return;
       case Cmd.Ping:
         this.wire.send(F.encode(Cmd.Pong, 0, f.body));
@@ -384,9 +385,15 @@ export class Conn extends Emitter<ConnEvents> {
   ping(): Promise<void> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new TimeoutError("ping")), this.c.timeoutMs);
-      this.pongs.push(() => {
-        clearTimeout(timer);
-        resolve();
+      this.pongs.push({
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
       });
       try {
         this.send(Cmd.Ping, 1, new Uint8Array(0));
@@ -408,11 +415,11 @@ export class Conn extends Emitter<ConnEvents> {
    * (retryable or not) on an ERROR, a closed connection or no answer within
    * Config.sendTimeoutMs. Pass cid to resend a message with its original id.
    */
-  sendMessage(to: bigint, content: Uint8Array | string, opts: { qos?: 0 | 1; group?: boolean; cid?: bigint } = {}): Promise<Acked | null> {
+  sendMessage(to: bigint | number, content: Uint8Array | string, opts: { qos?: 0 | 1; group?: boolean; cid?: bigint } = {}): Promise<Acked | null> {
     const qos = opts.qos ?? 1;
     const cid = opts.cid ?? this.newCID();
     const data = typeof content === "string" ? F.utf8(content) : content;
-    const body = F.msgBody({ from: this.user, to, time: BigInt(this.c.now()), cid }, data);
+    const body = F.msgBody({ from: this.user, to: BigInt(to), time: BigInt(this.c.now()), cid }, data);
     const cmd = opts.group ? Cmd.GroupMsg : Cmd.Msg;
     if (qos === 0) {
       this.send(cmd, 0, body);

@@ -15,4 +15,5 @@ export { HTTPClient, type FileInfo } from "./http.js";
 export { parseRootKeys, formatRootKey, verifyCert, fingerprint, type RootKey, type Cert } from "./credentials.js";
 export { Cmd, Status, AckStatus, FetchKind, GroupOp, Notice, FrameReader, encode, decode, parseJSON, hex, fromHex } from "./frame.js";
 export { Keys } from "./keys.js";
+export { openWebSocket, type Wire, type WebSocketLike } from "./transport.js";
 export { HandshakeState, XX, IK } from "./noise.js";

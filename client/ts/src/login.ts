@@ -9,7 +9,7 @@ import { ErrorCode, HandshakeError, MyIMError, ServerError } from "./errors.js";
 import { Cmd, encode, type Frame, parseError, parseJSON } from "./frame.js";
 import { Keys } from "./keys.js";
 import { HandshakeState, XX } from "./noise.js";
-import { openWebSocket, type Wire } from "./transport.js";
+import type { Wire } from "./transport.js";
 import { base64Decode } from "./credentials.js";
 import { wipe } from "./crypto.js";
 
@@ -70,7 +70,7 @@ async function recvHandshake(w: Wire, timeoutMs: number): Promise<Frame> {
 }
 
 async function loginOnce(c: Resolved, name: string, password: string): Promise<LoginResult> {
-  const w = await openWebSocket(`${c.url}/login`, c.timeoutMs, c.WebSocket);
+  const w = await c.openWire(`${c.url}/login`, c.timeoutMs);
   try {
     const hs = new HandshakeState({ pattern: XX, initiator: true, prologue: PrologueXX, static: c.device });
     w.send(encode(Cmd.Handshake, 0, hs.write()));

@@ -9,7 +9,7 @@ import { type Acked, Conn, type ConnEvents, cidBase, connect } from "./conn.js";
 import { Dedupe } from "./delivery.js";
 import { Emitter } from "./emitter.js";
 import { ClosedError, ErrorCode, MovedError, MyIMError, SendError, ServerError } from "./errors.js";
-import { type LoginResult, login } from "./login.js";
+import { type LoginResult, type Server, login } from "./login.js";
 
 export interface SessionEvents extends ConnEvents {
   /** A connection is up (the first, or a new one after a reconnect). */
@@ -68,6 +68,11 @@ export class Session extends Emitter<SessionEvents> {
   /** The session's user, once logged in. */
   get user(): bigint {
     return this.res?.user ?? 0n;
+  }
+
+  /** The server of the current connection, from the server list (null between connections). */
+  get server(): Server | null {
+    return this.current && this.res ? (this.res.servers[this.lastServer] ?? null) : null;
   }
 
   /** The current access token (for the HTTP API). */
@@ -181,6 +186,11 @@ export class Session extends Emitter<SessionEvents> {
     throw last;
   }
 
+  /** A fresh client message id, for a send whose CID the caller wants to know first (its group echo carries it). */
+  newCID(): bigint {
+    return ++this.nextCID;
+  }
+
   /**
    * Sends a MSG (or GROUP_MSG with group: true). QoS 1 (the default) is
    * sent again with the same CID on the next connection when the current
@@ -189,14 +199,14 @@ export class Session extends Emitter<SessionEvents> {
    * shows it once whatever the number of attempts. signal ends the
    * attempts (the last SendError is thrown).
    */
-  async send(to: bigint, content: Uint8Array | string, opts: { qos?: 0 | 1; group?: boolean; signal?: AbortSignal } = {}): Promise<Acked | null> {
-    const cid = ++this.nextCID;
+  async send(to: bigint | number, content: Uint8Array | string, opts: { qos?: 0 | 1; group?: boolean; cid?: bigint; signal?: AbortSignal } = {}): Promise<Acked | null> {
+    const cid = opts.cid ?? this.newCID();
     let last: Error | null = null;
     for (;;) {
       if (opts.signal?.aborted) throw last ?? new SendError(cid, new ClosedError("aborted"));
       const c = await this.connected();
       try {
-        return await c.sendMessage(to, content, { qos: opts.qos ?? 1, group: opts.group, cid });
+        return await c.sendMessage(BigInt(to), content, { qos: opts.qos ?? 1, group: opts.group, cid });
       } catch (e) {
         last = e as Error;
         if (!(e instanceof SendError) || !e.retryable) throw e;

@@ -1,0 +1,551 @@
+package center
+
+import (
+	"context"
+	"maps"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/myim/myim/engine/im"
+	"github.com/myim/myim/frame"
+	"github.com/myim/myim/route"
+)
+
+// The center's point-to-point delivery state machine. A session is in one
+// of two modes:
+//
+//   - live: a new message is pushed to it at once and tracked in its
+//     window (sessState.flight) and in pending until the receipt;
+//   - spill: new messages go to the store, and a drain pushes the stored
+//     ones in MID order as the window frees.
+//
+// A session starts in spill (Online): what was stored for its user while it
+// was away is pushed before anything newer, so the client never has to
+// FETCH to keep per-sender order. A message goes to the store while the
+// user is online when a session is spilling or its window is full; then
+// every session of the user spills, and the decision is taken before the
+// message leaves route, so that the next message of the same sender cannot
+// overtake it live. A session goes back to live only when the store holds
+// nothing it has not been pushed, no message is on its way to the store
+// (storing), and no other session of the user holds a live push it lacks
+// (such a push is stored when that session goes away, and would come after
+// newer ones: the horizon).
+//
+// Order: MIDs grow per center; one sender's messages reach route one at a
+// time (its session is read by one event loop) and reach the store through
+// one writer in the order they were handed over, so a sender's messages
+// are pushed, stored and drained in MID order. The sender's clock (Time)
+// plays no part.
+
+const storingShards = 64
+
+type storingShard struct {
+	mu sync.Mutex
+	m  map[uint64]int
+}
+
+// storingAdd counts messages for user handed to the offline writer.
+func (c *LocalCenter) storingAdd(user uint64, n int) {
+	sh := &c.storing[user%storingShards]
+	sh.mu.Lock()
+	if sh.m == nil {
+		sh.m = make(map[uint64]int)
+	}
+	sh.m[user] += n
+	sh.mu.Unlock()
+}
+
+// storingDone counts one message for user written or refused; when none is
+// left on its way, the user's spilling sessions drain again (a drain that
+// found the count non-zero stopped without going live).
+func (c *LocalCenter) storingDone(user uint64) {
+	sh := &c.storing[user%storingShards]
+	sh.mu.Lock()
+	n := sh.m[user] - 1
+	if n <= 0 {
+		delete(sh.m, user)
+	} else {
+		sh.m[user] = n
+	}
+	sh.mu.Unlock()
+	if n <= 0 {
+		c.kickDrains(user)
+	}
+}
+
+func (c *LocalCenter) storingCount(user uint64) int {
+	sh := &c.storing[user%storingShards]
+	sh.mu.Lock()
+	n := sh.m[user]
+	sh.mu.Unlock()
+	return n
+}
+
+// drainGrace is how long a new session waits for its client's FETCH
+// before the server pushes the stored messages by itself: a client that
+// fetches at once (as the docs say) gets them as its FETCH answer, one
+// that does not gets them all the same.
+const drainGrace = 2 * time.Second
+
+// resumeSession ends the wait for a FETCH of a session an endpoint
+// announced again (its client stays connected and will not fetch): its
+// stored messages are pushed now.
+func (c *LocalCenter) resumeSession(user uint64, s im.SessionRef) {
+	c.routes.Lookup(user, func(a route.Addr, v any) {
+		if a.Session == s.Session {
+			st := v.(*sessState)
+			st.mu.Lock()
+			st.holdUntil = time.Time{}
+			st.mu.Unlock()
+			c.resumeDrain(user, st)
+		}
+	})
+}
+
+// maxSessionsPerPush is how many sessions of one user route handles
+// without allocating; more still work.
+const maxSessionsPerPush = 8
+
+// route pushes a point-to-point message, its MID set, to the sessions of
+// to on this center and tracks the receipts of QoS 1. When to has no
+// session here and remote is set, the message goes to the cluster's
+// routers (another center may hold to); otherwise what cannot be pushed is
+// stored offline. origin is the center that forwarded the message and is
+// answered in place of its sender; 0 for a sender of this center. A QoS 1
+// message forwarded for a user with no session here is not stored: origin
+// is answered moved and routes it again (center_cluster.go).
+// Ownership of buf passes.
+func (c *LocalCenter) route(buf *bytebufferpool.ByteBuffer, user, cid uint64, qos frame.QoS, to uint64,
+	origin uint32, remote bool) {
+	mid := frame.Msg(frame.Frame(buf.B).Body()).MID()
+	var arr [maxSessionsPerPush]*sessState
+	sts := arr[:0]
+	var addrs [maxSessionsPerPush]uint32
+	eps := addrs[:0]
+	blocked := false // a session spills or its window is full: the message goes to the store
+	sh := &c.pending[mid%pendingShards]
+	// Hold the shard lock while pushing, so that a receipt arriving before
+	// the pushes end finds the entry.
+	sh.mu.Lock()
+	online := c.routes.Lookup(to, func(a route.Addr, v any) {
+		st := v.(*sessState)
+		st.mu.Lock()
+		if len(st.flight) >= c.cfg.Window || st.spill {
+			blocked = true
+		}
+		st.mu.Unlock()
+		sts = append(sts, st)
+		eps = append(eps, a.Endpoint)
+	})
+	pushed := 0
+	var p *pending
+	if online > 0 && !blocked {
+		if qos == frame.QoS1 {
+			p = &pending{from: user, cid: cid, qos: qos, origin: origin, deadline: time.Now().Add(c.cfg.AckTimeout)}
+			p.sessions = p.one[:0]
+		}
+		for i, st := range sts {
+			ep := c.endpoint(eps[i])
+			if ep == nil {
+				continue
+			}
+			out := bytebufferpool.Get()
+			out.B = append(out.B, buf.B...)
+			frame.Msg(frame.Frame(out.B).Body()).SetDSrv(eps[i])
+			if ep.Deliver(st.ref, out) != nil {
+				bytebufferpool.Put(out)
+				continue
+			}
+			pushed++
+			if qos == frame.QoS1 {
+				st.mu.Lock()
+				if st.flight == nil {
+					st.flight = make(map[uint64]bool)
+				}
+				st.flight[mid] = true
+				st.mu.Unlock()
+				p.sessions = append(p.sessions, st)
+			}
+		}
+	}
+	if pushed > 0 {
+		c.Delivered.Add(1)
+		if remote && c.cl != nil {
+			// The user's devices on other centers get a copy (relay
+			// copies buf before the lock that guards it is released).
+			c.cl.relay(to, buf.B)
+		}
+		if qos == frame.QoS1 {
+			p.buf = buf
+			sh.m[pendKey{to, mid}] = p
+			sh.mu.Unlock()
+			return
+		}
+		sh.mu.Unlock()
+		bytebufferpool.Put(buf)
+		return
+	}
+	sh.mu.Unlock()
+	if online == 0 && remote && c.cl.routeP2P(buf, user, cid, qos, to) {
+		return
+	}
+	if online == 0 && origin != 0 && qos == frame.QoS1 && c.cl.reroutes(origin) {
+		c.cl.moved(origin, to, mid) // the route origin followed was stale
+		bytebufferpool.Put(buf)
+		return
+	}
+	if qos == frame.QoS0 && online > 0 {
+		c.Shed.Add(1) // online but not pushable now: QoS 0 is shed first
+		bytebufferpool.Put(buf)
+		return
+	}
+	// Every session spills before the message leaves: the sender's next
+	// message finds them spilling and follows this one into the store.
+	// The offline writer starts their drains once it is stored.
+	for _, st := range sts {
+		st.mu.Lock()
+		if !st.spill && !st.gone {
+			st.spill = true
+			c.spilling.Add(1)
+		}
+		st.spillGen++
+		st.mu.Unlock()
+	}
+	c.storeAndAck(buf, user, cid, qos, to, origin)
+}
+
+// setSpill puts st in spill mode; it reports whether a drain must be
+// started (none runs).
+func (c *LocalCenter) setSpill(st *sessState) bool {
+	st.mu.Lock()
+	if st.gone {
+		st.mu.Unlock()
+		return false
+	}
+	if !st.spill {
+		st.spill = true
+		c.spilling.Add(1)
+	}
+	st.spillGen++
+	start := !st.draining
+	st.draining = true
+	st.mu.Unlock()
+	return start
+}
+
+// spillTo is called once a message for user was stored (or its storing
+// failed): every online session of user drains the store from now on.
+func (c *LocalCenter) spillTo(user uint64) {
+	c.routes.Lookup(user, func(_ route.Addr, v any) {
+		st := v.(*sessState)
+		if c.setSpill(st) {
+			c.startDrain(user, st)
+		}
+	})
+}
+
+// startDrain queues a drain of st, which the caller marked draining.
+func (c *LocalCenter) startDrain(user uint64, st *sessState) {
+	if !c.submit(func() { c.drain(user, st) }) {
+		st.mu.Lock()
+		st.draining = false // the next store or receipt retries
+		st.mu.Unlock()
+	}
+}
+
+// resumeDrain restarts a spilling session's drain, unless one runs.
+func (c *LocalCenter) resumeDrain(user uint64, st *sessState) {
+	st.mu.Lock()
+	start := st.spill && !st.draining && len(st.flight) < c.cfg.Window
+	if start {
+		st.draining = true
+	}
+	st.mu.Unlock()
+	if start {
+		c.startDrain(user, st)
+	}
+}
+
+// kickDrains resumes the drains of user's spilling sessions: something
+// that held them back (a message on its way to the store, another
+// session's live push) is resolved.
+func (c *LocalCenter) kickDrains(user uint64) {
+	if c.spilling.Load() == 0 {
+		return
+	}
+	c.routes.Lookup(user, func(_ route.Addr, v any) { c.resumeDrain(user, v.(*sessState)) })
+}
+
+// horizon returns the lowest MID pushed live to another session of user,
+// and not to st, whose receipt is still awaited: if that session goes, the
+// message is stored, so st may not be pushed any stored message above it
+// first. MaxUint64 when there is none.
+func (c *LocalCenter) horizon(user uint64, st *sessState) uint64 {
+	h := uint64(math.MaxUint64)
+	var live []uint64
+	c.routes.Lookup(user, func(_ route.Addr, v any) {
+		o := v.(*sessState)
+		if o == st {
+			return
+		}
+		o.mu.Lock()
+		for mid, l := range o.flight {
+			if l && mid < h {
+				live = append(live, mid)
+			}
+		}
+		o.mu.Unlock()
+	})
+	if len(live) == 0 {
+		return h
+	}
+	st.mu.Lock()
+	for _, mid := range live {
+		if _, mine := st.flight[mid]; !mine && mid < h {
+			h = mid
+		}
+	}
+	st.mu.Unlock()
+	return h
+}
+
+// pushStored pushes a stored message to st and records it in its window.
+// pushMu must be held. False when the session is gone.
+func (c *LocalCenter) pushStored(st *sessState, mid uint64, b []byte) bool {
+	st.mu.Lock()
+	if st.flight == nil {
+		st.flight = make(map[uint64]bool)
+	}
+	st.flight[mid] = false
+	st.mu.Unlock()
+	return c.sendRef(st.ref, b)
+}
+
+// skipped reports whether a stored message is already with st (pushed
+// and unacked, or acked and being deleted). st.mu must be held.
+func (st *sessState) skipped(mid uint64) bool {
+	if _, ok := st.flight[mid]; ok {
+		return true
+	}
+	_, ok := st.acked[mid]
+	return ok
+}
+
+// drain pushes a spilling session's stored messages, lowest MID first, as
+// far as its window and the horizon allow; receipts delete them from the
+// store and resume the drain. Every round reads the store from its start
+// and skips what the session already has, so that a message stored below
+// one already pushed (another sender's, committed later) is never passed
+// over. When nothing is left, nothing is on its way to the store and no
+// other session holds a live push this one lacks, the session goes back to
+// live pushes, unless a message was stored meanwhile (spillGen moved).
+func (c *LocalCenter) drain(user uint64, st *sessState) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st.pushMu.Lock()
+	defer st.pushMu.Unlock()
+	stop := func() {
+		st.mu.Lock()
+		st.draining = false
+		st.mu.Unlock()
+	}
+	for {
+		st.mu.Lock()
+		room := c.cfg.Window - len(st.flight)
+		gen, have := st.spillGen, len(st.flight)+len(st.acked)
+		// Acks whose delete is not committed, taken before the read (see
+		// fetch): skipped even if their delete commits during it.
+		var acked map[uint64]struct{}
+		if len(st.acked) > 0 {
+			acked = maps.Clone(st.acked)
+		}
+		if !st.spill {
+			st.draining = false
+			st.mu.Unlock()
+			return
+		}
+		// A new session waits for its client's FETCH a little, when there
+		// is something to push (if the store is empty it goes live now).
+		hold := time.Now().Before(st.holdUntil)
+		st.mu.Unlock()
+		if room <= 0 {
+			stop() // resumeDrain restarts it on a receipt
+			return
+		}
+		h := c.horizon(user, st)
+		limit := room + have
+		msgs, err := c.cfg.Store.FetchOffline(ctx, user, 0, limit)
+		if err != nil {
+			stop() // the next store or receipt retries
+			return
+		}
+		pushed, held := 0, false
+		for _, m := range msgs {
+			if _, ok := acked[m.MID]; ok {
+				continue
+			}
+			st.mu.Lock()
+			skip := st.skipped(m.MID)
+			st.mu.Unlock()
+			if skip {
+				continue
+			}
+			if m.MID >= h {
+				held = true
+				break
+			}
+			if hold {
+				stop() // the FETCH or the grace timer resumes it
+				return
+			}
+			if pushed == room {
+				break
+			}
+			if !c.pushStored(st, m.MID, appendStored(m, st.ref.Endpoint)) {
+				stop()
+				return
+			}
+			pushed++
+		}
+		if pushed > 0 {
+			continue // more may follow: the window decides
+		}
+		st.mu.Lock()
+		if st.spillGen != gen {
+			st.mu.Unlock()
+			continue // stored meanwhile: go round again
+		}
+		if held || c.storingCount(user) > 0 {
+			// A receipt, a stored message or the end of the storing
+			// restarts it (kickDrains).
+			st.draining = false
+			st.mu.Unlock()
+			return
+		}
+		st.spill, st.draining = false, false
+		c.spilling.Add(-1)
+		st.mu.Unlock()
+		return
+	}
+}
+
+// ack handles a client's receipt.
+func (c *LocalCenter) ack(user uint64, s im.SessionRef, a frame.Ack) {
+	mid := a.MID()
+	switch a.Status() {
+	case frame.AckReceived:
+		k := pendKey{user, mid}
+		sh := &c.pending[mid%pendingShards]
+		sh.mu.Lock()
+		p := sh.m[k]
+		delete(sh.m, k)
+		sh.mu.Unlock()
+		if p == nil { // a message pushed from the store, or stored at its receipt timeout
+			c.ackStored(user, s, mid)
+			return
+		}
+		for _, st := range p.sessions {
+			st.mu.Lock()
+			delete(st.flight, mid)
+			st.mu.Unlock()
+			c.resumeDrain(user, st)
+		}
+		if p.qos == frame.QoS1 {
+			c.acked(p.from, p.cid, mid, user, p.origin, frame.AckDelivered)
+		}
+		bytebufferpool.Put(p.buf)
+		c.kickDrains(user) // a horizon may have moved
+	case frame.AckGroupRead:
+		group := a.Peer()
+		c.routes.Lookup(user, func(a route.Addr, v any) {
+			if a.Session == s.Session {
+				st := v.(*sessState)
+				st.mu.Lock()
+				if st.groupAcked == nil {
+					st.groupAcked = make(map[uint64]uint64)
+				}
+				st.groupAcked[group] = max(st.groupAcked[group], mid)
+				st.mu.Unlock()
+			}
+		})
+		c.submit(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := c.cfg.Store.AckGroup(ctx, group, user, mid); err != nil {
+				if ok, n := c.storeWarn.Allow(); ok {
+					c.cfg.Logger.Warn("group ack failed", "group", group, "user", user, "err", err, "suppressed", n)
+				}
+			}
+		})
+	}
+}
+
+// ackStored deletes an acked stored message; until the delete is done the
+// session's drain skips it.
+func (c *LocalCenter) ackStored(user uint64, s im.SessionRef, mid uint64) {
+	var st *sessState
+	c.routes.Lookup(user, func(a route.Addr, v any) {
+		if a.Session == s.Session {
+			st = v.(*sessState)
+		}
+	})
+	if st != nil {
+		st.mu.Lock()
+		delete(st.flight, mid)
+		if st.acked == nil {
+			st.acked = make(map[uint64]struct{})
+		}
+		st.acked[mid] = struct{}{}
+		st.mu.Unlock()
+	}
+	forget := func() {
+		if st != nil {
+			st.mu.Lock()
+			delete(st.acked, mid)
+			st.mu.Unlock()
+		}
+	}
+	if !c.submit(func() {
+		defer forget()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.cfg.Store.DeleteOffline(ctx, user, []uint64{mid}); err != nil {
+			if ok, n := c.storeWarn.Allow(); ok {
+				c.cfg.Logger.Warn("offline delete failed", "user", user, "err", err, "suppressed", n)
+			}
+			return
+		}
+		c.OfflineDeleted.Add(1)
+	}) {
+		forget()
+		if ok, n := c.storeWarn.Allow(); ok {
+			c.cfg.Logger.Warn("offline delete dropped: queue full", "user", user, "suppressed", n)
+		}
+	}
+	if st != nil {
+		c.resumeDrain(user, st)
+	}
+}
+
+// sweeper stores pushed messages whose receipt is overdue and acks their
+// senders STORED. The push stays outstanding in the sessions' windows: it
+// is not pushed to them again (which would put it after newer ones), and
+// its late receipt deletes it from the store. If the session goes first,
+// the stored copy reaches the user's next session in MID order.
+func (c *LocalCenter) sweeper() {
+	defer c.wg.Done()
+	every := min(time.Second, max(c.cfg.AckTimeout/4, 10*time.Millisecond))
+	sweepExpired(c.stop, every, c.pending[:], func(k pendKey, p *pending) {
+		for _, st := range p.sessions {
+			st.mu.Lock()
+			if _, ok := st.flight[k.mid]; ok {
+				st.flight[k.mid] = false
+			}
+			st.mu.Unlock()
+		}
+		c.storeAndAck(p.buf, p.from, p.cid, p.qos, k.to, p.origin)
+	})
+}

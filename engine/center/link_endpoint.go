@@ -1,0 +1,578 @@
+package center
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/myim/myim/engine"
+	"github.com/myim/myim/engine/im"
+	"github.com/myim/myim/frame"
+)
+
+// RemoteCenterConfig wires an endpoint to a center over a link.
+type RemoteCenterConfig struct {
+	// Addr is the center's link listener, host:port.
+	Addr string
+	// Fallbacks are other centers' link listeners: when the current center
+	// cannot be reached, the endpoint tries the next, in turn, and
+	// announces its sessions there. The centers must share the store and
+	// the route table (a cluster of centers), so that nothing acked is
+	// lost by the move.
+	Fallbacks []string
+	Link      LinkConfig
+	// DialTimeout bounds connecting, the TLS handshake and HELLO. Default 5 s.
+	DialTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait between reconnect attempts,
+	// which doubles per failed attempt and is jittered so that the
+	// endpoints of a restarted center do not all come back at once.
+	// Defaults 100 ms and 5 s.
+	MinBackoff, MaxBackoff time.Duration
+	// FailbackInterval is how often an endpoint linked to a fallback
+	// center tries its first center (Addr) again; once that one answers,
+	// the endpoint moves back to it, as it moved away: its sessions are
+	// announced there, and what the fallback center had pushed and not
+	// seen acked is stored and then drained to them from the store.
+	// Without it, the endpoints of a restarted center would stay on the
+	// others for good. Default 30 s; negative: never move back.
+	FailbackInterval time.Duration
+}
+
+func (c *RemoteCenterConfig) fillDefaults() {
+	c.Link.fillDefaults()
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 5 * time.Second
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 100 * time.Millisecond
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		c.MaxBackoff = max(5*time.Second, c.MinBackoff)
+	}
+	if c.FailbackInterval == 0 {
+		c.FailbackInterval = 30 * time.Second
+	}
+}
+
+// RemoteCenter is the Center an endpoint process uses when its center runs
+// elsewhere: every call becomes a link frame (see link.go), and DELIVERs
+// from the center reach the attached endpoint's Deliver. It keeps one link
+// up, reconnecting with jittered exponential backoff, and after each
+// reconnect announces again every session the endpoint holds. While the
+// link is down, traffic waits in the bounded queue; a QoS 1 message that
+// does not fit is refused to its sender with an ERROR (ErrCodeRetry, ref
+// the message's client id). All methods are safe for concurrent use and
+// never block: they are called on event loops.
+type RemoteCenter struct {
+	cfg RemoteCenterConfig
+	q   *linkQueue
+	ep  im.Endpoint
+	redialer
+
+	// Guarded by q.mu.
+	sessions map[uint64]*remoteSess // by session id
+
+	startOnce sync.Once
+
+	// Stats, for metrics and tests.
+	Connects  atomic.Uint64 // links established
+	DialFails atomic.Uint64 // failed connection attempts
+	Refused   atomic.Uint64 // QoS 1 messages and requests refused: queue full
+	Dropped   atomic.Uint64 // QoS 0 traffic dropped: queue full
+	Resent    atomic.Uint64 // QoS 1 messages written again after a reconnect
+	Failbacks atomic.Uint64 // moves back to the first center
+	// AnswersLost counts QoS 1 messages answered ERROR 5 by the endpoint
+	// because the link ended between the center taking them and their
+	// answer.
+	AnswersLost atomic.Uint64
+	// DeliveredMany counts DELIVER_MANY frames: group messages that crossed
+	// the link once for several sessions.
+	DeliveredMany atomic.Uint64
+}
+
+type remoteSess struct {
+	user uint64
+	// announced: the center was told about it on some connection, so a
+	// re-announcement is a resumption.
+	announced bool
+	// unanswered holds the CIDs of the session's QoS 1 messages sent to
+	// the center that no ACK or ERROR has answered yet; made on first use.
+	unanswered map[uint64]struct{}
+}
+
+// NewRemoteCenter checks cfg and returns a center that connects once an
+// endpoint is attached (NewEndpoint does that).
+func NewRemoteCenter(cfg RemoteCenterConfig) (*RemoteCenter, error) {
+	cfg.fillDefaults()
+	if err := cfg.Link.check(); err != nil {
+		return nil, err
+	}
+	if cfg.Addr == "" {
+		return nil, errors.New("center: remote center needs an address")
+	}
+	return &RemoteCenter{cfg: cfg, q: newLinkQueue(&cfg.Link), sessions: make(map[uint64]*remoteSess),
+		redialer: newRedialer(cfg.MinBackoff, cfg.MaxBackoff)}, nil
+}
+
+// Attach registers the endpoint that receives DELIVERs and starts the link.
+// A RemoteCenter serves one endpoint; attaching another replaces it.
+func (rc *RemoteCenter) Attach(ep im.Endpoint) {
+	rc.q.mu.Lock()
+	rc.ep = ep
+	rc.q.mu.Unlock()
+	rc.startOnce.Do(func() {
+		go rc.redialer.run(&remoteSide{rc: rc, addrs: append([]string{rc.cfg.Addr}, rc.cfg.Fallbacks...)})
+	})
+}
+
+func (rc *RemoteCenter) endpoint() im.Endpoint {
+	rc.q.mu.Lock()
+	ep := rc.ep
+	rc.q.mu.Unlock()
+	return ep
+}
+
+// Online reports a session; while the link is down it is only recorded, and
+// announced when the link comes back.
+func (rc *RemoteCenter) Online(user uint64, s im.SessionRef) {
+	rc.q.mu.Lock()
+	rs := &remoteSess{user: user}
+	rc.sessions[s.Session] = rs
+	if rc.connected {
+		rs.announced = rc.q.pushLocked(sessItem(linkOnline, user, s.Session, 0))
+	}
+	rc.q.mu.Unlock()
+}
+
+// Offline reports a session gone.
+func (rc *RemoteCenter) Offline(user uint64, s im.SessionRef, bye bool) {
+	var b byte
+	if bye {
+		b = 1
+	}
+	rc.q.mu.Lock()
+	delete(rc.sessions, s.Session)
+	if rc.connected {
+		rc.q.pushLocked(sessItem(linkOffline, user, s.Session, b))
+	}
+	rc.q.mu.Unlock()
+}
+
+// Handle queues a frame for the center; see Center.Handle. When the queue
+// is full it answers requests and QoS 1 messages with ErrCodeRetry.
+func (rc *RemoteCenter) Handle(user uint64, s im.SessionRef, buf *bytebufferpool.ByteBuffer) {
+	f := frame.Frame(buf.B)
+	it := handleItem(user, s.Session, buf)
+	var cid uint64
+	switch f.Cmd() {
+	case frame.CmdMsg, frame.CmdGroupMsg, frame.CmdFile:
+		// Kept until the center confirms it, and written again on the next
+		// link (to a fallback center if this one died). A group message
+		// resent to another center may be appended twice; members drop
+		// the copy by its (sender, CID).
+		if f.QoS() == frame.QoS1 {
+			cid = frame.Msg(f.Body()).CID()
+			it.retain = cid != 0
+		}
+	}
+	rc.q.mu.Lock()
+	ok := rc.q.pushLocked(it)
+	if ok && cid != 0 {
+		// Until its answer passes back: if the link ends first, the
+		// center may have read it and died before answering, so the
+		// client is told to retry (answerLost).
+		if rs := rc.sessions[s.Session]; rs != nil {
+			if rs.unanswered == nil {
+				rs.unanswered = make(map[uint64]struct{})
+			}
+			rs.unanswered[cid] = struct{}{}
+		}
+	}
+	rc.q.mu.Unlock()
+	if ok {
+		return
+	}
+	rc.refuse(s, f)
+	bytebufferpool.Put(buf)
+}
+
+// refuse answers a frame that could not be queued.
+func (rc *RemoteCenter) refuse(s im.SessionRef, f frame.Frame) {
+	var ref uint64
+	switch f.Cmd() {
+	case frame.CmdMsg, frame.CmdGroupMsg, frame.CmdFile:
+		if f.QoS() != frame.QoS1 {
+			rc.Dropped.Add(1)
+			return
+		}
+		ref = frame.Msg(f.Body()).CID()
+	case frame.CmdFetch:
+		ref = uint64(frame.Fetch(f.Body()).Req())
+	case frame.CmdSignature, frame.CmdFriendInfo, frame.CmdFriendsOnline, frame.CmdServerList, frame.CmdProfile:
+		ref = uint64(frame.Lookup(f.Body()).Req())
+	case frame.CmdGroup:
+		ref = uint64(frame.Group(f.Body()).Req())
+	default: // receipts, presence: the client has nothing to retry
+		rc.Dropped.Add(1)
+		return
+	}
+	rc.Refused.Add(1)
+	ep := rc.endpoint()
+	if ep == nil {
+		return
+	}
+	b := bytebufferpool.Get()
+	b.B, _ = frame.AppendError(b.B, frame.ErrCodeRetry, ref, "center unreachable; retry")
+	if ep.Deliver(s, b) != nil {
+		bytebufferpool.Put(b)
+	}
+}
+
+// Notify queues a NOTICE for every session of user; dropped when the queue
+// is full.
+func (rc *RemoteCenter) Notify(user uint64, code uint16, json []byte) {
+	b := bytebufferpool.Get()
+	b.B = append(b.B, json...)
+	if !rc.q.push(notifyItem(user, code, b)) {
+		bytebufferpool.Put(b)
+		rc.Dropped.Add(1)
+	}
+}
+
+// Connected reports whether the link is up.
+func (rc *RemoteCenter) Connected() bool {
+	rc.q.mu.Lock()
+	defer rc.q.mu.Unlock()
+	return rc.connected
+}
+
+// Ready returns ErrLinkDown while the link is down; for NodeConfig.Ready.
+func (rc *RemoteCenter) Ready(context.Context) error {
+	if !rc.Connected() {
+		return ErrLinkDown
+	}
+	return nil
+}
+
+// Queued returns how many traffic frames wait or await confirmation.
+func (rc *RemoteCenter) Queued() int {
+	rc.q.mu.Lock()
+	defer rc.q.mu.Unlock()
+	return rc.q.data
+}
+
+// Close stops the link for good; queued frames are dropped.
+func (rc *RemoteCenter) Close() {
+	rc.q.mu.Lock()
+	nc, ok := rc.shutLocked()
+	if !ok {
+		rc.q.mu.Unlock()
+		return
+	}
+	started := rc.ep != nil
+	rc.q.mu.Unlock()
+	if nc != nil {
+		// Outside the queue's lock: closing a TLS link waits for its
+		// close_notify to be written, and producers on event loops must
+		// not wait behind that.
+		nc.Close()
+	}
+	if started {
+		<-rc.done
+	}
+	rc.q.mu.Lock()
+	rc.q.closeLocked()
+	rc.q.mu.Unlock()
+}
+
+// remoteSide makes RemoteCenter's attempts: the centers in turn, and back
+// to the first one when a probe finds it again while on a fallback. Run
+// goroutine only.
+type remoteSide struct {
+	rc    *RemoteCenter
+	addrs []string  // the first center, then the fallbacks
+	cur   int       // index into addrs of the center tried now
+	back  *handover // a link to the first center, ready to take over
+}
+
+func (s *remoteSide) dial() (net.Conn, *bufio.Reader, error) {
+	if b := s.back; b != nil {
+		s.cur, s.back = 0, nil
+		return b.nc, b.br, nil
+	}
+	return s.rc.connect(s.addrs[s.cur])
+}
+
+func (s *remoteSide) dialFailed(n int, err error, wait time.Duration) {
+	s.rc.DialFails.Add(1)
+	s.rc.cfg.Link.Logger.Warn("center link: connect failed", "center", s.addrs[s.cur], "err", err,
+		"attempt", n, "retry_in", wait)
+	s.cur = (s.cur + 1) % len(s.addrs) // the next center, in turn
+}
+
+// serve runs a link, and on a fallback probes the first center meanwhile:
+// when it answers, the link ends with errHandover and the run loop serves
+// the new one at once.
+func (s *remoteSide) serve(nc net.Conn, br *bufio.Reader) error {
+	rc := s.rc
+	rc.Connects.Add(1)
+	start := time.Now()
+	log := rc.cfg.Link.Logger.With("center", s.addrs[s.cur])
+	var fb *failback
+	if s.cur != 0 && rc.cfg.FailbackInterval > 0 {
+		fb = &failback{quit: make(chan struct{})}
+		go rc.probeFirst(s.addrs[0], nc, fb)
+	}
+	err := rc.serve(nc, br, log)
+	if fb != nil {
+		s.back = fb.end()
+	}
+	if s.back == nil {
+		return err
+	}
+	if rc.stopping() {
+		s.back.nc.Close()
+		s.back = nil
+		return err
+	}
+	rc.Failbacks.Add(1)
+	log.Info("center link: moving back to the first center", "first", s.addrs[0],
+		"up_for", time.Since(start).Round(time.Millisecond))
+	return errHandover
+}
+
+func (s *remoteSide) down(err error, upFor, wait time.Duration) {
+	s.rc.cfg.Link.Logger.Warn("center link down", "center", s.addrs[s.cur], "err", err,
+		"up_for", upFor.Round(time.Millisecond), "queued", s.rc.Queued(), "retry_in", wait)
+}
+
+// handover is a link to the first center, dialed while the endpoint was
+// on a fallback.
+type handover struct {
+	nc net.Conn
+	br *bufio.Reader
+}
+
+// failback is the state shared by a link on a fallback center and the
+// goroutine probing the first center meanwhile.
+type failback struct {
+	quit chan struct{} // closed when the link ends
+	mu   sync.Mutex
+	done bool // the link ended: a late probe closes its connection
+	got  *handover
+}
+
+// end stops the probe and returns the link it handed over, if any.
+func (fb *failback) end() *handover {
+	close(fb.quit)
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	fb.done = true
+	return fb.got
+}
+
+// probeFirst tries the first center every FailbackInterval while cur, the
+// link to a fallback, lasts. When the first center answers, the new link
+// is handed over and cur closed, which ends the fallback link; the run
+// loop then serves the handed-over one without a backoff wait.
+func (rc *RemoteCenter) probeFirst(first string, cur net.Conn, fb *failback) {
+	t := time.NewTicker(rc.cfg.FailbackInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-fb.quit:
+			return
+		case <-rc.stop:
+			return
+		case <-t.C:
+		}
+		nc, br, err := rc.connect(first)
+		if err != nil {
+			continue
+		}
+		fb.mu.Lock()
+		if fb.done {
+			fb.mu.Unlock()
+			nc.Close()
+			return
+		}
+		fb.got = &handover{nc: nc, br: br}
+		fb.mu.Unlock()
+		cur.Close()
+		return
+	}
+}
+
+// connect dials, runs the TLS handshake, checks the peer is a center and
+// exchanges HELLO.
+func (rc *RemoteCenter) connect(addr string) (net.Conn, *bufio.Reader, error) {
+	ctx, cancel := stoppableContext(rc.stop, rc.cfg.DialTimeout)
+	defer cancel()
+	nc, br, _, _, err := dialLink(ctx, addr, &rc.cfg.Link, im.RoleCenter, rc.endpoint().ID(), linkHelloMany, rc.cfg.DialTimeout)
+	return nc, br, err
+}
+
+// serve runs one connection until it fails: the center first hears ONLINE
+// for every session, then the messages it did not confirm on the last
+// connection, then what waited meanwhile.
+func (rc *RemoteCenter) serve(nc net.Conn, br *bufio.Reader, log *slog.Logger) error {
+	rc.q.mu.Lock()
+	if !rc.upLocked(nc) {
+		rc.q.mu.Unlock()
+		return engine.ErrClosed
+	}
+	front := make([]linkItem, 0, len(rc.sessions))
+	for id, s := range rc.sessions {
+		var flag byte
+		if s.announced {
+			flag = linkResumed
+		}
+		s.announced = true
+		front = append(front, sessItem(linkOnline, s.user, id, flag))
+	}
+	rc.q.resetLocked(front)
+	queued := rc.q.data
+	rc.q.mu.Unlock()
+	log.Info("center link up", "sessions", len(front), "queued", queued, "tls", rc.cfg.Link.TLS != nil)
+	if rc.cfg.Link.TLS == nil {
+		log.Warn("center link is plain TCP: run it only over a private network")
+	}
+
+	err := rc.q.serve(nc, &rc.cfg.Link, func() error { return rc.read(nc, br) })
+	rc.q.mu.Lock()
+	rc.downLocked()
+	rc.Resent.Add(uint64(len(rc.q.kept)))
+	rc.q.resetLocked(nil)
+	lost := rc.unansweredLocked()
+	rc.q.mu.Unlock()
+	rc.answerLost(lost)
+	return err
+}
+
+// lostSend is a QoS 1 message whose answer the link took with it.
+type lostSend struct{ session, cid uint64 }
+
+// unansweredLocked takes every session's unanswered CIDs. q.mu held.
+func (rc *RemoteCenter) unansweredLocked() []lostSend {
+	var out []lostSend
+	for id, rs := range rc.sessions {
+		for cid := range rs.unanswered {
+			out = append(out, lostSend{id, cid})
+		}
+		rs.unanswered = nil
+	}
+	return out
+}
+
+// answerLost tells the senders of the messages the center took and did
+// not answer before its link ended to send them again (ERROR 5, ref the
+// CID): the center may have died with them in its queues. Those still
+// kept are written again on the next link as well; whichever answer
+// comes first, the resend with the same CID is shown once.
+func (rc *RemoteCenter) answerLost(lost []lostSend) {
+	ep := rc.endpoint()
+	if ep == nil || len(lost) == 0 {
+		return
+	}
+	rc.AnswersLost.Add(uint64(len(lost)))
+	for _, l := range lost {
+		b := bytebufferpool.Get()
+		b.B, _ = frame.AppendError(b.B, frame.ErrCodeRetry, l.cid, "center link lost; retry")
+		if ep.Deliver(im.SessionRef{Endpoint: ep.ID(), Session: l.session}, b) != nil {
+			bytebufferpool.Put(b)
+		}
+	}
+}
+
+// answered forgets a session's message once its ACK or ERROR passes back
+// to the client.
+func (rc *RemoteCenter) answered(sess uint64, b []byte) {
+	f := frame.Frame(b)
+	var cid uint64
+	switch f.Cmd() {
+	case frame.CmdAck:
+		if len(f.Body()) >= frame.AckLen {
+			a := frame.Ack(f.Body())
+			if st := a.Status(); st != frame.AckReceived && st != frame.AckGroupRead {
+				cid = a.CID()
+			}
+		}
+	case frame.CmdError:
+		if len(f.Body()) >= frame.ErrorLen {
+			cid = frame.Error(f.Body()).Ref()
+		}
+	default:
+		return
+	}
+	if cid == 0 {
+		return
+	}
+	rc.q.mu.Lock()
+	if rs := rc.sessions[sess]; rs != nil && rs.unanswered != nil {
+		delete(rs.unanswered, cid)
+	}
+	rc.q.mu.Unlock()
+}
+
+// read handles what the center sends until the connection fails.
+func (rc *RemoteCenter) read(nc net.Conn, br *bufio.Reader) error {
+	lr := linkReader{r: br, max: rc.cfg.Link.MaxFrame}
+	ep := rc.endpoint()
+	timeout := rc.cfg.Link.HeartbeatTimeout
+	var sessions []uint64
+	for {
+		_ = nc.SetReadDeadline(time.Now().Add(timeout))
+		op, fixed, tail, err := lr.next()
+		if err != nil {
+			return err
+		}
+		switch op {
+		case linkDeliver:
+			sess := binary.BigEndian.Uint64(fixed)
+			buf, err := lr.readClientFrame(tail)
+			if err != nil {
+				return err
+			}
+			rc.answered(sess, buf.B)
+			if ep.Deliver(im.SessionRef{Endpoint: ep.ID(), Session: sess}, buf) != nil {
+				bytebufferpool.Put(buf) // the center's receipt timeout covers QoS 1
+			}
+		case linkDeliverMany:
+			n := int(binary.BigEndian.Uint32(fixed))
+			var buf *bytebufferpool.ByteBuffer
+			if sessions, buf, err = lr.readIDsFrame("DELIVER_MANY", n, tail, sessions[:0]); err != nil {
+				return err
+			}
+			rc.DeliveredMany.Add(1)
+			b := buf.B[8*n:]
+			if md, ok := ep.(manyDeliverer); ok {
+				md.DeliverMany(sessions, b)
+				bytebufferpool.Put(buf)
+				continue
+			}
+			for _, sess := range sessions {
+				out := bytebufferpool.Get()
+				out.B = append(out.B, b...)
+				if ep.Deliver(im.SessionRef{Endpoint: ep.ID(), Session: sess}, out) != nil {
+					bytebufferpool.Put(out)
+				}
+			}
+			bytebufferpool.Put(buf)
+		case linkPing:
+			rc.q.push(pingItem(linkPong, binary.BigEndian.Uint64(fixed), lr.count))
+		case linkPong:
+			rc.q.confirm(binary.BigEndian.Uint64(fixed[8:]))
+		default:
+			return fmt.Errorf("%w: op %d from center", ErrLinkProtocol, op)
+		}
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package login_test
+
+const raceEnabled = false

@@ -1,4 +1,0 @@
-package node
-
-// CoolRound runs one cooling round now (endpoint_cool.go).
-func (e *EndpointHandler) CoolRound() { e.coolRound() }
