@@ -58,8 +58,10 @@ func startLogin(t testing.TB, mod func(*login.LoginConfig), opts ...engine.Optio
 		mod(&cfg)
 	}
 	l := login.NewLogin(cfg)
+	// Registered before the server's own cleanup, so that it runs after the
+	// server has stopped taking logins (cleanups run last first).
+	t.Cleanup(l.Wait)
 	srv := startServer(t, l, opts...)
-	t.Cleanup(l.Wait) // after the server stops (cleanups run last first)
 	return &loginRig{srv: srv, login: l, store: st, hasher: cfg.Hasher, roots: []session.VerifyKey{id.Root.Verify()}}
 }
 
