@@ -169,6 +169,25 @@ func (c *Conn) Post(b *bytebufferpool.ByteBuffer) error {
 	return nil
 }
 
+// Exec runs fn on the connection's event loop, where posted buffers are
+// handed over (before them when both wait), and flushes what fn wrote with
+// them: every connection fn writes to gets one write for all. fn may call
+// the loop-only methods of any open connection of that loop (see SameLoop)
+// and must check that a connection is still open (Closed) before writing
+// to it. Functions run in the order they were given. An error
+// (ErrClosed) means fn will not run. Safe for concurrent use.
+func (c *Conn) Exec(fn func()) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	c.loop.addJob(fn)
+	return nil
+}
+
+// Closed reports whether the connection is closed or closing. Safe for
+// concurrent use; from another goroutine the answer may be stale at once.
+func (c *Conn) Closed() bool { return c.closed.Load() }
+
 // Close closes the connection with reason r once what is queued for it is
 // written: the loop's batch and every buffer posted before the call (a
 // Post after it fails with ErrClosed). The close happens on the

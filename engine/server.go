@@ -119,9 +119,20 @@ type loop struct {
 	// wake-up per loop, not one per connection.
 	mailMu    sync.Mutex
 	mailConns []*Conn
+	jobs      []func()    // Conn.Exec's functions; guarded by mailMu
 	mailSpare []*Conn     // loop only
+	jobSpare  []func()    // loop only
 	wakeSet   atomic.Bool // a drain is scheduled through Execute
 	drainMail gnet.RunnableFunc
+	// reading is set while the loop runs a read callback (OnTraffic),
+	// whose end sees to the mail posted meanwhile (endRead): a post from
+	// a handler on this loop (a push between two of its connections) or
+	// from another goroutine then needs no Execute of its own. Written by
+	// the loop only.
+	reading atomic.Bool
+	// lastBusy is when the loop last finished a read or a mail drain
+	// (since srv.start). Loop only.
+	lastBusy time.Duration
 	// sweepAt is when the ticker scheduled the pending sweep (since
 	// srv.start, in ns), 0 when none is pending. Set by the ticker, taken by
 	// the loop.
@@ -135,12 +146,21 @@ type loop struct {
 }
 
 // addMail lists c as having posted buffers (or a Close) and schedules the
-// loop's drain unless one is pending. Safe for concurrent use.
-// It reports false when the loop refused the drain (it is stopping).
+// loop's drain unless one is pending or the loop is in a read callback,
+// whose end takes the mail (OnTraffic). Safe for concurrent use. It
+// reports false when the loop refused the drain (it is stopping).
+//
+// The list is appended to before reading is loaded, and the loop clears
+// reading before it takes the list: a poster that still sees reading set
+// has its entry taken by the callback's end (or, if the set it saw is a
+// later callback's, by that one's end).
 func (l *loop) addMail(c *Conn) bool {
 	l.mailMu.Lock()
 	l.mailConns = append(l.mailConns, c)
 	l.mailMu.Unlock()
+	if l.reading.Load() {
+		return true
+	}
 	if l.wakeSet.CompareAndSwap(false, true) {
 		if err := l.el.Execute(context.Background(), l.drainMail); err != nil {
 			l.wakeSet.Store(false)
@@ -150,13 +170,30 @@ func (l *loop) addMail(c *Conn) bool {
 	return true
 }
 
-// takeMailConns swaps out the list of connections with mail. Loop only.
-func (l *loop) takeMailConns() []*Conn {
+// addJob queues fn for the loop and schedules a drain as addMail does.
+// Safe for concurrent use.
+func (l *loop) addJob(fn func()) {
 	l.mailMu.Lock()
-	list := l.mailConns
-	l.mailConns = l.mailSpare[:0]
+	l.jobs = append(l.jobs, fn)
 	l.mailMu.Unlock()
-	return list
+	if l.reading.Load() {
+		return
+	}
+	if l.wakeSet.CompareAndSwap(false, true) {
+		if err := l.el.Execute(context.Background(), l.drainMail); err != nil {
+			l.wakeSet.Store(false)
+		}
+	}
+}
+
+// takeMailConns swaps out the list of connections with mail and the jobs.
+// Loop only.
+func (l *loop) takeMailConns() ([]*Conn, []func()) {
+	l.mailMu.Lock()
+	list, jobs := l.mailConns, l.jobs
+	l.mailConns, l.jobs = l.mailSpare[:0], l.jobSpare[:0]
+	l.mailMu.Unlock()
+	return list, jobs
 }
 
 // deliverMail hands every posted buffer of the listed connections to the
@@ -164,7 +201,12 @@ func (l *loop) takeMailConns() []*Conn {
 // called for, so that the flush that follows writes their mail first.
 // Loop only.
 func (s *Server) deliverMail(l *loop) {
-	list := l.takeMailConns()
+	list, jobs := l.takeMailConns()
+	for i, fn := range jobs {
+		jobs[i] = nil
+		fn()
+	}
+	l.jobSpare = jobs[:0]
 	for i, c := range list {
 		list[i] = nil
 		var shut bool
@@ -401,11 +443,52 @@ func (s *Server) loopFor(el gnet.EventLoop) *loop {
 			l.wakeSet.Store(false)
 			s.deliverMail(l)
 			s.flush(l)
+			l.lastBusy = s.now()
 			return nil
 		}
 		s.loops[el] = l
 	}
 	return l
+}
+
+// A read is quiet when it began more than quietGap after the loop last
+// finished something, carried at most quietFrames frames and left at most
+// quietMail connections (or jobs) with mail. Reads of one epoll batch
+// follow each other within a microsecond or two; but a loop that the
+// kernel preempts on a busy machine shows gaps too, so the gap alone would
+// take a loaded loop for an idle one: a loaded loop's reads carry several
+// frames each (clients keep a window in flight) and leave mail for several
+// connections, which then waits for the batch's drain.
+const (
+	quietGap    = 10 * time.Microsecond
+	quietFrames = 2
+	quietMail   = 2
+)
+
+// endRead sees to the mail posted while a read callback that began at
+// began and carried frames frames ran. After a quiet read, most likely the
+// only one of its batch, the mail is delivered now, into this read's
+// flush: that saves a wake-up (an eventfd write and an epoll round) per
+// push and lets a push between two connections of the loop go out at
+// once. Otherwise the mail is left to one drain task after the batch, so
+// that each connection gets the batch's messages in one write. Loop only.
+func (s *Server) endRead(l *loop, began time.Duration, frames int) {
+	l.reading.Store(false)
+	l.mailMu.Lock()
+	pending := len(l.mailConns) + len(l.jobs)
+	l.mailMu.Unlock()
+	if pending == 0 {
+		return
+	}
+	if began-l.lastBusy > quietGap && frames <= quietFrames && pending <= quietMail {
+		s.deliverMail(l)
+		return
+	}
+	if l.wakeSet.CompareAndSwap(false, true) {
+		if err := l.el.Execute(context.Background(), l.drainMail); err != nil {
+			l.wakeSet.Store(false)
+		}
+	}
 }
 
 // sweep runs on the loop: expire deadlines, then flush what expiry wrote.
@@ -623,6 +706,8 @@ func (g *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 	if c.closing {
 		return gnet.Close
 	}
+	l.reading.Store(true)
+	began := s.now()
 	var frames, bytes int
 	if c.tc != nil {
 		frames, bytes = s.readTransport(c, gc, false)
@@ -638,7 +723,9 @@ func (g *gnetHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 		// (up to a read's 64 KiB, for a peer refused at a frame header).
 		_, _ = gc.Discard(-1)
 	}
+	s.endRead(l, began, frames)
 	s.flush(l)
+	l.lastBusy = s.now()
 	if c.closing && !c.closed.Swap(true) {
 		return gnet.Close // closing with nothing left to write
 	}

@@ -333,6 +333,16 @@ func (k *Keys) NeedRekey(now time.Time) bool {
 	return d.sinceKey >= k.rekeyFrames || now.Sub(k.sendKeyedAt) >= k.rekeyInterval
 }
 
+// Cool releases both directions' AES-GCM state (key schedule and GHASH
+// tables, about 750 bytes a session), which the next Seal or Open builds
+// again from the key (a key expansion, a microsecond or two): for a session
+// that carried frames and then went quiet, so that it holds only its keys
+// again. Not safe for concurrent use, like Seal and Open.
+func (k *Keys) Cool() {
+	k.send.hot = nil
+	k.recv.hot = nil
+}
+
 // Wipe zeroes both keys and drops the ciphers; every later call fails with
 // ErrWiped. Call it when the connection closes. See Keys for what lies
 // beyond its reach.

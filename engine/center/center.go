@@ -613,10 +613,36 @@ func (c *LocalCenter) sendRefDSrv(s im.SessionRef, b []byte) bool {
 	return true
 }
 
+// ackTo builds the ack straight into the buffer the endpoint seals from,
+// which a user's last (most often only) session takes without a copy.
 func (c *LocalCenter) ackTo(user, cid, mid, peer uint64, status byte) {
-	var tmp [32]byte
-	b, _ := frame.AppendAck(tmp[:0], cid, mid, peer, status)
-	c.sendTo(user, b)
+	buf := bytebufferpool.Get()
+	buf.B, _ = frame.AppendAck(buf.B, cid, mid, peer, status)
+	c.sendOwned(user, buf)
+}
+
+// sendOwned is sendTo for a buffer the caller hands over: the user's last
+// session here takes buf itself, the others a copy.
+func (c *LocalCenter) sendOwned(user uint64, buf *bytebufferpool.ByteBuffer) {
+	var arr [maxSessionsPerPush]im.SessionRef
+	refs := arr[:0]
+	c.routes.Lookup(user, func(_ route.Addr, v any) { refs = append(refs, v.(*sessState).ref) })
+	n := 0
+	for i, s := range refs {
+		if i < len(refs)-1 {
+			if c.sendRef(s, buf.B) {
+				n++
+			}
+			continue
+		}
+		if ep := c.endpoint(s.Endpoint); ep != nil && ep.Deliver(s, buf) == nil {
+			return
+		}
+	}
+	if n == 0 && c.cl != nil {
+		c.cl.relay(user, buf.B)
+	}
+	bytebufferpool.Put(buf)
 }
 
 func (c *LocalCenter) errorTo(s im.SessionRef, code uint16, ref uint64, text string) {

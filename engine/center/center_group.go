@@ -138,25 +138,39 @@ func (c *LocalCenter) fanout(members []storage.Member, b []byte) {
 	}
 }
 
-// groupPush pushes one group frame to many sessions: to an endpoint in
-// this process one session at a time, and to an endpoint behind a link
-// that takes DELIVER_MANY once for all its sessions, which it fans out
-// itself, so that the frame crosses each link once. Each copy carries the
+// manyDeliverer is an endpoint that takes one frame for many of its
+// sessions at once: the endpoint in this process (EndpointHandler), which
+// seals it once per session on each event loop, and one behind a link
+// that takes DELIVER_MANY.
+type manyDeliverer interface {
+	im.Endpoint
+	DeliverMany(sessions []uint64, b []byte) int
+}
+
+// groupPush pushes one group frame to many sessions: once per endpoint
+// that takes many (in this process, or behind a link that takes
+// DELIVER_MANY and fans out itself, so that the frame crosses each link
+// once), one session at a time to the others. Each copy carries the
 // delivering endpoint in DSrv, as a fetched group message does. Not safe
 // for concurrent use.
 type groupPush struct {
-	c      *LocalCenter
-	b      []byte
-	remote map[*remoteEndpoint][]uint64
-	n      int
+	c    *LocalCenter
+	b    []byte
+	many map[manyDeliverer][]uint64
+	n    int
 }
 
 func (g *groupPush) add(ref im.SessionRef) {
-	if re, ok := g.c.endpoint(ref.Endpoint).(*remoteEndpoint); ok && re.many {
-		if g.remote == nil {
-			g.remote = make(map[*remoteEndpoint][]uint64)
+	ep := g.c.endpoint(ref.Endpoint)
+	md, ok := ep.(manyDeliverer)
+	if re, remote := ep.(*remoteEndpoint); remote && !re.many {
+		ok = false // a link from an endpoint without DELIVER_MANY
+	}
+	if ok {
+		if g.many == nil {
+			g.many = make(map[manyDeliverer][]uint64)
 		}
-		g.remote[re] = append(g.remote[re], ref.Session)
+		g.many[md] = append(g.many[md], ref.Session)
 		return
 	}
 	if g.c.sendRefDSrv(ref, g.b) {
@@ -164,12 +178,13 @@ func (g *groupPush) add(ref im.SessionRef) {
 	}
 }
 
-// flush sends what add collected per link and returns the pushes made.
+// flush sends what add collected per endpoint and returns the pushes made.
 func (g *groupPush) flush() int {
-	for re, sessions := range g.remote {
-		b := append([]byte(nil), g.b...)
-		frame.Msg(frame.Frame(b).Body()).SetDSrv(re.ID())
-		g.n += re.deliverMany(sessions, b)
+	var b []byte
+	for md, sessions := range g.many {
+		b = append(b[:0], g.b...)
+		frame.Msg(frame.Frame(b).Body()).SetDSrv(md.ID())
+		g.n += md.DeliverMany(sessions, b)
 	}
 	return g.n
 }

@@ -399,12 +399,12 @@ func (re *remoteEndpoint) ID() uint32 { return re.id }
 // several frames.
 const maxDeliverMany = 4096
 
-// deliverMany queues frame b for sessions of this endpoint in as few
+// DeliverMany queues frame b for sessions of this endpoint in as few
 // DELIVER_MANY frames as maxDeliverMany allows, and returns how many
 // sessions it queued b for: the rest found the link's queue full or the
 // link gone. The endpoint must take DELIVER_MANY (many). Safe for
 // concurrent use; never blocks.
-func (re *remoteEndpoint) deliverMany(sessions []uint64, b []byte) int {
+func (re *remoteEndpoint) DeliverMany(sessions []uint64, b []byte) int {
 	n := 0
 	for len(sessions) > 0 {
 		part := sessions[:min(len(sessions), maxDeliverMany)]

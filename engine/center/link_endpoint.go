@@ -554,6 +554,11 @@ func (rc *RemoteCenter) read(nc net.Conn, br *bufio.Reader) error {
 			}
 			rc.DeliveredMany.Add(1)
 			b := buf.B[8*n:]
+			if md, ok := ep.(manyDeliverer); ok {
+				md.DeliverMany(sessions, b)
+				bytebufferpool.Put(buf)
+				continue
+			}
 			for _, sess := range sessions {
 				out := bytebufferpool.Get()
 				out.B = append(out.B, b...)

@@ -52,6 +52,7 @@ type EndpointHandler struct {
 	cfg       EndpointConfig
 	sessions  sessionTable
 	nsess     atomic.Int64
+	cooling   atomic.Bool // a cooler goroutine runs (endpoint_cool.go)
 	draining  atomic.Bool
 	drainGen  atomic.Uint64 // bumped by every Drain and Undrain: a spread drain stops when it moves
 	hs        im.HandshakeStats
@@ -85,6 +86,9 @@ type epConn struct {
 	// it has (the session is in the table and the center knows it).
 	claims *session.TokenClaims
 	live   bool
+	// warm: a frame was opened or sealed since the last cooling round
+	// (endpoint_cool.go).
+	warm bool
 }
 
 // NewEndpoint returns the endpoint handler and attaches it to its center.
@@ -439,6 +443,7 @@ func (e *EndpointHandler) OnFrame(c *engine.Conn, f frame.Frame) error {
 	if !ec.live {
 		e.establish(c, ec)
 	}
+	ec.warm = true
 	pf := frame.Frame(buf.B)
 	e.framesIn[pf.Cmd()].Add(1)
 	if err := frame.Check(pf); err != nil {
@@ -521,6 +526,13 @@ func (e *EndpointHandler) OnMail(c *engine.Conn, b []byte) error {
 	}
 	f := frame.Frame(b)
 	e.framesOut[f.Cmd()].Add(1)
+	return e.seal(c, ec, f)
+}
+
+// seal seals plaintext frame f into c's write batch, with a rekey when
+// one is due. Loop only.
+func (e *EndpointHandler) seal(c *engine.Conn, ec *epConn, f frame.Frame) error {
+	ec.warm = true
 	out := c.Out()
 	var err error
 	if out.B, err = ec.keys.Seal(out.B, f.Cmd(), f.QoS(), f.Body()); err != nil {

@@ -327,6 +327,7 @@ func (e *EndpointHandler) establish(c *engine.Conn, ec *epConn) {
 	ec.es = epSession{conn: c, sid: claims.SessionID, dev: claims.DeviceKeyHash}
 	e.sessions.store(c.ID(), &ec.es)
 	e.nsess.Add(1)
+	e.startCooler()
 	e.hs.OK.Add(1)
 	ec.live = true
 	e.cfg.Center.Online(ec.user, ec.ref)

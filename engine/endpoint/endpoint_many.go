@@ -1,0 +1,94 @@
+package endpoint
+
+import (
+	"sync/atomic"
+
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/myim/myim/engine"
+	"github.com/myim/myim/frame"
+)
+
+// sharedFrame is one plaintext frame that several event loops seal for
+// their sessions; the last loop done returns it to the pool.
+type sharedFrame struct {
+	buf  *bytebufferpool.ByteBuffer
+	refs atomic.Int32
+}
+
+func (sf *sharedFrame) release() {
+	if sf.refs.Add(-1) == 0 {
+		bytebufferpool.Put(sf.buf)
+	}
+}
+
+// loopBatch is the sessions of one event loop that a DeliverMany reaches.
+type loopBatch struct {
+	conns []*engine.Conn
+}
+
+// DeliverMany queues one plaintext frame b (a group message) for many
+// sessions of this endpoint and returns how many it reached. b is copied
+// once, not once per session: each event loop holding some of the sessions
+// gets one job (Conn.Exec) that seals the frame for all of them, and a
+// session that gets several group messages before its loop runs them has
+// them all in one write. Sessions gone or unknown are skipped. Safe for
+// concurrent use; b may be reused once it returns.
+func (e *EndpointHandler) DeliverMany(sessions []uint64, b []byte) int {
+	var arr [4]loopBatch // a few loops: most machines run one per core
+	batches := arr[:0]
+	n := 0
+	for _, id := range sessions {
+		es := e.sessions.load(id)
+		if es == nil || es.conn.Closed() {
+			continue
+		}
+		c := es.conn
+		i := 0
+		for i < len(batches) && !batches[i].conns[0].SameLoop(c) {
+			i++
+		}
+		if i == len(batches) {
+			batches = append(batches, loopBatch{})
+		}
+		batches[i].conns = append(batches[i].conns, c)
+		n++
+	}
+	if n == 0 {
+		return 0
+	}
+	sf := &sharedFrame{buf: bytebufferpool.Get()}
+	sf.buf.B = append(sf.buf.B, b...)
+	sf.refs.Store(int32(len(batches)))
+	for _, lb := range batches {
+		conns := lb.conns
+		if conns[0].Exec(func() { e.sealMany(conns, sf) }) != nil {
+			n -= len(conns)
+			sf.release()
+		}
+	}
+	return n
+}
+
+// sealMany seals sf's frame for each of conns, all of one loop, into their
+// write batches. Loop only.
+func (e *EndpointHandler) sealMany(conns []*engine.Conn, sf *sharedFrame) {
+	defer sf.release()
+	f := frame.Frame(sf.buf.B)
+	sealed := 0
+	defer func() { e.framesOut[f.Cmd()].Add(uint64(sealed)) }()
+	for _, c := range conns {
+		if c.Closed() {
+			continue
+		}
+		ec, ok := c.Context().(*epConn)
+		if !ok || ec.keys == nil || ec.pending {
+			continue
+		}
+		if err := e.seal(c, ec, f); err != nil {
+			c.CloseOnLoop(engine.ReasonCrypto)
+			continue
+		}
+		sealed++
+	}
+}
