@@ -79,6 +79,7 @@ func TestTwoCenters(t *testing.T) {
 	// Point to point, both ways, with the recipient's receipt.
 	for i, pair := range [][2]*user{{uma, vic}, {vic, uma}} {
 		from, to := pair[0], pair[1]
+		waitLive(t, from, to)
 		text := fmt.Sprintf("across centers %d", i)
 		cid, err := from.conn.SendMsg(to.id, frame.QoS1, []byte(text))
 		if err != nil {
@@ -208,4 +209,32 @@ func crashMidStream(t *testing.T, first, second *proc, routes route.Table) {
 		t.Fatal("xia not connected after the crash")
 	}
 	t.Logf("%d of %d messages acked as stored around the crash", stored, total)
+}
+
+// waitLive sends QoS 1 probes from one user to another until one is acked
+// as delivered: a new session takes what the store holds before live
+// pushes, so the first messages to it may be stored (and acked so) even
+// after its route is up.
+func waitLive(t *testing.T, from, to *user) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		cid, err := from.conn.SendMsg(to.id, frame.QoS1, []byte("probe"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := frame.Msg(recvCmd(t, to.conn, frame.CmdMsg).Body)
+		_ = to.conn.Ack(m.MID(), m.From())
+		for {
+			a := frame.Ack(recvCmd(t, from.conn, frame.CmdAck).Body)
+			if a.CID() != cid {
+				continue
+			}
+			if a.Status() == frame.AckDelivered {
+				return
+			}
+			break
+		}
+	}
+	t.Fatalf("no probe from %d to %d was delivered live", from.id, to.id)
 }

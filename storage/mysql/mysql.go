@@ -258,8 +258,15 @@ func isMySQLError(err error, number uint16) bool {
 // withTx runs fn in a transaction, rerunning it when InnoDB picked it as a
 // deadlock victim. fn must set its outputs afresh on every run.
 func (s *store) withTx(ctx context.Context, opts *sql.TxOptions, fn func(*sql.Tx) error) error {
+	return retryDeadlock(ctx, func() error { return s.tryTx(ctx, opts, fn) })
+}
+
+// retryDeadlock runs fn, rerunning it when InnoDB picked it as a deadlock
+// victim: a single autocommit statement can be one too, as when several
+// deletes of one user's rows lock the same index range.
+func retryDeadlock(ctx context.Context, fn func() error) error {
 	for attempt := 1; ; attempt++ {
-		err := s.tryTx(ctx, opts, fn)
+		err := fn()
 		if err == nil || attempt > deadlockRetries || !isMySQLError(err, erLockDeadlock) {
 			return err
 		}

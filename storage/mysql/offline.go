@@ -112,7 +112,7 @@ func (s *store) DeleteOffline(ctx context.Context, user uint64, mids []uint64) e
 		return err
 	}
 	if len(mids) <= deleteIDsPerStmt {
-		return s.fail("delete offline", del(s.db, mids))
+		return s.fail("delete offline", retryDeadlock(ctx, func() error { return del(s.db, mids) }))
 	}
 	err := s.withTx(ctx, nil, func(tx *sql.Tx) error {
 		for start := 0; start < len(mids); start += deleteIDsPerStmt {
