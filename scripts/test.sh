@@ -39,6 +39,8 @@ echo "== packaging (static binaries from an empty directory and environment, sys
 bash ./scripts/check-packaging.sh
 echo "== TypeScript SDK (client/ts: locked dependencies, vectors, bundle budget, browser tests)"
 (cd client/ts && npm ci --no-audit --no-fund && npm test)
+echo "== reactor footprint (engine links gnet and bytebufferpool only; the example gateway at most 8 MB)"
+go test -count=1 -run '^TestReactorFootprint$' -v ./engine | grep -E '^(--- |ok|FAIL)|example gateway'
 echo "== go test -race"
 go test -race -count=1 -timeout 25m ./...
 echo "== scale tests at full size (the race detector slows crypto tenfold)"

@@ -40,12 +40,14 @@ type Center interface {
 	// Attach registers an endpoint the center delivers to. Called once per
 	// endpoint, before its first Online.
 	Attach(ep Endpoint)
-	// Online reports an authenticated session of user. Called once per
-	// session, on the session's event loop, when its handshake completes.
+	// Online reports an authenticated session of user: on the session's
+	// event loop when its handshake completes, and again by a link's
+	// reader when the link re-announces its sessions after a reconnect.
 	Online(user uint64, s SessionRef)
 	// Offline reports that the session is gone; bye is true for the
-	// terminal's own offline confirmation. Called at most once per session
-	// after its Online, on the session's event loop.
+	// terminal's own offline confirmation. Called after the session's
+	// Online: on its event loop, or by the center's link reader for every
+	// session of an endpoint whose link dropped.
 	Offline(user uint64, s SessionRef, bye bool)
 	// Handle passes one whole plaintext frame from an authenticated session
 	// of user, its body already checked against its command's layout and,
