@@ -347,6 +347,19 @@ func (c *LocalCenter) Online(user uint64, s im.SessionRef) {
 // the offline store.
 func (c *LocalCenter) Offline(user uint64, s im.SessionRef, bye bool) {
 	before, beforeText := c.statusText(user)
+	// The session's live pushes count as on their way to the store before
+	// it leaves the routes: until they are stored, one or the other holds
+	// back the drains and FETCHes of the user's other sessions (horizon,
+	// storingFloor), which must not push newer stored messages first.
+	held := c.livePushes(user, s)
+	for _, mid := range held {
+		c.storingAdd(user, mid)
+	}
+	defer func() {
+		for _, mid := range held {
+			c.storingDone(user, mid)
+		}
+	}()
 	v, ok := c.routes.Remove(user, s.Session)
 	if !ok {
 		return
@@ -378,6 +391,26 @@ func (c *LocalCenter) Offline(user uint64, s im.SessionRef, bye bool) {
 		c.notifyFriends(user, after) // the session that set what friends saw left
 	}
 	c.xferOffline(user, s)
+}
+
+// livePushes returns the MIDs pushed live to session s of user whose
+// receipt is awaited.
+func (c *LocalCenter) livePushes(user uint64, s im.SessionRef) []uint64 {
+	var mids []uint64
+	c.routes.Lookup(user, func(a route.Addr, v any) {
+		if a.Session != s.Session {
+			return
+		}
+		st := v.(*sessState)
+		st.mu.Lock()
+		for mid, live := range st.flight {
+			if live {
+				mids = append(mids, mid)
+			}
+		}
+		st.mu.Unlock()
+	})
+	return mids
 }
 
 // dropFromPending removes st from a pending message's sessions; when none

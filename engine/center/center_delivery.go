@@ -44,34 +44,42 @@ const storingShards = 64
 
 type storingShard struct {
 	mu sync.Mutex
-	m  map[uint64]int
+	m  map[uint64]map[uint64]int // user → MID → times handed over
 }
 
-// storingAdd counts messages for user handed to the offline writer.
-func (c *LocalCenter) storingAdd(user uint64, n int) {
+// storingAdd records a message (mid) for user handed to the offline
+// writer.
+func (c *LocalCenter) storingAdd(user, mid uint64) {
 	sh := &c.storing[user%storingShards]
 	sh.mu.Lock()
 	if sh.m == nil {
-		sh.m = make(map[uint64]int)
+		sh.m = make(map[uint64]map[uint64]int)
 	}
-	sh.m[user] += n
+	mids := sh.m[user]
+	if mids == nil {
+		mids = make(map[uint64]int)
+		sh.m[user] = mids
+	}
+	mids[mid]++
 	sh.mu.Unlock()
 }
 
-// storingDone counts one message for user written or refused; when none is
-// left on its way, the user's spilling sessions drain again (a drain that
-// found the count non-zero stopped without going live).
-func (c *LocalCenter) storingDone(user uint64) {
+// storingDone records message mid for user written or refused; when none
+// is left on its way, the user's spilling sessions drain again (a drain
+// that found one on its way stopped without going live).
+func (c *LocalCenter) storingDone(user, mid uint64) {
 	sh := &c.storing[user%storingShards]
 	sh.mu.Lock()
-	n := sh.m[user] - 1
-	if n <= 0 {
+	mids := sh.m[user]
+	if mids[mid]--; mids[mid] <= 0 {
+		delete(mids, mid)
+	}
+	n := len(mids)
+	if n == 0 {
 		delete(sh.m, user)
-	} else {
-		sh.m[user] = n
 	}
 	sh.mu.Unlock()
-	if n <= 0 {
+	if n == 0 {
 		c.kickDrains(user)
 	}
 }
@@ -79,9 +87,25 @@ func (c *LocalCenter) storingDone(user uint64) {
 func (c *LocalCenter) storingCount(user uint64) int {
 	sh := &c.storing[user%storingShards]
 	sh.mu.Lock()
-	n := sh.m[user]
+	n := len(sh.m[user])
 	sh.mu.Unlock()
 	return n
+}
+
+// storingFloor returns the lowest MID on its way to the store for user,
+// MaxUint64 when none is. A drain or FETCH pushes no stored message at or
+// above it: a push that was live on a session that went away, or whose
+// receipt timed out, is stored after newer messages of its sender may
+// have been, and must still be pushed before them.
+func (c *LocalCenter) storingFloor(user uint64) uint64 {
+	floor := uint64(math.MaxUint64)
+	sh := &c.storing[user%storingShards]
+	sh.mu.Lock()
+	for mid := range sh.m[user] {
+		floor = min(floor, mid)
+	}
+	sh.mu.Unlock()
+	return floor
 }
 
 // drainGrace is how long a new session waits for its client's FETCH
@@ -313,15 +337,26 @@ func (c *LocalCenter) horizon(user uint64, st *sessState) uint64 {
 }
 
 // pushStored pushes a stored message to st and records it in its window.
-// pushMu must be held. False when the session is gone.
+// pushMu must be held. False when the endpoint refused it (a slow reader's
+// full queue) or the session is gone: the message is then taken out of
+// the window again, so that the next drain or FETCH pushes it.
 func (c *LocalCenter) pushStored(st *sessState, mid uint64, b []byte) bool {
+	// Recorded before the push: a receipt may come before sendRef returns.
 	st.mu.Lock()
 	if st.flight == nil {
 		st.flight = make(map[uint64]bool)
 	}
 	st.flight[mid] = false
 	st.mu.Unlock()
-	return c.sendRef(st.ref, b)
+	if c.sendRef(st.ref, b) {
+		return true
+	}
+	st.mu.Lock()
+	if live, ok := st.flight[mid]; ok && !live {
+		delete(st.flight, mid)
+	}
+	st.mu.Unlock()
+	return false
 }
 
 // skipped reports whether a stored message is already with st (pushed
@@ -375,7 +410,7 @@ func (c *LocalCenter) drain(user uint64, st *sessState) {
 			stop() // resumeDrain restarts it on a receipt
 			return
 		}
-		h := c.horizon(user, st)
+		h := min(c.horizon(user, st), c.storingFloor(user))
 		limit := room + have
 		msgs, err := c.cfg.Store.FetchOffline(ctx, user, 0, limit)
 		if err != nil {
@@ -539,6 +574,10 @@ func (c *LocalCenter) sweeper() {
 	defer c.wg.Done()
 	every := min(time.Second, max(c.cfg.AckTimeout/4, 10*time.Millisecond))
 	sweepExpired(c.stop, every, c.pending[:], func(k pendKey, p *pending) {
+		// Handed to the writer first: until then the live push holds
+		// back the drains of the user's other sessions (horizon), from
+		// then on its storing does (storingFloor).
+		c.storeAndAck(p.buf, p.from, p.cid, p.qos, k.to, p.origin)
 		for _, st := range p.sessions {
 			st.mu.Lock()
 			if _, ok := st.flight[k.mid]; ok {
@@ -546,6 +585,5 @@ func (c *LocalCenter) sweeper() {
 			}
 			st.mu.Unlock()
 		}
-		c.storeAndAck(p.buf, p.from, p.cid, p.qos, k.to, p.origin)
 	})
 }

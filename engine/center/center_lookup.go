@@ -88,7 +88,7 @@ func (c *LocalCenter) fetchP2P(ctx context.Context, user uint64, s im.SessionRef
 	}
 	have := len(st.flight) + len(acked)
 	st.mu.Unlock()
-	h := c.horizon(user, st)
+	h := min(c.horizon(user, st), c.storingFloor(user))
 	msgs, err := c.cfg.Store.FetchOffline(ctx, user, after, min(limit+have+1, maxFetch))
 	if err != nil {
 		st.pushMu.Unlock()
@@ -115,9 +115,10 @@ func (c *LocalCenter) fetchP2P(ctx context.Context, user uint64, s im.SessionRef
 			more = true
 			break
 		}
-		if c.pushStored(st, m.MID, appendStored(m, s.Endpoint)) {
-			sent++
+		if !c.pushStored(st, m.MID, appendStored(m, s.Endpoint)) {
+			break // refused: the drain pushes it and what follows, in order
 		}
+		sent++
 		last = m.MID
 		st.mu.Lock()
 		st.fetchAfter = m.MID

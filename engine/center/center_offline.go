@@ -17,12 +17,12 @@ import (
 // fails. Never an ack for what was not kept. A message forwarded by center
 // origin (non-zero) is answered to that center instead.
 func (c *LocalCenter) storeAndAck(buf *bytebufferpool.ByteBuffer, from, cid uint64, qos frame.QoS, to uint64, origin uint32) {
-	c.storingAdd(to, 1)
+	mid := frame.Msg(frame.Frame(buf.B).Body()).MID()
+	c.storingAdd(to, mid)
 	select {
 	case c.offline <- offlineItem{buf: buf, from: from, cid: cid, to: to, qos: qos, origin: origin}:
 	default:
-		c.storingDone(to)
-		mid := frame.Msg(frame.Frame(buf.B).Body()).MID()
+		c.storingDone(to, mid)
 		bytebufferpool.Put(buf)
 		c.refuse(from, cid, qos, mid, to, origin, "server busy; retry")
 	}
@@ -74,8 +74,9 @@ func (c *LocalCenter) offlineWriter() {
 	defer c.wg.Done()
 	items := make([]offlineItem, 0, maxStoreBatch)
 	msgs := make([]storage.Message, 0, maxStoreBatch)
-	var away []uint64 // stored for users with no session here: hinted to the other centers
-	var tos []uint64  // the recipients of the batch
+	var away []uint64  // stored for users with no session here: hinted to the other centers
+	var tos []uint64   // the recipients of the batch
+	var done []pendKey // the batch's (recipient, MID)
 	for {
 		var first offlineItem
 		select {
@@ -100,7 +101,7 @@ func (c *LocalCenter) offlineWriter() {
 		if err != nil {
 			c.cfg.Logger.Warn("offline store failed", "messages", len(items), "err", err)
 		}
-		tos = tos[:0]
+		tos, done = tos[:0], done[:0]
 		for i, it := range items {
 			switch {
 			case err != nil:
@@ -112,6 +113,7 @@ func (c *LocalCenter) offlineWriter() {
 				}
 			}
 			tos = append(tos, it.to)
+			done = append(done, pendKey{it.to, msgs[i].MID})
 			bytebufferpool.Put(it.buf)
 			items[i] = offlineItem{}
 		}
@@ -122,8 +124,8 @@ func (c *LocalCenter) offlineWriter() {
 		for _, to := range tos {
 			c.spillTo(to)
 		}
-		for _, to := range tos {
-			c.storingDone(to)
+		for _, k := range done {
+			c.storingDone(k.to, k.mid)
 		}
 		if err == nil && c.cl != nil {
 			away = away[:0]
