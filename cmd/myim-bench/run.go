@@ -280,11 +280,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Servers = r.srv.figures(byEndpoint, got)
 	}
 	rep.Errors = r.errs.Load()
-	r.errMu.Lock()
-	if r.lastErr != nil {
-		rep.LastError = r.lastErr.Error()
+	if last := r.lastError(); last != nil {
+		rep.LastError = last.Error()
 	}
-	r.errMu.Unlock()
 	return rep, err
 }
 
