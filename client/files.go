@@ -241,43 +241,24 @@ func (c *Conn) SendFile(ctx context.Context, to uint64, name string, r io.Reader
 	if opt.Started != nil {
 		opt.Started(xfer)
 	}
-	var (
-		accepted, paused bool
-		next, acked      int64
-		epoch            uint64
-		buf              = make([]byte, chunk)
-		backoff          = 250 * time.Millisecond
-		chunkCID         = func(off int64) uint64 { return s.cidBase + epoch<<32 + uint64(off/int64(chunk))&(1<<32-1) }
-	)
 	// While paused (the receiver dropped, or refused a chunk as busy) the
 	// sender re-offers now and then; a receiver that is back answers with
 	// ACCEPT at its offset.
 	resync := time.NewTimer(time.Hour)
 	resync.Stop()
 	defer resync.Stop()
-	pause := func() {
-		accepted, paused = false, true
-		epoch = (epoch + 1) & (1<<16 - 1)
-		resync.Reset(backoff)
-	}
+	o := &outgoing{c: c, s: s, to: to, r: r, size: size, chunk: chunk, window: window, sum: sum,
+		buf: make([]byte, chunk), backoff: 250 * time.Millisecond, resync: resync}
 	for {
-		for accepted && next < size && next-acked < int64(window*chunk) {
-			n := min(int64(chunk), size-next)
-			if _, err := r.ReadAt(buf[:n], next); err != nil && !(errors.Is(err, io.EOF) && n > 0) {
-				_ = c.sendFile(s, to, frame.QoS1, frame.FileCancel, 0, 0, nil)
-				return xfer, err
-			}
-			if err := c.sendFile(s, to, frame.QoS0, frame.FileChunk, uint64(next), chunkCID(next), buf[:n]); err != nil {
-				return xfer, err
-			}
-			next += n
+		if err := o.fill(); err != nil {
+			return xfer, err
 		}
 		var f Frame
 		select {
 		case f = <-s.ch:
 		case <-resync.C:
-			backoff = min(2*backoff, 5*time.Second)
-			resync.Reset(backoff)
+			o.backoff = min(2*o.backoff, 5*time.Second)
+			resync.Reset(o.backoff)
 			if err := c.sendFile(s, to, frame.QoS0, frame.FileOffer, 0, 0, offer); err != nil {
 				return xfer, err
 			}
@@ -288,45 +269,105 @@ func (c *Conn) SendFile(ctx context.Context, to uint64, name string, r io.Reader
 		case <-c.done:
 			return xfer, c.closedErr()
 		}
-		if f.Cmd == frame.CmdError {
-			e := errorFrom(f.Body).(*ServerError)
-			if s.isChunkCID(e.Ref) && (e.Ref-s.cidBase)>>32 != epoch {
-				continue // about a chunk sent before the last resync
-			}
-			if e.Code != frame.ErrCodeRetry {
-				return xfer, e
-			}
-			if !paused {
-				pause()
-			}
-			continue
-		}
-		ff := frame.File(f.Body)
-		switch ff.Op() {
-		case frame.FileAccept:
-			off := int64(ff.Offset())
-			if off > size {
-				return xfer, fmt.Errorf("%w: accept at %d past the end", ErrProtocol, off)
-			}
-			epoch = (epoch + 1) & (1<<16 - 1)
-			accepted, paused, next, acked = true, false, off, off
-			backoff = 250 * time.Millisecond
-			resync.Stop()
-		case frame.FileChunkAck:
-			if off := int64(ff.Offset()); off > acked && off <= next {
-				acked = off
-			}
-		case frame.FileDone:
-			if string(ff.Data()) != sum {
-				return xfer, fmt.Errorf("%w: receiver got %s, sent %s", ErrHashMismatch, ff.Data(), sum)
-			}
-			return xfer, nil
-		case frame.FileReject:
-			return xfer, ErrRejected
-		case frame.FileCancel:
-			return xfer, ErrCanceled
+		if done, err := o.onFrame(f); done || err != nil {
+			return xfer, err
 		}
 	}
+}
+
+// outgoing is one SendFile's progress; used by its goroutine only.
+type outgoing struct {
+	c      *Conn
+	s      *xferSink
+	to     uint64
+	r      io.ReaderAt
+	size   int64
+	chunk  int
+	window int
+	sum    string
+	buf    []byte
+
+	accepted, paused bool
+	next, acked      int64 // sent up to next; the receiver has acked up to acked
+	epoch            uint64
+	backoff          time.Duration
+	resync           *time.Timer
+}
+
+// chunkCID is the CID of the chunk at off in the current epoch.
+func (o *outgoing) chunkCID(off int64) uint64 {
+	return o.s.cidBase + o.epoch<<32 + uint64(off/int64(o.chunk))&(1<<32-1)
+}
+
+// pause stops sending until the receiver accepts again, and starts the
+// re-offers.
+func (o *outgoing) pause() {
+	o.accepted, o.paused = false, true
+	o.epoch = (o.epoch + 1) & (1<<16 - 1)
+	o.resync.Reset(o.backoff)
+}
+
+// fill sends chunks while the receiver has accepted and the window has
+// room. A read error cancels the transfer.
+func (o *outgoing) fill() error {
+	c, s, to := o.c, o.s, o.to
+	for o.accepted && o.next < o.size && o.next-o.acked < int64(o.window*o.chunk) {
+		n := min(int64(o.chunk), o.size-o.next)
+		if _, err := o.r.ReadAt(o.buf[:n], o.next); err != nil && !(errors.Is(err, io.EOF) && n > 0) {
+			_ = c.sendFile(s, to, frame.QoS1, frame.FileCancel, 0, 0, nil)
+			return err
+		}
+		if err := c.sendFile(s, to, frame.QoS0, frame.FileChunk, uint64(o.next), o.chunkCID(o.next), o.buf[:n]); err != nil {
+			return err
+		}
+		o.next += n
+	}
+	return nil
+}
+
+// onFrame acts on the receiver's answer (or the server's ERROR) and
+// reports whether the transfer has ended; err is why, nil when the file
+// arrived whole.
+func (o *outgoing) onFrame(f Frame) (done bool, err error) {
+	if f.Cmd == frame.CmdError {
+		e := errorFrom(f.Body).(*ServerError)
+		if o.s.isChunkCID(e.Ref) && (e.Ref-o.s.cidBase)>>32 != o.epoch {
+			return false, nil // about a chunk sent before the last resync
+		}
+		if e.Code != frame.ErrCodeRetry {
+			return true, e
+		}
+		if !o.paused {
+			o.pause()
+		}
+		return false, nil
+	}
+	ff := frame.File(f.Body)
+	switch ff.Op() {
+	case frame.FileAccept:
+		off := int64(ff.Offset())
+		if off > o.size {
+			return true, fmt.Errorf("%w: accept at %d past the end", ErrProtocol, off)
+		}
+		o.epoch = (o.epoch + 1) & (1<<16 - 1)
+		o.accepted, o.paused, o.next, o.acked = true, false, off, off
+		o.backoff = 250 * time.Millisecond
+		o.resync.Stop()
+	case frame.FileChunkAck:
+		if off := int64(ff.Offset()); off > o.acked && off <= o.next {
+			o.acked = off
+		}
+	case frame.FileDone:
+		if string(ff.Data()) != o.sum {
+			return true, fmt.Errorf("%w: receiver got %s, sent %s", ErrHashMismatch, ff.Data(), o.sum)
+		}
+		return true, nil
+	case frame.FileReject:
+		return true, ErrRejected
+	case frame.FileCancel:
+		return true, ErrCanceled
+	}
+	return false, nil
 }
 
 func (c *Conn) closedErr() error {

@@ -22,6 +22,8 @@ if [ -n "$unformatted" ]; then
   echo "gofmt would change: $unformatted" >&2
   exit 1
 fi
+echo "== sizes (no non-test file over 800 lines, no function over 100 lines)"
+go run ./internal/tools/sizecheck
 echo "== staticcheck (both modules)"
 # Pinned, fetched through the Go module proxy on first use and cached after.
 staticcheck="honnef.co/go/tools/cmd/staticcheck@v0.8.2"

@@ -105,6 +105,10 @@ type runConfig struct {
 	root         string
 }
 
+// setFunc records metric k of engine e.
+type setFunc func(e Engine, k string, v float64)
+
+// run runs each step on each engine in turn and returns their metrics.
 func (c runConfig) run(es []Engine) (runResult, error) {
 	res := runResult{}
 	set := func(e Engine, k string, v float64) {
@@ -115,86 +119,13 @@ func (c runConfig) run(es []Engine) (runResult, error) {
 	}
 	type step struct {
 		name string
-		fn   func(e Engine) error
+		fn   func(e Engine, set setFunc) error
 	}
 	steps := []step{
-		{"(a) append x16", func(e Engine) error {
-			q, d, err := openFresh(e, c.root, false)
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(d)
-			r, err := appendParallel(q, appendWriters, 0, c.dur)
-			if err != nil {
-				q.Close()
-				return err
-			}
-			set(e, "a_rate", r.rate())
-			set(e, "a_p50_ms", ms(r.Lat.q(0.5)))
-			set(e, "a_p99_ms", ms(r.Lat.q(0.99)))
-			return q.Close()
-		}},
-		{"(b) append batch", func(e Engine) error {
-			q, d, err := openFresh(e, c.root, false)
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(d)
-			r, err := appendBatches(q, 0, c.dur)
-			if err != nil {
-				q.Close()
-				return err
-			}
-			set(e, "b_rate", r.rate())
-			set(e, "b_p50_ms", ms(r.Lat.q(0.5)))
-			return q.Close()
-		}},
-		{"(c) drain", func(e Engine) error {
-			q, d, err := openFresh(e, c.root, false)
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(d)
-			if err := preload(q, c.drainUsers, drainPerUser); err != nil {
-				q.Close()
-				return err
-			}
-			set(e, "c_size_full", mb(dirSize(d)))
-			r, err := drain(q, c.drainUsers)
-			if err != nil {
-				q.Close()
-				return err
-			}
-			if want := c.drainUsers * drainPerUser; r.Msgs != want {
-				q.Close()
-				return fmt.Errorf("%s drained %d messages, want %d", e.ID, r.Msgs, want)
-			}
-			set(e, "c_rate", float64(r.Msgs)/r.Elapsed.Seconds())
-			set(e, "c_secs", r.Elapsed.Seconds())
-			set(e, "c_fetch_p50_us", us(r.Fetch.q(0.5)))
-			set(e, "c_ack_p50_ms", ms(r.Ack.q(0.5)))
-			set(e, "c_size_empty", mb(dirSize(d)))
-			return q.Close()
-		}},
-		{"(d) steady", func(e Engine) error {
-			q, d, err := openFresh(e, c.root, c.steadyNoSync)
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(d)
-			r, err := steady(q, steadyUsers, steadyWorkers, c.steadyCycles)
-			if err != nil {
-				q.Close()
-				return err
-			}
-			set(e, "d_rate", float64(r.Cycles)/r.Elapsed.Seconds())
-			set(e, "d_secs", r.Elapsed.Seconds())
-			set(e, "d_first_p50_us", us(r.Fetch[0].q(0.5)))
-			set(e, "d_last_p50_us", us(r.Fetch[steadyWindows-1].q(0.5)))
-			set(e, "d_last_p99_us", us(r.Fetch[steadyWindows-1].q(0.99)))
-			set(e, "d_size", mb(dirSize(d)))
-			return q.Close()
-		}},
+		{"(a) append x16", c.appendStep},
+		{"(b) append batch", c.batchStep},
+		{"(c) drain", c.drainStep},
+		{"(d) steady", c.steadyStep},
 	}
 	for _, s := range steps {
 		list := es
@@ -203,13 +134,98 @@ func (c runConfig) run(es []Engine) (runResult, error) {
 		}
 		for _, e := range list {
 			t := time.Now()
-			if err := s.fn(e); err != nil {
+			if err := s.fn(e, set); err != nil {
 				return nil, fmt.Errorf("%s on %s: %w", s.name, e.ID, err)
 			}
 			log.Printf("%-16s %-14s %6.1fs", s.name, e.ID, time.Since(t).Seconds())
 		}
 	}
 	return res, nil
+}
+
+// appendStep measures appends by appendWriters writers at once.
+func (c runConfig) appendStep(e Engine, set setFunc) error {
+	q, d, err := openFresh(e, c.root, false)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(d)
+	r, err := appendParallel(q, appendWriters, 0, c.dur)
+	if err != nil {
+		q.Close()
+		return err
+	}
+	set(e, "a_rate", r.rate())
+	set(e, "a_p50_ms", ms(r.Lat.q(0.5)))
+	set(e, "a_p99_ms", ms(r.Lat.q(0.99)))
+	return q.Close()
+}
+
+// batchStep measures batched appends.
+func (c runConfig) batchStep(e Engine, set setFunc) error {
+	q, d, err := openFresh(e, c.root, false)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(d)
+	r, err := appendBatches(q, 0, c.dur)
+	if err != nil {
+		q.Close()
+		return err
+	}
+	set(e, "b_rate", r.rate())
+	set(e, "b_p50_ms", ms(r.Lat.q(0.5)))
+	return q.Close()
+}
+
+// drainStep preloads c.drainUsers users and measures draining them.
+func (c runConfig) drainStep(e Engine, set setFunc) error {
+	q, d, err := openFresh(e, c.root, false)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(d)
+	if err := preload(q, c.drainUsers, drainPerUser); err != nil {
+		q.Close()
+		return err
+	}
+	set(e, "c_size_full", mb(dirSize(d)))
+	r, err := drain(q, c.drainUsers)
+	if err != nil {
+		q.Close()
+		return err
+	}
+	if want := c.drainUsers * drainPerUser; r.Msgs != want {
+		q.Close()
+		return fmt.Errorf("%s drained %d messages, want %d", e.ID, r.Msgs, want)
+	}
+	set(e, "c_rate", float64(r.Msgs)/r.Elapsed.Seconds())
+	set(e, "c_secs", r.Elapsed.Seconds())
+	set(e, "c_fetch_p50_us", us(r.Fetch.q(0.5)))
+	set(e, "c_ack_p50_ms", ms(r.Ack.q(0.5)))
+	set(e, "c_size_empty", mb(dirSize(d)))
+	return q.Close()
+}
+
+// steadyStep measures steady fetch and ack cycles.
+func (c runConfig) steadyStep(e Engine, set setFunc) error {
+	q, d, err := openFresh(e, c.root, c.steadyNoSync)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(d)
+	r, err := steady(q, steadyUsers, steadyWorkers, c.steadyCycles)
+	if err != nil {
+		q.Close()
+		return err
+	}
+	set(e, "d_rate", float64(r.Cycles)/r.Elapsed.Seconds())
+	set(e, "d_secs", r.Elapsed.Seconds())
+	set(e, "d_first_p50_us", us(r.Fetch[0].q(0.5)))
+	set(e, "d_last_p50_us", us(r.Fetch[steadyWindows-1].q(0.5)))
+	set(e, "d_last_p99_us", us(r.Fetch[steadyWindows-1].q(0.99)))
+	set(e, "d_size", mb(dirSize(d)))
+	return q.Close()
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -210,93 +210,15 @@ func (b *bconn) handle(ev *event) {
 	r := b.r
 	switch ev.kind {
 	case evMsg:
-		r.delivered.Add(1)
-		if ts, sender, _, ok := payloadFields(ev.payload); ok {
-			r.hist.record(b.idx, time.Now().UnixNano()-ts)
-			if r.track && !ev.group {
-				k := [2]uint64{ev.from, ev.cid}
-				if b.got[k]++; b.got[k] > 1 {
-					r.dups.Add(1)
-				}
-			}
-			if ev.qos == frame.QoS1 && !ev.group {
-				_ = b.queue(func(d []byte) ([]byte, error) { return b.c.appendReceipt(d, ev) })
-			}
-			if ev.group {
-				b.groupSeq = max(b.groupSeq, ev.mid)
-				if b.sinceGAck++; b.sinceGAck >= 64 {
-					b.sinceGAck = 0
-					ge := event{group: true, mid: b.groupSeq, to: ev.to}
-					_ = b.queue(func(d []byte) ([]byte, error) { return b.c.appendReceipt(d, &ge) })
-				}
-			}
-			if r.completeOnDelivery && !ev.group && sender >= 0 && sender < len(r.conns) {
-				if s := r.conns[sender]; s != nil {
-					s.done.Add(1)
-					s.pump(s == b)
-				}
-			}
-		} else {
-			r.errs.Add(1)
-		}
+		b.onMsg(ev)
 	case evAck:
-		if r.track {
-			// After a reconnect one message may be acked twice: the
-			// original's ack reaches the new session, and so does the
-			// resend's AckDuplicate. Count each CID once.
-			b.wmu.Lock()
-			m, ok := b.unacked[ev.cid]
-			if ok {
-				delete(b.unacked, ev.cid)
-				b.acked = append(b.acked, sentMsg{to: m.to, cid: m.cid})
-			}
-			b.wmu.Unlock()
-			if !ok {
-				return
-			}
-		}
-		r.acked.Add(1)
-		if ev.status == frame.AckStored {
-			r.stored.Add(1)
-		}
-		if !r.completeOnDelivery {
-			b.done.Add(1)
-			b.pump(true)
-		}
+		b.onAck(ev)
 	case evPong:
-		var ts int64
-		if r.cfg.Proto == "mqtt" {
-			b.wmu.Lock()
-			if len(b.pings) > 0 {
-				ts = b.pings[0]
-				b.pings = b.pings[1:]
-			}
-			b.wmu.Unlock()
-		} else if t, _, _, ok := payloadFields(ev.payload); ok {
-			ts = t
-		}
-		if r.kind != loadPing {
-			r.keepalives.Add(1)
-			return
-		}
-		if ts != 0 {
-			r.hist.record(b.idx, time.Now().UnixNano()-ts)
-		}
-		r.delivered.Add(1)
-		b.done.Add(1)
-		b.pump(true)
+		b.onPong(ev)
 	case evPing:
 		_ = b.queue(b.c.appendPong)
 	case evError:
-		r.errs.Add(1)
-		r.noteErr(errors.New("server ERROR " + itoa(int(ev.code)) + ": " + ev.text))
-		if r.kind != loadPing && ev.code == frame.ErrCodeRetry {
-			if r.track { // resend it later with the same CID
-				return
-			}
-			b.done.Add(1)
-			b.pump(true)
-		}
+		b.onError(ev)
 	case evFetch, evGroup:
 		select {
 		case b.ctl <- *ev:
@@ -308,6 +230,113 @@ func (b *bconn) handle(ev *event) {
 				return b.c.(*myimCodec).appendFetch(d, 0, cur, 256)
 			})
 		}
+	}
+}
+
+// onMsg counts a delivered message and its latency, acknowledges it and,
+// when delivery completes a send, lets its sender send the next.
+func (b *bconn) onMsg(ev *event) {
+	r := b.r
+	r.delivered.Add(1)
+	ts, sender, _, ok := payloadFields(ev.payload)
+	if !ok {
+		r.errs.Add(1)
+		return
+	}
+	r.hist.record(b.idx, time.Now().UnixNano()-ts)
+	if r.track && !ev.group {
+		k := [2]uint64{ev.from, ev.cid}
+		if b.got[k]++; b.got[k] > 1 {
+			r.dups.Add(1)
+		}
+	}
+	if ev.qos == frame.QoS1 && !ev.group {
+		_ = b.queue(func(d []byte) ([]byte, error) { return b.c.appendReceipt(d, ev) })
+	}
+	if ev.group {
+		b.groupSeq = max(b.groupSeq, ev.mid)
+		if b.sinceGAck++; b.sinceGAck >= 64 {
+			b.sinceGAck = 0
+			ge := event{group: true, mid: b.groupSeq, to: ev.to}
+			_ = b.queue(func(d []byte) ([]byte, error) { return b.c.appendReceipt(d, &ge) })
+		}
+	}
+	if r.completeOnDelivery && !ev.group && sender >= 0 && sender < len(r.conns) {
+		if s := r.conns[sender]; s != nil {
+			s.done.Add(1)
+			s.pump(s == b)
+		}
+	}
+}
+
+// onAck counts the server's ack of a send and, unless delivery completes
+// sends, lets this client send the next.
+func (b *bconn) onAck(ev *event) {
+	r := b.r
+	if r.track {
+		// After a reconnect one message may be acked twice: the
+		// original's ack reaches the new session, and so does the
+		// resend's AckDuplicate. Count each CID once.
+		b.wmu.Lock()
+		m, ok := b.unacked[ev.cid]
+		if ok {
+			delete(b.unacked, ev.cid)
+			b.acked = append(b.acked, sentMsg{to: m.to, cid: m.cid})
+		}
+		b.wmu.Unlock()
+		if !ok {
+			return
+		}
+	}
+	r.acked.Add(1)
+	if ev.status == frame.AckStored {
+		r.stored.Add(1)
+	}
+	if !r.completeOnDelivery {
+		b.done.Add(1)
+		b.pump(true)
+	}
+}
+
+// onPong counts a keepalive or, in the ping scenario, a round trip and
+// its latency.
+func (b *bconn) onPong(ev *event) {
+	r := b.r
+	var ts int64
+	if r.cfg.Proto == "mqtt" {
+		b.wmu.Lock()
+		if len(b.pings) > 0 {
+			ts = b.pings[0]
+			b.pings = b.pings[1:]
+		}
+		b.wmu.Unlock()
+	} else if t, _, _, ok := payloadFields(ev.payload); ok {
+		ts = t
+	}
+	if r.kind != loadPing {
+		r.keepalives.Add(1)
+		return
+	}
+	if ts != 0 {
+		r.hist.record(b.idx, time.Now().UnixNano()-ts)
+	}
+	r.delivered.Add(1)
+	b.done.Add(1)
+	b.pump(true)
+}
+
+// onError notes a server ERROR; a refused send (retry) frees its window
+// slot, unless it is to be resent.
+func (b *bconn) onError(ev *event) {
+	r := b.r
+	r.errs.Add(1)
+	r.noteErr(errors.New("server ERROR " + itoa(int(ev.code)) + ": " + ev.text))
+	if r.kind != loadPing && ev.code == frame.ErrCodeRetry {
+		if r.track { // resend it later with the same CID
+			return
+		}
+		b.done.Add(1)
+		b.pump(true)
 	}
 }
 

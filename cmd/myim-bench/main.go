@@ -224,6 +224,27 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("myim-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	src, pids := defineFlags(fs, &c)
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	c.args = args
+	var err error
+	if c.Sources, err = parseSources(*src); err != nil {
+		return c, err
+	}
+	if c.ServerPIDs, err = parsePIDs(*pids); err != nil {
+		return c, err
+	}
+	return c, c.check()
+}
+
+// defineFlags defines the flags that fill c on fs and returns the two
+// that are parsed further: --src and --server-pid.
+func defineFlags(fs *flag.FlagSet, c *Config) (src, pids *string) {
 	fs.StringVar(&c.Scenario, "scenario", "p2p", "idle, ping, p2p, group, login-storm or reconnect-storm")
 	fs.StringVar(&c.Proto, "proto", "myim", "myim, or a peer of benchmarks/: fwd (length-prefixed forwarders) or mqtt")
 	fs.StringVar(&c.Transport, "transport", "tcp", "MyIM over tcp, or ws: WebSocket to --ws-addr (/login and /endpoint) for every session and login")
@@ -235,7 +256,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.Admin, "admin-secret", os.Getenv("MYIM_ADMIN_SECRET"), "admin secret for bulk users and tokens (env MYIM_ADMIN_SECRET); without it users register and log in one by one")
 	fs.StringVar(&c.Root, "root", "myim-data/root.pub", "the cluster root key, or a file holding it (login needs it)")
 	fs.IntVar(&c.Conns, "n", 100, "sessions to open")
-	src := fs.String("src", "auto", "source addresses, comma separated, or A-B for a range of IPv4 addresses; auto: 127.0.0.2-127.0.0.9 for a loopback target; none: let the kernel choose")
+	src = fs.String("src", "auto", "source addresses, comma separated, or A-B for a range of IPv4 addresses; auto: 127.0.0.2-127.0.0.9 for a loopback target; none: let the kernel choose")
 	fs.IntVar(&c.DialRate, "dial-rate", 0, "connections per second while ramping, in total over --procs (0: as fast as the dialers go)")
 	fs.IntVar(&c.Dialers, "dialers", 0, "concurrent dials (default 4 per CPU)")
 	fs.StringVar(&c.Prefix, "prefix", "bench", "bench users are PREFIX1, PREFIX2, ...")
@@ -255,7 +276,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.DropEvery, "drop-every", time.Second, "reconnect-storm: interval between drops")
 	fs.Float64Var(&c.DropFrac, "drop-frac", 0.1, "reconnect-storm: share of the clients dropped each interval")
 	fs.BoolVar(&c.DropAbrupt, "drop-abrupt", false, "reconnect-storm: close dropped sockets at once (a reset when data is unread) instead of half-closing")
-	pids := fs.String("server-pid", "", "server processes on this machine, comma separated: report their RSS and CPU from /proc, summed and per process")
+	pids = fs.String("server-pid", "", "server processes on this machine, comma separated: report their RSS and CPU from /proc, summed and per process")
 	fs.IntVar(&c.Procs, "procs", 1, "idle: run the sessions in this many child processes of the bench (one process holds at most its open-file limit), each with its own user range, share of --n and source addresses; one combined report")
 	fs.BoolVar(&c.Spread, "spread", false, "spread the sessions over every endpoint of the server list (session i to server i mod the list's length) instead of one")
 	fs.IntVar(&c.MinServers, "min-servers", 0, "with --spread: wait up to 60s until the server list has this many endpoints")
@@ -268,68 +289,59 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&c.Keepalive, "keepalive", 30*time.Second, "PING interval on held sessions (below the server's idle timeout)")
 	fs.BoolVar(&c.Quiet, "quiet", false, "no progress lines")
 	fs.BoolVar(&c.AllowWider, "allow-remote", false, "allow a target outside 127.0.0.0/8 and ::1 (only hosts you run)")
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	c.args = args
-	var err error
-	if c.Sources, err = parseSources(*src); err != nil {
-		return c, err
-	}
-	if c.ServerPIDs, err = parsePIDs(*pids); err != nil {
-		return c, err
-	}
+	return src, pids
+}
+
+// check rejects flag values that do not go together, or that are unknown.
+func (c *Config) check() error {
 	if c.Procs > 1 && c.Scenario != "idle" {
-		return c, fmt.Errorf("--procs runs the idle scenario only (the others measure across their own sessions)")
+		return fmt.Errorf("--procs runs the idle scenario only (the others measure across their own sessions)")
 	}
 	if c.Storm && c.Scenario != "idle" {
-		return c, errors.New("--storm runs in the idle scenario (reconnect-storm drops sessions under load)")
+		return errors.New("--storm runs in the idle scenario (reconnect-storm drops sessions under load)")
 	}
 	if c.Procs > maxProcs {
-		return c, fmt.Errorf("--procs: at most %d", maxProcs)
+		return fmt.Errorf("--procs: at most %d", maxProcs)
 	}
 	if c.Spread && (c.Proto != "myim" || c.Endpoint != "") {
-		return c, errors.New("--spread needs --proto myim and no --addr: it takes the server list that comes with the tokens")
+		return errors.New("--spread needs --proto myim and no --addr: it takes the server list that comes with the tokens")
 	}
 	if c.Settle && (c.Admin == "" && !c.GCSignal || len(c.ServerPIDs) == 0) {
-		return c, errors.New("--settle needs --server-pid and --admin-secret or --gc-signal")
+		return errors.New("--settle needs --server-pid and --admin-secret or --gc-signal")
 	}
 	if c.GCSignal && len(c.ServerPIDs) == 0 {
-		return c, errors.New("--gc-signal needs --server-pid")
+		return errors.New("--gc-signal needs --server-pid")
 	}
 	if c.MinServers > 0 && (!c.Spread || c.Admin == "") {
-		return c, errors.New("--min-servers needs --spread and --admin-secret")
+		return errors.New("--min-servers needs --spread and --admin-secret")
 	}
 	switch {
 	case c.Transport == "ws" && c.Proto != "myim":
-		return c, errors.New("--transport ws needs --proto myim")
+		return errors.New("--transport ws needs --proto myim")
 	case c.Transport != "tcp" && c.Transport != "ws":
-		return c, fmt.Errorf("unknown transport %q", c.Transport)
+		return fmt.Errorf("unknown transport %q", c.Transport)
 	}
 	switch c.Scenario {
 	case "idle", "ping", "p2p", "group", "login-storm", "reconnect-storm":
 	default:
-		return c, fmt.Errorf("unknown scenario %q", c.Scenario)
+		return fmt.Errorf("unknown scenario %q", c.Scenario)
 	}
 	switch c.Proto {
 	case "myim":
 	case "fwd", "mqtt":
 		if c.Scenario != "idle" && c.Scenario != "ping" && c.Scenario != "p2p" {
-			return c, fmt.Errorf("scenario %s needs --proto myim", c.Scenario)
+			return fmt.Errorf("scenario %s needs --proto myim", c.Scenario)
 		}
 		if c.Endpoint == "" {
-			return c, fmt.Errorf("--proto %s needs --addr", c.Proto)
+			return fmt.Errorf("--proto %s needs --addr", c.Proto)
 		}
 	default:
-		return c, fmt.Errorf("unknown protocol %q", c.Proto)
+		return fmt.Errorf("unknown protocol %q", c.Proto)
 	}
 	if c.QoS != 0 && c.QoS != 1 {
-		return c, errors.New("--qos must be 0 or 1")
+		return errors.New("--qos must be 0 or 1")
 	}
-	return c, nil
+	return nil
 }
 
 // parsePIDs reads --server-pid.

@@ -252,84 +252,15 @@ func RunProcs(ctx context.Context, cfg Config) (*Report, error) {
 		rep.ServerPID = cfg.ServerPIDs[0]
 	}
 	srv := newServerProcs(cfg.ServerPIDs)
-	srcs := childSources(&cfg, cfg.Procs)
 	// A child sends at most four messages and its end: the readers of the
 	// control pipes never block, even once the parent stops listening.
-	events := make(chan childEvent, 8*cfg.Procs)
-	kids := make([]*child, 0, cfg.Procs)
-	defer func() { stopChildren(kids) }()
-	first := cfg.First
-	for k := 0; k < cfg.Procs; k++ {
-		n := cfg.Conns / cfg.Procs
-		if k < cfg.Conns%cfg.Procs {
-			n++
-		}
-		if n == 0 {
-			break
-		}
-		c := &child{k: k, first: first, n: n, src: srcs[k], exited: make(chan struct{})}
-		first += n
-		if err := c.start(exe, &cfg, events); err != nil {
-			return nil, fmt.Errorf("process %d: %w", k+1, err)
-		}
-		kids = append(kids, c)
+	f := &children{ctx: ctx, events: make(chan childEvent, 8*cfg.Procs)}
+	defer func() { stopChildren(f.kids) }()
+	if err := f.start(exe, &cfg); err != nil {
+		return nil, err
 	}
 
-	// await waits until every child has reported phase or ended. A child
-	// that ends before it is ready fails the run: its users are missing
-	// from every figure.
-	await := func(phase string) error {
-		t := time.NewTimer(phaseLimit)
-		defer t.Stop()
-		for {
-			all := true
-			for _, c := range kids {
-				if c.rank < phaseRank[phase] {
-					all = false
-				}
-				if phase == phaseReady && c.rank == phaseRank[phaseDone] && c.err != "" {
-					return fmt.Errorf("process %d: %s", c.k+1, c.err)
-				}
-			}
-			if all {
-				return nil
-			}
-			select {
-			case ev := <-events:
-				c := kids[ev.k]
-				switch {
-				case ev.eof:
-					if c.rank < phaseRank[phaseDone] && c.err == "" {
-						c.err = "ended without a report"
-					}
-					c.rank = phaseRank[phaseDone]
-				default:
-					c.rank = max(c.rank, phaseRank[ev.msg.Phase])
-					switch ev.msg.Phase {
-					case phaseRamped:
-						c.ramped = ev.msg
-					case phaseStormed:
-						c.storm = ev.msg.Storm
-					case phaseDone:
-						c.rep, c.err = ev.msg.Report, ev.msg.Err
-					}
-				}
-			case <-t.C:
-				return fmt.Errorf("the bench processes did not all reach %q in %v", phase, phaseLimit)
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-	}
-	tell := func(word string) {
-		for _, c := range kids {
-			if c.rank < phaseRank[phaseDone] {
-				_, _ = io.WriteString(c.stdin, word+"\n")
-			}
-		}
-	}
-
-	if err := await(phaseReady); err != nil {
+	if err := f.await(phaseReady); err != nil {
 		return nil, err
 	}
 	if cfg.Settle {
@@ -344,20 +275,158 @@ func RunProcs(ctx context.Context, cfg Config) (*Report, error) {
 	rep.ServerRSSBaseKB = base.RSSKB
 	slab0 := slabKB()
 	t0 := time.Now()
-	tell(wordRamp)
-	if err := await(phaseRamped); err != nil {
+	f.tell(wordRamp)
+	if err := f.await(phaseRamped); err != nil {
 		return nil, err
 	}
 	rampSecs := time.Since(t0).Seconds()
 	ramped, _, err := srv.mark(momentRamped)
 	opened := 0
-	for _, c := range kids {
+	for _, c := range f.kids {
 		opened += c.ramped.Conns
 	}
 	fmt.Fprintf(cfg.Out, "ramp: %d of %d sessions open in %.1f s\n", opened, cfg.Conns, rampSecs)
 	if err != nil {
 		return nil, err
 	}
+	byEndpoint := addRamped(rep, f.kids)
+	rep.RampRate = float64(rep.Conns) / rampSecs
+	if err := f.await(phaseHeld); err != nil {
+		return nil, err
+	}
+	held, _, err := srv.mark(momentHeld)
+	if err != nil {
+		return nil, err
+	}
+	slab1 := slabKB()
+	if cfg.Storm {
+		if rep.Storm, err = procsStorm(&cfg, rep.Conns, srv, f.kids, f.tell, f.await); err != nil {
+			return nil, err
+		}
+	}
+	f.tell(wordRelease)
+	if err := f.await(phaseDone); err != nil {
+		return nil, err
+	}
+
+	firstErr := addChildren(rep, f.kids)
+	if len(byEndpoint) > 0 {
+		rep.ByEndpoint = byEndpoint
+	}
+	if haveProc && rep.Conns > 0 {
+		rep.ServerRSSKB = held.RSSKB
+		rep.RSSPerSessionKB = float64(held.RSSKB-base.RSSKB) / float64(rep.Conns)
+		rep.RampCPUPerSessionUS = float64(ramped.CPUTicks-base.CPUTicks) / clockTick / float64(rep.Conns) * 1e6
+		rep.Servers = srv.figures(byEndpoint, rep.Conns)
+	}
+	if slab0 > 0 && slab1 > slab0 && rep.Conns > 0 {
+		rep.KernelSlabPerConnKB = float64(slab1-slab0) / float64(rep.Conns)
+	}
+	if rep.Seconds == 0 {
+		rep.Seconds = time.Since(start).Seconds()
+	}
+	if rep.Conns == 0 && firstErr == nil {
+		firstErr = errors.New("no session opened")
+	}
+	return rep, firstErr
+}
+
+// children is the parent's view of its bench processes: the children and the
+// events their control pipes send. Used by RunProcs's goroutine only.
+type children struct {
+	ctx    context.Context
+	kids   []*child
+	events chan childEvent
+}
+
+// start runs cfg.Procs children, each with its share of cfg.Conns users
+// and its source addresses. The children started before an error stay in
+// f.kids, for the caller to stop.
+func (f *children) start(exe string, cfg *Config) error {
+	srcs := childSources(cfg, cfg.Procs)
+	f.kids = make([]*child, 0, cfg.Procs)
+	first := cfg.First
+	for k := 0; k < cfg.Procs; k++ {
+		n := cfg.Conns / cfg.Procs
+		if k < cfg.Conns%cfg.Procs {
+			n++
+		}
+		if n == 0 {
+			break
+		}
+		c := &child{k: k, first: first, n: n, src: srcs[k], exited: make(chan struct{})}
+		first += n
+		if err := c.start(exe, cfg, f.events); err != nil {
+			return fmt.Errorf("process %d: %w", k+1, err)
+		}
+		f.kids = append(f.kids, c)
+	}
+	return nil
+}
+
+// await waits until every child has reported phase or ended. A child
+// that ends before it is ready fails the run: its users are missing from
+// every figure.
+func (f *children) await(phase string) error {
+	t := time.NewTimer(phaseLimit)
+	defer t.Stop()
+	for {
+		all := true
+		for _, c := range f.kids {
+			if c.rank < phaseRank[phase] {
+				all = false
+			}
+			if phase == phaseReady && c.rank == phaseRank[phaseDone] && c.err != "" {
+				return fmt.Errorf("process %d: %s", c.k+1, c.err)
+			}
+		}
+		if all {
+			return nil
+		}
+		select {
+		case ev := <-f.events:
+			f.kids[ev.k].note(ev)
+		case <-t.C:
+			return fmt.Errorf("the bench processes did not all reach %q in %v", phase, phaseLimit)
+		case <-f.ctx.Done():
+			return f.ctx.Err()
+		}
+	}
+}
+
+// note records what the child's control pipe said: a phase reached, its
+// figures, or its end.
+func (c *child) note(ev childEvent) {
+	if ev.eof {
+		if c.rank < phaseRank[phaseDone] && c.err == "" {
+			c.err = "ended without a report"
+		}
+		c.rank = phaseRank[phaseDone]
+		return
+	}
+	c.rank = max(c.rank, phaseRank[ev.msg.Phase])
+	switch ev.msg.Phase {
+	case phaseRamped:
+		c.ramped = ev.msg
+	case phaseStormed:
+		c.storm = ev.msg.Storm
+	case phaseDone:
+		c.rep, c.err = ev.msg.Report, ev.msg.Err
+	}
+}
+
+// tell sends word to every child still running.
+func (f *children) tell(word string) {
+	for _, c := range f.kids {
+		if c.rank < phaseRank[phaseDone] {
+			_, _ = io.WriteString(c.stdin, word+"\n")
+		}
+	}
+}
+
+// addRamped adds the children's ramp figures to rep and returns the
+// sessions per endpoint, summed over the children.
+func addRamped(rep *Report, kids []*child) map[string]int {
 	byEndpoint := make(map[string]int)
 	for _, c := range kids {
 		rep.Conns += c.ramped.Conns
@@ -368,25 +437,12 @@ func RunProcs(ctx context.Context, cfg Config) (*Report, error) {
 			rep.LimitHit = fmt.Sprintf("process %d: %s", c.k+1, c.ramped.LimitHit)
 		}
 	}
-	rep.RampRate = float64(rep.Conns) / rampSecs
-	if err := await(phaseHeld); err != nil {
-		return nil, err
-	}
-	held, _, err := srv.mark(momentHeld)
-	if err != nil {
-		return nil, err
-	}
-	slab1 := slabKB()
-	if cfg.Storm {
-		if rep.Storm, err = procsStorm(&cfg, rep.Conns, srv, kids, tell, await); err != nil {
-			return nil, err
-		}
-	}
-	tell(wordRelease)
-	if err := await(phaseDone); err != nil {
-		return nil, err
-	}
+	return byEndpoint
+}
 
+// addChildren adds each child's final figures to rep and returns the
+// first child's error.
+func addChildren(rep *Report, kids []*child) error {
 	var firstErr error
 	for _, c := range kids {
 		f := ChildFigures{Process: c.k + 1, First: c.first, Wanted: c.n, Conns: c.ramped.Conns, Sources: c.src, Error: c.err}
@@ -409,25 +465,7 @@ func RunProcs(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		rep.Children = append(rep.Children, f)
 	}
-	if len(byEndpoint) > 0 {
-		rep.ByEndpoint = byEndpoint
-	}
-	if haveProc && rep.Conns > 0 {
-		rep.ServerRSSKB = held.RSSKB
-		rep.RSSPerSessionKB = float64(held.RSSKB-base.RSSKB) / float64(rep.Conns)
-		rep.RampCPUPerSessionUS = float64(ramped.CPUTicks-base.CPUTicks) / clockTick / float64(rep.Conns) * 1e6
-		rep.Servers = srv.figures(byEndpoint, rep.Conns)
-	}
-	if slab0 > 0 && slab1 > slab0 && rep.Conns > 0 {
-		rep.KernelSlabPerConnKB = float64(slab1-slab0) / float64(rep.Conns)
-	}
-	if rep.Seconds == 0 {
-		rep.Seconds = time.Since(start).Seconds()
-	}
-	if rep.Conns == 0 && firstErr == nil {
-		firstErr = errors.New("no session opened")
-	}
-	return rep, firstErr
+	return firstErr
 }
 
 // start runs the child process: its control pipe feeds events, its output

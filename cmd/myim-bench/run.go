@@ -192,17 +192,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if len(cfg.ServerPIDs) > 0 {
 		rep.ServerPID = cfg.ServerPIDs[0]
 	}
-	allowed, lim, err := raiseFileLimit()
-	if err != nil {
-		return nil, fmt.Errorf("RLIMIT_NOFILE: %w", err)
-	}
-	if cfg.Scenario != "login-storm" && cfg.Conns > allowed {
-		rep.LimitHit = fmt.Sprintf("open-file limit: the hard RLIMIT_NOFILE of %d allows %d sessions per process; run them in several bench processes with --procs (see docs/scaling.md)", lim.Max, allowed)
-		fmt.Fprintf(cfg.Out, "myim-bench: %s\n", rep.LimitHit)
-		cfg.Conns = allowed
-		if cfg.GroupSize > cfg.Conns {
-			cfg.GroupSize = cfg.Conns
-		}
+	if err := fitFileLimit(&cfg, rep); err != nil {
+		return nil, err
 	}
 	for _, a := range []string{cfg.Endpoint, cfg.Login, cfg.HTTP, cfg.AdminAPI} {
 		if a == "" || (cfg.Proto != "myim" && a != cfg.Endpoint) {
@@ -217,41 +208,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Scenario == "login-storm" {
 		return rep, loginStorm(ctx, r, rep)
 	}
-	if cfg.Proto == "myim" {
-		if r.fl, err = provision(ctx, &cfg, cfg.Conns, true); err != nil {
-			return nil, err
-		}
-		r.targets = r.fl.targets
-		if len(r.targets) == 0 {
-			return nil, errors.New("no endpoint: the server list was empty")
-		}
-	} else {
-		r.targets = []target{{addr: cfg.Endpoint}}
-	}
-	for _, t := range r.targets {
-		if err := checkTarget(t.addr, cfg.AllowWider); err != nil {
-			return nil, err
-		}
-	}
-	if cfg.Transport == "ws" {
-		for i := range r.targets {
-			r.targets[i].addr = cfg.WSAddr
-		}
-	}
-	if r.d, err = newDialer(cfg.Sources, r.targets[0].addr); err != nil {
+	if err := r.prepare(ctx); err != nil {
 		return nil, err
-	}
-	r.d.ws = cfg.Transport == "ws"
-	switch cfg.Scenario {
-	case "ping":
-		r.kind = loadPing
-	case "p2p":
-		r.kind = loadP2P
-		r.completeOnDelivery = r.qos == frame.QoS0 || cfg.Proto == "mqtt"
-	case "group":
-		r.kind, r.qos = loadGroup, frame.QoS1
-	case "reconnect-storm":
-		r.kind, r.qos, r.track = loadP2P, frame.QoS1, true
 	}
 
 	if l := cfg.link; l != nil {
@@ -285,20 +243,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if ps, ok := r.markServers(momentRamped); ok && haveProc && got > 0 {
 		rep.RampCPUPerSessionUS = float64(ps.CPUTicks-base.CPUTicks) / clockTick / float64(got) * 1e6
 	}
-	r.conns = conns
-	r.byUser = make(map[uint64]*bconn, got)
-	byEndpoint := make(map[string]int, len(r.targets))
-	for i, b := range conns {
-		if b != nil {
-			byEndpoint[r.target(i).addr]++
-			r.live = append(r.live, i)
-			r.byUser[b.user] = b
-			if r.track {
-				b.unacked = make(map[uint64]sentMsg)
-				b.got = make(map[[2]uint64]uint16)
-			}
-		}
-	}
+	byEndpoint := r.adopt(conns, got)
 	rep.Conns = got
 	if len(r.targets) > 1 {
 		rep.ByEndpoint = byEndpoint
@@ -324,19 +269,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		go conns[i].readLoop()
 	}
 
-	switch cfg.Scenario {
-	case "idle":
-		err = idle(ctx, r, rep)
-		if s := r.slabHeld; s > slab0 && slab0 > 0 {
-			rep.KernelSlabPerConnKB = float64(s-slab0) / float64(len(r.live))
-		}
-	case "group":
-		if err = setupGroup(ctx, r); err == nil {
-			err = measure(ctx, r, rep)
-		}
-	default:
-		err = measure(ctx, r, rep)
-	}
+	err := r.scenario(ctx, rep, slab0)
 	if ps, ok := r.serverStat(); ok && haveProc {
 		rep.ServerRSSKB = ps.RSSKB
 	}
@@ -347,12 +280,114 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Servers = r.srv.figures(byEndpoint, got)
 	}
 	rep.Errors = r.errs.Load()
-	r.errMu.Lock()
-	if r.lastErr != nil {
-		rep.LastError = r.lastErr.Error()
+	if last := r.lastError(); last != nil {
+		rep.LastError = last.Error()
 	}
-	r.errMu.Unlock()
 	return rep, err
+}
+
+// fitFileLimit raises the open-file limit as far as it goes and, when it
+// still allows fewer sessions than cfg asks for, lowers cfg.Conns (and
+// cfg.GroupSize) to fit and says so in rep.
+func fitFileLimit(cfg *Config, rep *Report) error {
+	allowed, lim, err := raiseFileLimit()
+	if err != nil {
+		return fmt.Errorf("RLIMIT_NOFILE: %w", err)
+	}
+	if cfg.Scenario != "login-storm" && cfg.Conns > allowed {
+		rep.LimitHit = fmt.Sprintf("open-file limit: the hard RLIMIT_NOFILE of %d allows %d sessions per process; run them in several bench processes with --procs (see docs/scaling.md)", lim.Max, allowed)
+		fmt.Fprintf(cfg.Out, "myim-bench: %s\n", rep.LimitHit)
+		cfg.Conns = allowed
+		if cfg.GroupSize > cfg.Conns {
+			cfg.GroupSize = cfg.Conns
+		}
+	}
+	return nil
+}
+
+// prepare finds the endpoints (provisioning the users for myim), checks
+// they are loopback, makes the dialer and sets the load the scenario
+// sends.
+func (r *runner) prepare(ctx context.Context) error {
+	cfg := r.cfg
+	var err error
+	if cfg.Proto == "myim" {
+		if r.fl, err = provision(ctx, cfg, cfg.Conns, true); err != nil {
+			return err
+		}
+		r.targets = r.fl.targets
+		if len(r.targets) == 0 {
+			return errors.New("no endpoint: the server list was empty")
+		}
+	} else {
+		r.targets = []target{{addr: cfg.Endpoint}}
+	}
+	for _, t := range r.targets {
+		if err := checkTarget(t.addr, cfg.AllowWider); err != nil {
+			return err
+		}
+	}
+	if cfg.Transport == "ws" {
+		for i := range r.targets {
+			r.targets[i].addr = cfg.WSAddr
+		}
+	}
+	if r.d, err = newDialer(cfg.Sources, r.targets[0].addr); err != nil {
+		return err
+	}
+	r.d.ws = cfg.Transport == "ws"
+	switch cfg.Scenario {
+	case "ping":
+		r.kind = loadPing
+	case "p2p":
+		r.kind = loadP2P
+		r.completeOnDelivery = r.qos == frame.QoS0 || cfg.Proto == "mqtt"
+	case "group":
+		r.kind, r.qos = loadGroup, frame.QoS1
+	case "reconnect-storm":
+		r.kind, r.qos, r.track = loadP2P, frame.QoS1, true
+	}
+	return nil
+}
+
+// adopt takes the ramped sessions (nil where one failed to open) and
+// returns how many opened on each endpoint.
+func (r *runner) adopt(conns []*bconn, got int) map[string]int {
+	r.conns = conns
+	r.byUser = make(map[uint64]*bconn, got)
+	byEndpoint := make(map[string]int, len(r.targets))
+	for i, b := range conns {
+		if b != nil {
+			byEndpoint[r.target(i).addr]++
+			r.live = append(r.live, i)
+			r.byUser[b.user] = b
+			if r.track {
+				b.unacked = make(map[uint64]sentMsg)
+				b.got = make(map[[2]uint64]uint16)
+			}
+		}
+	}
+	return byEndpoint
+}
+
+// scenario runs the held part of the scenario over the open sessions;
+// slab0 is the kernel's slab memory before the ramp.
+func (r *runner) scenario(ctx context.Context, rep *Report, slab0 int64) error {
+	switch r.cfg.Scenario {
+	case "idle":
+		err := idle(ctx, r, rep)
+		if s := r.slabHeld; s > slab0 && slab0 > 0 {
+			rep.KernelSlabPerConnKB = float64(s-slab0) / float64(len(r.live))
+		}
+		return err
+	case "group":
+		if err := setupGroup(ctx, r); err != nil {
+			return err
+		}
+		return measure(ctx, r, rep)
+	default:
+		return measure(ctx, r, rep)
+	}
 }
 
 // closeAll ends every session and waits for the readers.
@@ -533,39 +568,16 @@ func measure(ctx context.Context, r *runner, rep *Report) error {
 		lastN, lastT = n, now
 		return fmt.Sprintf("%d %s (%.0f/s), sent %d, in flight %d, errors %d", n, unit, rate, r.sent.Load(), r.inflight(), r.errs.Load())
 	})
-	end := time.NewTimer(cfg.Duration)
 	tick := time.NewTicker(20 * time.Millisecond)
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case <-end.C:
-			break loop
-		case <-tick.C:
-			if r.limited && r.budget.Load() <= 0 && r.inflight() == 0 {
-				break loop
-			}
-		}
-	}
-	end.Stop()
+	r.awaitEnd(ctx, tick)
 	r.stopping.Store(true)
 	close(stopPace)
 	paceWG.Wait()
 	close(stopDrop)
 	dropWG.Wait()
 	// Drain: what is in flight completes or the drain time runs out.
-	drained := func() bool {
-		if r.track {
-			return r.unackedCount() == 0
-		}
-		if r.kind == loadGroup {
-			return r.inflight() == 0 && r.delivered.Load() >= r.acked.Load()*int64(r.cfg.GroupSize)
-		}
-		return r.inflight() == 0
-	}
 	deadline := time.Now().Add(cfg.Drain)
-	for !drained() && time.Now().Before(deadline) && ctx.Err() == nil {
+	for !r.drained() && time.Now().Before(deadline) && ctx.Err() == nil {
 		tick.Reset(10 * time.Millisecond)
 		<-tick.C
 	}
@@ -576,23 +588,9 @@ loop:
 	if r.track {
 		r.finalFetch(ctx)
 	}
-	hist := r.hist.merged()
-	rep.hist = hist
-	rep.Latency = summarize(hist)
 	rep.Seconds = t1.Sub(t0).Seconds()
-	rep.Sent, rep.Delivered, rep.Acked, rep.Stored = r.sent.Load(), r.delivered.Load(), r.acked.Load(), r.stored.Load()
 	rep.Unit = unit
-	rep.Throughput = float64(rep.Delivered) / rep.Seconds
-	switch {
-	case r.track:
-		r.closeAll() // readers done: their maps are ours now
-		rep.Lost, rep.Duplicates = r.verify()
-		rep.Resent, rep.Reconnects = r.resent.Load(), r.reconnects.Load()
-	case r.kind == loadGroup:
-		rep.Lost = rep.Acked*int64(cfg.GroupSize) - rep.Delivered + r.inflight()*int64(cfg.GroupSize)
-	default:
-		rep.Lost = r.inflight()
-	}
+	r.loadFigures(rep)
 	if ok {
 		rep.ServerCPUSeconds = float64(cpu1.CPUTicks-cpu0.CPUTicks) / clockTick
 		if rep.Delivered > 0 {
@@ -605,6 +603,60 @@ loop:
 		r.noteErr(fmt.Errorf("%d sends skipped: window full at the offered rate", s))
 	}
 	return ctx.Err()
+}
+
+// awaitEnd returns when ctx ends, the run's duration has passed, or a
+// counted run has sent its budget and nothing is in flight; it checks the
+// last on each tick.
+func (r *runner) awaitEnd(ctx context.Context, tick *time.Ticker) {
+	end := time.NewTimer(r.cfg.Duration)
+	defer end.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-end.C:
+			return
+		case <-tick.C:
+			if r.limited && r.budget.Load() <= 0 && r.inflight() == 0 {
+				return
+			}
+		}
+	}
+}
+
+// drained reports whether what was sent has completed: acked and, for a
+// group, delivered to every member.
+func (r *runner) drained() bool {
+	if r.track {
+		return r.unackedCount() == 0
+	}
+	if r.kind == loadGroup {
+		return r.inflight() == 0 && r.delivered.Load() >= r.acked.Load()*int64(r.cfg.GroupSize)
+	}
+	return r.inflight() == 0
+}
+
+// loadFigures fills rep's latency, counts, throughput and losses from the
+// run's counters; rep.Seconds must be set. With exactly-once bookkeeping
+// it closes the sessions first, to read their maps.
+func (r *runner) loadFigures(rep *Report) {
+	cfg := r.cfg
+	hist := r.hist.merged()
+	rep.hist = hist
+	rep.Latency = summarize(hist)
+	rep.Sent, rep.Delivered, rep.Acked, rep.Stored = r.sent.Load(), r.delivered.Load(), r.acked.Load(), r.stored.Load()
+	rep.Throughput = float64(rep.Delivered) / rep.Seconds
+	switch {
+	case r.track:
+		r.closeAll() // readers done: their maps are ours now
+		rep.Lost, rep.Duplicates = r.verify()
+		rep.Resent, rep.Reconnects = r.resent.Load(), r.reconnects.Load()
+	case r.kind == loadGroup:
+		rep.Lost = rep.Acked*int64(cfg.GroupSize) - rep.Delivered + r.inflight()*int64(cfg.GroupSize)
+	default:
+		rep.Lost = r.inflight()
+	}
 }
 
 // pace offers cfg.Rate messages per second in total, open loop, spread

@@ -106,6 +106,25 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "\nThe admin secret comes from --secret-file, else MYIM_ADMIN_SECRET_FILE, else MYIM_ADMIN_SECRET.\n")
 }
 
+// transport returns the HTTP transport of the calls: one that trusts the
+// CA certificate in the file tlsCA, if given.
+func transport(tlsCA string) (*http.Transport, error) {
+	tr := &http.Transport{}
+	if tlsCA == "" {
+		return tr, nil
+	}
+	pem, err := os.ReadFile(tlsCA)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--tls-ca %s: no PEM certificate", tlsCA)
+	}
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return tr, nil
+}
+
 func run(args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	envOr := func(k, def string) string {
 		if v := getenv(k); v != "" {
@@ -138,22 +157,13 @@ func run(args []string, getenv func(string) string, stdin io.Reader, stdout, std
 	}
 	c := &ctl{admin: hostPort(*admin), public: hostPort(*public), json: *asJSON, getenv: getenv,
 		stdin: stdin, stdout: stdout, stderr: stderr, scheme: "http"}
-	tr := &http.Transport{}
 	if *tlsCA != "" || *useTLS {
 		c.scheme = "https"
-		if *tlsCA != "" {
-			pem, err := os.ReadFile(*tlsCA)
-			if err != nil {
-				fmt.Fprintf(stderr, "myimctl: --tls-ca: %v\n", err)
-				return exitUsage
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				fmt.Fprintf(stderr, "myimctl: --tls-ca %s: no PEM certificate\n", *tlsCA)
-				return exitUsage
-			}
-			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-		}
+	}
+	tr, err := transport(*tlsCA)
+	if err != nil {
+		fmt.Fprintf(stderr, "myimctl: %v\n", err)
+		return exitUsage
 	}
 	c.hc = &http.Client{Timeout: *timeout, Transport: tr}
 	rest := fs.Args()

@@ -166,33 +166,8 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	n := &Node{cfg: cfg, servers: make(map[string]*engine.Server), mux: http.NewServeMux(), amux: http.NewServeMux(),
 		fatal: make(chan error, 1)}
 	all := cfg.Role == im.RoleAll
-	// Connection caps: every listener's share of the file budget.
-	var names []string
-	caps := map[string]int{}
-	want := func(name, addr string, on bool) {
-		if on && addr != "" {
-			names = append(names, name)
-			caps[name] = cfg.Limits.MaxConns
-			if caps[name] <= 0 {
-				caps[name] = 1_000_000
-			}
-		}
-	}
-	want("login", cfg.LoginAddr, all || cfg.Role == im.RoleLogin)
-	want("endpoint", cfg.EndpointAddr, all || cfg.Role == im.RoleEndpoint)
-	want("center", cfg.CenterAddr, all || cfg.Role == im.RoleCenter)
 	wsRoutes := cfg.wsRoutes()
-	want("ws", cfg.WSAddr, len(wsRoutes) > 0)
-	if cfg.HTTPAddr != "" {
-		names = append(names, "http")
-		caps["http"] = cfg.HTTPMaxConns
-	}
-	limit := engine.FileLimit()
-	reserve := cfg.FileReserve
-	if reserve <= 0 {
-		reserve = 64 + limit/10
-	}
-	caps = connShares(limit, reserve, names, caps)
+	caps := cfg.listenerCaps(len(wsRoutes) > 0)
 	n.httpCap = caps["http"]
 	// The endpoint's TCP and WebSocket listeners hold sessions alike: one
 	// cap for both.
@@ -201,32 +176,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		sessions = engine.NewConnGate(caps["endpoint"])
 	}
 	add := func(name, addr string, h engine.Handler) {
-		if addr == "" {
-			return
-		}
-		lim := cfg.Limits
-		lim.MaxConns = caps[name]
-		if name == "endpoint" || name == "ws" {
-			lim.Gate = sessions
-		}
-		lim.Addr = addr
-		if lim.PreAuthMaxFrame == 0 {
-			lim.PreAuthMaxFrame = engine.DefaultPreAuthMaxFrame
-		}
-		lim.Logger = cfg.Logger.With("listener", name)
-		if name == "ws" {
-			t := ws.New(ws.Config{Paths: h.(*ws.Mux).Paths(), Origins: cfg.WSOrigins,
-				MaxMessage: max(lim.MaxFrame, frame.DefaultMaxFrame) + 4<<10})
-			lim.Transport = t
-			if cfg.WSTLS != nil {
-				tc := cfg.WSTLS.Clone()
-				tc.NextProtos = []string{"http/1.1"}
-				wss := ws.NewTLS(ws.TLSConfig{TLS: tc, HandshakeTimeout: cfg.HandshakeTimeout})
-				lim.WrapListener, lim.Transport = wss.Listener, wss.Wrap(t)
-			}
-		}
-		n.servers[name] = engine.New(h, engine.WithConfig(lim))
-		n.order = append(n.order, name)
+		n.addListener(name, addr, h, caps[name], sessions)
 	}
 	switch cfg.Role {
 	case im.RoleAll, im.RoleLogin, im.RoleEndpoint, im.RoleCenter:
@@ -266,6 +216,70 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		n.routes = append(n.routes, Route{l, "GET /healthz"}, Route{l, "GET /readyz"})
 	}
 	return n, nil
+}
+
+// listenerCaps returns each listener's connection cap: its share of the
+// process's file budget. ws says whether the WebSocket listener is on.
+func (c *NodeConfig) listenerCaps(ws bool) map[string]int {
+	all := c.Role == im.RoleAll
+	var names []string
+	caps := map[string]int{}
+	want := func(name, addr string, on bool) {
+		if on && addr != "" {
+			names = append(names, name)
+			caps[name] = c.Limits.MaxConns
+			if caps[name] <= 0 {
+				caps[name] = 1_000_000
+			}
+		}
+	}
+	want("login", c.LoginAddr, all || c.Role == im.RoleLogin)
+	want("endpoint", c.EndpointAddr, all || c.Role == im.RoleEndpoint)
+	want("center", c.CenterAddr, all || c.Role == im.RoleCenter)
+	want("ws", c.WSAddr, ws)
+	if c.HTTPAddr != "" {
+		names = append(names, "http")
+		caps["http"] = c.HTTPMaxConns
+	}
+	limit := engine.FileLimit()
+	reserve := c.FileReserve
+	if reserve <= 0 {
+		reserve = 64 + limit/10
+	}
+	return connShares(limit, reserve, names, caps)
+}
+
+// addListener makes the engine server for listener name on addr, capped
+// at maxConns; the endpoint and ws listeners also share the sessions
+// gate. An empty addr adds nothing. Called by NewNode only.
+func (n *Node) addListener(name, addr string, h engine.Handler, maxConns int, sessions *engine.ConnGate) {
+	if addr == "" {
+		return
+	}
+	cfg := &n.cfg
+	lim := cfg.Limits
+	lim.MaxConns = maxConns
+	if name == "endpoint" || name == "ws" {
+		lim.Gate = sessions
+	}
+	lim.Addr = addr
+	if lim.PreAuthMaxFrame == 0 {
+		lim.PreAuthMaxFrame = engine.DefaultPreAuthMaxFrame
+	}
+	lim.Logger = cfg.Logger.With("listener", name)
+	if name == "ws" {
+		t := ws.New(ws.Config{Paths: h.(*ws.Mux).Paths(), Origins: cfg.WSOrigins,
+			MaxMessage: max(lim.MaxFrame, frame.DefaultMaxFrame) + 4<<10})
+		lim.Transport = t
+		if cfg.WSTLS != nil {
+			tc := cfg.WSTLS.Clone()
+			tc.NextProtos = []string{"http/1.1"}
+			wss := ws.NewTLS(ws.TLSConfig{TLS: tc, HandshakeTimeout: cfg.HandshakeTimeout})
+			lim.WrapListener, lim.Transport = wss.Listener, wss.Wrap(t)
+		}
+	}
+	n.servers[name] = engine.New(h, engine.WithConfig(lim))
+	n.order = append(n.order, name)
 }
 
 // HandleHTTP adds a route to the node's public HTTP API, before Start.
