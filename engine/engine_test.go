@@ -2,7 +2,6 @@ package engine_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/myim/myim/engine"
+	"github.com/myim/myim/engine/internal/enginetest"
 	"github.com/myim/myim/frame"
 )
 
@@ -26,30 +26,13 @@ func (echo) OnFrame(c *engine.Conn, f frame.Frame) error {
 }
 func (echo) OnClose(*engine.Conn, engine.CloseReason) {}
 
-func startServer(t testing.TB, h engine.Handler, opts ...engine.Option) *engine.Server {
-	t.Helper()
-	opts = append([]engine.Option{engine.WithAddr("tcp://127.0.0.1:0"), engine.WithLoops(2)}, opts...)
-	s := engine.New(h, opts...)
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.Stop(ctx)
-	})
-	return s
-}
-
-func dial(t testing.TB, s *engine.Server) net.Conn {
-	t.Helper()
-	c, err := net.Dial("tcp", s.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
+// The reactor on a loopback port, a connection to it, and a bounded wait
+// come from enginetest, shared with the other engine packages' tests.
+var (
+	startServer = enginetest.StartServer
+	dial        = enginetest.Dial
+	eventually  = enginetest.Eventually
+)
 
 func readN(t testing.TB, c net.Conn, n int) []byte {
 	t.Helper()
@@ -73,17 +56,6 @@ func readClosed(t testing.TB, c net.Conn, within time.Duration) []byte {
 		}
 	}
 	return b
-}
-
-func eventually(t testing.TB, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in time")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func TestPingPong(t *testing.T) {
