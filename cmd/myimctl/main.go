@@ -181,7 +181,13 @@ func run(args []string, getenv func(string) string, stdin io.Reader, stdout, std
 	if cmd.flags != nil {
 		cmd.flags(sub)
 	}
-	if err := sub.Parse(rest[n:]); err != nil {
+	cmdArgs := rest[n:]
+	if cmd.flags == nil && !isHelp(cmdArgs) {
+		// Without flags every argument is positional, even one that
+		// starts with '-' as a base64url token or session id may.
+		cmdArgs = append([]string{"--"}, cmdArgs...)
+	}
+	if err := sub.Parse(cmdArgs); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(stdout, "Usage: myimctl %s %s\n\n%s\n", cmd.name, cmd.args, cmd.help)
 			if cmd.flags != nil {
@@ -717,4 +723,9 @@ func (c *ctl) bulk(fs *flag.FlagSet, _ []string) error {
 		}
 		fmt.Fprintf(tw, "(%d created, %d existed)\n", out.Created, len(out.Users)-out.Created)
 	})
+}
+
+// isHelp reports whether args is a lone request for a command's help.
+func isHelp(args []string) bool {
+	return len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help")
 }
