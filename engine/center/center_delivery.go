@@ -2,7 +2,6 @@ package center
 
 import (
 	"context"
-	"maps"
 	"math"
 	"sync"
 	"time"
@@ -391,12 +390,6 @@ func (c *LocalCenter) drain(user uint64, st *sessState) {
 		st.mu.Lock()
 		room := c.cfg.Window - len(st.flight)
 		gen, have := st.spillGen, len(st.flight)+len(st.acked)
-		// Acks whose delete is not committed, taken before the read (see
-		// fetch): skipped even if their delete commits during it.
-		var acked map[uint64]struct{}
-		if len(st.acked) > 0 {
-			acked = maps.Clone(st.acked)
-		}
 		if !st.spill {
 			st.draining = false
 			st.mu.Unlock()
@@ -412,38 +405,10 @@ func (c *LocalCenter) drain(user uint64, st *sessState) {
 		}
 		h := min(c.horizon(user, st), c.storingFloor(user))
 		limit := room + have
-		msgs, err := c.cfg.Store.FetchOffline(ctx, user, 0, limit)
-		if err != nil {
-			stop() // the next store or receipt retries
+		pushed, held, ok := c.drainRound(ctx, user, st, h, limit, room, hold)
+		if !ok {
+			stop() // the next store or receipt, the FETCH or the grace timer resumes it
 			return
-		}
-		pushed, held := 0, false
-		for _, m := range msgs {
-			if _, ok := acked[m.MID]; ok {
-				continue
-			}
-			st.mu.Lock()
-			skip := st.skipped(m.MID)
-			st.mu.Unlock()
-			if skip {
-				continue
-			}
-			if m.MID >= h {
-				held = true
-				break
-			}
-			if hold {
-				stop() // the FETCH or the grace timer resumes it
-				return
-			}
-			if pushed == room {
-				break
-			}
-			if !c.pushStored(st, m.MID, appendStored(m, st.ref.Endpoint)) {
-				stop()
-				return
-			}
-			pushed++
 		}
 		if pushed > 0 {
 			continue // more may follow: the window decides
@@ -465,6 +430,45 @@ func (c *LocalCenter) drain(user uint64, st *sessState) {
 		st.mu.Unlock()
 		return
 	}
+}
+
+// drainRound reads up to limit of the user's stored messages and pushes
+// to st, in MID order, up to room of those it lacks below the horizon h.
+// ok is false when the drain must stop: the store failed, a push was
+// refused, or the session waits for its FETCH (hold) with something to
+// push. held reports a message at or past the horizon.
+func (c *LocalCenter) drainRound(ctx context.Context, user uint64, st *sessState, h uint64,
+	limit, room int, hold bool) (pushed int, held, ok bool) {
+	st.mu.Lock()
+	st.beginRead() // see center_acks.go: acks of what the read returns stay visible
+	st.mu.Unlock()
+	defer func() {
+		st.mu.Lock()
+		st.endRead()
+		st.mu.Unlock()
+	}()
+	msgs, err := c.cfg.Store.FetchOffline(ctx, user, 0, limit)
+	if err != nil {
+		return 0, false, false
+	}
+	for _, m := range msgs {
+		st.mu.Lock()
+		skip := st.skipped(m.MID)
+		st.mu.Unlock()
+		if skip {
+			continue
+		}
+		if m.MID >= h {
+			return pushed, true, true
+		}
+		if hold || !c.pushStored(st, m.MID, appendStored(m, st.ref.Endpoint)) {
+			return pushed, false, false
+		}
+		if pushed++; pushed == room {
+			break
+		}
+	}
+	return pushed, false, true
 }
 
 // ack handles a client's receipt.
@@ -515,53 +519,6 @@ func (c *LocalCenter) ack(user uint64, s im.SessionRef, a frame.Ack) {
 				}
 			}
 		})
-	}
-}
-
-// ackStored deletes an acked stored message; until the delete is done the
-// session's drain skips it.
-func (c *LocalCenter) ackStored(user uint64, s im.SessionRef, mid uint64) {
-	var st *sessState
-	c.routes.Lookup(user, func(a route.Addr, v any) {
-		if a.Session == s.Session {
-			st = v.(*sessState)
-		}
-	})
-	if st != nil {
-		st.mu.Lock()
-		delete(st.flight, mid)
-		if st.acked == nil {
-			st.acked = make(map[uint64]struct{})
-		}
-		st.acked[mid] = struct{}{}
-		st.mu.Unlock()
-	}
-	forget := func() {
-		if st != nil {
-			st.mu.Lock()
-			delete(st.acked, mid)
-			st.mu.Unlock()
-		}
-	}
-	if !c.submit(func() {
-		defer forget()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := c.cfg.Store.DeleteOffline(ctx, user, []uint64{mid}); err != nil {
-			if ok, n := c.storeWarn.Allow(); ok {
-				c.cfg.Logger.Warn("offline delete failed", "user", user, "err", err, "suppressed", n)
-			}
-			return
-		}
-		c.OfflineDeleted.Add(1)
-	}) {
-		forget()
-		if ok, n := c.storeWarn.Allow(); ok {
-			c.cfg.Logger.Warn("offline delete dropped: queue full", "user", user, "suppressed", n)
-		}
-	}
-	if st != nil {
-		c.resumeDrain(user, st)
 	}
 }
 
