@@ -505,14 +505,7 @@ func (c *LocalCenter) drain(user uint64, st *sessState) {
 // push. held reports a message at or past the horizon.
 func (c *LocalCenter) drainRound(ctx context.Context, user uint64, st *sessState, h uint64,
 	limit, room int, hold bool) (pushed int, held, ok bool) {
-	st.mu.Lock()
-	st.beginRead() // see center_acks.go: acks of what the read returns stay visible
-	st.mu.Unlock()
-	defer func() {
-		st.mu.Lock()
-		st.endRead()
-		st.mu.Unlock()
-	}()
+	defer st.beginRead()() // center_acks.go: acks of what the read returns stay visible
 	msgs, err := c.cfg.Store.FetchOffline(ctx, user, 0, limit)
 	if err != nil {
 		return 0, false, false
