@@ -13,8 +13,8 @@ import (
 // the store later and on another goroutine. Three rules make that so:
 //
 //   - the MID joins st.acked at the receipt, before anything else;
-//   - a store read of the session's messages (drain or FETCH) is bracketed
-//     by beginRead/endRead, and checks st.skipped for every message it
+//   - a store read of the session's messages (drain or FETCH) runs between
+//     beginRead and the func it returns, and checks st.skipped for every message it
 //     read before pushing it;
 //   - a MID leaves st.acked only once its delete has committed and no read
 //     that began before the commit is still running (st.limbo holds it
@@ -177,18 +177,21 @@ func (c *LocalCenter) forgetAcked(st *sessState, mids []uint64) {
 	st.mu.Unlock()
 }
 
-// beginRead marks a store read of the session's messages as running.
-// st.mu must be held.
-func (st *sessState) beginRead() { st.reads++ }
-
-// endRead ends a read begun with beginRead, and lets the committed deletes
-// in limbo go once no read is running. st.mu must be held.
-func (st *sessState) endRead() {
-	st.reads--
-	if st.reads == 0 && len(st.limbo) > 0 {
-		for _, m := range st.limbo {
-			delete(st.acked, m)
+// beginRead marks a store read of the session's messages as running, and
+// returns the func that ends it: that lets the committed deletes in limbo
+// go once no read is running. st.mu must not be held.
+func (st *sessState) beginRead() (end func()) {
+	st.mu.Lock()
+	st.reads++
+	st.mu.Unlock()
+	return func() {
+		st.mu.Lock()
+		if st.reads--; st.reads == 0 && len(st.limbo) > 0 {
+			for _, m := range st.limbo {
+				delete(st.acked, m)
+			}
+			st.limbo = st.limbo[:0]
 		}
-		st.limbo = st.limbo[:0]
+		st.mu.Unlock()
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/myim/myim/engine/im"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/storage"
-	"github.com/myim/myim/storage/bolt"
 )
 
 // Tests of the receipts of stored messages (center_acks.go) on the
@@ -74,18 +73,11 @@ func (g *gateStore) DeleteOffline(ctx context.Context, user uint64, mids []uint6
 // gateCenter is windowCenter on a gateStore.
 func gateCenter(t *testing.T) (*LocalCenter, *fakeEndpoint, *gateStore) {
 	t.Helper()
-	st, err := bolt.Open(bolt.Config{Dir: t.TempDir(), NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	g := &gateStore{Store: st}
-	c := NewLocalCenter(CenterConfig{ID: 1, Store: g, Workers: 4, AckTimeout: time.Hour})
-	t.Cleanup(c.Close)
-	ep := newFakeEndpoint(1)
-	c.Attach(ep)
-	goLive(t, c, ep, alice, aliceS)
-	goLive(t, c, ep, bob, bobS)
+	var g *gateStore
+	c, ep, _ := windowCenterOn(t, CenterConfig{AckTimeout: time.Hour}, func(st storage.Store) storage.Store {
+		g = &gateStore{Store: st}
+		return g
+	})
 	return c, ep, g
 }
 

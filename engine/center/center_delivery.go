@@ -143,16 +143,9 @@ const maxSessionsPerPush = 8
 // Ownership of buf passes.
 func (c *LocalCenter) route(buf *bytebufferpool.ByteBuffer, user, cid uint64, qos frame.QoS, to uint64,
 	origin uint32, remote bool) {
-	mid := frame.Msg(frame.Frame(buf.B).Body()).MID()
-	var arr [maxSessionsPerPush]*sessState
-	sts := arr[:0]
-	var addrs [maxSessionsPerPush]uint32
-	eps := addrs[:0]
+	var arr [maxSessionsPerPush]livePush
+	pushes := arr[:0]
 	blocked := false // a session spills or its window is full: the message goes to the store
-	sh := &c.pending[mid%pendingShards]
-	// Hold the shard lock while pushing, so that a receipt arriving before
-	// the pushes end finds the entry.
-	sh.mu.Lock()
 	online := c.routes.Lookup(to, func(a route.Addr, v any) {
 		st := v.(*sessState)
 		st.mu.Lock()
@@ -160,61 +153,15 @@ func (c *LocalCenter) route(buf *bytebufferpool.ByteBuffer, user, cid uint64, qo
 			blocked = true
 		}
 		st.mu.Unlock()
-		sts = append(sts, st)
-		eps = append(eps, a.Endpoint)
+		pushes = append(pushes, livePush{st: st, ep: a.Endpoint})
 	})
-	pushed := 0
-	var p *pending
-	if online > 0 && !blocked {
-		if qos == frame.QoS1 {
-			p = &pending{from: user, cid: cid, qos: qos, origin: origin, deadline: time.Now().Add(c.cfg.AckTimeout)}
-			p.sessions = p.one[:0]
-		}
-		for i, st := range sts {
-			ep := c.endpoint(eps[i])
-			if ep == nil {
-				continue
-			}
-			out := bytebufferpool.Get()
-			out.B = append(out.B, buf.B...)
-			frame.Msg(frame.Frame(out.B).Body()).SetDSrv(eps[i])
-			if ep.Deliver(st.ref, out) != nil {
-				bytebufferpool.Put(out)
-				continue
-			}
-			pushed++
-			if qos == frame.QoS1 {
-				st.mu.Lock()
-				if st.flight == nil {
-					st.flight = make(map[uint64]bool)
-				}
-				st.flight[mid] = true
-				st.mu.Unlock()
-				p.sessions = append(p.sessions, st)
-			}
-		}
-	}
-	if pushed > 0 {
-		c.Delivered.Add(1)
-		if remote && c.cl != nil {
-			// The user's devices on other centers get a copy (relay
-			// copies buf before the lock that guards it is released).
-			c.cl.relay(to, buf.B)
-		}
-		if qos == frame.QoS1 {
-			p.buf = buf
-			sh.m[pendKey{to, mid}] = p
-			sh.mu.Unlock()
-			return
-		}
-		sh.mu.Unlock()
-		bytebufferpool.Put(buf)
+	if online > 0 && !blocked && c.pushLive(buf, pushes, user, cid, qos, to, origin, remote) {
 		return
 	}
-	sh.mu.Unlock()
 	if online == 0 && remote && c.cl.routeP2P(buf, user, cid, qos, to) {
 		return
 	}
+	mid := frame.Msg(frame.Frame(buf.B).Body()).MID()
 	if online == 0 && origin != 0 && qos == frame.QoS1 && c.cl.reroutes(origin) {
 		c.cl.moved(origin, to, mid) // the route origin followed was stale
 		bytebufferpool.Put(buf)
@@ -228,7 +175,8 @@ func (c *LocalCenter) route(buf *bytebufferpool.ByteBuffer, user, cid uint64, qo
 	// Every session spills before the message leaves: the sender's next
 	// message finds them spilling and follows this one into the store.
 	// The offline writer starts their drains once it is stored.
-	for _, st := range sts {
+	for _, p := range pushes {
+		st := p.st
 		st.mu.Lock()
 		if !st.spill && !st.gone {
 			st.spill = true
@@ -238,6 +186,124 @@ func (c *LocalCenter) route(buf *bytebufferpool.ByteBuffer, user, cid uint64, qo
 		st.mu.Unlock()
 	}
 	c.storeAndAck(buf, user, cid, qos, to, origin)
+}
+
+// livePush is one session route pushes a message to, with its copy.
+type livePush struct {
+	st      *sessState
+	ep      uint32
+	out     *bytebufferpool.ByteBuffer
+	refused bool // the endpoint refused the push
+}
+
+// pushLive pushes buf to the sessions of pushes. A QoS 1 message is
+// entered in pending, with every session in its window, before the first
+// push, so that a receipt that comes before the pushes end (even from
+// inside Deliver) finds it; the shard lock is held only over that entry,
+// never across Deliver. Every copy is made before the entry exists: from
+// then on a receipt may release buf. A session whose push is refused
+// leaves the entry again. It reports whether the message was handled;
+// false (buf still the caller's) when no session took it.
+func (c *LocalCenter) pushLive(buf *bytebufferpool.ByteBuffer, pushes []livePush, user, cid uint64,
+	qos frame.QoS, to uint64, origin uint32, remote bool) bool {
+	mid := frame.Msg(frame.Frame(buf.B).Body()).MID()
+	var p *pending
+	if qos == frame.QoS1 {
+		p = &pending{from: user, cid: cid, qos: qos, origin: origin, deadline: time.Now().Add(c.cfg.AckTimeout)}
+		p.sessions = p.one[:0]
+	}
+	eps := 0
+	for i := range pushes {
+		ps := &pushes[i]
+		ep := c.endpoint(ps.ep)
+		if ep == nil {
+			continue
+		}
+		ps.out = bytebufferpool.Get()
+		ps.out.B = append(ps.out.B, buf.B...)
+		frame.Msg(frame.Frame(ps.out.B).Body()).SetDSrv(ps.ep)
+		eps++
+		if p != nil {
+			ps.st.mu.Lock()
+			if ps.st.flight == nil {
+				ps.st.flight = make(map[uint64]bool)
+			}
+			ps.st.flight[mid] = true
+			ps.st.mu.Unlock()
+			p.sessions = append(p.sessions, ps.st)
+		}
+	}
+	if eps == 0 {
+		return false
+	}
+	var rb *bytebufferpool.ByteBuffer
+	if remote && c.cl != nil {
+		// The user's devices on other centers get a copy once a push
+		// here succeeded.
+		rb = bytebufferpool.Get()
+		rb.B = append(rb.B, buf.B...)
+	}
+	k := pendKey{to, mid}
+	sh := &c.pending[mid%pendingShards]
+	if p != nil {
+		p.buf = buf
+		sh.mu.Lock()
+		sh.m[k] = p
+		sh.mu.Unlock()
+	}
+	pushed, refused := 0, 0
+	for i := range pushes {
+		ps := &pushes[i]
+		if ps.out == nil {
+			continue
+		}
+		if err := c.endpoint(ps.ep).Deliver(ps.st.ref, ps.out); err == nil {
+			pushed++
+			continue
+		}
+		bytebufferpool.Put(ps.out)
+		ps.out, ps.refused = nil, true
+		refused++
+		if p != nil {
+			ps.st.mu.Lock()
+			if live := ps.st.flight[mid]; live {
+				delete(ps.st.flight, mid)
+			}
+			ps.st.mu.Unlock()
+		}
+	}
+	if pushed == 0 {
+		if rb != nil {
+			bytebufferpool.Put(rb)
+		}
+		if p == nil {
+			return false // QoS 0: the caller sheds it
+		}
+		// No session was pushed it, so no receipt came; but a session
+		// that went offline meanwhile may have stored it (Offline).
+		sh.mu.Lock()
+		mine := sh.m[k] == p
+		if mine {
+			delete(sh.m, k)
+		}
+		sh.mu.Unlock()
+		return !mine // mine: the caller spills the sessions and stores it
+	}
+	if p != nil && refused > 0 {
+		for _, ps := range pushes {
+			if ps.refused {
+				c.dropFromPending(to, mid, ps.st) // the last one out stores it
+			}
+		}
+	}
+	c.Delivered.Add(1)
+	if rb != nil {
+		c.cl.relayBuf(to, rb)
+	}
+	if p == nil {
+		bytebufferpool.Put(buf)
+	}
+	return true
 }
 
 // setSpill puts st in spill mode; it reports whether a drain must be
@@ -439,14 +505,7 @@ func (c *LocalCenter) drain(user uint64, st *sessState) {
 // push. held reports a message at or past the horizon.
 func (c *LocalCenter) drainRound(ctx context.Context, user uint64, st *sessState, h uint64,
 	limit, room int, hold bool) (pushed int, held, ok bool) {
-	st.mu.Lock()
-	st.beginRead() // see center_acks.go: acks of what the read returns stay visible
-	st.mu.Unlock()
-	defer func() {
-		st.mu.Lock()
-		st.endRead()
-		st.mu.Unlock()
-	}()
+	defer st.beginRead()() // center_acks.go: acks of what the read returns stay visible
 	msgs, err := c.cfg.Store.FetchOffline(ctx, user, 0, limit)
 	if err != nil {
 		return 0, false, false

@@ -77,13 +77,8 @@ func (c *LocalCenter) fetchP2P(ctx context.Context, user uint64, s im.SessionRef
 	}
 	after := st.fetchAfter
 	have := len(st.flight) + len(st.acked)
-	st.beginRead() // see center_acks.go: acks of what the read returns stay visible
 	st.mu.Unlock()
-	defer func() {
-		st.mu.Lock()
-		st.endRead()
-		st.mu.Unlock()
-	}()
+	defer st.beginRead()() // center_acks.go: acks of what the read returns stay visible
 	h := min(c.horizon(user, st), c.storingFloor(user))
 	msgs, err := c.cfg.Store.FetchOffline(ctx, user, after, min(limit+have+1, maxFetch))
 	if err != nil {
