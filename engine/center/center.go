@@ -99,7 +99,8 @@ type LocalCenter struct {
 	pending [pendingShards]pendingShard
 
 	jobs     chan func()
-	lanes    []chan groupReq // group messages, one lane per group (center_group_batch.go)
+	lanes    []chan groupReq               // group messages, one lane per group (center_group_batch.go)
+	gacks    [groupAckShards]groupAckShard // group read acks waiting for a worker (center_group_acks.go)
 	offline  chan offlineItem
 	storing  [storingShards]storingShard // messages on their way to the store, per recipient
 	spilling atomic.Int64                // sessions with spill set

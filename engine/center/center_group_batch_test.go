@@ -220,3 +220,61 @@ func TestGroupFanoutFewOnline(t *testing.T) {
 		}
 	}
 }
+
+// ackCounter is a real store that counts AckGroup calls.
+type ackCounter struct {
+	storage.Store
+	mu   sync.Mutex
+	acks int
+}
+
+func (a *ackCounter) AckGroup(ctx context.Context, group, user, seq uint64) error {
+	a.mu.Lock()
+	a.acks++
+	a.mu.Unlock()
+	return a.Store.AckGroup(ctx, group, user, seq)
+}
+
+// Read acks of one member and group that come while the first waits for a
+// worker are written once, with the highest seq.
+func TestGroupReadAcksJoin(t *testing.T) {
+	var st *ackCounter
+	c, ep, _ := windowCenterOn(t, CenterConfig{}, func(s storage.Store) storage.Store {
+		st = &ackCounter{Store: s}
+		return st
+	})
+	group, err := st.CreateGroup(t.Context(), alice, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.JoinGroup(t.Context(), group, bob); err != nil {
+		t.Fatal(err)
+	}
+	const n = 5
+	for cid := uint64(1); cid <= n; cid++ {
+		aliceToGroup(c, group, cid)
+	}
+	eventually(t, "bob has every message", func() bool { return len(ep.frames(bobS, frame.CmdGroupMsg)) == n })
+	// Every worker busy: the acks wait in the queue.
+	busy := make(chan struct{})
+	for range c.cfg.Workers {
+		if !c.submit(func() { <-busy }) {
+			t.Fatal("workers' queue full")
+		}
+	}
+	for _, f := range ep.frames(bobS, frame.CmdGroupMsg) {
+		buf := bytebufferpool.Get()
+		buf.B, _ = frame.AppendAck(buf.B, 0, frame.Msg(f.Body()).MID(), group, frame.AckGroupRead)
+		c.Handle(bob, bobS, buf)
+	}
+	close(busy)
+	eventually(t, "bob's read written", func() bool {
+		ms, err := st.GroupMembers(t.Context(), group)
+		return err == nil && len(ms) == 2 && ms[1].User == bob && ms[1].AckedSeq == n
+	})
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.acks != 1 {
+		t.Fatalf("%d store writes for %d read acks, want 1", st.acks, n)
+	}
+}
