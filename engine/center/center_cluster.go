@@ -621,7 +621,7 @@ func (cl *cluster) reroute(to uint64, e *fwdEntry) {
 
 // onFanout pushes a group frame to users' sessions here.
 func (cl *cluster) onFanout(users []uint64, b []byte) {
-	g := groupPush{c: cl.c, b: b}
+	g := groupPush{c: cl.c, frames: [][]byte{b}}
 	for _, u := range users {
 		cl.c.routes.Lookup(u, func(_ route.Addr, v any) { g.add(v.(*sessState).ref) })
 	}
