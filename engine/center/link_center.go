@@ -132,10 +132,14 @@ func (s *LinkServer) Close() error {
 		return nil
 	}
 	s.closed = true
+	conns := make([]net.Conn, 0, len(s.conns))
 	for c := range s.conns {
-		c.Close()
+		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	for _, c := range conns {
+		c.Close() // outside s.mu, as every link connection
+	}
 	var err error
 	if s.ln != nil {
 		err = s.ln.Close()
