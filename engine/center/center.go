@@ -146,6 +146,14 @@ type sessState struct {
 	// session reads its own acks even before the store has them.
 	acked      map[uint64]struct{}
 	groupAcked map[uint64]uint64
+	// The receipts of stored messages (center_acks.go): delQ the MIDs
+	// whose delete is queued or running (delBusy while a worker or a
+	// retry owns it), reads the store reads of this session running,
+	// limbo the committed deletes that stay in acked until they end.
+	delQ    []uint64
+	delBusy bool
+	reads   int
+	limbo   []uint64
 	// spill is set while this session takes its messages from the store
 	// (from Online until the store holds nothing for it, and again from
 	// any message stored while it is online): new messages join the

@@ -514,6 +514,11 @@ func (cl *cluster) routeP2P(buf *bytebufferpool.ByteBuffer, from, cid uint64, qo
 func (cl *cluster) relay(user uint64, b []byte) {
 	buf := bytebufferpool.Get()
 	buf.B = append(buf.B, b...)
+	cl.relayBuf(user, buf)
+}
+
+// relayBuf is relay of a copy the caller made; ownership of buf passes.
+func (cl *cluster) relayBuf(user uint64, buf *bytebufferpool.ByteBuffer) {
 	if !cl.enqueue(routeJob{to: user, buf: buf}) {
 		bytebufferpool.Put(buf)
 	}
