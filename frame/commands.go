@@ -171,29 +171,52 @@ var commands = [256]CmdInfo{
 		Route: RouteCenter, Ref: RefReq, Pooled: true},
 }
 
+// hot packs what the per-frame paths ask of a command into one byte per
+// code, made from commands: a lookup loads one byte of a 256-byte array
+// that stays in cache, not a field of a 40-byte row.
+var hot = func() (h [256]uint8) {
+	for i, in := range commands {
+		h[i] = uint8(in.Route) | uint8(in.Ref)<<hotRefShift
+		if in.Message {
+			h[i] |= hotMessage
+		}
+		if in.Pooled {
+			h[i] |= hotPooled
+		}
+	}
+	return h
+}()
+
+const (
+	hotRoute    = 0x03 // Route in bits 0-1
+	hotMessage  = 0x04
+	hotPooled   = 0x08
+	hotRefShift = 4 // RefKind in bits 4-5
+)
+
 // Info returns c's row of the command table; the zero CmdInfo for codes
 // this version does not define.
 func (c Cmd) Info() CmdInfo { return commands[c] }
 
 // Route returns who takes c from a client; see Route.
-func (c Cmd) Route() Route { return commands[c].Route }
+func (c Cmd) Route() Route { return Route(hot[c] & hotRoute) }
 
 // Message reports whether c's body starts with a MsgHeader (MSG,
 // GROUP_MSG, FILE); see CmdInfo.Message.
-func (c Cmd) Message() bool { return commands[c].Message }
+func (c Cmd) Message() bool { return hot[c]&hotMessage != 0 }
 
 // Pooled reports whether the center answers c on its worker pool; see
 // CmdInfo.Pooled.
-func (c Cmd) Pooled() bool { return commands[c].Pooled }
+func (c Cmd) Pooled() bool { return hot[c]&hotPooled != 0 }
 
 // Ref returns where a request of command c carries its reference.
-func (c Cmd) Ref() RefKind { return commands[c].Ref }
+func (c Cmd) Ref() RefKind { return RefKind(hot[c] >> hotRefShift) }
 
 // RequestRef returns the reference of a client's request of command c
 // with body body, which must have passed Check or CheckBody: the number an
 // ERROR answering it carries in Ref, or 0 when c has none (RefNone).
 func RequestRef(c Cmd, body []byte) uint64 {
-	switch commands[c].Ref {
+	switch c.Ref() {
 	case RefCID:
 		return Msg(body).CID()
 	case RefReq:
