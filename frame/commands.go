@@ -224,3 +224,21 @@ func RequestRef(c Cmd, body []byte) uint64 {
 	}
 	return 0
 }
+
+// AnswerRef returns the reference of the client request that a server's
+// frame of command c with body body answers, or 0 when it answers none:
+// the CID of an ACK that confirms the sender's message (DELIVERED, STORED,
+// DUPLICATE; a recipient's receipt answers nothing), the Ref of an ERROR.
+// body must have passed Check or CheckBody.
+func AnswerRef(c Cmd, body []byte) uint64 {
+	switch c {
+	case CmdAck:
+		switch a := Ack(body); a.Status() {
+		case AckDelivered, AckStored, AckDuplicate:
+			return a.CID()
+		}
+	case CmdError:
+		return Error(body).Ref()
+	}
+	return 0
+}

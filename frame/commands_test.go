@@ -206,3 +206,27 @@ func TestRequestRef(t *testing.T) {
 		}
 	}
 }
+
+// AnswerRef names the sender's message an ACK confirms and the request an
+// ERROR answers; a recipient's receipt and other frames answer nothing.
+func TestAnswerRef(t *testing.T) {
+	for status, answers := range map[byte]bool{frame.AckDelivered: true, frame.AckStored: true,
+		frame.AckDuplicate: true, frame.AckReceived: false, frame.AckGroupRead: false, 9: false} {
+		b, _ := frame.AppendAck(nil, 42, 1000, 7, status)
+		want := uint64(0)
+		if answers {
+			want = 42
+		}
+		if got := frame.AnswerRef(frame.CmdAck, frame.Frame(b).Body()); got != want {
+			t.Errorf("ACK status %d: AnswerRef = %d, want %d", status, got, want)
+		}
+	}
+	b, _ := frame.AppendError(nil, frame.ErrCodeRetry, 43, "retry")
+	if got := frame.AnswerRef(frame.CmdError, frame.Frame(b).Body()); got != 43 {
+		t.Errorf("ERROR: AnswerRef = %d, want 43", got)
+	}
+	b, _ = frame.AppendMsg(nil, frame.CmdMsg, frame.QoS1, frame.MsgHeader{From: 1, To: 2, CID: 44}, nil)
+	if got := frame.AnswerRef(frame.CmdMsg, frame.Frame(b).Body()); got != 0 {
+		t.Errorf("MSG: AnswerRef = %d, want 0", got)
+	}
+}

@@ -486,22 +486,7 @@ func (rc *RemoteCenter) answerLost(lost []lostSend) {
 // to the client.
 func (rc *RemoteCenter) answered(sess uint64, b []byte) {
 	f := frame.Frame(b)
-	var cid uint64
-	switch f.Cmd() {
-	case frame.CmdAck:
-		if len(f.Body()) >= frame.AckLen {
-			a := frame.Ack(f.Body())
-			if st := a.Status(); st != frame.AckReceived && st != frame.AckGroupRead {
-				cid = a.CID()
-			}
-		}
-	case frame.CmdError:
-		if len(f.Body()) >= frame.ErrorLen {
-			cid = frame.Error(f.Body()).Ref()
-		}
-	default:
-		return
-	}
+	cid := frame.AnswerRef(f.Cmd(), f.Body()) // the link checked the frame (readClientFrame)
 	if cid == 0 {
 		return
 	}
