@@ -99,7 +99,7 @@ type LocalCenter struct {
 	pending [pendingShards]pendingShard
 
 	jobs     chan func()
-	lanes    []chan func() // group messages, one lane per group (center_delivery.go)
+	lanes    []chan groupReq // group messages, one lane per group (center_group_batch.go)
 	offline  chan offlineItem
 	storing  [storingShards]storingShard // messages on their way to the store, per recipient
 	spilling atomic.Int64                // sessions with spill set

@@ -28,13 +28,23 @@ type loopBatch struct {
 }
 
 // DeliverMany queues one plaintext frame b (a group message) for many
-// sessions of this endpoint and returns how many it reached. b is copied
-// once, not once per session: each event loop holding some of the sessions
-// gets one job (Conn.Exec) that seals the frame for all of them, and a
-// session that gets several group messages before its loop runs them has
-// them all in one write. Sessions gone or unknown are skipped. Safe for
-// concurrent use; b may be reused once it returns.
+// sessions of this endpoint and returns how many it reached, as
+// DeliverFrames does. Safe for concurrent use; b may be reused once it
+// returns.
 func (e *EndpointHandler) DeliverMany(sessions []uint64, b []byte) int {
+	return e.DeliverFrames(sessions, b)
+}
+
+// DeliverFrames queues the plaintext frames b holds back to back (group
+// messages, of one group in sequence order: frames of one command) for many sessions of this
+// endpoint and returns how many sessions it reached; each gets every
+// frame, in order. b is copied once, not once per session: each event
+// loop holding some of the sessions gets one job (Conn.Exec) that seals
+// the frames for all of them into their write batches, so that a session
+// has them all in one write, as it has several jobs' frames when its loop
+// runs them together. Sessions gone or unknown are skipped. Safe for
+// concurrent use; b may be reused once it returns.
+func (e *EndpointHandler) DeliverFrames(sessions []uint64, b []byte) int {
 	var arr [4]loopBatch // a few loops: most machines run one per core
 	batches := arr[:0]
 	n := 0
@@ -70,13 +80,12 @@ func (e *EndpointHandler) DeliverMany(sessions []uint64, b []byte) int {
 	return n
 }
 
-// sealMany seals sf's frame for each of conns, all of one loop, into their
-// write batches. Loop only.
+// sealMany seals sf's frames for each of conns, all of one loop, into
+// their write batches. Loop only.
 func (e *EndpointHandler) sealMany(conns []*engine.Conn, sf *sharedFrame) {
 	defer sf.release()
-	f := frame.Frame(sf.buf.B)
 	sealed := 0
-	defer func() { e.framesOut[f.Cmd()].Add(uint64(sealed)) }()
+	defer func() { e.framesOut[frame.Frame(sf.buf.B).Cmd()].Add(uint64(sealed)) }()
 	for _, c := range conns {
 		if c.Closed() {
 			continue
@@ -85,10 +94,18 @@ func (e *EndpointHandler) sealMany(conns []*engine.Conn, sf *sharedFrame) {
 		if !ok || ec.keys == nil || ec.pending {
 			continue
 		}
-		if err := e.seal(c, ec, f); err != nil {
-			c.CloseOnLoop(engine.ReasonCrypto)
-			continue
+		for b := sf.buf.B; len(b) > 0; {
+			n, err := frame.Split(b, len(b)) // frames the center built: whole
+			if err != nil || n == 0 {
+				break
+			}
+			f := frame.Frame(b[:n])
+			if err := e.seal(c, ec, f); err != nil {
+				c.CloseOnLoop(engine.ReasonCrypto)
+				break
+			}
+			sealed++
+			b = b[n:]
 		}
-		sealed++
 	}
 }
