@@ -230,3 +230,85 @@ func TestAnswerRef(t *testing.T) {
 		t.Errorf("MSG: AnswerRef = %d, want 0", got)
 	}
 }
+
+// tsFrame is the TypeScript SDK's frame layer, which keeps its own copy of
+// the command codes, fixed body sizes and sealing.
+const tsFrame = "../client/ts/src/frame.ts"
+
+// The TypeScript SDK's command codes, fixed body sizes, first unknown code
+// and unsealed commands are the command table's.
+func TestTypeScriptCommandsMatchTable(t *testing.T) {
+	src, err := os.ReadFile(tsFrame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(src)
+	section := func(start, end string) string {
+		t.Helper()
+		i := strings.Index(text, start)
+		if i < 0 {
+			t.Fatalf("%s: no %q", tsFrame, start)
+		}
+		j := strings.Index(text[i:], end)
+		if j < 0 {
+			t.Fatalf("%s: no %q after %q", tsFrame, end, start)
+		}
+		return text[i+len(start) : i+j]
+	}
+	codes := map[frame.Cmd]string{}
+	for _, l := range strings.Split(section("export const Cmd = {", "} as const;"), "\n") {
+		name, code, ok := strings.Cut(strings.TrimSuffix(strings.TrimSpace(l), ","), ": ")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimPrefix(code, "0x"), 16, 8)
+		if err != nil {
+			t.Fatalf("%s: code %q of %s", tsFrame, code, name)
+		}
+		var snake strings.Builder // GroupMsg -> GROUP_MSG
+		for i, r := range name {
+			if i > 0 && r >= 'A' && r <= 'Z' {
+				snake.WriteByte('_')
+			}
+			snake.WriteRune(r)
+		}
+		if prev, dup := codes[frame.Cmd(n)]; dup {
+			t.Errorf("%s: code %s is both %s and %s", tsFrame, code, prev, name)
+		}
+		codes[frame.Cmd(n)] = strings.ToUpper(snake.String())
+	}
+	limit := strings.TrimSpace(section("const CMD_LIMIT =", ";"))
+	sizes := strings.Split(section("const MIN_BODY = [", "];"), ",")
+	unsealed := map[frame.Cmd]bool{}
+	for _, part := range strings.Split(section("export function sealed(", "}"), "c !== Cmd.")[1:] {
+		name := strings.FieldsFunc(part, func(r rune) bool { return r == ' ' || r == '&' || r == ';' })[0]
+		for c, n := range codes {
+			if strings.ReplaceAll(n, "_", "") == strings.ToUpper(name) {
+				unsealed[c] = true
+			}
+		}
+	}
+	known := 0
+	for i := 0; i < 256; i++ {
+		c := frame.Cmd(i)
+		if !c.Known() {
+			if name, ok := codes[c]; ok {
+				t.Errorf("%s: code 0x%02x (%s) is not a command of the table", tsFrame, i, name)
+			}
+			continue
+		}
+		known++
+		if codes[c] != c.String() {
+			t.Errorf("%s: code 0x%02x is %q, the table says %s", tsFrame, i, codes[c], c)
+		}
+		if i >= len(sizes) || strings.TrimSpace(sizes[i]) != strconv.Itoa(c.MinBody()) {
+			t.Errorf("%s: MIN_BODY of %v is not %d", tsFrame, c, c.MinBody())
+		}
+		if unsealed[c] == c.Info().Sealed {
+			t.Errorf("%s: sealed(%v) is %v, the table says %v", tsFrame, c, !unsealed[c], c.Info().Sealed)
+		}
+	}
+	if want := fmt.Sprintf("0x%02x", known+1); limit != want {
+		t.Errorf("%s: CMD_LIMIT = %s, want %s", tsFrame, limit, want)
+	}
+}
