@@ -536,13 +536,19 @@ func (e *EndpointHandler) OnMail(c *engine.Conn, b []byte) error {
 // seal seals plaintext frame f into c's write batch, with a rekey when
 // one is due. Loop only.
 func (e *EndpointHandler) seal(c *engine.Conn, ec *epConn, f frame.Frame) error {
+	return e.sealAt(c, ec, f, time.Now())
+}
+
+// sealAt is seal with the clock read by the caller, which seals many
+// frames at one instant. Loop only.
+func (e *EndpointHandler) sealAt(c *engine.Conn, ec *epConn, f frame.Frame, now time.Time) error {
 	ec.warm = true
 	out := c.Out()
 	var err error
 	if out.B, err = ec.keys.Seal(out.B, f.Cmd(), f.QoS(), f.Body()); err != nil {
 		return engine.CloseWith(engine.ReasonCrypto, err)
 	}
-	if now := time.Now(); ec.keys.NeedRekey(now) {
+	if ec.keys.NeedRekey(now) {
 		if out.B, err = ec.keys.SendRekey(out.B, now); err != nil {
 			return engine.CloseWith(engine.ReasonCrypto, err)
 		}
