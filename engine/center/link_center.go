@@ -132,10 +132,14 @@ func (s *LinkServer) Close() error {
 		return nil
 	}
 	s.closed = true
+	conns := make([]net.Conn, 0, len(s.conns))
 	for c := range s.conns {
-		c.Close()
+		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	for _, c := range conns {
+		c.Close() // outside s.mu, as every link connection
+	}
 	var err error
 	if s.ln != nil {
 		err = s.ln.Close()
@@ -330,13 +334,10 @@ func (s *LinkServer) read(re *remoteEndpoint, nc net.Conn, lr *link.Reader) erro
 					return err
 				}
 				f := frame.Frame(buf.B)
-				switch f.Cmd() {
-				case frame.CmdMsg, frame.CmdGroupMsg, frame.CmdFile:
-					if frame.Msg(f.Body()).From() != user {
-						bytebufferpool.Put(buf)
-						return fmt.Errorf("%w: message of user %d in a HANDLE for user %d",
-							ErrLinkProtocol, frame.Msg(f.Body()).From(), user)
-					}
+				if f.Cmd().Message() && frame.Msg(f.Body()).From() != user {
+					bytebufferpool.Put(buf)
+					return fmt.Errorf("%w: message of user %d in a HANDLE for user %d",
+						ErrLinkProtocol, frame.Msg(f.Body()).From(), user)
 				}
 				c.Handle(user, ref, buf)
 			}

@@ -30,15 +30,17 @@ type Item struct {
 	buf       *bytebufferpool.ByteBuffer
 }
 
-// Op returns the item's op.
+// Op returns the item's op. Read-only: safe wherever the item is.
 func (it *Item) Op() Op { return it.op }
 
 // Rerouting reports whether only a peer center whose HELLO set
 // HelloRerouting takes the item (RESULT moved, STORED, FORWARD of a FILE).
+// Read-only: safe wherever the item is.
 func (it *Item) Rerouting() bool { return it.rerouting }
 
 // Release returns the item's tail to the pool: for an item Push refused,
-// or one that was never pushed. The item must not be used afterwards.
+// or one that was never pushed. The item must not be used afterwards; only
+// its owner calls it.
 func (it *Item) Release() {
 	if it.buf != nil {
 		bytebufferpool.Put(it.buf)
@@ -47,7 +49,8 @@ func (it *Item) Release() {
 }
 
 // AppendTo appends the item's encoding to b, as the queue's writer writes
-// it, and returns the extended slice. The item stays the caller's.
+// it, and returns the extended slice. The item stays the caller's; it must
+// not be in a queue.
 func (it *Item) AppendTo(b []byte) []byte {
 	b = append(b, it.head[:it.n]...)
 	if it.buf != nil {
@@ -77,6 +80,7 @@ func (it *Item) end(h []byte) { it.n = uint8(len(h)) }
 
 // NewHello is a HELLO of node id with flags (HelloCenter, HelloMany,
 // HelloRerouting).
+// Safe for concurrent use: it returns a new Item the caller owns.
 func NewHello(id uint32, flags byte) Item {
 	var it Item
 	h := it.begin(OpHello, 0)
@@ -95,12 +99,13 @@ func sessItem(op Op, user, session uint64, flag byte) Item {
 }
 
 // NewOnline is an ONLINE of user's session; flags is 0 or Resumed.
+// Safe for concurrent use: it returns a new Item the caller owns.
 func NewOnline(user, session uint64, flags byte) Item {
 	return sessItem(OpOnline, user, session, flags)
 }
 
 // NewOffline is an OFFLINE of user's session; bye says the client said
-// goodbye.
+// goodbye. Safe for concurrent use: it returns a new Item the caller owns.
 func NewOffline(user, session uint64, bye bool) Item {
 	var b byte
 	if bye {
@@ -110,7 +115,7 @@ func NewOffline(user, session uint64, bye bool) Item {
 }
 
 // NewHandle is a HANDLE of user's session carrying the client frame in
-// buf, which the item takes.
+// buf, which the item takes. Safe for concurrent use: it returns a new Item the caller owns.
 func NewHandle(user, session uint64, buf *bytebufferpool.ByteBuffer) Item {
 	var it Item
 	h := it.begin(OpHandle, len(buf.B))
@@ -121,7 +126,7 @@ func NewHandle(user, session uint64, buf *bytebufferpool.ByteBuffer) Item {
 }
 
 // NewDeliver is a DELIVER to session of the client frame in buf, which the
-// item takes.
+// item takes. Safe for concurrent use: it returns a new Item the caller owns.
 func NewDeliver(session uint64, buf *bytebufferpool.ByteBuffer) Item {
 	var it Item
 	h := it.begin(OpDeliver, len(buf.B))
@@ -131,7 +136,7 @@ func NewDeliver(session uint64, buf *bytebufferpool.ByteBuffer) Item {
 }
 
 // NewNotify is a NOTIFY of user with code and the JSON in buf, which the
-// item takes.
+// item takes. Safe for concurrent use: it returns a new Item the caller owns.
 func NewNotify(user uint64, code uint16, buf *bytebufferpool.ByteBuffer) Item {
 	var it Item
 	h := it.begin(OpNotify, len(buf.B))
@@ -141,7 +146,7 @@ func NewNotify(user uint64, code uint16, buf *bytebufferpool.ByteBuffer) Item {
 	return it
 }
 
-// NewPing is a PING with nonce.
+// NewPing is a PING with nonce. Safe for concurrent use: it returns a new Item the caller owns.
 func NewPing(nonce uint64) Item {
 	var it Item
 	it.end(binary.BigEndian.AppendUint64(it.begin(OpPing, 0), nonce))
@@ -149,7 +154,7 @@ func NewPing(nonce uint64) Item {
 }
 
 // NewPong answers a PING's nonce with the count of frames read after HELLO
-// on this connection (Reader.Count).
+// on this connection (Reader.Count). Safe for concurrent use: it returns a new Item the caller owns.
 func NewPong(nonce, received uint64) Item {
 	var it Item
 	h := binary.BigEndian.AppendUint64(it.begin(OpPong, 0), nonce)
@@ -173,16 +178,16 @@ func idsItem(op Op, ids []uint64, b []byte) Item {
 }
 
 // NewDeliverMany is a DELIVER_MANY of client frame b to sessions; b and
-// sessions are copied into one pooled buffer.
+// sessions are copied into one pooled buffer. Safe for concurrent use: it returns a new Item the caller owns.
 func NewDeliverMany(sessions []uint64, b []byte) Item { return idsItem(OpDeliverMany, sessions, b) }
 
 // NewFanout is a FANOUT of client frame b to users; b and users are copied
-// into one pooled buffer.
+// into one pooled buffer. Safe for concurrent use: it returns a new Item the caller owns.
 func NewFanout(users []uint64, b []byte) Item { return idsItem(OpFanout, users, b) }
 
 // NewForward is a FORWARD of the client frame in buf, which the item
 // takes, for user with flags (ForwardP2P, ForwardFile). A FILE frame needs
-// a peer that takes rerouting.
+// a peer that takes rerouting. Safe for concurrent use: it returns a new Item the caller owns.
 func NewForward(user uint64, flags byte, buf *bytebufferpool.ByteBuffer) Item {
 	var it Item
 	h := it.begin(OpForward, len(buf.B))
@@ -195,7 +200,7 @@ func NewForward(user uint64, flags byte, buf *bytebufferpool.ByteBuffer) Item {
 
 // NewResult is a RESULT for the forwarded message mid to user to: an ACK
 // status, ResultRefused or ResultMoved (which needs a peer that takes
-// rerouting).
+// rerouting). Safe for concurrent use: it returns a new Item the caller owns.
 func NewResult(to, mid uint64, status byte) Item {
 	var it Item
 	h := it.begin(OpResult, 0)
@@ -208,7 +213,7 @@ func NewResult(to, mid uint64, status byte) Item {
 
 // NewStored is a STORED hint naming users whose messages were just stored
 // offline; users are copied into one pooled buffer. It needs a peer that
-// takes rerouting.
+// takes rerouting. Safe for concurrent use: it returns a new Item the caller owns.
 func NewStored(users []uint64) Item {
 	buf := bytebufferpool.Get()
 	for _, u := range users {

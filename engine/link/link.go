@@ -91,8 +91,8 @@ import (
 	"github.com/myim/myim/frame"
 )
 
-// Cmd is the envelope command of every link frame. It lies outside the
-// client command range (frame.Cmd.Known is false for it), so that a link
+// Cmd is the envelope command of every link frame (a constant, safe
+// anywhere). It lies outside the client command range (frame.Cmd.Known is false for it), so that a link
 // frame reaching a client parser fails as an unknown command.
 const Cmd frame.Cmd = 0x40
 
@@ -100,7 +100,8 @@ const Cmd frame.Cmd = 0x40
 // A plain value: safe to copy and compare anywhere.
 type Op byte
 
-// The link ops (see the package documentation for their fields).
+// The link ops (see the package documentation for their fields);
+// constants, safe anywhere.
 const (
 	OpHello   Op = 0x01
 	OpOnline  Op = 0x02
@@ -119,7 +120,7 @@ const (
 	opLimit       Op = 0x0E
 )
 
-// Version is the link protocol version a HELLO carries.
+// Version is the link protocol version a HELLO carries (a constant).
 const Version = 1
 
 // Flags of the link frames: constants, safe anywhere.
@@ -237,8 +238,8 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// FillDefaults sets every zero field to its default. Call it once, before
-// the Config is shared.
+// FillDefaults sets every zero field to its default. Not safe for
+// concurrent use: call it once, before the Config is shared.
 func (c *Config) FillDefaults() {
 	if c.QueueLen <= 0 {
 		c.QueueLen = 1 << 16
@@ -264,7 +265,8 @@ func (c *Config) FillDefaults() {
 }
 
 // Check refuses plain TCP that was not asked for (ErrNoTLS) and a plain
-// link without a long enough secret (ErrSecret). It only reads c.
+// link without a long enough secret (ErrSecret). It only reads c: safe
+// for concurrent use.
 func (c *Config) Check() error {
 	if c.TLS == nil && !c.Plaintext {
 		return ErrNoTLS

@@ -36,14 +36,14 @@ type Queue struct {
 }
 
 // NewQueue returns an empty queue bounded by cfg's QueueLen and QueueBytes
-// (cfg's defaults filled).
+// (cfg's defaults filled). The queue is safe for concurrent use.
 func NewQueue(cfg *Config) *Queue {
 	return &Queue{maxItems: cfg.QueueLen, maxBytes: cfg.QueueBytes, wake: make(chan struct{}, 1)}
 }
 
 // Push appends it. Traffic is refused with ErrFull when the queue's bounds
 // are reached, anything with ErrClosed after Close; on an error the caller
-// still owns it (Release).
+// still owns it (Release). Safe for concurrent use; never blocks.
 func (q *Queue) Push(it Item) error {
 	q.mu.Lock()
 	err := q.pushLocked(it)
@@ -76,7 +76,7 @@ func (q *Queue) signal() {
 }
 
 // Queued returns how many traffic frames wait to be written or, retained,
-// for the peer's confirmation.
+// for the peer's confirmation. Safe for concurrent use.
 func (q *Queue) Queued() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -121,7 +121,8 @@ func (q *Queue) written(batch []Item, seq *uint64, failed bool) {
 }
 
 // Confirm releases the retained messages the peer has read: received is a
-// PONG's count of frames the peer read on this connection.
+// PONG's count of frames the peer read on this connection. Safe for
+// concurrent use; the link's reader calls it.
 func (q *Queue) Confirm(received uint64) {
 	q.mu.Lock()
 	if received > q.acked {
@@ -140,6 +141,7 @@ func (q *Queue) Confirm(received uint64) {
 // the retained messages, then the traffic still queued; control frames are
 // dropped, because the next connection announces its sessions again. It
 // returns how many retained messages it put back to be written again.
+// Safe for concurrent use, but call it only while no Serve runs.
 func (q *Queue) Reset(front []Item) (resent int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -165,7 +167,8 @@ func (q *Queue) Reset(front []Item) (resent int) {
 }
 
 // Clear drops everything queued and retained, for a link whose traffic
-// does not outlive its connection; the queue stays open.
+// does not outlive its connection; the queue stays open. Safe for
+// concurrent use.
 func (q *Queue) Clear() {
 	q.mu.Lock()
 	q.dropLocked()
@@ -174,7 +177,8 @@ func (q *Queue) Clear() {
 }
 
 // Close refuses further pushes (ErrClosed) and frees everything queued and
-// retained. Closing twice is harmless.
+// retained. Closing twice is harmless. Safe for concurrent use; call it
+// once no Serve runs, or Serve's writer may still hold a batch.
 func (q *Queue) Close() {
 	q.mu.Lock()
 	q.closed = true

@@ -26,22 +26,23 @@ type Reader struct {
 	count uint64
 }
 
-// NewReader returns a reader of r that refuses frames over max bytes.
+// NewReader returns a reader of r that refuses frames over max bytes, for
+// the one goroutine that reads r.
 func NewReader(r *bufio.Reader, max int) *Reader { return &Reader{r: r, max: max} }
 
 // SetMax changes the frame size limit (a link takes a small HELLO first,
-// then frames up to Config.MaxFrame).
+// then frames up to Config.MaxFrame). Reader's goroutine only.
 func (lr *Reader) SetMax(max int) { lr.max = max }
 
 // Count returns how many frames were read after HELLO: what a PONG
-// reports.
+// reports. Reader's goroutine only.
 func (lr *Reader) Count() uint64 { return lr.count }
 
 // Next reads the next frame's envelope, op and fixed fields (valid until
 // the following call) and returns how many tail bytes follow; the caller
 // reads (ReadTail, ReadClientFrame, ReadIDsFrame, ReadIDs) or discards
 // exactly that many before calling Next again. A frame that is not a valid
-// link frame fails with ErrProtocol.
+// link frame fails with ErrProtocol. Reader's goroutine only.
 func (lr *Reader) Next() (op Op, fixed []byte, tail int, err error) {
 	var lb [frame.MaxLengthBytes]byte
 	n := 0
@@ -84,6 +85,7 @@ func (lr *Reader) Next() (op Op, fixed []byte, tail int, err error) {
 }
 
 // ReadTail reads n tail bytes into a pooled buffer the caller owns.
+// Reader's goroutine only.
 func (lr *Reader) ReadTail(n int) (*bytebufferpool.ByteBuffer, error) {
 	b := bytebufferpool.Get()
 	b.B = slices.Grow(b.B[:0], n)[:n]
@@ -95,7 +97,7 @@ func (lr *Reader) ReadTail(n int) (*bytebufferpool.ByteBuffer, error) {
 }
 
 // ReadClientFrame reads a tail that must be exactly one valid client
-// frame, into a pooled buffer the caller owns.
+// frame, into a pooled buffer the caller owns. Reader's goroutine only.
 func (lr *Reader) ReadClientFrame(n int) (*bytebufferpool.ByteBuffer, error) {
 	b, err := lr.ReadTail(n)
 	if err != nil {
@@ -112,6 +114,7 @@ func (lr *Reader) ReadClientFrame(n int) (*bytebufferpool.ByteBuffer, error) {
 // then one whole client frame (FANOUT, DELIVER_MANY): it appends the ids to
 // ids and returns them with the tail's buffer, which the caller owns and
 // whose bytes from 8*n on are the frame. what names the op in errors.
+// Reader's goroutine only.
 func (lr *Reader) ReadIDsFrame(what string, n, tail int, ids []uint64) ([]uint64, *bytebufferpool.ByteBuffer, error) {
 	if n > tail/8 {
 		return ids, nil, fmt.Errorf("%w: %s of %d ids in %d bytes", ErrProtocol, what, n, tail)
@@ -129,7 +132,8 @@ func (lr *Reader) ReadIDsFrame(what string, n, tail int, ids []uint64) ([]uint64
 }
 
 // ReadIDs reads the tail of an op that carries exactly n ids (STORED) and
-// appends them to ids. what names the op in errors.
+// appends them to ids. what names the op in errors. Reader's goroutine
+// only.
 func (lr *Reader) ReadIDs(what string, n, tail int, ids []uint64) ([]uint64, error) {
 	if n != tail/8 || tail%8 != 0 {
 		return ids, fmt.Errorf("%w: %s of %d ids in %d bytes", ErrProtocol, what, n, tail)
@@ -153,7 +157,7 @@ func appendIDs(ids []uint64, b []byte, n int) []uint64 {
 
 // Hello reads the first frame of a connection, which must be a HELLO of
 // this Version, and returns what it announces. The frames after it are
-// what Count counts.
+// what Count counts. Reader's goroutine only.
 func (lr *Reader) Hello() (Hello, error) {
 	op, fixed, tail, err := lr.Next()
 	if err != nil {
@@ -167,7 +171,8 @@ func (lr *Reader) Hello() (Hello, error) {
 }
 
 // WriteHello writes a HELLO straight to the connection, within timeout,
-// before a Queue's writer takes the connection over.
+// before a Queue's writer takes the connection over: the caller must be
+// the only writer of nc.
 func WriteHello(nc net.Conn, h Hello, timeout time.Duration) error {
 	it := NewHello(h.ID, h.Flags)
 	_ = nc.SetWriteDeadline(time.Now().Add(timeout))

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,8 +23,10 @@ type Redialer struct {
 	// the next round of attempts from lo again.
 	lo, hi time.Duration
 
+	// connected is written under mu and read without it: producers ask
+	// for it on every push.
+	connected atomic.Bool
 	mu        sync.Mutex
-	connected bool
 	stopped   bool
 	nc        net.Conn // the connection being served, nil while down
 
@@ -31,8 +34,8 @@ type Redialer struct {
 	done chan struct{} // closed when Run returns
 }
 
-// NewRedialer returns a redialer, not yet running, whose
-// backoff runs from lo to hi.
+// NewRedialer returns a redialer, not yet running, whose backoff runs from
+// lo to hi. The redialer is safe for concurrent use.
 func NewRedialer(lo, hi time.Duration) *Redialer {
 	return &Redialer{lo: lo, hi: hi, stop: make(chan struct{}), done: make(chan struct{})}
 }
@@ -91,7 +94,7 @@ func (r *Redialer) Run(side Side) {
 	}
 }
 
-// Stopping reports whether Shut was called.
+// Stopping reports whether Shut was called. Safe for concurrent use.
 func (r *Redialer) Stopping() bool {
 	select {
 	case <-r.stop:
@@ -101,37 +104,37 @@ func (r *Redialer) Stopping() bool {
 	}
 }
 
-// Stopped returns a channel closed by Shut.
+// Stopped returns a channel closed by Shut. Safe for concurrent use.
 func (r *Redialer) Stopped() <-chan struct{} { return r.stop }
 
-// Done returns a channel closed when Run returns.
+// Done returns a channel closed when Run returns. Safe for concurrent use.
 func (r *Redialer) Done() <-chan struct{} { return r.done }
 
 // Connected reports whether a connection is being served (between Up and
-// Down).
-func (r *Redialer) Connected() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.connected
-}
+// Down). Safe for concurrent use; lock-free.
+func (r *Redialer) Connected() bool { return r.connected.Load() }
 
 // Up records nc as the connection being served; false once the redialer
 // is shut, and then the caller closes nc (outside its locks: closing a TLS
-// link waits for its close_notify to be written).
+// link waits for its close_notify to be written). Safe for concurrent
+// use; Side.Serve calls it.
 func (r *Redialer) Up(nc net.Conn) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.stopped {
 		return false
 	}
-	r.connected, r.nc = true, nc
+	r.connected.Store(true)
+	r.nc = nc
 	return true
 }
 
-// Down records that the connection ended.
+// Down records that the connection ended. Safe for concurrent use;
+// Side.Serve calls it.
 func (r *Redialer) Down() {
 	r.mu.Lock()
-	r.connected, r.nc = false, nil
+	r.connected.Store(false)
+	r.nc = nil
 	r.mu.Unlock()
 }
 
@@ -139,7 +142,8 @@ func (r *Redialer) Down() {
 // returns the connection being served, which the caller closes once it
 // has released its own locks (closing a TLS link waits for its
 // close_notify to be written, and producers on event loops must not wait
-// behind that), and false when it was shut already.
+// behind that), and false when it was shut already. Safe for concurrent
+// use; any number of calls.
 func (r *Redialer) Shut() (net.Conn, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -153,7 +157,7 @@ func (r *Redialer) Shut() (net.Conn, bool) {
 
 // Context returns a context that ends after timeout or when the redialer
 // is shut, whichever comes first: a dial that Shut interrupts. The caller
-// calls cancel.
+// calls cancel. Safe for concurrent use.
 func (r *Redialer) Context(timeout time.Duration) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	go func() {
