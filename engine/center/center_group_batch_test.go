@@ -3,6 +3,7 @@ package center
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -221,26 +222,33 @@ func TestGroupFanoutFewOnline(t *testing.T) {
 	}
 }
 
-// ackCounter is a real store that counts AckGroup calls.
-type ackCounter struct {
+// ackGate is a real store whose first AckGroups call waits for release,
+// and which records the acks of each call.
+type ackGate struct {
 	storage.Store
-	mu   sync.Mutex
-	acks int
+	reached, release chan struct{}
+	mu               sync.Mutex
+	calls            [][]storage.GroupAck
 }
 
-func (a *ackCounter) AckGroup(ctx context.Context, group, user, seq uint64) error {
+func (a *ackGate) AckGroups(ctx context.Context, acks []storage.GroupAck) error {
 	a.mu.Lock()
-	a.acks++
+	a.calls = append(a.calls, slices.Clone(acks))
+	first := len(a.calls) == 1
 	a.mu.Unlock()
-	return a.Store.AckGroup(ctx, group, user, seq)
+	if first {
+		close(a.reached)
+		<-a.release
+	}
+	return a.Store.AckGroups(ctx, acks)
 }
 
-// Read acks of one member and group that come while the first waits for a
-// worker are written once, with the highest seq.
+// Read acks that come while the previous write runs are written together
+// in the next, one per member and group, with the highest seq.
 func TestGroupReadAcksJoin(t *testing.T) {
-	var st *ackCounter
+	var st *ackGate
 	c, ep, _ := windowCenterOn(t, CenterConfig{}, func(s storage.Store) storage.Store {
-		st = &ackCounter{Store: s}
+		st = &ackGate{Store: s, reached: make(chan struct{}), release: make(chan struct{})}
 		return st
 	})
 	group, err := st.CreateGroup(t.Context(), alice, "g")
@@ -255,26 +263,28 @@ func TestGroupReadAcksJoin(t *testing.T) {
 		aliceToGroup(c, group, cid)
 	}
 	eventually(t, "bob has every message", func() bool { return len(ep.frames(bobS, frame.CmdGroupMsg)) == n })
-	// Every worker busy: the acks wait in the queue.
-	busy := make(chan struct{})
-	for range c.cfg.Workers {
-		if !c.submit(func() { <-busy }) {
-			t.Fatal("workers' queue full")
-		}
-	}
-	for _, f := range ep.frames(bobS, frame.CmdGroupMsg) {
+	readAck := func(user uint64, s im.SessionRef, seq uint64) {
 		buf := bytebufferpool.Get()
-		buf.B, _ = frame.AppendAck(buf.B, 0, frame.Msg(f.Body()).MID(), group, frame.AckGroupRead)
-		c.Handle(bob, bobS, buf)
+		buf.B, _ = frame.AppendAck(buf.B, 0, seq, group, frame.AckGroupRead)
+		c.Handle(user, s, buf)
 	}
-	close(busy)
+	readAck(alice, aliceS, n) // the first write, held
+	<-st.reached
+	for seq := uint64(1); seq <= n; seq++ {
+		readAck(bob, bobS, seq)
+	}
+	close(st.release)
 	eventually(t, "bob's read written", func() bool {
 		ms, err := st.GroupMembers(t.Context(), group)
 		return err == nil && len(ms) == 2 && ms[1].User == bob && ms[1].AckedSeq == n
 	})
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.acks != 1 {
-		t.Fatalf("%d store writes for %d read acks, want 1", st.acks, n)
+	want := [][]storage.GroupAck{{{Group: group, User: alice, Seq: n}}, {{Group: group, User: bob, Seq: n}}}
+	if fmt.Sprint(st.calls) != fmt.Sprint(want) {
+		t.Fatalf("store writes %v, want %v", st.calls, want)
+	}
+	if k, err := st.CountGroupMsgs(t.Context(), group); err != nil || k != 0 {
+		t.Fatalf("%d messages left (%v) once both members read them all", k, err)
 	}
 }
