@@ -67,3 +67,37 @@ func BenchmarkLinkProducers(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkLinkHandleParallel is Handle from every core at once, as the
+// endpoint's event loops call it, with a writer draining the queue.
+func BenchmarkLinkHandleParallel(b *testing.B) {
+	var lc link.Config
+	lc.FillDefaults()
+	rc := &RemoteCenter{q: link.NewQueue(&lc), r: link.NewRedialer(time.Second, time.Second),
+		sessions: map[uint64]*remoteSess{2: {user: 1}}}
+	stop := make(chan struct{})
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				rc.q.Clear()
+				time.Sleep(100 * time.Microsecond)
+			}
+		}
+	}()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		ref := im.SessionRef{Endpoint: 1, Session: 2}
+		for pb.Next() {
+			buf := bytebufferpool.Get()
+			buf.B = append(buf.B[:0], frame.Ping...)
+			rc.Handle(1, ref, buf)
+		}
+	})
+	close(stop)
+	<-drained
+}
