@@ -447,62 +447,6 @@ func (c *LocalCenter) dropFromPending(to, mid uint64, st *sessState) {
 	c.storeAndAck(p.buf, p.from, p.cid, p.qos, to, p.origin)
 }
 
-// Handle dispatches one frame from a session.
-func (c *LocalCenter) Handle(user uint64, s im.SessionRef, buf *bytebufferpool.ByteBuffer) {
-	f := frame.Frame(buf.B)
-	switch f.Cmd() {
-	case frame.CmdMsg:
-		c.p2p(user, s, buf)
-		return
-	case frame.CmdFile:
-		c.fileFrame(user, s, buf)
-		return
-	case frame.CmdFileServer:
-		c.fileServer(user, s, buf)
-		return
-	case frame.CmdAck:
-		c.ack(user, s, frame.Ack(f.Body()))
-	case frame.CmdGroupMsg:
-		c.groupMsg(user, s, buf)
-		return
-	case frame.CmdPresence:
-		c.presence(user, s, frame.Presence(f.Body()))
-	case frame.CmdFetch:
-		fe := frame.Fetch(f.Body())
-		req, kind, cursor, count := fe.Req(), fe.Kind(), fe.Cursor(), fe.Count()
-		if !c.submit(func() { c.fetch(user, s, req, kind, cursor, count) }) {
-			c.refuseErr(s, uint64(req), errBusy)
-		}
-	case frame.CmdSignature, frame.CmdFriendInfo, frame.CmdFriendsOnline, frame.CmdServerList:
-		l := frame.Lookup(f.Body())
-		cmd, req, target := f.Cmd(), l.Req(), l.Target()
-		var js []byte
-		if cmd == frame.CmdSignature && len(l.JSON()) > 0 {
-			js = append(js, l.JSON()...) // a lookup by name (userlookup.go)
-		}
-		if !c.submit(func() { c.lookup(user, s, cmd, req, target, js) }) {
-			c.refuseErr(s, uint64(req), errBusy)
-		}
-	case frame.CmdProfile:
-		l := frame.Lookup(f.Body())
-		req, target := l.Req(), l.Target()
-		js := append([]byte(nil), l.JSON()...)
-		if !c.submit(func() { c.profileFrame(user, s, req, target, js) }) {
-			c.refuseErr(s, uint64(req), errBusy)
-		}
-	case frame.CmdGroup:
-		g := frame.Group(f.Body())
-		req, op, group := g.Req(), g.Op(), g.Group()
-		js := append([]byte(nil), g.JSON()...)
-		if !c.submit(func() { c.groupOp(user, s, req, op, group, js) }) {
-			c.refuseErr(s, uint64(req), errBusy)
-		}
-	default:
-		c.errorTo(s, frame.ErrCodeBadRequest, 0, "unexpected "+f.Cmd().String())
-	}
-	bytebufferpool.Put(buf)
-}
-
 // p2p routes a point-to-point message (or a file transfer frame, which
 // routes the same way).
 func (c *LocalCenter) p2p(user uint64, s im.SessionRef, buf *bytebufferpool.ByteBuffer) {

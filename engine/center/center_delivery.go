@@ -188,10 +188,38 @@ func (c *LocalCenter) route(buf *bytebufferpool.ByteBuffer, user, cid uint64, qo
 	c.storeAndAck(buf, user, cid, qos, to, origin)
 }
 
+// copyPushes makes each push's copy of buf, for the sessions whose
+// endpoint is attached, and for QoS 1 (p set) enters the session in p
+// and mid in its window. It returns how many copies it made.
+func (c *LocalCenter) copyPushes(buf *bytebufferpool.ByteBuffer, pushes []livePush, mid uint64, p *pending) int {
+	n := 0
+	for i := range pushes {
+		ps := &pushes[i]
+		if ps.e = c.endpoint(ps.ep); ps.e == nil {
+			continue
+		}
+		ps.out = bytebufferpool.Get()
+		ps.out.B = append(ps.out.B, buf.B...)
+		frame.Msg(frame.Frame(ps.out.B).Body()).SetDSrv(ps.ep)
+		n++
+		if p != nil {
+			ps.st.mu.Lock()
+			if ps.st.flight == nil {
+				ps.st.flight = make(map[uint64]bool)
+			}
+			ps.st.flight[mid] = true
+			ps.st.mu.Unlock()
+			p.sessions = append(p.sessions, ps.st)
+		}
+	}
+	return n
+}
+
 // livePush is one session route pushes a message to, with its copy.
 type livePush struct {
 	st      *sessState
 	ep      uint32
+	e       im.Endpoint // the endpoint ep, as copyPushes found it
 	out     *bytebufferpool.ByteBuffer
 	refused bool // the endpoint refused the push
 }
@@ -212,28 +240,7 @@ func (c *LocalCenter) pushLive(buf *bytebufferpool.ByteBuffer, pushes []livePush
 		p = &pending{from: user, cid: cid, qos: qos, origin: origin, deadline: time.Now().Add(c.cfg.AckTimeout)}
 		p.sessions = p.one[:0]
 	}
-	eps := 0
-	for i := range pushes {
-		ps := &pushes[i]
-		ep := c.endpoint(ps.ep)
-		if ep == nil {
-			continue
-		}
-		ps.out = bytebufferpool.Get()
-		ps.out.B = append(ps.out.B, buf.B...)
-		frame.Msg(frame.Frame(ps.out.B).Body()).SetDSrv(ps.ep)
-		eps++
-		if p != nil {
-			ps.st.mu.Lock()
-			if ps.st.flight == nil {
-				ps.st.flight = make(map[uint64]bool)
-			}
-			ps.st.flight[mid] = true
-			ps.st.mu.Unlock()
-			p.sessions = append(p.sessions, ps.st)
-		}
-	}
-	if eps == 0 {
+	if c.copyPushes(buf, pushes, mid, p) == 0 {
 		return false
 	}
 	var rb *bytebufferpool.ByteBuffer
@@ -257,7 +264,7 @@ func (c *LocalCenter) pushLive(buf *bytebufferpool.ByteBuffer, pushes []livePush
 		if ps.out == nil {
 			continue
 		}
-		if err := c.endpoint(ps.ep).Deliver(ps.st.ref, ps.out); err == nil {
+		if err := ps.e.Deliver(ps.st.ref, ps.out); err == nil {
 			pushed++
 			continue
 		}

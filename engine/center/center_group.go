@@ -1,7 +1,9 @@
 package center
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"time"
 
 	"github.com/bytedance/sonic"
@@ -17,17 +19,21 @@ import (
 // online session of the members, the sender's own sessions included: the
 // member count counts the sender, so a message is cleaned up only once the
 // sender's receipt is in too. It runs on a group lane, never on an event
-// loop.
+// loop. members are in ascending user order, as the store returns them.
 //
 // Members with no session here are looked up in the cluster's route table,
 // and each frame crosses once to each other center that holds some of them.
 func (c *LocalCenter) fanout(members []storage.Member, frames [][]byte) {
-	var away []uint64
 	g := groupPush{c: c, frames: frames}
-	for _, mb := range members {
-		n := c.routes.Lookup(mb.User, func(_ route.Addr, v any) { g.add(v.(*sessState).ref) })
-		if n == 0 && c.cl != nil {
-			away = append(away, mb.User)
+	var away []uint64
+	if c.routes.Len() < len(members)/2 {
+		away = c.fanoutOnline(&g, members)
+	} else {
+		for _, mb := range members {
+			n := c.routes.Lookup(mb.User, func(_ route.Addr, v any) { g.add(v.(*sessState).ref) })
+			if n == 0 && c.cl != nil {
+				away = append(away, mb.User)
+			}
 		}
 	}
 	c.GroupPushes.Add(uint64(g.flush()))
@@ -36,6 +42,36 @@ func (c *LocalCenter) fanout(members []storage.Member, frames [][]byte) {
 			c.cl.fanout(away, f)
 		}
 	}
+}
+
+// fanoutOnline adds to g the sessions here of members by walking the
+// sessions here (fewer than the members: a large group of which few are
+// online) instead of looking each member up, and returns the members with
+// no session here when in a cluster.
+func (c *LocalCenter) fanoutOnline(g *groupPush, members []storage.Member) (away []uint64) {
+	var here []uint64 // bit i: members[i] has a session here; only in a cluster
+	if c.cl != nil {
+		here = make([]uint64, (len(members)+63)/64)
+	}
+	c.routes.Range(func(user uint64, _ route.Addr, v any) bool {
+		i, ok := slices.BinarySearchFunc(members, user, func(m storage.Member, u uint64) int { return cmp.Compare(m.User, u) })
+		if ok {
+			g.add(v.(*sessState).ref)
+			if here != nil {
+				here[i/64] |= 1 << (i % 64)
+			}
+		}
+		return true
+	})
+	if here == nil {
+		return nil
+	}
+	for i, mb := range members {
+		if here[i/64]&(1<<(i%64)) == 0 {
+			away = append(away, mb.User)
+		}
+	}
+	return away
 }
 
 // manyDeliverer is an endpoint that takes one frame for many of its
@@ -67,10 +103,15 @@ type groupPush struct {
 	frames [][]byte
 	many   map[manyDeliverer][]uint64
 	n      int
+	ep     im.Endpoint // the endpoint of the last session added
+	epID   uint32
 }
 
 func (g *groupPush) add(ref im.SessionRef) {
-	ep := g.c.endpoint(ref.Endpoint)
+	if g.ep == nil || ref.Endpoint != g.epID {
+		g.ep, g.epID = g.c.endpoint(ref.Endpoint), ref.Endpoint // most sessions share one
+	}
+	ep := g.ep
 	md, ok := ep.(manyDeliverer)
 	if re, remote := ep.(*remoteEndpoint); remote && !re.many {
 		ok = false // a link from an endpoint without DELIVER_MANY

@@ -9,7 +9,9 @@ import (
 
 	"github.com/valyala/bytebufferpool"
 
+	"github.com/myim/myim/engine/im"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/storage"
 )
 
@@ -182,5 +184,39 @@ func TestGroupLaneBatchStoreFailure(t *testing.T) {
 	}
 	if fs := ep.frames(bobS, frame.CmdGroupMsg); len(fs) != 1 || frame.Msg(fs[0].Body()).MID() != 1 {
 		t.Fatalf("bob got %d group messages, want only seq 1", len(fs))
+	}
+}
+
+// A group most of whose members are offline is pushed by walking the
+// sessions here, not the members: the members online here get it, and in
+// a cluster those online on another center get it through that center.
+func TestGroupFanoutFewOnline(t *testing.T) {
+	addr := testenv.RedisAddr(t)
+	p := startPair(t, redisTables(addr, testenv.RedisPrefix(t, addr)), nil)
+	st := p.a.cfg.Store
+	group, err := st.CreateGroup(t.Context(), 10, "few online")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for u := uint64(20); u < 40; u++ { // 20 online on b, 21..39 offline
+		if _, err := st.JoinGroup(t.Context(), group, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range []struct {
+		c    *LocalCenter
+		user uint64
+		ref  im.SessionRef
+	}{{p.a, 10, p.sa}, {p.b, 20, p.sb}} {
+		buf := bytebufferpool.Get()
+		buf.B, _ = frame.AppendMsg(buf.B, frame.CmdGroupMsg, frame.QoS1, frame.MsgHeader{From: s.user, To: group, CID: 1,
+			Time: time.Now().UnixMilli()}, []byte("few"))
+		s.c.Handle(s.user, s.ref, buf)
+		for _, ep := range []*recEndpoint{p.ea, p.eb} {
+			m := frame.Msg(ep.wait(t, frame.CmdGroupMsg).Body())
+			if m.From() != s.user || m.To() != group || string(m.Content()) != "few" {
+				t.Fatalf("endpoint %d got from %d to %d %q", ep.id, m.From(), m.To(), m.Content())
+			}
+		}
 	}
 }

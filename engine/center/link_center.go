@@ -334,13 +334,10 @@ func (s *LinkServer) read(re *remoteEndpoint, nc net.Conn, lr *link.Reader) erro
 					return err
 				}
 				f := frame.Frame(buf.B)
-				switch f.Cmd() {
-				case frame.CmdMsg, frame.CmdGroupMsg, frame.CmdFile:
-					if frame.Msg(f.Body()).From() != user {
-						bytebufferpool.Put(buf)
-						return fmt.Errorf("%w: message of user %d in a HANDLE for user %d",
-							ErrLinkProtocol, frame.Msg(f.Body()).From(), user)
-					}
+				if f.Cmd().Message() && frame.Msg(f.Body()).From() != user {
+					bytebufferpool.Put(buf)
+					return fmt.Errorf("%w: message of user %d in a HANDLE for user %d",
+						ErrLinkProtocol, frame.Msg(f.Body()).From(), user)
 				}
 				c.Handle(user, ref, buf)
 			}

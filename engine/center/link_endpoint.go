@@ -172,16 +172,13 @@ func (rc *RemoteCenter) Handle(user uint64, s im.SessionRef, buf *bytebufferpool
 	f := frame.Frame(buf.B)
 	it := link.NewHandle(user, s.Session, buf)
 	var cid uint64
-	switch f.Cmd() {
-	case frame.CmdMsg, frame.CmdGroupMsg, frame.CmdFile:
+	if f.Cmd().Message() && f.QoS() == frame.QoS1 {
 		// Kept until the center confirms it, and written again on the next
 		// link (to a fallback center if this one died). A group message
 		// resent to another center may be appended twice; members drop
 		// the copy by its (sender, CID).
-		if f.QoS() == frame.QoS1 {
-			cid = frame.Msg(f.Body()).CID()
-			it.Retain = cid != 0
-		}
+		cid = frame.Msg(f.Body()).CID()
+		it.Retain = cid != 0
 	}
 	var ok bool
 	rc.q.Do(func(q link.Locked) {
@@ -208,22 +205,14 @@ func (rc *RemoteCenter) Handle(user uint64, s im.SessionRef, buf *bytebufferpool
 // refuse answers a frame that could not be queued.
 func (rc *RemoteCenter) refuse(s im.SessionRef, f frame.Frame) {
 	var ref uint64
-	switch f.Cmd() {
-	case frame.CmdMsg, frame.CmdGroupMsg, frame.CmdFile:
-		if f.QoS() != frame.QoS1 {
-			rc.Dropped.Add(1)
-			return
-		}
-		ref = frame.Msg(f.Body()).CID()
-	case frame.CmdFetch:
-		ref = uint64(frame.Fetch(f.Body()).Req())
-	case frame.CmdSignature, frame.CmdFriendInfo, frame.CmdFriendsOnline, frame.CmdServerList, frame.CmdProfile:
-		ref = uint64(frame.Lookup(f.Body()).Req())
-	case frame.CmdGroup:
-		ref = uint64(frame.Group(f.Body()).Req())
-	default: // receipts, presence: the client has nothing to retry
+	switch cmd := f.Cmd(); {
+	case cmd.Ref() == frame.RefNone, cmd.Message() && f.QoS() != frame.QoS1:
+		// receipts, presence, QoS 0 messages: the client has nothing to
+		// retry
 		rc.Dropped.Add(1)
 		return
+	default: // a QoS 1 message by its CID, a request by its Req
+		ref = frame.RequestRef(cmd, f.Body())
 	}
 	rc.Refused.Add(1)
 	ep := rc.endpoint()
@@ -497,22 +486,7 @@ func (rc *RemoteCenter) answerLost(lost []lostSend) {
 // to the client.
 func (rc *RemoteCenter) answered(sess uint64, b []byte) {
 	f := frame.Frame(b)
-	var cid uint64
-	switch f.Cmd() {
-	case frame.CmdAck:
-		if len(f.Body()) >= frame.AckLen {
-			a := frame.Ack(f.Body())
-			if st := a.Status(); st != frame.AckReceived && st != frame.AckGroupRead {
-				cid = a.CID()
-			}
-		}
-	case frame.CmdError:
-		if len(f.Body()) >= frame.ErrorLen {
-			cid = frame.Error(f.Body()).Ref()
-		}
-	default:
-		return
-	}
+	cid := frame.AnswerRef(f.Cmd(), f.Body()) // checked by link.Reader.ReadClientFrame
 	if cid == 0 {
 		return
 	}

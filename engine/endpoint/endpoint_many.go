@@ -1,12 +1,15 @@
 package endpoint
 
 import (
+	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/valyala/bytebufferpool"
 
 	"github.com/myim/myim/engine"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/session"
 )
 
 // sharedFrame is one plaintext frame that several event loops seal for
@@ -81,9 +84,20 @@ func (e *EndpointHandler) DeliverFrames(sessions []uint64, b []byte) int {
 }
 
 // sealMany seals sf's frames for each of conns, all of one loop, into
-// their write batches. Loop only.
+// their write batches: one clock read for all, and each write batch grown
+// once to take them. Loop only.
 func (e *EndpointHandler) sealMany(conns []*engine.Conn, sf *sharedFrame) {
 	defer sf.release()
+	frames := 0
+	for b := sf.buf.B; len(b) > 0; frames++ {
+		n, err := frame.Split(b, len(b)) // frames the center built: whole
+		if err != nil || n == 0 {
+			break
+		}
+		b = b[n:]
+	}
+	grow := len(sf.buf.B) + frames*(session.TagSize+frame.MaxLengthBytes)
+	now := time.Now()
 	sealed := 0
 	defer func() { e.framesOut[frame.Frame(sf.buf.B).Cmd()].Add(uint64(sealed)) }()
 	for _, c := range conns {
@@ -94,13 +108,12 @@ func (e *EndpointHandler) sealMany(conns []*engine.Conn, sf *sharedFrame) {
 		if !ok || ec.keys == nil || ec.pending {
 			continue
 		}
-		for b := sf.buf.B; len(b) > 0; {
-			n, err := frame.Split(b, len(b)) // frames the center built: whole
-			if err != nil || n == 0 {
-				break
-			}
-			f := frame.Frame(b[:n])
-			if err := e.seal(c, ec, f); err != nil {
+		out := c.Out()
+		out.B = slices.Grow(out.B, grow)
+		b := sf.buf.B
+		for range frames {
+			n, _ := frame.Split(b, len(b))
+			if err := e.sealAt(c, ec, frame.Frame(b[:n]), now); err != nil {
 				c.CloseOnLoop(engine.ReasonCrypto)
 				break
 			}

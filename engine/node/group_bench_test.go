@@ -57,9 +57,8 @@ func (n *fanoutNode) close() {
 	}
 }
 
-// startFanoutNode starts a node that outlives the benchmark run that
-// starts it (a benchmark function runs several times): the caller closes
-// it, also when this fails.
+// startFanoutNode starts a node for the sub-benchmarks of the caller,
+// which closes it, also when this fails.
 func startFanoutNode(b *testing.B, n *fanoutNode, members, online int) {
 	b.Helper()
 	dir, err := os.MkdirTemp("", "fanout")
@@ -88,7 +87,7 @@ func startFanoutNode(b *testing.B, n *fanoutNode, members, online int) {
 		defer cancel()
 		_ = n.srv.Stop(ctx)
 	})
-	n.online, n.acks = online, make(chan struct{}, 64)
+	n.online, n.acks = online, make(chan struct{}, 1024)
 	ctx := context.Background()
 	if n.group, err = st.CreateGroup(ctx, 1, "bench"); err != nil {
 		b.Fatal(err)
@@ -174,32 +173,31 @@ func (n *fanoutNode) line(b *testing.B) string {
 	return n.out.Text()
 }
 
-// BenchmarkGroupFanout measures one group message (QoS 1, 256 bytes, 8 in
-// flight from one sender) through a running node: the members read, the
-// store's append, the ack and the push to every online member, one sealed
-// copy each. The members' sessions are held by a child process that only
-// drains them, so cpu-ns/delivery is this process's CPU time (the server's
-// and the sender's client's) per sealed copy; allocs/delivery and
-// writes/delivery (the server's write calls) are per copy too.
-// members=10000/online=2000 is the large group of docs/scaling.md.
+// BenchmarkGroupFanout measures one group message (QoS 1, 256 bytes, from
+// one sender with window messages in flight) through a running node: the
+// members read, the store's append, the ack and the push to every online
+// member, one sealed copy each. The members' sessions are held by a child
+// process that only drains them, so cpu-ns/delivery is this process's CPU
+// time (the server's and the sender's client's) per sealed copy;
+// allocs/delivery and writes/delivery (the server's write calls) are per
+// copy too. members=10000/online=2000 is the large group of
+// docs/scaling.md. The window bounds how many messages queue on the
+// group's lane while it stores the previous ones, and so how many of them
+// a member gets in one write.
 func BenchmarkGroupFanout(b *testing.B) {
 	for _, c := range []struct{ members, online int }{{200, 200}, {10000, 2000}} {
-		var n *fanoutNode
 		b.Run(fmt.Sprintf("members=%d/online=%d", c.members, c.online), func(b *testing.B) {
-			if n == nil {
-				n = &fanoutNode{}
-				startFanoutNode(b, n, c.members, c.online)
+			n := &fanoutNode{}
+			defer n.close()
+			startFanoutNode(b, n, c.members, c.online)
+			for _, window := range []int{8, 64} {
+				b.Run(fmt.Sprintf("window=%d", window), func(b *testing.B) { n.run(b, window) })
 			}
-			n.run(b)
 		})
-		if n != nil {
-			n.close()
-		}
 	}
 }
 
-func (n *fanoutNode) run(b *testing.B) {
-	const window = 8
+func (n *fanoutNode) run(b *testing.B, window int) {
 	content := make([]byte, 256)
 	_, out := n.ep.FramesByCommand()
 	var ms0, ms1 runtime.MemStats

@@ -191,6 +191,7 @@ func (s *store) GroupMembers(ctx context.Context, group uint64) ([]storage.Membe
 		if err != nil {
 			return err
 		}
+		out = make([]storage.Member, 0, g.members)
 		prefix := be64(group)
 		c := tx.Bucket(bktGMembers).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
