@@ -36,6 +36,20 @@ func BenchmarkLinkProducers(b *testing.B) {
 			}
 		}
 	})
+	b.Run("op=handle-qos1", func(b *testing.B) {
+		rc := &RemoteCenter{q: link.NewQueue(&lc), r: link.NewRedialer(time.Second, time.Second),
+			sessions: map[uint64]*remoteSess{2: {user: 1}}}
+		msg, _ := frame.AppendMsg(nil, frame.CmdMsg, frame.QoS1, frame.MsgHeader{From: 1, To: 3, CID: 9}, []byte("hi"))
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			buf := bytebufferpool.Get()
+			buf.B = append(buf.B[:0], msg...)
+			rc.Handle(1, ref, buf)
+			if i%benchDrain == benchDrain-1 {
+				rc.q.Clear()
+			}
+		}
+	})
 	b.Run("op=deliver", func(b *testing.B) {
 		re := &remoteEndpoint{id: 1, q: link.NewQueue(&lc)}
 		b.ReportAllocs()

@@ -181,20 +181,22 @@ func (rc *RemoteCenter) Handle(user uint64, s im.SessionRef, buf *bytebufferpool
 		it.Retain = cid != 0
 	}
 	var ok bool
-	rc.q.Do(func(q link.Locked) {
-		ok = q.Push(it) == nil
-		if ok && cid != 0 {
+	if cid == 0 {
+		ok = rc.q.Push(it) == nil // no state of ours to keep in step
+	} else {
+		rc.q.Do(func(q link.Locked) {
+			ok = q.Push(it) == nil
 			// Until its answer passes back: if the link ends first, the
 			// center may have read it and died before answering, so the
 			// client is told to retry (answerLost).
-			if rs := rc.sessions[s.Session]; rs != nil {
+			if rs := rc.sessions[s.Session]; ok && rs != nil {
 				if rs.unanswered == nil {
 					rs.unanswered = make(map[uint64]struct{})
 				}
 				rs.unanswered[cid] = struct{}{}
 			}
-		}
-	})
+		})
+	}
 	if ok {
 		return
 	}
