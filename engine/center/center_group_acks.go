@@ -2,6 +2,7 @@ package center
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -82,7 +83,15 @@ func (c *LocalCenter) writeGroupAcks(acks []storage.GroupAck) []storage.GroupAck
 	for lo := 0; lo < len(acks); lo += maxGroupAcks {
 		part := acks[lo:min(lo+maxGroupAcks, len(acks))]
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := c.cfg.Store.AckGroups(ctx, part)
+		var err error
+		if len(part) == 1 { // a quiet group: one member's read
+			a := part[0]
+			if err = c.cfg.Store.AckGroup(ctx, a.Group, a.User, a.Seq); errors.Is(err, storage.ErrNotFound) {
+				err = nil // the member left, or the group is gone: skipped, as AckGroups does
+			}
+		} else {
+			err = c.cfg.Store.AckGroups(ctx, part)
+		}
 		cancel()
 		if err != nil {
 			if ok, n := c.storeWarn.Allow(); ok {

@@ -237,10 +237,12 @@ func (c *LocalCenter) storeBatch(ctx context.Context, lb *laneBatch) error {
 	if len(lb.ms) > 1 && !errors.Is(err, storage.ErrUnavailable) && ctx.Err() == nil {
 		kept := 0
 		for k, i := range lb.keep {
-			if err := c.cfg.Store.AppendGroupMsgs(ctx, lb.ms[k:k+1]); err != nil {
+			seq, err := c.cfg.Store.AppendGroupMsg(ctx, lb.ms[k])
+			if err != nil {
 				c.refuseStore(lb.reqs[i], err)
 				continue
 			}
+			lb.ms[k].Seq = seq
 			lb.keep[kept], lb.ms[kept] = i, lb.ms[k]
 			kept++
 		}

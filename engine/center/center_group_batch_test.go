@@ -1,6 +1,7 @@
 package center
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -222,8 +223,8 @@ func TestGroupFanoutFewOnline(t *testing.T) {
 	}
 }
 
-// ackGate is a real store whose first AckGroups call waits for release,
-// and which records the acks of each call.
+// ackGate is a real store whose first group ack write (AckGroup or
+// AckGroups) waits for release, and which records the acks of each write.
 type ackGate struct {
 	storage.Store
 	reached, release chan struct{}
@@ -231,7 +232,7 @@ type ackGate struct {
 	calls            [][]storage.GroupAck
 }
 
-func (a *ackGate) AckGroups(ctx context.Context, acks []storage.GroupAck) error {
+func (a *ackGate) record(acks []storage.GroupAck) {
 	a.mu.Lock()
 	a.calls = append(a.calls, slices.Clone(acks))
 	first := len(a.calls) == 1
@@ -240,7 +241,16 @@ func (a *ackGate) AckGroups(ctx context.Context, acks []storage.GroupAck) error 
 		close(a.reached)
 		<-a.release
 	}
+}
+
+func (a *ackGate) AckGroups(ctx context.Context, acks []storage.GroupAck) error {
+	a.record(acks)
 	return a.Store.AckGroups(ctx, acks)
+}
+
+func (a *ackGate) AckGroup(ctx context.Context, group, user, seq uint64) error {
+	a.record([]storage.GroupAck{{Group: group, User: user, Seq: seq}})
+	return a.Store.AckGroup(ctx, group, user, seq)
 }
 
 // Read acks that come while the previous write runs are written together
@@ -258,29 +268,51 @@ func TestGroupReadAcksJoin(t *testing.T) {
 	if _, err := st.JoinGroup(t.Context(), group, bob); err != nil {
 		t.Fatal(err)
 	}
+	other, err := st.CreateGroup(t.Context(), alice, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.JoinGroup(t.Context(), other, bob); err != nil {
+		t.Fatal(err)
+	}
 	const n = 5
 	for cid := uint64(1); cid <= n; cid++ {
 		aliceToGroup(c, group, cid)
 	}
-	eventually(t, "bob has every message", func() bool { return len(ep.frames(bobS, frame.CmdGroupMsg)) == n })
-	readAck := func(user uint64, s im.SessionRef, seq uint64) {
+	aliceToGroup(c, other, n+1)
+	eventually(t, "bob has every message", func() bool { return len(ep.frames(bobS, frame.CmdGroupMsg)) == n+1 })
+	readAckOf := func(g, user uint64, s im.SessionRef, seq uint64) {
 		buf := bytebufferpool.Get()
-		buf.B, _ = frame.AppendAck(buf.B, 0, seq, group, frame.AckGroupRead)
+		buf.B, _ = frame.AppendAck(buf.B, 0, seq, g, frame.AckGroupRead)
 		c.Handle(user, s, buf)
 	}
+	readAck := func(user uint64, s im.SessionRef, seq uint64) { readAckOf(group, user, s, seq) }
 	readAck(alice, aliceS, n) // the first write, held
-	<-st.reached
+	select {
+	case <-st.reached:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first ack never reached the store")
+	}
 	for seq := uint64(1); seq <= n; seq++ {
 		readAck(bob, bobS, seq)
 	}
+	readAckOf(other, bob, bobS, 1)
 	close(st.release)
 	eventually(t, "bob's read written", func() bool {
 		ms, err := st.GroupMembers(t.Context(), group)
 		return err == nil && len(ms) == 2 && ms[1].User == bob && ms[1].AckedSeq == n
 	})
+	eventually(t, "bob's read of the other group written", func() bool {
+		ms, err := st.GroupMembers(t.Context(), other)
+		return err == nil && len(ms) == 2 && ms[1].AckedSeq == 1
+	})
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	want := [][]storage.GroupAck{{{Group: group, User: alice, Seq: n}}, {{Group: group, User: bob, Seq: n}}}
+	if len(st.calls) == 2 {
+		slices.SortFunc(st.calls[1], func(a, b storage.GroupAck) int { return cmp.Compare(a.Group, b.Group) })
+	}
+	want := [][]storage.GroupAck{{{Group: group, User: alice, Seq: n}},
+		{{Group: group, User: bob, Seq: n}, {Group: other, User: bob, Seq: 1}}}
 	if fmt.Sprint(st.calls) != fmt.Sprint(want) {
 		t.Fatalf("store writes %v, want %v", st.calls, want)
 	}
