@@ -99,7 +99,9 @@ type LocalCenter struct {
 	pending [pendingShards]pendingShard
 
 	jobs     chan func()
-	lanes    []chan groupReq // group messages, one lane per group (center_group_batch.go)
+	lanes    []chan groupReq               // group messages, one lane per group (center_group_batch.go)
+	gacks    [groupAckShards]groupAckShard // group read acks waiting for their write (center_group_acks.go)
+	gackWake chan struct{}                 // wakes groupAckWriter
 	offline  chan offlineItem
 	storing  [storingShards]storingShard // messages on their way to the store, per recipient
 	spilling atomic.Int64                // sessions with spill set
@@ -226,7 +228,9 @@ func NewLocalCenter(cfg CenterConfig) *LocalCenter {
 		go c.worker()
 	}
 	c.startLanes()
-	c.wg.Add(4)
+	c.gackWake = make(chan struct{}, 1)
+	c.wg.Add(5)
+	go c.groupAckWriter()
 	go c.groupSweeper()
 	go c.sweeper()
 	go c.offlineWriter()
