@@ -191,6 +191,24 @@ type pendingShard = deadlineShard[pendKey, *pending]
 
 func (p *pending) due() time.Time { return p.deadline }
 
+// pendingPool recycles the pending entries of QoS 1 pushes: one per
+// message, so that the push path allocates nothing.
+var pendingPool = sync.Pool{New: func() any { return new(pending) }}
+
+// getPending returns a zeroed entry whose sessions slice is backed by one.
+func getPending() *pending {
+	p := pendingPool.Get().(*pending)
+	p.sessions = p.one[:0]
+	return p
+}
+
+// putPending recycles p, which must be out of its shard's map; no
+// reference to it may be used after.
+func putPending(p *pending) {
+	*p = pending{}
+	pendingPool.Put(p)
+}
+
 type dedupeKey struct{ from, cid uint64 }
 
 type dedupeShard struct {
@@ -437,6 +455,7 @@ func (c *LocalCenter) dropFromPending(to, mid uint64, st *sessState) {
 	delete(sh.m, k)
 	sh.mu.Unlock()
 	c.storeAndAck(p.buf, p.from, p.cid, p.qos, to, p.origin)
+	putPending(p)
 }
 
 // Handle dispatches one frame from a session.

@@ -168,8 +168,9 @@ func (c *LocalCenter) route(buf *bytebufferpool.ByteBuffer, user, cid uint64, qo
 	var p *pending
 	if online > 0 && !blocked {
 		if qos == frame.QoS1 {
-			p = &pending{from: user, cid: cid, qos: qos, origin: origin, deadline: time.Now().Add(c.cfg.AckTimeout)}
-			p.sessions = p.one[:0]
+			p = getPending()
+			p.from, p.cid, p.qos, p.origin = user, cid, qos, origin
+			p.deadline = time.Now().Add(c.cfg.AckTimeout)
 		}
 		for i, st := range sts {
 			ep := c.endpoint(eps[i])
@@ -213,6 +214,9 @@ func (c *LocalCenter) route(buf *bytebufferpool.ByteBuffer, user, cid uint64, qo
 		return
 	}
 	sh.mu.Unlock()
+	if p != nil { // no session took the push
+		putPending(p)
+	}
 	if online == 0 && remote && c.cl.routeP2P(buf, user, cid, qos, to) {
 		return
 	}
@@ -492,6 +496,7 @@ func (c *LocalCenter) ack(user uint64, s im.SessionRef, a frame.Ack) {
 			c.acked(p.from, p.cid, mid, user, p.origin, frame.AckDelivered)
 		}
 		bytebufferpool.Put(p.buf)
+		putPending(p)
 		c.kickDrains(user) // a horizon may have moved
 	case frame.AckGroupRead:
 		group := a.Peer()
@@ -585,5 +590,6 @@ func (c *LocalCenter) sweeper() {
 			}
 			st.mu.Unlock()
 		}
+		putPending(p)
 	})
 }
