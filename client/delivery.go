@@ -152,16 +152,14 @@ func (c *Conn) SendWait(ctx context.Context, cmd frame.Cmd, to, cid uint64, cont
 
 // answer completes a waiting send from an ACK or ERROR frame.
 func (c *Conn) answer(cmd frame.Cmd, body []byte) {
-	switch cmd {
-	case frame.CmdAck:
+	ref := frame.AnswerRef(cmd, body)
+	switch {
+	case ref == 0:
+	case cmd == frame.CmdAck:
 		a := frame.Ack(body)
-		if s := a.Status(); a.CID() != 0 && (s == frame.AckDelivered || s == frame.AckStored || s == frame.AckDuplicate) {
-			c.waits.done(a.CID(), sendResult{ack: Acked{CID: a.CID(), MID: a.MID(), Peer: a.Peer(), Status: s}})
-		}
-	case frame.CmdError:
-		if e := frame.Error(body); e.Ref() != 0 {
-			c.waits.done(e.Ref(), sendResult{err: errorFrom(body)})
-		}
+		c.waits.done(ref, sendResult{ack: Acked{CID: ref, MID: a.MID(), Peer: a.Peer(), Status: a.Status()}})
+	default:
+		c.waits.done(ref, sendResult{err: errorFrom(body)})
 	}
 }
 

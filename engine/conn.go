@@ -170,8 +170,10 @@ func (c *Conn) Post(b *bytebufferpool.ByteBuffer) error {
 }
 
 // Exec runs fn on the connection's event loop, where posted buffers are
-// handed over (before them when both wait), and flushes what fn wrote with
-// them: every connection fn writes to gets one write for all. fn may call
+// handed over, and flushes what fn wrote with them: every connection fn
+// writes to gets one write for all. Jobs and posted buffers are taken in
+// the order they came: a buffer posted to a connection before Exec is
+// handed over before what fn writes to it. fn may call
 // the loop-only methods of any open connection of that loop (see SameLoop)
 // and must check that a connection is still open (Closed) before writing
 // to it. Functions run in the order they were given. An error

@@ -22,7 +22,7 @@ import (
 // later callback's, by that one's end).
 func (l *loop) addMail(c *Conn) bool {
 	l.mailMu.Lock()
-	l.mailConns = append(l.mailConns, c)
+	l.inbox = append(l.inbox, inboxItem{c: c})
 	l.mailMu.Unlock()
 	if l.reading.Load() {
 		return true
@@ -40,7 +40,7 @@ func (l *loop) addMail(c *Conn) bool {
 // Safe for concurrent use.
 func (l *loop) addJob(fn func()) {
 	l.mailMu.Lock()
-	l.jobs = append(l.jobs, fn)
+	l.inbox = append(l.inbox, inboxItem{fn: fn})
 	l.mailMu.Unlock()
 	if l.reading.Load() {
 		return
@@ -52,29 +52,36 @@ func (l *loop) addJob(fn func()) {
 	}
 }
 
-// takeMailConns swaps out the list of connections with mail and the jobs.
-// Loop only.
-func (l *loop) takeMailConns() ([]*Conn, []func()) {
-	l.mailMu.Lock()
-	list, jobs := l.mailConns, l.jobs
-	l.mailConns, l.jobs = l.mailSpare[:0], l.jobSpare[:0]
-	l.mailMu.Unlock()
-	return list, jobs
+// inboxItem is a connection with mail (c) or a job (fn), in a loop's inbox.
+type inboxItem struct {
+	c  *Conn
+	fn func()
 }
 
-// deliverMail hands every posted buffer of the listed connections to the
-// handler (or writes it), then marks for closing those that Close was
-// called for, so that the flush that follows writes their mail first.
-// Loop only.
+// takeInbox swaps out the loop's inbox. Loop only.
+func (l *loop) takeInbox() []inboxItem {
+	l.mailMu.Lock()
+	list := l.inbox
+	l.inbox = l.inboxRest[:0]
+	l.mailMu.Unlock()
+	return list
+}
+
+// deliverMail runs the jobs and hands every posted buffer of the listed
+// connections to the handler (or writes it), in the order they were
+// queued: a connection's mail is taken whole at the place it was first
+// listed, so a job queued after a buffer was posted comes after it. Then
+// it marks for closing those that Close was called for, so that the flush
+// that follows writes their mail first. Loop only.
 func (s *Server) deliverMail(l *loop) {
-	list, jobs := l.takeMailConns()
-	for i, fn := range jobs {
-		jobs[i] = nil
-		fn()
-	}
-	l.jobSpare = jobs[:0]
-	for i, c := range list {
-		list[i] = nil
+	list := l.takeInbox()
+	for i, it := range list {
+		list[i] = inboxItem{}
+		if it.fn != nil {
+			it.fn()
+			continue
+		}
+		c := it.c
 		var shut bool
 		l.mail, shut = c.takeMail(l.mail[:0])
 		for j, b := range l.mail {
@@ -95,5 +102,5 @@ func (s *Server) deliverMail(l *loop) {
 			c.markDirty()
 		}
 	}
-	l.mailSpare = list[:0]
+	l.inboxRest = list[:0]
 }

@@ -117,11 +117,12 @@ type loop struct {
 	// message posted while a batch of reads is handled reaches its
 	// connection in one write, and a burst from other goroutines costs one
 	// wake-up per loop, not one per connection.
+	// Connections with mail and Conn.Exec's jobs share one list, in the
+	// order they came, so that a job queued after a buffer was posted to
+	// a connection writes after it.
 	mailMu    sync.Mutex
-	mailConns []*Conn
-	jobs      []func()    // Conn.Exec's functions; guarded by mailMu
-	mailSpare []*Conn     // loop only
-	jobSpare  []func()    // loop only
+	inbox     []inboxItem // guarded by mailMu
+	inboxRest []inboxItem // loop only
 	wakeSet   atomic.Bool // a drain is scheduled through Execute
 	drainMail gnet.RunnableFunc
 	// reading is set while the loop runs a read callback (OnTraffic),
@@ -388,7 +389,7 @@ const (
 func (s *Server) endRead(l *loop, began time.Duration, frames int) {
 	l.reading.Store(false)
 	l.mailMu.Lock()
-	pending := len(l.mailConns) + len(l.jobs)
+	pending := len(l.inbox)
 	l.mailMu.Unlock()
 	if pending == 0 {
 		return

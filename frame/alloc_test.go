@@ -73,6 +73,13 @@ func TestZeroAllocs(t *testing.T) {
 		}},
 		{"AppendFetch", func() { buf, _ = frame.AppendFetch(buf[:0], 5, frame.FetchP2P, 0, 0, 50) }},
 		{"AppendError", func() { buf, _ = frame.AppendError(buf[:0], frame.ErrCodeForbidden, 1, "sender mismatch") }},
+		{"command table", func() {
+			f := frame.Frame(msg)
+			c := f.Cmd()
+			if c.Route() == frame.RouteCenter && c.Message() && !c.Pooled() && c.Ref() == frame.RefCID {
+				allocSink += frame.RequestRef(c, f.Body()) + uint64(c.Info().MinBody)
+			}
+		}},
 	}
 	for _, c := range cases {
 		if a := testing.AllocsPerRun(100, c.fn); a != 0 {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/myim/myim/frame"
@@ -176,4 +177,59 @@ func BenchmarkPingPong(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkCommandTable is the endpoint's classification of each frame a
+// client sent (who takes it; a message's sender; a receipt), over a mix of
+// commands: through the command table, and through the switch it
+// replaced, the baseline.
+func BenchmarkCommandTable(b *testing.B) {
+	var frames []frame.Frame
+	for _, c := range []frame.Cmd{frame.CmdMsg, frame.CmdAck, frame.CmdMsg, frame.CmdGroupMsg,
+		frame.CmdFetch, frame.CmdMsg, frame.CmdAck, frame.CmdPresence} {
+		l := layoutOf(c)
+		f, err := l.random(rand.New(rand.NewPCG(1, uint64(c))), 16).appendFrame(nil, c, frame.QoS1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		frames = append(frames, f)
+	}
+	b.Run("table", func(b *testing.B) {
+		b.ReportAllocs()
+		var s uint64
+		for i := 0; b.Loop(); i++ {
+			f := frames[i&7]
+			switch c := f.Cmd(); c.Route() {
+			case frame.RouteCenter:
+				if c.Message() {
+					s += frame.Msg(f.Body()).From()
+				} else if c == frame.CmdAck {
+					s += uint64(frame.Ack(f.Body()).Status())
+				}
+			case frame.RouteEndpoint:
+				s += 2
+			default:
+				s++
+			}
+		}
+		benchSink = s
+	})
+	b.Run("switch", func(b *testing.B) {
+		b.ReportAllocs()
+		var s uint64
+		for i := 0; b.Loop(); i++ {
+			f := frames[i&7]
+			switch f.Cmd() {
+			case frame.CmdMsg, frame.CmdGroupMsg, frame.CmdFile:
+				s += frame.Msg(f.Body()).From()
+			case frame.CmdBye, frame.CmdPong:
+				s += 2
+			case frame.CmdAck:
+				s += uint64(frame.Ack(f.Body()).Status())
+			case frame.CmdHandshake, frame.CmdAuth, frame.CmdNotice, frame.CmdFriendNotify, frame.CmdError:
+				s++
+			}
+		}
+		benchSink = s
+	})
 }

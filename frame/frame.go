@@ -76,7 +76,8 @@ const (
 type Cmd byte
 
 // Command codes. 0x01 to 0x03 are the design note's; the others are MyIM's.
-// docs/protocol.md gives the body layout of each with a hex test vector.
+// docs/protocol.md gives the body layout of each with a hex test vector;
+// the command table (commands.go) says who sends each and who takes it.
 const (
 	CmdPing          Cmd = 0x01 // keepalive; answered by PONG, never sealed
 	CmdPong          Cmd = 0x02 // answer to PING, echoes its body
@@ -104,44 +105,10 @@ const (
 	cmdLimit = 0x17
 )
 
-var cmdNames = [cmdLimit]string{
-	"INVALID", "PING", "PONG", "MSG", "GROUP_MSG", "BYE", "PRESENCE", "FILE",
-	"FILE_SERVER", "FETCH", "SIGNATURE", "FRIEND_INFO", "FRIENDS_ONLINE",
-	"FRIEND_NOTIFY", "SERVER_LIST", "ACK", "ERROR", "HANDSHAKE", "AUTH",
-	"REKEY", "NOTICE", "GROUP", "PROFILE",
-}
-
-// minBody is the size of each command's fixed fields; -1 marks unknown codes.
-var minBody = [cmdLimit]int{
-	-1,              // 0x00 invalid
-	0,               // PING
-	0,               // PONG
-	MsgHeaderLen,    // MSG
-	MsgHeaderLen,    // GROUP_MSG
-	0,               // BYE
-	PresenceLen,     // PRESENCE
-	FileFrameLen,    // FILE
-	FileServerLen,   // FILE_SERVER
-	FetchLen,        // FETCH
-	LookupLen,       // SIGNATURE
-	LookupLen,       // FRIEND_INFO
-	LookupLen,       // FRIENDS_ONLINE
-	PresenceLen,     // FRIEND_NOTIFY
-	LookupLen,       // SERVER_LIST
-	AckLen,          // ACK
-	ErrorLen,        // ERROR
-	HandshakeMinLen, // HANDSHAKE
-	0,               // AUTH
-	0,               // REKEY
-	NoticeLen,       // NOTICE
-	GroupLen,        // GROUP
-	LookupLen,       // PROFILE
-}
-
 // String returns the command's name, or CMD(0xNN) for unknown codes.
 func (c Cmd) String() string {
-	if c < cmdLimit && c != 0 {
-		return cmdNames[c]
+	if c.Known() {
+		return commands[c].Name
 	}
 	return fmt.Sprintf("CMD(0x%02x)", byte(c))
 }
@@ -154,7 +121,7 @@ func (c Cmd) MinBody() int {
 	if !c.Known() {
 		return -1
 	}
-	return minBody[c]
+	return commands[c].MinBody
 }
 
 // Frame is a view of one whole frame, Length field included. It aliases the
@@ -250,7 +217,7 @@ func Check(f Frame) error {
 	if q := f[n+1]; q > 1 {
 		return ErrBadQoS
 	}
-	if len(f)-n-2 < minBody[c] {
+	if len(f)-n-2 < commands[c].MinBody {
 		return ErrShortBody
 	}
 	return nil
@@ -313,7 +280,7 @@ func CheckBody(c Cmd, body []byte) error {
 	if !c.Known() {
 		return ErrUnknownCmd
 	}
-	if len(body) < minBody[c] {
+	if len(body) < commands[c].MinBody {
 		return ErrShortBody
 	}
 	return nil

@@ -36,6 +36,7 @@ const (
 	MethodSetGroupOpen
 	MethodSetGroupRole
 	MethodAppendGroupMsg
+	MethodAppendGroupMsgs
 	MethodFetchGroup
 	MethodAckGroup
 	MethodPurgeExpiredGroupMsgs
@@ -85,6 +86,7 @@ var methodNames = [MethodCount]string{
 	"SetGroupOpen",
 	"SetGroupRole",
 	"AppendGroupMsg",
+	"AppendGroupMsgs",
 	"FetchGroup",
 	"AckGroup",
 	"PurgeExpiredGroupMsgs",
@@ -246,6 +248,10 @@ func (o *observed) SetGroupRole(ctx context.Context, group, user uint64, role ui
 
 func (o *observed) AppendGroupMsg(ctx context.Context, m GroupMessage) (uint64, error) {
 	return timed(o, MethodAppendGroupMsg, func() (uint64, error) { return o.s.AppendGroupMsg(ctx, m) })
+}
+
+func (o *observed) AppendGroupMsgs(ctx context.Context, ms []GroupMessage) error {
+	return o.timedErr(MethodAppendGroupMsgs, func() error { return o.s.AppendGroupMsgs(ctx, ms) })
 }
 
 func (o *observed) FetchGroup(ctx context.Context, group, user uint64, afterSeq uint64, limit int) ([]GroupMessage, error) {

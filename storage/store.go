@@ -137,6 +137,15 @@ type GroupMessages interface {
 	// (0: never expires), and returns the seq. m.Seq, m.SentCount and
 	// m.MemberCount are ignored. ErrNotFound for an unknown group.
 	AppendGroupMsg(ctx context.Context, m GroupMessage) (seq uint64, err error)
+	// AppendGroupMsgs appends ms, of one group or several, in one write
+	// (one transaction), as AppendGroupMsg would one after the other in
+	// slice order, and sets each ms[i].Seq (and SentCount and MemberCount
+	// as stored): a group's messages get consecutive seqs in their order in
+	// ms. All or nothing: if one is refused (ErrNotFound for an unknown
+	// group, ErrInvalid) or the write fails, none is stored and the seqs
+	// are not to be used. An empty ms stores nothing (but fails on a
+	// closed store or a done context like any call).
+	AppendGroupMsgs(ctx context.Context, ms []GroupMessage) error
 	// FetchGroup returns up to limit of the group's stored, unexpired
 	// messages with seq > max(afterSeq, member.JoinSeq, member.AckedSeq),
 	// ascending. ErrNotFound if the group is unknown or user is not a

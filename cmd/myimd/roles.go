@@ -16,6 +16,7 @@ import (
 	"github.com/myim/myim/engine/clusterca"
 	"github.com/myim/myim/engine/endpoint"
 	"github.com/myim/myim/engine/im"
+	"github.com/myim/myim/engine/link"
 	"github.com/myim/myim/engine/login"
 	"github.com/myim/myim/engine/node"
 	"github.com/myim/myim/route"
@@ -233,8 +234,8 @@ func (b *builder) joinIdentity(ctx context.Context, role string) (*clusterca.Ide
 // linkConfig returns the link settings: mutual TLS with this node's
 // cluster certificate, or plain text when --link-plaintext is set. ok is
 // false when neither is possible (no certificate, no plain text).
-func (b *builder) linkConfig(server bool) (center.LinkConfig, bool, error) {
-	lc := center.LinkConfig{Logger: b.log.With("part", "link")}
+func (b *builder) linkConfig(server bool) (link.Config, bool, error) {
+	lc := link.Config{Logger: b.log.With("part", "link")}
 	if b.cfg.LinkPlaintext {
 		lc.Plaintext, lc.Secret = true, []byte(b.cfg.LinkSecret)
 		if len(lc.Secret) < 16 {

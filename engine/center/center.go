@@ -99,7 +99,7 @@ type LocalCenter struct {
 	pending [pendingShards]pendingShard
 
 	jobs     chan func()
-	lanes    []chan func() // group messages, one lane per group (center_delivery.go)
+	lanes    []chan groupReq // group messages, one lane per group (center_group_batch.go)
 	offline  chan offlineItem
 	storing  [storingShards]storingShard // messages on their way to the store, per recipient
 	spilling atomic.Int64                // sessions with spill set
@@ -146,6 +146,14 @@ type sessState struct {
 	// session reads its own acks even before the store has them.
 	acked      map[uint64]struct{}
 	groupAcked map[uint64]uint64
+	// The receipts of stored messages (center_acks.go): delQ the MIDs
+	// whose delete is queued or running (delBusy while a worker or a
+	// retry owns it), reads the store reads of this session running,
+	// limbo the committed deletes that stay in acked until they end.
+	delQ    []uint64
+	delBusy bool
+	reads   int
+	limbo   []uint64
 	// spill is set while this session takes its messages from the store
 	// (from Online until the store holds nothing for it, and again from
 	// any message stored while it is online): new messages join the
@@ -202,8 +210,10 @@ func getPending() *pending {
 	return p
 }
 
-// putPending recycles p, which must be out of its shard's map; no
-// reference to it may be used after.
+// putPending recycles p. Whoever takes p out of its shard's map recycles
+// it, once done with its fields; a push that entered p before its
+// Deliver calls (pushLive) may still compare the map's entry with p
+// after a receipt took and recycled it, never read its fields.
 func putPending(p *pending) {
 	*p = pending{}
 	pendingPool.Put(p)
@@ -456,62 +466,6 @@ func (c *LocalCenter) dropFromPending(to, mid uint64, st *sessState) {
 	sh.mu.Unlock()
 	c.storeAndAck(p.buf, p.from, p.cid, p.qos, to, p.origin)
 	putPending(p)
-}
-
-// Handle dispatches one frame from a session.
-func (c *LocalCenter) Handle(user uint64, s im.SessionRef, buf *bytebufferpool.ByteBuffer) {
-	f := frame.Frame(buf.B)
-	switch f.Cmd() {
-	case frame.CmdMsg:
-		c.p2p(user, s, buf)
-		return
-	case frame.CmdFile:
-		c.fileFrame(user, s, buf)
-		return
-	case frame.CmdFileServer:
-		c.fileServer(user, s, buf)
-		return
-	case frame.CmdAck:
-		c.ack(user, s, frame.Ack(f.Body()))
-	case frame.CmdGroupMsg:
-		c.groupMsg(user, s, buf)
-		return
-	case frame.CmdPresence:
-		c.presence(user, s, frame.Presence(f.Body()))
-	case frame.CmdFetch:
-		fe := frame.Fetch(f.Body())
-		req, kind, cursor, count := fe.Req(), fe.Kind(), fe.Cursor(), fe.Count()
-		if !c.submit(func() { c.fetch(user, s, req, kind, cursor, count) }) {
-			c.refuseErr(s, uint64(req), errBusy)
-		}
-	case frame.CmdSignature, frame.CmdFriendInfo, frame.CmdFriendsOnline, frame.CmdServerList:
-		l := frame.Lookup(f.Body())
-		cmd, req, target := f.Cmd(), l.Req(), l.Target()
-		var js []byte
-		if cmd == frame.CmdSignature && len(l.JSON()) > 0 {
-			js = append(js, l.JSON()...) // a lookup by name (userlookup.go)
-		}
-		if !c.submit(func() { c.lookup(user, s, cmd, req, target, js) }) {
-			c.refuseErr(s, uint64(req), errBusy)
-		}
-	case frame.CmdProfile:
-		l := frame.Lookup(f.Body())
-		req, target := l.Req(), l.Target()
-		js := append([]byte(nil), l.JSON()...)
-		if !c.submit(func() { c.profileFrame(user, s, req, target, js) }) {
-			c.refuseErr(s, uint64(req), errBusy)
-		}
-	case frame.CmdGroup:
-		g := frame.Group(f.Body())
-		req, op, group := g.Req(), g.Op(), g.Group()
-		js := append([]byte(nil), g.JSON()...)
-		if !c.submit(func() { c.groupOp(user, s, req, op, group, js) }) {
-			c.refuseErr(s, uint64(req), errBusy)
-		}
-	default:
-		c.errorTo(s, frame.ErrCodeBadRequest, 0, "unexpected "+f.Cmd().String())
-	}
-	bytebufferpool.Put(buf)
 }
 
 // p2p routes a point-to-point message (or a file transfer frame, which

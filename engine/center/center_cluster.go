@@ -78,6 +78,7 @@ import (
 	"github.com/valyala/bytebufferpool"
 
 	"github.com/myim/myim/engine/im"
+	"github.com/myim/myim/engine/link"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/route"
 )
@@ -91,7 +92,7 @@ type ClusterConfig struct {
 	Routes route.Table
 	// Link is the client side of the links this center dials to the other
 	// centers (LoadNodeTLS's client configuration, or Plaintext).
-	Link LinkConfig
+	Link link.Config
 	// RouteTTL is the lifetime of a published route; RefreshInterval how
 	// often every local session's route is written again. Defaults 30 s
 	// and 10 s: a route survives two failed refreshes, and a dead center's
@@ -132,7 +133,7 @@ type ClusterConfig struct {
 }
 
 func (c *ClusterConfig) fillDefaults(ack time.Duration) {
-	c.Link.fillDefaults()
+	c.Link.FillDefaults()
 	if c.RouteTTL <= 0 {
 		c.RouteTTL = 30 * time.Second
 	}
@@ -514,6 +515,11 @@ func (cl *cluster) routeP2P(buf *bytebufferpool.ByteBuffer, from, cid uint64, qo
 func (cl *cluster) relay(user uint64, b []byte) {
 	buf := bytebufferpool.Get()
 	buf.B = append(buf.B, b...)
+	cl.relayBuf(user, buf)
+}
+
+// relayBuf is relay of a copy the caller made; ownership of buf passes.
+func (cl *cluster) relayBuf(user uint64, buf *bytebufferpool.ByteBuffer) {
 	if !cl.enqueue(routeJob{to: user, buf: buf}) {
 		bytebufferpool.Put(buf)
 	}
@@ -533,10 +539,10 @@ func (cl *cluster) enqueue(j routeJob) bool {
 // onForward handles a FORWARD from center origin; it runs on the link's
 // reader. Ownership of buf passes.
 func (cl *cluster) onForward(origin uint32, user uint64, flags byte, buf *bytebufferpool.ByteBuffer) error {
-	if flags&linkForwardFile != 0 || frame.Frame(buf.B).Cmd() == frame.CmdFile {
+	if flags&link.ForwardFile != 0 || frame.Frame(buf.B).Cmd() == frame.CmdFile {
 		return cl.onFile(origin, user, flags, buf) // center_cluster_files.go
 	}
-	if flags&linkForwardP2P == 0 {
+	if flags&link.ForwardP2P == 0 {
 		cl.c.sendLocal(user, buf.B)
 		bytebufferpool.Put(buf)
 		return nil
@@ -555,7 +561,7 @@ func (cl *cluster) onForward(origin uint32, user uint64, flags byte, buf *bytebu
 // result answers a forwarded QoS 1 message to the center it came from.
 func (cl *cluster) result(origin uint32, to, mid uint64, status byte) {
 	if p := cl.peer(origin); p != nil {
-		p.push(resultItem(to, mid, status))
+		p.push(link.NewResult(to, mid, status))
 	}
 	// Otherwise the origin stores the message when its RESULT is overdue.
 }
@@ -570,9 +576,7 @@ func (cl *cluster) reroutes(id uint32) bool {
 	if p == nil {
 		return true
 	}
-	p.q.mu.Lock()
-	defer p.q.mu.Unlock()
-	return !p.helloSeen || p.rerouting
+	return p.reroutes()
 }
 
 // moved answers a QoS 1 message forwarded by origin for a user with no
@@ -617,7 +621,7 @@ func (cl *cluster) reroute(to uint64, e *fwdEntry) {
 
 // onFanout pushes a group frame to users' sessions here.
 func (cl *cluster) onFanout(users []uint64, b []byte) {
-	g := groupPush{c: cl.c, b: b}
+	g := groupPush{c: cl.c, frames: [][]byte{b}}
 	for _, u := range users {
 		cl.c.routes.Lookup(u, func(_ route.Addr, v any) { g.add(v.(*sessState).ref) })
 	}
@@ -761,10 +765,10 @@ func (cl *cluster) syncPeers() {
 const (
 	// resultRefused: the other center could not keep the forwarded
 	// message; the sender must send it again.
-	resultRefused byte = 0xFF
+	resultRefused = link.ResultRefused
 	// resultMoved: the recipient has no session on the other center, which
 	// kept nothing; the forwarding center routes the message again.
-	resultMoved byte = 0xFE
+	resultMoved = link.ResultMoved
 )
 
 // midSlotMask selects the bits of a center id that a clustered center puts

@@ -10,26 +10,24 @@ import (
 	"github.com/valyala/bytebufferpool"
 
 	"github.com/myim/myim/engine/im"
+	"github.com/myim/myim/engine/link"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/route"
 )
 
 // writeItem writes one link item to nc, as a link's writer would.
-func writeItem(t *testing.T, nc net.Conn, it linkItem) {
+func writeItem(t *testing.T, nc net.Conn, it link.Item) {
 	t.Helper()
-	b := append([]byte(nil), it.head[:it.n]...)
-	if it.buf != nil {
-		b = append(b, it.buf.B...)
-		bytebufferpool.Put(it.buf)
-	}
+	b := it.AppendTo(nil)
+	it.Release()
 	if _, err := nc.Write(b); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // TestClusterOlderPeer links a center to a peer that answers HELLO as an
-// older center does, without linkHelloRerouting: the center sends it no
+// older center does, without link.HelloRerouting: the center sends it no
 // STORED hint and answers its forwarded message for a user it does not
 // have with RESULT stored (the message kept), never moved.
 func TestClusterOlderPeer(t *testing.T) {
@@ -56,14 +54,14 @@ func TestClusterOlderPeer(t *testing.T) {
 	}
 	defer in.Close()
 	_ = in.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := linkAuthAccept(in, testLink.Secret); err != nil {
+	if err := link.AuthAccept(in, testLink.Secret); err != nil {
 		t.Fatal(err)
 	}
-	lr := &linkReader{r: bufio.NewReader(in), max: 1 << 20}
-	if id, flags, err := readHello(lr); err != nil || id != 1 || flags&linkHelloRerouting == 0 {
-		t.Fatalf("center 1's HELLO: id %d flags %x, %v", id, flags, err)
+	lr := link.NewReader(bufio.NewReader(in), 1<<20)
+	if h, err := lr.Hello(); err != nil || h.ID != 1 || h.Flags&link.HelloRerouting == 0 {
+		t.Fatalf("center 1's HELLO: id %d flags %x, %v", h.ID, h.Flags, err)
 	}
-	if err := writeHello(in, 2, linkHelloCenter, time.Second); err != nil {
+	if err := link.WriteHello(in, link.Hello{ID: 2, Flags: link.HelloCenter}, time.Second); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 5*time.Second, "center 1 linked to the older center", func() bool { return a.PeersUp() == 1 })
@@ -81,7 +79,7 @@ func TestClusterOlderPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	sendMsg(a, 10, 40, 2, sa)
-	fixed, body := expect(t, lr, linkForward)
+	fixed, body := expect(t, lr, link.OpForward)
 	if user := be64(fixed); user != 40 || frame.Frame(body).Cmd() != frame.CmdMsg {
 		t.Fatalf("FORWARD for user %d, cmd %v", user, frame.Frame(body).Cmd())
 	}
@@ -110,22 +108,22 @@ func TestClusterOlderPeer(t *testing.T) {
 	}
 	defer out.Close()
 	_ = out.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := linkAuthDial(out, testLink.Secret); err != nil {
+	if err := link.AuthDial(out, testLink.Secret); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeHello(out, 2, linkHelloCenter, time.Second); err != nil {
+	if err := link.WriteHello(out, link.Hello{ID: 2, Flags: link.HelloCenter}, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if id, flags, err := readHello(&linkReader{r: bufio.NewReader(out), max: 64}); err != nil || id != 1 ||
-		flags&linkHelloRerouting == 0 {
-		t.Fatalf("center 1's answer: id %d flags %x, %v", id, flags, err)
+	if h, err := link.NewReader(bufio.NewReader(out), 64).Hello(); err != nil || h.ID != 1 ||
+		h.Flags&link.HelloRerouting == 0 {
+		t.Fatalf("center 1's answer: id %d flags %x, %v", h.ID, h.Flags, err)
 	}
 	const mid = 0x1234502
 	m := bytebufferpool.Get()
 	m.B, _ = frame.AppendMsg(m.B, frame.CmdMsg, frame.QoS1, frame.MsgHeader{From: 50, To: 60, CID: 9, MID: mid,
 		Time: time.Now().UnixMilli()}, []byte("from an older center"))
-	writeItem(t, out, forwardItem(60, linkForwardP2P, m))
-	fixed, _ = expect(t, lr, linkResult)
+	writeItem(t, out, link.NewForward(60, link.ForwardP2P, m))
+	fixed, _ = expect(t, lr, link.OpResult)
 	if to, got, status := be64(fixed), be64(fixed[8:]), fixed[16]; to != 60 || got != mid || status != frame.AckStored {
 		t.Fatalf("RESULT to %d mid %x status %x, want 60 %x stored", to, got, status, mid)
 	}
@@ -169,17 +167,17 @@ func TestClusterReplaysHintsToLatePeer(t *testing.T) {
 	}
 	defer in.Close()
 	_ = in.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := linkAuthAccept(in, testLink.Secret); err != nil {
+	if err := link.AuthAccept(in, testLink.Secret); err != nil {
 		t.Fatal(err)
 	}
-	lr := &linkReader{r: bufio.NewReader(in), max: 1 << 20}
-	if _, _, err := readHello(lr); err != nil {
+	lr := link.NewReader(bufio.NewReader(in), 1<<20)
+	if _, err := lr.Hello(); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeHello(in, 2, linkHelloCenter|linkHelloRerouting, time.Second); err != nil {
+	if err := link.WriteHello(in, link.Hello{ID: 2, Flags: link.HelloCenter | link.HelloRerouting}, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	fixed, body := expect(t, lr, linkStored)
+	fixed, body := expect(t, lr, link.OpStored)
 	if n := be32(fixed); n != 1 || len(body) != 8 || be64(body) != 30 {
 		t.Fatalf("STORED of %d users %x, want user 30", n, body)
 	}

@@ -10,7 +10,7 @@ package center
 //     (center_cluster.go), stored offline where nobody takes them.
 //   - A control frame (ACCEPT, REJECT, DONE, CHUNK_ACK, CANCEL) that the
 //     receiver sends to its own center, which does not hold the transfer,
-//     goes to the center that does, FORWARDed with linkForwardFile and the
+//     goes to the center that does, FORWARDed with link.ForwardFile and the
 //     receiver as user; that center handles it as the receiver's, with a
 //     SessionRef that stands for the receiver's sessions on the forwarding
 //     center (remoteRef), and answers errors there.
@@ -49,6 +49,7 @@ import (
 
 	"github.com/myim/myim/engine"
 	"github.com/myim/myim/engine/im"
+	"github.com/myim/myim/engine/link"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/route"
 )
@@ -208,7 +209,7 @@ func (c *LocalCenter) xferDispatch(j xferJob, addrs []route.Addr, lookupErr erro
 		}
 	}
 	if j.deliver {
-		if p != nil && p.push(forwardItem(j.peer, linkForwardFile, j.buf)) {
+		if p != nil && p.push(link.NewForward(j.peer, link.ForwardFile, j.buf)) {
 			return
 		}
 		bytebufferpool.Put(j.buf)
@@ -223,7 +224,7 @@ func (c *LocalCenter) xferDispatch(j xferJob, addrs []route.Addr, lookupErr erro
 			lg.center = p.id
 		}
 		sh.mu.Unlock()
-		if p.push(forwardItem(j.user, linkForwardFile, j.buf)) {
+		if p.push(link.NewForward(j.user, link.ForwardFile, j.buf)) {
 			return
 		}
 	}
@@ -285,7 +286,7 @@ func (c *LocalCenter) xferForward(user uint64, s im.SessionRef, buf *bytebufferp
 	}
 	sh.mu.Unlock()
 	if center != 0 {
-		if p := c.cl.peer(center); p != nil && p.push(forwardItem(user, linkForwardFile, buf)) {
+		if p := c.cl.peer(center); p != nil && p.push(link.NewForward(user, link.ForwardFile, buf)) {
 			return true
 		}
 		if op == frame.FileChunkAck {
@@ -314,7 +315,7 @@ func (c *LocalCenter) xferPush(center uint32, user uint64, buf *bytebufferpool.B
 	if p == nil {
 		return im.ErrUnknownSession
 	}
-	if p.push(forwardItem(user, linkForwardFile, buf)) {
+	if p.push(link.NewForward(user, link.ForwardFile, buf)) {
 		return nil
 	}
 	if p.up() {
@@ -339,7 +340,7 @@ func (c *LocalCenter) xferNotify(center uint32, user uint64, code uint16, ref ui
 	if center != 0 && c.cl != nil {
 		buf := bytebufferpool.Get()
 		buf.B, _ = frame.AppendError(buf.B, code, ref, text)
-		if p := c.cl.peer(center); p != nil && p.push(forwardItem(user, 0, buf)) {
+		if p := c.cl.peer(center); p != nil && p.push(link.NewForward(user, 0, buf)) {
 			return
 		}
 		bytebufferpool.Put(buf)
@@ -360,7 +361,7 @@ func (cl *cluster) onFile(origin uint32, user uint64, flags byte, buf *bytebuffe
 	ff := frame.File(f.Body())
 	m := ff.Msg()
 	switch {
-	case flags&linkForwardP2P != 0:
+	case flags&link.ForwardP2P != 0:
 		if m.To() != user || m.MID() == 0 {
 			bytebufferpool.Put(buf)
 			return ErrLinkProtocol
@@ -368,7 +369,7 @@ func (cl *cluster) onFile(origin uint32, user uint64, flags byte, buf *bytebuffe
 		cl.Received.Add(1)
 		c.legSeen(origin, user, ff)
 		c.route(buf, m.From(), m.CID(), f.QoS(), user, origin, false)
-	case flags&linkForwardFile == 0: // relayed as is
+	case flags&link.ForwardFile == 0: // relayed as is
 		c.sendLocal(user, buf.B)
 		bytebufferpool.Put(buf)
 	case m.From() == user: // a control frame of user's for a transfer held here

@@ -6,6 +6,7 @@ import (
 
 	"github.com/valyala/bytebufferpool"
 
+	"github.com/myim/myim/engine/link"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/route"
 )
@@ -253,7 +254,7 @@ func (cl *cluster) dispatch(j routeJob, addrs []route.Addr) {
 	}
 	mid := frame.Msg(frame.Frame(j.buf.B).Body()).MID()
 	if j.qos != frame.QoS1 {
-		if !p.push(forwardItem(j.to, linkForwardP2P, j.buf)) {
+		if !p.push(link.NewForward(j.to, link.ForwardP2P, j.buf)) {
 			cl.Unrouted.Add(1)
 			cl.unrouted(j)
 		}
@@ -269,7 +270,7 @@ func (cl *cluster) dispatch(j routeJob, addrs []route.Addr) {
 	sh.mu.Unlock()
 	out := bytebufferpool.Get()
 	out.B = append(out.B, j.buf.B...)
-	if p.push(forwardItem(j.to, linkForwardP2P, out)) {
+	if p.push(link.NewForward(j.to, link.ForwardP2P, out)) {
 		cl.Forwarded.Add(1)
 		return
 	}
@@ -303,7 +304,7 @@ next:
 		if p := cl.peer(a.Center); p != nil {
 			out := bytebufferpool.Get()
 			out.B = append(out.B, b...)
-			if p.push(forwardItem(user, 0, out)) {
+			if p.push(link.NewForward(user, 0, out)) {
 				cl.Relayed.Add(1)
 			} else {
 				bytebufferpool.Put(out)
@@ -350,11 +351,11 @@ func (cl *cluster) fanout(users []uint64, b []byte) {
 		if p == nil {
 			continue
 		}
-		it := fanoutItem(us, b)
+		it := link.NewFanout(us, b)
 		if p.push(it) {
 			cl.Relayed.Add(1)
 		} else {
-			bytebufferpool.Put(it.buf)
+			it.Release()
 		}
 	}
 }

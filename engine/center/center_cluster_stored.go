@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/valyala/bytebufferpool"
+	"github.com/myim/myim/engine/link"
 )
 
 // stored sends a STORED hint naming users, whose messages this center just
@@ -24,11 +24,11 @@ func (cl *cluster) stored(users []uint64) {
 		if !p.up() {
 			continue
 		}
-		it := storedItem(users)
+		it := link.NewStored(users)
 		if p.push(it) {
 			cl.HintsSent.Add(uint64(len(users)))
 		} else {
-			bytebufferpool.Put(it.buf)
+			it.Release()
 		}
 	}
 }
@@ -93,9 +93,9 @@ func (cl *cluster) replayStored(p *peerLink) {
 	for len(users) > 0 {
 		part := users[:min(len(users), maxDeliverMany)]
 		users = users[len(part):]
-		it := storedItem(part)
+		it := link.NewStored(part)
 		if !p.push(it) {
-			bytebufferpool.Put(it.buf)
+			it.Release()
 			return
 		}
 		cl.HintsSent.Add(uint64(len(part)))

@@ -9,6 +9,7 @@ import (
 	"github.com/valyala/bytebufferpool"
 
 	"github.com/myim/myim/engine/im"
+	"github.com/myim/myim/engine/link"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/route"
@@ -140,7 +141,7 @@ func startCenters(t *testing.T, n int, table func(t testing.TB) route.Table,
 
 // testLink is the link configuration of the in-process clusters: plain
 // loopback links with heartbeats quick enough for a test to see a peer go.
-var testLink = LinkConfig{Plaintext: true, Secret: []byte("test link secret, 32 bytes long!"), HeartbeatInterval: 100 * time.Millisecond}
+var testLink = link.Config{Plaintext: true, Secret: []byte("test link secret, 32 bytes long!"), HeartbeatInterval: 100 * time.Millisecond}
 
 // startCenter starts clustered center id on st with cc, a link listener
 // on cc.Link registered in cc.Routes, and an endpoint (id id) that records

@@ -2,7 +2,6 @@ package center
 
 import (
 	"context"
-	"maps"
 	"math"
 	"sync"
 	"time"
@@ -144,16 +143,9 @@ const maxSessionsPerPush = 8
 // Ownership of buf passes.
 func (c *LocalCenter) route(buf *bytebufferpool.ByteBuffer, user, cid uint64, qos frame.QoS, to uint64,
 	origin uint32, remote bool) {
-	mid := frame.Msg(frame.Frame(buf.B).Body()).MID()
-	var arr [maxSessionsPerPush]*sessState
-	sts := arr[:0]
-	var addrs [maxSessionsPerPush]uint32
-	eps := addrs[:0]
+	var arr [maxSessionsPerPush]livePush
+	pushes := arr[:0]
 	blocked := false // a session spills or its window is full: the message goes to the store
-	sh := &c.pending[mid%pendingShards]
-	// Hold the shard lock while pushing, so that a receipt arriving before
-	// the pushes end finds the entry.
-	sh.mu.Lock()
 	online := c.routes.Lookup(to, func(a route.Addr, v any) {
 		st := v.(*sessState)
 		st.mu.Lock()
@@ -161,65 +153,15 @@ func (c *LocalCenter) route(buf *bytebufferpool.ByteBuffer, user, cid uint64, qo
 			blocked = true
 		}
 		st.mu.Unlock()
-		sts = append(sts, st)
-		eps = append(eps, a.Endpoint)
+		pushes = append(pushes, livePush{st: st, ep: a.Endpoint})
 	})
-	pushed := 0
-	var p *pending
-	if online > 0 && !blocked {
-		if qos == frame.QoS1 {
-			p = getPending()
-			p.from, p.cid, p.qos, p.origin = user, cid, qos, origin
-			p.deadline = time.Now().Add(c.cfg.AckTimeout)
-		}
-		for i, st := range sts {
-			ep := c.endpoint(eps[i])
-			if ep == nil {
-				continue
-			}
-			out := bytebufferpool.Get()
-			out.B = append(out.B, buf.B...)
-			frame.Msg(frame.Frame(out.B).Body()).SetDSrv(eps[i])
-			if ep.Deliver(st.ref, out) != nil {
-				bytebufferpool.Put(out)
-				continue
-			}
-			pushed++
-			if qos == frame.QoS1 {
-				st.mu.Lock()
-				if st.flight == nil {
-					st.flight = make(map[uint64]bool)
-				}
-				st.flight[mid] = true
-				st.mu.Unlock()
-				p.sessions = append(p.sessions, st)
-			}
-		}
-	}
-	if pushed > 0 {
-		c.Delivered.Add(1)
-		if remote && c.cl != nil {
-			// The user's devices on other centers get a copy (relay
-			// copies buf before the lock that guards it is released).
-			c.cl.relay(to, buf.B)
-		}
-		if qos == frame.QoS1 {
-			p.buf = buf
-			sh.m[pendKey{to, mid}] = p
-			sh.mu.Unlock()
-			return
-		}
-		sh.mu.Unlock()
-		bytebufferpool.Put(buf)
+	if online > 0 && !blocked && c.pushLive(buf, pushes, user, cid, qos, to, origin, remote) {
 		return
-	}
-	sh.mu.Unlock()
-	if p != nil { // no session took the push
-		putPending(p)
 	}
 	if online == 0 && remote && c.cl.routeP2P(buf, user, cid, qos, to) {
 		return
 	}
+	mid := frame.Msg(frame.Frame(buf.B).Body()).MID()
 	if online == 0 && origin != 0 && qos == frame.QoS1 && c.cl.reroutes(origin) {
 		c.cl.moved(origin, to, mid) // the route origin followed was stale
 		bytebufferpool.Put(buf)
@@ -233,7 +175,8 @@ func (c *LocalCenter) route(buf *bytebufferpool.ByteBuffer, user, cid uint64, qo
 	// Every session spills before the message leaves: the sender's next
 	// message finds them spilling and follows this one into the store.
 	// The offline writer starts their drains once it is stored.
-	for _, st := range sts {
+	for _, p := range pushes {
+		st := p.st
 		st.mu.Lock()
 		if !st.spill && !st.gone {
 			st.spill = true
@@ -243,6 +186,138 @@ func (c *LocalCenter) route(buf *bytebufferpool.ByteBuffer, user, cid uint64, qo
 		st.mu.Unlock()
 	}
 	c.storeAndAck(buf, user, cid, qos, to, origin)
+}
+
+// copyPushes makes each push's copy of buf, for the sessions whose
+// endpoint is attached, and for QoS 1 (p set) enters the session in p
+// and mid in its window. It returns how many copies it made.
+func (c *LocalCenter) copyPushes(buf *bytebufferpool.ByteBuffer, pushes []livePush, mid uint64, p *pending) int {
+	n := 0
+	for i := range pushes {
+		ps := &pushes[i]
+		if ps.e = c.endpoint(ps.ep); ps.e == nil {
+			continue
+		}
+		ps.out = bytebufferpool.Get()
+		ps.out.B = append(ps.out.B, buf.B...)
+		frame.Msg(frame.Frame(ps.out.B).Body()).SetDSrv(ps.ep)
+		n++
+		if p != nil {
+			ps.st.mu.Lock()
+			if ps.st.flight == nil {
+				ps.st.flight = make(map[uint64]bool)
+			}
+			ps.st.flight[mid] = true
+			ps.st.mu.Unlock()
+			p.sessions = append(p.sessions, ps.st)
+		}
+	}
+	return n
+}
+
+// livePush is one session route pushes a message to, with its copy.
+type livePush struct {
+	st      *sessState
+	ep      uint32
+	e       im.Endpoint // the endpoint ep, as copyPushes found it
+	out     *bytebufferpool.ByteBuffer
+	refused bool // the endpoint refused the push
+}
+
+// pushLive pushes buf to the sessions of pushes. A QoS 1 message is
+// entered in pending, with every session in its window, before the first
+// push, so that a receipt that comes before the pushes end (even from
+// inside Deliver) finds it; the shard lock is held only over that entry,
+// never across Deliver. Every copy is made before the entry exists: from
+// then on a receipt may release buf. A session whose push is refused
+// leaves the entry again. It reports whether the message was handled;
+// false (buf still the caller's) when no session took it.
+func (c *LocalCenter) pushLive(buf *bytebufferpool.ByteBuffer, pushes []livePush, user, cid uint64,
+	qos frame.QoS, to uint64, origin uint32, remote bool) bool {
+	mid := frame.Msg(frame.Frame(buf.B).Body()).MID()
+	var p *pending
+	if qos == frame.QoS1 {
+		p = getPending()
+		p.from, p.cid, p.qos, p.origin = user, cid, qos, origin
+		p.deadline = time.Now().Add(c.cfg.AckTimeout)
+	}
+	if c.copyPushes(buf, pushes, mid, p) == 0 {
+		if p != nil {
+			putPending(p)
+		}
+		return false
+	}
+	var rb *bytebufferpool.ByteBuffer
+	if remote && c.cl != nil {
+		// The user's devices on other centers get a copy once a push
+		// here succeeded.
+		rb = bytebufferpool.Get()
+		rb.B = append(rb.B, buf.B...)
+	}
+	k := pendKey{to, mid}
+	sh := &c.pending[mid%pendingShards]
+	if p != nil {
+		p.buf = buf
+		sh.mu.Lock()
+		sh.m[k] = p
+		sh.mu.Unlock()
+	}
+	pushed, refused := 0, 0
+	for i := range pushes {
+		ps := &pushes[i]
+		if ps.out == nil {
+			continue
+		}
+		if err := ps.e.Deliver(ps.st.ref, ps.out); err == nil {
+			pushed++
+			continue
+		}
+		bytebufferpool.Put(ps.out)
+		ps.out, ps.refused = nil, true
+		refused++
+		if p != nil {
+			ps.st.mu.Lock()
+			if live := ps.st.flight[mid]; live {
+				delete(ps.st.flight, mid)
+			}
+			ps.st.mu.Unlock()
+		}
+	}
+	if pushed == 0 {
+		if rb != nil {
+			bytebufferpool.Put(rb)
+		}
+		if p == nil {
+			return false // QoS 0: the caller sheds it
+		}
+		// No session was pushed it, so no receipt came; but a session
+		// that went offline meanwhile may have stored it (Offline).
+		sh.mu.Lock()
+		mine := sh.m[k] == p
+		if mine {
+			delete(sh.m, k)
+		}
+		sh.mu.Unlock()
+		if mine {
+			putPending(p)
+		}
+		return !mine // mine: the caller spills the sessions and stores it
+	}
+	if p != nil && refused > 0 {
+		for _, ps := range pushes {
+			if ps.refused {
+				c.dropFromPending(to, mid, ps.st) // the last one out stores it
+			}
+		}
+	}
+	c.Delivered.Add(1)
+	if rb != nil {
+		c.cl.relayBuf(to, rb)
+	}
+	if p == nil {
+		bytebufferpool.Put(buf)
+	}
+	return true
 }
 
 // setSpill puts st in spill mode; it reports whether a drain must be
@@ -395,12 +470,6 @@ func (c *LocalCenter) drain(user uint64, st *sessState) {
 		st.mu.Lock()
 		room := c.cfg.Window - len(st.flight)
 		gen, have := st.spillGen, len(st.flight)+len(st.acked)
-		// Acks whose delete is not committed, taken before the read (see
-		// fetch): skipped even if their delete commits during it.
-		var acked map[uint64]struct{}
-		if len(st.acked) > 0 {
-			acked = maps.Clone(st.acked)
-		}
 		if !st.spill {
 			st.draining = false
 			st.mu.Unlock()
@@ -416,38 +485,10 @@ func (c *LocalCenter) drain(user uint64, st *sessState) {
 		}
 		h := min(c.horizon(user, st), c.storingFloor(user))
 		limit := room + have
-		msgs, err := c.cfg.Store.FetchOffline(ctx, user, 0, limit)
-		if err != nil {
-			stop() // the next store or receipt retries
+		pushed, held, ok := c.drainRound(ctx, user, st, h, limit, room, hold)
+		if !ok {
+			stop() // the next store or receipt, the FETCH or the grace timer resumes it
 			return
-		}
-		pushed, held := 0, false
-		for _, m := range msgs {
-			if _, ok := acked[m.MID]; ok {
-				continue
-			}
-			st.mu.Lock()
-			skip := st.skipped(m.MID)
-			st.mu.Unlock()
-			if skip {
-				continue
-			}
-			if m.MID >= h {
-				held = true
-				break
-			}
-			if hold {
-				stop() // the FETCH or the grace timer resumes it
-				return
-			}
-			if pushed == room {
-				break
-			}
-			if !c.pushStored(st, m.MID, appendStored(m, st.ref.Endpoint)) {
-				stop()
-				return
-			}
-			pushed++
 		}
 		if pushed > 0 {
 			continue // more may follow: the window decides
@@ -469,6 +510,38 @@ func (c *LocalCenter) drain(user uint64, st *sessState) {
 		st.mu.Unlock()
 		return
 	}
+}
+
+// drainRound reads up to limit of the user's stored messages and pushes
+// to st, in MID order, up to room of those it lacks below the horizon h.
+// ok is false when the drain must stop: the store failed, a push was
+// refused, or the session waits for its FETCH (hold) with something to
+// push. held reports a message at or past the horizon.
+func (c *LocalCenter) drainRound(ctx context.Context, user uint64, st *sessState, h uint64,
+	limit, room int, hold bool) (pushed int, held, ok bool) {
+	defer st.beginRead()() // center_acks.go: acks of what the read returns stay visible
+	msgs, err := c.cfg.Store.FetchOffline(ctx, user, 0, limit)
+	if err != nil {
+		return 0, false, false
+	}
+	for _, m := range msgs {
+		st.mu.Lock()
+		skip := st.skipped(m.MID)
+		st.mu.Unlock()
+		if skip {
+			continue
+		}
+		if m.MID >= h {
+			return pushed, true, true
+		}
+		if hold || !c.pushStored(st, m.MID, appendStored(m, st.ref.Endpoint)) {
+			return pushed, false, false
+		}
+		if pushed++; pushed == room {
+			break
+		}
+	}
+	return pushed, false, true
 }
 
 // ack handles a client's receipt.
@@ -520,53 +593,6 @@ func (c *LocalCenter) ack(user uint64, s im.SessionRef, a frame.Ack) {
 				}
 			}
 		})
-	}
-}
-
-// ackStored deletes an acked stored message; until the delete is done the
-// session's drain skips it.
-func (c *LocalCenter) ackStored(user uint64, s im.SessionRef, mid uint64) {
-	var st *sessState
-	c.routes.Lookup(user, func(a route.Addr, v any) {
-		if a.Session == s.Session {
-			st = v.(*sessState)
-		}
-	})
-	if st != nil {
-		st.mu.Lock()
-		delete(st.flight, mid)
-		if st.acked == nil {
-			st.acked = make(map[uint64]struct{})
-		}
-		st.acked[mid] = struct{}{}
-		st.mu.Unlock()
-	}
-	forget := func() {
-		if st != nil {
-			st.mu.Lock()
-			delete(st.acked, mid)
-			st.mu.Unlock()
-		}
-	}
-	if !c.submit(func() {
-		defer forget()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := c.cfg.Store.DeleteOffline(ctx, user, []uint64{mid}); err != nil {
-			if ok, n := c.storeWarn.Allow(); ok {
-				c.cfg.Logger.Warn("offline delete failed", "user", user, "err", err, "suppressed", n)
-			}
-			return
-		}
-		c.OfflineDeleted.Add(1)
-	}) {
-		forget()
-		if ok, n := c.storeWarn.Allow(); ok {
-			c.cfg.Logger.Warn("offline delete dropped: queue full", "user", user, "suppressed", n)
-		}
-	}
-	if st != nil {
-		c.resumeDrain(user, st)
 	}
 }
 

@@ -1,7 +1,9 @@
 package center
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"time"
 
 	"github.com/bytedance/sonic"
@@ -13,129 +15,63 @@ import (
 	"github.com/myim/myim/storage"
 )
 
-// startLanes starts the group lanes: a group's messages are appended and
-// pushed by one lane, one at a time, so that every member receives them in
-// sequence order (appends running side by side would commit in one order
-// and push in another). Lanes run side by side for different groups.
-func (c *LocalCenter) startLanes() {
-	n := c.cfg.Workers
-	c.lanes = make([]chan func(), n)
-	for i := range c.lanes {
-		c.lanes[i] = make(chan func(), max(c.cfg.QueueLen/n, 64))
-		c.wg.Add(1)
-		go c.lane(c.lanes[i])
-	}
-}
-
-func (c *LocalCenter) lane(in chan func()) {
-	defer c.wg.Done()
-	for {
-		select {
-		case f := <-in:
-			f()
-		case <-c.stop:
-			for {
-				select {
-				case f := <-in:
-					f()
-				default:
-					return
-				}
-			}
-		}
-	}
-}
-
-// groupMsg stores a group message under the group's next sequence number,
-// acks the sender once it is kept, then pushes it to the online members,
-// on the group's lane. Offline members fetch it; each member's receipt
-// adds to its sent count. A resend (same sender and CID, after a lost ACK
-// or a center failover) is acked DUPLICATE with the original number while
-// this center remembers it.
-func (c *LocalCenter) groupMsg(user uint64, s im.SessionRef, buf *bytebufferpool.ByteBuffer) {
-	f := frame.Frame(buf.B)
-	group := frame.Msg(f.Body()).To()
-	select {
-	case c.lanes[group%uint64(len(c.lanes))] <- func() { c.appendGroupMsg(user, s, buf) }:
-	default:
-		cid := frame.Msg(f.Body()).CID()
-		bytebufferpool.Put(buf)
-		c.refuseErr(s, cid, errBusy)
-	}
-}
-
-func (c *LocalCenter) appendGroupMsg(user uint64, s im.SessionRef, buf *bytebufferpool.ByteBuffer) {
-	defer bytebufferpool.Put(buf)
-	f := frame.Frame(buf.B)
-	m := frame.Msg(f.Body())
-	group, cid := m.To(), m.CID()
-	if cid != 0 {
-		if seq, dup := c.seen(user, cid); dup {
-			if f.QoS() == frame.QoS1 {
-				c.ackTo(user, cid, seq, group, frame.AckDuplicate)
-			}
-			return
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	members, err := c.cfg.Store.GroupMembers(ctx, group)
-	if err != nil {
-		c.storeError(s, uint32(cid), err)
-		return
-	}
-	isMember := false
-	for _, mb := range members {
-		if mb.User == user {
-			isMember = true
-			break
-		}
-	}
-	if !isMember {
-		c.refuseErr(s, cid, errNotMember)
-		return
-	}
-	now := time.Now()
-	seq, err := c.cfg.Store.AppendGroupMsg(ctx, storage.GroupMessage{Group: group, From: user, Time: m.Time(),
-		CID: cid, MID: c.nextMID(), ExpiresAt: now.Add(c.cfg.GroupTTL).UnixMilli(),
-		Content: append([]byte(nil), m.Content()...)})
-	if err != nil {
-		c.Refused.Add(1)
-		if f.QoS() == frame.QoS1 {
-			c.refuseErr(s, cid, err)
-		}
-		return
-	}
-	if cid != 0 {
-		c.remember(user, cid, seq)
-	}
-	m.SetMID(seq)
-	if f.QoS() == frame.QoS1 {
-		c.ackTo(user, cid, seq, group, frame.AckStored)
-	}
-	c.fanout(members, buf.B)
-}
-
-// fanout pushes a group frame to every online session of the members,
-// the sender's own sessions included: the member count counts the sender,
-// so the message is cleaned up only once the sender's receipt is in too.
-// It runs on a center worker, never on an event loop.
+// fanout pushes a group's frames, one or more in seq order, to every
+// online session of the members, the sender's own sessions included: the
+// member count counts the sender, so a message is cleaned up only once the
+// sender's receipt is in too. It runs on a group lane, never on an event
+// loop. members are in ascending user order, as the store returns them.
 //
 // Members with no session here are looked up in the cluster's route table,
-// and the frame crosses once to each other center that holds some of them.
-func (c *LocalCenter) fanout(members []storage.Member, b []byte) {
+// and each frame crosses once to each other center that holds some of them.
+func (c *LocalCenter) fanout(members []storage.Member, frames [][]byte) {
+	g := groupPush{c: c, frames: frames}
 	var away []uint64
-	g := groupPush{c: c, b: b}
-	for _, mb := range members {
-		n := c.routes.Lookup(mb.User, func(_ route.Addr, v any) { g.add(v.(*sessState).ref) })
-		if n == 0 && c.cl != nil {
-			away = append(away, mb.User)
+	if c.routes.Len() < len(members)/2 {
+		away = c.fanoutOnline(&g, members)
+	} else {
+		for _, mb := range members {
+			n := c.routes.Lookup(mb.User, func(_ route.Addr, v any) { g.add(v.(*sessState).ref) })
+			if n == 0 && c.cl != nil {
+				away = append(away, mb.User)
+			}
 		}
 	}
 	c.GroupPushes.Add(uint64(g.flush()))
 	if len(away) > 0 {
-		c.cl.fanout(away, b)
+		for _, f := range frames {
+			c.cl.fanout(away, f)
+		}
 	}
+}
+
+// fanoutOnline adds to g the sessions here of members by walking the
+// sessions here (fewer than the members: a large group of which few are
+// online) instead of looking each member up, and returns the members with
+// no session here when in a cluster.
+func (c *LocalCenter) fanoutOnline(g *groupPush, members []storage.Member) (away []uint64) {
+	var here []uint64 // bit i: members[i] has a session here; only in a cluster
+	if c.cl != nil {
+		here = make([]uint64, (len(members)+63)/64)
+	}
+	c.routes.Range(func(user uint64, _ route.Addr, v any) bool {
+		i, ok := slices.BinarySearchFunc(members, user, func(m storage.Member, u uint64) int { return cmp.Compare(m.User, u) })
+		if ok {
+			g.add(v.(*sessState).ref)
+			if here != nil {
+				here[i/64] |= 1 << (i % 64)
+			}
+		}
+		return true
+	})
+	if here == nil {
+		return nil
+	}
+	for i, mb := range members {
+		if here[i/64]&(1<<(i%64)) == 0 {
+			away = append(away, mb.User)
+		}
+	}
+	return away
 }
 
 // manyDeliverer is an endpoint that takes one frame for many of its
@@ -147,21 +83,35 @@ type manyDeliverer interface {
 	DeliverMany(sessions []uint64, b []byte) int
 }
 
-// groupPush pushes one group frame to many sessions: once per endpoint
-// that takes many (in this process, or behind a link that takes
-// DELIVER_MANY and fans out itself, so that the frame crosses each link
-// once), one session at a time to the others. Each copy carries the
-// delivering endpoint in DSrv, as a fetched group message does. Not safe
-// for concurrent use.
+// framesDeliverer is an endpoint that takes several frames for many of
+// its sessions at once, b holding them back to back, and returns how many
+// sessions it reached (each gets every frame, in order): the endpoint in
+// this process. A member that gets a lane's batch of messages this way has
+// them all in one write.
+type framesDeliverer interface {
+	DeliverFrames(sessions []uint64, b []byte) int
+}
+
+// groupPush pushes a group's frames to many sessions: once per endpoint
+// that takes many (in this process, all frames in one call; behind a link
+// that takes DELIVER_MANY and fans out itself, each frame once, so that
+// it crosses each link once), one session at a time to the others. Each
+// copy carries the delivering endpoint in DSrv, as a fetched group
+// message does. Not safe for concurrent use.
 type groupPush struct {
-	c    *LocalCenter
-	b    []byte
-	many map[manyDeliverer][]uint64
-	n    int
+	c      *LocalCenter
+	frames [][]byte
+	many   map[manyDeliverer][]uint64
+	n      int
+	ep     im.Endpoint // the endpoint of the last session added
+	epID   uint32
 }
 
 func (g *groupPush) add(ref im.SessionRef) {
-	ep := g.c.endpoint(ref.Endpoint)
+	if g.ep == nil || ref.Endpoint != g.epID {
+		g.ep, g.epID = g.c.endpoint(ref.Endpoint), ref.Endpoint // most sessions share one
+	}
+	ep := g.ep
 	md, ok := ep.(manyDeliverer)
 	if re, remote := ep.(*remoteEndpoint); remote && !re.many {
 		ok = false // a link from an endpoint without DELIVER_MANY
@@ -173,18 +123,34 @@ func (g *groupPush) add(ref im.SessionRef) {
 		g.many[md] = append(g.many[md], ref.Session)
 		return
 	}
-	if g.c.sendRefDSrv(ref, g.b) {
-		g.n++
+	for _, f := range g.frames {
+		if g.c.sendRefDSrv(ref, f) {
+			g.n++
+		}
 	}
 }
 
-// flush sends what add collected per endpoint and returns the pushes made.
+// flush sends what add collected per endpoint and returns the pushes made
+// (sessions reached times frames).
 func (g *groupPush) flush() int {
-	var b []byte
+	b := bytebufferpool.Get()
+	defer bytebufferpool.Put(b)
 	for md, sessions := range g.many {
-		b = append(b[:0], g.b...)
-		frame.Msg(frame.Frame(b).Body()).SetDSrv(md.ID())
-		g.n += md.DeliverMany(sessions, b)
+		if fd, ok := md.(framesDeliverer); ok && len(g.frames) > 1 {
+			b.B = b.B[:0]
+			for _, f := range g.frames {
+				n := len(b.B)
+				b.B = append(b.B, f...)
+				frame.Msg(frame.Frame(b.B[n:]).Body()).SetDSrv(md.ID())
+			}
+			g.n += fd.DeliverFrames(sessions, b.B) * len(g.frames)
+			continue
+		}
+		for _, f := range g.frames {
+			b.B = append(b.B[:0], f...)
+			frame.Msg(frame.Frame(b.B).Body()).SetDSrv(md.ID())
+			g.n += md.DeliverMany(sessions, b.B)
+		}
 	}
 	return g.n
 }

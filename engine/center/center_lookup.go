@@ -3,8 +3,6 @@ package center
 import (
 	"context"
 	"errors"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/bytedance/sonic"
@@ -78,28 +76,15 @@ func (c *LocalCenter) fetchP2P(ctx context.Context, user uint64, s im.SessionRef
 		st.fetchAfter = 0
 	}
 	after := st.fetchAfter
-	// The acks whose delete has not committed, taken before the read:
-	// a delete that commits after this point may still be missed by
-	// the read, so it must still be skipped even once it leaves
-	// st.acked; one that committed before it is not seen by the read.
-	var acked map[uint64]struct{}
-	if len(st.acked) > 0 {
-		acked = maps.Clone(st.acked)
-	}
-	have := len(st.flight) + len(acked)
+	have := len(st.flight) + len(st.acked)
 	st.mu.Unlock()
+	defer st.beginRead()() // center_acks.go: acks of what the read returns stay visible
 	h := min(c.horizon(user, st), c.storingFloor(user))
 	msgs, err := c.cfg.Store.FetchOffline(ctx, user, after, min(limit+have+1, maxFetch))
 	if err != nil {
 		st.pushMu.Unlock()
 		c.storeError(s, req, err)
 		return 0, false, 0, false
-	}
-	if len(acked) > 0 { // acked by this session, delete not committed yet
-		msgs = slices.DeleteFunc(msgs, func(m storage.Message) bool {
-			_, ok := acked[m.MID]
-			return ok
-		})
 	}
 	for _, m := range msgs {
 		st.mu.Lock()

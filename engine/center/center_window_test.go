@@ -132,11 +132,21 @@ var (
 // Both are closed when the test ends.
 func windowCenter(t *testing.T, cfg CenterConfig) (*LocalCenter, *fakeEndpoint, storage.Store) {
 	t.Helper()
+	return windowCenterOn(t, cfg, nil)
+}
+
+// windowCenterOn is windowCenter with the store wrapped by wrap (nil: as is).
+func windowCenterOn(t *testing.T, cfg CenterConfig, wrap func(storage.Store) storage.Store) (*LocalCenter, *fakeEndpoint, storage.Store) {
+	t.Helper()
+	var st storage.Store
 	st, err := bolt.Open(bolt.Config{Dir: t.TempDir(), NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	if wrap != nil {
+		st = wrap(st)
+	}
 	cfg.ID, cfg.Store, cfg.Workers = 1, st, 4
 	c := NewLocalCenter(cfg)
 	t.Cleanup(c.Close)

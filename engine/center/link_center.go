@@ -2,8 +2,6 @@ package center
 
 import (
 	"bufio"
-	"context"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -16,17 +14,21 @@ import (
 	"github.com/valyala/bytebufferpool"
 
 	"github.com/myim/myim/engine"
-	"github.com/myim/myim/engine/clusterca"
 	"github.com/myim/myim/engine/im"
+	"github.com/myim/myim/engine/link"
 	"github.com/myim/myim/frame"
 )
+
+// ErrLinkProtocol is link.ErrProtocol: what a link's peer sent, or what a
+// peer center forwarded, is not valid.
+var ErrLinkProtocol = link.ErrProtocol
 
 // LinkServerConfig wires the center's link listener.
 type LinkServerConfig struct {
 	// Addr is the listen address, host:port.
 	Addr   string
 	Center *LocalCenter
-	Link   LinkConfig
+	Link   link.Config
 	// HelloTimeout bounds the TLS handshake and HELLO of a new link.
 	// Default 5 s.
 	HelloTimeout time.Duration
@@ -59,8 +61,8 @@ type LinkServer struct {
 
 // NewLinkServer checks cfg; Start binds the listener.
 func NewLinkServer(cfg LinkServerConfig) (*LinkServer, error) {
-	cfg.Link.fillDefaults()
-	if err := cfg.Link.check(); err != nil {
+	cfg.Link.FillDefaults()
+	if err := cfg.Link.Check(); err != nil {
 		return nil, err
 	}
 	if cfg.Center == nil {
@@ -130,10 +132,14 @@ func (s *LinkServer) Close() error {
 		return nil
 	}
 	s.closed = true
+	conns := make([]net.Conn, 0, len(s.conns))
 	for c := range s.conns {
-		c.Close()
+		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	for _, c := range conns {
+		c.Close() // outside s.mu, as every link connection
+	}
 	var err error
 	if s.ln != nil {
 		err = s.ln.Close()
@@ -188,69 +194,46 @@ func (s *LinkServer) serve(raw net.Conn) {
 		_ = tc.SetNoDelay(true)
 	}
 	_ = raw.SetDeadline(time.Now().Add(s.cfg.HelloTimeout))
-	nc := raw
-	var peer *clusterca.NodeIdentity
-	if s.cfg.Link.TLS == nil {
-		if !plainAllowed(raw.RemoteAddr()) {
-			s.reject(raw, fmt.Errorf("%w: plain TCP from a public address", ErrLinkRefused))
-			return
-		}
-		if err := linkAuthAccept(raw, s.cfg.Link.Secret); err != nil {
-			s.reject(raw, err)
-			return
-		}
-	} else {
-		tc := tls.Server(raw, s.cfg.Link.TLS)
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HelloTimeout)
-		err := tc.HandshakeContext(ctx)
-		cancel()
-		if err != nil {
-			s.reject(raw, err)
-			return
-		}
-		p, err := clusterca.PeerNode(tc.ConnectionState())
-		if err != nil {
-			s.reject(raw, err)
-			return
-		}
-		if p.Role != im.RoleEndpoint && p.Role != im.RoleCenter {
-			s.reject(raw, fmt.Errorf("%w: peer is a %s, not an endpoint or a center", ErrLinkRefused, p.Role))
-			return
-		}
-		peer, nc = &p, watchPeer(tc, s.cfg.Link.TLS, s.cfg.Link.RecheckInterval, s.cfg.Link.Logger)
-		defer nc.Close() // ends the watch
-	}
-	br := bufio.NewReaderSize(nc, 64<<10)
-	lr := linkReader{r: br, max: 64}
-	id, flags, err := readHello(&lr)
+	nc, peer, err := link.Accept(raw, &s.cfg.Link, s.cfg.HelloTimeout, im.RoleEndpoint, im.RoleCenter)
 	if err != nil {
 		s.reject(raw, err)
 		return
 	}
-	if flags&linkHelloCenter != 0 {
-		s.servePeer(raw, nc, &lr, id, peer)
+	if peer != nil {
+		defer nc.Close() // ends the watch of the peer's certificate
+	}
+	br := bufio.NewReaderSize(nc, 64<<10)
+	lr := link.NewReader(br, 64)
+	h, err := lr.Hello()
+	if err != nil {
+		s.reject(raw, err)
+		return
+	}
+	id, flags := h.ID, h.Flags
+	if flags&link.HelloCenter != 0 {
+		s.servePeer(raw, nc, lr, id, peer)
 		return
 	}
 	if peer != nil && peer.Role != im.RoleEndpoint {
-		s.reject(raw, fmt.Errorf("%w: peer is a %s, not an endpoint", ErrLinkRefused, peer.Role))
+		s.reject(raw, fmt.Errorf("%w: peer is a %s, not an endpoint", link.ErrRefused, peer.Role))
 		return
 	}
 	if peer != nil && peer.NodeID != id {
-		s.reject(raw, fmt.Errorf("%w: certificate of node %d, HELLO of endpoint %d", ErrLinkRefused, peer.NodeID, id))
+		s.reject(raw, fmt.Errorf("%w: certificate of node %d, HELLO of endpoint %d", link.ErrRefused, peer.NodeID, id))
 		return
 	}
 	if id == 0 {
 		s.reject(raw, fmt.Errorf("%w: endpoint id 0", ErrLinkProtocol))
 		return
 	}
-	re := &remoteEndpoint{id: id, q: newLinkQueue(&s.cfg.Link), nc: nc, done: make(chan struct{}),
-		many: flags&linkHelloMany != 0}
+	re := &remoteEndpoint{id: id, q: link.NewQueue(&s.cfg.Link), nc: nc, done: make(chan struct{}),
+		many: flags&link.HelloMany != 0}
 	if !s.attach(re) {
-		s.reject(raw, fmt.Errorf("%w: endpoint %d is linked already", ErrLinkRefused, id))
+		s.reject(raw, fmt.Errorf("%w: endpoint %d is linked already", link.ErrRefused, id))
 		return
 	}
 	log := s.cfg.Link.Logger.With("endpoint", id, "remote", raw.RemoteAddr().String())
-	err = writeHello(nc, s.cfg.Center.cfg.ID, 0, s.cfg.HelloTimeout)
+	err = link.WriteHello(nc, link.Hello{ID: s.cfg.Center.cfg.ID}, s.cfg.HelloTimeout)
 	if err == nil {
 		_ = raw.SetDeadline(time.Time{})
 		s.Accepted.Add(1)
@@ -258,8 +241,8 @@ func (s *LinkServer) serve(raw net.Conn) {
 		if peer == nil {
 			log.Warn("endpoint link is plain TCP: run it only over a private network")
 		}
-		lr.max = s.cfg.Link.MaxFrame
-		err = re.q.serve(nc, &s.cfg.Link, func() error { return s.read(re, nc, &lr) })
+		lr.SetMax(s.cfg.Link.MaxFrame)
+		err = re.q.Serve(nc, &s.cfg.Link, func() error { return s.read(re, nc, lr) })
 	}
 	n := s.detach(re)
 	if s.closing() {
@@ -303,9 +286,7 @@ func (s *LinkServer) attach(re *remoteEndpoint) bool {
 // detach closes re's queue, sends its sessions offline and unregisters it;
 // it returns how many sessions went offline.
 func (s *LinkServer) detach(re *remoteEndpoint) int {
-	re.q.mu.Lock()
-	re.q.closeLocked()
-	re.q.mu.Unlock()
+	re.q.Close()
 	for sess, user := range re.online {
 		s.cfg.Center.Offline(user, im.SessionRef{Endpoint: re.id, Session: sess}, false)
 	}
@@ -320,59 +301,56 @@ func (s *LinkServer) detach(re *remoteEndpoint) int {
 }
 
 // read handles what an endpoint sends until the connection fails.
-func (s *LinkServer) read(re *remoteEndpoint, nc net.Conn, lr *linkReader) error {
+func (s *LinkServer) read(re *remoteEndpoint, nc net.Conn, lr *link.Reader) error {
 	c := s.cfg.Center
 	timeout := s.cfg.Link.HeartbeatTimeout
 	re.online = make(map[uint64]uint64)
 	for {
 		_ = nc.SetReadDeadline(time.Now().Add(timeout))
-		op, fixed, tail, err := lr.next()
+		op, fixed, tail, err := lr.Next()
 		if err != nil {
 			return err
 		}
 		switch op {
-		case linkOnline, linkOffline, linkHandle:
+		case link.OpOnline, link.OpOffline, link.OpHandle:
 			user, sess := binary.BigEndian.Uint64(fixed), binary.BigEndian.Uint64(fixed[8:])
 			ref := im.SessionRef{Endpoint: re.id, Session: sess}
 			switch op {
-			case linkOnline:
+			case link.OpOnline:
 				re.online[sess] = user
 				c.Online(user, ref)
-				if fixed[16]&linkResumed != 0 {
+				if fixed[16]&link.Resumed != 0 {
 					// The session stayed connected to its endpoint while
 					// the link was down: push what was stored for it
 					// meanwhile, since its client will not fetch.
 					c.resumeSession(user, ref)
 				}
-			case linkOffline:
+			case link.OpOffline:
 				delete(re.online, sess)
 				c.Offline(user, ref, fixed[16] != 0)
-			case linkHandle:
-				buf, err := lr.readClientFrame(tail)
+			case link.OpHandle:
+				buf, err := lr.ReadClientFrame(tail)
 				if err != nil {
 					return err
 				}
 				f := frame.Frame(buf.B)
-				switch f.Cmd() {
-				case frame.CmdMsg, frame.CmdGroupMsg, frame.CmdFile:
-					if frame.Msg(f.Body()).From() != user {
-						bytebufferpool.Put(buf)
-						return fmt.Errorf("%w: message of user %d in a HANDLE for user %d",
-							ErrLinkProtocol, frame.Msg(f.Body()).From(), user)
-					}
+				if f.Cmd().Message() && frame.Msg(f.Body()).From() != user {
+					bytebufferpool.Put(buf)
+					return fmt.Errorf("%w: message of user %d in a HANDLE for user %d",
+						ErrLinkProtocol, frame.Msg(f.Body()).From(), user)
 				}
 				c.Handle(user, ref, buf)
 			}
-		case linkNotify:
-			buf, err := lr.readTail(tail)
+		case link.OpNotify:
+			buf, err := lr.ReadTail(tail)
 			if err != nil {
 				return err
 			}
 			c.Notify(binary.BigEndian.Uint64(fixed), binary.BigEndian.Uint16(fixed[8:]), buf.B)
 			bytebufferpool.Put(buf)
-		case linkPing:
-			re.q.push(pingItem(linkPong, binary.BigEndian.Uint64(fixed), lr.count))
-		case linkPong:
+		case link.OpPing:
+			_ = re.q.Push(link.NewPong(binary.BigEndian.Uint64(fixed), lr.Count()))
+		case link.OpPong:
 		default:
 			return fmt.Errorf("%w: op %d from endpoint", ErrLinkProtocol, op)
 		}
@@ -382,7 +360,7 @@ func (s *LinkServer) read(re *remoteEndpoint, nc net.Conn, lr *linkReader) error
 // remoteEndpoint is a linked endpoint as the center sees it.
 type remoteEndpoint struct {
 	id   uint32
-	q    *linkQueue
+	q    *link.Queue
 	nc   net.Conn
 	done chan struct{} // closed once its sessions are offline
 	many bool          // its HELLO said it takes DELIVER_MANY
@@ -409,12 +387,9 @@ func (re *remoteEndpoint) DeliverMany(sessions []uint64, b []byte) int {
 	for len(sessions) > 0 {
 		part := sessions[:min(len(sessions), maxDeliverMany)]
 		sessions = sessions[len(part):]
-		it := idsItem(linkDeliverMany, part, b)
-		re.q.mu.Lock()
-		ok := !re.q.closed && re.q.pushLocked(it)
-		re.q.mu.Unlock()
-		if !ok {
-			bytebufferpool.Put(it.buf)
+		it := link.NewDeliverMany(part, b)
+		if re.q.Push(it) != nil {
+			it.Release()
 			continue
 		}
 		n += len(part)
@@ -425,13 +400,12 @@ func (re *remoteEndpoint) DeliverMany(sessions []uint64, b []byte) int {
 // Deliver queues a DELIVER; ErrSlowReader when the link's queue is full,
 // ErrClosed once the link is gone. Safe for concurrent use; never blocks.
 func (re *remoteEndpoint) Deliver(s im.SessionRef, buf *bytebufferpool.ByteBuffer) error {
-	re.q.mu.Lock()
-	defer re.q.mu.Unlock()
-	if re.q.closed {
+	switch re.q.Push(link.NewDeliver(s.Session, buf)) {
+	case nil:
+		return nil
+	case link.ErrClosed:
 		return engine.ErrClosed
-	}
-	if !re.q.pushLocked(deliverItem(s.Session, buf)) {
+	default:
 		return engine.ErrSlowReader
 	}
-	return nil
 }

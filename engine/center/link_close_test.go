@@ -1,9 +1,14 @@
 package center
 
 import (
+	"bufio"
+	"errors"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/myim/myim/engine/im"
+	"github.com/myim/myim/engine/link"
 )
 
 // slowCloseConn is a connection whose Close blocks until released, as a
@@ -25,9 +30,10 @@ func (c *slowCloseConn) Close() error {
 	return c.Conn.Close()
 }
 
-// queueFree fails the test unless a producer can push to q while a close
-// is under way (a deadlock guard, not a speed bound).
-func queueFree(t *testing.T, q *linkQueue, nc *slowCloseConn) {
+// queueFree fails the test unless produce, a producer's call on the link,
+// returns while a close is under way (a deadlock guard, not a speed
+// bound).
+func queueFree(t *testing.T, produce func(), nc *slowCloseConn) {
 	t.Helper()
 	select {
 	case <-nc.closing:
@@ -36,47 +42,57 @@ func queueFree(t *testing.T, q *linkQueue, nc *slowCloseConn) {
 	}
 	locked := make(chan struct{})
 	go func() {
-		q.push(pingItem(linkPing, 1, 0)) // a producer, as an event loop is
+		produce() // a producer, as an event loop is
 		close(locked)
 	}()
 	select {
 	case <-locked:
 	case <-time.After(10 * time.Second):
-		t.Fatal("the link's queue lock is held while its connection closes")
+		t.Fatal("a lock producers take is held while the link's connection closes")
 	}
 	close(nc.release)
 }
 
 // Producers push to a link's queue from event loops: closing the link's
 // connection, which for TLS waits for close_notify, must not hold the
-// queue's lock.
+// queue's lock or the owner's.
 func TestRemoteCenterClosesOutsideQueueLock(t *testing.T) {
-	var lc LinkConfig
-	lc.fillDefaults()
+	var lc link.Config
+	lc.FillDefaults()
 	nc := newSlowCloseConn()
-	rc := &RemoteCenter{q: newLinkQueue(&lc), redialer: newRedialer(time.Second, time.Second)}
-	rc.nc = nc
+	rc := &RemoteCenter{q: link.NewQueue(&lc), r: link.NewRedialer(time.Second, time.Second),
+		sessions: make(map[uint64]*remoteSess)}
+	rc.r.Up(nc)
 	closed := make(chan struct{})
 	go func() {
 		rc.Close()
 		close(closed)
 	}()
-	queueFree(t, rc.q, nc)
+	queueFree(t, func() { rc.Online(1, im.SessionRef{Endpoint: 1, Session: 1}) }, nc)
 	<-closed
 }
 
 func TestPeerLinkClosesOutsideQueueLock(t *testing.T) {
-	var lc LinkConfig
-	lc.fillDefaults()
+	var lc link.Config
+	lc.FillDefaults()
 	nc := newSlowCloseConn()
-	p := &peerLink{q: newLinkQueue(&lc), redialer: newRedialer(time.Second, time.Second)}
-	p.nc = nc
+	p := &peerLink{q: link.NewQueue(&lc), r: link.NewRedialer(time.Second, time.Second)}
+	p.r.Up(nc)
 	closed := make(chan struct{})
 	go func() {
 		p.close()
 		close(closed)
 	}()
-	queueFree(t, p.q, nc)
-	close(p.done) // what the link's goroutine does when it ends
+	queueFree(t, func() { p.push(link.NewResult(1, 1, 0)) }, nc)
+	go p.r.Run(stoppedSide{}) // the link's goroutine, which returns at once
 	<-closed
 }
+
+// stoppedSide is a link.Side for a redialer that is shut already: its one
+// dial fails, and Run returns.
+type stoppedSide struct{}
+
+func (stoppedSide) Dial() (net.Conn, *bufio.Reader, error)   { return nil, nil, errors.New("stopped") }
+func (stoppedSide) Serve(net.Conn, *bufio.Reader) error      { return nil }
+func (stoppedSide) DialFailed(int, error, time.Duration)     {}
+func (stoppedSide) Down(error, time.Duration, time.Duration) {}

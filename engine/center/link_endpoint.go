@@ -16,8 +16,12 @@ import (
 
 	"github.com/myim/myim/engine"
 	"github.com/myim/myim/engine/im"
+	"github.com/myim/myim/engine/link"
 	"github.com/myim/myim/frame"
 )
+
+// ErrLinkDown: the center link is not connected.
+var ErrLinkDown = errors.New("center: center link down")
 
 // RemoteCenterConfig wires an endpoint to a center over a link.
 type RemoteCenterConfig struct {
@@ -29,7 +33,7 @@ type RemoteCenterConfig struct {
 	// the route table (a cluster of centers), so that nothing acked is
 	// lost by the move.
 	Fallbacks []string
-	Link      LinkConfig
+	Link      link.Config
 	// DialTimeout bounds connecting, the TLS handshake and HELLO. Default 5 s.
 	DialTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the wait between reconnect attempts,
@@ -48,7 +52,7 @@ type RemoteCenterConfig struct {
 }
 
 func (c *RemoteCenterConfig) fillDefaults() {
-	c.Link.fillDefaults()
+	c.Link.FillDefaults()
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = 5 * time.Second
 	}
@@ -64,7 +68,7 @@ func (c *RemoteCenterConfig) fillDefaults() {
 }
 
 // RemoteCenter is the Center an endpoint process uses when its center runs
-// elsewhere: every call becomes a link frame (see link.go), and DELIVERs
+// elsewhere: every call becomes a link frame (see package link), and DELIVERs
 // from the center reach the attached endpoint's Deliver. It keeps one link
 // up, reconnecting with jittered exponential backoff, and after each
 // reconnect announces again every session the endpoint holds. While the
@@ -74,11 +78,15 @@ func (c *RemoteCenterConfig) fillDefaults() {
 // never block: they are called on event loops.
 type RemoteCenter struct {
 	cfg RemoteCenterConfig
-	q   *linkQueue
-	ep  im.Endpoint
-	redialer
+	q   *link.Queue
+	r   *link.Redialer
 
-	// Guarded by q.mu.
+	// mu guards ep and sessions and keeps them in step with what is
+	// queued (an ONLINE is pushed, and the queue reset for a new
+	// connection, under it). It is taken before q's lock and r's, both
+	// leaves, and no connection is closed under it.
+	mu       sync.Mutex
+	ep       im.Endpoint
 	sessions map[uint64]*remoteSess // by session id
 
 	startOnce sync.Once
@@ -113,79 +121,72 @@ type remoteSess struct {
 // endpoint is attached (NewEndpoint does that).
 func NewRemoteCenter(cfg RemoteCenterConfig) (*RemoteCenter, error) {
 	cfg.fillDefaults()
-	if err := cfg.Link.check(); err != nil {
+	if err := cfg.Link.Check(); err != nil {
 		return nil, err
 	}
 	if cfg.Addr == "" {
 		return nil, errors.New("center: remote center needs an address")
 	}
-	return &RemoteCenter{cfg: cfg, q: newLinkQueue(&cfg.Link), sessions: make(map[uint64]*remoteSess),
-		redialer: newRedialer(cfg.MinBackoff, cfg.MaxBackoff)}, nil
+	return &RemoteCenter{cfg: cfg, q: link.NewQueue(&cfg.Link), sessions: make(map[uint64]*remoteSess),
+		r: link.NewRedialer(cfg.MinBackoff, cfg.MaxBackoff)}, nil
 }
 
 // Attach registers the endpoint that receives DELIVERs and starts the link.
 // A RemoteCenter serves one endpoint; attaching another replaces it.
 func (rc *RemoteCenter) Attach(ep im.Endpoint) {
-	rc.q.mu.Lock()
+	rc.mu.Lock()
 	rc.ep = ep
-	rc.q.mu.Unlock()
+	rc.mu.Unlock()
 	rc.startOnce.Do(func() {
-		go rc.redialer.run(&remoteSide{rc: rc, addrs: append([]string{rc.cfg.Addr}, rc.cfg.Fallbacks...)})
+		go rc.r.Run(&remoteSide{rc: rc, addrs: append([]string{rc.cfg.Addr}, rc.cfg.Fallbacks...)})
 	})
 }
 
 func (rc *RemoteCenter) endpoint() im.Endpoint {
-	rc.q.mu.Lock()
+	rc.mu.Lock()
 	ep := rc.ep
-	rc.q.mu.Unlock()
+	rc.mu.Unlock()
 	return ep
 }
 
 // Online reports a session; while the link is down it is only recorded, and
 // announced when the link comes back.
 func (rc *RemoteCenter) Online(user uint64, s im.SessionRef) {
-	rc.q.mu.Lock()
+	rc.mu.Lock()
 	rs := &remoteSess{user: user}
 	rc.sessions[s.Session] = rs
-	if rc.connected {
-		rs.announced = rc.q.pushLocked(sessItem(linkOnline, user, s.Session, 0))
+	if rc.r.Connected() {
+		rs.announced = rc.q.Push(link.NewOnline(user, s.Session, 0)) == nil
 	}
-	rc.q.mu.Unlock()
+	rc.mu.Unlock()
 }
 
 // Offline reports a session gone.
 func (rc *RemoteCenter) Offline(user uint64, s im.SessionRef, bye bool) {
-	var b byte
-	if bye {
-		b = 1
-	}
-	rc.q.mu.Lock()
+	rc.mu.Lock()
 	delete(rc.sessions, s.Session)
-	if rc.connected {
-		rc.q.pushLocked(sessItem(linkOffline, user, s.Session, b))
+	if rc.r.Connected() {
+		_ = rc.q.Push(link.NewOffline(user, s.Session, bye))
 	}
-	rc.q.mu.Unlock()
+	rc.mu.Unlock()
 }
 
 // Handle queues a frame for the center; see Center.Handle. When the queue
 // is full it answers requests and QoS 1 messages with ErrCodeRetry.
 func (rc *RemoteCenter) Handle(user uint64, s im.SessionRef, buf *bytebufferpool.ByteBuffer) {
 	f := frame.Frame(buf.B)
-	it := handleItem(user, s.Session, buf)
+	it := link.NewHandle(user, s.Session, buf)
 	var cid uint64
-	switch f.Cmd() {
-	case frame.CmdMsg, frame.CmdGroupMsg, frame.CmdFile:
+	if f.Cmd().Message() && f.QoS() == frame.QoS1 {
 		// Kept until the center confirms it, and written again on the next
 		// link (to a fallback center if this one died). A group message
 		// resent to another center may be appended twice; members drop
 		// the copy by its (sender, CID).
-		if f.QoS() == frame.QoS1 {
-			cid = frame.Msg(f.Body()).CID()
-			it.retain = cid != 0
-		}
+		cid = frame.Msg(f.Body()).CID()
+		it.Retain = cid != 0
 	}
-	rc.q.mu.Lock()
-	ok := rc.q.pushLocked(it)
+	rc.mu.Lock()
+	ok := rc.q.Push(it) == nil
 	if ok && cid != 0 {
 		// Until its answer passes back: if the link ends first, the
 		// center may have read it and died before answering, so the
@@ -197,7 +198,7 @@ func (rc *RemoteCenter) Handle(user uint64, s im.SessionRef, buf *bytebufferpool
 			rs.unanswered[cid] = struct{}{}
 		}
 	}
-	rc.q.mu.Unlock()
+	rc.mu.Unlock()
 	if ok {
 		return
 	}
@@ -208,22 +209,14 @@ func (rc *RemoteCenter) Handle(user uint64, s im.SessionRef, buf *bytebufferpool
 // refuse answers a frame that could not be queued.
 func (rc *RemoteCenter) refuse(s im.SessionRef, f frame.Frame) {
 	var ref uint64
-	switch f.Cmd() {
-	case frame.CmdMsg, frame.CmdGroupMsg, frame.CmdFile:
-		if f.QoS() != frame.QoS1 {
-			rc.Dropped.Add(1)
-			return
-		}
-		ref = frame.Msg(f.Body()).CID()
-	case frame.CmdFetch:
-		ref = uint64(frame.Fetch(f.Body()).Req())
-	case frame.CmdSignature, frame.CmdFriendInfo, frame.CmdFriendsOnline, frame.CmdServerList, frame.CmdProfile:
-		ref = uint64(frame.Lookup(f.Body()).Req())
-	case frame.CmdGroup:
-		ref = uint64(frame.Group(f.Body()).Req())
-	default: // receipts, presence: the client has nothing to retry
+	switch cmd := f.Cmd(); {
+	case cmd.Ref() == frame.RefNone, cmd.Message() && f.QoS() != frame.QoS1:
+		// receipts, presence, QoS 0 messages: the client has nothing to
+		// retry
 		rc.Dropped.Add(1)
 		return
+	default: // a QoS 1 message by its CID, a request by its Req
+		ref = frame.RequestRef(cmd, f.Body())
 	}
 	rc.Refused.Add(1)
 	ep := rc.endpoint()
@@ -242,18 +235,14 @@ func (rc *RemoteCenter) refuse(s im.SessionRef, f frame.Frame) {
 func (rc *RemoteCenter) Notify(user uint64, code uint16, json []byte) {
 	b := bytebufferpool.Get()
 	b.B = append(b.B, json...)
-	if !rc.q.push(notifyItem(user, code, b)) {
+	if rc.q.Push(link.NewNotify(user, code, b)) != nil {
 		bytebufferpool.Put(b)
 		rc.Dropped.Add(1)
 	}
 }
 
 // Connected reports whether the link is up.
-func (rc *RemoteCenter) Connected() bool {
-	rc.q.mu.Lock()
-	defer rc.q.mu.Unlock()
-	return rc.connected
-}
+func (rc *RemoteCenter) Connected() bool { return rc.r.Connected() }
 
 // Ready returns ErrLinkDown while the link is down; for NodeConfig.Ready.
 func (rc *RemoteCenter) Ready(context.Context) error {
@@ -264,34 +253,28 @@ func (rc *RemoteCenter) Ready(context.Context) error {
 }
 
 // Queued returns how many traffic frames wait or await confirmation.
-func (rc *RemoteCenter) Queued() int {
-	rc.q.mu.Lock()
-	defer rc.q.mu.Unlock()
-	return rc.q.data
-}
+func (rc *RemoteCenter) Queued() int { return rc.q.Queued() }
 
 // Close stops the link for good; queued frames are dropped.
 func (rc *RemoteCenter) Close() {
-	rc.q.mu.Lock()
-	nc, ok := rc.shutLocked()
+	rc.mu.Lock()
+	nc, ok := rc.r.Shut()
 	if !ok {
-		rc.q.mu.Unlock()
+		rc.mu.Unlock()
 		return
 	}
 	started := rc.ep != nil
-	rc.q.mu.Unlock()
+	rc.mu.Unlock()
 	if nc != nil {
-		// Outside the queue's lock: closing a TLS link waits for its
+		// Outside every lock: closing a TLS link waits for its
 		// close_notify to be written, and producers on event loops must
 		// not wait behind that.
 		nc.Close()
 	}
 	if started {
-		<-rc.done
+		<-rc.r.Done()
 	}
-	rc.q.mu.Lock()
-	rc.q.closeLocked()
-	rc.q.mu.Unlock()
+	rc.q.Close()
 }
 
 // remoteSide makes RemoteCenter's attempts: the centers in turn, and back
@@ -304,7 +287,8 @@ type remoteSide struct {
 	back  *handover // a link to the first center, ready to take over
 }
 
-func (s *remoteSide) dial() (net.Conn, *bufio.Reader, error) {
+// Dial, DialFailed, Serve and Down are remoteSide's link.Side.
+func (s *remoteSide) Dial() (net.Conn, *bufio.Reader, error) {
 	if b := s.back; b != nil {
 		s.cur, s.back = 0, nil
 		return b.nc, b.br, nil
@@ -312,17 +296,17 @@ func (s *remoteSide) dial() (net.Conn, *bufio.Reader, error) {
 	return s.rc.connect(s.addrs[s.cur])
 }
 
-func (s *remoteSide) dialFailed(n int, err error, wait time.Duration) {
+func (s *remoteSide) DialFailed(n int, err error, wait time.Duration) {
 	s.rc.DialFails.Add(1)
 	s.rc.cfg.Link.Logger.Warn("center link: connect failed", "center", s.addrs[s.cur], "err", err,
 		"attempt", n, "retry_in", wait)
 	s.cur = (s.cur + 1) % len(s.addrs) // the next center, in turn
 }
 
-// serve runs a link, and on a fallback probes the first center meanwhile:
-// when it answers, the link ends with errHandover and the run loop serves
-// the new one at once.
-func (s *remoteSide) serve(nc net.Conn, br *bufio.Reader) error {
+// Serve runs a link, and on a fallback probes the first center meanwhile:
+// when it answers, the link ends with link.ErrHandover and the run loop
+// serves the new one at once.
+func (s *remoteSide) Serve(nc net.Conn, br *bufio.Reader) error {
 	rc := s.rc
 	rc.Connects.Add(1)
 	start := time.Now()
@@ -339,7 +323,7 @@ func (s *remoteSide) serve(nc net.Conn, br *bufio.Reader) error {
 	if s.back == nil {
 		return err
 	}
-	if rc.stopping() {
+	if rc.r.Stopping() {
 		s.back.nc.Close()
 		s.back = nil
 		return err
@@ -347,10 +331,10 @@ func (s *remoteSide) serve(nc net.Conn, br *bufio.Reader) error {
 	rc.Failbacks.Add(1)
 	log.Info("center link: moving back to the first center", "first", s.addrs[0],
 		"up_for", time.Since(start).Round(time.Millisecond))
-	return errHandover
+	return link.ErrHandover
 }
 
-func (s *remoteSide) down(err error, upFor, wait time.Duration) {
+func (s *remoteSide) Down(err error, upFor, wait time.Duration) {
 	s.rc.cfg.Link.Logger.Warn("center link down", "center", s.addrs[s.cur], "err", err,
 		"up_for", upFor.Round(time.Millisecond), "queued", s.rc.Queued(), "retry_in", wait)
 }
@@ -391,7 +375,7 @@ func (rc *RemoteCenter) probeFirst(first string, cur net.Conn, fb *failback) {
 		select {
 		case <-fb.quit:
 			return
-		case <-rc.stop:
+		case <-rc.r.Stopped():
 			return
 		case <-t.C:
 		}
@@ -415,9 +399,10 @@ func (rc *RemoteCenter) probeFirst(first string, cur net.Conn, fb *failback) {
 // connect dials, runs the TLS handshake, checks the peer is a center and
 // exchanges HELLO.
 func (rc *RemoteCenter) connect(addr string) (net.Conn, *bufio.Reader, error) {
-	ctx, cancel := stoppableContext(rc.stop, rc.cfg.DialTimeout)
+	ctx, cancel := rc.r.Context(rc.cfg.DialTimeout)
 	defer cancel()
-	nc, br, _, _, err := dialLink(ctx, addr, &rc.cfg.Link, im.RoleCenter, rc.endpoint().ID(), linkHelloMany, rc.cfg.DialTimeout)
+	nc, br, _, err := link.Dial(ctx, addr, &rc.cfg.Link, im.RoleCenter,
+		link.Hello{ID: rc.endpoint().ID(), Flags: link.HelloMany}, rc.cfg.DialTimeout)
 	return nc, br, err
 }
 
@@ -425,35 +410,35 @@ func (rc *RemoteCenter) connect(addr string) (net.Conn, *bufio.Reader, error) {
 // for every session, then the messages it did not confirm on the last
 // connection, then what waited meanwhile.
 func (rc *RemoteCenter) serve(nc net.Conn, br *bufio.Reader, log *slog.Logger) error {
-	rc.q.mu.Lock()
-	if !rc.upLocked(nc) {
-		rc.q.mu.Unlock()
+	rc.mu.Lock()
+	if !rc.r.Up(nc) {
+		rc.mu.Unlock()
+		nc.Close()
 		return engine.ErrClosed
 	}
-	front := make([]linkItem, 0, len(rc.sessions))
+	front := make([]link.Item, 0, len(rc.sessions))
 	for id, s := range rc.sessions {
 		var flag byte
 		if s.announced {
-			flag = linkResumed
+			flag = link.Resumed
 		}
 		s.announced = true
-		front = append(front, sessItem(linkOnline, s.user, id, flag))
+		front = append(front, link.NewOnline(s.user, id, flag))
 	}
-	rc.q.resetLocked(front)
-	queued := rc.q.data
-	rc.q.mu.Unlock()
+	rc.q.Reset(front)
+	rc.mu.Unlock()
+	queued := rc.q.Queued()
 	log.Info("center link up", "sessions", len(front), "queued", queued, "tls", rc.cfg.Link.TLS != nil)
 	if rc.cfg.Link.TLS == nil {
 		log.Warn("center link is plain TCP: run it only over a private network")
 	}
 
-	err := rc.q.serve(nc, &rc.cfg.Link, func() error { return rc.read(nc, br) })
-	rc.q.mu.Lock()
-	rc.downLocked()
-	rc.Resent.Add(uint64(len(rc.q.kept)))
-	rc.q.resetLocked(nil)
+	err := rc.q.Serve(nc, &rc.cfg.Link, func() error { return rc.read(nc, br) })
+	rc.mu.Lock()
+	rc.r.Down()
+	rc.Resent.Add(uint64(rc.q.Reset(nil)))
 	lost := rc.unansweredLocked()
-	rc.q.mu.Unlock()
+	rc.mu.Unlock()
 	rc.answerLost(lost)
 	return err
 }
@@ -461,7 +446,7 @@ func (rc *RemoteCenter) serve(nc net.Conn, br *bufio.Reader, log *slog.Logger) e
 // lostSend is a QoS 1 message whose answer the link took with it.
 type lostSend struct{ session, cid uint64 }
 
-// unansweredLocked takes every session's unanswered CIDs. q.mu held.
+// unansweredLocked takes every session's unanswered CIDs. rc.mu held.
 func (rc *RemoteCenter) unansweredLocked() []lostSend {
 	var out []lostSend
 	for id, rs := range rc.sessions {
@@ -497,48 +482,33 @@ func (rc *RemoteCenter) answerLost(lost []lostSend) {
 // to the client.
 func (rc *RemoteCenter) answered(sess uint64, b []byte) {
 	f := frame.Frame(b)
-	var cid uint64
-	switch f.Cmd() {
-	case frame.CmdAck:
-		if len(f.Body()) >= frame.AckLen {
-			a := frame.Ack(f.Body())
-			if st := a.Status(); st != frame.AckReceived && st != frame.AckGroupRead {
-				cid = a.CID()
-			}
-		}
-	case frame.CmdError:
-		if len(f.Body()) >= frame.ErrorLen {
-			cid = frame.Error(f.Body()).Ref()
-		}
-	default:
-		return
-	}
+	cid := frame.AnswerRef(f.Cmd(), f.Body()) // checked by link.Reader.ReadClientFrame
 	if cid == 0 {
 		return
 	}
-	rc.q.mu.Lock()
+	rc.mu.Lock()
 	if rs := rc.sessions[sess]; rs != nil && rs.unanswered != nil {
 		delete(rs.unanswered, cid)
 	}
-	rc.q.mu.Unlock()
+	rc.mu.Unlock()
 }
 
 // read handles what the center sends until the connection fails.
 func (rc *RemoteCenter) read(nc net.Conn, br *bufio.Reader) error {
-	lr := linkReader{r: br, max: rc.cfg.Link.MaxFrame}
+	lr := link.NewReader(br, rc.cfg.Link.MaxFrame)
 	ep := rc.endpoint()
 	timeout := rc.cfg.Link.HeartbeatTimeout
 	var sessions []uint64
 	for {
 		_ = nc.SetReadDeadline(time.Now().Add(timeout))
-		op, fixed, tail, err := lr.next()
+		op, fixed, tail, err := lr.Next()
 		if err != nil {
 			return err
 		}
 		switch op {
-		case linkDeliver:
+		case link.OpDeliver:
 			sess := binary.BigEndian.Uint64(fixed)
-			buf, err := lr.readClientFrame(tail)
+			buf, err := lr.ReadClientFrame(tail)
 			if err != nil {
 				return err
 			}
@@ -546,10 +516,10 @@ func (rc *RemoteCenter) read(nc net.Conn, br *bufio.Reader) error {
 			if ep.Deliver(im.SessionRef{Endpoint: ep.ID(), Session: sess}, buf) != nil {
 				bytebufferpool.Put(buf) // the center's receipt timeout covers QoS 1
 			}
-		case linkDeliverMany:
+		case link.OpDeliverMany:
 			n := int(binary.BigEndian.Uint32(fixed))
 			var buf *bytebufferpool.ByteBuffer
-			if sessions, buf, err = lr.readIDsFrame("DELIVER_MANY", n, tail, sessions[:0]); err != nil {
+			if sessions, buf, err = lr.ReadIDsFrame("DELIVER_MANY", n, tail, sessions[:0]); err != nil {
 				return err
 			}
 			rc.DeliveredMany.Add(1)
@@ -567,10 +537,10 @@ func (rc *RemoteCenter) read(nc net.Conn, br *bufio.Reader) error {
 				}
 			}
 			bytebufferpool.Put(buf)
-		case linkPing:
-			rc.q.push(pingItem(linkPong, binary.BigEndian.Uint64(fixed), lr.count))
-		case linkPong:
-			rc.q.confirm(binary.BigEndian.Uint64(fixed[8:]))
+		case link.OpPing:
+			_ = rc.q.Push(link.NewPong(binary.BigEndian.Uint64(fixed), lr.Count()))
+		case link.OpPong:
+			rc.q.Confirm(binary.BigEndian.Uint64(fixed[8:]))
 		default:
 			return fmt.Errorf("%w: op %d from center", ErrLinkProtocol, op)
 		}

@@ -451,33 +451,37 @@ func (e *EndpointHandler) OnFrame(c *engine.Conn, f frame.Frame) error {
 		e.sealError(c, ec, frame.ErrCodeMalformed, 0, err.Error())
 		return engine.CloseWith(engine.ReasonMalformed, err)
 	}
-	switch pf.Cmd() {
-	case frame.CmdMsg, frame.CmdGroupMsg, frame.CmdFile:
-		m := frame.Msg(pf.Body())
-		if m.From() != ec.user {
-			e.sealError(c, ec, frame.ErrCodeForbidden, m.CID(), errForbidden.Error())
-			bytebufferpool.Put(buf)
-			return nil
-		}
-		m.SetSrv(e.cfg.ID)
-	case frame.CmdBye:
-		bytebufferpool.Put(buf)
-		e.cfg.Center.Offline(ec.user, ec.ref, true)
-		ec.user = 0 // already offline
-		c.CloseOnLoop(engine.ReasonDone)
-		return nil
-	case frame.CmdPong:
-		bytebufferpool.Put(buf)
-		return nil
-	case frame.CmdAck:
-		if a := frame.Ack(pf.Body()); a.Status() == frame.AckReceived {
-			if age := time.Duration(time.Now().UnixMilli()-int64(a.MID()>>20)) * time.Millisecond; age < maxReceiptAge {
-				e.delivery.Observe(age)
+	// Who takes what a client sends is the command table's (frame/commands.go).
+	switch cmd := pf.Cmd(); cmd.Route() {
+	case frame.RouteCenter:
+		if cmd.Message() {
+			m := frame.Msg(pf.Body())
+			if m.From() != ec.user {
+				e.sealError(c, ec, frame.ErrCodeForbidden, m.CID(), errForbidden.Error())
+				bytebufferpool.Put(buf)
+				return nil
+			}
+			m.SetSrv(e.cfg.ID)
+		} else if cmd == frame.CmdAck {
+			if a := frame.Ack(pf.Body()); a.Status() == frame.AckReceived {
+				if age := time.Duration(time.Now().UnixMilli()-int64(a.MID()>>20)) * time.Millisecond; age < maxReceiptAge {
+					e.delivery.Observe(age)
+				}
 			}
 		}
-	case frame.CmdHandshake, frame.CmdAuth, frame.CmdNotice, frame.CmdFriendNotify, frame.CmdError:
+	case frame.RouteEndpoint:
+		// REKEY was read before opening; a PONG, the first sealed frame
+		// of the SDK, only proved the keys.
 		bytebufferpool.Put(buf)
-		e.sealError(c, ec, frame.ErrCodeBadRequest, 0, "unexpected "+pf.Cmd().String())
+		if cmd == frame.CmdBye {
+			e.cfg.Center.Offline(ec.user, ec.ref, true)
+			ec.user = 0 // already offline
+			c.CloseOnLoop(engine.ReasonDone)
+		}
+		return nil
+	default: // a server's command, or a HANDSHAKE on an open session
+		bytebufferpool.Put(buf)
+		e.sealError(c, ec, frame.ErrCodeBadRequest, 0, "unexpected "+cmd.String())
 		return nil
 	}
 	e.cfg.Center.Handle(ec.user, ec.ref, buf)
@@ -532,13 +536,19 @@ func (e *EndpointHandler) OnMail(c *engine.Conn, b []byte) error {
 // seal seals plaintext frame f into c's write batch, with a rekey when
 // one is due. Loop only.
 func (e *EndpointHandler) seal(c *engine.Conn, ec *epConn, f frame.Frame) error {
+	return e.sealAt(c, ec, f, time.Now())
+}
+
+// sealAt is seal with the clock read by the caller, which seals many
+// frames at one instant. Loop only.
+func (e *EndpointHandler) sealAt(c *engine.Conn, ec *epConn, f frame.Frame, now time.Time) error {
 	ec.warm = true
 	out := c.Out()
 	var err error
 	if out.B, err = ec.keys.Seal(out.B, f.Cmd(), f.QoS(), f.Body()); err != nil {
 		return engine.CloseWith(engine.ReasonCrypto, err)
 	}
-	if now := time.Now(); ec.keys.NeedRekey(now) {
+	if ec.keys.NeedRekey(now) {
 		if out.B, err = ec.keys.SendRekey(out.B, now); err != nil {
 			return engine.CloseWith(engine.ReasonCrypto, err)
 		}

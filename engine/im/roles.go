@@ -50,8 +50,10 @@ type Center interface {
 	// session of an endpoint whose link dropped.
 	Offline(user uint64, s SessionRef, bye bool)
 	// Handle passes one whole plaintext frame from an authenticated session
-	// of user, its body already checked against its command's layout and,
-	// for messages, its sender already checked to be user. Ownership of buf
+	// of user, of a command the command table routes to the center
+	// (frame.RouteCenter), its body already checked against its command's
+	// layout and, for messages (frame.Cmd.Message), its sender already
+	// checked to be user. Ownership of buf
 	// passes to the center. Called on the session's event loop, in the
 	// order the session's frames arrived.
 	Handle(user uint64, s SessionRef, buf *bytebufferpool.ByteBuffer)

@@ -21,6 +21,7 @@ import (
 	"github.com/myim/myim/engine/center"
 	"github.com/myim/myim/engine/clusterca"
 	"github.com/myim/myim/engine/endpoint"
+	"github.com/myim/myim/engine/link"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/route"
@@ -79,15 +80,15 @@ func startXferCluster(t *testing.T) *xferCluster {
 		return r
 	}
 	xc := &xferCluster{st: st, id: id, dev: dev, routes: table()}
-	link := center.LinkConfig{Plaintext: true, Secret: []byte("test link secret, 32 bytes long!"), HeartbeatInterval: 100 * time.Millisecond}
+	lc := link.Config{Plaintext: true, Secret: []byte("test link secret, 32 bytes long!"), HeartbeatInterval: 100 * time.Millisecond}
 	for i := range xc.centers {
 		cid := uint32(i + 1)
 		routes := table()
 		c := center.NewLocalCenter(center.CenterConfig{ID: cid, Store: st,
 			Files: center.FilesConfig{Window: xferWindow},
-			Cluster: &center.ClusterConfig{Routes: routes, Link: link,
+			Cluster: &center.ClusterConfig{Routes: routes, Link: lc,
 				PeerInterval: 50 * time.Millisecond, RefreshInterval: 100 * time.Millisecond}})
-		ls, err := center.NewLinkServer(center.LinkServerConfig{Addr: "127.0.0.1:0", Center: c, Link: link})
+		ls, err := center.NewLinkServer(center.LinkServerConfig{Addr: "127.0.0.1:0", Center: c, Link: lc})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/myim/myim/engine/clusterca"
 	"github.com/myim/myim/engine/endpoint"
 	"github.com/myim/myim/engine/im"
+	"github.com/myim/myim/engine/link"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
@@ -45,8 +46,8 @@ type linkedEndpoint struct {
 var testLinkSecret = []byte("test link secret, 32 bytes long!")
 
 // fastLink makes a dead link show within a second in tests.
-func fastLink(tlsCfg *tls.Config) center.LinkConfig {
-	lc := center.LinkConfig{TLS: tlsCfg, Plaintext: tlsCfg == nil,
+func fastLink(tlsCfg *tls.Config) link.Config {
+	lc := link.Config{TLS: tlsCfg, Plaintext: tlsCfg == nil,
 		HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: time.Second, RecheckInterval: 100 * time.Millisecond}
 	if tlsCfg == nil {
 		lc.Secret = testLinkSecret

@@ -3,7 +3,6 @@ package bolt
 import (
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,7 +11,7 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T) storage.Store { return newStore(t, false) }, reopenStore)
+	storagetest.Run(t, func(t *testing.T) storage.Store { return newStore(t, false) }, stores.Reopen)
 }
 
 func BenchmarkStoreOffline(b *testing.B) {
@@ -25,7 +24,7 @@ func BenchmarkFetchDelete(b *testing.B) {
 
 func TestLocked(t *testing.T) {
 	dir := t.TempDir()
-	openTestStore(t, Config{Dir: dir})
+	stores.Open(t, Config{Dir: dir})
 	start := time.Now()
 	_, err := Open(Config{Dir: dir, LockTimeout: 100 * time.Millisecond})
 	if !errors.Is(err, storage.ErrUnavailable) {
@@ -37,43 +36,13 @@ func TestLocked(t *testing.T) {
 }
 
 // opened remembers the Config each test store was opened with, so that
-// reopenStore can open the same data again.
-var opened sync.Map // storage.Store -> Config
+// stores opens the tests' stores and reopens them on the same data.
+var stores = storagetest.NewOpener(func(cfg Config) (storage.Store, error) { return Open(cfg) })
 
 // newStore opens a store in a fresh temporary directory.
 func newStore(tb testing.TB, noSync bool) storage.Store {
 	tb.Helper()
-	return openTestStore(tb, Config{Dir: tb.TempDir(), NoSync: noSync})
-}
-
-func openTestStore(tb testing.TB, cfg Config) storage.Store {
-	tb.Helper()
-	s, err := Open(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	opened.Store(s, cfg)
-	tb.Cleanup(func() { closeStore(tb, s) })
-	return s
-}
-
-func closeStore(tb testing.TB, s storage.Store) {
-	if _, ok := opened.LoadAndDelete(s); ok {
-		if err := s.Close(); err != nil {
-			tb.Errorf("close: %v", err)
-		}
-	}
-}
-
-// reopenStore closes s and opens the same data again.
-func reopenStore(t *testing.T, s storage.Store) storage.Store {
-	t.Helper()
-	v, ok := opened.Load(s)
-	if !ok {
-		t.Fatal("reopen: unknown store")
-	}
-	closeStore(t, s)
-	return openTestStore(t, v.(Config))
+	return stores.Open(tb, Config{Dir: tb.TempDir(), NoSync: noSync})
 }
 
 // must(f()).of(t) returns f's value, failing t if f returned an error.

@@ -191,6 +191,7 @@ func (s *store) GroupMembers(ctx context.Context, group uint64) ([]storage.Membe
 		if err != nil {
 			return err
 		}
+		out = make([]storage.Member, 0, g.members)
 		prefix := be64(group)
 		c := tx.Bucket(bktGMembers).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
@@ -257,32 +258,50 @@ func (s *store) SetGroupRole(ctx context.Context, group, user uint64, role uint8
 }
 
 func (s *store) AppendGroupMsg(ctx context.Context, m storage.GroupMessage) (uint64, error) {
-	if err := backend.CheckGroupMsg(&m); err != nil {
+	ms := [1]storage.GroupMessage{m}
+	if err := s.AppendGroupMsgs(ctx, ms[:]); err != nil {
 		return 0, err
 	}
-	var seq uint64
-	err := s.batch(ctx, func(tx *bbolt.Tx) error {
-		g, err := getGroup(tx, m.Group)
-		if err != nil {
+	return ms[0].Seq, nil
+}
+
+func (s *store) AppendGroupMsgs(ctx context.Context, ms []storage.GroupMessage) error {
+	if len(ms) == 0 {
+		return s.begin(ctx)
+	}
+	for i := range ms {
+		if err := backend.CheckGroupMsg(&ms[i]); err != nil {
 			return err
 		}
-		g.highest++
-		seq = g.highest
-		m.Seq, m.SentCount, m.MemberCount = seq, 0, g.members
-		if err := tx.Bucket(bktGMsgs).Put(pair(m.Group, seq), encodeGroupMsg(&m)); err != nil {
-			return err
-		}
-		if m.ExpiresAt != 0 {
-			if err := tx.Bucket(bktGExp).Put(expKey(m.ExpiresAt, m.Group, seq), nil); err != nil {
+	}
+	return s.batch(ctx, func(tx *bbolt.Tx) error {
+		for i := range ms {
+			if err := appendGroupMsg(tx, &ms[i]); err != nil {
 				return err
 			}
 		}
-		return tx.Bucket(bktGroups).Put(be64(m.Group), encodeGroup(&g))
+		return nil
 	})
+}
+
+// appendGroupMsg stores m under its group's next seq, which it sets in m.
+// A later call in the same transaction sees the group as this one left it.
+func appendGroupMsg(tx *bbolt.Tx, m *storage.GroupMessage) error {
+	g, err := getGroup(tx, m.Group)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	return seq, nil
+	g.highest++
+	m.Seq, m.SentCount, m.MemberCount = g.highest, 0, g.members
+	if err := tx.Bucket(bktGMsgs).Put(pair(m.Group, m.Seq), encodeGroupMsg(m)); err != nil {
+		return err
+	}
+	if m.ExpiresAt != 0 {
+		if err := tx.Bucket(bktGExp).Put(expKey(m.ExpiresAt, m.Group, m.Seq), nil); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bktGroups).Put(be64(m.Group), encodeGroup(&g))
 }
 
 func (s *store) FetchGroup(ctx context.Context, group, user uint64, afterSeq uint64, limit int) ([]storage.GroupMessage, error) {

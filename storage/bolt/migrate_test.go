@@ -15,10 +15,10 @@ import (
 
 func TestMigratesGroups(t *testing.T) {
 	dir := t.TempDir()
-	s := openTestStore(t, Config{Dir: dir})
+	s := stores.Open(t, Config{Dir: dir})
 	g := must(s.CreateGroup(t.Context(), 10, "old")).of(t)
 	must(s.JoinGroup(t.Context(), g, 11)).of(t)
-	closeStore(t, s)
+	stores.Close(t, s)
 
 	// Rewrite the file as schema version 1 wrote it: group records end
 	// with the name, member records with JoinedAt.
@@ -47,9 +47,9 @@ func TestMigratesGroups(t *testing.T) {
 	}
 	_ = db.Close()
 
-	s = openTestStore(t, Config{Dir: dir})
+	s = stores.Open(t, Config{Dir: dir})
 	storagetest.CheckMigratedGroup(t, s, g)
-	closeStore(t, s)
+	stores.Close(t, s)
 	db, err = bbolt.Open(filepath.Join(dir, embeddedFile), 0o600, &bbolt.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
@@ -102,8 +102,8 @@ func TestMigratesOfflineOrder(t *testing.T) {
 	}
 	db.Close()
 
-	s := openTestStore(t, Config{Dir: dir})
+	s := stores.Open(t, Config{Dir: dir})
 	storagetest.CheckMigratedMailbox(t, s)
-	s = reopenStore(t, s) // the version is recorded: nothing to do twice
+	s = stores.Reopen(t, s) // the version is recorded: nothing to do twice
 	equal(t, "after reopen", len(must(s.FetchOffline(t.Context(), 1, 0, 10)).of(t)), 3)
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/myim/myim/storage"
 	"github.com/myim/myim/storage/internal/backend"
@@ -202,28 +203,80 @@ func (s *store) SetGroupRole(ctx context.Context, group, user uint64, role uint8
 }
 
 func (s *store) AppendGroupMsg(ctx context.Context, m storage.GroupMessage) (uint64, error) {
-	if err := backend.CheckGroupMsg(&m); err != nil {
+	ms := [1]storage.GroupMessage{m}
+	if err := s.AppendGroupMsgs(ctx, ms[:]); err != nil {
 		return 0, err
 	}
-	var seq uint64
+	return ms[0].Seq, nil
+}
+
+// maxInsertRows bounds the rows of one multi-row INSERT: 9 placeholders a
+// row stay far below the 65,535 a prepared statement may have.
+const maxInsertRows = 1000
+
+// AppendGroupMsgs locks each group's row in ascending id order (so that two
+// batches naming the same groups never deadlock), inserts every message
+// in one statement and moves each group's highest seq once.
+func (s *store) AppendGroupMsgs(ctx context.Context, ms []storage.GroupMessage) error {
+	if len(ms) == 0 {
+		if s.closed.Load() {
+			return storage.ErrClosed
+		}
+		return backend.CtxErr(ctx.Err())
+	}
+	for i := range ms {
+		if err := backend.CheckGroupMsg(&ms[i]); err != nil {
+			return err
+		}
+	}
+	groups := make([]uint64, 0, 1)
+	for i := range ms {
+		if !slices.Contains(groups, ms[i].Group) {
+			groups = append(groups, ms[i].Group)
+		}
+	}
+	slices.Sort(groups)
 	err := s.withTx(ctx, nil, func(tx *sql.Tx) error {
-		highest, members, err := lockGroup(ctx, tx, m.Group)
-		if err != nil {
-			return err
+		highest := make([]uint64, len(groups))
+		members := make([]uint32, len(groups))
+		for i, g := range groups {
+			var err error
+			if highest[i], members[i], err = lockGroup(ctx, tx, g); err != nil {
+				return err
+			}
 		}
-		seq = highest + 1
-		if _, err := tx.ExecContext(ctx, "INSERT INTO group_msgs (group_id, seq, from_user, `time`, cid, mid, "+
-			"sent_count, member_count, expires_at, content) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
-			m.Group, seq, m.From, m.Time, m.CID, m.MID, members, m.ExpiresAt, nonNil(m.Content)); err != nil {
-			return err
+		for lo := 0; lo < len(ms); lo += maxInsertRows {
+			part := ms[lo:min(lo+maxInsertRows, len(ms))]
+			q := make([]byte, 0, 160+len(part)*32)
+			q = append(q, "INSERT INTO group_msgs (group_id, seq, from_user, `time`, cid, mid, "+
+				"sent_count, member_count, expires_at, content) VALUES "...)
+			args := make([]any, 0, 9*len(part))
+			for i := range part {
+				m := &part[i]
+				j, _ := slices.BinarySearch(groups, m.Group)
+				highest[j]++
+				m.Seq, m.SentCount, m.MemberCount = highest[j], 0, members[j]
+				if i > 0 {
+					q = append(q, ',')
+				}
+				q = append(q, "(?, ?, ?, ?, ?, ?, 0, ?, ?, ?)"...)
+				args = append(args, m.Group, m.Seq, m.From, m.Time, m.CID, m.MID, m.MemberCount, m.ExpiresAt, nonNil(m.Content))
+			}
+			if _, err := tx.ExecContext(ctx, string(q), args...); err != nil {
+				return err
+			}
 		}
-		_, err = tx.ExecContext(ctx, "UPDATE im_groups SET highest_seq = ? WHERE id = ?", seq, m.Group)
-		return err
+		for i, g := range groups {
+			if _, err := tx.ExecContext(ctx, "UPDATE im_groups SET highest_seq = ? WHERE id = ?", highest[i], g); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return 0, s.fail("append group message", err)
+		return s.fail("append group messages", err)
 	}
-	return seq, nil
+	return nil
 }
 
 // member returns a member's delivery floor, or ErrNotFound naming the

@@ -10,7 +10,7 @@ import (
 
 func TestMigratesGroups(t *testing.T) {
 	s := newStore(t)
-	cfg, _ := opened.Load(s)
+	cfg := stores.Config(t, s)
 	ctx := t.Context()
 	g := must(s.CreateGroup(ctx, 10, "old")).of(t)
 	must(s.JoinGroup(ctx, g, 11)).of(t)
@@ -35,8 +35,8 @@ func TestMigratesGroups(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	closeStore(t, s)
-	s = openTestStore(t, cfg.(Config))
+	stores.Close(t, s)
+	s = stores.Open(t, cfg)
 	storagetest.CheckMigratedGroup(t, s, g)
 }
 
@@ -63,7 +63,7 @@ func TestMigratesOfflineOrder(t *testing.T) {
 		}
 	}
 	ok(t, s.StoreOffline(ctx, storagetest.SkewedMailbox))
-	s = reopenStore(t, s)
+	s = stores.Reopen(t, s)
 	var cols string
 	err := s.(*store).db.QueryRowContext(ctx, "SELECT GROUP_CONCAT(column_name ORDER BY seq_in_index) "+
 		"FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = 'offline_msgs' "+

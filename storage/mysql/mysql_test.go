@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,7 +13,7 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T) storage.Store { return newStore(t) }, reopenStore)
+	storagetest.Run(t, func(t *testing.T) storage.Store { return newStore(t) }, stores.Reopen)
 }
 
 func BenchmarkStoreOffline(b *testing.B) { storagetest.BenchStoreOffline(b, newStore) }
@@ -47,44 +46,14 @@ func TestUnavailable(t *testing.T) {
 }
 
 // opened remembers the Config each test store was opened with, so that
-// reopenStore can open the same data again.
-var opened sync.Map // storage.Store -> Config
+// stores opens the tests' stores and reopens them on the same data.
+var stores = storagetest.NewOpener(func(cfg Config) (storage.Store, error) { return Open(cfg) })
 
 // newStore opens a store on a database of the test's own on the test
 // MySQL server, dropped when the test ends.
 func newStore(tb testing.TB) storage.Store {
 	tb.Helper()
-	return openTestStore(tb, Config{DSN: testenv.MySQLDatabase(tb)})
-}
-
-func openTestStore(tb testing.TB, cfg Config) storage.Store {
-	tb.Helper()
-	s, err := Open(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	opened.Store(s, cfg)
-	tb.Cleanup(func() { closeStore(tb, s) })
-	return s
-}
-
-func closeStore(tb testing.TB, s storage.Store) {
-	if _, ok := opened.LoadAndDelete(s); ok {
-		if err := s.Close(); err != nil {
-			tb.Errorf("close: %v", err)
-		}
-	}
-}
-
-// reopenStore closes s and opens the same data again.
-func reopenStore(t *testing.T, s storage.Store) storage.Store {
-	t.Helper()
-	v, ok := opened.Load(s)
-	if !ok {
-		t.Fatal("reopen: unknown store")
-	}
-	closeStore(t, s)
-	return openTestStore(t, v.(Config))
+	return stores.Open(tb, Config{DSN: testenv.MySQLDatabase(tb)})
 }
 
 // must(f()).of(t) returns f's value, failing t if f returned an error.

@@ -43,6 +43,8 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store, reopen func(t 
 		{"GroupExpiry", testGroupExpiry},
 		{"GroupConcurrentAppend", testGroupConcurrentAppend},
 		{"GroupConcurrentAck", testGroupConcurrentAck},
+		{"GroupBatchAppend", testGroupBatchAppend},
+		{"GroupConcurrentBatches", testGroupConcurrentBatches},
 		{"RevokedTokens", testRevokedTokens},
 		{"Invites", testInvites},
 		{"Context", testContext},
@@ -132,6 +134,7 @@ func testContext(t *testing.T, s storage.Store) {
 	_, calls["CreateUser"] = s.CreateUser(cctx, storage.User{Name: "x"})
 	_, calls["Fetch"] = s.FetchOffline(cctx, 1, 0, 10)
 	_, calls["Append"] = s.AppendGroupMsg(cctx, storage.GroupMessage{Group: 1})
+	calls["AppendMany"] = s.AppendGroupMsgs(cctx, []storage.GroupMessage{{Group: 1}})
 	_, calls["Count"] = s.CountOffline(cctx, 1)
 	for name, err := range calls {
 		if !errors.Is(err, context.Canceled) {
@@ -161,6 +164,7 @@ func testClosed(t *testing.T, s storage.Store) {
 	_, err := s.FetchOffline(t.Context(), 1, 0, 1)
 	wantErr(t, err, storage.ErrClosed)
 	wantErr(t, s.StoreOffline(t.Context(), []storage.Message{{MID: 1, To: 1}}), storage.ErrClosed)
+	wantErr(t, s.AppendGroupMsgs(t.Context(), []storage.GroupMessage{{Group: 1}}), storage.ErrClosed)
 }
 
 func testReopen(t *testing.T, s storage.Store, reopen func(*testing.T, storage.Store) storage.Store) {

@@ -1,4 +1,4 @@
-package center
+package link
 
 import (
 	"bufio"
@@ -24,8 +24,8 @@ const linkDoc = "../../docs/operations.md"
 // of it (its op, fixed fields and tail, in hex).
 type linkVector struct {
 	name  string
-	item  func() linkItem
-	op    byte
+	item  func() Item
+	op    Op
 	fixed string
 	tail  string
 }
@@ -49,37 +49,46 @@ func pooled(b []byte) *bytebufferpool.ByteBuffer {
 }
 
 // linkVectors is one frame of each op; docs/operations.md shows each under
-// "Vector: <name>", and the fuzz target starts from them.
+// "Vector: link <name>", and the fuzz target starts from them.
 var linkVectors = []linkVector{
-	{name: "HELLO of endpoint 7, takes DELIVER_MANY", item: func() linkItem { return helloItem(7, linkHelloMany) },
-		op: linkHello, fixed: "010200000007"},
-	{name: "ONLINE of user 1, session 2", item: func() linkItem { return sessItem(linkOnline, 1, 2, 0) },
-		op: linkOnline, fixed: "0000000000000001000000000000000200"},
-	{name: "OFFLINE of user 1, session 2, bye", item: func() linkItem { return sessItem(linkOffline, 1, 2, 1) },
-		op: linkOffline, fixed: "0000000000000001000000000000000201"},
-	{name: "HANDLE of a PING from user 1, session 2", item: func() linkItem { return handleItem(1, 2, pooled(testPing)) },
-		op: linkHandle, fixed: "00000000000000010000000000000002", tail: hex.EncodeToString(testPing)},
-	{name: "DELIVER of a QoS 1 MSG to session 2", item: func() linkItem { return deliverItem(2, pooled(testMsg)) },
-		op: linkDeliver, fixed: "0000000000000002", tail: hex.EncodeToString(testMsg)},
-	{name: "NOTIFY user 1, code 5, {}", item: func() linkItem { return notifyItem(1, 5, pooled([]byte("{}"))) },
-		op: linkNotify, fixed: "00000000000000010005", tail: "7b7d"},
-	{name: "PING nonce 9", item: func() linkItem { return pingItem(linkPing, 9, 0) },
-		op: linkPing, fixed: "0000000000000009"},
-	{name: "PONG nonce 9, 4 frames received", item: func() linkItem { return pingItem(linkPong, 9, 4) },
-		op: linkPong, fixed: "00000000000000090000000000000004"},
+	{name: "HELLO of endpoint 7, takes DELIVER_MANY", item: func() Item { return NewHello(7, HelloMany) },
+		op: OpHello, fixed: "010200000007"},
+	{name: "ONLINE of user 1, session 2", item: func() Item { return NewOnline(1, 2, 0) },
+		op: OpOnline, fixed: "0000000000000001000000000000000200"},
+	{name: "OFFLINE of user 1, session 2, bye", item: func() Item { return NewOffline(1, 2, true) },
+		op: OpOffline, fixed: "0000000000000001000000000000000201"},
+	{name: "HANDLE of a PING from user 1, session 2", item: func() Item { return NewHandle(1, 2, pooled(testPing)) },
+		op: OpHandle, fixed: "00000000000000010000000000000002", tail: hex.EncodeToString(testPing)},
+	{name: "DELIVER of a QoS 1 MSG to session 2", item: func() Item { return NewDeliver(2, pooled(testMsg)) },
+		op: OpDeliver, fixed: "0000000000000002", tail: hex.EncodeToString(testMsg)},
+	{name: "NOTIFY user 1, code 5, {}", item: func() Item { return NewNotify(1, 5, pooled([]byte("{}"))) },
+		op: OpNotify, fixed: "00000000000000010005", tail: "7b7d"},
+	{name: "PING nonce 9", item: func() Item { return NewPing(9) },
+		op: OpPing, fixed: "0000000000000009"},
+	{name: "PONG nonce 9, 4 frames received", item: func() Item { return NewPong(9, 4) },
+		op: OpPong, fixed: "00000000000000090000000000000004"},
 	{name: "DELIVER_MANY of a PING to sessions 2 and 3",
-		item: func() linkItem { return idsItem(linkDeliverMany, []uint64{2, 3}, testPing) },
-		op:   linkDeliverMany, fixed: "00000002", tail: "00000000000000020000000000000003" + hex.EncodeToString(testPing)},
+		item: func() Item { return NewDeliverMany([]uint64{2, 3}, testPing) },
+		op:   OpDeliverMany, fixed: "00000002", tail: "00000000000000020000000000000003" + hex.EncodeToString(testPing)},
+	{name: "HELLO of center 1, takes rerouting",
+		item: func() Item { return NewHello(1, HelloCenter|HelloRerouting) },
+		op:   OpHello, fixed: "010500000001"},
+	{name: "FORWARD of a QoS 1 MSG for user 2, point-to-point",
+		item: func() Item { return NewForward(2, ForwardP2P, pooled(testMsg)) },
+		op:   OpForward, fixed: "000000000000000201", tail: hex.EncodeToString(testMsg)},
+	{name: "RESULT to user 2, mid 9, moved", item: func() Item { return NewResult(2, 9, ResultMoved) },
+		op: OpResult, fixed: "00000000000000020000000000000009fe"},
+	{name: "FANOUT of a PING to users 2 and 3", item: func() Item { return NewFanout([]uint64{2, 3}, testPing) },
+		op: OpFanout, fixed: "00000002", tail: "00000000000000020000000000000003" + hex.EncodeToString(testPing)},
+	{name: "STORED for users 2 and 3", item: func() Item { return NewStored([]uint64{2, 3}) },
+		op: OpStored, fixed: "00000002", tail: "00000000000000020000000000000003"},
 }
 
 // bytes returns the vector's encoding and releases the item's buffer.
 func (v linkVector) bytes() []byte {
 	it := v.item()
-	b := append([]byte(nil), it.head[:it.n]...)
-	if it.buf != nil {
-		b = append(b, it.buf.B...)
-		bytebufferpool.Put(it.buf)
-	}
+	b := it.AppendTo(nil)
+	it.Release()
 	return b
 }
 
@@ -131,8 +140,8 @@ func TestLinkVectors(t *testing.T) {
 		} else if !bytes.Equal(b, want) {
 			t.Errorf("%q: encodes to\n%x\nthe document shows\n%x", v.name, b, want)
 		}
-		lr := &linkReader{r: bufio.NewReader(bytes.NewReader(b)), max: frame.DefaultMaxFrame}
-		op, fixed, tail, err := lr.next()
+		lr := NewReader(bufio.NewReader(bytes.NewReader(b)), frame.DefaultMaxFrame)
+		op, fixed, tail, err := lr.Next()
 		if err != nil {
 			t.Fatalf("%q: %v", v.name, err)
 		}
@@ -141,7 +150,7 @@ func TestLinkVectors(t *testing.T) {
 		}
 		var got []byte
 		if tail > 0 {
-			buf, err := lr.readTail(tail)
+			buf, err := lr.ReadTail(tail)
 			if err != nil {
 				t.Fatalf("%q: tail: %v", v.name, err)
 			}
@@ -151,7 +160,7 @@ func TestLinkVectors(t *testing.T) {
 		if hex.EncodeToString(got) != v.tail {
 			t.Errorf("%q: tail %x, want %s", v.name, got, v.tail)
 		}
-		if _, _, _, err := lr.next(); !errors.Is(err, io.EOF) {
+		if _, _, _, err := lr.Next(); !errors.Is(err, io.EOF) {
 			t.Errorf("%q: bytes left after the frame (%v)", v.name, err)
 		}
 	}
@@ -176,25 +185,27 @@ func FuzzLinkReader(f *testing.F) {
 			src = iotest.OneByteReader(src)
 		}
 		counted := &countingReader{r: src}
-		lr := &linkReader{r: bufio.NewReaderSize(counted, 16), max: 1 << 16}
+		lr := NewReader(bufio.NewReaderSize(counted, 16), 1<<16)
 		var ids []uint64
 		for {
-			op, fixed, tail, err := lr.next()
+			op, fixed, tail, err := lr.Next()
 			if err != nil {
 				break
 			}
-			if op == 0 || op >= linkOpLimit || len(fixed) != linkFixed[op] || tail < 0 || (tail > 0 && !linkTail[op]) {
+			if op == 0 || op >= opLimit || len(fixed) != fixedLen[op] || tail < 0 || (tail > 0 && !hasTail[op]) {
 				t.Fatalf("op %02x fixed %d tail %d accepted", op, len(fixed), tail)
 			}
 			var buf *bytebufferpool.ByteBuffer
 			switch op {
-			case linkHandle, linkDeliver, linkForward:
-				buf, err = lr.readClientFrame(tail)
-			case linkFanout, linkDeliverMany:
-				ids, buf, err = lr.readIDsFrame("fuzz", int(binary.BigEndian.Uint32(fixed)), tail, ids[:0])
+			case OpHandle, OpDeliver, OpForward:
+				buf, err = lr.ReadClientFrame(tail)
+			case OpFanout, OpDeliverMany:
+				ids, buf, err = lr.ReadIDsFrame("fuzz", int(binary.BigEndian.Uint32(fixed)), tail, ids[:0])
+			case OpStored:
+				ids, err = lr.ReadIDs("fuzz", int(binary.BigEndian.Uint32(fixed)), tail, ids[:0])
 			default:
 				if tail > 0 {
-					buf, err = lr.readTail(tail)
+					buf, err = lr.ReadTail(tail)
 				}
 			}
 			if buf != nil {

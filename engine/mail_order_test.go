@@ -1,0 +1,45 @@
+package engine
+
+import (
+	"testing"
+
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/myim/myim/frame"
+)
+
+// postThenExec, on each frame, posts "mail" to the connection and then
+// queues a job that writes "job!" to it, both from the read callback, so
+// that the loop takes them in one drain.
+type postThenExec struct{}
+
+func (postThenExec) OnOpen(*Conn) error { return nil }
+func (postThenExec) OnFrame(c *Conn, _ frame.Frame) error {
+	b := bytebufferpool.Get()
+	b.B = append(b.B, "mail"...)
+	if err := c.Post(b); err != nil {
+		return err
+	}
+	return c.Exec(func() {
+		if !c.Closed() {
+			c.Write([]byte("job!"))
+		}
+	})
+}
+func (postThenExec) OnClose(*Conn, CloseReason) {}
+
+// A job queued after a buffer was posted to a connection writes after it:
+// per connection, posted buffers and jobs keep the order they came in.
+func TestExecAfterPostKeepsOrder(t *testing.T) {
+	s := startLoopServer(t, postThenExec{})
+	c := dialServer(t, s)
+	f, _ := frame.Append(nil, frame.CmdPresence, frame.QoS0, []byte{1})
+	for i := 0; i < 20; i++ {
+		if _, err := c.Write(f); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(readFull(t, c, 8)); got != "mailjob!" {
+			t.Fatalf("round %d: the connection got %q, want the posted buffer first: %q", i, got, "mailjob!")
+		}
+	}
+}
