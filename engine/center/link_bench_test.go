@@ -36,6 +36,20 @@ func BenchmarkLinkProducers(b *testing.B) {
 			}
 		}
 	})
+	b.Run("op=handle-qos1", func(b *testing.B) {
+		rc := &RemoteCenter{q: link.NewQueue(&lc), r: link.NewRedialer(time.Second, time.Second),
+			sessions: map[uint64]*remoteSess{2: {user: 1}}}
+		msg, _ := frame.AppendMsg(nil, frame.CmdMsg, frame.QoS1, frame.MsgHeader{From: 1, To: 3, CID: 9}, []byte("hi"))
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			buf := bytebufferpool.Get()
+			buf.B = append(buf.B[:0], msg...)
+			rc.Handle(1, ref, buf)
+			if i%benchDrain == benchDrain-1 {
+				rc.q.Clear()
+			}
+		}
+	})
 	b.Run("op=deliver", func(b *testing.B) {
 		re := &remoteEndpoint{id: 1, q: link.NewQueue(&lc)}
 		b.ReportAllocs()
@@ -66,4 +80,38 @@ func BenchmarkLinkProducers(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkLinkHandleParallel is Handle from every core at once, as the
+// endpoint's event loops call it, with a writer draining the queue.
+func BenchmarkLinkHandleParallel(b *testing.B) {
+	var lc link.Config
+	lc.FillDefaults()
+	rc := &RemoteCenter{q: link.NewQueue(&lc), r: link.NewRedialer(time.Second, time.Second),
+		sessions: map[uint64]*remoteSess{2: {user: 1}}}
+	stop := make(chan struct{})
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				rc.q.Clear()
+				time.Sleep(100 * time.Microsecond)
+			}
+		}
+	}()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		ref := im.SessionRef{Endpoint: 1, Session: 2}
+		for pb.Next() {
+			buf := bytebufferpool.Get()
+			buf.B = append(buf.B[:0], frame.Ping...)
+			rc.Handle(1, ref, buf)
+		}
+	})
+	close(stop)
+	<-drained
 }

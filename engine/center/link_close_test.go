@@ -55,7 +55,7 @@ func queueFree(t *testing.T, produce func(), nc *slowCloseConn) {
 
 // Producers push to a link's queue from event loops: closing the link's
 // connection, which for TLS waits for close_notify, must not hold the
-// queue's lock or the owner's.
+// queue's lock, under which the owner keeps its own state.
 func TestRemoteCenterClosesOutsideQueueLock(t *testing.T) {
 	var lc link.Config
 	lc.FillDefaults()

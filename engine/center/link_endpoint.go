@@ -81,11 +81,9 @@ type RemoteCenter struct {
 	q   *link.Queue
 	r   *link.Redialer
 
-	// mu guards ep and sessions and keeps them in step with what is
-	// queued (an ONLINE is pushed, and the queue reset for a new
-	// connection, under it). It is taken before q's lock and r's, both
-	// leaves, and no connection is closed under it.
-	mu       sync.Mutex
+	// Guarded by q's lock, inside q.Do, so that they stay in step with
+	// what is queued (an ONLINE is pushed, and the queue reset for a new
+	// connection, under it).
 	ep       im.Endpoint
 	sessions map[uint64]*remoteSess // by session id
 
@@ -134,41 +132,38 @@ func NewRemoteCenter(cfg RemoteCenterConfig) (*RemoteCenter, error) {
 // Attach registers the endpoint that receives DELIVERs and starts the link.
 // A RemoteCenter serves one endpoint; attaching another replaces it.
 func (rc *RemoteCenter) Attach(ep im.Endpoint) {
-	rc.mu.Lock()
-	rc.ep = ep
-	rc.mu.Unlock()
+	rc.q.Do(func(link.Locked) { rc.ep = ep })
 	rc.startOnce.Do(func() {
 		go rc.r.Run(&remoteSide{rc: rc, addrs: append([]string{rc.cfg.Addr}, rc.cfg.Fallbacks...)})
 	})
 }
 
 func (rc *RemoteCenter) endpoint() im.Endpoint {
-	rc.mu.Lock()
-	ep := rc.ep
-	rc.mu.Unlock()
+	var ep im.Endpoint
+	rc.q.Do(func(link.Locked) { ep = rc.ep })
 	return ep
 }
 
 // Online reports a session; while the link is down it is only recorded, and
 // announced when the link comes back.
 func (rc *RemoteCenter) Online(user uint64, s im.SessionRef) {
-	rc.mu.Lock()
-	rs := &remoteSess{user: user}
-	rc.sessions[s.Session] = rs
-	if rc.r.Connected() {
-		rs.announced = rc.q.Push(link.NewOnline(user, s.Session, 0)) == nil
-	}
-	rc.mu.Unlock()
+	rc.q.Do(func(q link.Locked) {
+		rs := &remoteSess{user: user}
+		rc.sessions[s.Session] = rs
+		if rc.r.Connected() {
+			rs.announced = q.Push(link.NewOnline(user, s.Session, 0)) == nil
+		}
+	})
 }
 
 // Offline reports a session gone.
 func (rc *RemoteCenter) Offline(user uint64, s im.SessionRef, bye bool) {
-	rc.mu.Lock()
-	delete(rc.sessions, s.Session)
-	if rc.r.Connected() {
-		_ = rc.q.Push(link.NewOffline(user, s.Session, bye))
-	}
-	rc.mu.Unlock()
+	rc.q.Do(func(q link.Locked) {
+		delete(rc.sessions, s.Session)
+		if rc.r.Connected() {
+			_ = q.Push(link.NewOffline(user, s.Session, bye))
+		}
+	})
 }
 
 // Handle queues a frame for the center; see Center.Handle. When the queue
@@ -185,20 +180,23 @@ func (rc *RemoteCenter) Handle(user uint64, s im.SessionRef, buf *bytebufferpool
 		cid = frame.Msg(f.Body()).CID()
 		it.Retain = cid != 0
 	}
-	rc.mu.Lock()
-	ok := rc.q.Push(it) == nil
-	if ok && cid != 0 {
-		// Until its answer passes back: if the link ends first, the
-		// center may have read it and died before answering, so the
-		// client is told to retry (answerLost).
-		if rs := rc.sessions[s.Session]; rs != nil {
-			if rs.unanswered == nil {
-				rs.unanswered = make(map[uint64]struct{})
+	var ok bool
+	if cid == 0 {
+		ok = rc.q.Push(it) == nil // no state of ours to keep in step
+	} else {
+		rc.q.Do(func(q link.Locked) {
+			ok = q.Push(it) == nil
+			// Until its answer passes back: if the link ends first, the
+			// center may have read it and died before answering, so the
+			// client is told to retry (answerLost).
+			if rs := rc.sessions[s.Session]; ok && rs != nil {
+				if rs.unanswered == nil {
+					rs.unanswered = make(map[uint64]struct{})
+				}
+				rs.unanswered[cid] = struct{}{}
 			}
-			rs.unanswered[cid] = struct{}{}
-		}
+		})
 	}
-	rc.mu.Unlock()
 	if ok {
 		return
 	}
@@ -257,14 +255,17 @@ func (rc *RemoteCenter) Queued() int { return rc.q.Queued() }
 
 // Close stops the link for good; queued frames are dropped.
 func (rc *RemoteCenter) Close() {
-	rc.mu.Lock()
-	nc, ok := rc.r.Shut()
+	var (
+		nc          net.Conn
+		ok, started bool
+	)
+	rc.q.Do(func(link.Locked) {
+		nc, ok = rc.r.Shut()
+		started = rc.ep != nil
+	})
 	if !ok {
-		rc.mu.Unlock()
 		return
 	}
-	started := rc.ep != nil
-	rc.mu.Unlock()
 	if nc != nil {
 		// Outside every lock: closing a TLS link waits for its
 		// close_notify to be written, and producers on event loops must
@@ -410,35 +411,40 @@ func (rc *RemoteCenter) connect(addr string) (net.Conn, *bufio.Reader, error) {
 // for every session, then the messages it did not confirm on the last
 // connection, then what waited meanwhile.
 func (rc *RemoteCenter) serve(nc net.Conn, br *bufio.Reader, log *slog.Logger) error {
-	rc.mu.Lock()
-	if !rc.r.Up(nc) {
-		rc.mu.Unlock()
-		nc.Close()
+	var up bool
+	var sessions, queued int
+	rc.q.Do(func(q link.Locked) {
+		if up = rc.r.Up(nc); !up {
+			return
+		}
+		front := make([]link.Item, 0, len(rc.sessions))
+		for id, s := range rc.sessions {
+			var flag byte
+			if s.announced {
+				flag = link.Resumed
+			}
+			s.announced = true
+			front = append(front, link.NewOnline(s.user, id, flag))
+		}
+		q.Reset(front)
+		sessions, queued = len(front), q.Queued()
+	})
+	if !up {
+		nc.Close() // outside the queue's lock
 		return engine.ErrClosed
 	}
-	front := make([]link.Item, 0, len(rc.sessions))
-	for id, s := range rc.sessions {
-		var flag byte
-		if s.announced {
-			flag = link.Resumed
-		}
-		s.announced = true
-		front = append(front, link.NewOnline(s.user, id, flag))
-	}
-	rc.q.Reset(front)
-	rc.mu.Unlock()
-	queued := rc.q.Queued()
-	log.Info("center link up", "sessions", len(front), "queued", queued, "tls", rc.cfg.Link.TLS != nil)
+	log.Info("center link up", "sessions", sessions, "queued", queued, "tls", rc.cfg.Link.TLS != nil)
 	if rc.cfg.Link.TLS == nil {
 		log.Warn("center link is plain TCP: run it only over a private network")
 	}
 
 	err := rc.q.Serve(nc, &rc.cfg.Link, func() error { return rc.read(nc, br) })
-	rc.mu.Lock()
-	rc.r.Down()
-	rc.Resent.Add(uint64(rc.q.Reset(nil)))
-	lost := rc.unansweredLocked()
-	rc.mu.Unlock()
+	var lost []lostSend
+	rc.q.Do(func(q link.Locked) {
+		rc.r.Down()
+		rc.Resent.Add(uint64(q.Reset(nil)))
+		lost = rc.unansweredLocked()
+	})
 	rc.answerLost(lost)
 	return err
 }
@@ -446,7 +452,7 @@ func (rc *RemoteCenter) serve(nc net.Conn, br *bufio.Reader, log *slog.Logger) e
 // lostSend is a QoS 1 message whose answer the link took with it.
 type lostSend struct{ session, cid uint64 }
 
-// unansweredLocked takes every session's unanswered CIDs. rc.mu held.
+// unansweredLocked takes every session's unanswered CIDs. Inside q.Do.
 func (rc *RemoteCenter) unansweredLocked() []lostSend {
 	var out []lostSend
 	for id, rs := range rc.sessions {
@@ -486,11 +492,11 @@ func (rc *RemoteCenter) answered(sess uint64, b []byte) {
 	if cid == 0 {
 		return
 	}
-	rc.mu.Lock()
-	if rs := rc.sessions[sess]; rs != nil && rs.unanswered != nil {
-		delete(rs.unanswered, cid)
-	}
-	rc.mu.Unlock()
+	rc.q.Do(func(link.Locked) {
+		if rs := rc.sessions[sess]; rs != nil && rs.unanswered != nil {
+			delete(rs.unanswered, cid)
+		}
+	})
 }
 
 // read handles what the center sends until the connection fails.

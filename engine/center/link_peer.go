@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/valyala/bytebufferpool"
@@ -43,9 +42,8 @@ type peerLink struct {
 	q    *link.Queue
 	r    *link.Redialer
 	log  *slog.Logger
-	// mu keeps what push checks (the link up, the peer's HELLO) in step
-	// with the queue: taken before q's lock and r's, both leaves.
-	mu        sync.Mutex
+	// Guarded by q's lock, inside q.Do, so that what push checks (the
+	// link up, the peer's HELLO) stays in step with the queue.
 	rerouting bool // the peer's HELLO set link.HelloRerouting
 	helloSeen bool // a HELLO came back: rerouting is known
 }
@@ -62,12 +60,11 @@ func newPeerLink(cl *cluster, id uint32, addr string) *peerLink {
 // peer that takes rerouting and this one did not say so in its HELLO:
 // every caller already falls back for a link that is down.
 func (p *peerLink) push(it link.Item) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.r.Connected() || (it.Rerouting() && !p.rerouting) {
-		return false
-	}
-	return p.q.Push(it) == nil
+	ok := false
+	p.q.Do(func(q link.Locked) {
+		ok = p.r.Connected() && (!it.Rerouting() || p.rerouting) && q.Push(it) == nil
+	})
+	return ok
 }
 
 // up reports whether the link is connected.
@@ -75,10 +72,9 @@ func (p *peerLink) up() bool { return p.r.Connected() }
 
 // reroutes reports whether the peer may be sent what needs rerouting: true
 // until its HELLO is known, then what the HELLO said.
-func (p *peerLink) reroutes() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return !p.helloSeen || p.rerouting
+func (p *peerLink) reroutes() (ok bool) {
+	p.q.Do(func(link.Locked) { ok = !p.helloSeen || p.rerouting })
+	return ok
 }
 
 // close stops the link and waits for its goroutine.
@@ -124,9 +120,7 @@ func (p *peerLink) Dial() (net.Conn, *bufio.Reader, error) {
 		return nil, nil, fmt.Errorf("%w: %s answers as center %d, the registry says %d", link.ErrRefused, p.addr, h.ID, p.id)
 	}
 	rerouting := h.Flags&link.HelloRerouting != 0
-	p.mu.Lock()
-	p.rerouting, p.helloSeen = rerouting, true
-	p.mu.Unlock()
+	p.q.Do(func(link.Locked) { p.rerouting, p.helloSeen = rerouting, true })
 	if !rerouting {
 		p.cl.log.Warn("center peer runs an older version: no rerouting of stale routes, hints or file transfers to it",
 			"peer_center", p.id)
@@ -138,26 +132,28 @@ func (p *peerLink) Dial() (net.Conn, *bufio.Reader, error) {
 // the peer is down.
 func (p *peerLink) Serve(nc net.Conn, br *bufio.Reader) error {
 	defer p.cl.peerDown(p.id)
-	p.mu.Lock()
-	if !p.r.Up(nc) {
-		p.mu.Unlock()
-		nc.Close()
+	up := false
+	p.q.Do(func(q link.Locked) {
+		if up = p.r.Up(nc); up {
+			q.Reset(nil)
+		}
+	})
+	if !up {
+		nc.Close() // outside the queue's lock
 		return engine.ErrClosed
 	}
-	p.q.Reset(nil)
-	p.mu.Unlock()
 	p.cl.PeerConnects.Add(1)
 	p.log.Info("center peer link up", "tls", p.cl.cfg.Link.TLS != nil)
 	p.cl.replayStored(p)
 
 	err := p.q.Serve(nc, &p.cl.cfg.Link, func() error { return p.read(nc, br) })
-	p.mu.Lock()
-	p.r.Down()
 	// What was queued and not written is dropped: the forwarded QoS 1
 	// messages among it are still held by the cluster and go to the
 	// offline store in peerDown.
-	p.q.Clear()
-	p.mu.Unlock()
+	p.q.Do(func(q link.Locked) {
+		p.r.Down()
+		q.Clear()
+	})
 	return err
 }
 

@@ -64,6 +64,10 @@
 //	                        on the sender, were just stored offline; their
 //	                        sessions on the receiver drain the store
 //
+// docs/operations.md shows one frame of each op in hex; TestLinkVectors
+// holds the encoder and the Reader to those bytes, and FuzzLinkReader
+// starts from them.
+//
 // Each side sends a PING every heartbeat interval and closes the link when
 // nothing at all arrives for the heartbeat timeout, so that a dead peer is
 // noticed within seconds even when no traffic flows.

@@ -19,9 +19,9 @@ type retained struct {
 // (HELLO, ONLINE, OFFLINE, PING, PONG) are always admitted, since dropping
 // one would leave the two ends disagreeing, and their number is bounded by
 // session churn and the heartbeat. Every method is safe for concurrent use
-// and never blocks but Serve: its lock is a leaf (nothing else is taken
-// under it, and no connection is closed under it), so producers may hold
-// their own locks while they push.
+// and never blocks but Serve. No connection is closed under the queue's
+// lock; the only other locks taken under it are those an owner takes in
+// Do, which must be leaves.
 type Queue struct {
 	mu       sync.Mutex
 	items    []Item
@@ -145,6 +145,10 @@ func (q *Queue) Confirm(received uint64) {
 func (q *Queue) Reset(front []Item) (resent int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	return q.resetLocked(front)
+}
+
+func (q *Queue) resetLocked(front []Item) (resent int) {
 	resent = len(q.kept)
 	items := make([]Item, 0, len(front)+len(q.kept)+len(q.items))
 	items = append(items, front...)
@@ -171,8 +175,40 @@ func (q *Queue) Reset(front []Item) (resent int) {
 // concurrent use.
 func (q *Queue) Clear() {
 	q.mu.Lock()
+	q.clearLocked()
+	q.mu.Unlock()
+}
+
+func (q *Queue) clearLocked() {
 	q.dropLocked()
 	q.items, q.kept, q.acked = q.items[:0], q.kept[:0], 0
+}
+
+// Locked is a Queue whose lock is held: what Do passes its function. It is
+// valid only during that call, on that goroutine.
+type Locked struct{ q *Queue }
+
+// Push is Queue.Push under the lock Do holds.
+func (l Locked) Push(it Item) error { return l.q.pushLocked(it) }
+
+// Reset is Queue.Reset under the lock Do holds.
+func (l Locked) Reset(front []Item) (resent int) { return l.q.resetLocked(front) }
+
+// Clear is Queue.Clear under the lock Do holds.
+func (l Locked) Clear() { l.q.clearLocked() }
+
+// Queued is Queue.Queued under the lock Do holds.
+func (l Locked) Queued() int { return l.q.data }
+
+// Do runs fn with the queue's lock held, so that an owner keeps state of
+// its own in step with what is queued (the sessions it announced, whether
+// its link is up): that state is then guarded by the queue's lock, and
+// touched only inside Do. fn queues through l, never through q (q's
+// methods would deadlock); it must be short, must not block, call out or
+// panic, and may take only leaf locks. Safe for concurrent use.
+func (q *Queue) Do(fn func(l Locked)) {
+	q.mu.Lock()
+	fn(Locked{q})
 	q.mu.Unlock()
 }
 

@@ -141,3 +141,33 @@ func TestQueueRetainsUntilConfirmed(t *testing.T) {
 		t.Fatalf("queued %d after the confirmation", n)
 	}
 }
+
+// Do runs its function under the queue's lock: a Push from elsewhere waits
+// for it, and what the function queued comes first.
+func TestQueueDo(t *testing.T) {
+	q := NewQueue(testConfig(0))
+	in, release, pushed := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go q.Do(func(l Locked) {
+		if err := l.Push(NewPing(1)); err != nil || l.Queued() != 0 {
+			t.Errorf("push under Do: %v, queued %d", err, l.Queued())
+		}
+		close(in)
+		<-release
+	})
+	<-in
+	go func() {
+		_ = q.Push(NewPing(2))
+		close(pushed)
+	}()
+	select {
+	case <-pushed:
+		t.Fatal("Push went through while Do held the lock")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	<-pushed
+	batch := q.take(nil)
+	if len(batch) != 2 || batch[0].head[batch[0].n-1] != 1 { // the last byte of PING 1's nonce
+		t.Fatalf("queued %d items, the first not Do's", len(batch))
+	}
+}

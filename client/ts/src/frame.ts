@@ -67,7 +67,8 @@ export const GroupOp = {
 
 /** The name of a command, for logs. */
 export function cmdName(c: number): string {
-  for (const [k, v] of Object.entries(Cmd)) if (v === c) return k.toUpperCase();
+  // GroupMsg -> GROUP_MSG, as docs/protocol.md names them.
+  for (const [k, v] of Object.entries(Cmd)) if (v === c) return k.replace(/(?<=[a-z])(?=[A-Z])/g, "_").toUpperCase();
   return `CMD(${c})`;
 }
 
