@@ -201,6 +201,26 @@ type pendingShard = deadlineShard[pendKey, *pending]
 
 func (p *pending) due() time.Time { return p.deadline }
 
+// pendingPool recycles the pending entries of QoS 1 pushes: one per
+// message, so that the push path allocates nothing.
+var pendingPool = sync.Pool{New: func() any { return new(pending) }}
+
+// getPending returns a zeroed entry whose sessions slice is backed by one.
+func getPending() *pending {
+	p := pendingPool.Get().(*pending)
+	p.sessions = p.one[:0]
+	return p
+}
+
+// putPending recycles p. Whoever takes p out of its shard's map recycles
+// it, once done with its fields; a push that entered p before its
+// Deliver calls (pushLive) may still compare the map's entry with p
+// after a receipt took and recycled it, never read its fields.
+func putPending(p *pending) {
+	*p = pending{}
+	pendingPool.Put(p)
+}
+
 type dedupeKey struct{ from, cid uint64 }
 
 type dedupeShard struct {
@@ -449,6 +469,7 @@ func (c *LocalCenter) dropFromPending(to, mid uint64, st *sessState) {
 	delete(sh.m, k)
 	sh.mu.Unlock()
 	c.storeAndAck(p.buf, p.from, p.cid, p.qos, to, p.origin)
+	putPending(p)
 }
 
 // p2p routes a point-to-point message (or a file transfer frame, which

@@ -237,10 +237,14 @@ func (c *LocalCenter) pushLive(buf *bytebufferpool.ByteBuffer, pushes []livePush
 	mid := frame.Msg(frame.Frame(buf.B).Body()).MID()
 	var p *pending
 	if qos == frame.QoS1 {
-		p = &pending{from: user, cid: cid, qos: qos, origin: origin, deadline: time.Now().Add(c.cfg.AckTimeout)}
-		p.sessions = p.one[:0]
+		p = getPending()
+		p.from, p.cid, p.qos, p.origin = user, cid, qos, origin
+		p.deadline = time.Now().Add(c.cfg.AckTimeout)
 	}
 	if c.copyPushes(buf, pushes, mid, p) == 0 {
+		if p != nil {
+			putPending(p)
+		}
 		return false
 	}
 	var rb *bytebufferpool.ByteBuffer
@@ -294,6 +298,9 @@ func (c *LocalCenter) pushLive(buf *bytebufferpool.ByteBuffer, pushes []livePush
 			delete(sh.m, k)
 		}
 		sh.mu.Unlock()
+		if mine {
+			putPending(p)
+		}
 		return !mine // mine: the caller spills the sessions and stores it
 	}
 	if p != nil && refused > 0 {
@@ -562,6 +569,7 @@ func (c *LocalCenter) ack(user uint64, s im.SessionRef, a frame.Ack) {
 			c.acked(p.from, p.cid, mid, user, p.origin, frame.AckDelivered)
 		}
 		bytebufferpool.Put(p.buf)
+		putPending(p)
 		c.kickDrains(user) // a horizon may have moved
 	case frame.AckGroupRead:
 		group := a.Peer()
@@ -600,5 +608,6 @@ func (c *LocalCenter) sweeper() {
 			}
 			st.mu.Unlock()
 		}
+		putPending(p)
 	})
 }
