@@ -17,8 +17,8 @@ import (
 	"github.com/myim/myim/storage"
 )
 
-// CenterConfig wires the in-process center.
-type CenterConfig struct {
+// Config wires the in-process center.
+type Config struct {
 	ID    uint32
 	Store storage.Store
 	// Servers returns the server list (SERVER_LIST lookups).
@@ -49,7 +49,7 @@ type CenterConfig struct {
 	Logger  *slog.Logger
 }
 
-func (c *CenterConfig) fillDefaults() {
+func (c *Config) fillDefaults() {
 	if c.ID == 0 {
 		c.ID = 1
 	}
@@ -85,7 +85,7 @@ func (c *CenterConfig) fillDefaults() {
 // calls its callbacks under a shard read lock; they take no other lock of
 // the center's but a sessState's.
 type LocalCenter struct {
-	cfg    CenterConfig
+	cfg    Config
 	routes route.Local
 	epsMu  sync.RWMutex
 	eps    map[uint32]im.Endpoint
@@ -231,7 +231,7 @@ type dedupeShard struct {
 }
 
 // NewLocalCenter starts a center and its storage workers.
-func NewLocalCenter(cfg CenterConfig) *LocalCenter {
+func NewLocalCenter(cfg Config) *LocalCenter {
 	cfg.fillDefaults()
 	c := &LocalCenter{cfg: cfg, storeWarn: lograte.New(), eps: make(map[uint32]im.Endpoint),
 		jobs: make(chan func(), cfg.QueueLen), offline: make(chan offlineItem, cfg.QueueLen),
