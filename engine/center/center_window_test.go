@@ -9,7 +9,6 @@ import (
 
 	"github.com/valyala/bytebufferpool"
 
-	"github.com/myim/myim/engine"
 	"github.com/myim/myim/engine/im"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/route"
@@ -388,7 +387,7 @@ func TestWindowSpillsAndDrainsInOrder(t *testing.T) {
 // drain push every one in MID order, none lost and none twice.
 func TestWindowSlowReaderStored(t *testing.T) {
 	c, ep, st := windowCenter(t, Config{Window: 8, AckTimeout: time.Hour})
-	ep.setRefuse(bobS, engine.ErrSlowReader)
+	ep.setRefuse(bobS, im.ErrSlowReader)
 	const refused, more = 12, 3
 	want := map[uint64]byte{}
 	var cids []uint64
@@ -433,7 +432,7 @@ func TestWindowSlowReaderResumesOnReceipt(t *testing.T) {
 	if len(first) != 1 {
 		t.Fatalf("bob was pushed %d messages, want 1", len(first))
 	}
-	ep.setRefuse(bobS, engine.ErrSlowReader)
+	ep.setRefuse(bobS, im.ErrSlowReader)
 	want := map[uint64]byte{1: frame.AckDelivered}
 	for cid := uint64(2); cid <= 6; cid++ {
 		aliceSends(c, cid)

@@ -219,7 +219,16 @@ func (e *Handler) Deliver(s im.SessionRef, buf *bytebufferpool.ByteBuffer) error
 	if es == nil {
 		return im.ErrUnknownSession
 	}
-	return es.conn.Post(buf)
+	switch err := es.conn.Post(buf); err {
+	case nil:
+		return nil
+	case engine.ErrSlowReader:
+		return im.ErrSlowReader
+	case engine.ErrClosed:
+		return im.ErrClosed
+	default:
+		return err
+	}
 }
 
 // kickWhere closes the sessions match selects and returns how many.
