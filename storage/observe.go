@@ -39,6 +39,7 @@ const (
 	MethodAppendGroupMsgs
 	MethodFetchGroup
 	MethodAckGroup
+	MethodAckGroups
 	MethodPurgeExpiredGroupMsgs
 	MethodCountGroupMsgs
 	MethodRevokeToken
@@ -89,6 +90,7 @@ var methodNames = [MethodCount]string{
 	"AppendGroupMsgs",
 	"FetchGroup",
 	"AckGroup",
+	"AckGroups",
 	"PurgeExpiredGroupMsgs",
 	"CountGroupMsgs",
 	"RevokeToken",
@@ -256,6 +258,10 @@ func (o *observed) AppendGroupMsgs(ctx context.Context, ms []GroupMessage) error
 
 func (o *observed) FetchGroup(ctx context.Context, group, user uint64, afterSeq uint64, limit int) ([]GroupMessage, error) {
 	return timed(o, MethodFetchGroup, func() ([]GroupMessage, error) { return o.s.FetchGroup(ctx, group, user, afterSeq, limit) })
+}
+
+func (o *observed) AckGroups(ctx context.Context, acks []GroupAck) error {
+	return o.timedErr(MethodAckGroups, func() error { return o.s.AckGroups(ctx, acks) })
 }
 
 func (o *observed) AckGroup(ctx context.Context, group, user, seq uint64) error {

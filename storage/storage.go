@@ -124,6 +124,11 @@ type GroupMessage struct {
 	Content     []byte
 }
 
+// GroupAck is a member's read of a group up to Seq (AckGroups).
+type GroupAck struct {
+	Group, User, Seq uint64
+}
+
 // Group describes a group. Members is the current member count. Open
 // groups take anyone who asks to join; closed ones (the default) only
 // those a member with the right invites.

@@ -158,6 +158,12 @@ type GroupMessages interface {
 	// same or a lower seq again changes nothing. ErrNotFound if the group is
 	// unknown or user is not a member.
 	AckGroup(ctx context.Context, group, user, seq uint64) error
+	// AckGroups applies acks in one write (one transaction) as AckGroup
+	// would one after the other, except that an ack of an unknown group or
+	// of a user who is not a member is skipped, so that one member gone
+	// does not fail the others' acks. A message acked by several members
+	// of the batch counts each of them.
+	AckGroups(ctx context.Context, acks []GroupAck) error
 	// PurgeExpiredGroupMsgs deletes group messages with
 	// 0 < ExpiresAt <= now and returns how many.
 	PurgeExpiredGroupMsgs(ctx context.Context, now int64) (int, error)

@@ -110,7 +110,7 @@ type Config struct {
 
 	// ReceiptTimeout is how long a pushed QoS 1 message waits for the
 	// recipient's receipt before it is stored and its sender acked STORED
-	// (engine.CenterConfig.AckTimeout).
+	// (center.Config.AckTimeout).
 	ReceiptTimeout time.Duration
 }
 

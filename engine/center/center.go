@@ -17,8 +17,8 @@ import (
 	"github.com/myim/myim/storage"
 )
 
-// CenterConfig wires the in-process center.
-type CenterConfig struct {
+// Config wires the in-process center.
+type Config struct {
 	ID    uint32
 	Store storage.Store
 	// Servers returns the server list (SERVER_LIST lookups).
@@ -49,7 +49,7 @@ type CenterConfig struct {
 	Logger  *slog.Logger
 }
 
-func (c *CenterConfig) fillDefaults() {
+func (c *Config) fillDefaults() {
 	if c.ID == 0 {
 		c.ID = 1
 	}
@@ -85,7 +85,7 @@ func (c *CenterConfig) fillDefaults() {
 // calls its callbacks under a shard read lock; they take no other lock of
 // the center's but a sessState's.
 type LocalCenter struct {
-	cfg    CenterConfig
+	cfg    Config
 	routes route.Local
 	epsMu  sync.RWMutex
 	eps    map[uint32]im.Endpoint
@@ -99,7 +99,9 @@ type LocalCenter struct {
 	pending [pendingShards]pendingShard
 
 	jobs     chan func()
-	lanes    []chan groupReq // group messages, one lane per group (center_group_batch.go)
+	lanes    []chan groupReq               // group messages, one lane per group (center_group_batch.go)
+	gacks    [groupAckShards]groupAckShard // group read acks waiting for their write (center_group_acks.go)
+	gackWake chan struct{}                 // wakes groupAckWriter
 	offline  chan offlineItem
 	storing  [storingShards]storingShard // messages on their way to the store, per recipient
 	spilling atomic.Int64                // sessions with spill set
@@ -229,7 +231,7 @@ type dedupeShard struct {
 }
 
 // NewLocalCenter starts a center and its storage workers.
-func NewLocalCenter(cfg CenterConfig) *LocalCenter {
+func NewLocalCenter(cfg Config) *LocalCenter {
 	cfg.fillDefaults()
 	c := &LocalCenter{cfg: cfg, storeWarn: lograte.New(), eps: make(map[uint32]im.Endpoint),
 		jobs: make(chan func(), cfg.QueueLen), offline: make(chan offlineItem, cfg.QueueLen),
@@ -246,7 +248,9 @@ func NewLocalCenter(cfg CenterConfig) *LocalCenter {
 		go c.worker()
 	}
 	c.startLanes()
-	c.wg.Add(4)
+	c.gackWake = make(chan struct{}, 1)
+	c.wg.Add(5)
+	go c.groupAckWriter()
 	go c.groupSweeper()
 	go c.sweeper()
 	go c.offlineWriter()

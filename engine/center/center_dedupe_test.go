@@ -14,7 +14,7 @@ func TestDedupeRingBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	c := NewLocalCenter(CenterConfig{ID: 1, Store: st})
+	c := NewLocalCenter(Config{ID: 1, Store: st})
 	defer c.Close()
 	for i := range c.dedupe {
 		if n := cap(c.dedupe[i].ring); n != 0 {

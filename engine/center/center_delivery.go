@@ -584,15 +584,7 @@ func (c *LocalCenter) ack(user uint64, s im.SessionRef, a frame.Ack) {
 				st.mu.Unlock()
 			}
 		})
-		c.submit(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := c.cfg.Store.AckGroup(ctx, group, user, mid); err != nil {
-				if ok, n := c.storeWarn.Allow(); ok {
-					c.cfg.Logger.Warn("group ack failed", "group", group, "user", user, "err", err, "suppressed", n)
-				}
-			}
-		})
+		c.ackGroupRead(group, user, mid)
 	}
 }
 

@@ -3,6 +3,7 @@ package center
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -84,7 +85,7 @@ func (g *appendGate) appends() int {
 func groupCenter(t *testing.T) (*LocalCenter, *fakeEndpoint, *appendGate, uint64) {
 	t.Helper()
 	var g *appendGate
-	c, ep, _ := windowCenterOn(t, CenterConfig{}, func(st storage.Store) storage.Store {
+	c, ep, _ := windowCenterOn(t, Config{}, func(st storage.Store) storage.Store {
 		g = &appendGate{Store: st}
 		return g
 	})
@@ -218,5 +219,72 @@ func TestGroupFanoutFewOnline(t *testing.T) {
 				t.Fatalf("endpoint %d got from %d to %d %q", ep.id, m.From(), m.To(), m.Content())
 			}
 		}
+	}
+}
+
+// ackGate is a real store whose first AckGroups call waits for release,
+// and which records the acks of each call.
+type ackGate struct {
+	storage.Store
+	reached, release chan struct{}
+	mu               sync.Mutex
+	calls            [][]storage.GroupAck
+}
+
+func (a *ackGate) AckGroups(ctx context.Context, acks []storage.GroupAck) error {
+	a.mu.Lock()
+	a.calls = append(a.calls, slices.Clone(acks))
+	first := len(a.calls) == 1
+	a.mu.Unlock()
+	if first {
+		close(a.reached)
+		<-a.release
+	}
+	return a.Store.AckGroups(ctx, acks)
+}
+
+// Read acks that come while the previous write runs are written together
+// in the next, one per member and group, with the highest seq.
+func TestGroupReadAcksJoin(t *testing.T) {
+	var st *ackGate
+	c, ep, _ := windowCenterOn(t, Config{}, func(s storage.Store) storage.Store {
+		st = &ackGate{Store: s, reached: make(chan struct{}), release: make(chan struct{})}
+		return st
+	})
+	group, err := st.CreateGroup(t.Context(), alice, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.JoinGroup(t.Context(), group, bob); err != nil {
+		t.Fatal(err)
+	}
+	const n = 5
+	for cid := uint64(1); cid <= n; cid++ {
+		aliceToGroup(c, group, cid)
+	}
+	eventually(t, "bob has every message", func() bool { return len(ep.frames(bobS, frame.CmdGroupMsg)) == n })
+	readAck := func(user uint64, s im.SessionRef, seq uint64) {
+		buf := bytebufferpool.Get()
+		buf.B, _ = frame.AppendAck(buf.B, 0, seq, group, frame.AckGroupRead)
+		c.Handle(user, s, buf)
+	}
+	readAck(alice, aliceS, n) // the first write, held
+	<-st.reached
+	for seq := uint64(1); seq <= n; seq++ {
+		readAck(bob, bobS, seq)
+	}
+	close(st.release)
+	eventually(t, "bob's read written", func() bool {
+		ms, err := st.GroupMembers(t.Context(), group)
+		return err == nil && len(ms) == 2 && ms[1].User == bob && ms[1].AckedSeq == n
+	})
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	want := [][]storage.GroupAck{{{Group: group, User: alice, Seq: n}}, {{Group: group, User: bob, Seq: n}}}
+	if fmt.Sprint(st.calls) != fmt.Sprint(want) {
+		t.Fatalf("store writes %v, want %v", st.calls, want)
+	}
+	if k, err := st.CountGroupMsgs(t.Context(), group); err != nil || k != 0 {
+		t.Fatalf("%d messages left (%v) once both members read them all", k, err)
 	}
 }

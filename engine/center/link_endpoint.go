@@ -116,7 +116,7 @@ type remoteSess struct {
 }
 
 // NewRemoteCenter checks cfg and returns a center that connects once an
-// endpoint is attached (NewEndpoint does that).
+// endpoint is attached (endpoint.New does that).
 func NewRemoteCenter(cfg RemoteCenterConfig) (*RemoteCenter, error) {
 	cfg.fillDefaults()
 	if err := cfg.Link.Check(); err != nil {

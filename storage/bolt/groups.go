@@ -134,54 +134,7 @@ func (s *store) LeaveGroup(ctx context.Context, group, user uint64) error {
 // countDelivered adds 1 to SentCount of the group's stored messages in
 // (from, to] and deletes those that reached MemberCount.
 func countDelivered(tx *bbolt.Tx, group, from, to uint64) error {
-	if to <= from {
-		return nil
-	}
-	msgs := tx.Bucket(bktGMsgs)
-	type change struct {
-		key, val []byte // copies; nil val: delete
-		expKey   []byte
-	}
-	var changes []change
-	end := pair(group, to)
-	c := msgs.Cursor()
-	for k, v := c.Seek(pair(group, from+1)); k != nil && bytes.Compare(k, end) <= 0; k, v = c.Next() {
-		if len(v) < gmsgFixed {
-			return errCorrupt("gmsgs")
-		}
-		sent := binary.BigEndian.Uint32(v[gmsgSentOff:]) + 1
-		if sent >= binary.BigEndian.Uint32(v[gmsgCountOff:]) {
-			ch := change{key: bytes.Clone(k)}
-			if exp := getTime(v[gmsgExpOff:]); exp != 0 {
-				ch.expKey = expKey(exp, group, binary.BigEndian.Uint64(k[8:]))
-			}
-			changes = append(changes, ch)
-			continue
-		}
-		nv := bytes.Clone(v)
-		binary.BigEndian.PutUint32(nv[gmsgSentOff:], sent)
-		changes = append(changes, change{key: bytes.Clone(k), val: nv})
-	}
-	// Applied after the scan: changing a bucket under a live cursor can make
-	// Next skip keys.
-	exp := tx.Bucket(bktGExp)
-	for _, ch := range changes {
-		if ch.val != nil {
-			if err := msgs.Put(ch.key, ch.val); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := msgs.Delete(ch.key); err != nil {
-			return err
-		}
-		if ch.expKey != nil {
-			if err := exp.Delete(ch.expKey); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return countDeliveredRanges(tx, group, []seqRange{{from, to}})
 }
 
 func (s *store) GroupMembers(ctx context.Context, group uint64) ([]storage.Member, error) {

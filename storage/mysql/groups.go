@@ -1,6 +1,7 @@
 package mysql
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -323,29 +324,63 @@ func (s *store) AckGroup(ctx context.Context, group, user, seq uint64) error {
 	err := s.withTx(ctx, readCommitted, func(tx *sql.Tx) error {
 		// Lock the member row only; the group row is read without a lock
 		// so that acks do not queue behind appends.
-		var joinSeq, ackedSeq, highest uint64
-		err := tx.QueryRowContext(ctx, `SELECT join_seq, acked_seq, (SELECT highest_seq FROM im_groups WHERE id = ?)
-			FROM group_members WHERE group_id = ? AND user_id = ? FOR UPDATE`, group, group, user).
-			Scan(&joinSeq, &ackedSeq, &highest)
+		err := ackGroupTx(ctx, tx, group, user, seq)
 		if errors.Is(err, sql.ErrNoRows) {
 			_, _, err = s.member(ctx, tx, group, user, "")
 		}
-		if err != nil {
-			return err
-		}
-		upTo := min(seq, highest)
-		floor := max(joinSeq, ackedSeq)
-		if upTo <= floor {
-			return nil
-		}
-		if err := sqlCountDelivered(ctx, tx, group, floor, upTo); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, "UPDATE group_members SET acked_seq = ? WHERE group_id = ? AND user_id = ?",
-			upTo, group, user)
 		return err
 	})
 	return s.fail("ack group", err)
+}
+
+// AckGroups runs each ack as AckGroup does, in one transaction, in
+// (group, user) order so that two batches lock member rows in one order.
+func (s *store) AckGroups(ctx context.Context, acks []storage.GroupAck) error {
+	if len(acks) == 0 {
+		if s.closed.Load() {
+			return storage.ErrClosed
+		}
+		return backend.CtxErr(ctx.Err())
+	}
+	sorted := slices.Clone(acks)
+	slices.SortFunc(sorted, func(a, b storage.GroupAck) int {
+		if c := cmp.Compare(a.Group, b.Group); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.User, b.User)
+	})
+	err := s.withTx(ctx, readCommitted, func(tx *sql.Tx) error {
+		for _, a := range sorted {
+			if err := ackGroupTx(ctx, tx, a.Group, a.User, a.Seq); err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
+		return nil
+	})
+	return s.fail("ack groups", err)
+}
+
+// ackGroupTx is AckGroup's work in tx; sql.ErrNoRows when the member is
+// not one.
+func ackGroupTx(ctx context.Context, tx *sql.Tx, group, user, seq uint64) error {
+	var joinSeq, ackedSeq, highest uint64
+	err := tx.QueryRowContext(ctx, `SELECT join_seq, acked_seq, (SELECT highest_seq FROM im_groups WHERE id = ?)
+		FROM group_members WHERE group_id = ? AND user_id = ? FOR UPDATE`, group, group, user).
+		Scan(&joinSeq, &ackedSeq, &highest)
+	if err != nil {
+		return err
+	}
+	upTo := min(seq, highest)
+	floor := max(joinSeq, ackedSeq)
+	if upTo <= floor {
+		return nil
+	}
+	if err := sqlCountDelivered(ctx, tx, group, floor, upTo); err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, "UPDATE group_members SET acked_seq = ? WHERE group_id = ? AND user_id = ?",
+		upTo, group, user)
+	return err
 }
 
 func (s *store) PurgeExpiredGroupMsgs(ctx context.Context, now int64) (int, error) {

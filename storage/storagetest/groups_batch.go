@@ -95,3 +95,34 @@ func testGroupConcurrentBatches(t *testing.T, s storage.Store) {
 		equal(t, "stored", must(s.CountGroupMsgs(ctx, g)).of(t), len(got[g]))
 	}
 }
+
+// testGroupBatchAck checks AckGroups: each member's floor moves as with
+// AckGroup, a message counts every ack of the batch that covers it, and an
+// ack of an unknown group or of a non-member is skipped.
+func testGroupBatchAck(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	g := must(s.CreateGroup(ctx, 10, "g")).of(t)
+	must(s.JoinGroup(ctx, g, 11)).of(t)
+	must(s.JoinGroup(ctx, g, 12)).of(t)
+	appendN(t, s, g, 10, 4, 0)
+	ok(t, s.AckGroups(ctx, nil))
+	ok(t, s.AckGroups(ctx, []storage.GroupAck{{Group: g, User: 11, Seq: 2}, {Group: g, User: 12, Seq: 4},
+		{Group: g, User: 11, Seq: 3}, {Group: 999, User: 11, Seq: 1}, {Group: g, User: 99, Seq: 1}, {Group: g, User: 12, Seq: 1}}))
+	acked := func() []uint64 {
+		var out []uint64
+		for _, m := range must(s.GroupMembers(ctx, g)).of(t) {
+			out = append(out, m.AckedSeq)
+		}
+		return out
+	}
+	equal(t, "acked", acked(), []uint64{0, 3, 4})
+	got := must(s.FetchGroup(ctx, g, 10, 0, 10)).of(t)
+	sent := make([]uint32, len(got))
+	for i, m := range got {
+		sent[i] = m.SentCount
+	}
+	equal(t, "sent counts", sent, []uint32{2, 2, 2, 1})
+	ok(t, s.AckGroups(ctx, []storage.GroupAck{{Group: g, User: 10, Seq: 4}}))
+	equal(t, "left once all acked", seqs(must(s.FetchGroup(ctx, g, 11, 0, 10)).of(t)), []uint64{4})
+	equal(t, "stored", must(s.CountGroupMsgs(ctx, g)).of(t), 1)
+}

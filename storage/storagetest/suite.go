@@ -45,6 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store, reopen func(t 
 		{"GroupConcurrentAck", testGroupConcurrentAck},
 		{"GroupBatchAppend", testGroupBatchAppend},
 		{"GroupConcurrentBatches", testGroupConcurrentBatches},
+		{"GroupBatchAck", testGroupBatchAck},
 		{"RevokedTokens", testRevokedTokens},
 		{"Invites", testInvites},
 		{"Context", testContext},
@@ -165,6 +166,7 @@ func testClosed(t *testing.T, s storage.Store) {
 	wantErr(t, err, storage.ErrClosed)
 	wantErr(t, s.StoreOffline(t.Context(), []storage.Message{{MID: 1, To: 1}}), storage.ErrClosed)
 	wantErr(t, s.AppendGroupMsgs(t.Context(), []storage.GroupMessage{{Group: 1}}), storage.ErrClosed)
+	wantErr(t, s.AckGroups(t.Context(), []storage.GroupAck{{Group: 1, User: 1, Seq: 1}}), storage.ErrClosed)
 }
 
 func testReopen(t *testing.T, s storage.Store, reopen func(*testing.T, storage.Store) storage.Store) {
