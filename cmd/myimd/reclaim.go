@@ -3,6 +3,7 @@ package main
 import (
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
 	"time"
 )
 
@@ -69,23 +70,30 @@ func (r *reclaimer) step(allocs uint64) bool {
 	return false
 }
 
+// reclaimOnce keeps one reclaimer per process however often run is called
+// (tests call it many times).
+var reclaimOnce sync.Once
+
 // reclaimWhenQuiet starts the reclaimer's goroutine, which looks every
 // interval (0: never) and collects with debug.FreeOSMemory, off the event
-// loops. It runs for the life of the process.
+// loops. It runs for the life of the process; the first call with a
+// positive interval starts it, later calls do nothing.
 func reclaimWhenQuiet(every time.Duration) {
 	if every <= 0 {
 		return
 	}
-	r := &reclaimer{burst: reclaimBurst, quiet: reclaimQuiet, again: int((reclaimFollow + every - 1) / every)}
-	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-	go func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for range t.C {
-			metrics.Read(sample)
-			if r.step(sample[0].Value.Uint64()) {
-				debug.FreeOSMemory()
+	reclaimOnce.Do(func() {
+		r := &reclaimer{burst: reclaimBurst, quiet: reclaimQuiet, again: int((reclaimFollow + every - 1) / every)}
+		sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+		go func() {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for range t.C {
+				metrics.Read(sample)
+				if r.step(sample[0].Value.Uint64()) {
+					debug.FreeOSMemory()
+				}
 			}
-		}
-	}()
+		}()
+	})
 }
