@@ -95,7 +95,7 @@ type LocalCenter struct {
 	nameLookups, strangerLookups *LookupBudget
 
 	lastMID atomic.Uint64
-	dedupe  [dedupeShards]dedupeShard
+	dedupe  dedupeTable
 	pending [pendingShards]pendingShard
 
 	jobs     chan func()
@@ -191,10 +191,6 @@ type pending struct {
 
 const (
 	pendingShards = 64
-	dedupeShards  = 64
-	// dedupePerShard bounds the idempotence table: 64 x 8,192 recent
-	// (sender, cid) pairs. A resend is normally seconds after the original.
-	dedupePerShard = 8192
 )
 
 type pendingShard = deadlineShard[pendKey, *pending]
@@ -221,15 +217,6 @@ func putPending(p *pending) {
 	pendingPool.Put(p)
 }
 
-type dedupeKey struct{ from, cid uint64 }
-
-type dedupeShard struct {
-	mu   sync.Mutex
-	m    map[dedupeKey]uint64
-	ring []dedupeKey // grows to dedupePerShard, then wraps at next
-	next int
-}
-
 // NewLocalCenter starts a center and its storage workers.
 func NewLocalCenter(cfg Config) *LocalCenter {
 	cfg.fillDefaults()
@@ -240,9 +227,7 @@ func NewLocalCenter(cfg Config) *LocalCenter {
 	for i := range c.pending {
 		c.pending[i].m = make(map[pendKey]*pending)
 	}
-	for i := range c.dedupe {
-		c.dedupe[i].m = make(map[dedupeKey]uint64)
-	}
+	c.dedupe.init()
 	for i := 0; i < cfg.Workers; i++ {
 		c.wg.Add(1)
 		go c.worker()
@@ -484,7 +469,7 @@ func (c *LocalCenter) p2p(user uint64, s im.SessionRef, buf *bytebufferpool.Byte
 		return
 	}
 	if cid != 0 {
-		if mid, dup := c.seen(user, cid); dup {
+		if mid, dup := c.dedupe.seen(user, cid); dup {
 			if qos == frame.QoS1 {
 				c.ackTo(user, cid, mid, to, frame.AckDuplicate)
 			}
@@ -495,45 +480,9 @@ func (c *LocalCenter) p2p(user uint64, s im.SessionRef, buf *bytebufferpool.Byte
 	mid := c.nextMID()
 	m.SetMID(mid)
 	if cid != 0 {
-		c.remember(user, cid, mid)
+		c.dedupe.remember(user, cid, mid)
 	}
 	c.route(buf, user, cid, qos, to, 0, c.cl != nil) // a MSG, or a FILE offer or cancel
-}
-
-func (c *LocalCenter) seen(from, cid uint64) (uint64, bool) {
-	sh := &c.dedupe[(from^cid)%dedupeShards]
-	sh.mu.Lock()
-	mid, ok := sh.m[dedupeKey{from, cid}]
-	sh.mu.Unlock()
-	return mid, ok
-}
-
-func (c *LocalCenter) remember(from, cid, mid uint64) {
-	k := dedupeKey{from, cid}
-	sh := &c.dedupe[(from^cid)%dedupeShards]
-	sh.mu.Lock()
-	// The ring grows to its bound as messages come (a quiet center keeps
-	// it small), then the oldest entry makes room for each new one.
-	if len(sh.ring) < dedupePerShard {
-		sh.ring = append(sh.ring, k)
-	} else {
-		delete(sh.m, sh.ring[sh.next])
-		sh.ring[sh.next] = k
-		sh.next = (sh.next + 1) % dedupePerShard
-	}
-	sh.m[k] = mid
-	sh.mu.Unlock()
-}
-
-// forget drops a (sender, cid) so that a refused message may be resent.
-func (c *LocalCenter) forget(from, cid uint64) {
-	if cid == 0 {
-		return
-	}
-	sh := &c.dedupe[(from^cid)%dedupeShards]
-	sh.mu.Lock()
-	delete(sh.m, dedupeKey{from, cid})
-	sh.mu.Unlock()
 }
 
 // sendTo delivers a copy of b to every session of user; it returns how many
