@@ -96,7 +96,7 @@ type LocalCenter struct {
 
 	lastMID atomic.Uint64
 	dedupe  dedupeTable
-	pending [pendingShards]pendingShard
+	pending receiptTable
 
 	jobs     chan func()
 	lanes    []chan groupReq               // group messages, one lane per group (center_group_batch.go)
@@ -174,49 +174,6 @@ type sessState struct {
 	pushMu sync.Mutex
 }
 
-type pendKey struct{ to, mid uint64 }
-
-type pending struct {
-	buf  *bytebufferpool.ByteBuffer // the message as pushed
-	from uint64
-	cid  uint64
-	qos  frame.QoS
-	// origin is the center that forwarded the message, which acks its
-	// sender; 0 when the sender is here.
-	origin   uint32
-	deadline time.Time
-	sessions []*sessState
-	one      [1]*sessState // backs sessions for the common single device
-}
-
-const (
-	pendingShards = 64
-)
-
-type pendingShard = deadlineShard[pendKey, *pending]
-
-func (p *pending) due() time.Time { return p.deadline }
-
-// pendingPool recycles the pending entries of QoS 1 pushes: one per
-// message, so that the push path allocates nothing.
-var pendingPool = sync.Pool{New: func() any { return new(pending) }}
-
-// getPending returns a zeroed entry whose sessions slice is backed by one.
-func getPending() *pending {
-	p := pendingPool.Get().(*pending)
-	p.sessions = p.one[:0]
-	return p
-}
-
-// putPending recycles p. Whoever takes p out of its shard's map recycles
-// it, once done with its fields; a push that entered p before its
-// Deliver calls (pushLive) may still compare the map's entry with p
-// after a receipt took and recycled it, never read its fields.
-func putPending(p *pending) {
-	*p = pending{}
-	pendingPool.Put(p)
-}
-
 // NewLocalCenter starts a center and its storage workers.
 func NewLocalCenter(cfg Config) *LocalCenter {
 	cfg.fillDefaults()
@@ -224,9 +181,7 @@ func NewLocalCenter(cfg Config) *LocalCenter {
 		jobs: make(chan func(), cfg.QueueLen), offline: make(chan offlineItem, cfg.QueueLen),
 		stop: make(chan struct{}), nameLookups: NewLookupBudget(NameLookups),
 		strangerLookups: NewLookupBudget(strangerLookups)}
-	for i := range c.pending {
-		c.pending[i].m = make(map[pendKey]*pending)
-	}
+	c.pending.init()
 	c.dedupe.init()
 	for i := 0; i < cfg.Workers; i++ {
 		c.wg.Add(1)
@@ -433,28 +388,10 @@ func (c *LocalCenter) livePushes(user uint64, s im.SessionRef) []uint64 {
 // dropFromPending removes st from a pending message's sessions; when none
 // is left the message is stored offline.
 func (c *LocalCenter) dropFromPending(to, mid uint64, st *sessState) {
-	k := pendKey{to, mid}
-	sh := &c.pending[mid%pendingShards]
-	sh.mu.Lock()
-	p := sh.m[k]
-	if p == nil {
-		sh.mu.Unlock()
-		return
+	if p := c.pending.leave(pendKey{to, mid}, st); p != nil {
+		c.storeAndAck(p.buf, p.from, p.cid, p.qos, to, p.origin)
+		putPending(p)
 	}
-	for i, s := range p.sessions {
-		if s == st {
-			p.sessions = append(p.sessions[:i], p.sessions[i+1:]...)
-			break
-		}
-	}
-	if len(p.sessions) > 0 {
-		sh.mu.Unlock()
-		return
-	}
-	delete(sh.m, k)
-	sh.mu.Unlock()
-	c.storeAndAck(p.buf, p.from, p.cid, p.qos, to, p.origin)
-	putPending(p)
 }
 
 // p2p routes a point-to-point message (or a file transfer frame, which

@@ -255,12 +255,9 @@ func (c *LocalCenter) pushLive(buf *bytebufferpool.ByteBuffer, pushes []livePush
 		rb.B = append(rb.B, buf.B...)
 	}
 	k := pendKey{to, mid}
-	sh := &c.pending[mid%pendingShards]
 	if p != nil {
 		p.buf = buf
-		sh.mu.Lock()
-		sh.m[k] = p
-		sh.mu.Unlock()
+		c.pending.put(k, p)
 	}
 	pushed, refused := 0, 0
 	for i := range pushes {
@@ -292,12 +289,7 @@ func (c *LocalCenter) pushLive(buf *bytebufferpool.ByteBuffer, pushes []livePush
 		}
 		// No session was pushed it, so no receipt came; but a session
 		// that went offline meanwhile may have stored it (Offline).
-		sh.mu.Lock()
-		mine := sh.m[k] == p
-		if mine {
-			delete(sh.m, k)
-		}
-		sh.mu.Unlock()
+		mine := c.pending.takeIf(k, p)
 		if mine {
 			putPending(p)
 		}
@@ -549,12 +541,7 @@ func (c *LocalCenter) ack(user uint64, s im.SessionRef, a frame.Ack) {
 	mid := a.MID()
 	switch a.Status() {
 	case frame.AckReceived:
-		k := pendKey{user, mid}
-		sh := &c.pending[mid%pendingShards]
-		sh.mu.Lock()
-		p := sh.m[k]
-		delete(sh.m, k)
-		sh.mu.Unlock()
+		p := c.pending.take(pendKey{user, mid})
 		if p == nil { // a message pushed from the store, or stored at its receipt timeout
 			c.ackStored(user, s, mid)
 			return
@@ -596,7 +583,7 @@ func (c *LocalCenter) ack(user uint64, s im.SessionRef, a frame.Ack) {
 func (c *LocalCenter) sweeper() {
 	defer c.wg.Done()
 	every := min(time.Second, max(c.cfg.AckTimeout/4, 10*time.Millisecond))
-	sweepExpired(c.stop, every, c.pending[:], func(k pendKey, p *pending) {
+	sweepExpired(c.stop, every, c.pending.shards[:], func(k pendKey, p *pending) {
 		// Handed to the writer first: until then the live push holds
 		// back the drains of the user's other sessions (horizon), from
 		// then on its storing does (storingFloor).
