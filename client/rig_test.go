@@ -35,7 +35,7 @@ type rig struct {
 	id      *clusterca.Identity
 	ctr     *center.LocalCenter
 	login   *engine.Server
-	eps     [2]*endpoint.EndpointHandler
+	eps     [2]*endpoint.Handler
 	proxies [2]*testenv.Proxy
 	// dials counts the connections clients opened to endpoint 0.
 	dials atomic.Int64
@@ -54,12 +54,12 @@ func startRig(t testing.TB) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{t: t, store: st, id: id}
-	r.ctr = center.NewLocalCenter(center.CenterConfig{ID: 1, Store: st,
+	r.ctr = center.NewLocalCenter(center.Config{ID: 1, Store: st,
 		Files: center.FilesConfig{Dir: t.TempDir()}})
 	t.Cleanup(r.ctr.Close)
 	scfg := &session.Config{Argon2: testArgon2}
 	for i := range r.eps {
-		r.eps[i] = endpoint.NewEndpoint(endpoint.EndpointConfig{ID: uint32(i + 1), Identity: id, Session: scfg,
+		r.eps[i] = endpoint.New(endpoint.Config{ID: uint32(i + 1), Identity: id, Session: scfg,
 			Center: r.ctr})
 		srv := startServer(t, r.eps[i])
 		r.proxies[i] = testenv.StartProxy(t, srv.Addr().String())
@@ -80,7 +80,7 @@ func startRig(t testing.TB) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := login.NewLogin(login.LoginConfig{Store: st, Identity: id, Hasher: hasher, Session: scfg,
+	l := login.New(login.Config{Store: st, Identity: id, Hasher: hasher, Session: scfg,
 		Servers: servers, Notify: r.ctr.Notify})
 	// Registered before the server's Stop, so that it runs after it
 	// (cleanups run last first): Wait must not race a login still coming in.

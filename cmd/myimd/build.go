@@ -33,8 +33,8 @@ type parts struct {
 	scfg       *session.Config
 	ctr        *center.LocalCenter
 	remote     *center.RemoteCenter
-	ep         *endpoint.EndpointHandler
-	lg         *login.Login
+	ep         *endpoint.Handler
+	lg         *login.Handler
 	hasher     *session.Hasher
 	links      *center.LinkServer
 	centerAddr string
@@ -165,7 +165,7 @@ func (b *builder) roles(p *parts) error {
 	cfg, log, role := b.cfg, b.log, b.cfg.Role
 	var err error
 	if has(role, im.RoleAll, im.RoleCenter) {
-		ccfg := center.CenterConfig{ID: uint32(cfg.ServerID), Store: p.store, Servers: p.servers,
+		ccfg := center.Config{ID: uint32(cfg.ServerID), Store: p.store, Servers: p.servers,
 			AckTimeout: cfg.ReceiptTimeout, Files: filesConfig(cfg), Logger: log.With("role", "center")}
 		ccfg.GroupTTL, ccfg.GroupSweep = cfg.GroupTTL, cfg.GroupSweep
 		if ccfg.Cluster, err = b.clusterConfig(p.reg); err != nil {
@@ -184,7 +184,7 @@ func (b *builder) roles(p *parts) error {
 			b.onClose(p.remote.Close)
 			c = p.remote
 		}
-		p.ep = endpoint.NewEndpoint(endpoint.EndpointConfig{ID: uint32(cfg.ServerID), Identity: p.id, Session: p.scfg,
+		p.ep = endpoint.New(endpoint.Config{ID: uint32(cfg.ServerID), Identity: p.id, Session: p.scfg,
 			Center: c, HandshakeTimeout: cfg.HandshakeTimeout, MaxSession: cfg.MaxSession,
 			HandshakeRate: cfg.HandshakeRate, HandshakeBurst: cfg.HandshakeBurst, Revocations: p.revs,
 			Logger: log.With("role", "endpoint")})
@@ -200,7 +200,7 @@ func (b *builder) roles(p *parts) error {
 		if p.ctr != nil {
 			notify = p.ctr.Notify
 		}
-		p.lg = login.NewLogin(login.LoginConfig{Store: p.store, Identity: p.id, Hasher: p.hasher, Session: p.scfg,
+		p.lg = login.New(login.Config{Store: p.store, Identity: p.id, Hasher: p.hasher, Session: p.scfg,
 			Servers: p.servers, Notify: notify, Logger: log.With("role", "login"), HandshakeTimeout: cfg.HandshakeTimeout})
 		b.onClose(p.lg.Wait)
 	}

@@ -82,6 +82,10 @@ type Config struct {
 	// GCPercent is the collector's target (debug.SetGCPercent), unless the
 	// GOGC environment variable is set.
 	GCPercent int
+	// IdleReclaim is how often the process looks whether a burst of
+	// allocation has ended, to collect once and return the freed memory
+	// to the kernel (reclaim.go); 0: never.
+	IdleReclaim time.Duration
 
 	// AdminAddr is the operators' listener: metrics, admin API, pprof and
 	// the status page (empty: off).
@@ -106,7 +110,7 @@ type Config struct {
 
 	// ReceiptTimeout is how long a pushed QoS 1 message waits for the
 	// recipient's receipt before it is stored and its sender acked STORED
-	// (engine.CenterConfig.AckTimeout).
+	// (center.Config.AckTimeout).
 	ReceiptTimeout time.Duration
 }
 
@@ -174,6 +178,7 @@ func (c *Config) options() []option {
 		{"invite-ttl", "how long an invite code lives", (*durationValue)(&c.InviteTTL)},
 		{"receipt-timeout", "center role: how long a pushed QoS 1 message waits for the recipient's receipt before it is stored and its sender acked STORED (it is not pushed again to that session; the late receipt deletes it)", (*durationValue)(&c.ReceiptTimeout)},
 		{"gc-percent", "Go collector target: heap growth over live data, in percent, before a collection (Go's default is 100; lower holds less memory per session for some CPU under traffic; -1: off; Go's GOGC variable, when set, wins)", (*intValue)(&c.GCPercent)},
+		{"idle-reclaim", "how often to look whether a burst of allocation (a ramp or a reconnect storm of handshakes, 32 MiB or more) has ended; at the first interval that allocates under 1 MiB the process collects and returns the freed memory to the kernel, and once more 22 s later if still quiet (when idle sessions have dropped their cipher state), instead of holding it until the runtime's next collection (0: never)", (*durationValue)(&c.IdleReclaim)},
 	}
 }
 
@@ -212,6 +217,7 @@ func defaults() Config {
 		RouteRetry:        5 * time.Second,
 		RouteTTL:          30 * time.Second,
 		GCPercent:         50,
+		IdleReclaim:       2 * time.Second,
 		AdminAddr:         "127.0.0.1:5281",
 		ShutdownGrace:     30 * time.Second,
 		Registration:      "open",
@@ -282,6 +288,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if c.GCPercent != -1 && c.GCPercent < 10 {
 		return c, fmt.Errorf("--gc-percent must be -1 (off) or at least 10, got %d", c.GCPercent)
+	}
+	if c.IdleReclaim < 0 {
+		return c, fmt.Errorf("--idle-reclaim must be 0 (never) or positive, got %v", c.IdleReclaim)
 	}
 	if c.PProf && c.AdminSecret == "" {
 		return c, errors.New("--pprof needs --admin-secret: profiles are served only behind it")

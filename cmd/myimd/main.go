@@ -72,6 +72,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	collectOnSignal()
+	reclaimWhenQuiet(cfg.IdleReclaim)
 	say := newBanner(cfg, stdout)
 	n, parts, err := buildNode(cfg, log, logs, say)
 	if err != nil {

@@ -47,7 +47,7 @@ type builder struct {
 	closed  bool
 
 	// Set by build for the shutdown drain.
-	endpoint  *endpoint.EndpointHandler
+	endpoint  *endpoint.Handler
 	ctr       *center.LocalCenter
 	servers   func(context.Context) []login.ServerInfo
 	advertise func() // re-registers the endpoint at once (its priority follows the drain)
@@ -318,7 +318,7 @@ func (b *builder) serveJoins(ctx context.Context, id *clusterca.Identity) error 
 // advertiser returns the registration of this endpoint in the server
 // registry, with its current load; it is made every few seconds and lapses
 // if the process dies.
-func (b *builder) advertiser(bound, wsBound net.Addr, reg route.Table, id *clusterca.Identity, ep *endpoint.EndpointHandler) func(context.Context) {
+func (b *builder) advertiser(bound, wsBound net.Addr, reg route.Table, id *clusterca.Identity, ep *endpoint.Handler) func(context.Context) {
 	const ttl = 15 * time.Second
 	cert, _ := id.EndpointCert.MarshalBinary()
 	addr := b.cfg.AdvertiseAddr

@@ -17,8 +17,8 @@ import (
 	"github.com/myim/myim/storage"
 )
 
-// CenterConfig wires the in-process center.
-type CenterConfig struct {
+// Config wires the in-process center.
+type Config struct {
 	ID    uint32
 	Store storage.Store
 	// Servers returns the server list (SERVER_LIST lookups).
@@ -49,7 +49,7 @@ type CenterConfig struct {
 	Logger  *slog.Logger
 }
 
-func (c *CenterConfig) fillDefaults() {
+func (c *Config) fillDefaults() {
 	if c.ID == 0 {
 		c.ID = 1
 	}
@@ -85,7 +85,7 @@ func (c *CenterConfig) fillDefaults() {
 // calls its callbacks under a shard read lock; they take no other lock of
 // the center's but a sessState's.
 type LocalCenter struct {
-	cfg    CenterConfig
+	cfg    Config
 	routes route.Local
 	epsMu  sync.RWMutex
 	eps    map[uint32]im.Endpoint
@@ -95,8 +95,8 @@ type LocalCenter struct {
 	nameLookups, strangerLookups *LookupBudget
 
 	lastMID atomic.Uint64
-	dedupe  [dedupeShards]dedupeShard
-	pending [pendingShards]pendingShard
+	dedupe  dedupeTable
+	pending receiptTable
 
 	jobs     chan func()
 	lanes    []chan groupReq               // group messages, one lane per group (center_group_batch.go)
@@ -174,55 +174,15 @@ type sessState struct {
 	pushMu sync.Mutex
 }
 
-type pendKey struct{ to, mid uint64 }
-
-type pending struct {
-	buf  *bytebufferpool.ByteBuffer // the message as pushed
-	from uint64
-	cid  uint64
-	qos  frame.QoS
-	// origin is the center that forwarded the message, which acks its
-	// sender; 0 when the sender is here.
-	origin   uint32
-	deadline time.Time
-	sessions []*sessState
-	one      [1]*sessState // backs sessions for the common single device
-}
-
-const (
-	pendingShards = 64
-	dedupeShards  = 64
-	// dedupePerShard bounds the idempotence table: 64 x 8,192 recent
-	// (sender, cid) pairs. A resend is normally seconds after the original.
-	dedupePerShard = 8192
-)
-
-type pendingShard = deadlineShard[pendKey, *pending]
-
-func (p *pending) due() time.Time { return p.deadline }
-
-type dedupeKey struct{ from, cid uint64 }
-
-type dedupeShard struct {
-	mu   sync.Mutex
-	m    map[dedupeKey]uint64
-	ring []dedupeKey // grows to dedupePerShard, then wraps at next
-	next int
-}
-
 // NewLocalCenter starts a center and its storage workers.
-func NewLocalCenter(cfg CenterConfig) *LocalCenter {
+func NewLocalCenter(cfg Config) *LocalCenter {
 	cfg.fillDefaults()
 	c := &LocalCenter{cfg: cfg, storeWarn: lograte.New(), eps: make(map[uint32]im.Endpoint),
 		jobs: make(chan func(), cfg.QueueLen), offline: make(chan offlineItem, cfg.QueueLen),
 		stop: make(chan struct{}), nameLookups: NewLookupBudget(NameLookups),
 		strangerLookups: NewLookupBudget(strangerLookups)}
-	for i := range c.pending {
-		c.pending[i].m = make(map[pendKey]*pending)
-	}
-	for i := range c.dedupe {
-		c.dedupe[i].m = make(map[dedupeKey]uint64)
-	}
+	c.pending.init()
+	c.dedupe.init()
 	for i := 0; i < cfg.Workers; i++ {
 		c.wg.Add(1)
 		go c.worker()
@@ -428,27 +388,10 @@ func (c *LocalCenter) livePushes(user uint64, s im.SessionRef) []uint64 {
 // dropFromPending removes st from a pending message's sessions; when none
 // is left the message is stored offline.
 func (c *LocalCenter) dropFromPending(to, mid uint64, st *sessState) {
-	k := pendKey{to, mid}
-	sh := &c.pending[mid%pendingShards]
-	sh.mu.Lock()
-	p := sh.m[k]
-	if p == nil {
-		sh.mu.Unlock()
-		return
+	if p := c.pending.leave(pendKey{to, mid}, st); p != nil {
+		c.storeAndAck(p.buf, p.from, p.cid, p.qos, to, p.origin)
+		putPending(p)
 	}
-	for i, s := range p.sessions {
-		if s == st {
-			p.sessions = append(p.sessions[:i], p.sessions[i+1:]...)
-			break
-		}
-	}
-	if len(p.sessions) > 0 {
-		sh.mu.Unlock()
-		return
-	}
-	delete(sh.m, k)
-	sh.mu.Unlock()
-	c.storeAndAck(p.buf, p.from, p.cid, p.qos, to, p.origin)
 }
 
 // p2p routes a point-to-point message (or a file transfer frame, which
@@ -463,7 +406,7 @@ func (c *LocalCenter) p2p(user uint64, s im.SessionRef, buf *bytebufferpool.Byte
 		return
 	}
 	if cid != 0 {
-		if mid, dup := c.seen(user, cid); dup {
+		if mid, dup := c.dedupe.seen(user, cid); dup {
 			if qos == frame.QoS1 {
 				c.ackTo(user, cid, mid, to, frame.AckDuplicate)
 			}
@@ -474,45 +417,9 @@ func (c *LocalCenter) p2p(user uint64, s im.SessionRef, buf *bytebufferpool.Byte
 	mid := c.nextMID()
 	m.SetMID(mid)
 	if cid != 0 {
-		c.remember(user, cid, mid)
+		c.dedupe.remember(user, cid, mid)
 	}
 	c.route(buf, user, cid, qos, to, 0, c.cl != nil) // a MSG, or a FILE offer or cancel
-}
-
-func (c *LocalCenter) seen(from, cid uint64) (uint64, bool) {
-	sh := &c.dedupe[(from^cid)%dedupeShards]
-	sh.mu.Lock()
-	mid, ok := sh.m[dedupeKey{from, cid}]
-	sh.mu.Unlock()
-	return mid, ok
-}
-
-func (c *LocalCenter) remember(from, cid, mid uint64) {
-	k := dedupeKey{from, cid}
-	sh := &c.dedupe[(from^cid)%dedupeShards]
-	sh.mu.Lock()
-	// The ring grows to its bound as messages come (a quiet center keeps
-	// it small), then the oldest entry makes room for each new one.
-	if len(sh.ring) < dedupePerShard {
-		sh.ring = append(sh.ring, k)
-	} else {
-		delete(sh.m, sh.ring[sh.next])
-		sh.ring[sh.next] = k
-		sh.next = (sh.next + 1) % dedupePerShard
-	}
-	sh.m[k] = mid
-	sh.mu.Unlock()
-}
-
-// forget drops a (sender, cid) so that a refused message may be resent.
-func (c *LocalCenter) forget(from, cid uint64) {
-	if cid == 0 {
-		return
-	}
-	sh := &c.dedupe[(from^cid)%dedupeShards]
-	sh.mu.Lock()
-	delete(sh.m, dedupeKey{from, cid})
-	sh.mu.Unlock()
 }
 
 // sendTo delivers a copy of b to every session of user; it returns how many

@@ -74,7 +74,7 @@ func (g *gateStore) DeleteOffline(ctx context.Context, user uint64, mids []uint6
 func gateCenter(t *testing.T) (*LocalCenter, *fakeEndpoint, *gateStore) {
 	t.Helper()
 	var g *gateStore
-	c, ep, _ := windowCenterOn(t, CenterConfig{AckTimeout: time.Hour}, func(st storage.Store) storage.Store {
+	c, ep, _ := windowCenterOn(t, Config{AckTimeout: time.Hour}, func(st storage.Store) storage.Store {
 		g = &gateStore{Store: st}
 		return g
 	})

@@ -36,7 +36,7 @@ func benchCenter(b *testing.B) (*LocalCenter, *sinkEndpoint) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.Close() })
-	c := NewLocalCenter(CenterConfig{ID: 1, Store: st, AckTimeout: time.Hour})
+	c := NewLocalCenter(Config{ID: 1, Store: st, AckTimeout: time.Hour})
 	b.Cleanup(c.Close)
 	ep := &sinkEndpoint{id: 7}
 	c.Attach(ep)

@@ -599,7 +599,7 @@ func (cl *cluster) onResult(peer uint32, to, mid uint64, status byte) {
 	}
 	if status == resultRefused {
 		c.Refused.Add(1)
-		c.forget(e.from, e.cid)
+		c.dedupe.forget(e.from, e.cid)
 		c.errorToUser(e.from, frame.ErrCodeRetry, e.cid, "store unavailable; retry")
 	} else {
 		c.ackTo(e.from, e.cid, mid, to, status)

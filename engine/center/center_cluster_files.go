@@ -47,7 +47,6 @@ import (
 
 	"github.com/valyala/bytebufferpool"
 
-	"github.com/myim/myim/engine"
 	"github.com/myim/myim/engine/im"
 	"github.com/myim/myim/engine/link"
 	"github.com/myim/myim/frame"
@@ -319,7 +318,7 @@ func (c *LocalCenter) xferPush(center uint32, user uint64, buf *bytebufferpool.B
 		return nil
 	}
 	if p.up() {
-		return engine.ErrSlowReader
+		return im.ErrSlowReader
 	}
 	return im.ErrUnknownSession
 }
@@ -468,7 +467,7 @@ func (c *LocalCenter) xferDeliver(origin uint32, user uint64, buf *bytebufferpoo
 	}
 	bytebufferpool.Put(buf)
 	text := fmt.Sprintf("receiver offline; transfer %d paused", xfer)
-	if errors.Is(err, engine.ErrSlowReader) {
+	if errors.Is(err, im.ErrSlowReader) {
 		text = fmt.Sprintf("receiver busy; transfer %d paused", xfer)
 	}
 	c.xferNotify(origin, from, frame.ErrCodeRetry, cid, text)

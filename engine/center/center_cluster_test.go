@@ -148,7 +148,7 @@ var testLink = link.Config{Plaintext: true, Secret: []byte("test link secret, 32
 // what the center delivers. Both are closed when the test ends.
 func startCenter(t testing.TB, id uint32, st storage.Store, cc *ClusterConfig) (*LocalCenter, *recEndpoint) {
 	t.Helper()
-	c := NewLocalCenter(CenterConfig{ID: id, Store: st, Cluster: cc})
+	c := NewLocalCenter(Config{ID: id, Store: st, Cluster: cc})
 	ls, err := NewLinkServer(LinkServerConfig{Addr: "127.0.0.1:0", Center: c, Link: cc.Link})
 	if err != nil {
 		t.Fatal(err)

@@ -237,10 +237,14 @@ func (c *LocalCenter) pushLive(buf *bytebufferpool.ByteBuffer, pushes []livePush
 	mid := frame.Msg(frame.Frame(buf.B).Body()).MID()
 	var p *pending
 	if qos == frame.QoS1 {
-		p = &pending{from: user, cid: cid, qos: qos, origin: origin, deadline: time.Now().Add(c.cfg.AckTimeout)}
-		p.sessions = p.one[:0]
+		p = getPending()
+		p.from, p.cid, p.qos, p.origin = user, cid, qos, origin
+		p.deadline = time.Now().Add(c.cfg.AckTimeout)
 	}
 	if c.copyPushes(buf, pushes, mid, p) == 0 {
+		if p != nil {
+			putPending(p)
+		}
 		return false
 	}
 	var rb *bytebufferpool.ByteBuffer
@@ -251,12 +255,9 @@ func (c *LocalCenter) pushLive(buf *bytebufferpool.ByteBuffer, pushes []livePush
 		rb.B = append(rb.B, buf.B...)
 	}
 	k := pendKey{to, mid}
-	sh := &c.pending[mid%pendingShards]
 	if p != nil {
 		p.buf = buf
-		sh.mu.Lock()
-		sh.m[k] = p
-		sh.mu.Unlock()
+		c.pending.put(k, p)
 	}
 	pushed, refused := 0, 0
 	for i := range pushes {
@@ -288,12 +289,10 @@ func (c *LocalCenter) pushLive(buf *bytebufferpool.ByteBuffer, pushes []livePush
 		}
 		// No session was pushed it, so no receipt came; but a session
 		// that went offline meanwhile may have stored it (Offline).
-		sh.mu.Lock()
-		mine := sh.m[k] == p
+		mine := c.pending.takeIf(k, p)
 		if mine {
-			delete(sh.m, k)
+			putPending(p)
 		}
-		sh.mu.Unlock()
 		return !mine // mine: the caller spills the sessions and stores it
 	}
 	if p != nil && refused > 0 {
@@ -542,12 +541,7 @@ func (c *LocalCenter) ack(user uint64, s im.SessionRef, a frame.Ack) {
 	mid := a.MID()
 	switch a.Status() {
 	case frame.AckReceived:
-		k := pendKey{user, mid}
-		sh := &c.pending[mid%pendingShards]
-		sh.mu.Lock()
-		p := sh.m[k]
-		delete(sh.m, k)
-		sh.mu.Unlock()
+		p := c.pending.take(pendKey{user, mid})
 		if p == nil { // a message pushed from the store, or stored at its receipt timeout
 			c.ackStored(user, s, mid)
 			return
@@ -562,6 +556,7 @@ func (c *LocalCenter) ack(user uint64, s im.SessionRef, a frame.Ack) {
 			c.acked(p.from, p.cid, mid, user, p.origin, frame.AckDelivered)
 		}
 		bytebufferpool.Put(p.buf)
+		putPending(p)
 		c.kickDrains(user) // a horizon may have moved
 	case frame.AckGroupRead:
 		group := a.Peer()
@@ -588,7 +583,7 @@ func (c *LocalCenter) ack(user uint64, s im.SessionRef, a frame.Ack) {
 func (c *LocalCenter) sweeper() {
 	defer c.wg.Done()
 	every := min(time.Second, max(c.cfg.AckTimeout/4, 10*time.Millisecond))
-	sweepExpired(c.stop, every, c.pending[:], func(k pendKey, p *pending) {
+	sweepExpired(c.stop, every, c.pending.shards[:], func(k pendKey, p *pending) {
 		// Handed to the writer first: until then the live push holds
 		// back the drains of the user's other sessions (horizon), from
 		// then on its storing does (storingFloor).
@@ -600,5 +595,6 @@ func (c *LocalCenter) sweeper() {
 			}
 			st.mu.Unlock()
 		}
+		putPending(p)
 	})
 }

@@ -75,7 +75,7 @@ func (c *LocalCenter) fanoutOnline(g *groupPush, members []storage.Member) (away
 }
 
 // manyDeliverer is an endpoint that takes one frame for many of its
-// sessions at once: the endpoint in this process (EndpointHandler), which
+// sessions at once: the endpoint in this process (endpoint.Handler), which
 // seals it once per session on each event loop, and one behind a link
 // that takes DELIVER_MANY.
 type manyDeliverer interface {

@@ -155,7 +155,7 @@ func (c *LocalCenter) appendGroupBatch(lb *laneBatch) {
 		m := frame.Msg(f.Body())
 		group, cid := m.To(), m.CID()
 		if cid != 0 {
-			if seq, dup := c.seen(r.user, cid); dup {
+			if seq, dup := c.dedupe.seen(r.user, cid); dup {
 				if f.QoS() == frame.QoS1 {
 					c.ackTo(r.user, cid, seq, group, frame.AckDuplicate)
 				}
@@ -191,7 +191,7 @@ func (c *LocalCenter) appendGroupBatch(lb *laneBatch) {
 		f := frame.Frame(r.buf.B)
 		seq, cid := lb.ms[k].Seq, lb.ms[k].CID
 		if cid != 0 {
-			c.remember(r.user, cid, seq)
+			c.dedupe.remember(r.user, cid, seq)
 		}
 		frame.Msg(f.Body()).SetMID(seq)
 		if f.QoS() == frame.QoS1 {

@@ -86,7 +86,7 @@ func (g *appendGate) appends() int {
 func groupCenter(t *testing.T) (*LocalCenter, *fakeEndpoint, *appendGate, uint64) {
 	t.Helper()
 	var g *appendGate
-	c, ep, _ := windowCenterOn(t, CenterConfig{}, func(st storage.Store) storage.Store {
+	c, ep, _ := windowCenterOn(t, Config{}, func(st storage.Store) storage.Store {
 		g = &appendGate{Store: st}
 		return g
 	})
@@ -257,7 +257,7 @@ func (a *ackGate) AckGroup(ctx context.Context, group, user, seq uint64) error {
 // in the next, one per member and group, with the highest seq.
 func TestGroupReadAcksJoin(t *testing.T) {
 	var st *ackGate
-	c, ep, _ := windowCenterOn(t, CenterConfig{}, func(s storage.Store) storage.Store {
+	c, ep, _ := windowCenterOn(t, Config{}, func(s storage.Store) storage.Store {
 		st = &ackGate{Store: s, reached: make(chan struct{}), release: make(chan struct{})}
 		return st
 	})

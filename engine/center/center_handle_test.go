@@ -56,7 +56,7 @@ func TestHandleWalksCommandTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	c := NewLocalCenter(CenterConfig{ID: 1, Store: st, Workers: 1, QueueLen: 1})
+	c := NewLocalCenter(Config{ID: 1, Store: st, Workers: 1, QueueLen: 1})
 	defer c.Close()
 	block := make(chan struct{})
 	defer close(block)

@@ -41,7 +41,7 @@ func TestFullJobQueueWarnsRateLimited(t *testing.T) {
 	}
 	defer st.Close()
 	var logs lockedBuffer
-	c := NewLocalCenter(CenterConfig{ID: 1, Store: st, Workers: 1, QueueLen: 1,
+	c := NewLocalCenter(Config{ID: 1, Store: st, Workers: 1, QueueLen: 1,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	block := make(chan struct{})
 	defer c.Close()

@@ -39,7 +39,7 @@ func (c *LocalCenter) refuse(from, cid uint64, qos frame.QoS, mid, to uint64, or
 		c.cl.result(origin, to, mid, resultRefused)
 		return
 	}
-	c.forget(from, cid)
+	c.dedupe.forget(from, cid)
 	c.errorToUser(from, frame.ErrCodeRetry, cid, text)
 }
 

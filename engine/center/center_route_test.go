@@ -43,7 +43,7 @@ func TestReceiptDoesNotWaitForAStalledPush(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	c := NewLocalCenter(CenterConfig{ID: 1, Store: st, Workers: 4, AckTimeout: time.Hour})
+	c := NewLocalCenter(Config{ID: 1, Store: st, Workers: 4, AckTimeout: time.Hour})
 	t.Cleanup(c.Close)
 	ep := &stallingEndpoint{fakeEndpoint: newFakeEndpoint(1), entered: make(chan struct{}), release: make(chan struct{})}
 	c.Attach(ep)

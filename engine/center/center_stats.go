@@ -28,14 +28,7 @@ func (c *LocalCenter) Queues() QueueStats {
 // PendingReceipts counts pushed QoS 1 messages awaiting receipts; it takes
 // each pending shard's lock in turn (a scrape, not the hot path).
 func (c *LocalCenter) PendingReceipts() int {
-	n := 0
-	for i := range c.pending {
-		sh := &c.pending[i]
-		sh.mu.Lock()
-		n += len(sh.m)
-		sh.mu.Unlock()
-	}
-	return n
+	return c.pending.count()
 }
 
 // InFlight returns the QoS 1 messages pushed and awaiting receipts plus

@@ -9,7 +9,6 @@ import (
 
 	"github.com/valyala/bytebufferpool"
 
-	"github.com/myim/myim/engine"
 	"github.com/myim/myim/engine/im"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/route"
@@ -130,13 +129,13 @@ var (
 // windowCenter starts a center with cfg on a fresh embedded store, and a
 // fakeEndpoint (id 1) attached to it, with alice and bob online and live.
 // Both are closed when the test ends.
-func windowCenter(t *testing.T, cfg CenterConfig) (*LocalCenter, *fakeEndpoint, storage.Store) {
+func windowCenter(t *testing.T, cfg Config) (*LocalCenter, *fakeEndpoint, storage.Store) {
 	t.Helper()
 	return windowCenterOn(t, cfg, nil)
 }
 
 // windowCenterOn is windowCenter with the store wrapped by wrap (nil: as is).
-func windowCenterOn(t *testing.T, cfg CenterConfig, wrap func(storage.Store) storage.Store) (*LocalCenter, *fakeEndpoint, storage.Store) {
+func windowCenterOn(t *testing.T, cfg Config, wrap func(storage.Store) storage.Store) (*LocalCenter, *fakeEndpoint, storage.Store) {
 	t.Helper()
 	var st storage.Store
 	st, err := bolt.Open(bolt.Config{Dir: t.TempDir(), NoSync: true})
@@ -295,7 +294,7 @@ func checkAcks(t *testing.T, ep *fakeEndpoint, want map[uint64]byte) {
 // A QoS 1 message to an online session is acked DELIVERED only once the
 // recipient's receipt comes, and never stored.
 func TestWindowReceiptAcksDelivered(t *testing.T) {
-	c, ep, st := windowCenter(t, CenterConfig{AckTimeout: time.Hour})
+	c, ep, st := windowCenter(t, Config{AckTimeout: time.Hour})
 	aliceSends(c, 1)
 	ms := ep.msgs(bobS) // pushed live, from alice's Handle
 	if len(ms) != 1 || ms[0].CID() != 1 || ms[0].MID() == 0 {
@@ -321,7 +320,7 @@ func TestWindowReceiptAcksDelivered(t *testing.T) {
 // STORED; it is not pushed again to the session, and its late receipt
 // deletes it from the store without a second ack.
 func TestWindowReceiptTimeoutStores(t *testing.T) {
-	c, ep, st := windowCenter(t, CenterConfig{AckTimeout: 20 * time.Millisecond})
+	c, ep, st := windowCenter(t, Config{AckTimeout: 20 * time.Millisecond})
 	aliceSends(c, 1)
 	ms := ep.msgs(bobS)
 	if len(ms) != 1 {
@@ -347,7 +346,7 @@ func TestWindowReceiptTimeoutStores(t *testing.T) {
 // takes live pushes again.
 func TestWindowSpillsAndDrainsInOrder(t *testing.T) {
 	const window, n = 4, 10
-	c, ep, st := windowCenter(t, CenterConfig{Window: window, AckTimeout: time.Hour})
+	c, ep, st := windowCenter(t, Config{Window: window, AckTimeout: time.Hour})
 	for cid := uint64(1); cid <= n; cid++ {
 		aliceSends(c, cid)
 	}
@@ -387,8 +386,8 @@ func TestWindowSpillsAndDrainsInOrder(t *testing.T) {
 // messages stored and acked STORED; once it reads again, a FETCH and the
 // drain push every one in MID order, none lost and none twice.
 func TestWindowSlowReaderStored(t *testing.T) {
-	c, ep, st := windowCenter(t, CenterConfig{Window: 8, AckTimeout: time.Hour})
-	ep.setRefuse(bobS, engine.ErrSlowReader)
+	c, ep, st := windowCenter(t, Config{Window: 8, AckTimeout: time.Hour})
+	ep.setRefuse(bobS, im.ErrSlowReader)
 	const refused, more = 12, 3
 	want := map[uint64]byte{}
 	var cids []uint64
@@ -427,13 +426,13 @@ func TestWindowSlowReaderStored(t *testing.T) {
 // again, its receipt of that push restarts the drain, which pushes what
 // was stored meanwhile in MID order, each once.
 func TestWindowSlowReaderResumesOnReceipt(t *testing.T) {
-	c, ep, st := windowCenter(t, CenterConfig{Window: 8, AckTimeout: time.Hour})
+	c, ep, st := windowCenter(t, Config{Window: 8, AckTimeout: time.Hour})
 	aliceSends(c, 1)
 	first := ep.msgs(bobS)
 	if len(first) != 1 {
 		t.Fatalf("bob was pushed %d messages, want 1", len(first))
 	}
-	ep.setRefuse(bobS, engine.ErrSlowReader)
+	ep.setRefuse(bobS, im.ErrSlowReader)
 	want := map[uint64]byte{1: frame.AckDelivered}
 	for cid := uint64(2); cid <= 6; cid++ {
 		aliceSends(c, cid)
@@ -474,7 +473,7 @@ func fetchStored(t *testing.T, c *LocalCenter, ep *fakeEndpoint, user uint64, s 
 // and neither pushed nor stored again: while its receipt is awaited,
 // after it, and when the message was stored.
 func TestWindowDedupeResend(t *testing.T) {
-	c, ep, st := windowCenter(t, CenterConfig{AckTimeout: time.Hour})
+	c, ep, st := windowCenter(t, Config{AckTimeout: time.Hour})
 	aliceSends(c, 7)
 	ms := ep.msgs(bobS)
 	if len(ms) != 1 {
@@ -520,7 +519,7 @@ func TestWindowDedupeResend(t *testing.T) {
 // acked STORED; the user's next session FETCHes them in MID order, each
 // once, and not the one it had acked.
 func TestWindowOfflineInFlight(t *testing.T) {
-	c, ep, st := windowCenter(t, CenterConfig{Window: 2, AckTimeout: time.Hour})
+	c, ep, st := windowCenter(t, Config{Window: 2, AckTimeout: time.Hour})
 	for cid := uint64(1); cid <= 4; cid++ {
 		aliceSends(c, cid) // 1 and 2 pushed live, 3 and 4 stored
 	}
@@ -562,7 +561,7 @@ func TestWindowReconnectBeforeOffline(t *testing.T) { reconnectRounds(t, true) }
 // online first and the old one goes while it FETCHes. The rounds give the
 // races a chance to show.
 func reconnectRounds(t *testing.T, early bool) {
-	c, ep, st := windowCenter(t, CenterConfig{Window: 2, AckTimeout: time.Hour})
+	c, ep, st := windowCenter(t, Config{Window: 2, AckTimeout: time.Hour})
 	for round := range uint64(20) {
 		to := 1000 + round
 		old := im.SessionRef{Endpoint: 1, Session: 100 + 2*round}

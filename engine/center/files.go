@@ -12,7 +12,6 @@ import (
 	"github.com/bytedance/sonic"
 	"github.com/valyala/bytebufferpool"
 
-	"github.com/myim/myim/engine"
 	"github.com/myim/myim/engine/im"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/route"
@@ -474,7 +473,7 @@ func (c *LocalCenter) xferChunk(user uint64, s im.SessionRef, buf *bytebufferpoo
 			return
 		}
 		code, refuse = frame.ErrCodeRetry, fmt.Sprintf("receiver offline; transfer %d paused", xfer)
-		if errors.Is(err, engine.ErrSlowReader) {
+		if errors.Is(err, im.ErrSlowReader) {
 			refuse = fmt.Sprintf("receiver busy; transfer %d paused", xfer)
 		}
 		st.accepted = false // until the receiver accepts again

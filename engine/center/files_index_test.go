@@ -48,7 +48,7 @@ func TestClosingSessionPausesOnlyItsTransfers(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	c := NewLocalCenter(CenterConfig{ID: 1, Store: st})
+	c := NewLocalCenter(Config{ID: 1, Store: st})
 	t.Cleanup(c.Close)
 	ep := &recEndpoint{id: 1}
 	c.Attach(ep)

@@ -16,7 +16,6 @@ import (
 	"github.com/bytedance/sonic"
 	"github.com/valyala/bytebufferpool"
 
-	"github.com/myim/myim/engine"
 	"github.com/myim/myim/engine/im"
 	"github.com/myim/myim/frame"
 	"github.com/myim/myim/storage"
@@ -300,7 +299,7 @@ func (fs *fileService) deliver(j fsJob, out *bytebufferpool.ByteBuffer) {
 	}
 	if err := ep.Deliver(j.s, out); err != nil {
 		bytebufferpool.Put(out)
-		if errors.Is(err, engine.ErrSlowReader) {
+		if errors.Is(err, im.ErrSlowReader) {
 			fs.c.errorTo(j.s, frame.ErrCodeRetry, uint64(j.req), "answer dropped: client reads too slowly; retry")
 		}
 	}

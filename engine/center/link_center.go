@@ -13,7 +13,6 @@ import (
 
 	"github.com/valyala/bytebufferpool"
 
-	"github.com/myim/myim/engine"
 	"github.com/myim/myim/engine/im"
 	"github.com/myim/myim/engine/link"
 	"github.com/myim/myim/frame"
@@ -404,8 +403,8 @@ func (re *remoteEndpoint) Deliver(s im.SessionRef, buf *bytebufferpool.ByteBuffe
 	case nil:
 		return nil
 	case link.ErrClosed:
-		return engine.ErrClosed
+		return im.ErrClosed
 	default:
-		return engine.ErrSlowReader
+		return im.ErrSlowReader
 	}
 }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/valyala/bytebufferpool"
 
-	"github.com/myim/myim/engine"
 	"github.com/myim/myim/engine/im"
 	"github.com/myim/myim/engine/link"
 	"github.com/myim/myim/frame"
@@ -116,7 +115,7 @@ type remoteSess struct {
 }
 
 // NewRemoteCenter checks cfg and returns a center that connects once an
-// endpoint is attached (NewEndpoint does that).
+// endpoint is attached (endpoint.New does that).
 func NewRemoteCenter(cfg RemoteCenterConfig) (*RemoteCenter, error) {
 	cfg.fillDefaults()
 	if err := cfg.Link.Check(); err != nil {
@@ -431,7 +430,7 @@ func (rc *RemoteCenter) serve(nc net.Conn, br *bufio.Reader, log *slog.Logger) e
 	})
 	if !up {
 		nc.Close() // outside the queue's lock
-		return engine.ErrClosed
+		return im.ErrClosed
 	}
 	log.Info("center link up", "sessions", sessions, "queued", queued, "tls", rc.cfg.Link.TLS != nil)
 	if rc.cfg.Link.TLS == nil {

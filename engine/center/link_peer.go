@@ -25,7 +25,6 @@ import (
 
 	"github.com/valyala/bytebufferpool"
 
-	"github.com/myim/myim/engine"
 	"github.com/myim/myim/engine/clusterca"
 	"github.com/myim/myim/engine/im"
 	"github.com/myim/myim/engine/link"
@@ -140,7 +139,7 @@ func (p *peerLink) Serve(nc net.Conn, br *bufio.Reader) error {
 	})
 	if !up {
 		nc.Close() // outside the queue's lock
-		return engine.ErrClosed
+		return im.ErrClosed
 	}
 	p.cl.PeerConnects.Add(1)
 	p.log.Info("center peer link up", "tls", p.cl.cfg.Link.TLS != nil)

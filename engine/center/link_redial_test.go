@@ -19,7 +19,7 @@ func TestRemoteCenterFailsBackToFirst(t *testing.T) {
 	t.Cleanup(func() { st.Close() })
 	startLinks := func(id uint32, addr string) *LinkServer {
 		t.Helper()
-		c := NewLocalCenter(CenterConfig{ID: id, Store: st})
+		c := NewLocalCenter(Config{ID: id, Store: st})
 		ls, err := NewLinkServer(LinkServerConfig{Addr: addr, Center: c, Link: testLink})
 		if err != nil {
 			t.Fatal(err)

@@ -80,7 +80,7 @@ func TestReceiptSweeperStoresOverdue(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	c := NewLocalCenter(CenterConfig{ID: 1, Store: st, AckTimeout: 200 * time.Millisecond})
+	c := NewLocalCenter(Config{ID: 1, Store: st, AckTimeout: 200 * time.Millisecond})
 	defer c.Close()
 	ep := &recEndpoint{id: 1}
 	c.Attach(ep)

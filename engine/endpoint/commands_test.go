@@ -35,9 +35,9 @@ func startNode(t *testing.T) (*engine.Server, func(name string) *client.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctr := center.NewLocalCenter(center.CenterConfig{ID: 1, Store: st})
+	ctr := center.NewLocalCenter(center.Config{ID: 1, Store: st})
 	t.Cleanup(ctr.Close)
-	ep := endpoint.NewEndpoint(endpoint.EndpointConfig{ID: 1, Identity: id, Center: ctr, HandshakeRate: -1})
+	ep := endpoint.New(endpoint.Config{ID: 1, Identity: id, Center: ctr, HandshakeRate: -1})
 	srv := enginetest.StartServer(t, ep)
 	dev, _ := session.NewStaticKey()
 	return srv, func(name string) *client.Conn {

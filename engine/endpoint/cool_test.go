@@ -30,9 +30,9 @@ func TestCooledSessionsCarryOn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctr := center.NewLocalCenter(center.CenterConfig{ID: 1, Store: st})
+	ctr := center.NewLocalCenter(center.Config{ID: 1, Store: st})
 	t.Cleanup(ctr.Close)
-	ep := endpoint.NewEndpoint(endpoint.EndpointConfig{ID: 1, Identity: id, Center: ctr, HandshakeRate: -1})
+	ep := endpoint.New(endpoint.Config{ID: 1, Identity: id, Center: ctr, HandshakeRate: -1})
 	srv := engine.New(ep, engine.WithAddr("tcp://127.0.0.1:0"), engine.WithLoops(2))
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)

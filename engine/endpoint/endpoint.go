@@ -20,8 +20,8 @@ import (
 	"github.com/myim/myim/session"
 )
 
-// EndpointConfig wires the endpoint role.
-type EndpointConfig struct {
+// Config wires the endpoint role.
+type Config struct {
 	ID       uint32
 	Identity *clusterca.Identity
 	Session  *session.Config
@@ -45,11 +45,11 @@ type EndpointConfig struct {
 	Logger      *slog.Logger
 }
 
-// EndpointHandler holds client sessions: the IK handshake with a token
+// Handler holds client sessions: the IK handshake with a token
 // checked offline, then sealed frames both ways. It forwards every request
 // to its center and delivers what the center sends. Safe for concurrent use.
-type EndpointHandler struct {
-	cfg       EndpointConfig
+type Handler struct {
+	cfg       Config
 	sessions  sessionTable
 	nsess     atomic.Int64
 	cooling   atomic.Bool // a cooler goroutine runs (endpoint_cool.go)
@@ -91,8 +91,8 @@ type epConn struct {
 	warm bool
 }
 
-// NewEndpoint returns the endpoint handler and attaches it to its center.
-func NewEndpoint(cfg EndpointConfig) *EndpointHandler {
+// New returns the endpoint handler and attaches it to its center.
+func New(cfg Config) *Handler {
 	if cfg.ID == 0 {
 		cfg.ID = 1
 	}
@@ -117,7 +117,7 @@ func NewEndpoint(cfg EndpointConfig) *EndpointHandler {
 	if cfg.Revocations == nil {
 		cfg.Revocations = clusterca.NewRevocationList(nil, cfg.Logger)
 	}
-	e := &EndpointHandler{cfg: cfg, revoked: cfg.Revocations}
+	e := &Handler{cfg: cfg, revoked: cfg.Revocations}
 	// A token revoked on another node: close its sessions here too.
 	e.revoked.Subscribe(func(sid string) { e.kickWhere(func(es *epSession) bool { return es.sid == sid }) })
 	if cfg.HandshakeRate > 0 {
@@ -129,7 +129,7 @@ func NewEndpoint(cfg EndpointConfig) *EndpointHandler {
 }
 
 // ID returns the endpoint's server id.
-func (e *EndpointHandler) ID() uint32 { return e.cfg.ID }
+func (e *Handler) ID() uint32 { return e.cfg.ID }
 
 // epSession is what the endpoint's session table holds: the connection and
 // what its token said, fixed at the handshake, so that operators can close
@@ -214,16 +214,25 @@ func (t *sessionTable) each(fn func(*epSession) bool) {
 }
 
 // Deliver queues a plaintext frame for a session; see Endpoint.
-func (e *EndpointHandler) Deliver(s im.SessionRef, buf *bytebufferpool.ByteBuffer) error {
+func (e *Handler) Deliver(s im.SessionRef, buf *bytebufferpool.ByteBuffer) error {
 	es := e.sessions.load(s.Session)
 	if es == nil {
 		return im.ErrUnknownSession
 	}
-	return es.conn.Post(buf)
+	switch err := es.conn.Post(buf); err {
+	case nil:
+		return nil
+	case engine.ErrSlowReader:
+		return im.ErrSlowReader
+	case engine.ErrClosed:
+		return im.ErrClosed
+	default:
+		return err
+	}
 }
 
 // kickWhere closes the sessions match selects and returns how many.
-func (e *EndpointHandler) kickWhere(match func(*epSession) bool) int {
+func (e *Handler) kickWhere(match func(*epSession) bool) int {
 	n := 0
 	e.sessions.each(func(es *epSession) bool {
 		if match(es) {
@@ -236,12 +245,12 @@ func (e *EndpointHandler) kickWhere(match func(*epSession) bool) int {
 }
 
 // Kick closes every session of user (an operator's action).
-func (e *EndpointHandler) Kick(user uint64) int {
+func (e *Handler) Kick(user uint64) int {
 	return e.kickWhere(func(es *epSession) bool { return es.conn.User() == user })
 }
 
 // KickDevice closes the sessions of user on the device whose key hash is dev.
-func (e *EndpointHandler) KickDevice(user uint64, dev [32]byte) int {
+func (e *Handler) KickDevice(user uint64, dev [32]byte) int {
 	return e.kickWhere(func(es *epSession) bool { return es.conn.User() == user && es.dev == dev })
 }
 
@@ -249,33 +258,33 @@ func (e *EndpointHandler) KickDevice(user uint64, dev [32]byte) int {
 // until (a token's expiry bounds it) and closes its live sessions; the
 // Revocations list's Revoke also tells the rest of the cluster. Safe for
 // concurrent use.
-func (e *EndpointHandler) Revoke(sid string, until time.Time) int {
+func (e *Handler) Revoke(sid string, until time.Time) int {
 	e.revoked.Add(sid, until)
 	return e.kickWhere(func(es *epSession) bool { return es.sid == sid })
 }
 
 // FramesByCommand returns the frames the endpoint opened (in) and sealed
 // (out), by command code.
-func (e *EndpointHandler) FramesByCommand() (in, out *[256]atomic.Uint64) {
+func (e *Handler) FramesByCommand() (in, out *[256]atomic.Uint64) {
 	return &e.framesIn, &e.framesOut
 }
 
 // Handshakes returns the endpoint's handshake counters.
-func (e *EndpointHandler) Handshakes() *im.HandshakeStats { return &e.hs }
+func (e *Handler) Handshakes() *im.HandshakeStats { return &e.hs }
 
 // DeliveryLatency is the time from the center accepting a message to the
 // recipient's receipt arriving here, read from the message id, which carries
 // the center's clock in milliseconds (see LocalCenter.nextMID). Receipts of
 // messages older than the center's receipt timeout were stored and fetched,
 // and are left out.
-func (e *EndpointHandler) DeliveryLatency() *engine.LatencyHistogram { return &e.delivery }
+func (e *Handler) DeliveryLatency() *engine.LatencyHistogram { return &e.delivery }
 
 // maxReceiptAge bounds the receipts DeliveryLatency counts: the center's
 // default receipt timeout, past which a push was stored offline.
 const maxReceiptAge = 10 * time.Second
 
 // Sessions returns how many authenticated sessions the endpoint holds.
-func (e *EndpointHandler) Sessions() int { return int(e.nsess.Load()) }
+func (e *Handler) Sessions() int { return int(e.nsess.Load()) }
 
 // SessionInfo describes one session for the admin API.
 type SessionInfo struct {
@@ -293,7 +302,7 @@ type SessionInfo struct {
 // RangeSessions calls fn for each authenticated session until it returns
 // false. Safe for concurrent use; sessions opening or closing meanwhile may
 // or may not be seen.
-func (e *EndpointHandler) RangeSessions(fn func(SessionInfo) bool) {
+func (e *Handler) RangeSessions(fn func(SessionInfo) bool) {
 	e.sessions.each(func(es *epSession) bool {
 		c := es.conn
 		return fn(SessionInfo{User: c.User(), Endpoint: e.cfg.ID, Session: c.ID(), Remote: c.RemoteAddr(),
@@ -303,14 +312,14 @@ func (e *EndpointHandler) RangeSessions(fn func(SessionInfo) bool) {
 
 // Draining reports whether the endpoint drains (Drain or DrainOver called,
 // Undrain not since).
-func (e *EndpointHandler) Draining() bool { return e.draining.Load() }
+func (e *Handler) Draining() bool { return e.draining.Load() }
 
 // Drain makes the endpoint refuse new connections (an ERROR with code
 // ErrCodeRetry, "draining") and sends every session a NOTICE with code
 // frame.NoticeMove, so that clients move to the next server on their list.
 // It returns how many sessions were told. Calling it again tells the
 // sessions still here again. Safe for concurrent use.
-func (e *EndpointHandler) Drain() int { return e.DrainOver(0) }
+func (e *Handler) Drain() int { return e.DrainOver(0) }
 
 // drainStep bounds how late a spread drain notices an Undrain.
 const drainStep = 100 * time.Millisecond
@@ -320,7 +329,7 @@ const drainStep = 100 * time.Millisecond
 // clients do not all log in again in the same instant (as NATS's lame-duck
 // mode). It returns how many sessions are to be told; the notices go out
 // from a goroutine, which Undrain stops. Safe for concurrent use.
-func (e *EndpointHandler) DrainOver(spread time.Duration) int {
+func (e *Handler) DrainOver(spread time.Duration) int {
 	e.draining.Store(true)
 	gen := e.drainGen.Add(1)
 	var list []*epSession
@@ -378,7 +387,7 @@ func (e *EndpointHandler) DrainOver(spread time.Duration) int {
 // Undrain ends a drain: new sessions are accepted again and the move
 // notices not yet sent are not sent. Clients already told have moved or are
 // moving. Safe for concurrent use.
-func (e *EndpointHandler) Undrain() {
+func (e *Handler) Undrain() {
 	e.drainGen.Add(1)
 	if e.draining.Swap(false) {
 		e.cfg.Logger.Info("drain undone", "sessions", e.Sessions())
@@ -389,7 +398,7 @@ func (e *EndpointHandler) Undrain() {
 var errDraining = errors.New("endpoint: endpoint draining")
 
 // OnOpen starts the server side of the IK handshake.
-func (e *EndpointHandler) OnOpen(c *engine.Conn) error {
+func (e *Handler) OnOpen(c *engine.Conn) error {
 	if e.draining.Load() {
 		e.hs.Fail(im.HandshakeDraining)
 		out := c.Out()
@@ -406,7 +415,7 @@ func (e *EndpointHandler) OnOpen(c *engine.Conn) error {
 
 // OnFrame runs the handshake, then opens each sealed frame and passes it to
 // the center.
-func (e *EndpointHandler) OnFrame(c *engine.Conn, f frame.Frame) error {
+func (e *Handler) OnFrame(c *engine.Conn, f frame.Frame) error {
 	ec := c.Context().(*epConn)
 	if ec.pending {
 		e.hs.Fail(im.HandshakeNoHandshake)
@@ -520,7 +529,7 @@ func authText(err error) string {
 }
 
 // OnMail seals a frame the center delivered.
-func (e *EndpointHandler) OnMail(c *engine.Conn, b []byte) error {
+func (e *Handler) OnMail(c *engine.Conn, b []byte) error {
 	ec := c.Context().(*epConn)
 	if ec.pending {
 		return e.finishHandshake(c, ec, b)
@@ -535,13 +544,13 @@ func (e *EndpointHandler) OnMail(c *engine.Conn, b []byte) error {
 
 // seal seals plaintext frame f into c's write batch, with a rekey when
 // one is due. Loop only.
-func (e *EndpointHandler) seal(c *engine.Conn, ec *epConn, f frame.Frame) error {
+func (e *Handler) seal(c *engine.Conn, ec *epConn, f frame.Frame) error {
 	return e.sealAt(c, ec, f, time.Now())
 }
 
 // sealAt is seal with the clock read by the caller, which seals many
 // frames at one instant. Loop only.
-func (e *EndpointHandler) sealAt(c *engine.Conn, ec *epConn, f frame.Frame, now time.Time) error {
+func (e *Handler) sealAt(c *engine.Conn, ec *epConn, f frame.Frame, now time.Time) error {
 	ec.warm = true
 	out := c.Out()
 	var err error
@@ -556,14 +565,14 @@ func (e *EndpointHandler) sealAt(c *engine.Conn, ec *epConn, f frame.Frame, now 
 	return nil
 }
 
-func (e *EndpointHandler) sealError(c *engine.Conn, ec *epConn, code uint16, ref uint64, text string) {
+func (e *Handler) sealError(c *engine.Conn, ec *epConn, code uint16, ref uint64, text string) {
 	b, _ := frame.AppendError(nil, code, ref, text)
 	out := c.Out()
 	out.B, _ = ec.keys.Seal(out.B, frame.CmdError, frame.QoS0, frame.Frame(b).Body())
 }
 
 // OnClose reports the session gone and wipes its keys.
-func (e *EndpointHandler) OnClose(c *engine.Conn, _ engine.CloseReason) {
+func (e *Handler) OnClose(c *engine.Conn, _ engine.CloseReason) {
 	ec, ok := c.Context().(*epConn)
 	if !ok {
 		return

@@ -20,13 +20,13 @@ const coolBatch = 1024
 
 // startCooler starts the cooling goroutine unless one runs. It stops by
 // itself when the endpoint holds no session. Safe for concurrent use.
-func (e *EndpointHandler) startCooler() {
+func (e *Handler) startCooler() {
 	if e.cooling.CompareAndSwap(false, true) {
 		go e.cooler()
 	}
 }
 
-func (e *EndpointHandler) cooler() {
+func (e *Handler) cooler() {
 	t := time.NewTicker(coolEvery)
 	defer t.Stop()
 	for range t.C {
@@ -45,7 +45,7 @@ func (e *EndpointHandler) cooler() {
 // coolRound hands every session to its loop, in batches of coolBatch per
 // loop job, where the quiet ones are cooled and the others marked for the
 // next round.
-func (e *EndpointHandler) coolRound() {
+func (e *Handler) coolRound() {
 	type batch struct {
 		first *engine.Conn // any connection of the loop
 		conns []*engine.Conn

@@ -226,7 +226,7 @@ var (
 )
 
 // startHandshake runs on the loop for the first HANDSHAKE frame.
-func (e *EndpointHandler) startHandshake(c *engine.Conn, ec *epConn, f frame.Frame) error {
+func (e *Handler) startHandshake(c *engine.Conn, ec *epConn, f frame.Frame) error {
 	refuse := func(why im.HandshakeFailure, code uint16, text string, err error) error {
 		e.hs.Fail(why)
 		out := c.Out()
@@ -255,7 +255,7 @@ func (e *EndpointHandler) startHandshake(c *engine.Conn, ec *epConn, f frame.Fra
 // runHandshake is a worker's part: read the first message, check the
 // token, write the answer, and post it to the loop as 1 + the answer frame,
 // or 0 + an ERROR frame.
-func (e *EndpointHandler) runHandshake(j hsJob) {
+func (e *Handler) runHandshake(j hsJob) {
 	b := bytebufferpool.Get()
 	fail := func(why im.HandshakeFailure, text string) {
 		e.hs.Fail(why)
@@ -296,7 +296,7 @@ func (e *EndpointHandler) runHandshake(j hsJob) {
 }
 
 // finishHandshake runs on the loop with the worker's answer.
-func (e *EndpointHandler) finishHandshake(c *engine.Conn, ec *epConn, b []byte) error {
+func (e *Handler) finishHandshake(c *engine.Conn, ec *epConn, b []byte) error {
 	ec.pending = false
 	res := ec.pend
 	ec.pend = hsResult{}
@@ -316,7 +316,7 @@ func (e *EndpointHandler) finishHandshake(c *engine.Conn, ec *epConn, b []byte) 
 
 // establish runs once the first sealed frame of a session has opened: the
 // session goes into the table and to the center.
-func (e *EndpointHandler) establish(c *engine.Conn, ec *epConn) {
+func (e *Handler) establish(c *engine.Conn, ec *epConn) {
 	claims := ec.claims
 	ec.claims = nil
 	now := time.Now()

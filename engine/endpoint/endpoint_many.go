@@ -34,7 +34,7 @@ type loopBatch struct {
 // sessions of this endpoint and returns how many it reached, as
 // DeliverFrames does. Safe for concurrent use; b may be reused once it
 // returns.
-func (e *EndpointHandler) DeliverMany(sessions []uint64, b []byte) int {
+func (e *Handler) DeliverMany(sessions []uint64, b []byte) int {
 	return e.DeliverFrames(sessions, b)
 }
 
@@ -47,7 +47,7 @@ func (e *EndpointHandler) DeliverMany(sessions []uint64, b []byte) int {
 // has them all in one write, as it has several jobs' frames when its loop
 // runs them together. Sessions gone or unknown are skipped. Safe for
 // concurrent use; b may be reused once it returns.
-func (e *EndpointHandler) DeliverFrames(sessions []uint64, b []byte) int {
+func (e *Handler) DeliverFrames(sessions []uint64, b []byte) int {
 	var arr [4]loopBatch // a few loops: most machines run one per core
 	batches := arr[:0]
 	n := 0
@@ -86,7 +86,7 @@ func (e *EndpointHandler) DeliverFrames(sessions []uint64, b []byte) int {
 // sealMany seals sf's frames for each of conns, all of one loop, into
 // their write batches: one clock read for all, and each write batch grown
 // once to take them. Loop only.
-func (e *EndpointHandler) sealMany(conns []*engine.Conn, sf *sharedFrame) {
+func (e *Handler) sealMany(conns []*engine.Conn, sf *sharedFrame) {
 	defer sf.release()
 	frames := 0
 	for b := sf.buf.B; len(b) > 0; frames++ {

@@ -1,4 +1,4 @@
 package endpoint
 
 // CoolRound runs one cooling round now (endpoint_cool.go).
-func (e *EndpointHandler) CoolRound() { e.coolRound() }
+func (e *Handler) CoolRound() { e.coolRound() }

@@ -18,6 +18,17 @@ const (
 // endpoint does not hold (gone, or never there).
 var ErrUnknownSession = errors.New("im: unknown session")
 
+// The other errors of Endpoint.Deliver. A center tells them apart with
+// errors.Is; an endpoint on the reactor returns them for the reactor's
+// engine.ErrSlowReader and engine.ErrClosed.
+var (
+	// ErrSlowReader: the session's queue of frames not yet written is
+	// full (its client does not read). QoS 1 then goes to the store.
+	ErrSlowReader = errors.New("im: session's outbound queue is full")
+	// ErrClosed: the session's connection is closed or closing.
+	ErrClosed = errors.New("im: session closed")
+)
+
 // SessionRef names one client session: the endpoint that holds it and the
 // session's id there (the connection id).
 type SessionRef struct {
@@ -70,13 +81,13 @@ type Center interface {
 // and timers, link readers. It must therefore never block: it queues the
 // frame on the session's connection (engine.Conn.Post) and the session's
 // event loop seals and writes it (the reactor's MailHandler). A full queue
-// is an error (engine.ErrSlowReader), not a wait.
+// is an error (ErrSlowReader), not a wait.
 type Endpoint interface {
 	// ID is the endpoint's server id.
 	ID() uint32
 	// Deliver queues one whole plaintext frame for a session, which seals it
 	// on its event loop. On success ownership of buf passes to the endpoint;
-	// on error (engine.ErrClosed, engine.ErrSlowReader, ErrUnknownSession)
-	// the caller keeps it.
+	// on error (ErrClosed, ErrSlowReader, ErrUnknownSession) the caller
+	// keeps it.
 	Deliver(s SessionRef, buf *bytebufferpool.ByteBuffer) error
 }

@@ -220,7 +220,7 @@ type Config struct {
 	// that wait to be written, or, at the endpoint, wait for the center to
 	// confirm them; QueueBytes bounds their bytes. Past either, the
 	// endpoint refuses QoS 1 sends with ErrCodeRetry and the center's
-	// Deliver fails with ErrSlowReader (the center then stores QoS 1
+	// Deliver fails with im.ErrSlowReader (the center then stores QoS 1
 	// offline). Defaults 65,536 and 64 MiB: one link carries the traffic
 	// of all of an endpoint's sessions.
 	QueueLen, QueueBytes int

@@ -20,14 +20,14 @@ import (
 	"github.com/myim/myim/storage"
 )
 
-// LoginReply and ServerInfo are the login answer's JSON, shared with the SDK.
+// Reply and ServerInfo are the login answer's JSON, shared with the SDK.
 type (
-	LoginReply = session.LoginReply
+	Reply      = session.LoginReply
 	ServerInfo = session.ServerInfo
 )
 
-// LoginConfig wires the login role.
-type LoginConfig struct {
+// Config wires the login role.
+type Config struct {
 	Store    storage.Users
 	Identity *clusterca.Identity
 	Hasher   *session.Hasher
@@ -51,11 +51,11 @@ type LoginConfig struct {
 	Queue int
 }
 
-// Login is the login center's handler: Noise XX, then a password check off
+// Handler is the login center's handler: Noise XX, then a password check off
 // the event loop, then a token and the server list in a sealed AUTH frame.
 // It never holds messaging sessions.
-type Login struct {
-	cfg     LoginConfig
+type Handler struct {
+	cfg     Config
 	wg      sync.WaitGroup
 	hs      im.HandshakeStats
 	failLog *lograte.Limit // the "login failed" WARN lines
@@ -71,8 +71,8 @@ type Login struct {
 	lastDone, gap atomic.Int64
 }
 
-// LoginQueueStats is a snapshot of the login queue's counters.
-type LoginQueueStats struct {
+// QueueStats is a snapshot of the login queue's counters.
+type QueueStats struct {
 	Queued  int64  // admitted, not answered yet
 	Refused uint64 // answered RETRY by admission control
 	Dropped uint64 // client gone before its password was checked
@@ -80,17 +80,17 @@ type LoginQueueStats struct {
 }
 
 // QueueStats returns the login queue's counters. Safe for concurrent use.
-func (l *Login) QueueStats() LoginQueueStats {
-	return LoginQueueStats{Queued: l.queued.Load(), Refused: l.refused.Load(), Dropped: l.dropped.Load(),
+func (l *Handler) QueueStats() QueueStats {
+	return QueueStats{Queued: l.queued.Load(), Refused: l.refused.Load(), Dropped: l.dropped.Load(),
 		Hashes: l.cfg.Hasher.Runs()}
 }
 
 // Handshakes returns the login service's counters: a login counts as OK
 // once its token is issued.
-func (l *Login) Handshakes() *im.HandshakeStats { return &l.hs }
+func (l *Handler) Handshakes() *im.HandshakeStats { return &l.hs }
 
-// NewLogin returns the login handler.
-func NewLogin(cfg LoginConfig) *Login {
+// New returns the login handler.
+func New(cfg Config) *Handler {
 	if cfg.TokenTTL <= 0 || cfg.TokenTTL > session.MaxTokenTTL {
 		cfg.TokenTTL = session.MaxTokenTTL
 	}
@@ -106,7 +106,7 @@ func NewLogin(cfg LoginConfig) *Login {
 	if cfg.Queue <= 0 {
 		cfg.Queue = 1024
 	}
-	return &Login{cfg: cfg, failLog: lograte.New()}
+	return &Handler{cfg: cfg, failLog: lograte.New()}
 }
 
 type loginConn struct {
@@ -120,7 +120,7 @@ type loginConn struct {
 var errLoginFailed = errors.New("wrong name or password")
 
 // OnOpen starts the server side of the XX handshake.
-func (l *Login) OnOpen(c *engine.Conn) error {
+func (l *Handler) OnOpen(c *engine.Conn) error {
 	hs, err := session.NewLoginServer(l.cfg.Session, l.cfg.Identity.Static, l.cfg.Identity.LoginCert)
 	if err != nil {
 		return err
@@ -132,7 +132,7 @@ func (l *Login) OnOpen(c *engine.Conn) error {
 
 // OnFrame drives the handshake; after it only the password check's answer
 // is awaited, and any frame is an error.
-func (l *Login) OnFrame(c *engine.Conn, f frame.Frame) error {
+func (l *Handler) OnFrame(c *engine.Conn, f frame.Frame) error {
 	lc := c.Context().(*loginConn)
 	if f.Cmd() != frame.CmdHandshake || lc.busy || lc.keys != nil {
 		l.hs.Fail(im.HandshakeNoHandshake)
@@ -211,7 +211,7 @@ func (l *Login) OnFrame(c *engine.Conn, f frame.Frame) error {
 
 // OnMail seals the password check's answer and closes: a login connection
 // does nothing else.
-func (l *Login) OnMail(c *engine.Conn, b []byte) error {
+func (l *Handler) OnMail(c *engine.Conn, b []byte) error {
 	lc := c.Context().(*loginConn)
 	out := c.Out()
 	var err error
@@ -237,7 +237,7 @@ func (l *Login) OnMail(c *engine.Conn, b []byte) error {
 
 // OnClose ends a password check still queued or running for the
 // connection, and wipes the session keys.
-func (l *Login) OnClose(c *engine.Conn, _ engine.CloseReason) {
+func (l *Handler) OnClose(c *engine.Conn, _ engine.CloseReason) {
 	lc, ok := c.Context().(*loginConn)
 	if !ok {
 		return
@@ -271,7 +271,7 @@ const (
 // clients come back (the SDK adds up to half of the hint at random, so
 // that they spread out) as the queue empties. Called on the event loop; it
 // only touches atomics.
-func (l *Login) admit() (time.Duration, bool) {
+func (l *Handler) admit() (time.Duration, bool) {
 	per := l.cfg.Hasher.AvgDuration()
 	if per <= 0 {
 		per = defaultHashTime
@@ -289,7 +289,7 @@ func (l *Login) admit() (time.Duration, bool) {
 
 // done leaves the queue and times the completion: the gap since the
 // previous one counts when that one left work queued behind it.
-func (l *Login) done() {
+func (l *Handler) done() {
 	now := time.Now().UnixNano()
 	prev := l.lastDone.Swap(now)
 	if d := now - prev; prev != 0 && d < int64(time.Minute) {
@@ -311,7 +311,7 @@ func (l *Login) done() {
 
 // busyHint is the RETRY hint for an account or address with an attempt in
 // flight: about one password check.
-func (l *Login) busyHint() time.Duration {
+func (l *Handler) busyHint() time.Duration {
 	return clampHint(2 * l.cfg.Hasher.AvgDuration())
 }
 
@@ -319,7 +319,7 @@ func clampHint(d time.Duration) time.Duration { return min(max(d, minRetryHint),
 
 // refuseRetry answers RETRY with a hint in milliseconds in Ref, sealed
 // when keys exist.
-func (l *Login) refuseRetry(c *engine.Conn, lc *loginConn, hint time.Duration, text string) {
+func (l *Handler) refuseRetry(c *engine.Conn, lc *loginConn, hint time.Duration, text string) {
 	body, _ := frame.AppendError(nil, frame.ErrCodeRetry, uint64(hint.Milliseconds()), text)
 	out := c.Out()
 	if lc.keys != nil {
@@ -331,7 +331,7 @@ func (l *Login) refuseRetry(c *engine.Conn, lc *loginConn, hint time.Duration, t
 }
 
 // refuse sends an ERROR, sealed when keys exist.
-func (l *Login) refuse(c *engine.Conn, lc *loginConn, code uint16, text string) {
+func (l *Handler) refuse(c *engine.Conn, lc *loginConn, code uint16, text string) {
 	out := c.Out()
 	if lc.keys != nil {
 		body, _ := frame.AppendError(nil, code, 0, text)
@@ -343,13 +343,13 @@ func (l *Login) refuse(c *engine.Conn, lc *loginConn, code uint16, text string) 
 }
 
 // Wait blocks until running password checks end (for shutdown and tests).
-func (l *Login) Wait() { l.wg.Wait() }
+func (l *Handler) Wait() { l.wg.Wait() }
 
 // check runs the password check and, on success, records the device and
 // issues the token. It runs on its own goroutine; ctx ends when the
 // client leaves. On failure it returns the ERROR code and, for RETRY, the
 // hint.
-func (l *Login) check(ctx context.Context, req *session.LoginRequest, device []byte, addr string) (*LoginReply, uint16, time.Duration, error) {
+func (l *Handler) check(ctx context.Context, req *session.LoginRequest, device []byte, addr string) (*Reply, uint16, time.Duration, error) {
 	host := hostOf(addr)
 	remote := func() string { return addr }
 	// The attempt is counted before anything is hashed: concurrent
@@ -431,7 +431,7 @@ func (l *Login) check(ctx context.Context, req *session.LoginRequest, device []b
 	if err != nil {
 		return nil, frame.ErrCodeInternal, 0, errors.New("token issue failed")
 	}
-	reply := &LoginReply{UserID: u.ID, Token: tok, ExpiresAt: now.Add(l.cfg.TokenTTL).UnixMilli(), NewDevice: isNew}
+	reply := &Reply{UserID: u.ID, Token: tok, ExpiresAt: now.Add(l.cfg.TokenTTL).UnixMilli(), NewDevice: isNew}
 	if l.cfg.Servers != nil {
 		reply.Servers = l.cfg.Servers(ctx)
 	}
@@ -447,14 +447,14 @@ func (l *Login) check(ctx context.Context, req *session.LoginRequest, device []b
 
 // limitHint and limitErr turn a limiter refusal into a RETRY's hint and
 // text, and count it.
-func (l *Login) limitHint(wait time.Duration, err error) time.Duration {
+func (l *Handler) limitHint(wait time.Duration, err error) time.Duration {
 	if errors.Is(err, ErrLoginBusy) {
 		return l.busyHint()
 	}
 	return clampHint(wait)
 }
 
-func (l *Login) limitErr(err error) error {
+func (l *Handler) limitErr(err error) error {
 	l.hs.Fail(im.HandshakeRateLimited)
 	if errors.Is(err, ErrLoginBusy) {
 		return errors.New("a login for this account or address is in progress; retry later")
@@ -466,7 +466,7 @@ func (l *Login) limitErr(err error) error {
 // the reason, for operators and fail2ban, at most lograte.Burst a
 // lograte.Interval (a password-guessing storm must not flood the log).
 // Safe for concurrent use, and on the event loop.
-func (l *Login) logFailure(addr func() string, name string, f im.HandshakeFailure, detail string) {
+func (l *Handler) logFailure(addr func() string, name string, f im.HandshakeFailure, detail string) {
 	ok, suppressed := l.failLog.Allow()
 	if !ok {
 		return

@@ -30,13 +30,13 @@ var testArgon2 = session.Argon2Params{Memory: 8192, Time: 1, Threads: 1, SaltLen
 // loginRig is a login listener on loopback with its store and hasher.
 type loginRig struct {
 	srv    *engine.Server
-	login  *login.Login
+	login  *login.Handler
 	store  storage.Store
 	hasher *session.Hasher
 	roots  []session.VerifyKey
 }
 
-func startLogin(t testing.TB, mod func(*login.LoginConfig), opts ...engine.Option) *loginRig {
+func startLogin(t testing.TB, mod func(*login.Config), opts ...engine.Option) *loginRig {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := bolt.Open(bolt.Config{Dir: dir, NoSync: true})
@@ -53,11 +53,11 @@ func startLogin(t testing.TB, mod func(*login.LoginConfig), opts ...engine.Optio
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := login.LoginConfig{Store: st, Identity: id, Hasher: h, Session: scfg}
+	cfg := login.Config{Store: st, Identity: id, Hasher: h, Session: scfg}
 	if mod != nil {
 		mod(&cfg)
 	}
-	l := login.NewLogin(cfg)
+	l := login.New(cfg)
 	// Registered before the server's own cleanup, so that it runs after the
 	// server has stopped taking logins (cleanups run last first).
 	t.Cleanup(l.Wait)
@@ -121,7 +121,7 @@ func serverCode(err error) uint16 {
 func TestLoginConcurrentGuessesStayWithinTheBudget(t *testing.T) {
 	const guesses = 400
 	lim := login.NewLimiter(login.LimiterConfig{Base: time.Minute})
-	r := startLogin(t, func(c *login.LoginConfig) { c.Limiter = lim })
+	r := startLogin(t, func(c *login.Config) { c.Limiter = lim })
 	r.addUser(t, "kim", "correct horse battery")
 	cfg := r.cfg(newKey(t), "")
 	var wg sync.WaitGroup
@@ -183,7 +183,7 @@ func TestLoginConcurrentGuessesStayWithinTheBudget(t *testing.T) {
 // account's own backoff does not apply to a device the account knows.
 func TestLoginLockoutSparesTheOwnersKnownDevice(t *testing.T) {
 	lim := login.NewLimiter(login.LimiterConfig{Base: time.Minute})
-	r := startLogin(t, func(c *login.LoginConfig) { c.Limiter = lim })
+	r := startLogin(t, func(c *login.Config) { c.Limiter = lim })
 	r.addUser(t, "kim", "correct horse battery")
 	ctx := context.Background()
 	owner := newKey(t)
@@ -226,7 +226,7 @@ func TestLoginLockoutSparesTheOwnersKnownDevice(t *testing.T) {
 // PINGs kept a connection that never logged in alive for ever.
 func TestLoginHandshakeDeadlineIgnoresPing(t *testing.T) {
 	const deadline = 1500 * time.Millisecond
-	r := startLogin(t, func(c *login.LoginConfig) { c.HandshakeTimeout = deadline })
+	r := startLogin(t, func(c *login.Config) { c.HandshakeTimeout = deadline })
 	hs, err := session.NewLoginClient(nil, newKey(t), r.roots)
 	if err != nil {
 		t.Fatal(err)
@@ -295,7 +295,7 @@ func TestLoginBurstAllSucceed(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		logins = 50 // the race detector makes hashes and handshakes ten times slower
 	}
-	r := startLogin(t, func(c *login.LoginConfig) {
+	r := startLogin(t, func(c *login.Config) {
 		h, err := session.NewHasher(&session.Config{Argon2: testArgon2, HashConcurrency: 1})
 		if err != nil {
 			t.Fatal(err)

@@ -40,8 +40,8 @@ type Admin struct {
 	Store    storage.Store
 	Hasher   *session.Hasher
 	Identity *clusterca.Identity
-	Endpoint *endpoint.EndpointHandler // nil on a node without the endpoint role
-	Center   *center.LocalCenter       // nil on a node without the center role
+	Endpoint *endpoint.Handler   // nil on a node without the endpoint role
+	Center   *center.LocalCenter // nil on a node without the center role
 	// Revocations shares revoked tokens with the cluster (nil: the
 	// endpoint's own list only).
 	Revocations *clusterca.RevocationList

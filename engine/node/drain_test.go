@@ -18,7 +18,7 @@ import (
 // new sessions are refused meanwhile.
 func TestDrainOverTellsEverySession(t *testing.T) {
 	lc := startLinkCenter(t, nil)
-	ep := endpoint.NewEndpoint(endpoint.EndpointConfig{ID: 5, Identity: lc.id, Center: lc.ctr})
+	ep := endpoint.New(endpoint.Config{ID: 5, Identity: lc.id, Center: lc.ctr})
 	le := &linkedEndpoint{ep: ep, srv: startServer(t, ep)}
 	var conns []*client.Conn
 	for i := range 5 {
@@ -62,7 +62,7 @@ func dialErr(lc *linkCluster, e *linkedEndpoint, user uint64) error {
 // taken again.
 func TestUndrainStopsTheNotices(t *testing.T) {
 	lc := startLinkCenter(t, nil)
-	ep := endpoint.NewEndpoint(endpoint.EndpointConfig{ID: 5, Identity: lc.id, Center: lc.ctr})
+	ep := endpoint.New(endpoint.Config{ID: 5, Identity: lc.id, Center: lc.ctr})
 	le := &linkedEndpoint{ep: ep, srv: startServer(t, ep)}
 	c := lc.dial(t, le, lc.user(t, "stay"))
 	ep.DrainOver(time.Hour)

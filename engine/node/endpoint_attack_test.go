@@ -64,7 +64,7 @@ func sendFirst(t *testing.T, srv *engine.Server, msg1 []byte) (net.Conn, *bufio.
 // after its owner left is refused before any crypto runs.
 func TestIKReplayAndPhantomSessions(t *testing.T) {
 	lc := startLinkCenter(t, nil)
-	ep := endpoint.NewEndpoint(endpoint.EndpointConfig{ID: 5, Identity: lc.id, Center: lc.ctr,
+	ep := endpoint.New(endpoint.Config{ID: 5, Identity: lc.id, Center: lc.ctr,
 		HandshakeTimeout: 5 * time.Second})
 	srv := startServer(t, ep)
 	a, b := lc.user(t, "a"), lc.user(t, "b")
@@ -164,7 +164,7 @@ func TestIKReplayAndPhantomSessions(t *testing.T) {
 // has refilled.
 func TestHandshakeFloodLimited(t *testing.T) {
 	lc := startLinkCenter(t, nil)
-	ep := endpoint.NewEndpoint(endpoint.EndpointConfig{ID: 5, Identity: lc.id, Center: lc.ctr,
+	ep := endpoint.New(endpoint.Config{ID: 5, Identity: lc.id, Center: lc.ctr,
 		HandshakeRate: 5, HandshakeBurst: 10})
 	srv := startServer(t, ep)
 	limited, start := 0, time.Now()
@@ -218,8 +218,8 @@ func TestRevocationSharedAcrossEndpoints(t *testing.T) {
 			t.Cleanup(cancel)
 			listA, listB := clusterca.NewRevocationList(shared, nil), clusterca.NewRevocationList(shared, nil)
 			go listB.Run(ctx, 100*time.Millisecond)
-			epA := endpoint.NewEndpoint(endpoint.EndpointConfig{ID: 5, Identity: lc.id, Center: lc.ctr, Revocations: listA})
-			epB := endpoint.NewEndpoint(endpoint.EndpointConfig{ID: 6, Identity: lc.id, Center: lc.ctr, Revocations: listB})
+			epA := endpoint.New(endpoint.Config{ID: 5, Identity: lc.id, Center: lc.ctr, Revocations: listA})
+			epB := endpoint.New(endpoint.Config{ID: 6, Identity: lc.id, Center: lc.ctr, Revocations: listB})
 			srvB := startServer(t, epB)
 			_ = startServer(t, epA)
 			u := lc.user(t, "u")

@@ -84,7 +84,7 @@ func startXferCluster(t *testing.T) *xferCluster {
 	for i := range xc.centers {
 		cid := uint32(i + 1)
 		routes := table()
-		c := center.NewLocalCenter(center.CenterConfig{ID: cid, Store: st,
+		c := center.NewLocalCenter(center.Config{ID: cid, Store: st,
 			Files: center.FilesConfig{Window: xferWindow},
 			Cluster: &center.ClusterConfig{Routes: routes, Link: lc,
 				PeerInterval: 50 * time.Millisecond, RefreshInterval: 100 * time.Millisecond}})
@@ -101,7 +101,7 @@ func startXferCluster(t *testing.T) *xferCluster {
 		}
 		// Registered after the center's cleanup, so stopped before it: the
 		// sessions go offline at a running center.
-		xc.srvs[i] = startServer(t, endpoint.NewEndpoint(endpoint.EndpointConfig{ID: cid, Identity: id, Center: c}))
+		xc.srvs[i] = startServer(t, endpoint.New(endpoint.Config{ID: cid, Identity: id, Center: c}))
 		xc.centers[i] = c
 	}
 	eventually(t, 10*time.Second, func() bool { return xc.centers[0].PeersUp() == 1 && xc.centers[1].PeersUp() == 1 })

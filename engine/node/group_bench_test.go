@@ -38,7 +38,7 @@ const sinkChildEnv = "MYIM_GROUP_SINK_CHILD"
 // time is the server's (and the one sending client's) alone.
 type fanoutNode struct {
 	srv    *engine.Server
-	ep     *endpoint.EndpointHandler
+	ep     *endpoint.Handler
 	group  uint64
 	online int
 	sender *client.Conn
@@ -75,9 +75,9 @@ func startFanoutNode(b *testing.B, n *fanoutNode, members, online int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctr := center.NewLocalCenter(center.CenterConfig{ID: 1, Store: st})
+	ctr := center.NewLocalCenter(center.Config{ID: 1, Store: st})
 	n.closer = append(n.closer, ctr.Close)
-	n.ep = endpoint.NewEndpoint(endpoint.EndpointConfig{ID: 1, Identity: id, Center: ctr, HandshakeRate: -1})
+	n.ep = endpoint.New(endpoint.Config{ID: 1, Identity: id, Center: ctr, HandshakeRate: -1})
 	n.srv = engine.New(n.ep, engine.WithAddr("tcp://127.0.0.1:0"), engine.WithLoops(2), engine.WithIdleTimeout(10*time.Minute))
 	if err := n.srv.Start(); err != nil {
 		b.Fatal(err)

@@ -42,9 +42,9 @@ func TestLargeGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctr := center.NewLocalCenter(center.CenterConfig{ID: 1, Store: st})
+	ctr := center.NewLocalCenter(center.Config{ID: 1, Store: st})
 	t.Cleanup(ctr.Close)
-	ep := endpoint.NewEndpoint(endpoint.EndpointConfig{ID: 1, Identity: id, Center: ctr, HandshakeRate: -1})
+	ep := endpoint.New(endpoint.Config{ID: 1, Identity: id, Center: ctr, HandshakeRate: -1})
 	srv := startServer(t, ep, engine.WithIdleTimeout(10*time.Minute))
 
 	ctx := context.Background()

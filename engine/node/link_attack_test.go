@@ -130,7 +130,7 @@ func TestPlaintextLinkAttacks(t *testing.T) {
 		t.Fatal("endpoint 1 lost its link")
 	}
 	// Nor the id of the center's own in-process endpoint.
-	local := endpoint.NewEndpoint(endpoint.EndpointConfig{ID: 7, Identity: lc.id, Center: lc.ctr})
+	local := endpoint.New(endpoint.Config{ID: 7, Identity: lc.id, Center: lc.ctr})
 	_ = startServer(t, local)
 	if _, ok := forgeLink(t, addr, testLinkSecret, 7, online); ok {
 		t.Fatal("a link took the id of the center's own endpoint")

@@ -38,7 +38,7 @@ type linkCluster struct {
 
 type linkedEndpoint struct {
 	rc  *center.RemoteCenter
-	ep  *endpoint.EndpointHandler
+	ep  *endpoint.Handler
 	srv *engine.Server
 }
 
@@ -67,7 +67,7 @@ func startLinkCenter(t testing.TB, serverTLS *tls.Config) *linkCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctr := center.NewLocalCenter(center.CenterConfig{ID: 1, Store: st})
+	ctr := center.NewLocalCenter(center.Config{ID: 1, Store: st})
 	t.Cleanup(ctr.Close)
 	ls, err := center.NewLinkServer(center.LinkServerConfig{Addr: "127.0.0.1:0", Center: ctr, Link: fastLink(serverTLS)})
 	if err != nil {
@@ -98,7 +98,7 @@ func (lc *linkCluster) endpoint(t testing.TB, id uint32, clientTLS *tls.Config, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep := endpoint.NewEndpoint(endpoint.EndpointConfig{ID: id, Identity: lc.id, Center: rc})
+	ep := endpoint.New(endpoint.Config{ID: id, Identity: lc.id, Center: rc})
 	srv := startServer(t, ep)
 	t.Cleanup(rc.Close) // runs before the server stops: sessions close on a closed link
 	return &linkedEndpoint{rc: rc, ep: ep, srv: srv}

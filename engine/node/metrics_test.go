@@ -74,7 +74,7 @@ func TestMonitorServes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctr := center.NewLocalCenter(center.CenterConfig{})
+	ctr := center.NewLocalCenter(center.Config{})
 	defer ctr.Close()
 	mon := node.NewMonitor(node.MonitorConfig{Node: n, Center: ctr, ServerID: 1, Version: "test"})
 	defer mon.Close()

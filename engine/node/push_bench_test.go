@@ -31,7 +31,7 @@ func processCPU() int64 {
 // sessions for users 1..n, each one client.Conn that acks what it gets.
 type pushNode struct {
 	srv   *engine.Server
-	ep    *endpoint.EndpointHandler
+	ep    *endpoint.Handler
 	st    storage.Store
 	conns []*client.Conn
 	raw   []*sinkConn // each session's socket, as the client reads it
@@ -69,9 +69,9 @@ func startPushNode(b testing.TB, loops, n int, autoAck bool) *pushNode {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctr := center.NewLocalCenter(center.CenterConfig{ID: 1, Store: st})
+	ctr := center.NewLocalCenter(center.Config{ID: 1, Store: st})
 	b.Cleanup(ctr.Close)
-	ep := endpoint.NewEndpoint(endpoint.EndpointConfig{ID: 1, Identity: id, Center: ctr, HandshakeRate: -1})
+	ep := endpoint.New(endpoint.Config{ID: 1, Identity: id, Center: ctr, HandshakeRate: -1})
 	p := &pushNode{srv: startServer(b, ep, engine.WithLoops(loops), engine.WithIdleTimeout(10*time.Minute)), ep: ep, st: st}
 	dev, _ := session.NewStaticKey()
 	var raw *sinkConn

@@ -32,8 +32,8 @@ import (
 type MonitorConfig struct {
 	Node     *Node
 	Center   *center.LocalCenter
-	Endpoint *endpoint.EndpointHandler
-	Login    *login.Login
+	Endpoint *endpoint.Handler
+	Login    *login.Handler
 	Store    *TimedStore
 	// Logs holds recent warnings and errors for the status page.
 	Logs *LogRing
