@@ -15,10 +15,10 @@ import (
 	"github.com/myim/myim/engine/endpoint"
 	"github.com/myim/myim/engine/login"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/nodetest"
 	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
-	"github.com/myim/myim/storage/bolt"
 )
 
 // testArgon2 keeps password hashing cheap on a shared machine; the login
@@ -43,20 +43,10 @@ type rig struct {
 
 func startRig(t testing.TB) *rig {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := bolt.Open(bolt.Config{Dir: dir, NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	id, err := clusterca.LoadIdentity(dir, 1, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &rig{t: t, store: st, id: id}
-	r.ctr = center.NewLocalCenter(center.Config{ID: 1, Store: st,
-		Files: center.FilesConfig{Dir: t.TempDir()}})
-	t.Cleanup(r.ctr.Close)
+	n := nodetest.New(t, nodetest.Options{NoSync: true, NoEndpoint: true,
+		Center: center.Config{Files: center.FilesConfig{Dir: t.TempDir()}}})
+	st, id := n.Store, n.Identity
+	r := &rig{t: t, store: st, id: id, ctr: n.Center}
 	scfg := &session.Config{Argon2: testArgon2}
 	for i := range r.eps {
 		r.eps[i] = endpoint.New(endpoint.Config{ID: uint32(i + 1), Identity: id, Session: scfg,

@@ -11,33 +11,19 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/engine"
-	"github.com/myim/myim/engine/center"
-	"github.com/myim/myim/engine/clusterca"
-	"github.com/myim/myim/engine/endpoint"
 	"github.com/myim/myim/engine/internal/enginetest"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/nodetest"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
-	"github.com/myim/myim/storage/bolt"
 )
 
 // startNode runs a center and an endpoint on a loopback reactor and
 // returns it with a dialer of sessions for new users.
 func startNode(t *testing.T) (*engine.Server, func(name string) *client.Conn) {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := bolt.Open(bolt.Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	id, err := clusterca.LoadIdentity(dir, 1, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctr := center.NewLocalCenter(center.Config{ID: 1, Store: st})
-	t.Cleanup(ctr.Close)
-	ep := endpoint.New(endpoint.Config{ID: 1, Identity: id, Center: ctr, HandshakeRate: -1})
+	n := nodetest.New(t, nodetest.Options{})
+	st, id, _, ep := n.Store, n.Identity, n.Center, n.Endpoint
 	srv := enginetest.StartServer(t, ep)
 	dev, _ := session.NewStaticKey()
 	return srv, func(name string) *client.Conn {

@@ -8,31 +8,17 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/engine"
-	"github.com/myim/myim/engine/center"
-	"github.com/myim/myim/engine/clusterca"
-	"github.com/myim/myim/engine/endpoint"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/nodetest"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
-	"github.com/myim/myim/storage/bolt"
 )
 
 // Sessions that went quiet drop their cipher state after two cooling
 // rounds and carry messages on both ways afterwards.
 func TestCooledSessionsCarryOn(t *testing.T) {
-	dir := t.TempDir()
-	st, err := bolt.Open(bolt.Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	id, err := clusterca.LoadIdentity(dir, 1, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctr := center.NewLocalCenter(center.Config{ID: 1, Store: st})
-	t.Cleanup(ctr.Close)
-	ep := endpoint.New(endpoint.Config{ID: 1, Identity: id, Center: ctr, HandshakeRate: -1})
+	n := nodetest.New(t, nodetest.Options{})
+	st, id, _, ep := n.Store, n.Identity, n.Center, n.Endpoint
 	srv := engine.New(ep, engine.WithAddr("tcp://127.0.0.1:0"), engine.WithLoops(2))
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)

@@ -11,13 +11,10 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/engine"
-	"github.com/myim/myim/engine/center"
-	"github.com/myim/myim/engine/clusterca"
-	"github.com/myim/myim/engine/endpoint"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/nodetest"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
-	"github.com/myim/myim/storage/bolt"
 )
 
 // TestLargeGroup sends one message to a 10,000-member group: every online
@@ -32,19 +29,8 @@ func TestLargeGroup(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		members, wave = 1000, 500
 	}
-	dir := t.TempDir()
-	st, err := bolt.Open(bolt.Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	id, err := clusterca.LoadIdentity(dir, 1, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctr := center.NewLocalCenter(center.Config{ID: 1, Store: st})
-	t.Cleanup(ctr.Close)
-	ep := endpoint.New(endpoint.Config{ID: 1, Identity: id, Center: ctr, HandshakeRate: -1})
+	n := nodetest.New(t, nodetest.Options{})
+	st, id, _, ep := n.Store, n.Identity, n.Center, n.Endpoint
 	srv := startServer(t, ep, engine.WithIdleTimeout(10*time.Minute))
 
 	ctx := context.Background()

@@ -21,9 +21,9 @@ import (
 	"github.com/myim/myim/engine/im"
 	"github.com/myim/myim/engine/link"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/nodetest"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
-	"github.com/myim/myim/storage/bolt"
 )
 
 // linkCluster is one LocalCenter behind a LinkServer, with endpoint servers
@@ -57,18 +57,8 @@ func fastLink(tlsCfg *tls.Config) link.Config {
 
 func startLinkCenter(t testing.TB, serverTLS *tls.Config) *linkCluster {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := bolt.Open(bolt.Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	id, err := clusterca.LoadIdentity(dir, 1, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctr := center.NewLocalCenter(center.Config{ID: 1, Store: st})
-	t.Cleanup(ctr.Close)
+	n := nodetest.New(t, nodetest.Options{NoEndpoint: true})
+	st, id, ctr := n.Store, n.Identity, n.Center
 	ls, err := center.NewLinkServer(center.LinkServerConfig{Addr: "127.0.0.1:0", Center: ctr, Link: fastLink(serverTLS)})
 	if err != nil {
 		t.Fatal(err)

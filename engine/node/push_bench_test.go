@@ -11,13 +11,11 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/engine"
-	"github.com/myim/myim/engine/center"
-	"github.com/myim/myim/engine/clusterca"
 	"github.com/myim/myim/engine/endpoint"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/nodetest"
 	"github.com/myim/myim/session"
 	"github.com/myim/myim/storage"
-	"github.com/myim/myim/storage/bolt"
 )
 
 // processCPU returns this process's user and system CPU time in ns.
@@ -59,19 +57,8 @@ func (s *sinkConn) Read(p []byte) (int, error) {
 
 func startPushNode(b testing.TB, loops, n int, autoAck bool) *pushNode {
 	b.Helper()
-	dir := b.TempDir()
-	st, err := bolt.Open(bolt.Config{Dir: dir})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
-	id, err := clusterca.LoadIdentity(dir, 1, time.Now())
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctr := center.NewLocalCenter(center.Config{ID: 1, Store: st})
-	b.Cleanup(ctr.Close)
-	ep := endpoint.New(endpoint.Config{ID: 1, Identity: id, Center: ctr, HandshakeRate: -1})
+	nd := nodetest.New(b, nodetest.Options{})
+	st, id, _, ep := nd.Store, nd.Identity, nd.Center, nd.Endpoint
 	p := &pushNode{srv: startServer(b, ep, engine.WithLoops(loops), engine.WithIdleTimeout(10*time.Minute)), ep: ep, st: st}
 	dev, _ := session.NewStaticKey()
 	var raw *sinkConn
