@@ -5,6 +5,7 @@ import (
 	"crypto/cipher"
 	"encoding/binary"
 	"errors"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -71,10 +72,34 @@ type Keys struct {
 	// timer runs on the send side only.
 	sendKeyedAt time.Time
 
+	lim *keyLimits
+}
+
+// keyLimits are Config's rekey and nonce limits as Keys uses them. They
+// never change once made, so every Keys made from equal limits shares one
+// copy (8 bytes where the four values took 32, on every session).
+type keyLimits struct {
 	rekeyFrames   uint64
 	rekeyInterval time.Duration
 	maxPerKey     uint64
 	nonceLimit    uint64
+}
+
+// lastLimits is the copy the last newKeys used: a server makes all its
+// Keys from one Config, so the lookup almost always hits.
+var lastLimits atomic.Pointer[keyLimits]
+
+// limitsOf returns a shared copy of c's limits. Safe for concurrent use.
+func limitsOf(c *Config) *keyLimits {
+	l := keyLimits{rekeyFrames: c.RekeyFrames, rekeyInterval: c.RekeyInterval,
+		maxPerKey: c.MaxFramesPerKey, nonceLimit: c.NonceLimit}
+	if p := lastLimits.Load(); p != nil && *p == l {
+		return p
+	}
+	p := new(keyLimits) // only on a miss: l itself stays on the stack
+	*p = l
+	lastLimits.Store(p)
+	return p
 }
 
 // dir is one direction's state: 64 bytes while the direction is idle, so
@@ -101,12 +126,7 @@ type dirHot struct {
 // copies; the caller zeroes its own.
 func newKeys(c *Config, sendKey, recvKey *[32]byte) (*Keys, error) {
 	now := c.Now()
-	k := &Keys{
-		rekeyFrames:   c.RekeyFrames,
-		rekeyInterval: c.RekeyInterval,
-		maxPerKey:     c.MaxFramesPerKey,
-		nonceLimit:    c.NonceLimit,
-	}
+	k := &Keys{lim: limitsOf(c)}
 	k.sendKeyedAt = now
 	if err := k.send.setKey(sendKey); err != nil {
 		return nil, err
@@ -176,9 +196,9 @@ func (k *Keys) check(d *dir) error {
 	switch {
 	case !d.live:
 		return ErrWiped
-	case d.n >= k.nonceLimit:
+	case d.n >= k.lim.nonceLimit:
 		return ErrNonceExhausted
-	case d.sinceKey >= k.maxPerKey:
+	case d.sinceKey >= k.lim.maxPerKey:
 		return ErrRekeyOverdue
 	}
 	return nil
@@ -330,7 +350,7 @@ func (k *Keys) failRecv() error {
 // since the handshake). Part of the send half.
 func (k *Keys) NeedRekey(now time.Time) bool {
 	d := &k.send
-	return d.sinceKey >= k.rekeyFrames || now.Sub(k.sendKeyedAt) >= k.rekeyInterval
+	return d.sinceKey >= k.lim.rekeyFrames || now.Sub(k.sendKeyedAt) >= k.lim.rekeyInterval
 }
 
 // Cool releases both directions' AES-GCM state (key schedule and GHASH

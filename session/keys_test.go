@@ -299,13 +299,17 @@ func TestWipe(t *testing.T) {
 	}
 }
 
-// An idle session's Keys is one 192-byte allocation: the AES-GCM state of a
-// direction is built by its first frame and survives a rekey.
+// An idle session's Keys is one 160-byte allocation: the AES-GCM state of a
+// direction is built by its first frame and survives a rekey, and the
+// limits are one copy shared by the Keys of a server.
 func TestKeysIdleFootprint(t *testing.T) {
-	if n := unsafe.Sizeof(Keys{}); n > 192 {
-		t.Fatalf("Keys is %d bytes, want at most 192 (a server holds one per idle session)", n)
+	if n := unsafe.Sizeof(Keys{}); n > 160 {
+		t.Fatalf("Keys is %d bytes, want at most 160 (a server holds one per idle session)", n)
 	}
 	c, s := keyPair(t, nil)
+	if c.lim != s.lim {
+		t.Fatal("Keys of one Config do not share their limits")
+	}
 	if c.send.hot != nil || c.recv.hot != nil || s.send.hot != nil || s.recv.hot != nil {
 		t.Fatal("cipher state built before any frame")
 	}

@@ -121,7 +121,7 @@ func (c *LocalCenter) resumeSession(user uint64, s im.SessionRef) {
 		if a.Session == s.Session {
 			st := v.(*sessState)
 			st.mu.Lock()
-			st.holdUntil = time.Time{}
+			st.holdUntil = 0
 			st.mu.Unlock()
 			c.resumeDrain(user, st)
 		}
@@ -469,7 +469,7 @@ func (c *LocalCenter) drain(user uint64, st *sessState) {
 		}
 		// A new session waits for its client's FETCH a little, when there
 		// is something to push (if the store is empty it goes live now).
-		hold := time.Now().Before(st.holdUntil)
+		hold := monoNow() < st.holdUntil
 		st.mu.Unlock()
 		if room <= 0 {
 			stop() // resumeDrain restarts it on a receipt

@@ -71,7 +71,7 @@ func (c *LocalCenter) fetchP2P(ctx context.Context, user uint64, s im.SessionRef
 	cursor uint64, limit int) (sent int, more bool, last uint64, ok bool) {
 	st.pushMu.Lock()
 	st.mu.Lock()
-	st.holdUntil = time.Time{}
+	st.holdUntil = 0
 	if cursor == 0 {
 		st.fetchAfter = 0
 	}

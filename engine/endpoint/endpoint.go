@@ -77,7 +77,6 @@ var (
 type epConn struct {
 	keys *session.Keys
 	user uint64
-	ref  im.SessionRef
 	es   epSession
 	// pending: a worker runs the handshake; pend is its result.
 	pending bool
@@ -89,6 +88,12 @@ type epConn struct {
 	// warm: a frame was opened or sealed since the last cooling round
 	// (endpoint_cool.go).
 	warm bool
+}
+
+// ref is the center's name for the session on c. It is made when asked,
+// not kept in epConn: it is the connection's id and this endpoint's.
+func (e *Handler) ref(c *engine.Conn) im.SessionRef {
+	return im.SessionRef{Endpoint: e.cfg.ID, Session: c.ID()}
 }
 
 // New returns the endpoint handler and attaches it to its center.
@@ -483,7 +488,7 @@ func (e *Handler) OnFrame(c *engine.Conn, f frame.Frame) error {
 		// of the SDK, only proved the keys.
 		bytebufferpool.Put(buf)
 		if cmd == frame.CmdBye {
-			e.cfg.Center.Offline(ec.user, ec.ref, true)
+			e.cfg.Center.Offline(ec.user, e.ref(c), true)
 			ec.user = 0 // already offline
 			c.CloseOnLoop(engine.ReasonDone)
 		}
@@ -493,7 +498,7 @@ func (e *Handler) OnFrame(c *engine.Conn, f frame.Frame) error {
 		e.sealError(c, ec, frame.ErrCodeBadRequest, 0, "unexpected "+cmd.String())
 		return nil
 	}
-	e.cfg.Center.Handle(ec.user, ec.ref, buf)
+	e.cfg.Center.Handle(ec.user, e.ref(c), buf)
 	return nil
 }
 
@@ -583,7 +588,7 @@ func (e *Handler) OnClose(c *engine.Conn, _ engine.CloseReason) {
 				e.nsess.Add(-1)
 			}
 			if ec.user != 0 {
-				e.cfg.Center.Offline(ec.user, ec.ref, false)
+				e.cfg.Center.Offline(ec.user, e.ref(c), false)
 			}
 		}
 		ec.keys.Wipe()

@@ -150,21 +150,31 @@ func (l *hsLimiter) allow(host string, now time.Time) bool {
 
 // replayCache remembers IK first messages by their ephemeral key until the
 // token they carried expires. Safe for concurrent use.
+//
+// It keys by the first replayKeyLen bytes of the ephemeral key: a replay
+// carries the whole key and so its prefix, and two honest (random) keys
+// share 128 bits with no practical chance, while an entry, held for every
+// session for its token's life, takes a 24-byte map slot where the whole
+// key took 40.
 type replayCache struct {
 	mu        sync.Mutex
-	m         map[[32]byte]int64 // ephemeral key -> forget after, unix seconds
+	m         map[replayKey]int64 // ephemeral key prefix -> forget after, unix seconds
 	lastSweep int64
 }
 
+const replayKeyLen = 16
+
+type replayKey [replayKeyLen]byte
+
 // claim records e until until and reports whether it was new.
 func (r *replayCache) claim(e []byte, until time.Time) bool {
-	var k [32]byte
+	var k replayKey
 	copy(k[:], e)
 	now := time.Now().Unix()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.m == nil {
-		r.m = make(map[[32]byte]int64)
+		r.m = make(map[replayKey]int64)
 	}
 	if now-r.lastSweep > 60 {
 		for k, t := range r.m {
@@ -183,7 +193,7 @@ func (r *replayCache) claim(e []byte, until time.Time) bool {
 
 // extend keeps e until until (the token's expiry, known once it is read).
 func (r *replayCache) extend(e []byte, until time.Time) {
-	var k [32]byte
+	var k replayKey
 	copy(k[:], e)
 	r.mu.Lock()
 	r.m[k] = until.Unix()
@@ -307,7 +317,6 @@ func (e *Handler) finishHandshake(c *engine.Conn, ec *epConn, b []byte) error {
 	c.Write(b[1:])
 	ec.keys, ec.claims = res.keys, res.claims
 	ec.user = res.claims.UserID
-	ec.ref = im.SessionRef{Endpoint: e.cfg.ID, Session: c.ID()}
 	c.SetUser(ec.user)
 	// The handshake deadline stands until the first sealed frame proves the
 	// client holds the keys (establish).
@@ -330,5 +339,5 @@ func (e *Handler) establish(c *engine.Conn, ec *epConn) {
 	e.startCooler()
 	e.hs.OK.Add(1)
 	ec.live = true
-	e.cfg.Center.Online(ec.user, ec.ref)
+	e.cfg.Center.Online(ec.user, e.ref(c))
 }
