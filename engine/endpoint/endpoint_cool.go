@@ -79,7 +79,8 @@ func (e *Handler) coolRound() {
 	}
 }
 
-// coolConns cools the quiet sessions of conns, all of one loop. Loop only.
+// coolConns cools the quiet sessions of conns, all of one loop: their
+// AES-GCM state and their empty mailbox go. Loop only.
 func coolConns(conns []*engine.Conn) {
 	for _, c := range conns {
 		if c.Closed() {
@@ -94,5 +95,6 @@ func coolConns(conns []*engine.Conn) {
 			continue
 		}
 		ec.keys.Cool()
+		c.ReleaseMailbox()
 	}
 }
