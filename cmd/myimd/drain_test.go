@@ -156,3 +156,38 @@ func TestDrainUndone(t *testing.T) {
 }
 
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
+
+// A second SIGTERM during the drain stops the process at once, long before
+// its grace would: exit status 1 and "stopped at once" in its log. A
+// connected client that never moves keeps the drain waiting until then.
+func TestSecondSIGTERMStopsAtOnce(t *testing.T) {
+	p := startMyimd(t, "--shutdown-grace", "10m")
+	p.register(t, "sam", "password-sam")
+	sam := p.connect(t, "sam", newDevice(t))
+	defer sam.conn.Close()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the drain started", func() bool { return strings.Contains(p.out.String(), "draining") })
+	select {
+	case <-p.done:
+		t.Fatalf("myimd stopped on the first SIGTERM with a session still connected: %s", p.out.String())
+	default:
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// The grace is 10 minutes: ending within this bound can only be the
+	// second signal's doing.
+	select {
+	case <-p.done:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("myimd still running after the second SIGTERM")
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("exit status %d after a forced stop, want 1", code)
+	}
+	if !strings.Contains(p.out.String(), "stopped at once") {
+		t.Errorf("the log does not say it stopped at once: %s", p.out.String())
+	}
+}
