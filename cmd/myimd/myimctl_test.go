@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -115,6 +116,22 @@ func TestMyimctl(t *testing.T) {
 		t.Fatalf("drain status after undrain: %v", d)
 	}
 	ok([]string{"users", "bulk", "--prefix", "bulk", "--first", "1", "--count", "3"}, "password-bulk\n", "bulk1", "bulk3", "(3 created, 0 existed)")
+	amy4 := p.connect(t, "amy", newDevice(t))
+	code, body := p.post(t, "/v1/groups", amy4.login.Token, `{"name":"ops"}`)
+	var g struct {
+		ID uint64 `json:"group"`
+	}
+	if err := json.Unmarshal(body, &g); code != 201 || err != nil || g.ID == 0 {
+		t.Fatalf("create group: %d %s", code, body)
+	}
+	ok([]string{"group", "info", fmt.Sprint(g.ID)}, "", "name", "ops", "members", fmt.Sprintf("owner            %d", amy4.id))
+	if gi := jsonOf("group", "info", fmt.Sprint(g.ID)); gi["members"] != float64(1) {
+		t.Fatalf("group info: %v", gi)
+	}
+	key := base64.StdEncoding.EncodeToString(newDevice(t).PublicKey().Bytes())
+	if tok := jsonOf("token", "issue", "--device-key", key, "--ttl", "10m", fmt.Sprint(amy4.id)); len(tok["tokens"].([]any)) != 1 {
+		t.Fatalf("token issue: %v", tok)
+	}
 
 	// The secret from a file (flag and env) and from the flag; none is a
 	// usage error, a wrong one a refusal.
@@ -138,7 +155,7 @@ func TestMyimctl(t *testing.T) {
 		}
 	}
 	// --help of a command prints its help and asks nothing.
-	code, out, _ := ctlRun(t, p, env, "", "user", "add", "--help")
+	code, out, _ = ctlRun(t, p, env, "", "user", "add", "--help")
 	if code != 0 || !strings.Contains(out, "Usage: myimctl user add NAME") || strings.Contains(out, "password for") {
 		t.Fatalf("user add --help: exit %d\n%s", code, out)
 	}
@@ -185,5 +202,26 @@ func TestMyimctlPasswordNoEcho(t *testing.T) {
 	}
 	if _, err := client.Login(context.Background(), p.cfg(t, newDevice(t)), p.addrs["login"], "tom", []byte(pw)); err != nil {
 		t.Fatalf("login with the typed password: %v", err)
+	}
+}
+
+// `myimctl invite new` gives a single-use code that registers one user
+// on a server with --registration invite.
+func TestMyimctlInvite(t *testing.T) {
+	p := startMyimd(t, "--admin-secret", testSecret, "--registration", "invite")
+	code, out, errOut := ctlRun(t, p, []string{"MYIM_ADMIN_SECRET=" + testSecret}, "", "--json", "invite", "new")
+	var inv struct {
+		Code string `json:"code"`
+	}
+	if err := json.Unmarshal([]byte(out), &inv); code != 0 || err != nil || inv.Code == "" {
+		t.Fatalf("invite new: exit %d\n%s%s", code, out, errOut)
+	}
+	body := fmt.Sprintf(`{"name":"ivy","password":"password-ivy","invite":%q}`, inv.Code)
+	if code, b := p.post(t, "/v1/users", "", body); code != 201 {
+		t.Fatalf("register with the code: %d %s", code, b)
+	}
+	body = fmt.Sprintf(`{"name":"ivo","password":"password-ivo","invite":%q}`, inv.Code)
+	if code, _ := p.post(t, "/v1/users", "", body); code < 400 || code >= 500 {
+		t.Fatalf("the code registered a second user: %d", code)
 	}
 }
