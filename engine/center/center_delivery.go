@@ -430,6 +430,13 @@ func (c *LocalCenter) pushStored(st *sessState, mid uint64, b []byte) bool {
 	return false
 }
 
+// has is skipped with st.mu taken.
+func (st *sessState) has(mid uint64) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.skipped(mid)
+}
+
 // skipped reports whether a stored message is already with st (pushed
 // and unacked, or acked and being deleted). st.mu must be held.
 func (st *sessState) skipped(mid uint64) bool {
@@ -517,10 +524,7 @@ func (c *LocalCenter) drainRound(ctx context.Context, user uint64, st *sessState
 		return 0, false, false
 	}
 	for _, m := range msgs {
-		st.mu.Lock()
-		skip := st.skipped(m.MID)
-		st.mu.Unlock()
-		if skip {
+		if st.has(m.MID) {
 			continue
 		}
 		if m.MID >= h {

@@ -87,10 +87,7 @@ func (c *LocalCenter) fetchP2P(ctx context.Context, user uint64, s im.SessionRef
 		return 0, false, 0, false
 	}
 	for _, m := range msgs {
-		st.mu.Lock()
-		skip := st.skipped(m.MID)
-		st.mu.Unlock()
-		if skip {
+		if st.has(m.MID) {
 			continue
 		}
 		if m.MID >= h {

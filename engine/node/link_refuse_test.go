@@ -2,7 +2,6 @@ package node_test
 
 import (
 	"encoding/binary"
-	"net"
 	"testing"
 
 	"github.com/myim/myim/frame"
@@ -13,13 +12,7 @@ import (
 // that Req, as a QoS 1 message is by its CID (TestLinkQueueFull).
 func TestLinkQueueFullRefusesRequests(t *testing.T) {
 	lc := startLinkCenter(t, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
-	ep := lc.endpoint(t, 9, nil, dead, 2)
+	ep := lc.deadEndpoint(t, 2)
 	c := lc.dial(t, ep, lc.user(t, "lonely"))
 	for cid := uint64(1); cid <= 2; cid++ { // fill the queue
 		if err := c.SendMsgCID(frame.CmdMsg, 12345, frame.QoS1, cid, []byte("x")); err != nil {

@@ -318,13 +318,7 @@ func TestLinkReconnect(t *testing.T) {
 // 1 send is refused at once with ErrCodeRetry naming its client id.
 func TestLinkQueueFull(t *testing.T) {
 	lc := startLinkCenter(t, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
-	ep := lc.endpoint(t, 9, nil, dead, 4)
+	ep := lc.deadEndpoint(t, 4)
 	c := lc.dial(t, ep, lc.user(t, "lonely"))
 	for cid := uint64(1); cid <= 10; cid++ {
 		if err := c.SendMsgCID(frame.CmdMsg, 12345, frame.QoS1, cid, []byte("x")); err != nil {
@@ -506,4 +500,17 @@ func startJoinServiceWith(t testing.TB, caDir string, id *clusterca.Identity) st
 	go hs.Serve(tls.NewListener(ln, cfg))
 	t.Cleanup(func() { hs.Close() })
 	return "https://" + ln.Addr().String()
+}
+
+// deadEndpoint starts endpoint 9 linked to an address where nothing
+// listens, with a link queue of queue items: the center is unreachable.
+func (lc *linkCluster) deadEndpoint(t *testing.T, queue int) *linkedEndpoint {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	return lc.endpoint(t, 9, nil, dead, queue)
 }
