@@ -9,6 +9,7 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 )
 
 // A device that was pushed messages and lost its connection before its
@@ -41,7 +42,7 @@ func TestDedupeP2PAcrossReconnect(t *testing.T) {
 	}
 	bcfg.AutoAck, bcfg.AutoFetch = true, true
 	b2 := r.connect(bcfg, "ben")
-	eventually(t, 20*time.Second, "the stored copies dropped as seen", func() bool { return b2.Duplicates() == 3 })
+	testenv.WaitFor(t, 20*time.Second, "the stored copies dropped as seen", func() bool { return b2.Duplicates() == 3 })
 	if _, err := a.SendMsg(ben, frame.QoS1, []byte("m4")); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +89,7 @@ func TestDedupeGroupAcrossReconnect(t *testing.T) {
 	b1.Close()
 	bcfg.AutoAck, bcfg.AutoFetch = true, true
 	b2 := r.connect(bcfg, "gus")
-	eventually(t, 20*time.Second, "the fetched copies dropped as seen", func() bool { return b2.Duplicates() == 3 })
+	testenv.WaitFor(t, 20*time.Second, "the fetched copies dropped as seen", func() bool { return b2.Duplicates() == 3 })
 	send("g4")
 	if got := string(frame.Msg(recv(t, b2, frame.CmdGroupMsg).Body).Content()); got != "g4" {
 		t.Fatalf("first group message shown after the reconnect: %q, want g4", got)
@@ -168,7 +169,7 @@ func TestSessionsShowEachMessageOnceAcrossCuts(t *testing.T) {
 		}()
 	}
 	for _, at := range []int{senders * each / 4, senders * each * 2 / 3} {
-		eventually(t, 60*time.Second, fmt.Sprintf("%d messages shown", at), func() bool { return count() >= at })
+		testenv.WaitFor(t, 60*time.Second, fmt.Sprintf("%d messages shown", at), func() bool { return count() >= at })
 		r.cut()
 		r.restore()
 	}
@@ -184,7 +185,7 @@ func TestSessionsShowEachMessageOnceAcrossCuts(t *testing.T) {
 	if _, err := sa.Send(sctx, frame.CmdMsg, tia, []byte("end")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "the last message shown", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the last message shown", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return shown["end"] > 0

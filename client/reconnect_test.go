@@ -8,6 +8,7 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 )
 
 // A session whose connection the network drops tries again with growing,
@@ -28,7 +29,7 @@ func TestSessionReconnectsWithBackoff(t *testing.T) {
 	if c1.Err() == nil {
 		t.Fatal("a dropped connection has no error")
 	}
-	eventually(t, 30*time.Second, "three refused tries", func() bool { return r.dials.Load()-base >= 3 })
+	testenv.WaitFor(t, 30*time.Second, "three refused tries", func() bool { return r.dials.Load()-base >= 3 })
 	// Without backoff the session would try hundreds of times a second;
 	// with waits drawn below 0.1, 0.2, 0.4, 0.8 s... a second more adds a
 	// handful at most.
@@ -61,7 +62,7 @@ func TestSessionFollowsMoveNotice(t *testing.T) {
 	r.addUser("bob")
 	s := r.runSession(r.cfg(), "bob")
 	c1 := waitConn(t, s, nil)
-	eventually(t, 10*time.Second, "session on endpoint 1", func() bool { return r.eps[0].Sessions() == 1 })
+	testenv.WaitFor(t, 10*time.Second, "session on endpoint 1", func() bool { return r.eps[0].Sessions() == 1 })
 	if n := r.eps[0].Drain(); n != 1 {
 		t.Fatalf("drain told %d sessions, want 1", n)
 	}
@@ -73,7 +74,7 @@ func TestSessionFollowsMoveNotice(t *testing.T) {
 	if n := frame.Notice(recv(t, c1, frame.CmdNotice).Body); n.Code() != frame.NoticeMove {
 		t.Fatalf("notice %d, want move", n.Code())
 	}
-	eventually(t, 10*time.Second, "session moved to endpoint 2", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "session moved to endpoint 2", func() bool {
 		return r.eps[1].Sessions() == 1 && r.eps[0].Sessions() == 0
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -93,7 +94,7 @@ func TestSessionReconnectsAfterKick(t *testing.T) {
 	cy := r.addUser("cy")
 	s := r.runSession(r.cfg(), "cy")
 	c1 := waitConn(t, s, nil)
-	eventually(t, 10*time.Second, "session on endpoint 1", func() bool { return r.eps[0].Sessions() == 1 })
+	testenv.WaitFor(t, 10*time.Second, "session on endpoint 1", func() bool { return r.eps[0].Sessions() == 1 })
 	if n := r.eps[0].Kick(cy); n != 1 {
 		t.Fatalf("kick closed %d sessions, want 1", n)
 	}

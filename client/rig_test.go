@@ -206,17 +206,6 @@ func recv(t testing.TB, c *client.Conn, cmd frame.Cmd) client.Frame {
 	return f
 }
 
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not in %v", what, within)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func newDevice(t testing.TB) *ecdh.PrivateKey {
 	t.Helper()
 	k, err := session.NewStaticKey()

@@ -335,7 +335,7 @@ func (cc *chaosClient) current() (*client.Conn, <-chan struct{}) {
 func (cc *chaosClient) waitConnected(t *testing.T) *client.Conn {
 	t.Helper()
 	var c *client.Conn
-	waitFor(t, 60*time.Second, cc.name+" connected", func() bool {
+	testenv.WaitFor(t, 60*time.Second, cc.name+" connected", func() bool {
 		c, _ = cc.current()
 		return c != nil
 	})
@@ -551,7 +551,7 @@ func chaosKill(t *testing.T, backend string, args []string) {
 	n := 1500 * chaosScale()
 	wg := streamAll(clients[1:], frame.CmdMsg, ids[0], ids[:1], n, 32)
 	for kill := range 2 {
-		waitFor(t, 120*time.Second, "a third of the stream acked", func() bool {
+		testenv.WaitFor(t, 120*time.Second, "a third of the stream acked", func() bool {
 			return tl.report().acked >= (kill+1)*len(clients[1:])*n/3
 		})
 		a.killAndRestart(t)
@@ -622,7 +622,7 @@ func TestChaosGroupMemberDrops(t *testing.T) {
 func waitGroupAnswer(t *testing.T, cc *chaosClient, req uint32) uint64 {
 	t.Helper()
 	var group uint64
-	waitFor(t, 30*time.Second, "group answer", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "group answer", func() bool {
 		cc.mu.Lock()
 		defer cc.mu.Unlock()
 		group = cc.groupAns[req]
@@ -756,7 +756,7 @@ func TestChaosCenterKilledUnderEndpoint(t *testing.T) {
 		}
 		clients = append(clients, cc)
 	}
-	waitFor(t, 30*time.Second, "three endpoints listed", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "three endpoints listed", func() bool {
 		c := cfg()
 		c.Device = clients[0].dev
 		res, err := client.Login(context.Background(), c, login(), names[0], []byte("password-"+names[0]))
@@ -788,7 +788,7 @@ func TestChaosCenterKilledUnderEndpoint(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); run() }()
 	}
-	waitFor(t, 120*time.Second, "a third acked", func() bool { return tl.report().acked >= n })
+	testenv.WaitFor(t, 120*time.Second, "a third acked", func() bool { return tl.report().acked >= n })
 	if os.Getenv("MYIM_CHAOS_NOKILL") == "" {
 		first.kill()
 	}

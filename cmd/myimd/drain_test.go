@@ -14,6 +14,7 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 )
 
 // TestSIGTERMDrainsEndpoint sends SIGTERM to an endpoint process under a
@@ -57,7 +58,7 @@ func TestSIGTERMDrainsEndpoint(t *testing.T) {
 				t.Fatal(err)
 			}
 			signalled = time.Now()
-			waitFor(t, 3*time.Second, "readyz 503 after SIGTERM", func() bool {
+			testenv.WaitFor(t, 3*time.Second, "readyz 503 after SIGTERM", func() bool {
 				code, _ := second.call(t, "GET", "/readyz", "", "")
 				return code == http.StatusServiceUnavailable
 			})
@@ -79,7 +80,7 @@ func TestSIGTERMDrainsEndpoint(t *testing.T) {
 		t.Fatalf("yan got notice %d, want move", n.Code())
 	}
 	acked := waitAcked(t, ackCh, texts, second)
-	waitFor(t, 30*time.Second, "every acked message shown", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "every acked message shown", func() bool {
 		shown.mu.Lock()
 		defer shown.mu.Unlock()
 		return len(shown.seen) >= total
@@ -104,7 +105,7 @@ func TestSIGTERMDrainsEndpoint(t *testing.T) {
 	if sess.Renewals() < 1 {
 		t.Fatal("xia never moved")
 	}
-	waitFor(t, 10*time.Second, "xia's session on endpoint 1", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "xia's session on endpoint 1", func() bool {
 		code, body := first.call(t, "GET", fmt.Sprintf("/v1/admin/users/%d", xia.id), secret, "")
 		var u struct {
 			Sessions []struct {
@@ -168,7 +169,7 @@ func TestSecondSIGTERMStopsAtOnce(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the drain started", func() bool { return strings.Contains(p.out.String(), "draining") })
+	testenv.WaitFor(t, 30*time.Second, "the drain started", func() bool { return strings.Contains(p.out.String(), "draining") })
 	select {
 	case <-p.done:
 		t.Fatalf("myimd stopped on the first SIGTERM with a session still connected: %s", p.out.String())

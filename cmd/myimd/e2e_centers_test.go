@@ -41,7 +41,7 @@ func startCenters(t *testing.T) (first, second *proc, routes route.Table) {
 	}
 	t.Cleanup(func() { r.Close() })
 	for _, p := range []*proc{first, second} {
-		waitFor(t, 15*time.Second, "center links up", func() bool { return p.metric(t, "myim_cluster_peers_up") == 1 })
+		testenv.WaitFor(t, 15*time.Second, "center links up", func() bool { return p.metric(t, "myim_cluster_peers_up") == 1 })
 	}
 	return first, second, r
 }
@@ -49,7 +49,7 @@ func startCenters(t *testing.T) (first, second *proc, routes route.Table) {
 // waitRoute waits until user is published as online on center.
 func waitRoute(t *testing.T, routes route.Table, user uint64, center uint32) {
 	t.Helper()
-	waitFor(t, 10*time.Second, fmt.Sprintf("user %d routed to center %d", user, center), func() bool {
+	testenv.WaitFor(t, 10*time.Second, fmt.Sprintf("user %d routed to center %d", user, center), func() bool {
 		as, _ := routes.Get(context.Background(), user)
 		for _, a := range as {
 			if a.Center == center {
@@ -193,7 +193,7 @@ func crashMidStream(t *testing.T, first, second *proc, routes route.Table) {
 	if stored == 0 {
 		t.Error("no message was stored: the crash did not happen mid-stream")
 	}
-	waitFor(t, 30*time.Second, "every acked message shown", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "every acked message shown", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(seen) >= total

@@ -39,7 +39,7 @@ func startCluster(t *testing.T, extra ...string) (first, second *proc) {
 func loginBoth(t *testing.T, p *proc, name string, dev *user) *client.LoginResult {
 	t.Helper()
 	var res *client.LoginResult
-	waitFor(t, 20*time.Second, "both endpoints in the server list", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "both endpoints in the server list", func() bool {
 		var err error
 		res, err = client.Login(context.Background(), p.cfg(t, dev.dev), p.addrs["login"], name, []byte("password-"+name))
 		if err != nil {
@@ -146,7 +146,7 @@ func TestDrainMovesClients(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	acked := waitAcked(t, ackCh, texts, first)
-	waitFor(t, 30*time.Second, "every acked message shown", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "every acked message shown", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(seen) >= total

@@ -9,6 +9,7 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 )
 
 // dialUser logs in and connects with extra SDK options.
@@ -167,7 +168,7 @@ func TestCrashLosesNothingAcked(t *testing.T) {
 			t.Fatalf("only %d of %d resends acked", got, resend)
 		}
 	}
-	waitFor(t, 30*time.Second, "every message shown", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "every message shown", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(arrivals) == total

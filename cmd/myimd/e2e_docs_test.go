@@ -17,6 +17,7 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 )
 
 // The tests in this file keep docs/ true against a real myimd.
@@ -232,7 +233,7 @@ func TestJSONAnswersMatchDocs(t *testing.T) {
 
 	// Presence text and the profile, as friends and the user see them.
 	_ = kim.conn.SetPresence(frame.StatusBusy, "in a meeting")
-	waitFor(t, 10*time.Second, "kim's text in FRIENDS_ONLINE", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "kim's text in FRIENDS_ONLINE", func() bool {
 		req, _ := jo.conn.Lookup(frame.CmdFriendsOnline, 0)
 		l, err := lookupAnswer(t, jo.conn, frame.CmdFriendsOnline, req)
 		return err == nil && strings.Contains(string(l.JSON()), `"text":"in a meeting"`)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 )
 
 // TestEndpointMovesToAnotherCenter runs two centers and an endpoint process
@@ -26,7 +27,7 @@ func TestEndpointMovesToAnotherCenter(t *testing.T) {
 	yan, zed := &user{dev: newDevice(t)}, &user{dev: newDevice(t)}
 	// yan on the endpoint process, zed on the second center's own endpoint.
 	var res *client.LoginResult
-	waitFor(t, 20*time.Second, "three endpoints listed", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "three endpoints listed", func() bool {
 		res = loginAt(t, first, second, "yan", yan)
 		return len(res.Servers) == 3
 	})
@@ -71,7 +72,7 @@ func TestEndpointMovesToAnotherCenter(t *testing.T) {
 	// The endpoint notices the dead link within its heartbeat timeout and
 	// links to the second center; until then a send waits in its queue.
 	round := 0
-	waitFor(t, 40*time.Second, "messages across the moved endpoint", func() bool {
+	testenv.WaitFor(t, 40*time.Second, "messages across the moved endpoint", func() bool {
 		round++
 		return exchange(fmt.Sprintf("after %d", round))
 	})

@@ -22,6 +22,7 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 )
 
 // genFile is size bytes of reproducible pseudo-random content, generated on
@@ -369,7 +370,7 @@ func TestFileOfferWaitsOffline(t *testing.T) {
 		t.Fatalf("send: %v, %d bytes", err, sink.n)
 	}
 	// The offer was acked on receipt: it leaves the store.
-	waitFor(t, 10*time.Second, "offer deleted once acked", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "offer deleted once acked", func() bool {
 		req, _ := bob.conn.Fetch(frame.FetchP2P, 0, 10)
 		for {
 			f := recvCmd(t, bob.conn, frame.CmdFetch)
@@ -559,7 +560,7 @@ func TestFileServer(t *testing.T) {
 	}
 	// Abandoned: after --upload-timeout without writes it is gone, and its
 	// reservation with it.
-	waitFor(t, 10*time.Second, "abandoned upload discarded", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "abandoned upload discarded", func() bool {
 		l, _ := alice.conn.ListFiles(ctx)
 		return l.Used == src.size
 	})

@@ -72,7 +72,7 @@ func testOffline(t *testing.T, p *proc) {
 		}
 	}
 	// Acked messages are gone.
-	waitFor(t, 10*time.Second, "acked messages deleted", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "acked messages deleted", func() bool {
 		_, _ = ben.conn.Fetch(frame.FetchP2P, 0, 100)
 		f := recvCmd2(t, ben.conn, frame.CmdMsg, frame.CmdFetch)
 		return f.Cmd == frame.CmdFetch && frame.Fetch(f.Body).Count() == 0
@@ -238,7 +238,7 @@ func TestStoreDownRefusesQoS1(t *testing.T) {
 	}
 
 	px.Restore()
-	waitFor(t, 20*time.Second, "the resend stored", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "the resend stored", func() bool {
 		_ = dora.conn.SendMsgCID(frame.CmdMsg, eveID, frame.QoS1, cid, []byte("while the store is down"))
 		f := recvCmd2(t, dora.conn, frame.CmdAck, frame.CmdError)
 		return f.Cmd == frame.CmdAck && frame.Ack(f.Body).Status() == frame.AckStored

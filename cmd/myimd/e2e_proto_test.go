@@ -447,7 +447,7 @@ func testGroupSweep(t *testing.T, args ...string) {
 		HighestSeq     uint64 `json:"highest_seq"`
 		StoredMessages int    `json:"stored_messages"`
 	}
-	waitFor(t, 30*time.Second, "expired group messages deleted", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "expired group messages deleted", func() bool {
 		code, body := p.call(t, "GET", fmt.Sprintf("/v1/admin/groups/%d", group), "s3cret", "")
 		if code != http.StatusOK {
 			t.Fatalf("admin group view: %d %s", code, body)
@@ -460,7 +460,7 @@ func testGroupSweep(t *testing.T, args ...string) {
 	}
 	// The counter is added once the sweep's last batch returns, a moment
 	// after the rows are gone.
-	waitFor(t, 10*time.Second, fmt.Sprintf("myim_group_purged_total %d", n), func() bool {
+	testenv.WaitFor(t, 10*time.Second, fmt.Sprintf("myim_group_purged_total %d", n), func() bool {
 		code, body := p.call(t, "GET", "/metrics", "s3cret", "")
 		return code == http.StatusOK && bytes.Contains(body, []byte(fmt.Sprintf("myim_group_purged_total %d", n)))
 	})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 )
 
 // eachFrame calls fn for every frame a Session receives, across its
@@ -102,7 +103,7 @@ func TestSessionRenews(t *testing.T) {
 		}
 	}
 	send("before renewal")
-	waitFor(t, 15*time.Second, "both sessions renewed", func() bool { return ray.Renewals() >= 1 && liz.Renewals() >= 1 })
+	testenv.WaitFor(t, 15*time.Second, "both sessions renewed", func() bool { return ray.Renewals() >= 1 && liz.Renewals() >= 1 })
 	send("after renewal")
 }
 
@@ -118,7 +119,7 @@ func followingUser(t *testing.T, ctx context.Context, p *proc, name string, want
 	sess := client.NewSession(cfg, p.addrs["login"], name, []byte("password-"+name))
 	go func() { _ = sess.Run(ctx) }()
 	shown := countMsgs(ctx, sess)
-	waitFor(t, 10*time.Second, name+" connected", func() bool { c, _ := sess.Conn(); return c != nil })
+	testenv.WaitFor(t, 10*time.Second, name+" connected", func() bool { c, _ := sess.Conn(); return c != nil })
 	if srv := sess.Login().Servers[0]; srv.ID != want {
 		t.Fatalf("%s's first server is %d, want %d", name, srv.ID, want)
 	}

@@ -74,7 +74,7 @@ func (tp *topology) endpoint(t *testing.T, id, priority int, centers ...*proc) *
 func (tp *topology) loginFull(t *testing.T, name string, u *user) *client.LoginResult {
 	t.Helper()
 	var res *client.LoginResult
-	waitFor(t, 30*time.Second, "every endpoint in the server list", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "every endpoint in the server list", func() bool {
 		var err error
 		res, err = client.Login(context.Background(), tp.c1.cfg(t, u.dev), tp.login.addrs["login"], name, []byte("password-"+name))
 		if err != nil {
@@ -186,7 +186,7 @@ func TestTopology(t *testing.T) {
 	tp.login = startMyimdDir(t, t.TempDir(), append([]string{"--role", "login", "--server-id", "9",
 		"--join-file", joinFile(t, tp.c1.dir, "login", 9), "--join-url", joinURL, "--mysql-dsn", dsn}, tp.common...)...)
 	for _, p := range []*proc{tp.c1, tp.c2} {
-		waitFor(t, 20*time.Second, "center links up", func() bool { return p.metric(t, "myim_cluster_peers_up") == 1 })
+		testenv.WaitFor(t, 20*time.Second, "center links up", func() bool { return p.metric(t, "myim_cluster_peers_up") == 1 })
 	}
 	// Endpoint 6 comes first in the server list (lowest priority number):
 	// a Session user lands there and, when it dies, moves down the list.
@@ -309,7 +309,7 @@ func steadyState(t *testing.T, tp *topology, amy, bob, cai, xue *user) {
 	// The friends-online lookup on center 1 sees cai, busy, on center 2.
 	want := fmt.Sprintf(`[{"user":%d,"status":%d}]`, cai.id, frame.StatusBusy)
 	var got string
-	waitFor(t, 10*time.Second, "cai busy in amy's friends-online lookup", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "cai busy in amy's friends-online lookup", func() bool {
 		req, _ := amy.conn.Lookup(frame.CmdFriendsOnline, 0)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -341,7 +341,7 @@ func streamThroughFaults(t *testing.T, tp *topology, amy *user, ep6 *proc) {
 	danSess := client.NewSession(cfg, tp.login.addrs["login"], "dan", []byte("password-dan"))
 	go func() { _ = danSess.Run(ctx) }()
 	danShown := countMsgs(ctx, danSess)
-	waitFor(t, 20*time.Second, "dan connected", func() bool { c, _ := danSess.Conn(); return c != nil })
+	testenv.WaitFor(t, 20*time.Second, "dan connected", func() bool { c, _ := danSess.Conn(); return c != nil })
 	if srv := danSess.Login().Servers[0]; srv.ID != 6 {
 		t.Fatalf("dan's first server is %d, want 6", srv.ID)
 	}
@@ -424,13 +424,13 @@ func streamThroughFaults(t *testing.T, tp *topology, amy *user, ep6 *proc) {
 	progress := func(what string, n int) {
 		t.Helper()
 		base := acked()
-		waitFor(t, 60*time.Second, what, func() bool { return acked() >= base+n })
+		testenv.WaitFor(t, 60*time.Second, what, func() bool { return acked() >= base+n })
 	}
 
 	progress("stream running", 50)
 	ep6.kill()
 	at := time.Now()
-	waitFor(t, 30*time.Second, "dan back through the server list", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "dan back through the server list", func() bool {
 		c, _ := danSess.Conn()
 		return danSess.Renewals() >= 1 && c != nil
 	})
@@ -444,7 +444,7 @@ func streamThroughFaults(t *testing.T, tp *topology, amy *user, ep6 *proc) {
 	// A supervisor restarts both; endpoint 6 comes back linked to the
 	// restarted center 2 (its listener moved), with eli on it.
 	tp.c2 = tp.c2.restart(t, append(tp.c2.argv, "--center-addr", tp.c2.addrs["center"])...)
-	waitFor(t, 20*time.Second, "center 2 linked again", func() bool { return tp.c2.metric(t, "myim_cluster_peers_up") == 1 })
+	testenv.WaitFor(t, 20*time.Second, "center 2 linked again", func() bool { return tp.c2.metric(t, "myim_cluster_peers_up") == 1 })
 	args := append([]string(nil), ep6.argv...)
 	for i := range args {
 		if args[i] == "--center-link" {
@@ -455,7 +455,7 @@ func streamThroughFaults(t *testing.T, tp *topology, amy *user, ep6 *proc) {
 	// Endpoint 5 moved to center 1 and goes back to center 2, its first,
 	// by itself: cai is routed there again without reconnecting.
 	at = time.Now()
-	waitFor(t, 30*time.Second, "cai routed through center 2 only", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "cai routed through center 2 only", func() bool {
 		as, _ := tp.routes.Get(context.Background(), cai.u.id)
 		for _, a := range as {
 			if a.Center != 2 {
@@ -479,7 +479,7 @@ func streamThroughFaults(t *testing.T, tp *topology, amy *user, ep6 *proc) {
 	at = time.Now()
 	waitRoute(t, tp.routes, eli.u.id, 2) // the center's refresh writes it again
 	routed := time.Since(at)
-	waitFor(t, 30*time.Second, "endpoints registered again", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "endpoints registered again", func() bool {
 		res, err := client.Login(context.Background(), tp.c1.cfg(t, newDevice(t)), tp.login.addrs["login"], "xue", []byte("password-xue"))
 		return err == nil && len(res.Servers) == len(tp.eps)
 	})
@@ -489,7 +489,7 @@ func streamThroughFaults(t *testing.T, tp *topology, amy *user, ep6 *proc) {
 	close(stop)
 	total := <-streamed
 
-	waitFor(t, 60*time.Second, "every message answered", func() bool {
+	testenv.WaitFor(t, 60*time.Second, "every message answered", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(status)+len(refused) >= total

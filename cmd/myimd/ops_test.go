@@ -108,17 +108,6 @@ func (s statusDoc) conns() int {
 	return n
 }
 
-func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestMetricsMoveWithMessages scrapes /metrics around a p2p run and wants
 // the counters to move by the number of messages sent.
 func TestMetricsMoveWithMessages(t *testing.T) {
@@ -207,12 +196,12 @@ func TestReadyzFollowsStore(t *testing.T) {
 		t.Fatalf("readyz %d with the store up", code)
 	}
 	px.Cut()
-	waitFor(t, 10*time.Second, "readyz 503", func() bool { return ready() == http.StatusServiceUnavailable })
+	testenv.WaitFor(t, 10*time.Second, "readyz 503", func() bool { return ready() == http.StatusServiceUnavailable })
 	if code, _ := p.call(t, "GET", "/healthz", "", ""); code != http.StatusOK {
 		t.Fatalf("healthz %d while the store is down", code)
 	}
 	px.Restore()
-	waitFor(t, 10*time.Second, "readyz 200", func() bool { return ready() == http.StatusOK })
+	testenv.WaitFor(t, 10*time.Second, "readyz 200", func() bool { return ready() == http.StatusOK })
 }
 
 func TestAdminAuth(t *testing.T) {
@@ -291,7 +280,7 @@ func TestAdminUsersAndKick(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("kicked session still open")
 	}
-	waitFor(t, 5*time.Second, "user offline", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "user offline", func() bool {
 		_, body := p.call(t, "GET", fmt.Sprintf("/v1/admin/users/%d", id), testSecret, "")
 		return bytes.Contains(body, []byte(`"online":false`))
 	})
@@ -467,7 +456,7 @@ func TestStatusPageInChromium(t *testing.T) {
 	sam := p.connect(t, "sam", newDevice(t))
 	// A session is routed once the center has taken its announcement,
 	// which may come after Connect returns: QoS 0 probes until one lands.
-	waitFor(t, 10*time.Second, "sam routed", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "sam routed", func() bool {
 		_, _ = sue.conn.SendMsg(sam.id, frame.QoS0, []byte("probe"))
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
@@ -483,7 +472,7 @@ func TestStatusPageInChromium(t *testing.T) {
 	}
 	// Login connections close after their answer; wait for the two
 	// sessions alone.
-	waitFor(t, 10*time.Second, "two connections", func() bool { return p.status(t).conns() == 2 })
+	testenv.WaitFor(t, 10*time.Second, "two connections", func() bool { return p.status(t).conns() == 2 })
 	url := "http://" + p.addrs["admin"] + "/"
 	if shot := os.Getenv("MYIM_STATUS_SCREENSHOT"); shot != "" {
 		abs, _ := filepath.Abs(shot)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/myim/myim/client"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 )
 
 var nodeRowRe = regexp.MustCompile(`<tr><td>(\d+)(?: \(this\))?</td><td>(\w+)</td><td[^>]*>(\w+)</td><td class="n">(\d+)</td><td class="n">\d+</td><td class="n">([^<]+)</td>`)
@@ -62,7 +63,7 @@ func TestStatusPageShowsCluster(t *testing.T) {
 	// Nodes publish their figures every 5 s: wait for the ones made after
 	// the two sessions opened.
 	var dom string
-	waitFor(t, 45*time.Second, "three nodes on the page, the endpoints with a session each", func() bool {
+	testenv.WaitFor(t, 45*time.Second, "three nodes on the page, the endpoints with a session each", func() bool {
 		dom = string(runChromium(t, bin, "--dump-dom", url))
 		rows := nodeRowRe.FindAllStringSubmatch(dom, -1)
 		with := 0
@@ -100,7 +101,7 @@ func TestStatusPageShowsCluster(t *testing.T) {
 func loginBoth3(t *testing.T, p *proc, name string, u *user) *client.LoginResult {
 	t.Helper()
 	var res *client.LoginResult
-	waitFor(t, 20*time.Second, "three endpoints in the server list", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "three endpoints in the server list", func() bool {
 		var err error
 		res, err = client.Login(context.Background(), p.cfg(t, u.dev), p.addrs["login"], name, []byte("password-"+name))
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/myim/myim/client"
+	"github.com/myim/myim/internal/testenv"
 )
 
 // afterStop returns what a process logged once it began to stop.
@@ -77,7 +78,7 @@ func TestLoginLogs(t *testing.T) {
 		dev := newDevice(t)
 		// First a good login (the storm below blocks the address).
 		p.connect(t, "lou", newDevice(t))
-		waitFor(t, 5*time.Second, "the login counted", func() bool {
+		testenv.WaitFor(t, 5*time.Second, "the login counted", func() bool {
 			return p.metric(t, `myim_handshakes_total{role="login"}`) == 1
 		})
 		cfg := p.cfg(t, dev)

@@ -64,7 +64,7 @@ func TestClusterOlderPeer(t *testing.T) {
 	if err := link.WriteHello(in, link.Hello{ID: 2, Flags: link.HelloCenter}, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 5*time.Second, "center 1 linked to the older center", func() bool { return a.PeersUp() == 1 })
+	testenv.WaitFor(t, 5*time.Second, "center 1 linked to the older center", func() bool { return a.PeersUp() == 1 })
 
 	// A message for a user online nowhere is stored: no STORED hint goes to
 	// the older center. A message for user 40, routed to center 2, follows
@@ -87,7 +87,7 @@ func TestClusterOlderPeer(t *testing.T) {
 	// The older center forwards a message for user 60, whom center 1 does
 	// not have: center 1 keeps it and answers RESULT stored.
 	var links []route.Server
-	waitUntil(t, 5*time.Second, "center 1 registered", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "center 1 registered", func() bool {
 		links, _ = routes.Servers(ctx, im.RoleCenter)
 		for _, s := range links {
 			if s.ID == centerRegistryBit|1 {

@@ -111,7 +111,7 @@ func TestClusterRouteTableDownHoldsQoS1(t *testing.T) {
 
 	// Another center: held while the table is down.
 	sendMsg(a, 10, 20, 2, sa)
-	waitUntil(t, 10*time.Second, "message held", func() bool { return stats(a).Held.Load() == 1 })
+	testenv.WaitFor(t, 10*time.Second, "message held", func() bool { return stats(a).Held.Load() == 1 })
 	if n := stats(a).RouteErrors.Load(); n == 0 {
 		t.Fatal("no route error counted")
 	}
@@ -158,7 +158,7 @@ func TestClusterRouteTableDownStoresAfterRetry(t *testing.T) {
 		t.Fatalf("drained %d -> %d", m.From(), m.To())
 	}
 	receipt(b, 20, sb, m)
-	waitUntil(t, 10*time.Second, "stored message deleted after its receipt", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "stored message deleted after its receipt", func() bool {
 		return b.OfflineDeleted.Load() == 1
 	})
 	if n := stats(b).HintsReceived.Load(); n == 0 {
@@ -189,7 +189,7 @@ func TestClusterStoredHintDrainsOtherCenter(t *testing.T) {
 		f := eb.waitFor(t, frame.CmdMsg, func(f frame.Frame) bool { return frame.Msg(f.Body()).CID() == cid })
 		receipt(b, 20, sb, frame.Msg(f.Body()))
 	}
-	waitUntil(t, 10*time.Second, "stored messages deleted after their receipts", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "stored messages deleted after their receipts", func() bool {
 		return b.OfflineDeleted.Load() == 3
 	})
 	if s, r := stats(a).HintsSent.Load(), stats(b).HintsReceived.Load(); s == 0 || s != r {

@@ -26,7 +26,7 @@ func TestClusterRewritesLostRoutes(t *testing.T) {
 	eventuallyRouted(t, routes, 20, 2)
 	eventuallyRouted(t, routes, 10, 1)
 	testenv.DeleteRedisPrefix(t, addr, prefix)
-	waitUntil(t, 5*time.Second, "center 2 noticed its routes were lost", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "center 2 noticed its routes were lost", func() bool {
 		return b.ClusterStats().Republished.Load() > 0
 	})
 	eventuallyRouted(t, routes, 20, 2) // an hour before the refresh

@@ -128,7 +128,7 @@ func startCenters(t *testing.T, n int, table func(t testing.TB) route.Table,
 		c, ep := startCenter(t, id, st, cc)
 		cs, eps = append(cs, c), append(eps, ep)
 	}
-	waitUntil(t, 10*time.Second, "centers linked", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "centers linked", func() bool {
 		for _, c := range cs {
 			if c.PeersUp() != n-1 {
 				return false
@@ -163,19 +163,6 @@ func startCenter(t testing.TB, id uint32, st storage.Store, cc *ClusterConfig) (
 	ep := &recEndpoint{id: id}
 	c.Attach(ep)
 	return c, ep
-}
-
-// waitUntil waits up to timeout for cond, failing the test with what
-// otherwise.
-func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not after %v: %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func sendMsg(c *LocalCenter, from, to, cid uint64, s im.SessionRef) {
@@ -247,7 +234,7 @@ func TestClusterForwardsAndAcks(t *testing.T) {
 
 func eventuallyRouted(t *testing.T, routes route.Table, user uint64, center uint32) {
 	t.Helper()
-	waitUntil(t, 5*time.Second, "user routed to its center", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "user routed to its center", func() bool {
 		as, _ := routes.Get(context.Background(), user)
 		for _, a := range as {
 			if a.Center == center {
@@ -265,7 +252,7 @@ func eventuallyRouted(t *testing.T, routes route.Table, user uint64, center uint
 func online(t testing.TB, c *LocalCenter, user uint64, s im.SessionRef) {
 	t.Helper()
 	c.Online(user, s)
-	waitUntil(t, 10*time.Second, "session live", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "session live", func() bool {
 		live := false
 		c.routes.Lookup(user, func(a route.Addr, v any) {
 			if a.Session == s.Session {

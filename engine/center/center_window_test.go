@@ -11,6 +11,7 @@ import (
 
 	"github.com/myim/myim/engine/im"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/route"
 	"github.com/myim/myim/storage"
 	"github.com/myim/myim/storage/bolt"
@@ -157,16 +158,9 @@ func windowCenterOn(t *testing.T, cfg Config, wrap func(storage.Store) storage.S
 }
 
 // eventually waits up to 10 s for cond, failing the test with what otherwise.
-// The bound only catches a hang: the tests assert outcomes.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never happened: %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, what, cond)
 }
 
 // sessOf returns the center's state of session s of user, nil if none.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/myim/myim/engine/im"
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/storage/bolt"
 )
 
@@ -62,7 +63,7 @@ func TestClosingSessionPausesOnlyItsTransfers(t *testing.T) {
 	fileOp(t, c, bob, alice, ref(bob), frame.FileAccept, 7, 0, nil)
 	fileOp(t, c, carol, dave, ref(carol), frame.FileOffer, 8, 0, offer)
 	fileOp(t, c, dave, carol, ref(dave), frame.FileAccept, 8, 0, nil)
-	waitUntil(t, 10*time.Second, "both transfers accepted", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "both transfers accepted", func() bool {
 		n := 0
 		for _, k := range []xferKey{{alice, 7}, {carol, 8}} {
 			sh := c.xfers.shard(k)
@@ -104,7 +105,7 @@ func TestClosingSessionPausesOnlyItsTransfers(t *testing.T) {
 	}
 
 	fileOp(t, c, carol, dave, ref(carol), frame.FileCancel, 8, 0, nil)
-	waitUntil(t, 10*time.Second, "the cancelled transfer leaves the index", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the cancelled transfer leaves the index", func() bool {
 		return len(c.xfers.keysOf(carol, nil)) == 0 && len(c.xfers.keysOf(dave, nil)) == 0
 	})
 }

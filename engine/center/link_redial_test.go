@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/myim/myim/internal/testenv"
 	"github.com/myim/myim/storage/bolt"
 )
 
@@ -46,12 +47,12 @@ func TestRemoteCenterFailsBackToFirst(t *testing.T) {
 	}
 	rc.Attach(&recEndpoint{id: 5})
 	t.Cleanup(rc.Close)
-	waitUntil(t, 10*time.Second, "linked to the fallback", func() bool { return rc.Connected() && rc.Connects.Load() == 1 })
+	testenv.WaitFor(t, 10*time.Second, "linked to the fallback", func() bool { return rc.Connected() && rc.Connects.Load() == 1 })
 	if rc.DialFails.Load() == 0 {
 		t.Fatal("the first center was not tried first")
 	}
 	back := startLinks(1, first)
-	waitUntil(t, 10*time.Second, "moved back to the first center", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "moved back to the first center", func() bool {
 		return rc.Failbacks.Load() == 1 && rc.Connects.Load() == 2 && rc.Connected()
 	})
 	if n := back.Accepted.Load(); n != 1 {

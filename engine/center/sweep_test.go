@@ -97,7 +97,7 @@ func TestReceiptSweeperStoresOverdue(t *testing.T) {
 		t.Fatalf("store holds %v (%v), want the overdue push", msgs, err)
 	}
 	receipt(c, 20, sb, m)
-	waitUntil(t, 10*time.Second, "the late receipt deletes the stored copy", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the late receipt deletes the stored copy", func() bool {
 		msgs, err := st.FetchOffline(ctx, 20, 0, 10)
 		return err == nil && len(msgs) == 0
 	})

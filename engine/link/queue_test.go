@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/bytebufferpool"
 
 	"github.com/myim/myim/frame"
+	"github.com/myim/myim/internal/testenv"
 )
 
 func testConfig(items int) *Config {
@@ -128,7 +129,7 @@ func TestQueueRetainsUntilConfirmed(t *testing.T) {
 	if op, cid := next(t, lr); op != OpHandle || cid != 7 {
 		t.Fatalf("op %d cid %d, want the retained HANDLE", op, cid)
 	}
-	waitUntil(t, 10*time.Second, "the HANDLE written", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the HANDLE written", func() bool {
 		q.mu.Lock()
 		defer q.mu.Unlock()
 		return len(q.kept) == 1

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/myim/myim/internal/testenv"
 )
 
 // scriptedSide plays one step per attempt: a failed dial, or a link served
@@ -120,7 +122,7 @@ func TestRedialerStopsInBackoffAndServe(t *testing.T) {
 	s := &scriptedSide{r: r, steps: []step{{dialErr: errTestDial}}}
 	done := make(chan struct{})
 	go func() { r.Run(s); close(done) }()
-	waitUntil(t, 10*time.Second, "the first dial failed", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the first dial failed", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return len(s.kinds) == 1
@@ -162,17 +164,5 @@ func TestRedialerStopsInBackoffAndServe(t *testing.T) {
 	case <-ctx.Done():
 	case <-time.After(10 * time.Second):
 		t.Fatal("a dial context outlives the stop")
-	}
-}
-
-// waitUntil polls cond until it holds, failing the test after timeout.
-func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not after %v: %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

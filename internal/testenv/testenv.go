@@ -17,6 +17,7 @@ import (
 	"encoding/hex"
 	"os"
 	"testing"
+	"time"
 )
 
 // CI reports whether the tests run in CI (CI=true), where a missing service
@@ -52,4 +53,18 @@ func randomName(t testing.TB, prefix string) string {
 		t.Fatal(err)
 	}
 	return prefix + hex.EncodeToString(b[:])
+}
+
+// WaitFor polls cond every 10 ms until it holds, failing the test with what
+// once within has passed. The bound only catches a hang: tests assert
+// outcomes, not how soon they come.
+func WaitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not after %v: %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
