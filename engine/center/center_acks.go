@@ -52,6 +52,14 @@ func (c *LocalCenter) ackStored(user uint64, s im.SessionRef, mid uint64) {
 		return
 	}
 	st.mu.Lock()
+	if _, pushed := st.flight[mid]; !pushed {
+		// Not a message this session was pushed: nothing to hide from it,
+		// and no entry of its own, so that receipts of made-up MIDs cannot
+		// grow the session's state while the store is slow.
+		st.mu.Unlock()
+		c.deleteOnce(user, mid)
+		return
+	}
 	delete(st.flight, mid)
 	if st.acked == nil {
 		st.acked = make(map[uint64]struct{})

@@ -167,3 +167,27 @@ func TestAckedDeletesBatched(t *testing.T) {
 		t.Fatalf("%d receipts took %d delete calls, want them batched", n, calls)
 	}
 }
+
+// Receipts of MIDs the session was never pushed (an attacker's made-up
+// ones) take no place in its state, even while the store holds every
+// delete: the acked set stays within what the session was pushed.
+func TestMadeUpReceiptsDoNotGrowTheSession(t *testing.T) {
+	c, ep, g := gateCenter(t)
+	ms := storeForBob(t, c, ep, g, 2)
+	g.mu.Lock() // every delete waits
+	for i := uint64(1); i <= 5000; i++ {
+		buf := bytebufferpool.Get()
+		buf.B, _ = frame.AppendAck(buf.B, 0, ms[1].MID()+i, alice, frame.AckReceived)
+		c.Handle(bob, bobS2, buf)
+	}
+	ackMsg(c, ep, bobS2, ms[0])
+	st := sessOf(c, bob, bobS2)
+	st.mu.Lock()
+	acked, queued := len(st.acked), len(st.delQ)
+	st.mu.Unlock()
+	g.mu.Unlock()
+	if acked > 2 || queued > 2 {
+		t.Fatalf("after 5,000 made-up receipts the session holds %d acked and %d queued MIDs, want at most the 2 it was pushed", acked, queued)
+	}
+	eventually(t, "the real receipt's delete", func() bool { return len(storedMIDs(t, g, bob)) == 1 })
+}
